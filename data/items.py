@@ -1,0 +1,125 @@
+"""Prompts, prompt sets and items (one prompt with the K completions an annotator ranks)."""
+
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from data.rankings import MAX_K, MIN_K, RankingError
+from data.store import now, to_json, write_transaction
+
+BUILTIN_SET = "builtin"
+
+
+@dataclass
+class NewCompletion:
+    """A completion to store; everything but the text is optional provenance."""
+
+    text: str
+    generator_version_id: int | None = None
+    model_name: str | None = None
+    params: dict = field(default_factory=dict)
+    seed: int | None = None
+    n_tokens: int | None = None
+    finish_reason: str | None = None
+    gen_seconds: float | None = None
+
+
+def ensure_prompt_set(db: Database, name: str, rankings_wanted: int = 1) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO prompt_sets (name, rankings_wanted, created_at) VALUES (?, ?, ?)",
+        [name, rankings_wanted, now()],
+    )
+
+
+def set_rankings_wanted(db: Database, prompt_set: str, n: int) -> None:
+    """N: how many rankings each item of the set needs before it leaves every queue."""
+    if n < 1:
+        raise ValueError(f"rankings wanted per item must be at least 1, got {n}")
+    with write_transaction(db):
+        db.execute("UPDATE prompt_sets SET rankings_wanted = ? WHERE name = ?", [n, prompt_set])
+
+
+def prompt_sets(db: Database) -> list[dict]:
+    return list(
+        db.query(
+            """SELECT s.name, s.rankings_wanted, COUNT(p.id) AS prompts
+               FROM prompt_sets s LEFT JOIN prompts p ON p.prompt_set = s.name
+               GROUP BY s.name ORDER BY s.created_at"""
+        )
+    )
+
+
+def add_prompt(db: Database, prompt_set: str, text: str, source: str | None = None, tags=()) -> tuple[int, bool]:
+    """Insert a prompt unless the set already has this text. Returns (id, was_new)."""
+    row = db.execute("SELECT id FROM prompts WHERE prompt_set = ? AND text = ?", [prompt_set, text]).fetchone()
+    if row:
+        return row[0], False
+    cursor = db.execute(
+        "INSERT INTO prompts (prompt_set, text, source, tags, created_at) VALUES (?, ?, ?, ?, ?)",
+        [prompt_set, text, source, to_json(list(tags)), now()],
+    )
+    return cursor.lastrowid, True
+
+
+def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job_id: int | None = None) -> int:
+    """Store one prompt's K completions as an item to rank. Call inside a transaction."""
+    if not MIN_K <= len(completions) <= MAX_K:
+        raise RankingError(f"need between {MIN_K} and {MAX_K} completions to rank, got {len(completions)}")
+    created = now()
+    item_id = db.execute(
+        "INSERT INTO items (prompt_id, job_id, created_at) VALUES (?, ?, ?)", [prompt_id, job_id, created]
+    ).lastrowid
+    db["completions"].insert_all(
+        (
+            {
+                "item_id": item_id,
+                "position": position,
+                "text": c.text,
+                "generator_version_id": c.generator_version_id,
+                "model_name": c.model_name,
+                "params": to_json(c.params),
+                "seed": c.seed,
+                "n_tokens": c.n_tokens,
+                "finish_reason": c.finish_reason,
+                "gen_seconds": c.gen_seconds,
+                "created_at": created,
+            }
+            for position, c in enumerate(completions)
+        )
+    )
+    return item_id
+
+
+def prompts_of_set(db: Database, prompt_set: str, limit: int | None = None) -> list[dict]:
+    sql = "SELECT id, text FROM prompts WHERE prompt_set = ? ORDER BY id"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return list(db.query(sql, [prompt_set]))
+
+
+def prompts_without_completions_from(db: Database, prompt_set: str, generator_version_id: int) -> list[dict]:
+    """Prompts of the set that this generator version has not written completions for yet."""
+    return list(
+        db.query(
+            """SELECT p.id, p.text FROM prompts p
+               WHERE p.prompt_set = ? AND NOT EXISTS (
+                   SELECT 1 FROM items i JOIN completions c ON c.item_id = i.id
+                   WHERE i.prompt_id = p.id AND c.generator_version_id = ?)
+               ORDER BY p.id""",
+            [prompt_set, generator_version_id],
+        )
+    )
+
+
+def counts(db: Database) -> dict[str, int]:
+    """Headline numbers for the admin page."""
+    tables = {
+        "prompts": "SELECT COUNT(*) FROM prompts",
+        "items": "SELECT COUNT(*) FROM items",
+        "completions": "SELECT COUNT(*) FROM completions",
+        "rankings": "SELECT COUNT(*) FROM rankings WHERE skipped = 0",
+        "skips": "SELECT COUNT(*) FROM rankings WHERE skipped = 1",
+        "comparisons": "SELECT COUNT(*) FROM comparisons",
+        "annotators": "SELECT COUNT(*) FROM annotators",
+    }
+    return {name: db.execute(sql).fetchone()[0] for name, sql in tables.items()}

@@ -1,0 +1,71 @@
+"""Open the SQLite store: one file, WAL, foreign keys, a busy timeout, migrations at start-up."""
+
+import contextlib
+import datetime
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from data.migrations import migrations
+
+DEFAULT_DB_PATH = Path(__file__).resolve().parent / "app.db"
+DB_ENV_VAR = "RLHF_DB"
+BUSY_TIMEOUT_S = 30
+
+
+def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
+    """The database file: an explicit path, else $RLHF_DB, else data/app.db."""
+    return Path(path or os.environ.get(DB_ENV_VAR) or DEFAULT_DB_PATH)
+
+
+def open_db(path: str | os.PathLike | None = None) -> Database:
+    """Open (creating if needed) the store and bring its schema up to date."""
+    path = resolve_db_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    db = Database(conn)
+    with db.ensure_autocommit_on():
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+    db.execute("PRAGMA synchronous=NORMAL")
+    with write_transaction(db):
+        migrations.apply(db)
+    return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database):
+    """One user action, one transaction.
+
+    `BEGIN IMMEDIATE` takes the write lock up front, so concurrent writers wait on the
+    busy timeout instead of failing with "database is locked" when a read turns into a
+    write. Nested calls (and `db.atomic()` inside) become savepoints.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.execute("COMMIT")
+
+
+def now() -> str:
+    """UTC timestamp as stored in every `created_at` column (sortable ISO 8601)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def to_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def from_json(text: str | None, default=None):
+    return default if text is None else json.loads(text)

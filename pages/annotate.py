@@ -1,0 +1,80 @@
+"""Annotate: rank one prompt's completions best to worst, ties allowed."""
+
+import time
+
+import streamlit as st
+
+from data import annotation
+from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
+from pages.common import flash, session_db, show_flash
+
+
+def ask_name() -> str:
+    if not st.session_state.get("annotator_name"):
+        st.title("Rank completions")
+        with st.form("who"):
+            name = st.text_input("Your name", help="Typed once per browser session; your rankings are saved under it.")
+            if st.form_submit_button("Start ranking", type="primary") and name.strip():
+                st.session_state.annotator_name = name.strip()
+                st.rerun()
+        st.stop()
+    return st.session_state.annotator_name
+
+
+def submit(db, item, annotator: int, order: list[int], skipped: bool) -> None:
+    key = f"item-{item.id}"
+    seconds = round(time.time() - st.session_state.get(f"{key}-shown-at", time.time()), 1)
+    flags = st.session_state.get(f"{key}-flags") or []
+    comment = st.session_state.get(f"{key}-comment") or ""
+    try:
+        if skipped:
+            annotation.skip_item(db, item.id, annotator, order, seconds, flags, comment)
+            flash("info", "Skipped.")
+            return
+        ranks = [st.session_state.get(f"{key}-rank-{i}") for i in range(item.k)]
+        groups = ranking_from_input(st.session_state.get(f"{key}-typed") or "", ranks, order)
+        saved = annotation.submit_ranking(db, item.id, annotator, groups, order, seconds, flags, comment)
+        flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
+    except (RankingError, ValueError) as error:
+        flash("error", str(error))
+
+
+db = session_db()
+name = ask_name()
+annotator = annotation.annotator_id(db, name)
+item = annotation.next_item(db, annotator)
+progress = annotation.progress(db, annotator)
+
+st.caption(f"Ranking as **{name}** · {progress.ranked} ranked, {progress.left} left")
+show_flash()
+if item is None:
+    st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
+    st.stop()
+
+order = annotation.display_order(item.id, annotator, item.k)
+key = f"item-{item.id}"
+st.session_state.setdefault(f"{key}-shown-at", time.time())
+
+st.subheader("Prompt")
+with st.container(border=True):
+    st.markdown(item.prompt)
+st.subheader(f"{item.k} completions")
+for letter, position in zip(LETTERS, order):
+    with st.container(border=True):
+        st.markdown(f"**{letter}**")
+        st.markdown(item.completions[position].text)
+
+with st.form(key, border=True):
+    st.text_input(
+        "Ranking, best first", key=f"{key}-typed", placeholder="e.g. D > C > A = B   (or DCA=B), then Enter",
+        help="Letters best to worst; '=' ties two completions. When filled, this wins over the buttons below.",
+    )
+    st.caption("…or give each completion a rank (1 = best; equal ranks are ties):")
+    for i in range(item.k):
+        st.segmented_control(f"Rank of {LETTERS[i]}", list(range(1, item.k + 1)), key=f"{key}-rank-{i}")
+    st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{key}-flags")
+    st.text_input("Comment (optional)", key=f"{key}-comment")
+    left, right = st.columns(2)
+    left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(db, item, annotator, order, False),
+                            use_container_width=True)
+    right.form_submit_button("Skip", on_click=submit, args=(db, item, annotator, order, True), use_container_width=True)

@@ -1,0 +1,37 @@
+"""What every page shares: the session's database connection and the flash message."""
+
+import argparse
+import sys
+
+import streamlit as st
+
+from data import builtin
+from data.store import open_db, resolve_db_path
+
+
+def db_path():
+    """`streamlit run app.py -- --db FILE`, else $RLHF_DB, else data/app.db."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db")
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return resolve_db_path(known.db)
+
+
+def session_db():
+    """One connection per browser session, opened (and seeded when new) on first use."""
+    if "db" not in st.session_state:
+        db = open_db(db_path())
+        builtin.init_db(db)
+        st.session_state.db = db
+    return st.session_state.db
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message for the next run (callbacks run before the page renders)."""
+    st.session_state.flash = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop("flash", (None, None))
+    if kind:
+        getattr(st, kind)(message)

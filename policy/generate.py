@@ -1,0 +1,129 @@
+"""Sample K completions per prompt with a generator version and store them as items to rank.
+
+Run from the admin page (a background job) or the command line:
+    python -m policy.generate --prompt-set builtin --k 4 --max-new-tokens 128
+"""
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from data import items, versions
+from data.items import NewCompletion
+from data.jobs import job_main
+from data.store import write_transaction
+from policy.config import GenerationConfig
+from policy.models import load_generator
+
+
+@dataclass
+class Sample:
+    text: str
+    n_tokens: int  # generated tokens before the first EOS
+    finish_reason: str  # "eos" or "length"
+
+
+def chat_inputs(tokenizer, prompts: list[str]):
+    """Tokenised, left-padded prompts with the chat template applied when the model has one."""
+    if tokenizer.chat_template:
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+    else:
+        texts = list(prompts)
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    ids.add(tokenizer.eos_token_id)
+    return sorted(i for i in ids if i is not None)
+
+
+def completion_lengths(generated: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens before the first EOS, and whether an EOS came at all, per row.
+
+    The pad token is the EOS token for many chat models, so the cut is by position
+    (first EOS), never by masking a token id.
+    generated: [N, T] -> lengths [N], ended [N]
+    """
+    is_eos = torch.isin(generated, torch.tensor(eos_ids, device=generated.device))  # [N, T]
+    ended = is_eos.any(dim=1)  # [N]
+    first_eos = is_eos.int().argmax(dim=1)  # [N], 0 where no EOS
+    lengths = torch.where(ended, first_eos, torch.full_like(first_eos, generated.shape[1]))
+    return lengths, ended
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list[str], k: int, temperature: float, top_p: float,
+           max_new_tokens: int, seed: int) -> list[list[Sample]]:
+    """K sampled completions for each prompt, batched across prompts with the KV cache."""
+    inputs = chat_inputs(tokenizer, prompts).to(model.device)
+    eos_ids = eos_token_ids(model, tokenizer)
+    torch.manual_seed(seed)
+    output = model.generate(
+        **inputs, do_sample=True, temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
+        num_return_sequences=k, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids,
+    )
+    generated = output[:, inputs["input_ids"].shape[1]:]  # [B*K, T]
+    lengths, ended = completion_lengths(generated, eos_ids)
+    samples = [
+        Sample(tokenizer.decode(row[:n], skip_special_tokens=True).strip(), int(n), "eos" if end else "length")
+        for row, n, end in zip(generated, lengths.tolist(), ended.tolist())
+    ]
+    return [samples[i * k:(i + 1) * k] for i in range(len(prompts))]
+
+
+def run_generation(db, config: GenerationConfig, job) -> dict:
+    """Generate for every prompt of the set and store each prompt's K completions as one item."""
+    version = _generator_version(db, config.generator_version)
+    if config.skip_done:
+        prompts = items.prompts_without_completions_from(db, config.prompt_set, version["id"])
+    else:
+        prompts = items.prompts_of_set(db, config.prompt_set)
+    prompts = prompts[: config.limit] if config.limit else prompts
+    if not prompts:
+        job.log(f"nothing to do: every prompt of {config.prompt_set!r} already has completions from {version['name']}")
+        return {"items": 0, "completions": 0}
+    job.log(f"loading generator {version['name']} ({version['path']})")
+    model, tokenizer = load_generator(version["path"], config.device)
+    params = {k: v for k, v in asdict(config).items() if k in ("k", "temperature", "top_p", "max_new_tokens")}
+    tokens, started = 0, time.perf_counter()
+    for b, start in enumerate(range(0, len(prompts), config.prompts_per_batch)):
+        batch = prompts[start:start + config.prompts_per_batch]
+        batch_started = time.perf_counter()
+        per_prompt = sample(model, tokenizer, [p["text"] for p in batch], config.k, config.temperature,
+                            config.top_p, config.max_new_tokens, config.seed + b)
+        seconds = time.perf_counter() - batch_started
+        batch_tokens = sum(s.n_tokens for samples in per_prompt for s in samples)
+        with write_transaction(db):
+            for prompt, samples in zip(batch, per_prompt):
+                items.add_item(db, prompt["id"], [
+                    NewCompletion(s.text, version["id"], version["name"], params, config.seed + b, s.n_tokens,
+                                  s.finish_reason, seconds * s.n_tokens / max(batch_tokens, 1))
+                    for s in samples
+                ], job_id=job.id)
+        tokens += batch_tokens
+        done = start + len(batch)
+        rate = tokens / (time.perf_counter() - started)
+        job.progress(done, len(prompts), f"{done}/{len(prompts)} prompts, {rate:.0f} tokens/s")
+        job.log(f"batch {b}: {len(batch)} prompts x {config.k}, {batch_tokens} tokens in {seconds:.1f} s")
+    elapsed = time.perf_counter() - started
+    return {"items": len(prompts), "completions": len(prompts) * config.k, "tokens": tokens,
+            "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"]}
+
+
+def _generator_version(db, version_id: int | None) -> dict:
+    if version_id is not None:
+        return versions.get_version(db, version_id)
+    version = versions.active_version(db, "generator")
+    if version is None:
+        raise LookupError("no active generator: run `python -m data init` or pick one on the admin page")
+    return version
+
+
+if __name__ == "__main__":
+    raise SystemExit(job_main("generate", GenerationConfig, run_generation))

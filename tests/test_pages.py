@@ -1,0 +1,146 @@
+"""Streamlit AppTest runs of the real app (app.py and its navigation), on a temporary database."""
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from data import annotation, builtin, jobs
+from data.store import open_db
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def app_db(db_path, monkeypatch):
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    db = open_db(db_path)
+    builtin.init_db(db)
+    return db
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception
+    return at
+
+
+def annotate_as(name: str) -> AppTest:
+    at = start()
+    at.text_input[0].input(name)
+    at.button[0].click().run()
+    assert not at.exception
+    return at
+
+
+def shown_prompt(at) -> str:
+    return at.markdown[0].value
+
+
+def test_annotator_types_a_name_then_sees_an_item_with_progress(app_db):
+    at = annotate_as("alice")
+    assert "0 ranked, 40 left" in at.caption[0].value
+    assert [m.value for m in at.markdown if m.value in ("**A**", "**B**", "**C**", "**D**")] == ["**A**", "**B**", "**C**", "**D**"]
+    assert len(at.segmented_control) == 4
+
+
+def test_typed_ranking_with_a_tie_is_saved_in_stored_positions_and_the_next_item_follows(app_db):
+    at = annotate_as("alice")
+    first_prompt = shown_prompt(at)
+    at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed"))).input("D > C > A = B")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "Saved: D > C > A = B" in at.success[0].value
+    assert "1 ranked, 39 left" in at.caption[0].value
+    assert shown_prompt(at) != first_prompt
+    [ranking] = app_db.query("SELECT item_id, groups, display_order, annotator_id, seconds FROM rankings")
+    order = annotation.display_order(ranking["item_id"], ranking["annotator_id"], 4)
+    assert ranking["display_order"] == str(order).replace(" ", "").replace(",", ", ")
+    d, c, a, b = order[3], order[2], order[0], order[1]
+    assert ranking["groups"] == str([[d], [c], sorted([a, b])])
+    assert app_db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 5
+
+
+def test_clicked_ranks_with_a_tie_are_saved(app_db):
+    at = annotate_as("bob")
+    for control, rank in zip(at.segmented_control, [2, 1, 2, 3]):
+        control.set_value(rank)
+    at.button[0].click().run()
+    assert "Saved: B > A = C > D" in at.success[0].value
+    assert app_db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 5
+
+
+def test_a_missing_rank_is_refused_with_a_message(app_db):
+    at = annotate_as("carol")
+    first_prompt = shown_prompt(at)
+    at.segmented_control[0].set_value(1)
+    at.button[0].click().run()
+    assert "give every completion a rank: B, C, D has none" in at.error[0].value
+    assert shown_prompt(at) == first_prompt
+    assert app_db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 0
+
+
+def test_skip_with_a_flag_moves_on(app_db):
+    at = annotate_as("dan")
+    at.pills[0].set_value(["prompt unclear"])
+    at.button[1].click().run()
+    assert "Skipped" in at.info[0].value
+    row = app_db.execute("SELECT skipped, flags FROM rankings").fetchone()
+    assert row == (1, '["prompt unclear"]')
+    assert "0 ranked, 39 left" in at.caption[0].value
+
+
+def test_admin_page_shows_counts(app_db):
+    at = start("pages/admin.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Prompts"] == "40" and metrics["Completions"] == "160"
+
+
+def test_admin_imports_pasted_prompts(app_db):
+    at = start("pages/admin.py")
+    at.text_area[0].input("First new prompt\nSecond new prompt")
+    at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
+    assert not at.exception
+    assert "'added': 2" in at.success[0].value
+    assert app_db.execute("SELECT COUNT(*) FROM prompts WHERE prompt_set = 'default'").fetchone()[0] == 2
+
+
+def test_admin_starts_a_generation_job(app_db, monkeypatch):
+    started = []
+
+    def create_only(db_path, kind, args):  # the real spawn is covered in test_data_jobs
+        started.append((kind, args))
+        return jobs.create_job(open_db(db_path), kind, args)
+
+    monkeypatch.setattr(jobs, "start_job", create_only)
+    at = start("pages/admin.py")
+    at.slider[0].set_value(3)
+    at.button(key="FormSubmitter:generate-Start generation").click().run()
+    assert not at.exception
+    [(kind, args)] = started
+    assert kind == "generate" and args["k"] == 3 and args["prompt_set"] == "builtin"
+    assert "started as job" in at.success[0].value
+    assert any("Job 1" in m.value and "queued" in m.value for m in at.markdown)
+
+
+def test_admin_cancels_a_running_job(app_db):
+    job_id = jobs.create_job(app_db, "generate", {})
+    app_db.execute("UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = created_at, message = '3/40 prompts' WHERE id = ?",
+                   [os.getpid(), job_id])
+    app_db.conn.commit()
+    at = start("pages/admin.py")
+    assert at.get("progress")[0].proto.text == "3/40 prompts"
+    at.button(key=f"cancel-{job_id}").click().run()
+    assert app_db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()[0] == 1
+
+
+def test_admin_exports_pairs(app_db):
+    me = annotation.annotator_id(app_db, "alice")
+    item = annotation.next_item(app_db, me)
+    annotation.submit_ranking(app_db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3])
+    at = start("pages/admin.py")
+    assert any("5 rows" in c.value for c in at.caption)
+    assert at.get("download_button")

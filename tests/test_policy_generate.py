@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from data import builtin, versions
+from policy.generate import chat_inputs, completion_lengths, sample
+from policy.models import EMBEDDED_GENERATOR, load_generator
+
+EOS = 2
+
+
+def test_completion_lengths_cut_at_the_first_eos_by_position():
+    generated = torch.tensor([
+        [5, 7, EOS, EOS, EOS],  # ended, then padded with the same token
+        [5, 7, 8, 9, 4],  # never ended
+        [EOS, EOS, EOS, EOS, EOS],  # empty completion
+    ])
+    lengths, ended = completion_lengths(generated, [EOS])
+    assert lengths.tolist() == [2, 5, 0]
+    assert ended.tolist() == [True, False, True]
+
+
+def test_prompts_are_left_padded_with_the_chat_template(tiny_generator):
+    _, tokenizer = load_generator(tiny_generator)
+    inputs = chat_inputs(tokenizer, ["hi", "a much longer prompt than the first one"])
+    mask = inputs["attention_mask"]
+    assert mask[0, 0] == 0 and mask[0, -1] == 1 and mask[1].all()
+    assert "<|im_start|>assistant" in tokenizer.decode(inputs["input_ids"][0])
+
+
+def test_sampling_gives_k_seeded_completions_per_prompt(tiny_generator):
+    model, tokenizer = load_generator(tiny_generator)
+    first = sample(model, tokenizer, ["hello", "why is the sky blue"], k=3, temperature=1.0, top_p=1.0, max_new_tokens=10, seed=1)
+    again = sample(model, tokenizer, ["hello", "why is the sky blue"], k=3, temperature=1.0, top_p=1.0, max_new_tokens=10, seed=1)
+    assert [len(samples) for samples in first] == [3, 3]
+    assert first == again
+    for s in (s for samples in first for s in samples):
+        assert 0 <= s.n_tokens <= 10 and s.finish_reason in ("eos", "length")
+        assert s.finish_reason == "eos" or s.n_tokens == 10
+
+
+@pytest.mark.slow
+def test_the_embedded_generator_writes_a_real_completion():
+    model, tokenizer = load_generator(EMBEDDED_GENERATOR)
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
+    [[s1, s2]] = sample(model, tokenizer, ["What is the capital of France?"], k=2, temperature=0.7, top_p=0.9,
+                        max_new_tokens=12, seed=0)
+    assert s1.n_tokens > 0 and len(s1.text) > 5
+    assert "<|im_end|>" not in s1.text + s2.text
+
+
+def test_init_registers_the_embedded_generator(db):
+    builtin.init_db(db)
+    assert versions.active_version(db, "generator")["path"] == EMBEDDED_GENERATOR
