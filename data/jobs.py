@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from data.store import from_json, now, open_db, resolve_db_path, to_json
+from data.store import db_file, from_json, now, open_db, resolve_db_path, to_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JOB_MODULES = {
@@ -115,7 +115,7 @@ def mark_lost_jobs(db: Database) -> None:
         silent_for = _seconds_since(heartbeat_at or created_at)
         if (pid is not None and not _process_alive(pid)) or (pid is not None and silent_for > LOST_AFTER_S):
             error = "the job's process ended without reporting (crashed or killed)"
-            log_path = job_log_path(db.conn.execute("PRAGMA database_list").fetchone()[2], job_id)
+            log_path = job_log_path(db_file(db), job_id)
             if log_path.exists():
                 error += ". Last output:\n" + log_path.read_text(errors="replace")[-2000:]
             with db.atomic():

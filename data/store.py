@@ -37,6 +37,11 @@ def open_db(path: str | os.PathLike | None = None) -> Database:
     return db
 
 
+def db_file(db: Database) -> Path:
+    """The file behind an open database."""
+    return Path(db.conn.execute("PRAGMA database_list").fetchone()[2])
+
+
 @contextlib.contextmanager
 def write_transaction(db: Database):
     """One user action, one transaction.

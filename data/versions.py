@@ -1,8 +1,13 @@
 """Model versions: generators (the policy) and reward models, one active of each kind."""
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from sqlite_utils import Database
 
-from data.store import from_json, now, to_json, write_transaction
+from data.store import db_file, from_json, now, to_json, write_transaction
 
 EMBEDDED_GENERATOR_NAME = "SmolLM2-135M-Instruct (embedded)"
 # Stored as the version's path; policy.models turns it into the cached plain copy of the GGUF.
@@ -57,3 +62,23 @@ def version_named(db: Database, kind: str, name: str) -> dict | None:
 def _decoded(row: dict) -> dict:
     return {**row, "config": from_json(row["config"], {}), "metrics": from_json(row["metrics"], {}),
             "is_active": bool(row["is_active"])}
+
+
+def models_dir(db: Database) -> Path:
+    """Trained model folders live next to the database: <db folder>/models/<kind>/<name>."""
+    return db_file(db).parent / "models"
+
+
+def save_atomically(folder: Path, write) -> Path:
+    """Call write(staging_folder), then rename it to `folder`: a half-written folder is never seen."""
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists already: choose another version name")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(staging)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder

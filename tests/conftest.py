@@ -38,3 +38,23 @@ def add_items(db, n_items: int, k: int = 4, prompt_set: str = "test") -> list[in
         item_ids.append(items.add_item(db, prompt_id, [NewCompletion(f"completion {i}.{j}" + " word" * j) for j in range(k)]))
     db.conn.commit()
     return item_ids
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    from tests.tiny import save_tiny_encoder
+
+    return str(save_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder")))
+
+
+def rank_by(db, item_ids: list[int], better, annotator: str = "scripted") -> None:
+    """A scripted annotator: ranks each item's completions by better(text) (higher is better, equal ties)."""
+    from data import annotation
+    from data.rankings import ranks_to_groups
+
+    me = annotation.annotator_id(db, annotator)
+    for item_id in item_ids:
+        completions = annotation.completions_of(db, item_id)
+        scores = sorted({better(c.text) for c in completions}, reverse=True)
+        groups = ranks_to_groups({c.position: scores.index(better(c.text)) for c in completions})
+        annotation.submit_ranking(db, item_id, me, groups, list(range(len(completions))))

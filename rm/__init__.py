@@ -1,0 +1,1 @@
+"""The reward model: a backbone plus a scalar head, trained K-wise on rankings (InstructGPT)."""

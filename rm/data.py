@@ -1,0 +1,122 @@
+"""Rankings from the store, split by prompt, tokenised once, batched as whole rankings."""
+
+import random
+from dataclasses import dataclass
+
+import torch
+from sqlite_utils import Database
+
+from data.rankings import ranking_to_pairs
+from data.store import from_json
+
+
+@dataclass
+class RankingExample:
+    prompt_id: int
+    prompt: str
+    completions: list[str]
+    groups: list[list[int]]  # positions into completions, best first, ties share a group
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [N, T] every completion of the batch's rankings
+    attention_mask: torch.Tensor  # [N, T]
+    token_type_ids: torch.Tensor | None
+    better: torch.Tensor  # [P] index into the N rewards
+    worse: torch.Tensor  # [P]
+    ranking_of_pair: torch.Tensor  # [P] which ranking of the batch each pair came from
+    n_pairs: int
+    n_tokens: int  # real (unpadded) tokens
+
+    def to(self, device):
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.token_type_ids), move(self.better),
+                     move(self.worse), move(self.ranking_of_pair), self.n_pairs, self.n_tokens)
+
+
+def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None) -> list[RankingExample]:
+    """Every submitted ranking (skips excluded), optionally only some prompt sets or annotators."""
+    clauses, params = ["r.skipped = 0"], []
+    for column, values in (("p.prompt_set", prompt_sets), ("a.name", annotators)):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params += values
+    rows = db.execute(
+        f"""SELECT p.id, p.text, r.item_id, r.groups FROM rankings r
+            JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
+            WHERE {' AND '.join(clauses)} ORDER BY r.id""", params).fetchall()
+    texts: dict[int, list[str]] = {}
+    for item_id, text in db.execute("SELECT item_id, text FROM completions ORDER BY item_id, position"):
+        texts.setdefault(item_id, []).append(text)
+    return [RankingExample(prompt_id, prompt, texts[item_id], from_json(groups)) for prompt_id, prompt, item_id, groups in rows]
+
+
+def split_by_prompt(examples: list[RankingExample], validation_fraction: float, seed: int):
+    """(train, validation): every ranking of a prompt lands on the same side."""
+    prompt_ids = sorted({e.prompt_id for e in examples})
+    random.Random(seed).shuffle(prompt_ids)
+    n_validation = max(1, round(len(prompt_ids) * validation_fraction))
+    held_out = set(prompt_ids[:n_validation])
+    return [e for e in examples if e.prompt_id not in held_out], [e for e in examples if e.prompt_id in held_out]
+
+
+def n_pairs(examples: list[RankingExample]) -> int:
+    return sum(len(ranking_to_pairs(e.groups)) for e in examples)
+
+
+def encode(tokenizer, kind: str, prompts: list[str], completions: list[str], max_length: int) -> dict:
+    """Token ids without padding. Encoders get the text pair [CLS] prompt [SEP] completion [SEP];
+    decoders get the chat transcript, cut from the left so the completion's end (where the score is read) stays."""
+    if kind == "encoder":
+        return tokenizer(prompts, completions, truncation="longest_first", max_length=max_length)
+    if tokenizer.chat_template:
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=False)
+                 for p, c in zip(prompts, completions)]
+    else:
+        texts = [f"{p}\n{c}{tokenizer.eos_token or ''}" for p, c in zip(prompts, completions)]
+    tokenizer.truncation_side = "left"
+    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=not tokenizer.chat_template)
+
+
+def make_batches(examples: list[RankingExample], tokenizer, kind: str, max_length: int, batch_size: int,
+                 shuffle: bool, seed: int = 0) -> list[Batch]:
+    """Whole rankings packed up to batch_size completions, rankings of similar length together (less padding)."""
+    flat_prompts = [e.prompt for e in examples for _ in e.completions]
+    flat_completions = [c for e in examples for c in e.completions]
+    encoded = encode(tokenizer, kind, flat_prompts, flat_completions, max_length) if examples else {"input_ids": []}
+    spans, start = [], 0
+    for e in examples:
+        spans.append((e, start, start + len(e.completions)))
+        start += len(e.completions)
+    spans.sort(key=lambda span: max(len(encoded["input_ids"][i]) for i in range(span[1], span[2])))
+    groups, current, size = [], [], 0
+    for span in spans:
+        k = span[2] - span[1]
+        if current and size + k > batch_size:
+            groups.append(current)
+            current, size = [], 0
+        current.append(span)
+        size += k
+    if current:
+        groups.append(current)
+    if shuffle:
+        random.Random(seed).shuffle(groups)
+    return [_collate(group, encoded, tokenizer) for group in groups]
+
+
+def _collate(spans, encoded, tokenizer) -> Batch:
+    rows, better, worse, ranking_of_pair = [], [], [], []
+    for r, (example, start, end) in enumerate(spans):
+        offset = len(rows)
+        rows.extend(range(start, end))
+        for pair in ranking_to_pairs(example.groups):
+            better.append(offset + pair.chosen)
+            worse.append(offset + pair.rejected)
+            ranking_of_pair.append(r)
+    features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
+    tokenizer.padding_side = "right"
+    padded = tokenizer.pad(features, return_tensors="pt")
+    long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    return Batch(padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"), long(better), long(worse),
+                 long(ranking_of_pair), len(better), int(padded["attention_mask"].sum()))

