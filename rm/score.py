@@ -5,9 +5,10 @@ from pathlib import Path
 import torch
 
 from data import versions
+from data.rankings import LETTERS, ranking_to_pairs
 from policy.models import pick_device
-from rm.data import encode
-from rm.model import load_reward_model
+from rm.data import encode, load_rankings
+from rm.model import load_reward_model, trained_prompt_ids
 
 
 class RewardScorer:
@@ -41,3 +42,32 @@ def active_scorer(db, device: str = "auto") -> RewardScorer:
     if version is None:
         raise LookupError("no active reward model: train one on the admin page (Reward model tab) or pick one")
     return RewardScorer(version["path"], device)
+
+
+def item_rewards(db, scorer: RewardScorer, item_id: int) -> list[dict]:
+    """An item's completions with their rewards and each annotator's rank, best reward first."""
+    from data.annotation import get_item, rankings_of_item
+
+    item = get_item(db, item_id)
+    rewards = scorer.score([item.prompt] * item.k, [c.text for c in item.completions]).tolist()
+    rows = [{"completion": LETTERS[c.position], "reward": round(r, 3), "text": c.text} for c, r in zip(item.completions, rewards)]
+    for ranking in rankings_of_item(db, item_id):
+        if ranking["groups"]:
+            rank_of = {p: g + 1 for g, group in enumerate(ranking["groups"]) for p in group}
+            for c, row in zip(item.completions, rows):
+                row[f"rank by {ranking['annotator']}"] = rank_of[c.position]
+    return sorted(rows, key=lambda row: -row["reward"])
+
+
+def held_out_agreement(db, scorer: RewardScorer, limit: int = 500) -> dict:
+    """Pairwise agreement with the human rankings of prompts the model was not trained on (ties in reward count 0.5)."""
+    trained = trained_prompt_ids(scorer.folder)
+    examples = [e for e in load_rankings(db) if e.prompt_id not in trained][-limit:]
+    agree, total = 0.0, 0
+    for e in examples:
+        rewards = scorer.score([e.prompt] * len(e.completions), e.completions)
+        for pair in ranking_to_pairs(e.groups):
+            diff = rewards[pair.chosen] - rewards[pair.rejected]
+            agree += 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
+            total += 1
+    return {"rankings": len(examples), "pairs": total, "accuracy": agree / total if total else None}

@@ -87,7 +87,7 @@ def calibration_table(diff: torch.Tensor) -> list[dict]:
 
 
 def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None):
-    """The training loop on in-memory rankings. Returns (model, tokenizer, metrics, validation_prompt_ids)."""
+    """The training loop on in-memory rankings. Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
     torch.manual_seed(config.seed)
     examples = [e for e in examples if e.groups and len(e.groups) > 1]  # an all-tied ranking implies no pair
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
@@ -131,7 +131,8 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
     final.update({"train/rankings": len(train), "train/pairs": n_pairs(train), "val/rankings": len(validation),
                   "train/seconds": time.perf_counter() - started, "train/pairs_per_s": pairs_seen / (time.perf_counter() - started),
                   "train/tokens_per_s": tokens / (time.perf_counter() - started), "steps": step})
-    return model, tokenizer, final, sorted({e.prompt_id for e in validation})
+    return model, tokenizer, final, {"train": sorted({e.prompt_id for e in train}),
+                                     "validation": sorted({e.prompt_id for e in validation})}
 
 
 def run_reward_training(db, config: RewardConfig, job) -> dict:
@@ -146,12 +147,11 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
         eta = (time.perf_counter() - started) / step * (total - step)
         job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
 
-    model, tokenizer, metrics, validation_prompts = train_reward_model(examples, config, on_step)
+    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step)
     name = config.name or f"rm-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     folder = save_atomically(models_dir(db) / "reward" / name,
-                             lambda tmp: save_reward_model(model, tokenizer, config, {**metrics, "validation_prompt_ids": validation_prompts}, tmp))
-    version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config),
-                                           metrics={k: v for k, v in metrics.items() if k != "validation_prompt_ids"},
+                             lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids))
+    version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
                                            activate=config.activate)
     job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs")
     return {"version": version_id, "name": name, "val/accuracy": round(metrics["val/accuracy"], 4),

@@ -133,7 +133,7 @@ def test_admin_cancels_a_running_job(app_db):
     app_db.conn.commit()
     at = start("pages/admin.py")
     assert at.get("progress")[0].proto.text == "3/40 prompts"
-    at.button(key=f"cancel-{job_id}").click().run()
+    at.button(key=f"jobs-cancel-{job_id}").click().run()
     assert app_db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()[0] == 1
 
 

@@ -65,10 +65,11 @@ def separable_examples(n_prompts=40, k=4, seed=0):
 def test_a_tiny_backbone_learns_a_separable_preference(tiny_encoder):
     config = RewardConfig(backbone=tiny_encoder, epochs=4, learning_rate=3e-3, batch_size=16, bf16=False, warmup_ratio=0.0)
     steps = []
-    _, _, metrics, validation_prompts = train_reward_model(separable_examples(), config, lambda s, t, m: steps.append(m))
+    _, _, metrics, prompt_ids = train_reward_model(separable_examples(), config, lambda s, t, m: steps.append(m))
     assert metrics["val/accuracy"] > 0.9
     assert steps[-1]["loss/train"] < steps[0]["loss/train"]
-    assert len(validation_prompts) == 8 and all(torch.isfinite(torch.tensor(m["loss/train"])) for m in steps)
+    assert len(prompt_ids["validation"]) == 8 and not set(prompt_ids["train"]) & set(prompt_ids["validation"])
+    assert all(torch.isfinite(torch.tensor(m["loss/train"])) for m in steps)
     assert sum(row["pairs"] for row in metrics["calibration"]) == 2 * metrics["val/pairs"]
 
 

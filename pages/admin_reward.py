@@ -1,0 +1,115 @@
+"""Admin tab: train reward models, watch training, pick the active one, inspect its scores."""
+
+from dataclasses import asdict
+
+import pandas as pd
+import streamlit as st
+
+from data import annotation, items, jobs, versions
+from pages.common import db_path, flash, reward_scorer
+from pages.jobs_view import job_card
+from rm.config import EMBEDDED_ENCODER, RewardConfig
+from rm.score import held_out_agreement, item_rewards
+
+BACKBONES = {
+    EMBEDDED_ENCODER: "all-MiniLM-L6-v2 (encoder, embedded, fast)",
+    "embedded:SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct (decoder, the generator's family)",
+    "other": "another Hugging Face id or local folder…",
+}
+TRAINING_CHARTS = {"Loss": ["loss/train", "val/loss"], "Pairwise accuracy": ["accuracy/train", "val/accuracy"]}
+
+
+def reward_section(db) -> None:
+    train_form(db)
+    latest_training(db)
+    st.divider()
+    models_list(db)
+    st.divider()
+    inspect(db)
+
+
+def train_form(db) -> None:
+    counts = items.counts(db)
+    st.markdown(f"**Train** on {counts['rankings']:,} rankings ({counts['comparisons']:,} comparisons). "
+                "Defaults work; the split is by prompt.")
+    defaults = RewardConfig()
+    with st.form("train-rm"):
+        choice = st.selectbox("Backbone", list(BACKBONES), format_func=BACKBONES.get)
+        other = st.text_input("Hugging Face id or folder (for 'another')", placeholder="e.g. /models/deberta-v3-base")
+        left, middle, right = st.columns(3)
+        epochs = left.number_input("Epochs", 1, 50, defaults.epochs)
+        learning_rate = middle.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
+        batch_size = right.number_input("Completions per step", 2, 256, defaults.batch_size)
+        left, middle, right = st.columns(3)
+        max_length = left.number_input("Max tokens", 16, 4096, defaults.max_length, 16)
+        validation_fraction = middle.number_input("Held-out share of prompts", 0.05, 0.5, defaults.validation_fraction, 0.05)
+        seed = right.number_input("Seed", 0, 2**31 - 1, defaults.seed)
+        prompt_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+        annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
+        name = st.text_input("Version name (empty: rm-<date>-<time>)")
+        if st.form_submit_button("Start training", type="primary"):
+            backbone = other.strip() if choice == "other" else choice
+            if not backbone:
+                flash("error", "Type a Hugging Face id or a folder for the backbone.")
+                st.rerun()
+            config = RewardConfig(backbone=backbone, epochs=int(epochs), learning_rate=float(learning_rate),
+                                  batch_size=int(batch_size), max_length=int(max_length),
+                                  validation_fraction=float(validation_fraction), seed=int(seed),
+                                  prompt_sets=",".join(prompt_sets), annotators=",".join(annotators), name=name.strip())
+            job_id = jobs.start_job(db_path(), "train_rm", asdict(config))
+            flash("success", f"Reward-model training started as job {job_id}.")
+            st.rerun()
+
+
+@st.fragment(run_every=2)
+def latest_training(db) -> None:
+    recent = jobs.list_jobs(db, limit=1, kind="train_rm")
+    if recent:
+        job_card(db, recent[0], charts=TRAINING_CHARTS, place="reward")
+
+
+def models_list(db) -> None:
+    models = versions.list_versions(db, "reward")
+    st.markdown("**Reward models**")
+    if not models:
+        st.caption("None yet: train one above.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "id": v["id"], "name": v["name"], "active": v["is_active"], "backbone": v["config"].get("backbone"),
+        "validation accuracy": v["metrics"].get("val/accuracy"), "validation loss": v["metrics"].get("val/loss"),
+        "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
+        "created": v["created_at"][:19]} for v in models]), hide_index=True)
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Active reward model", models, format_func=lambda v: v["name"],
+                            index=next((i for i, v in enumerate(models) if v["is_active"]), 0))
+    if right.button("Make active"):
+        versions.set_active(db, chosen["id"])
+        st.toast(f"{chosen['name']} is now the active reward model")
+    active = versions.active_version(db, "reward")
+    if active and active["metrics"].get("calibration"):
+        left, right = st.columns(2)
+        left.caption("Calibration on held-out pairs: predicted P(better) against how often humans agreed")
+        left.dataframe(pd.DataFrame(active["metrics"]["calibration"]).round(3), hide_index=True)
+        right.caption("Reward distribution on held-out completions (deciles)")
+        right.bar_chart(pd.Series(active["metrics"]["reward/quantiles"], index=[f"{q}%" for q in range(0, 101, 10)]), height=220)
+
+
+def inspect(db) -> None:
+    active = versions.active_version(db, "reward")
+    st.markdown("**Inspect the active reward model**")
+    if active is None:
+        st.caption("No active reward model yet.")
+        return
+    ranked = items.ranked_items(db, limit=200)
+    if not ranked:
+        st.caption("No ranked items yet.")
+        return
+    item = st.selectbox("Ranked item", ranked, format_func=lambda r: f"#{r['id']} · {r['prompt'][:80]}")
+    scorer = reward_scorer(active["path"])
+    st.dataframe(pd.DataFrame(item_rewards(db, scorer, item["id"])), hide_index=True)
+    if st.button("Measure agreement with human rankings on held-out prompts"):
+        result = held_out_agreement(db, scorer)
+        if result["pairs"]:
+            st.metric("Held-out pairwise agreement", f"{result['accuracy']:.1%}", help=f"{result['pairs']} pairs from {result['rankings']} rankings")
+        else:
+            st.info("No rankings of held-out prompts yet.")

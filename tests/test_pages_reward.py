@@ -1,0 +1,47 @@
+"""AppTest of the admin page's Reward model tab, with a real training job on a tiny backbone."""
+
+import time
+
+from data import items, jobs, versions
+from data.items import NewCompletion
+from tests.conftest import rank_by
+from tests.test_pages import app_db, start  # noqa: F401  (fixture)
+
+
+def ranked_prompts(db, n=24):
+    items.ensure_prompt_set(db, "s")
+    ids = []
+    for i in range(n):
+        prompt_id, _ = items.add_prompt(db, "s", f"question number {i}")
+        ids.append(items.add_item(db, prompt_id, [NewCompletion(t) for t in ("good answer", "bad answer", "great answer")]))
+    rank_by(db, ids, lambda text: text.split()[0] in ("good", "great"))
+
+
+def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny_encoder):
+    ranked_prompts(app_db)
+    at = start("pages/admin.py")
+    form_backbone = next(s for s in at.selectbox if s.label == "Backbone")
+    form_backbone.set_value("other")
+    next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
+    next(n for n in at.number_input if n.label == "Epochs").set_value(3)
+    next(n for n in at.number_input if n.label == "Learning rate").set_value(3e-3)
+    at.button(key="FormSubmitter:train-rm-Start training").click().run()
+    assert not at.exception
+    assert "Reward-model training started as job" in at.success[0].value
+    [job] = jobs.list_jobs(app_db, kind="train_rm")
+    deadline = time.time() + 120
+    while job["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+        job = jobs.get_job(app_db, job["id"])
+    assert job["status"] == "done", job["error"]
+    at.run()
+    assert not at.exception
+    assert any(f"Job {job['id']}" in m.value and "done" in m.value for m in at.markdown)
+    assert len(at.get("vega_lite_chart")) >= 2  # loss and accuracy curves
+    active = versions.active_version(app_db, "reward")
+    assert active["metrics"]["val/accuracy"] > 0.9
+    # Inspect: the ranked item's completions ordered by reward next to the human ranks.
+    frames = [d.value for d in at.dataframe]
+    scored = next(f for f in frames if "reward" in f.columns)
+    assert list(scored["reward"]) == sorted(scored["reward"], reverse=True)
+    assert "rank by scripted" in scored.columns
