@@ -87,11 +87,18 @@ def calibration_table(diff: torch.Tensor) -> list[dict]:
 
 
 def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None):
-    """The training loop on in-memory rankings. Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
-    torch.manual_seed(config.seed)
-    examples = [e for e in examples if e.groups and len(e.groups) > 1]  # an all-tied ranking implies no pair
+    """Split by prompt, check there is enough, fit. Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
+    examples = [e for e in examples if len(e.groups) > 1]  # an all-tied ranking implies no pair
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
     check_enough(train, validation)
+    model, tokenizer, metrics = fit(train, validation, config, on_step)
+    return model, tokenizer, metrics, {"train": sorted({e.prompt_id for e in train}),
+                                       "validation": sorted({e.prompt_id for e in validation})}
+
+
+def fit(train, validation, config: RewardConfig, on_step=lambda step, total, metrics: None):
+    """The training loop on in-memory rankings. Returns (model, tokenizer, metrics)."""
+    torch.manual_seed(config.seed)
     device = pick_device(config.device)
     bf16 = config.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
     model, tokenizer = new_reward_model(config)
@@ -103,7 +110,7 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = max(1, int(total * config.warmup_ratio))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    history, step, started, tokens, pairs_seen = [], 0, time.perf_counter(), 0, 0
+    step, started, tokens, pairs_seen, eval_seconds = 0, time.perf_counter(), 0, 0, 0.0
     for epoch, batches in enumerate(epoch_batches):
         for batch in batches:
             batch = batch.to(device)
@@ -118,21 +125,22 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
             step += 1
             tokens += batch.n_tokens
             pairs_seen += batch.n_pairs
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started - eval_seconds
             metrics = {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
                        "accuracy/train": pairwise_accuracy(rewards.detach(), batch.better, batch.worse),
                        "speed/pairs_per_s": pairs_seen / elapsed, "speed/tokens_per_s": tokens / elapsed}
             if step == total or step % max(1, total // (4 * config.epochs)) == 0:
+                eval_started = time.perf_counter()
                 evaluation = evaluate(model, val_batches, device, bf16)
                 metrics.update({k: v for k, v in evaluation.items() if k.startswith("val/")})
-            history.append(metrics)
+                eval_seconds += time.perf_counter() - eval_started
             on_step(step, total, metrics)
+    seconds = time.perf_counter() - started - eval_seconds  # training only: the periodic validation is not counted
     final = evaluate(model, val_batches, device, bf16)
     final.update({"train/rankings": len(train), "train/pairs": n_pairs(train), "val/rankings": len(validation),
-                  "train/seconds": time.perf_counter() - started, "train/pairs_per_s": pairs_seen / (time.perf_counter() - started),
-                  "train/tokens_per_s": tokens / (time.perf_counter() - started), "steps": step})
-    return model, tokenizer, final, {"train": sorted({e.prompt_id for e in train}),
-                                     "validation": sorted({e.prompt_id for e in validation})}
+                  "train/seconds": seconds, "train/pairs_per_s": pairs_seen / seconds,
+                  "train/tokens_per_s": tokens / seconds, "steps": step})
+    return model, tokenizer, final
 
 
 def run_reward_training(db, config: RewardConfig, job) -> dict:

@@ -1,0 +1,107 @@
+"""Ranking page latency on a large database: server time from submit to the next item rendered.
+
+    python -m bench.annotate_latency [--submits 100]
+
+Seeds a temporary database with 10,000 prompts, 40,000 completions (K=4) and 50,000 rankings
+from 100 annotators, then times Streamlit AppTest runs of the real app: each run is one submit
+(the callback stores the ranking and its comparisons) plus rendering the next item.
+"""
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import median, percentile, save
+from data import annotation, builtin
+from data.rankings import ranking_to_pairs
+from data.store import now, open_db, to_json
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def seed(db, n_prompts: int, k: int, n_rankings: int, n_annotators: int) -> None:
+    rng = random.Random(0)
+    created = now()
+    with db.atomic():
+        db.execute("INSERT INTO prompt_sets (name, rankings_wanted, created_at) VALUES ('bench', 10, ?)", [created])
+        db.conn.executemany("INSERT INTO prompts (id, prompt_set, text, created_at) VALUES (?, 'bench', ?, ?)",
+                            [(i, f"Prompt {i}: " + "lorem ipsum " * rng.randint(5, 40), created) for i in range(1, n_prompts + 1)])
+        db.conn.executemany("INSERT INTO items (id, prompt_id, created_at) VALUES (?, ?, ?)",
+                            [(i, i, created) for i in range(1, n_prompts + 1)])
+        db.conn.executemany(
+            "INSERT INTO completions (item_id, position, text, created_at) VALUES (?, ?, ?, ?)",
+            [(i, p, f"Completion {p} of item {i}. " + "dolor sit amet " * rng.randint(10, 120), created)
+             for i in range(1, n_prompts + 1) for p in range(k)])
+        db.conn.executemany("INSERT INTO annotators (id, name, created_at) VALUES (?, ?, ?)",
+                            [(a, f"annotator-{a}", created) for a in range(1, n_annotators + 1)])
+        rankings, comparisons, done = [], [], set()
+        while len(rankings) < n_rankings:
+            item, annotator = rng.randint(1, n_prompts), rng.randint(1, n_annotators)
+            if (item, annotator) in done:
+                continue
+            done.add((item, annotator))
+            order = list(range(k))
+            rng.shuffle(order)
+            groups = [[order[0]], [order[1]], sorted(order[2:])]
+            rankings.append((len(rankings) + 1, item, annotator, to_json(groups), to_json(order), created))
+            comparisons += [(len(rankings), (item - 1) * k + 1 + p.chosen, (item - 1) * k + 1 + p.rejected, p.margin)
+                            for p in ranking_to_pairs(groups)]
+        db.conn.executemany("INSERT INTO rankings (id, item_id, annotator_id, groups, display_order, created_at) VALUES (?, ?, ?, ?, ?, ?)", rankings)
+        db.conn.executemany("INSERT INTO comparisons (ranking_id, chosen_id, rejected_id, margin) VALUES (?, ?, ?, ?)", comparisons)
+        db.execute("UPDATE items SET n_rankings = (SELECT COUNT(*) FROM rankings r WHERE r.item_id = items.id AND r.skipped = 0)")
+    db.execute("ANALYZE")
+
+
+def time_submits(name: str, submits: int) -> list[float]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input[0].input(name)
+    at.button[0].click().run()
+    seconds = []
+    for _ in range(submits):
+        typed = next(k for k in at.session_state if str(k).endswith("-typed"))
+        at.text_input(key=typed).input("D > C > A = B")
+        started = time.perf_counter()
+        at.button[0].click().run()
+        seconds.append(time.perf_counter() - started)
+        assert not at.exception and at.success, "the submit did not go through"
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submits", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.db"
+        os.environ["RLHF_DB"] = str(path)
+        db = open_db(path)
+        builtin.init_db(db)
+        db.execute("DELETE FROM completions"); db.execute("DELETE FROM items")  # noqa: E702  only the seeded set
+        db.execute("DELETE FROM prompts"); db.execute("DELETE FROM prompt_sets")  # noqa: E702
+        started = time.perf_counter()
+        seed(db, n_prompts=10_000, k=4, n_rankings=50_000, n_annotators=100)
+        seeded_s = time.perf_counter() - started
+        counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("prompts", "completions", "rankings", "comparisons")}
+        new = time_submits("newcomer", args.submits)
+        veteran = time_submits("annotator-1", args.submits)  # already ranked ~500 items: the NOT EXISTS filter works hardest
+        me = annotation.annotator_id(db, "newcomer")
+        data_only = []
+        for _ in range(args.submits):
+            started = time.perf_counter()
+            item = annotation.next_item(db, me)
+            annotation.progress(db, me)
+            annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3])
+            data_only.append(time.perf_counter() - started)
+    ms = lambda xs: {"p50_ms": round(1000 * median(xs), 1), "p95_ms": round(1000 * percentile(xs, 0.95), 1)}  # noqa: E731
+    save("annotate_latency", {"database": counts, "seed_seconds": round(seeded_s, 1), "submits": args.submits,
+                              "page_newcomer": ms(new), "page_veteran_500_ranked": ms(veteran),
+                              "data_layer_only": ms(data_only)})
+
+
+if __name__ == "__main__":
+    main()
