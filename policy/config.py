@@ -26,3 +26,45 @@ class GenerationConfig:
             raise ValueError(f"k must be between 2 and 9 completions per prompt, got {self.k}")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0 (sampling); use a small value such as 0.1 for near-greedy")
+
+
+@dataclass
+class PolicyConfig:
+    """Policy-gradient update of a generator against a reward model, with a KL penalty to where it started."""
+
+    algorithm: str = field(default="rloo", metadata={
+        "help": "rloo: REINFORCE with a leave-one-out baseline over each prompt's K samples; "
+                "reinforce: REINFORCE with a moving-average baseline; ppo: clipped PPO with a value head and GAE"})
+    generator_version: int | None = field(default=None, metadata={"help": "starting generator version id; none: the active one"})
+    reward_version: int | None = field(default=None, metadata={"help": "reward model version id; none: the active one"})
+    prompt_set: str = field(default=BUILTIN_SET, metadata={"help": "prompts to train on"})
+    eval_prompts: int = field(default=8, metadata={"help": "last N prompts of the set, held out for the before/after evaluation"})
+    k: int = field(default=4, metadata={"help": "samples per prompt (RLOO needs at least 2)"})
+    prompts_per_step: int = field(default=4, metadata={"help": "prompts per rollout; a step samples prompts_per_step x k completions"})
+    steps: int = field(default=20, metadata={"help": "policy updates (one rollout each)"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA default; use ~1e-5 for a full fine-tune)"})
+    kl_coef: float = field(default=0.05, metadata={"help": "beta: weight of the KL penalty to the starting generator"})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion"})
+    temperature: float = field(default=0.8, metadata={"help": "sampling temperature, also used when recomputing log-probs"})
+    no_eos_penalty: float = field(default=1.0, metadata={"help": "subtracted from the reward of a completion that never ends"})
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
+    ppo_epochs: int = field(default=2, metadata={"help": "ppo: passes over each rollout"})
+    clip_range: float = field(default=0.2, metadata={"help": "ppo: clip of the probability ratio"})
+    value_clip_range: float = field(default=0.2, metadata={"help": "ppo: clip of the value update"})
+    value_coef: float = field(default=0.1, metadata={"help": "ppo: weight of the value loss"})
+    gae_lambda: float = field(default=0.95, metadata={"help": "ppo: GAE lambda (gamma is 1)"})
+    baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; log-probs are computed in fp32"})
+    seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
+    name: str = field(default="", metadata={"help": "version name; empty: policy-<date>-<time>"})
+    activate: bool = field(default=True, metadata={"help": "make the new generator the active one (it writes the next completions)"})
+
+    def __post_init__(self):
+        if self.algorithm not in ("rloo", "reinforce", "ppo"):
+            raise ValueError(f"algorithm must be rloo, reinforce or ppo, got {self.algorithm!r}")
+        if self.algorithm == "rloo" and self.k < 2:
+            raise ValueError("rloo needs k >= 2 samples per prompt for its leave-one-out baseline")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be above 0")

@@ -58,3 +58,18 @@ def rank_by(db, item_ids: list[int], better, annotator: str = "scripted") -> Non
         scores = sorted({better(c.text) for c in completions}, reverse=True)
         groups = ranks_to_groups({c.position: scores.index(better(c.text)) for c in completions})
         annotation.submit_ranking(db, item_id, me, groups, list(range(len(completions))))
+
+
+@pytest.fixture(scope="session")
+def tiny_small_vocab_generator(tmp_path_factory) -> str:
+    """A tiny generator whose random init ends completions early often enough to learn about length."""
+    return str(save_tiny_generator(tmp_path_factory.mktemp("tiny-small-vocab"), vocab_size=48))
+
+
+class ShorterIsBetter:
+    """A scripted preference used directly as a reward function: minus the completion's length in characters / 10."""
+
+    def score(self, prompts, completions):
+        import torch
+
+        return torch.tensor([-len(c) / 10 for c in completions])

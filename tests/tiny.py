@@ -9,14 +9,19 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 CORPUS = [
+    "user\nassistant\nsystem\n",
     "Explain what a hash table is. Write a short poem about rain. Why is the sky blue?",
     "Short answers are good. A long answer goes on and on and on with many more words.",
     "yes no maybe the a an of to in is it that this with for on be are as",
 ]
 
 
-def tiny_chat_tokenizer():
-    """A byte-level BPE tokenizer with a chat template whose pad token is its EOS token, like SmolLM2's."""
+def tiny_chat_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer with a chat template whose pad token is its EOS token, like SmolLM2's.
+
+    Below 300 tokens the alphabet is only the characters of CORPUS, so EOS is likely enough to be
+    sampled often by a random model (what a policy-gradient test on completion length needs).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -24,8 +29,8 @@ def tiny_chat_tokenizer():
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    alphabet = pre_tokenizers.ByteLevel.alphabet() if vocab_size >= 300 else []
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False)
     core.train_from_iterator(CORPUS, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                         pad_token="<|im_end|>", unk_token="<|endoftext|>")
@@ -33,11 +38,11 @@ def tiny_chat_tokenizer():
     return tokenizer
 
 
-def save_tiny_generator(folder: Path, seed: int = 0) -> Path:
+def save_tiny_generator(folder: Path, seed: int = 0, vocab_size: int = 400) -> Path:
     """A 2-layer Llama with hidden size 16 and the tiny tokenizer, saved as a local model folder."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = tiny_chat_tokenizer()
+    tokenizer = tiny_chat_tokenizer(vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,

@@ -1,0 +1,376 @@
+"""Policy-gradient update of the generator against the reward model: step 3 of InstructGPT.
+
+    python -m policy.train --algorithm rloo --steps 20 --kl-coef 0.05
+
+Each step samples K completions for a few prompts (the rollout), scores them with the reward
+model, subtracts beta times their KL to the frozen starting generator, and updates the policy:
+  rloo       -A * log pi(y|x), A = R - mean of the prompt's other K-1 rewards (leave-one-out)
+  reinforce  -A * log pi(y|x), A = R - b, b a moving average of past rewards
+  ppo        clipped ratio objective on per-token GAE advantages, a learned value head,
+             token rewards = -beta * KL per token, plus the reward model's score at the last token
+Several GPUs: `accelerate launch -m policy.train ...` runs the same entry point per process.
+"""
+
+import copy
+import json
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import torch
+import torch.nn.functional as F
+
+from data import items, versions
+from data.jobs import job_main
+from data.versions import models_dir, save_atomically
+from policy.config import PolicyConfig
+from policy.generate import chat_inputs, completion_lengths, eos_token_ids
+from policy.models import load_generator, pick_device
+
+EXAMPLES_SAVED = 8
+
+
+@dataclass
+class Rollout:
+    sequences: torch.Tensor  # [N, P+T] left-padded prompt, then the sampled completion
+    attention_mask: torch.Tensor  # [N, P+T] real prompt tokens and completion tokens up to the first EOS
+    completion_mask: torch.Tensor  # [N, T] the completion tokens the policy chose (the first EOS included)
+    prompt_length: int  # P
+    ended: torch.Tensor  # [N] whether the completion reached an EOS
+    prompts: list[str]  # the prompt of each row
+    texts: list[str]  # decoded completions
+
+
+@torch.no_grad()
+def sample_rollout(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, temperature: float) -> Rollout:
+    """K samples per prompt from the full tempered distribution (no top-p/top-k, so log-probs match)."""
+    inputs = chat_inputs(tokenizer, prompts).to(model.device)
+    eos_ids = eos_token_ids(model, tokenizer)
+    sequences = model.generate(**inputs, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                               max_new_tokens=max_new_tokens, num_return_sequences=k,
+                               pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids)  # [N, P+T]
+    prompt_length = inputs["input_ids"].shape[1]
+    completion = sequences[:, prompt_length:]  # [N, T]
+    lengths, ended = completion_lengths(completion, eos_ids)  # [N], [N]
+    positions = torch.arange(completion.shape[1], device=completion.device)  # [T]
+    completion_mask = positions < (lengths + ended.long()).unsqueeze(1)  # [N, T]; masked after the first EOS, by position
+    attention_mask = torch.cat([inputs["attention_mask"].repeat_interleave(k, 0), completion_mask.long()], dim=1)
+    texts = [tokenizer.decode(row[:n], skip_special_tokens=True).strip() for row, n in zip(completion, lengths.tolist())]
+    return Rollout(sequences, attention_mask, completion_mask, prompt_length, ended,
+                   [p for p in prompts for _ in range(k)], texts)
+
+
+def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=None):
+    """Log-probs and entropy of the completion tokens (fp32), and values when a value head is given.
+
+    Logits are computed for the completion positions only. Returns logprobs [N, T], entropy [N, T], values [N, T] | None.
+    """
+    T = rollout.completion_mask.shape[1]
+    position_ids = (rollout.attention_mask.cumsum(1) - 1).clamp(min=0)  # [N, P+T], left padding does not shift positions
+    output = model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask, position_ids=position_ids,
+                   logits_to_keep=T + 1, output_hidden_states=value_head is not None)
+    logits = output.logits[:, :-1].float() / temperature  # [N, T, V]: position t predicts completion token t
+    log_p = F.log_softmax(logits, dim=-1)  # [N, T, V]
+    tokens = rollout.sequences[:, rollout.prompt_length:]  # [N, T]
+    logprobs = log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # [N, T]
+    entropy = -(log_p.exp() * log_p).sum(-1)  # [N, T]
+    values = None
+    if value_head is not None:
+        hidden = output.hidden_states[-1][:, rollout.prompt_length - 1:-1]  # [N, T, H] states before each completion token
+        values = value_head(hidden.float()).squeeze(-1)  # [N, T]
+    return logprobs, entropy, values
+
+
+def sequence_rewards(scores: torch.Tensor, kl: torch.Tensor, ended: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
+    """R = r_phi(x, y) - beta * KL(pi || pi_ref)(y) - penalty * [y never ended].  All [N]."""
+    return scores - config.kl_coef * kl - config.no_eos_penalty * (~ended).float()
+
+
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """A_i = R_i - mean_{j != i} R_j within each prompt's K samples; each prompt's advantages sum to 0.
+
+    >>> rloo_advantages(torch.tensor([1.0, 2.0, 3.0, 4.0]), 2).tolist()
+    [-1.0, 1.0, -1.0, 1.0]
+    """
+    R = rewards.view(-1, k)  # [B, K]
+    baseline = (R.sum(1, keepdim=True) - R) / (k - 1)  # [B, K]
+    return (R - baseline).flatten()  # [N]
+
+
+def token_rewards(scores: torch.Tensor, kl_tokens: torch.Tensor, mask: torch.Tensor, ended: torch.Tensor,
+                  config: PolicyConfig) -> torch.Tensor:
+    """PPO's sparse rewards: -beta * KL on every token, plus the score (and no-EOS penalty) at the last one. [N, T]"""
+    rewards = -config.kl_coef * kl_tokens * mask  # [N, T]
+    last = (mask.sum(1) - 1).clamp(min=0).long()  # [N]
+    rewards[torch.arange(len(last)), last] += scores - config.no_eos_penalty * (~ended).float()
+    return rewards
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation with gamma = 1. All [N, T]; returns (advantages, returns)."""
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + next_value - values[:, t]
+        next_advantage = (delta + lam * next_advantage) * mask[:, t]
+        advantages[:, t] = next_advantage
+        next_value = values[:, t] * mask[:, t]
+    return advantages, advantages + values
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+class PolicyTrainer:
+    """Holds the policy, its reference, the reward model and the optimizer; `step()` is one update."""
+
+    def __init__(self, model, tokenizer, scorer, config: PolicyConfig):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.scorer = scorer
+        self.device = model.device
+        self.bf16 = config.bf16 and (self.device.type == "cpu" or torch.cuda.is_bf16_supported())
+        if config.lora:
+            from peft import LoraConfig, get_peft_model
+
+            targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+            present = {name.split(".")[-1] for name, _ in model.named_modules()}
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
+                              target_modules=[t for t in targets if t in present] or "all-linear", task_type="CAUSAL_LM")
+            self.policy = get_peft_model(model, lora)
+            self.reference = None  # the base model with the adapter switched off
+        else:
+            self.policy = model
+            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        self.policy.eval()  # no dropout: rollouts and updates see the same function
+        self.value_head = None
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if config.algorithm == "ppo":
+            self.value_head = torch.nn.Linear(model.config.hidden_size, 1).to(self.device)
+            torch.nn.init.zeros_(self.value_head.weight)
+            torch.nn.init.zeros_(self.value_head.bias)
+            params += list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+        self.baseline = None  # reinforce's moving average
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def reference_context(self):
+        return self.policy.disable_adapter() if self.config.lora else nullcontext()
+
+    @torch.no_grad()
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        with self.reference_context(), self.autocast():
+            logprobs, _, _ = completion_logprobs(self.reference or self.policy, rollout, self.config.temperature)
+        return logprobs
+
+    def rollout(self, prompts: list[str], seed: int, policy=None) -> Rollout:
+        torch.manual_seed(seed)
+        with self.autocast():
+            return sample_rollout(policy or self.policy, self.tokenizer, prompts, self.config.k,
+                                  self.config.max_new_tokens, self.config.temperature)
+
+    def step(self, prompts: list[str], seed: int) -> dict:
+        """One rollout and one update (several for PPO). Returns namespaced metrics."""
+        c, timings = self.config, {}
+        started = time.perf_counter()
+        rollout = self.rollout(prompts, seed)
+        timings["time/generation"] = time.perf_counter() - started
+        started = time.perf_counter()
+        mask = rollout.completion_mask.float()  # [N, T]
+        ref_logprobs = self.reference_logprobs(rollout)  # [N, T], once per rollout
+        scores = self.scorer.score(rollout.prompts, rollout.texts).to(self.device)  # [N]
+        timings["time/scoring"] = time.perf_counter() - started
+        if c.algorithm == "ppo":
+            metrics = self._ppo_update(rollout, mask, ref_logprobs, scores, timings)
+        else:
+            metrics = self._reinforce_update(rollout, mask, ref_logprobs, scores, timings)
+        lengths = mask.sum(1)
+        metrics.update({"reward/mean": scores.mean().item(), "reward/std": scores.std().item(),
+                        "length/mean": lengths.mean().item(), "length/ended": rollout.ended.float().mean().item(),
+                        **timings, "time/step": sum(timings.values()),
+                        "speed/completion_tokens_per_s": lengths.sum().item() / sum(timings.values())})
+        return metrics
+
+    def _reinforce_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
+        c = self.config
+        started = time.perf_counter()
+        with self.autocast():
+            logprobs, entropy, _ = completion_logprobs(self.policy, rollout, c.temperature)  # [N, T] with grad
+        kl = ((logprobs.detach() - ref_logprobs) * mask).sum(1)  # [N] per-sequence KL estimate on the sampled tokens
+        R = sequence_rewards(scores, kl, rollout.ended, c)  # [N]
+        if c.algorithm == "rloo":
+            A = rloo_advantages(R, c.k)  # [N]
+        else:
+            self.baseline = R.mean().item() if self.baseline is None else self.baseline
+            A = R - self.baseline
+            self.baseline = c.baseline_momentum * self.baseline + (1 - c.baseline_momentum) * R.mean().item()
+        loss = -(A.detach() * (logprobs * mask).sum(1)).mean()  # -A * log pi(y|x)
+        timings["time/forward"] = time.perf_counter() - started
+        started = time.perf_counter()
+        self._apply(loss)
+        timings["time/backward"] = time.perf_counter() - started
+        return {"loss/policy": loss.item(), "kl/ref": kl.mean().item(), "entropy": masked_mean(entropy.detach(), mask).item(),
+                "reward/total": R.mean().item(), "advantage/std": A.std().item()}
+
+    def _ppo_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
+        c = self.config
+        started = time.perf_counter()
+        with torch.no_grad(), self.autocast():
+            old_logprobs, _, old_values = completion_logprobs(self.policy, rollout, c.temperature, self.value_head)
+        kl_tokens = old_logprobs - ref_logprobs  # [N, T]
+        rewards = token_rewards(scores, kl_tokens, mask, rollout.ended, c)  # [N, T]
+        advantages, returns = gae(rewards, old_values, mask, c.gae_lambda)  # [N, T]
+        advantages = whiten(advantages, mask)
+        timings["time/forward"], timings["time/backward"] = time.perf_counter() - started, 0.0
+        stats = []
+        for epoch in range(c.ppo_epochs):
+            started = time.perf_counter()
+            with self.autocast():
+                logprobs, entropy, values = completion_logprobs(self.policy, rollout, c.temperature, self.value_head)
+            ratio = torch.exp(logprobs - old_logprobs)  # [N, T], 1 on the first epoch
+            policy_loss = masked_mean(torch.max(-advantages * ratio,
+                                                -advantages * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)), mask)
+            clipped_values = old_values + (values - old_values).clamp(-c.value_clip_range, c.value_clip_range)
+            value_loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped_values - returns) ** 2), mask)
+            loss = policy_loss + c.value_coef * value_loss
+            timings["time/forward"] += time.perf_counter() - started
+            started = time.perf_counter()
+            self._apply(loss)
+            timings["time/backward"] += time.perf_counter() - started
+            stats.append({"ratio": masked_mean(ratio.detach(), mask).item(),
+                          "clipfrac": masked_mean(((ratio - 1).abs() > c.clip_range).float(), mask).item(),
+                          "policy": policy_loss.item(), "value": value_loss.item(), "entropy": masked_mean(entropy.detach(), mask).item()})
+        explained = 1 - masked_mean((returns - old_values) ** 2, mask) / masked_mean((returns - masked_mean(returns, mask)) ** 2, mask).clamp(min=1e-8)
+        return {"loss/policy": stats[-1]["policy"], "loss/value": stats[-1]["value"], "ppo/ratio_first_epoch": stats[0]["ratio"],
+                "ppo/ratio": stats[-1]["ratio"], "ppo/clipfrac": stats[-1]["clipfrac"], "ppo/explained_variance": explained.item(),
+                "kl/ref": (kl_tokens * mask).sum(1).mean().item(), "entropy": stats[0]["entropy"],
+                "reward/total": rewards.sum(1).mean().item(), "advantage/std": advantages[mask.bool()].std().item()}
+
+    def _apply(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def evaluate(self, prompts: list[str], seed: int) -> dict:
+        """Rewards of the current and the starting policy on the same prompts and seed, the KL, and win rate."""
+        new = self.rollout(prompts, seed)
+        with self.reference_context():
+            old = self.rollout(prompts, seed, policy=self.reference or self.policy)
+        new_scores = self.scorer.score(new.prompts, new.texts)
+        old_scores = self.scorer.score(old.prompts, old.texts)
+        with self.autocast():
+            new_logprobs, _, _ = completion_logprobs(self.policy, new, self.config.temperature)
+        kl = ((new_logprobs - self.reference_logprobs(new)) * new.completion_mask).sum(1)
+        diff = new_scores - old_scores
+        examples = [{"prompt": p, "before": b, "before_reward": round(bs, 3), "after": a, "after_reward": round(a_s, 3)}
+                    for p, b, bs, a, a_s in zip(new.prompts[::self.config.k], old.texts[::self.config.k], old_scores[::self.config.k].tolist(),
+                                                new.texts[::self.config.k], new_scores[::self.config.k].tolist())][:EXAMPLES_SAVED]
+        return {"eval/reward_before": old_scores.mean().item(), "eval/reward_after": new_scores.mean().item(),
+                "eval/kl": kl.mean().item(), "eval/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
+                "eval/length_before": old.completion_mask.sum(1).float().mean().item(),
+                "eval/length_after": new.completion_mask.sum(1).float().mean().item(), "examples": examples}
+
+    def trained_model(self):
+        """What to save: the LoRA adapter (PeftModel) or the full model."""
+        return self.policy
+
+
+def split_prompts(prompts: list[str], eval_prompts: int) -> tuple[list[str], list[str]]:
+    if len(prompts) <= eval_prompts:
+        raise ValueError(f"the prompt set has {len(prompts)} prompts: need more than the {eval_prompts} held out for evaluation")
+    return prompts[:-eval_prompts] if eval_prompts else prompts, prompts[-eval_prompts:] if eval_prompts else []
+
+
+def prompt_batches(prompts: list[str], per_step: int, steps: int, seed: int):
+    """Prompts for each step: passes over the shuffled training prompts."""
+    rng, order = random.Random(seed), []
+    for _ in range(steps):
+        if len(order) < per_step:
+            order += rng.sample(prompts, len(prompts))
+        yield order[:per_step]
+        order = order[per_step:]
+
+
+def train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyConfig,
+                 on_step=lambda step, total, metrics: None):
+    """The loop on in-memory prompts. Returns (trainer, metrics)."""
+    torch.manual_seed(config.seed)
+    trainer = PolicyTrainer(model, tokenizer, scorer, config)
+    history = []
+    for step, prompts in enumerate(prompt_batches(train_prompts, config.prompts_per_step, config.steps, config.seed), start=1):
+        metrics = trainer.step(prompts, seed=config.seed * 100_003 + step)
+        history.append(metrics)
+        on_step(step, config.steps, metrics)
+    final = {"steps": config.steps, "reward/first_steps": _mean(history[:3], "reward/mean"),
+             "reward/last_steps": _mean(history[-3:], "reward/mean"), "time/step_median": sorted(h["time/step"] for h in history)[len(history) // 2]}
+    if eval_prompts:
+        final.update(trainer.evaluate(eval_prompts, seed=config.seed + 1))
+    return trainer, final
+
+
+def _mean(history: list[dict], key: str) -> float:
+    return sum(h[key] for h in history) / max(1, len(history))
+
+
+def run_policy_training(db, config: PolicyConfig, job) -> dict:
+    """Job body: load the generator and the reward model, train, save and register the new generator version."""
+    from rm.score import RewardScorer
+
+    start = versions.get_version(db, config.generator_version) if config.generator_version else versions.active_version(db, "generator")
+    reward = versions.get_version(db, config.reward_version) if config.reward_version else versions.active_version(db, "reward")
+    if start is None or reward is None:
+        raise LookupError("need a generator and a reward model: train a reward model first (Reward model tab)")
+    prompts = [p["text"] for p in items.prompts_of_set(db, config.prompt_set)]
+    train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
+    job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
+            f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}")
+    device = pick_device(config.device)
+    model, tokenizer = load_generator(start["path"], str(device))
+    full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
+    if full_weights:
+        model = model.merge_and_unload()
+    scorer = RewardScorer(reward["path"], str(device))
+    started = time.perf_counter()
+
+    def on_step(step, total, metrics):
+        job.metrics(step, metrics)
+        eta = (time.perf_counter() - started) / step * (total - step)
+        job.progress(step, total, f"step {step}/{total} · reward {metrics['reward/mean']:.3f} · KL {metrics['kl/ref']:.3f} · ETA {eta:.0f} s")
+
+    trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step)
+    name = config.name or f"policy-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    trained = trainer.trained_model()
+    if full_weights and config.lora:
+        trained = trained.merge_and_unload()
+
+    def write(folder):
+        trained.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "policy_config.json").write_text(json.dumps(asdict(config), indent=2))
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    folder = save_atomically(models_dir(db) / "generator" / name, write)
+    version_id = versions.register_version(db, "generator", name, str(folder), parent_id=start["id"], config=asdict(config),
+                                           metrics=metrics, activate=config.activate)
+    job.log(f"saved {name}: reward {metrics.get('eval/reward_before', float('nan')):.3f} -> {metrics.get('eval/reward_after', float('nan')):.3f}, "
+            f"win rate {metrics.get('eval/win_rate', float('nan')):.2f}, KL {metrics.get('eval/kl', float('nan')):.3f}")
+    return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("eval/") and isinstance(v, float)}}
+
+
+if __name__ == "__main__":
+    raise SystemExit(job_main("train_policy", PolicyConfig, run_policy_training))

@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from data import jobs, versions
+from policy.config import PolicyConfig
+from policy.models import load_generator
+from policy.train import (
+    PolicyTrainer, completion_logprobs, gae, rloo_advantages, run_policy_training, sample_rollout, train_policy,
+)
+from tests.conftest import ShorterIsBetter
+
+PROMPTS = ["why is the sky blue", "write a short poem", "explain a hash table", "yes or no", "what is rain", "a question"]
+
+
+def config(**overrides) -> PolicyConfig:
+    base = dict(k=4, prompts_per_step=2, steps=2, max_new_tokens=16, temperature=1.0, lora=False, learning_rate=1e-3,
+                kl_coef=0.05, eval_prompts=2, bf16=False)
+    return PolicyConfig(**{**base, **overrides})
+
+
+def test_rloo_advantages_of_each_prompt_sum_to_zero():
+    rewards = torch.randn(5 * 4)
+    advantages = rloo_advantages(rewards, 4).view(5, 4)
+    torch.testing.assert_close(advantages.sum(1), torch.zeros(5), atol=1e-5, rtol=0)
+    # each sample is compared with the mean of the other three
+    R = rewards.view(5, 4)
+    assert advantages[0, 0].item() == pytest.approx((R[0, 0] - R[0, 1:].mean()).item(), abs=1e-5)
+
+
+def test_gae_with_lambda_one_is_reward_to_go_minus_value():
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    values = torch.tensor([[0.5, 0.2, 0.1, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    advantages, returns = gae(rewards, values, mask, lam=1.0)
+    torch.testing.assert_close(advantages, torch.tensor([[0.5, 0.8, 0.9, 0.0]]))
+    torch.testing.assert_close(returns[:, :3], torch.tensor([[1.0, 1.0, 1.0]]))
+
+
+def test_tokens_after_the_first_eos_are_masked_and_do_not_change_log_probs(tiny_small_vocab_generator):
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    torch.manual_seed(0)
+    rollout = sample_rollout(model, tokenizer, PROMPTS[:3], 4, 20, 1.0)
+    assert rollout.ended.any(), "the tiny model should end some completions early"
+    row = int(rollout.ended.nonzero()[0])
+    mask = rollout.completion_mask[row]
+    first_eos = int(mask.sum()) - 1  # the EOS itself is the last scored token
+    assert rollout.sequences[row, rollout.prompt_length + first_eos] == tokenizer.eos_token_id
+    assert not mask[first_eos + 1:].any() and mask[: first_eos + 1].all()
+    logprobs, _, _ = completion_logprobs(model, rollout, 1.0)
+    changed = rollout.sequences.clone()
+    changed[row, rollout.prompt_length + first_eos + 1:] = 7  # anything after the EOS
+    rollout.sequences = changed
+    again, _, _ = completion_logprobs(model, rollout, 1.0)
+    scored = rollout.completion_mask.bool()
+    torch.testing.assert_close(again[scored], logprobs[scored])
+
+
+@pytest.mark.parametrize("algorithm, lora", [("rloo", False), ("rloo", True), ("reinforce", False), ("ppo", False), ("ppo", True)])
+def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, algorithm, lora):
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(algorithm=algorithm, lora=lora))
+    metrics = trainer.step(PROMPTS[:2], seed=1)
+    assert abs(metrics["kl/ref"]) < 1e-4  # the policy starts as its reference
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    if algorithm == "ppo":
+        assert metrics["ppo/ratio_first_epoch"] == pytest.approx(1.0, abs=1e-5)
+        assert "ppo/clipfrac" in metrics and "ppo/explained_variance" in metrics
+    changed = [n for n, p in trainer.policy.named_parameters() if p.requires_grad]
+    assert changed
+    if not lora:
+        assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+    second = trainer.step(PROMPTS[2:4], seed=2)
+    assert second["kl/ref"] != 0.0
+
+
+def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small_vocab_generator):
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
+                                    config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
+    assert metrics["eval/length_after"] < metrics["eval/length_before"]
+    assert metrics["eval/win_rate"] >= 0.6
+
+
+def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, tiny_small_vocab_generator, tiny_encoder):
+    from data import items
+    from rm.config import RewardConfig
+    from rm.data import RankingExample
+    from rm.model import save_reward_model
+    from rm.train import fit
+    from policy.generate import sample
+
+    items.ensure_prompt_set(db, "s")
+    for p in PROMPTS:
+        items.add_prompt(db, "s", p)
+    start = versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
+    examples = [RankingExample(i, "q", ["good answer", "bad answer"], [[0], [1]]) for i in range(6)]
+    rm_config = RewardConfig(backbone=tiny_encoder, epochs=1, bf16=False)
+    reward_model, rm_tokenizer, _ = fit(examples[:4], examples[4:], rm_config)
+    save_reward_model(reward_model, rm_tokenizer, rm_config, {}, db_path.parent / "rm")
+    versions.register_version(db, "reward", "rm", str(db_path.parent / "rm"), activate=True)
+
+    job_id = jobs.create_job(db, "train_policy", {})
+    policy_config = config(prompt_set="s", lora=True, name="tiny-lora", steps=2)
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_policy_training(db, policy_config, job))
+    done = jobs.get_job(db, job_id)
+    assert done["status"] == "done", done["error"]
+    new = versions.active_version(db, "generator")
+    assert new["name"] == "tiny-lora" and new["parent_id"] == start
+    assert {"eval/reward_before", "eval/reward_after", "eval/kl", "eval/win_rate"} <= set(new["metrics"])
+    assert len(jobs.job_metrics(db, job_id)) == 2
+    first, _ = load_generator(new["path"])
+    second, tokenizer = load_generator(new["path"])
+    a = sample(first, tokenizer, ["why is the sky blue"], 2, 1.0, 1.0, 12, seed=5)
+    b = sample(second, tokenizer, ["why is the sky blue"], 2, 1.0, 1.0, 12, seed=5)
+    assert a == b
