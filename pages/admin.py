@@ -10,6 +10,7 @@ from data import annotation, export, importing, items, jobs, versions
 from policy.config import GenerationConfig
 from pages.common import db_path, flash, session_db, show_flash
 from pages.jobs_view import job_card
+from pages.admin_policy import policy_section
 from pages.admin_reward import reward_section
 
 def overview(db) -> None:
@@ -123,8 +124,8 @@ def export_section(db) -> None:
 st.title("Admin")
 db = session_db()
 show_flash()
-tab_overview, tab_import, tab_generate, tab_reward, tab_jobs, tab_export = st.tabs(
-    ["Overview", "Import", "Generate", "Reward model", "Jobs", "Export"])
+tab_overview, tab_import, tab_generate, tab_reward, tab_policy, tab_jobs, tab_export = st.tabs(
+    ["Overview", "Import", "Generate", "Reward model", "Policy update", "Jobs", "Export"])
 with tab_overview:
     overview(db)
 with tab_import:
@@ -133,6 +134,8 @@ with tab_generate:
     generate_section(db)
 with tab_reward:
     reward_section(db)
+with tab_policy:
+    policy_section(db)
 with tab_jobs:
     jobs_section(db)
 with tab_export:

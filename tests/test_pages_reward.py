@@ -45,3 +45,42 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     scored = next(f for f in frames if "reward" in f.columns)
     assert list(scored["reward"]) == sorted(scored["reward"], reverse=True)
     assert "rank by scripted" in scored.columns
+
+
+def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, tiny_small_vocab_generator, tiny_encoder, monkeypatch):
+    """Starts a real policy job on tiny models, then 'Generate the next round' with the new version."""
+    from data import versions
+
+    ranked_prompts(app_db)
+    tiny = versions.register_version(app_db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
+    at = start("pages/admin.py")
+    next(s for s in at.selectbox if s.label == "Backbone").set_value("other")
+    next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
+    at.button(key="FormSubmitter:train-rm-Start training").click().run()
+    wait_for_kind(app_db, "train_rm")
+    at.run()
+    next(s for s in at.selectbox if s.label == "Prompt set" and "s" in s.options).set_value("s")
+    next(n for n in at.number_input if n.label == "Steps").set_value(2)
+    next(n for n in at.number_input if n.label == "Max new tokens").set_value(8)
+    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
+    assert not at.exception and "Policy update started" in at.success[0].value
+    job = wait_for_kind(app_db, "train_policy")
+    at.run()
+    assert not at.exception
+    new = versions.active_version(app_db, "generator")
+    assert new["parent_id"] == tiny and new["id"] == job["result"]["version"]
+    assert any(m.label == "Win rate vs start" for m in at.metric)
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or 99)
+    at.button[[b.label for b in at.button].index("Generate the next round with this version")].click().run()
+    assert started == [("generate", {**started[0][1], "generator_version": new["id"]})]
+
+
+def wait_for_kind(db, kind: str, timeout: float = 180) -> dict:
+    [job] = jobs.list_jobs(db, limit=1, kind=kind)
+    deadline = time.time() + timeout
+    while job["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+        job = jobs.get_job(db, job["id"])
+    assert job["status"] == "done", job["error"]
+    return job

@@ -1,0 +1,147 @@
+"""Policy update on the embedded SmolLM2-135M: this project's RLOO against TRL's RLOOTrainer, side by side.
+
+    python -m bench.policy [--steps 10]
+
+Same reward (a scripted preference for concise answers, used directly as the reward by both),
+same K=4 samples per prompt, 4 prompts per step, 64 new tokens, same number of steps. TRL runs at
+its defaults otherwise (bf16 autocast, gradient checkpointing, learning rate 1e-6, beta 0.05);
+ours at its defaults (LoRA, learning rate 2e-4, beta 0.05), and once as a full fine-tune (lr 1e-5).
+Each arm runs in its own process, so peak RSS is its own. After training, both arms are evaluated
+the same way: 4 samples for each of 8 held-out prompts from the trained and the starting model
+(same seed), scored by the same reward.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from bench.common import peak_rss_mb, save
+from data.builtin import PROMPTS_FILE
+from data.importing import parse_prompts
+from policy.config import PolicyConfig
+from policy.models import EMBEDDED_GENERATOR, load_generator, resolve_generator_path
+
+K, PROMPTS_PER_STEP, NEW_TOKENS, HELD_OUT = 4, 4, 64, 8
+
+
+def concise(text: str) -> float:
+    """The scripted preference: answers of about 20 words are best; every word off costs 0.1."""
+    return -abs(len(text.split()) - 20) / 10
+
+
+class ConciseReward:
+    def score(self, prompts, completions):
+        return torch.tensor([concise(c) for c in completions])
+
+
+def prompts() -> tuple[list[str], list[str]]:
+    texts = [row.text for row in parse_prompts(PROMPTS_FILE.read_bytes(), "jsonl")]
+    return texts[:-HELD_OUT], texts[-HELD_OUT:]
+
+
+@torch.no_grad()
+def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
+    from policy.train import sample_rollout
+
+    _, held = prompts()
+    rewards = {}
+    for name, m in (("after", model), ("before", start_model)):
+        torch.manual_seed(1234)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rollout = sample_rollout(m, tokenizer, held, K, NEW_TOKENS, temperature)
+        rewards[name] = torch.tensor([concise(t) for t in rollout.texts])
+    diff = rewards["after"] - rewards["before"]
+    return {"held_out_reward_before": rewards["before"].mean().item(), "held_out_reward_after": rewards["after"].mean().item(),
+            "held_out_win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()}
+
+
+def run_ours(steps: int, lora: bool) -> dict:
+    from policy.train import train_policy
+
+    train, _ = prompts()
+    config = PolicyConfig(steps=steps, k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=lora,
+                          learning_rate=2e-4 if lora else 1e-5, eval_prompts=0)
+    model, tokenizer = load_generator(EMBEDDED_GENERATOR)
+    history = []
+    started = time.perf_counter()
+    trainer, _ = train_policy(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m))
+    seconds = time.perf_counter() - started
+    start_model, _ = load_generator(EMBEDDED_GENERATOR)
+    evaluation = held_out_eval(trainer.sampling_model() if lora else trainer.policy, start_model, tokenizer, config.temperature)
+    per_step = lambda key: sorted(h[key] for h in history)[len(history) // 2]  # noqa: E731
+    return {"arm": f"ours-{'lora' if lora else 'full'}", "steps": steps, "seconds_per_step": seconds / steps,
+            "median_split_s": {k: round(per_step(f"time/{k}"), 2) for k in ("generation", "scoring", "forward", "backward")},
+            "completion_tokens_per_s": sum(h["length/mean"] * K * PROMPTS_PER_STEP for h in history) / seconds,
+            "reward_first_3": sum(h["reward/mean"] for h in history[:3]) / 3, "reward_last_3": sum(h["reward/mean"] for h in history[-3:]) / 3,
+            "reward_curve": [round(h["reward/mean"], 3) for h in history], "kl_last": history[-1]["kl/ref"],
+            **evaluation, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_trl(steps: int) -> dict:
+    from datasets import Dataset
+    from trl import RLOOConfig, RLOOTrainer
+
+    train, _ = prompts()
+    folder = resolve_generator_path(EMBEDDED_GENERATOR)
+
+    def concise_reward(prompts, completions, **_):
+        return [concise(c[0]["content"] if isinstance(c, list) else c) for c in completions]
+
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in train]})
+    with tempfile.TemporaryDirectory() as out:
+        args = RLOOConfig(output_dir=out, per_device_train_batch_size=K * PROMPTS_PER_STEP, num_generations=K,
+                          max_completion_length=NEW_TOKENS, max_steps=steps, report_to=[], logging_steps=1,
+                          save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+        trainer = RLOOTrainer(model=folder, reward_funcs=[concise_reward], args=args, train_dataset=dataset)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+        logs = [h for h in trainer.state.log_history if "reward" in h]
+        model = trainer.model
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer.padding_side = "left"
+        start_model, _ = load_generator(EMBEDDED_GENERATOR)
+        evaluation = held_out_eval(model.float().eval(), start_model, tokenizer, args.temperature)
+    return {"arm": "trl", "steps": steps, "seconds_per_step": seconds / steps,
+            "completion_tokens_per_s": sum(h.get("completions/mean_length", 0) * K * PROMPTS_PER_STEP for h in logs) / seconds,
+            "reward_first_3": sum(h["reward"] for h in logs[:3]) / 3, "reward_last_3": sum(h["reward"] for h in logs[-3:]) / 3,
+            "reward_curve": [round(h["reward"], 3) for h in logs], "kl_last": logs[-1].get("kl"),
+            **evaluation, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_arm(arm: str, steps: int) -> dict:
+    command = [sys.executable, "-m", "bench.policy", "--arm", arm, "--steps", str(steps)]
+    output = subprocess.run(command, capture_output=True, text=True)
+    if output.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    print(f"{arm}: {result['seconds_per_step']:.1f} s/step, reward {result['reward_first_3']:.2f} -> {result['reward_last_3']:.2f}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arm", choices=["ours-lora", "ours-full", "trl"])
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    if args.arm:
+        result = run_trl(args.steps) if args.arm == "trl" else run_ours(args.steps, lora=args.arm == "ours-lora")
+        print(json.dumps(result))
+        return
+    trl = run_arm("trl", args.steps)
+    lora = run_arm("ours-lora", args.steps)
+    full = run_arm("ours-full", args.steps)
+    save("policy", {"trl": trl, "ours_lora": lora, "ours_full": full,
+                    "seconds_per_step_ratio_lora_vs_trl": lora["seconds_per_step"] / trl["seconds_per_step"],
+                    "seconds_per_step_ratio_full_vs_trl": full["seconds_per_step"] / trl["seconds_per_step"]})
+
+
+if __name__ == "__main__":
+    main()

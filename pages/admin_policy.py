@@ -1,0 +1,96 @@
+"""Admin tab: update the generator against the reward model, watch it, compare before/after, use it."""
+
+from dataclasses import asdict
+
+import pandas as pd
+import streamlit as st
+
+from data import items, jobs, versions
+from pages.common import db_path, flash
+from pages.jobs_view import job_card
+from policy.config import GenerationConfig, PolicyConfig
+
+ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
+TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["kl/ref"], "Entropy": ["entropy"], "Length": ["length/mean"]}
+
+
+def policy_section(db) -> None:
+    train_form(db)
+    latest_update(db)
+    st.divider()
+    compare_and_use(db)
+
+
+def version_label(version: dict) -> str:
+    return f"{version['name']}{' (active)' if version['is_active'] else ''}"
+
+
+def train_form(db) -> None:
+    generators = versions.list_versions(db, "generator")
+    rewards = versions.list_versions(db, "reward")
+    if not rewards:
+        st.info("Train a reward model first (Reward model tab): the policy update optimises its score.")
+        return
+    defaults = PolicyConfig()
+    with st.form("train-policy"):
+        left, right = st.columns(2)
+        generator = left.selectbox("Start from generator", generators, format_func=version_label,
+                                   index=next((i for i, v in enumerate(generators) if v["is_active"]), 0))
+        reward = right.selectbox("Reward model", rewards, format_func=version_label,
+                                 index=next((i for i, v in enumerate(rewards) if v["is_active"]), 0))
+        left, right = st.columns(2)
+        prompt_set = left.selectbox("Prompt set", [s["name"] for s in items.prompt_sets(db)])
+        algorithm = right.selectbox("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get)
+        left, middle, right = st.columns(3)
+        steps = left.number_input("Steps", 1, 10_000, defaults.steps)
+        k = middle.number_input("Samples per prompt (K)", 2, 16, defaults.k)
+        prompts_per_step = right.number_input("Prompts per step", 1, 256, defaults.prompts_per_step)
+        left, middle, right = st.columns(3)
+        learning_rate = left.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
+        kl_coef = middle.number_input("KL coefficient β", 0.0, 10.0, defaults.kl_coef, 0.01)
+        max_new_tokens = right.number_input("Max new tokens", 8, 1024, defaults.max_new_tokens, 8)
+        left, middle, right = st.columns(3)
+        lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 1e-5)")
+        eval_prompts = middle.number_input("Held-out prompts", 0, 1000, defaults.eval_prompts)
+        name = right.text_input("Version name", placeholder="policy-<date>-<time>")
+        if st.form_submit_button("Start policy update", type="primary"):
+            config = PolicyConfig(algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"],
+                                  prompt_set=prompt_set, steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step),
+                                  learning_rate=float(learning_rate), kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens),
+                                  lora=lora, eval_prompts=int(eval_prompts), name=name.strip())
+            job_id = jobs.start_job(db_path(), "train_policy", asdict(config))
+            flash("success", f"Policy update started as job {job_id}.")
+            st.rerun()
+
+
+@st.fragment(run_every=2)
+def latest_update(db) -> None:
+    recent = jobs.list_jobs(db, limit=1, kind="train_policy")
+    if recent:
+        job_card(db, recent[0], charts=TRAINING_CHARTS, place="policy")
+
+
+def compare_and_use(db) -> None:
+    trained = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
+    st.markdown("**Compare** the updated generators with where they started, on held-out prompts")
+    if not trained:
+        st.caption("No updated generator yet.")
+        return
+    version = st.selectbox("Updated generator", trained[::-1], format_func=version_label)
+    metrics = version["metrics"]
+    columns = st.columns(4)
+    for column, (label, key, fmt) in zip(columns, [("Reward before", "eval/reward_before", "{:.3f}"),
+                                                   ("Reward after", "eval/reward_after", "{:.3f}"),
+                                                   ("Win rate vs start", "eval/win_rate", "{:.0%}"), ("KL to start", "eval/kl", "{:.3f}")]):
+        if key in metrics:
+            column.metric(label, fmt.format(metrics[key]))
+    if metrics.get("examples"):
+        st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
+                     column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")})
+    left, right = st.columns(2)
+    prompt_set = left.selectbox("Prompt set for the next round", [s["name"] for s in items.prompt_sets(db)], key="next-round-set")
+    if right.button("Generate the next round with this version", type="primary"):
+        config = GenerationConfig(prompt_set=prompt_set, generator_version=version["id"])
+        job_id = jobs.start_job(db_path(), "generate", asdict(config))
+        flash("success", f"Generation with {version['name']} started as job {job_id}.")
+        st.rerun()
