@@ -65,7 +65,7 @@ _OPEN_ITEMS = """
     FROM items i
     JOIN prompts p ON p.id = i.prompt_id
     JOIN prompt_sets s ON s.name = p.prompt_set
-    WHERE i.n_rankings < s.rankings_wanted
+    WHERE i.n_rankings < s.rankings_wanted AND i.origin = 'sampled'
       AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id AND r.annotator_id = :annotator)
 """
 

@@ -86,18 +86,18 @@ def _prompts_from_csv(text: str) -> list[PromptRow]:
         if len(values) != len(header):
             raise BadImportFile(line, f"expected {len(header)} columns as in the header, found {len(values)}")
         record = dict(zip(header, values))
-        rows.append(PromptRow(_required_text(record.get("prompt"), "prompt", line), record.get("source") or None,
+        rows.append(PromptRow(required_text(record.get("prompt"), "prompt", line), record.get("source") or None,
                               [t.strip() for t in record.get("tags", "").replace(";", ",").split(",") if t.strip()]))
     return rows
 
 
 def _prompts_from_jsonl(text: str) -> list[PromptRow]:
     rows = []
-    for line, record in _json_lines(text):
+    for line, record in json_lines(text):
         tags = record.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadImportFile(line, "'tags' must be a list of strings")
-        rows.append(PromptRow(_required_text(record.get("prompt"), "prompt", line), record.get("source"), tags))
+        rows.append(PromptRow(required_text(record.get("prompt"), "prompt", line), record.get("source"), tags))
     return rows
 
 
@@ -108,8 +108,8 @@ def parse_completions(data: bytes) -> list[CompletionsRow]:
     n_tokens, finish_reason, seed, params, gen_seconds.
     """
     rows = []
-    for line, record in _json_lines(decode(data)):
-        prompt = _required_text(record.get("prompt"), "prompt", line)
+    for line, record in json_lines(decode(data)):
+        prompt = required_text(record.get("prompt"), "prompt", line)
         completions = record.get("completions")
         if not isinstance(completions, list) or not MIN_K <= len(completions) <= MAX_K:
             raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} completions")
@@ -131,7 +131,7 @@ def _completion(value, model: str | None, line: int) -> NewCompletion:
 def parse_rankings(data: bytes) -> list[dict]:
     """Rows of a rankings export (kind `rankings`, JSONL), validated."""
     rows = []
-    for line, record in _json_lines(decode(data)):
+    for line, record in json_lines(decode(data)):
         for key, kind in (("prompt", str), ("completions", list), ("ranking", list), ("annotator", str)):
             if not isinstance(record.get(key), kind):
                 raise BadImportFile(line, f"'{key}' is missing or not a {kind.__name__}")
@@ -145,7 +145,7 @@ def parse_rankings(data: bytes) -> list[dict]:
     return rows
 
 
-def _json_lines(text: str):
+def json_lines(text: str):
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -158,7 +158,7 @@ def _json_lines(text: str):
         yield number, record
 
 
-def _required_text(value, name: str, line: int) -> str:
+def required_text(value, name: str, line: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadImportFile(line, f"'{name}' is missing or empty")
     return value.strip()

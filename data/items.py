@@ -61,13 +61,14 @@ def add_prompt(db: Database, prompt_set: str, text: str, source: str | None = No
     return cursor.lastrowid, True
 
 
-def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job_id: int | None = None) -> int:
+def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job_id: int | None = None,
+             origin: str = "sampled") -> int:
     """Store one prompt's K completions as an item to rank. Call inside a transaction."""
     if not MIN_K <= len(completions) <= MAX_K:
         raise RankingError(f"need between {MIN_K} and {MAX_K} completions to rank, got {len(completions)}")
     created = now()
     item_id = db.execute(
-        "INSERT INTO items (prompt_id, job_id, created_at) VALUES (?, ?, ?)", [prompt_id, job_id, created]
+        "INSERT INTO items (prompt_id, job_id, origin, created_at) VALUES (?, ?, ?, ?)", [prompt_id, job_id, origin, created]
     ).lastrowid
     db["completions"].insert_all(
         (
@@ -121,6 +122,7 @@ def counts(db: Database) -> dict[str, int]:
         "skips": "SELECT COUNT(*) FROM rankings WHERE skipped = 1",
         "comparisons": "SELECT COUNT(*) FROM comparisons",
         "annotators": "SELECT COUNT(*) FROM annotators",
+        "demonstrations": "SELECT COUNT(*) FROM demonstrations",
     }
     return {name: db.execute(sql).fetchone()[0] for name, sql in tables.items()}
 

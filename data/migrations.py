@@ -124,3 +124,22 @@ SCHEMA_0001 = [
 def m0001_initial_schema(db):
     for statement in SCHEMA_0001:
         db.execute(statement)
+
+
+@migrations()
+def m0002_demonstrations(db):
+    db.execute("""
+        CREATE TABLE demonstrations (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            annotator_id INTEGER REFERENCES annotators(id),
+            text TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('written', 'edited', 'imported')),
+            source_completion_id INTEGER REFERENCES completions(id),
+            implicit_ranking_id INTEGER REFERENCES rankings(id),
+            seconds REAL,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX demonstrations_prompt ON demonstrations (prompt_id)")
+    # Items made from an edited demonstration (the edit ranked over its source) never enter ranking queues.
+    db.execute("ALTER TABLE items ADD COLUMN origin TEXT NOT NULL DEFAULT 'sampled'")

@@ -12,11 +12,12 @@ from pages.common import db_path, flash, session_db, show_flash
 from pages.jobs_view import job_card
 from pages.admin_policy import policy_section
 from pages.admin_reward import reward_section
+from pages.admin_sft import sft_section
 
 def overview(db) -> None:
     counts = items.counts(db)
     columns = st.columns(4)
-    for column, name in zip(columns * 2, ("prompts", "completions", "rankings", "comparisons", "items", "skips", "annotators")):
+    for column, name in zip(columns * 2, ("prompts", "completions", "rankings", "comparisons", "items", "skips", "annotators", "demonstrations")):
         column.metric(name.capitalize(), f"{counts[name]:,}")
     st.markdown("**Prompt sets** · N is how many rankings each item gets before it leaves every queue.")
     for prompt_set in items.prompt_sets(db):
@@ -124,14 +125,16 @@ def export_section(db) -> None:
 st.title("Admin")
 db = session_db()
 show_flash()
-tab_overview, tab_import, tab_generate, tab_reward, tab_policy, tab_jobs, tab_export = st.tabs(
-    ["Overview", "Import", "Generate", "Reward model", "Policy update", "Jobs", "Export"])
+tab_overview, tab_import, tab_generate, tab_sft, tab_reward, tab_policy, tab_jobs, tab_export = st.tabs(
+    ["Overview", "Import", "Generate", "Demonstrations & SFT", "Reward model", "Policy update", "Jobs", "Export"])
 with tab_overview:
     overview(db)
 with tab_import:
     import_section(db)
 with tab_generate:
     generate_section(db)
+with tab_sft:
+    sft_section(db)
 with tab_reward:
     reward_section(db)
 with tab_policy:

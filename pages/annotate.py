@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from data import annotation
+from data import annotation, demonstrations
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from pages.common import flash, session_db, show_flash
 
@@ -39,9 +39,58 @@ def submit(db, item, annotator: int, order: list[int], skipped: bool) -> None:
         flash("error", str(error))
 
 
+def save_demonstration(db, prompt_id: int, annotator: int, key: str, source_completion_id: int | None) -> None:
+    seconds = round(time.time() - st.session_state.get(f"{key}-shown-at", time.time()), 1)
+    try:
+        demonstrations.save_demonstration(db, prompt_id, annotator, st.session_state.get(key) or "", source_completion_id, seconds)
+        flash("success", "Demonstration saved" + (", and ranked above the completion it came from." if source_completion_id else "."))
+    except (ValueError, LookupError) as error:
+        flash("error", str(error))
+
+
+def skip_prompt(prompt_id: int) -> None:
+    st.session_state.setdefault("skipped-prompts", []).append(prompt_id)
+
+
+def write_demonstrations(db, annotator: int) -> None:
+    """The "write demonstrations" queue: prompts that have none yet."""
+    prompt = demonstrations.next_prompt_without_demonstration(db, st.session_state.get("skipped-prompts", []))
+    show_flash()
+    if prompt is None:
+        st.success("Every prompt has a demonstration. Thank you!")
+        st.stop()
+    key = f"demo-{prompt['id']}"
+    st.session_state.setdefault(f"{key}-shown-at", time.time())
+    st.subheader("Prompt")
+    with st.container(border=True):
+        st.markdown(prompt["text"])
+    st.text_area("The answer you wish the model had given", key=key, height=240)
+    left, right = st.columns(2)
+    left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(db, prompt["id"], annotator, key, None),
+                use_container_width=True)
+    right.button("Next prompt", on_click=skip_prompt, args=(prompt["id"],), use_container_width=True)
+    st.stop()
+
+
+def demonstration_from(db, item, annotator: int, order: list[int]) -> None:
+    """Write a better answer for the shown item, from scratch or by editing a completion."""
+    with st.expander("Write a better answer instead (a demonstration)"):
+        choices = ["(blank)", *LETTERS[: item.k]]
+        start = st.selectbox("Start from", choices, key=f"item-{item.id}-demo-start",
+                             help="Editing a completion also stores your edit as preferred over it.")
+        source = None if start == "(blank)" else item.completions[order[LETTERS.index(start)]]
+        key = f"item-{item.id}-demo-{start}"
+        st.text_area("Your answer", value=source.text if source else "", key=key, height=200)
+        st.button("Save demonstration", key=f"{key}-save", on_click=save_demonstration,
+                  args=(db, item.prompt_id, annotator, key, source.id if source else None))
+
+
 db = session_db()
 name = ask_name()
 annotator = annotation.annotator_id(db, name)
+mode = st.radio("Task", ["Rank completions", "Write demonstrations"], horizontal=True, key="task", label_visibility="collapsed")
+if mode == "Write demonstrations":
+    write_demonstrations(db, annotator)
 item = annotation.next_item(db, annotator)
 progress = annotation.progress(db, annotator)
 
@@ -63,6 +112,8 @@ for letter, position in zip(LETTERS, order):
     with st.container(border=True):
         st.markdown(f"**{letter}**")
         st.markdown(item.completions[position].text)
+
+demonstration_from(db, item, annotator, order)
 
 with st.form(key, border=True):
     st.text_input(

@@ -68,3 +68,24 @@ class PolicyConfig:
             raise ValueError("rloo needs k >= 2 samples per prompt for its leave-one-out baseline")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0")
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of a generator on the annotators' demonstrations (response tokens only)."""
+
+    generator_version: int | None = field(default=None, metadata={"help": "generator version to start from; none: the active one"})
+    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets; empty: all demonstrations"})
+    epochs: int = field(default=3, metadata={"help": "most passes over the demonstrations (early stop may end sooner)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW peak learning rate (linear warm-up, then decay); ~2e-4 with LoRA"})
+    batch_size: int = field(default=8, metadata={"help": "demonstrations per step, batched by similar length"})
+    max_length: int = field(default=512, metadata={"help": "tokens of prompt + response; longer ones are cut from the response's end"})
+    validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for validation loss and perplexity"})
+    early_stop_patience: int = field(default=1, metadata={"help": "stop after this many epochs without a better validation loss"})
+    lora: bool = field(default=False, metadata={"help": "train a LoRA adapter (peft) instead of all weights"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; the loss is computed in fp32"})
+    seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
+    name: str = field(default="", metadata={"help": "version name; empty: sft-<date>-<time>"})
+    activate: bool = field(default=True, metadata={"help": "make the new generator the active one"})

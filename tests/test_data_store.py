@@ -10,8 +10,12 @@ def test_open_db_sets_wal_foreign_keys_and_runs_migrations(db, db_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert {"prompts", "items", "completions", "rankings", "comparisons", "jobs", "model_versions"} <= set(db.table_names())
+    from data.migrations import migrations
+
+    applied = db.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0]
     open_db(db_path).close()  # a second open finds nothing to migrate
-    assert db.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 1
+    assert migrations.pending(db) == []
+    assert db.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == applied
 
 
 def test_submission_stores_ranking_and_its_comparisons_in_one_go(db):

@@ -36,6 +36,10 @@ def annotate_as(name: str) -> AppTest:
     return at
 
 
+def button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
 def shown_prompt(at) -> str:
     return at.markdown[0].value
 
@@ -51,7 +55,7 @@ def test_typed_ranking_with_a_tie_is_saved_in_stored_positions_and_the_next_item
     at = annotate_as("alice")
     first_prompt = shown_prompt(at)
     at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed"))).input("D > C > A = B")
-    at.button[0].click().run()
+    button(at, "Submit ranking").click().run()
     assert not at.exception
     assert "Saved: D > C > A = B" in at.success[0].value
     assert "1 ranked, 39 left" in at.caption[0].value
@@ -68,7 +72,7 @@ def test_clicked_ranks_with_a_tie_are_saved(app_db):
     at = annotate_as("bob")
     for control, rank in zip(at.segmented_control, [2, 1, 2, 3]):
         control.set_value(rank)
-    at.button[0].click().run()
+    button(at, "Submit ranking").click().run()
     assert "Saved: B > A = C > D" in at.success[0].value
     assert app_db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 5
 
@@ -77,7 +81,7 @@ def test_a_missing_rank_is_refused_with_a_message(app_db):
     at = annotate_as("carol")
     first_prompt = shown_prompt(at)
     at.segmented_control[0].set_value(1)
-    at.button[0].click().run()
+    button(at, "Submit ranking").click().run()
     assert "give every completion a rank: B, C, D has none" in at.error[0].value
     assert shown_prompt(at) == first_prompt
     assert app_db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 0
@@ -86,7 +90,7 @@ def test_a_missing_rank_is_refused_with_a_message(app_db):
 def test_skip_with_a_flag_moves_on(app_db):
     at = annotate_as("dan")
     at.pills[0].set_value(["prompt unclear"])
-    at.button[1].click().run()
+    button(at, "Skip").click().run()
     assert "Skipped" in at.info[0].value
     row = app_db.execute("SELECT skipped, flags FROM rankings").fetchone()
     assert row == (1, '["prompt unclear"]')
@@ -144,3 +148,39 @@ def test_admin_exports_pairs(app_db):
     at = start("pages/admin.py")
     assert any("5 rows" in c.value for c in at.caption)
     assert at.get("download_button")
+
+
+def test_annotator_edits_a_completion_into_a_demonstration(app_db):
+    at = annotate_as("erin")
+    at.selectbox(key=next(k for k in at.session_state if str(k).endswith("-demo-start"))).set_value("B")
+    at.run()
+    area = next(t for t in at.text_area if t.label == "Your answer")
+    assert area.value  # prefilled with completion B
+    area.input(area.value + " And a better ending.")
+    button(at, "Save demonstration").click().run()
+    assert not at.exception and "ranked above the completion it came from" in at.success[0].value
+    [demo] = app_db.query("SELECT source, text, source_completion_id, implicit_ranking_id FROM demonstrations")
+    assert demo["source"] == "edited" and demo["text"].endswith("And a better ending.") and demo["implicit_ranking_id"]
+
+
+def test_write_demonstrations_queue(app_db):
+    at = annotate_as("fay")
+    at.radio(key="task").set_value("Write demonstrations").run()
+    first = shown_prompt(at)
+    at.text_area[0].input("My ideal answer.")
+    button(at, "Save demonstration").click().run()
+    assert "Demonstration saved." in at.success[0].value
+    assert shown_prompt(at) != first
+    button(at, "Next prompt").click().run()
+    assert app_db.execute("SELECT COUNT(*) FROM demonstrations WHERE source = 'written'").fetchone()[0] == 1
+
+
+def test_admin_starts_fine_tuning(app_db, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or jobs.create_job(app_db, kind, args))
+    at = start("pages/admin.py")
+    next(n for n in at.number_input if n.label == "Epochs (at most)").set_value(2)
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
+    assert not at.exception and "Fine-tuning started as job" in at.success[0].value
+    [(kind, args)] = started
+    assert kind == "sft" and args["epochs"] == 2

@@ -23,8 +23,8 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     form_backbone = next(s for s in at.selectbox if s.label == "Backbone")
     form_backbone.set_value("other")
     next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
-    next(n for n in at.number_input if n.label == "Epochs").set_value(3)
-    next(n for n in at.number_input if n.label == "Learning rate").set_value(3e-3)
+    in_form(at.number_input, "train-rm", "Epochs").set_value(3)
+    in_form(at.number_input, "train-rm", "Learning rate").set_value(3e-3)
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     assert not at.exception
     assert "Reward-model training started as job" in at.success[0].value
@@ -59,9 +59,9 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     wait_for_kind(app_db, "train_rm")
     at.run()
-    next(s for s in at.selectbox if s.label == "Prompt set" and "s" in s.options).set_value("s")
-    next(n for n in at.number_input if n.label == "Steps").set_value(2)
-    next(n for n in at.number_input if n.label == "Max new tokens").set_value(8)
+    in_form(at.selectbox, "train-policy", "Prompt set").set_value("s")
+    in_form(at.number_input, "train-policy", "Steps").set_value(2)
+    in_form(at.number_input, "train-policy", "Max new tokens").set_value(8)
     at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
     assert not at.exception and "Policy update started" in at.success[0].value
     job = wait_for_kind(app_db, "train_policy")
@@ -74,6 +74,10 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or 99)
     at.button[[b.label for b in at.button].index("Generate the next round with this version")].click().run()
     assert started == [("generate", {**started[0][1], "generator_version": new["id"]})]
+
+
+def in_form(widgets, form: str, label: str):
+    return next(w for w in widgets if w.label == label and w.form_id == form)
 
 
 def wait_for_kind(db, kind: str, timeout: float = 180) -> dict:

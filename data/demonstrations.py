@@ -1,0 +1,112 @@
+"""Demonstrations: the answer an annotator wishes the model had given (step 1 of InstructGPT)."""
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from data import annotation, items
+from data.importing import BadImportFile, json_lines, required_text, decode
+from data.items import NewCompletion
+from data.store import now, write_transaction
+
+EDITED_FROM = "edited demonstration"
+
+
+@dataclass
+class Demonstration:
+    prompt: str
+    response: str
+
+
+def save_demonstration(db: Database, prompt_id: int, annotator: int, text: str,
+                       source_completion_id: int | None = None, seconds: float | None = None) -> int:
+    """Store a demonstration; one edited from a shown completion is also ranked above it.
+
+    The implicit comparison is an item of two completions (the edit, then its source) ranked
+    [[0], [1]] by the annotator, so exports and reward-model training see it like any ranking.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("write the answer you wish the model had given before saving")
+    with write_transaction(db):
+        implicit_ranking = None
+        if source_completion_id is not None:
+            source = db.execute("SELECT text, generator_version_id, model_name FROM completions WHERE id = ?",
+                                [source_completion_id]).fetchone()
+            if source is None:
+                raise LookupError(f"completion {source_completion_id} does not exist")
+            if source[0].strip() == text:
+                raise ValueError("the demonstration is identical to the completion it started from: edit it, or rank instead")
+            item_id = items.add_item(db, prompt_id, [NewCompletion(text, model_name=EDITED_FROM),
+                                                     NewCompletion(source[0], source[1], source[2])], origin="demonstration")
+            implicit_ranking = annotation.submit_ranking(db, item_id, annotator, [[0], [1]], [0, 1], seconds,
+                                                         comment=f"edited from completion {source_completion_id}").ranking_id
+        return db.execute(
+            """INSERT INTO demonstrations (prompt_id, annotator_id, text, source, source_completion_id, implicit_ranking_id, seconds, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            [prompt_id, annotator, text, "edited" if source_completion_id else "written", source_completion_id,
+             implicit_ranking, seconds, now()],
+        ).lastrowid
+
+
+def next_prompt_without_demonstration(db: Database, exclude: list[int] = ()) -> dict | None:
+    """The oldest prompt nobody has written a demonstration for (the "write demonstrations" queue)."""
+    skipped = f"AND p.id NOT IN ({', '.join('?' * len(exclude))})" if exclude else ""
+    return next(iter(db.query(
+        f"""SELECT p.id, p.text, p.prompt_set FROM prompts p
+            WHERE NOT EXISTS (SELECT 1 FROM demonstrations d WHERE d.prompt_id = p.id) {skipped}
+            ORDER BY p.id LIMIT 1""", list(exclude))), None)
+
+
+def demonstrations(db: Database, prompt_sets: list[str] | None = None) -> list[dict]:
+    where, params = "", []
+    if prompt_sets:
+        where, params = f"WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))})", list(prompt_sets)
+    return list(db.query(
+        f"""SELECT d.id, d.prompt_id, p.text AS prompt, d.text AS response, d.source, p.prompt_set,
+                   a.name AS annotator, d.created_at
+            FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id LEFT JOIN annotators a ON a.id = d.annotator_id
+            {where} ORDER BY d.id""", params))
+
+
+def parse_demonstrations(data: bytes) -> list[Demonstration]:
+    """JSONL lines of {"prompt", "response"} or chat {"messages": [..., user, assistant]}."""
+    rows = []
+    for line, record in json_lines(decode(data)):
+        if "messages" in record:
+            rows.append(_from_messages(record["messages"], line))
+        else:
+            rows.append(Demonstration(required_text(record.get("prompt"), "prompt", line),
+                                      required_text(record.get("response"), "response", line)))
+    if not rows:
+        raise BadImportFile(None, "the file holds no demonstrations")
+    return rows
+
+
+def _from_messages(messages, line: int) -> Demonstration:
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise BadImportFile(line, "'messages' must be a list of {role, content} objects")
+    turns = [m for m in messages if m.get("role") != "system"]
+    if len(turns) < 2 or turns[-1].get("role") != "assistant" or turns[-2].get("role") != "user":
+        raise BadImportFile(line, "'messages' must end with a user message followed by the assistant's answer")
+    return Demonstration(required_text(turns[-2].get("content"), "user content", line),
+                         required_text(turns[-1].get("content"), "assistant content", line))
+
+
+def import_demonstrations(db: Database, rows: list[Demonstration], prompt_set: str) -> dict:
+    with write_transaction(db):
+        items.ensure_prompt_set(db, prompt_set)
+        for row in rows:
+            prompt_id, _ = items.add_prompt(db, prompt_set, row.prompt, source="imported demonstrations")
+            db.execute("INSERT INTO demonstrations (prompt_id, text, source, created_at) VALUES (?, ?, 'imported', ?)",
+                       [prompt_id, row.response, now()])
+    return {"demonstrations": len(rows)}
+
+
+def messages_jsonl(db: Database, prompt_sets: list[str] | None = None) -> bytes:
+    """Demonstrations in the `messages` format TRL's SFTTrainer loads as-is."""
+    import json
+
+    return "".join(json.dumps({"messages": [{"role": "user", "content": d["prompt"]},
+                                            {"role": "assistant", "content": d["response"]}]}, ensure_ascii=False) + "\n"
+                   for d in demonstrations(db, prompt_sets)).encode()

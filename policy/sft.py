@@ -1,0 +1,210 @@
+"""Supervised fine-tuning on demonstrations: step 1 of InstructGPT.
+
+    python -m policy.sft --epochs 3
+
+Causal-LM loss on the response tokens only (the prompt is context, not a target), chat template
+applied, batches of similar length, validation loss and perplexity on held-out prompts, early
+stop on validation loss. The result is a new generator version like any other.
+"""
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import torch
+import torch.nn.functional as F
+
+from data import demonstrations, versions
+from data.jobs import job_main
+from data.versions import models_dir, save_atomically
+from policy.config import SFTConfig
+from policy.models import load_generator, pick_device
+
+
+@dataclass
+class SFTBatch:
+    input_ids: torch.Tensor  # [B, T] right-padded prompt + response
+    attention_mask: torch.Tensor  # [B, T]
+    target_ids: torch.Tensor  # [B, T] the next token at each position
+    response_mask: torch.Tensor  # [B, T] 1 where the next token is a response token (the loss counts only these)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def encode_demonstration(tokenizer, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
+    """(token ids of the whole chat, number of prompt tokens). The response ends with the end-of-turn token."""
+    if tokenizer.chat_template:
+        prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
+        full_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+                                                 tokenize=True)
+        prompt_ids, full_ids = _ids(prompt_ids), _ids(full_ids)
+        if full_ids[: len(prompt_ids)] != prompt_ids:
+            raise ValueError("the chat template renders the prompt differently with and without an answer: cannot mask it")
+    else:
+        prompt_ids = tokenizer(prompt + "\n")["input_ids"]
+        full_ids = prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return full_ids[:max_length], min(len(prompt_ids), max_length)
+
+
+def _ids(value) -> list[int]:
+    return list(value["input_ids"] if hasattr(value, "keys") else value)
+
+
+def make_batches(rows: list[tuple[list[int], int]], batch_size: int, pad_id: int, shuffle: bool, seed: int) -> list[SFTBatch]:
+    """Rows of similar length together (little padding), batch order shuffled."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        random.Random(seed).shuffle(chunks)
+    return [_collate([rows[i] for i in chunk], pad_id) for chunk in chunks]
+
+
+def _collate(rows, pad_id: int) -> SFTBatch:
+    T = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), T), dtype=torch.long)
+    targets = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    response = torch.zeros((len(rows), T), dtype=torch.bool)
+    for r, (ids, n_prompt) in enumerate(rows):
+        input_ids[r, :len(ids)] = torch.tensor(ids)
+        attention[r, :len(ids)] = 1
+        targets[r, :len(ids) - 1] = torch.tensor(ids[1:])
+        response[r, max(n_prompt - 1, 0):len(ids) - 1] = True  # position t predicts token t+1
+    return SFTBatch(input_ids, attention, targets, response)
+
+
+def sft_loss(model, batch: SFTBatch) -> torch.Tensor:
+    """Mean cross-entropy of the response tokens. The LM head runs on response positions only.
+
+    Prompt positions never reach the loss, whatever their target ids say.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, T, H]
+    selected = hidden[batch.response_mask]  # [n, H] states that predict a response token
+    logits = base.get_output_embeddings()(selected).float()  # [n, V]
+    return F.cross_entropy(logits, batch.target_ids[batch.response_mask])
+
+
+@torch.no_grad()
+def validation_loss(model, batches: list[SFTBatch], device, bf16: bool) -> float:
+    total, tokens = 0.0, 0
+    for batch in batches:
+        n = int(batch.response_mask.sum())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            total += sft_loss(model, _to(batch, device)).item() * n
+        tokens += n
+    return total / max(tokens, 1)
+
+
+def _to(batch: SFTBatch, device) -> SFTBatch:
+    return SFTBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.target_ids, batch.response_mask)))
+
+
+def split_by_prompt(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    prompts = sorted({r["prompt_id"] for r in rows})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: max(1, round(len(prompts) * fraction))])
+    return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
+
+
+def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFTConfig, on_step=lambda step, total, metrics: None):
+    """Train on {prompt, response} rows; returns (model, metrics). Keeps the weights of the best validation loss."""
+    torch.manual_seed(config.seed)
+    device = model.device
+    bf16 = config.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    model.train()
+    encode = lambda rows: [encode_demonstration(tokenizer, r["prompt"], r["response"], config.max_length) for r in rows]  # noqa: E731
+    train_rows, val_batches = encode(train), make_batches(encode(validation), config.batch_size, tokenizer.pad_token_id, False, 0)
+    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    start_loss = validation_loss(model, val_batches, device, bf16)
+    best = {"loss": start_loss, "epoch": 0, "state": None}
+    step, tokens, seconds, bad_epochs = 0, 0, 0.0, 0
+    for epoch in range(1, config.epochs + 1):
+        for batch in make_batches(train_rows, config.batch_size, tokenizer.pad_token_id, True, config.seed + epoch):
+            started = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = sft_loss(model, _to(batch, device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds += time.perf_counter() - started
+            step, tokens = step + 1, tokens + batch.n_tokens
+            on_step(step, total, {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
+                                  "speed/tokens_per_s": tokens / seconds})
+        val = validation_loss(model, val_batches, device, bf16)
+        on_step(step, total, {"epoch": epoch, "loss/val": val, "perplexity/val": math.exp(min(val, 50))})
+        if val < best["loss"]:
+            best, bad_epochs = {"loss": val, "epoch": epoch, "state": _trainable_state(model)}, 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.early_stop_patience:
+                break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"], strict=False)
+    return model, {"val/loss_before": start_loss, "val/loss": best["loss"], "val/perplexity": math.exp(min(best["loss"], 50)),
+                   "best_epoch": best["epoch"], "epochs_run": epoch, "steps": step, "train/tokens_per_s": tokens / max(seconds, 1e-9),
+                   "train/demonstrations": len(train), "val/demonstrations": len(validation)}
+
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def run_sft(db, config: SFTConfig, job) -> dict:
+    """Job body: load demonstrations, fine-tune, save and register a new generator version."""
+    start = versions.get_version(db, config.generator_version) if config.generator_version else versions.active_version(db, "generator")
+    sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
+    rows = demonstrations.demonstrations(db, sets)
+    train, validation = split_by_prompt(rows, config.validation_fraction, config.seed)
+    if len(train) < 1 or len(validation) < 1:
+        raise ValueError(f"need demonstrations for at least 2 prompts (one held out), have {len(rows)}: "
+                         "write some on the Annotate page (Write demonstrations) or import them")
+    job.log(f"SFT of {start['name']} on {len(train)} demonstrations ({len(validation)} held out)")
+    model, tokenizer = load_generator(start["path"], str(pick_device(config.device)))
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    started = time.perf_counter()
+
+    def on_step(step, total, metrics):
+        job.metrics(step, metrics)
+        if "loss/train" in metrics:
+            eta = (time.perf_counter() - started) / step * (total - step)
+            job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
+
+    model, metrics = fit(model, tokenizer, train, validation, config, on_step)
+    model.eval()
+    name = config.name or f"sft-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+    def write(folder):
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "sft_config.json").write_text(json.dumps(asdict(config), indent=2))
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    folder = save_atomically(models_dir(db) / "generator" / name, write)
+    version_id = versions.register_version(db, "generator", name, str(folder), parent_id=start["id"], config=asdict(config),
+                                           metrics=metrics, activate=config.activate)
+    job.log(f"saved {name}: validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}")
+    return {"version": version_id, "name": name, "val/loss": round(metrics["val/loss"], 4),
+            "val/perplexity": round(metrics["val/perplexity"], 2)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(job_main("sft", SFTConfig, run_sft))
