@@ -29,9 +29,14 @@ $(VENV)/.installed: requirements.txt requirements-models.txt
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
+# Benchmarks against the peers (TRL), side by side; results land in bench/out/ and bench/README.md.
 bench: install
+	$(BIN)/pip install -q -r requirements-bench.txt
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.generation
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.annotate_latency
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.sft
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.policy --steps 20
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.reward_model
 
 clean:
 	rm -rf $(VENV) .pytest_cache
