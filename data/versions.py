@@ -50,6 +50,17 @@ def active_version(db: Database, kind: str) -> dict | None:
     return None if row is None else _decoded(row)
 
 
+def version_or_active(db: Database, kind: str, version_id: int | None) -> dict:
+    """The named version, or the active one of its kind when none is named."""
+    if version_id is not None:
+        return get_version(db, version_id)
+    version = active_version(db, kind)
+    if version is None:
+        hint = "run `python -m data init`" if kind == "generator" else "train one on the admin page (Reward model tab)"
+        raise LookupError(f"no active {kind}: {hint}, or pick a version")
+    return version
+
+
 def list_versions(db: Database, kind: str) -> list[dict]:
     return [_decoded(row) for row in db.query("SELECT * FROM model_versions WHERE kind = ? ORDER BY id", [kind])]
 

@@ -3,7 +3,6 @@
 import datetime
 from dataclasses import asdict
 
-import pandas as pd
 import streamlit as st
 
 from data import annotation, export, importing, items, jobs, versions

@@ -79,7 +79,7 @@ def sample(model, tokenizer, prompts: list[str], k: int, temperature: float, top
 
 def run_generation(db, config: GenerationConfig, job) -> dict:
     """Generate for every prompt of the set and store each prompt's K completions as one item."""
-    version = _generator_version(db, config.generator_version)
+    version = versions.version_or_active(db, "generator", config.generator_version)
     if config.skip_done:
         prompts = items.prompts_without_completions_from(db, config.prompt_set, version["id"])
     else:
@@ -114,15 +114,6 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     elapsed = time.perf_counter() - started
     return {"items": len(prompts), "completions": len(prompts) * config.k, "tokens": tokens,
             "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"]}
-
-
-def _generator_version(db, version_id: int | None) -> dict:
-    if version_id is not None:
-        return versions.get_version(db, version_id)
-    version = versions.active_version(db, "generator")
-    if version is None:
-        raise LookupError("no active generator: run `python -m data init` or pick one on the admin page")
-    return version
 
 
 if __name__ == "__main__":

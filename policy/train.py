@@ -12,11 +12,10 @@ Several GPUs: `accelerate launch -m policy.train ...` runs the same entry point 
 """
 
 import copy
-import json
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import torch
@@ -24,10 +23,9 @@ import torch.nn.functional as F
 
 from data import items, versions
 from data.jobs import job_main
-from data.versions import models_dir, save_atomically
 from policy.config import PolicyConfig
 from policy.generate import chat_inputs, completion_lengths, eos_token_ids
-from policy.models import load_generator, pick_device
+from policy.models import load_generator, pick_device, save_generator_version
 
 EXAMPLES_SAVED = 8
 
@@ -351,10 +349,8 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     """Job body: load the generator and the reward model, train, save and register the new generator version."""
     from rm.score import RewardScorer
 
-    start = versions.get_version(db, config.generator_version) if config.generator_version else versions.active_version(db, "generator")
-    reward = versions.get_version(db, config.reward_version) if config.reward_version else versions.active_version(db, "reward")
-    if start is None or reward is None:
-        raise LookupError("need a generator and a reward model: train a reward model first (Reward model tab)")
+    start = versions.version_or_active(db, "generator", config.generator_version)
+    reward = versions.version_or_active(db, "reward", config.reward_version)
     prompts = [p["text"] for p in items.prompts_of_set(db, config.prompt_set)]
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
     job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
@@ -378,15 +374,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     if full_weights and config.lora:
         trained = trained.merge_and_unload()
 
-    def write(folder):
-        trained.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        (folder / "policy_config.json").write_text(json.dumps(asdict(config), indent=2))
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-    folder = save_atomically(models_dir(db) / "generator" / name, write)
-    version_id = versions.register_version(db, "generator", name, str(folder), parent_id=start["id"], config=asdict(config),
-                                           metrics=metrics, activate=config.activate)
+    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json")
     job.log(f"saved {name}: reward {metrics.get('eval/reward_before', float('nan')):.3f} -> {metrics.get('eval/reward_after', float('nan')):.3f}, "
             f"win rate {metrics.get('eval/win_rate', float('nan')):.2f}, KL {metrics.get('eval/kl', float('nan')):.3f}")
     return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("eval/") and isinstance(v, float)}}

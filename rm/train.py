@@ -9,7 +9,6 @@ trains on its shard of the batches and gradients are averaged (see README).
 import time
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 import torch
 

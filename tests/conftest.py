@@ -22,6 +22,17 @@ def db(db_path):
     database.close()
 
 
+@pytest.fixture
+def app_db(db_path, monkeypatch):
+    """A seeded database that the app under AppTest opens (through $RLHF_DB)."""
+    from data import builtin
+
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    database = open_db(db_path)
+    builtin.init_db(database)
+    return database
+
+
 @pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory) -> str:
     return str(save_tiny_generator(tmp_path_factory.mktemp("tiny-generator")))

@@ -5,8 +5,6 @@ satisfy that preference clearly better than the old one on held-out prompts: it 
 70% of paired comparisons (same prompt, same sampling seed) and its mean length drops by at least 20%.
 """
 
-import torch
-
 from data import items, jobs, versions
 from policy.config import GenerationConfig, PolicyConfig
 from policy.generate import run_generation, sample

@@ -3,21 +3,12 @@
 import os
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from data import annotation, builtin, jobs
+from data import annotation, jobs
 from data.store import open_db
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def app_db(db_path, monkeypatch):
-    monkeypatch.setenv("RLHF_DB", str(db_path))
-    db = open_db(db_path)
-    builtin.init_db(db)
-    return db
 
 
 def start(page: str | None = None) -> AppTest:

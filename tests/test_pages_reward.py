@@ -5,7 +5,7 @@ import time
 from data import items, jobs, versions
 from data.items import NewCompletion
 from tests.conftest import rank_by
-from tests.test_pages import app_db, start  # noqa: F401  (fixture)
+from tests.test_pages import start
 
 
 def ranked_prompts(db, n=24):
