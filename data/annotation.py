@@ -1,5 +1,6 @@
 """The annotation queue and the submission of rankings."""
 
+import datetime
 import random
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from data.rankings import ranking_to_pairs, validate_ranking
 from data.store import from_json, now, to_json, write_transaction
 
 FLAGS = ("all are bad", "offensive/unsafe", "prompt unclear")
+RESERVATION_S = 600  # how long an item shown to an annotator is held for them
 
 
 @dataclass
@@ -60,25 +62,37 @@ def annotator_names(db: Database) -> list[str]:
     return [row[0] for row in db.execute("SELECT name FROM annotators ORDER BY name")]
 
 
-# Items this annotator has neither ranked nor skipped, whose prompt set still wants rankings.
+# Items this annotator has neither ranked nor skipped, whose prompt set still wants rankings
+# once the rankings in progress elsewhere (live reservations of other annotators) are counted.
 _OPEN_ITEMS = """
     FROM items i
     JOIN prompts p ON p.id = i.prompt_id
     JOIN prompt_sets s ON s.name = p.prompt_set
-    WHERE i.n_rankings < s.rankings_wanted AND i.origin = 'sampled'
+    WHERE i.origin = 'sampled'
+      AND i.n_rankings + (SELECT COUNT(*) FROM reservations v
+                          WHERE v.item_id = i.id AND v.annotator_id != :annotator AND v.expires_at > :now) < s.rankings_wanted
       AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id AND r.annotator_id = :annotator)
 """
 
 
 def next_item(db: Database, annotator: int) -> Item | None:
-    """The open item with the fewest rankings (oldest first among equals), or None."""
-    row = db.execute(
-        f"SELECT i.id, i.prompt_id, p.text, p.prompt_set {_OPEN_ITEMS} ORDER BY i.n_rankings, i.id LIMIT 1",
-        {"annotator": annotator},
-    ).fetchone()
-    if row is None:
-        return None
-    return Item(row[0], row[1], row[2], row[3], completions_of(db, row[0]))
+    """The item to show this annotator, reserved for them: the one they already hold, else the open
+    item with the fewest rankings (oldest first among equals). None when nothing is left."""
+    now_ = now()
+    with write_transaction(db):
+        db.execute("DELETE FROM reservations WHERE expires_at <= ?", [now_])
+        held = db.execute(
+            """SELECT v.item_id FROM reservations v WHERE v.annotator_id = :annotator AND v.expires_at > :now
+               AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = v.item_id AND r.annotator_id = :annotator)
+               ORDER BY v.item_id LIMIT 1""", {"annotator": annotator, "now": now_}).fetchone()
+        row = held or db.execute(f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.n_rankings, i.id LIMIT 1",
+                                 {"annotator": annotator, "now": now_}).fetchone()
+        if row is None:
+            return None
+        expires = (datetime.datetime.fromisoformat(now_) + datetime.timedelta(seconds=RESERVATION_S)).isoformat(timespec="milliseconds")
+        db.execute("INSERT OR REPLACE INTO reservations (item_id, annotator_id, expires_at) VALUES (?, ?, ?)",
+                   [row[0], annotator, expires])
+    return get_item(db, row[0])
 
 
 def completions_of(db: Database, item_id: int) -> list[Completion]:
@@ -102,7 +116,7 @@ def progress(db: Database, annotator: int) -> Progress:
     ranked = db.execute(
         "SELECT COUNT(*) FROM rankings WHERE annotator_id = ? AND skipped = 0", [annotator]
     ).fetchone()[0]
-    left = db.execute(f"SELECT COUNT(*) {_OPEN_ITEMS}", {"annotator": annotator}).fetchone()[0]
+    left = db.execute(f"SELECT COUNT(*) {_OPEN_ITEMS}", {"annotator": annotator, "now": now()}).fetchone()[0]
     return Progress(ranked, left)
 
 
@@ -157,6 +171,7 @@ def _store(db, item_id, annotator, groups, shown_order, seconds, flags, comment)
         if groups is not None:
             _store_comparisons(db, item_id, ranking_id, groups)
             db.execute("UPDATE items SET n_rankings = n_rankings + 1 WHERE id = ?", [item_id])
+        db.execute("DELETE FROM reservations WHERE item_id = ? AND annotator_id = ?", [item_id, annotator])
     return Submitted(ranking_id, was_new=True)
 
 

@@ -143,3 +143,15 @@ def m0002_demonstrations(db):
     db.execute("CREATE INDEX demonstrations_prompt ON demonstrations (prompt_id)")
     # Items made from an edited demonstration (the edit ranked over its source) never enter ranking queues.
     db.execute("ALTER TABLE items ADD COLUMN origin TEXT NOT NULL DEFAULT 'sampled'")
+
+
+@migrations()
+def m0003_reservations(db):
+    # An item shown to an annotator is held for them a while, so concurrent annotators do not overshoot N.
+    db.execute("""
+        CREATE TABLE reservations (
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (item_id, annotator_id)
+        )""")

@@ -175,3 +175,16 @@ def test_admin_starts_fine_tuning(app_db, monkeypatch):
     assert not at.exception and "Fine-tuning started as job" in at.success[0].value
     [(kind, args)] = started
     assert kind == "sft" and args["epochs"] == 2
+
+
+def test_admin_quality_dashboard_shows_agreement_and_biases(app_db):
+    items = [annotation.next_item(app_db, annotation.annotator_id(app_db, "x")).id]
+    for name, groups in (("alice", [[0], [1], [2, 3]]), ("bob", [[0], [2], [1], [3]])):
+        me = annotation.annotator_id(app_db, name)
+        annotation.submit_ranking(app_db, items[0], me, groups, annotation.display_order(items[0], me, 4), seconds=4.0)
+    at = start("pages/admin.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pairwise agreement"] == "80%" and metrics["Krippendorff's α (ordinal)"] != "–"
+    assert len(at.get("vega_lite_chart")) >= 3  # per day, position bias, length bias
+    table = next(d.value for d in at.dataframe if "annotator" in d.value.columns)
+    assert set(table["annotator"]) == {"alice", "bob"}

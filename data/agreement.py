@@ -1,0 +1,142 @@
+"""Rank-aware agreement and annotator quality, with ties. Pure functions over rankings.
+
+A ranking is a list of groups of completion positions, best first (ties share a group).
+"""
+
+import math
+import random
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def ranks(groups: list[list[int]], k: int) -> list[int]:
+    """Rank number of each position (1 = best; tied completions share a rank).
+
+    >>> ranks([[3], [2], [0, 1]], 4)
+    [3, 3, 2, 1]
+    """
+    out = [0] * k
+    for g, group in enumerate(groups, start=1):
+        for p in group:
+            out[p] = g
+    return out
+
+
+def relation(groups: list[list[int]], i: int, j: int) -> int:
+    """+1 when i is ranked above j, -1 below, 0 tied."""
+    r = ranks(groups, max(max(g) for g in groups) + 1)
+    return (r[i] < r[j]) - (r[i] > r[j])
+
+
+@dataclass
+class PairAgreement:
+    agree: int  # both strict, same direction
+    disagree: int  # both strict, opposite directions
+    both_tied: int
+    one_tied: int  # one annotator tied what the other ordered
+
+    @property
+    def rate(self) -> float | None:
+        """Agreement on the pairs both annotators ordered; ties are reported apart."""
+        strict = self.agree + self.disagree
+        return self.agree / strict if strict else None
+
+
+def pair_agreement(a: list[list[int]], b: list[list[int]], k: int) -> PairAgreement:
+    """Compare two rankings of the same K completions pair by pair.
+
+    >>> pair_agreement([[0], [1], [2]], [[0], [2], [1]], 3)
+    PairAgreement(agree=2, disagree=1, both_tied=0, one_tied=0)
+    """
+    ra, rb = ranks(a, k), ranks(b, k)
+    counts = [0, 0, 0, 0]
+    for i in range(k):
+        for j in range(i + 1, k):
+            x = (ra[i] < ra[j]) - (ra[i] > ra[j])
+            y = (rb[i] < rb[j]) - (rb[i] > rb[j])
+            if x and y:
+                counts[0 if x == y else 1] += 1
+            else:
+                counts[2 if x == y else 3] += 1
+    return PairAgreement(*counts)
+
+
+def kendall_tau_b(a: list[list[int]], b: list[list[int]], k: int) -> float | None:
+    """Kendall's tau-b between two rankings with ties (None when either ties everything)."""
+    from scipy.stats import kendalltau
+
+    tau = kendalltau(ranks(a, k), ranks(b, k), variant="b").statistic
+    return None if math.isnan(tau) else float(tau)
+
+
+def krippendorff_alpha(rankings_by_item: dict[int, dict[str, tuple[list[list[int]], int]]]) -> float | None:
+    """Krippendorff's alpha, ordinal metric, over every item with two or more rankings.
+
+    rankings_by_item: {item: {annotator: (groups, k)}}. Units are (item, completion); values are ranks.
+    """
+    import krippendorff
+
+    shared = {i: r for i, r in rankings_by_item.items() if len(r) >= 2}
+    annotators = sorted({a for r in shared.values() for a in r})
+    units = [(i, p) for i, r in shared.items() for p in range(next(iter(r.values()))[1])]
+    if not annotators or not units:
+        return None
+    data = np.full((len(annotators), len(units)), np.nan)
+    column = {unit: c for c, unit in enumerate(units)}
+    for item, by_annotator in shared.items():
+        for a, (groups, k) in by_annotator.items():
+            for p, rank in enumerate(ranks(groups, k)):
+                data[annotators.index(a), column[(item, p)]] = rank
+    if len(np.unique(data[~np.isnan(data)])) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
+
+
+def consensus_ranks(rankings: list[tuple[list[list[int]], int]]) -> list[float]:
+    """Mean rank of each completion over several rankings of one item (lower is better)."""
+    k = rankings[0][1]
+    return [statistics.fmean(ranks(g, k)[p] for g, _ in rankings) for p in range(k)]
+
+
+def agreement_with_consensus(mine: list[list[int]], others: list[list[list[int]]], k: int) -> PairAgreement:
+    """My ranking against the mean-rank consensus of the other annotators of the same item."""
+    mean = consensus_ranks([(g, k) for g in others])
+    order = sorted(set(mean))
+    consensus_groups = [[p for p in range(k) if mean[p] == value] for value in order]
+    return pair_agreement(mine, consensus_groups, k)
+
+
+def bradley_terry(pairs: list[tuple[int, int]], k: int, iterations: int = 200, prior: float = 0.5) -> list[float]:
+    """Bradley-Terry log-strengths (mean 0) from (winner, loser) pairs, by Hunter's MM algorithm.
+
+    `prior` adds that many virtual wins and losses against every other completion, so a
+    completion that always wins still gets a finite strength.
+    """
+    wins = np.full((k, k), prior)
+    np.fill_diagonal(wins, 0.0)
+    for w, l in pairs:
+        wins[w, l] += 1
+    games = wins + wins.T  # [K, K]
+    strength = np.ones(k)
+    for _ in range(iterations):
+        denominator = (games / (strength[:, None] + strength[None, :])).sum(1)
+        strength = wins.sum(1) / denominator
+        strength /= np.exp(np.log(strength).mean())
+    log_strength = np.log(strength)
+    return (log_strength - log_strength.mean()).tolist()
+
+
+def bradley_terry_with_intervals(rankings: list[list[list[int]]], k: int, resamples: int = 200, seed: int = 0) -> list[dict]:
+    """Per completion: BT log-strength and a 95% bootstrap interval (rankings resampled with replacement)."""
+    from data.rankings import ranking_to_pairs
+
+    def fit(sample):
+        return bradley_terry([(p.chosen, p.rejected) for g in sample for p in ranking_to_pairs(g)], k)
+
+    point = fit(rankings)
+    rng = random.Random(seed)
+    draws = np.array([fit([rng.choice(rankings) for _ in rankings]) for _ in range(resamples)])  # [S, K]
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return [{"position": p, "strength": point[p], "low": float(low[p]), "high": float(high[p])} for p in range(k)]
