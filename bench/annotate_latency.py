@@ -58,9 +58,9 @@ def seed(db, n_prompts: int, k: int, n_rankings: int, n_annotators: int) -> None
 def time_submits(name: str, submits: int) -> list[float]:
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.text_input[0].input(name)
-    at.button[0].click().run()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["user_name"] = name  # logged in
+    at.run()
     seconds = []
     for _ in range(submits):
         typed = next(k for k in at.session_state if str(k).endswith("-typed"))
@@ -88,6 +88,7 @@ def main() -> None:
         seed(db, n_prompts=10_000, k=4, n_rankings=50_000, n_annotators=100)
         seeded_s = time.perf_counter() - started
         counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("prompts", "completions", "rankings", "comparisons")}
+        annotation.annotator_id(db, "newcomer")
         new = time_submits("newcomer", args.submits)
         veteran = time_submits("annotator-1", args.submits)  # already ranked ~500 items: the NOT EXISTS filter works hardest
         me = annotation.annotator_id(db, "newcomer")

@@ -1,11 +1,12 @@
 """Command line for the store: `python -m data --help`."""
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
 
-from data import builtin, export, importing, items, jobs
+from data import accounts, builtin, export, importing, items, jobs
 from data.store import open_db, resolve_db_path
 
 
@@ -15,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the database; add the built-in prompts, generator and completions")
     commands.add_parser("stats", help="print counts")
+    p = commands.add_parser("create-user", help="create an account; the password is read from stdin or prompted for")
+    p.add_argument("name")
+    p.add_argument("--role", choices=accounts.ROLES, default="annotator")
     p = commands.add_parser("import-prompts", help="import prompts from .txt (one per line), .csv or .jsonl")
     p.add_argument("file", type=Path)
     p.add_argument("--set", default="default", help="prompt set to add them to")
@@ -53,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(db, args):
     if args.command == "init":
         return {"db": str(resolve_db_path(args.db)), **builtin.init_db(db), **items.counts(db)}
+    if args.command == "create-user":
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+        user = accounts.create_user(db, args.name, password, args.role)
+        return {"created": user.name, "role": user.role}
     if args.command == "stats":
         return items.counts(db)
     if args.command == "import-prompts":

@@ -155,3 +155,11 @@ def m0003_reservations(db):
             expires_at TEXT NOT NULL,
             PRIMARY KEY (item_id, annotator_id)
         )""")
+
+
+@migrations()
+def m0004_accounts(db):
+    # Annotators become accounts: a role, a salted scrypt hash, and a switch to disable them.
+    db.execute("ALTER TABLE annotators ADD COLUMN role TEXT NOT NULL DEFAULT 'annotator' CHECK (role IN ('admin', 'annotator'))")
+    db.execute("ALTER TABLE annotators ADD COLUMN password_hash TEXT")
+    db.execute("ALTER TABLE annotators ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")

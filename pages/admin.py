@@ -7,12 +7,13 @@ import streamlit as st
 
 from data import annotation, export, importing, items, jobs, versions
 from policy.config import GenerationConfig
-from pages.common import db_path, flash, session_db, show_flash
+from pages.common import db_path, flash, require_admin, session_db, show_flash
 from pages.jobs_view import job_card
 from pages.admin_policy import policy_section
 from pages.admin_quality import quality_section
 from pages.admin_reward import reward_section
 from pages.admin_sft import sft_section
+from pages.admin_team import team_section
 
 def overview(db) -> None:
     counts = items.counts(db)
@@ -122,15 +123,18 @@ def export_section(db) -> None:
                        type="primary", disabled=frame.empty)
 
 
-st.title("Admin")
 db = session_db()
+require_admin(db)
+st.title("Admin")
 show_flash()
-tab_overview, tab_quality, tab_import, tab_generate, tab_sft, tab_reward, tab_policy, tab_jobs, tab_export = st.tabs(
-    ["Overview", "Quality", "Import", "Generate", "Demonstrations & SFT", "Reward model", "Policy update", "Jobs", "Export"])
+tab_overview, tab_quality, tab_team, tab_import, tab_generate, tab_sft, tab_reward, tab_policy, tab_jobs, tab_export = st.tabs(
+    ["Overview", "Quality", "Team", "Import", "Generate", "Demonstrations & SFT", "Reward model", "Policy update", "Jobs", "Export"])
 with tab_overview:
     overview(db)
 with tab_quality:
     quality_section(db)
+with tab_team:
+    team_section(db)
 with tab_import:
     import_section(db)
 with tab_generate:

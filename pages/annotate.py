@@ -6,19 +6,7 @@ import streamlit as st
 
 from data import annotation, demonstrations
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
-from pages.common import flash, session_db, show_flash
-
-
-def ask_name() -> str:
-    if not st.session_state.get("annotator_name"):
-        st.title("Rank completions")
-        with st.form("who"):
-            name = st.text_input("Your name", help="Typed once per browser session; your rankings are saved under it.")
-            if st.form_submit_button("Start ranking", type="primary") and name.strip():
-                st.session_state.annotator_name = name.strip()
-                st.rerun()
-        st.stop()
-    return st.session_state.annotator_name
+from pages.common import current_user, flash, session_db, show_flash
 
 
 def submit(db, item, annotator: int, order: list[int], skipped: bool) -> None:
@@ -86,8 +74,10 @@ def demonstration_from(db, item, annotator: int, order: list[int]) -> None:
 
 
 db = session_db()
-name = ask_name()
-annotator = annotation.annotator_id(db, name)
+user = current_user(db)
+if user is None:
+    st.stop()
+name, annotator = user.name, user.id
 mode = st.radio("Task", ["Rank completions", "Write demonstrations"], horizontal=True, key="task", label_visibility="collapsed")
 if mode == "Write demonstrations":
     write_demonstrations(db, annotator)

@@ -43,3 +43,39 @@ def reward_scorer(folder: str):
     from rm.score import RewardScorer
 
     return RewardScorer(folder)
+
+
+def sso_configured() -> bool:
+    """Streamlit's OIDC log-in (st.login) is on when secrets.toml has an [auth] section."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001  no secrets.toml at all
+        return False
+
+
+def current_user(db):
+    """The logged-in account (re-checked every run, so disabling someone logs them out), or None."""
+    from data import accounts
+
+    name = st.session_state.get("user_name")
+    if name is None and sso_configured() and st.user.get("is_logged_in"):
+        name = st.user.get("email")
+    user = accounts.active_user(db, name) if name else None
+    if user is None:
+        st.session_state.pop("user_name", None)
+    return user
+
+
+def require_admin(db):
+    """Stop the page unless an admin is logged in: guards every admin page even if opened by URL."""
+    user = current_user(db)
+    if user is None or not user.is_admin:
+        st.error("This page is for admins. Log in with an admin account.")
+        st.stop()
+    return user
+
+
+def log_out() -> None:
+    st.session_state.pop("user_name", None)
+    if sso_configured() and st.user.get("is_logged_in"):
+        st.logout()

@@ -27,9 +27,12 @@ def app_db(db_path, monkeypatch):
     """A seeded database that the app under AppTest opens (through $RLHF_DB)."""
     from data import builtin
 
+    from data import accounts
+
     monkeypatch.setenv("RLHF_DB", str(db_path))
     database = open_db(db_path)
     builtin.init_db(database)
+    accounts.create_user(database, "admin", "admin-password", role="admin")
     return database
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data import annotation, builtin, items
+from data import accounts, annotation, builtin, items
 from data.store import open_db
 
 pytestmark = pytest.mark.browser
@@ -44,6 +44,8 @@ def server(tmp_path):
     prompt_id, _ = items.add_prompt(db, "hostile", "Say something <script>window.__pwned = 4</script>")
     items.add_item(db, prompt_id, [items.NewCompletion(t) for t in HOSTILE])  # item 1: first in the queue
     builtin.init_db(db)
+    accounts.create_user(db, "admin", "admin-password", role="admin")
+    accounts.create_user(db, "alice", "alice-password")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
@@ -67,24 +69,38 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def page(server):
+def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 420, "height": 900})  # a narrow, phone-like screen
-        dialogs = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.dialogs = dialogs
-        yield page
+        yield browser
         browser.close()
+
+
+def new_page(browser, width: int = 420):
+    """A page in a browser context of its own (its own cookies and session), noting any dialog."""
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    return new_page(browser)  # a narrow, phone-like screen
+
+
+def log_in(page, url: str, name: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_role("textbox", name="Name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
 
 
 def test_rank_an_item_with_a_tie_from_the_keyboard_and_html_stays_inert(server, page, tmp_path):
     url, db = server
-    page.goto(url)
-    page.get_by_role("textbox", name="Your name").fill("alice")
-    page.get_by_role("button", name="Start ranking").click()
+    log_in(page, url, "alice", "alice-password")
     page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
 
     # Completions with HTML in them are shown as text and never run.
@@ -107,3 +123,28 @@ def test_rank_an_item_with_a_tie_from_the_keyboard_and_html_stays_inert(server, 
     order = annotation.display_order(1, ranking["annotator_id"], 4)
     assert ranking["groups"] == str([[order[3]], [order[2]], sorted([order[0], order[1]])])
     assert db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 5
+
+
+def test_two_annotators_rank_the_same_items_and_the_admin_sees_their_agreement(server, browser):
+    url, db = server
+    items.set_rankings_wanted(db, "hostile", 2)
+    accounts.create_user(db, "bob", "bob-password")
+    alice, bob = new_page(browser), new_page(browser)
+    for page, name in ((alice, "alice"), (bob, "bob")):  # both are shown the shared item before either ranks it
+        log_in(page, url, name, f"{name}-password")
+        page.get_by_text("after the image").first.wait_for(timeout=30_000)
+    for page, typed in ((alice, "D > C > A = B"), (bob, "D > C > B > A")):
+        page.get_by_role("textbox", name="Ranking, best first").fill(typed)
+        page.get_by_role("textbox", name="Ranking, best first").press("Enter")
+        page.get_by_text("Saved:").wait_for(timeout=30_000)
+    assert db.execute("SELECT COUNT(DISTINCT annotator_id) FROM rankings WHERE item_id = 1").fetchone()[0] == 2
+
+    admin = new_page(browser, width=1200)
+    log_in(admin, url, "admin", "admin-password")
+    admin.get_by_role("link", name="Admin").click()
+    admin.get_by_role("tab", name="Quality").click()
+    agreement = admin.get_by_test_id("stMetric").filter(has_text="Pairwise agreement")
+    agreement.wait_for(timeout=30_000)
+    assert "%" in agreement.inner_text()
+    assert admin.get_by_text("Krippendorff").first.is_visible()
+    assert alice.dialogs == bob.dialogs == admin.dialogs == []
