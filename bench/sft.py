@@ -1,6 +1,6 @@
 """Supervised fine-tuning of the embedded SmolLM2-135M: this project's SFT against TRL's SFTTrainer.
 
-    python -m bench.sft [--train 256 --validation 64]
+    python -m bench.sft [--train 128 --validation 48]
 
 Same demonstrations (the chosen answers of the shared HH-RLHF comparisons; the dialogue so far is
 the prompt), same epochs (1), same max length (256 tokens), same batch size (8); each arm at its own
@@ -83,8 +83,8 @@ def run_trl(n_train: int, n_validation: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arm", choices=["ours", "trl"])
-    parser.add_argument("--train", type=int, default=256)
-    parser.add_argument("--validation", type=int, default=64)
+    parser.add_argument("--train", type=int, default=128)
+    parser.add_argument("--validation", type=int, default=48)
     args = parser.parse_args()
     if args.arm:
         print(json.dumps((run_ours if args.arm == "ours" else run_trl)(args.train, args.validation)))

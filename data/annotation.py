@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from data import gold
 from data.rankings import ranking_to_pairs, validate_ranking
 from data.store import from_json, now, to_json, write_transaction
 
@@ -68,7 +69,7 @@ _OPEN_ITEMS = """
     FROM items i
     JOIN prompts p ON p.id = i.prompt_id
     JOIN prompt_sets s ON s.name = p.prompt_set
-    WHERE i.origin = 'sampled'
+    WHERE i.origin = 'sampled' AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id)
       AND i.n_rankings + (SELECT COUNT(*) FROM reservations v
                           WHERE v.item_id = i.id AND v.annotator_id != :annotator AND v.expires_at > :now) < s.rankings_wanted
       AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id AND r.annotator_id = :annotator)
@@ -85,8 +86,11 @@ def next_item(db: Database, annotator: int) -> Item | None:
             """SELECT v.item_id FROM reservations v WHERE v.annotator_id = :annotator AND v.expires_at > :now
                AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = v.item_id AND r.annotator_id = :annotator)
                ORDER BY v.item_id LIMIT 1""", {"annotator": annotator, "now": now_}).fetchone()
-        row = held or db.execute(f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.n_rankings, i.id LIMIT 1",
-                                 {"annotator": annotator, "now": now_}).fetchone()
+        row = held
+        if row is None:
+            gold_item = gold.gold_item_due(db, annotator)  # gold goes to everyone, at its set's rate
+            row = (gold_item,) if gold_item else db.execute(
+                f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.n_rankings, i.id LIMIT 1", {"annotator": annotator, "now": now_}).fetchone()
         if row is None:
             return None
         expires = (datetime.datetime.fromisoformat(now_) + datetime.timedelta(seconds=RESERVATION_S)).isoformat(timespec="milliseconds")

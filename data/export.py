@@ -30,10 +30,19 @@ class ExportFilter:
     until: str | None = None  # last day included, YYYY-MM-DD
     annotators: list[str] | None = None
     prompt_sets: list[str] | None = None
+    exclude_annotators: list[str] | None = None
+    complete_only: bool = False  # only items with all the rankings their prompt set wants
+    min_agreement: float | None = None  # annotators whose agreement with the others is at least this
+    min_gold_accuracy: float | None = None  # annotators who pass at least this share of their gold items
 
     def where(self) -> tuple[str, list]:
-        """SQL conditions on rankings r, annotators a, prompts p."""
+        """SQL conditions on rankings r, annotators a, prompts p, items i."""
         clauses, params = ["r.skipped = 0"], []
+        if self.exclude_annotators:
+            clauses.append(f"a.name NOT IN ({', '.join('?' * len(self.exclude_annotators))})")
+            params.extend(self.exclude_annotators)
+        if self.complete_only:
+            clauses.append("i.n_rankings >= (SELECT rankings_wanted FROM prompt_sets WHERE name = p.prompt_set)")
         if self.since:
             clauses.append("r.created_at >= ?")
             params.append(_day(self.since).isoformat())
@@ -52,6 +61,28 @@ def _day(text: str) -> datetime.date:
         return datetime.date.fromisoformat(str(text))
     except ValueError:
         raise ValueError(f"dates are YYYY-MM-DD, got {text!r}") from None
+
+
+def annotator_quality(db: Database) -> pd.DataFrame:
+    """Per annotator: agreement with the others and gold accuracy (provenance columns, quality filters)."""
+    from data import gold, quality
+
+    table = pd.DataFrame(quality.annotator_table(db), columns=["annotator", "agreement_with_others"])
+    accuracy = gold.accuracy_by_annotator(db)
+    table["gold_accuracy"] = table["annotator"].map(accuracy)
+    return table.rename(columns={"agreement_with_others": "annotator_agreement", "gold_accuracy": "annotator_gold_accuracy"})
+
+
+def _with_quality(db: Database, frame: pd.DataFrame, where: ExportFilter) -> pd.DataFrame:
+    """Add the annotators' quality columns and whether the item is gold; drop rows below the quality bar."""
+    frame = frame.merge(annotator_quality(db), on="annotator", how="left")
+    gold_items = {row[0] for row in db.execute("SELECT item_id FROM gold")}
+    frame["is_gold"] = frame["item_id"].isin(gold_items)
+    if where.min_agreement is not None:
+        frame = frame[frame["annotator_agreement"].fillna(0) >= where.min_agreement]
+    if where.min_gold_accuracy is not None:
+        frame = frame[frame["annotator_gold_accuracy"].fillna(1) >= where.min_gold_accuracy]  # no gold seen: not failed
+    return frame.reset_index(drop=True)
 
 
 def pairs_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
@@ -78,7 +109,7 @@ def pairs_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFr
         "prompt", "chosen", "rejected", "annotator", "ranking_id", "item_id", "margin", "groups",
         "created_at", "prompt_set", "chosen_generator", "rejected_generator"])
     frame.insert(frame.columns.get_loc("groups"), "ties_in_ranking", [tie_count(from_json(g)) for g in frame["groups"]])
-    return frame.drop(columns="groups")
+    return _with_quality(db, frame.drop(columns="groups"), where)
 
 
 def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
@@ -94,6 +125,7 @@ def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.Dat
         params,
     ))
     completions = _completions_by_item(db, {r["item_id"] for r in rankings})
+    consensus = _consensus_by_item(db, {r["item_id"] for r in rankings})
     records = []
     for r in rankings:
         texts, models = completions[r["item_id"]]
@@ -103,11 +135,29 @@ def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.Dat
             "prompt_set": r["prompt_set"], "prompt": r["prompt"], "completions": texts, "models": models,
             "ranking": groups, "ties": tie_count(groups), "display_order": from_json(r["display_order"]),
             "flags": from_json(r["flags"]), "comment": r["comment"], "seconds": r["seconds"],
-            "created_at": r["created_at"],
+            "created_at": r["created_at"], **consensus[r["item_id"]],
         })
-    return pd.DataFrame(records, columns=[
+    frame = pd.DataFrame(records, columns=[
         "ranking_id", "item_id", "annotator", "prompt_set", "prompt", "completions", "models", "ranking", "ties",
-        "display_order", "flags", "comment", "seconds", "created_at"])
+        "display_order", "flags", "comment", "seconds", "created_at", "consensus_strength", "consensus_low", "consensus_high"])
+    return _with_quality(db, frame, where)
+
+
+def _consensus_by_item(db: Database, item_ids: set[int]) -> dict[int, dict]:
+    """Bradley-Terry strengths of each item's completions from all its rankings, with 95% bootstrap intervals."""
+    from data import agreement
+
+    by_item: dict[int, list] = {}
+    for item_id, groups in db.execute("SELECT item_id, groups FROM rankings WHERE skipped = 0 ORDER BY id"):
+        if item_id in item_ids:
+            by_item.setdefault(item_id, []).append(from_json(groups))
+    k_of = dict(db.execute("SELECT item_id, COUNT(*) FROM completions GROUP BY item_id"))
+    out = {}
+    for item_id in item_ids:
+        rows = agreement.bradley_terry_with_intervals(by_item[item_id], k_of[item_id], resamples=100)
+        out[item_id] = {"consensus_strength": [round(r["strength"], 4) for r in rows],
+                        "consensus_low": [round(r["low"], 4) for r in rows], "consensus_high": [round(r["high"], 4) for r in rows]}
+    return out
 
 
 def _completions_by_item(db: Database, item_ids: set[int]) -> dict[int, tuple[list, list]]:

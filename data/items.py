@@ -42,7 +42,7 @@ def set_rankings_wanted(db: Database, prompt_set: str, n: int) -> None:
 def prompt_sets(db: Database) -> list[dict]:
     return list(
         db.query(
-            """SELECT s.name, s.rankings_wanted, COUNT(p.id) AS prompts
+            """SELECT s.name, s.rankings_wanted, s.gold_every, COUNT(p.id) AS prompts
                FROM prompt_sets s LEFT JOIN prompts p ON p.prompt_set = s.name
                GROUP BY s.name ORDER BY s.created_at"""
         )
@@ -132,3 +132,9 @@ def ranked_items(db: Database, limit: int = 200) -> list[dict]:
     return list(db.query(
         f"""SELECT i.id, p.text AS prompt, i.n_rankings FROM items i JOIN prompts p ON p.id = i.prompt_id
             WHERE i.n_rankings > 0 ORDER BY i.id DESC LIMIT {int(limit)}"""))
+
+
+def items_of_set(db: Database, prompt_set: str, limit: int = 500) -> list[dict]:
+    return list(db.query(
+        f"""SELECT i.id, p.text AS prompt FROM items i JOIN prompts p ON p.id = i.prompt_id
+            WHERE p.prompt_set = ? AND i.origin = 'sampled' ORDER BY i.id LIMIT {int(limit)}""", [prompt_set]))

@@ -163,3 +163,15 @@ def m0004_accounts(db):
     db.execute("ALTER TABLE annotators ADD COLUMN role TEXT NOT NULL DEFAULT 'annotator' CHECK (role IN ('admin', 'annotator'))")
     db.execute("ALTER TABLE annotators ADD COLUMN password_hash TEXT")
     db.execute("ALTER TABLE annotators ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m0005_gold(db):
+    # Gold items: an expected order (all completions, or just a pair) graded silently; mixed into queues at a rate.
+    db.execute("""
+        CREATE TABLE gold (
+            item_id INTEGER PRIMARY KEY REFERENCES items(id),
+            expected TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN gold_every INTEGER NOT NULL DEFAULT 0")

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from sqlite_utils import Database
 
-from data import agreement
+from data import agreement, gold
 from data.rankings import LETTERS, tie_count
 from data.store import from_json
 
@@ -49,10 +49,11 @@ def agreement_summary(db: Database) -> dict:
 
 
 def annotator_table(db: Database) -> list[dict]:
-    """Per annotator: count, speed, agreement with the others' consensus, tie rate, position and length bias."""
+    """Per annotator: count, speed, agreement with the others' consensus, tie rate, position and length bias, gold accuracy."""
     rankings = _rankings(db)
     by_item = _by_item(rankings)
     lengths = {(item, pos): n for item, pos, n in db.execute("SELECT item_id, position, LENGTH(text) FROM completions")}
+    gold_accuracy = gold.accuracy_by_annotator(db)
     table = []
     for name in sorted({r["annotator"] for r in rankings}):
         mine = [r for r in rankings if r["annotator"] == name]
@@ -83,6 +84,7 @@ def annotator_table(db: Database) -> list[dict]:
             "first_shown_ranked_best": statistics.fmean(first_best) if mine else None,
             "first_shown_expected": statistics.fmean(expected_first) if mine else None,
             "longer_wins": longer_wins / length_pairs if length_pairs else None,
+            "gold_accuracy": gold_accuracy.get(name),
         })
     return table
 

@@ -112,9 +112,16 @@ def export_section(db) -> None:
     dates = st.date_input("Created between", value=(), help="Leave empty for all dates")
     chosen_annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
     chosen_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+    with st.expander("Quality filters"):
+        excluded = st.multiselect("Exclude annotators", annotation.annotator_names(db))
+        left, right = st.columns(2)
+        min_agreement = left.slider("Minimum agreement with the other annotators", 0.0, 1.0, 0.0, 0.05)
+        min_gold = right.slider("Minimum gold accuracy", 0.0, 1.0, 0.0, 0.05)
+        complete_only = st.checkbox("Only items with all N rankings")
     since, until = (dates[0], dates[-1]) if len(dates) else (None, None)
     where = export.ExportFilter(str(since) if since else None, str(until) if until else None,
-                                chosen_annotators or None, chosen_sets or None)
+                                chosen_annotators or None, chosen_sets or None, excluded or None, complete_only,
+                                min_agreement or None, min_gold or None)
     frame = export.export_frame(db, kind, where)
     st.caption(f"{len(frame):,} rows")
     st.dataframe(frame.head(50), hide_index=True)

@@ -275,3 +275,14 @@ def test_admin_creates_and_disables_an_annotator(app_db):
     at.button(key="FormSubmitter:change-user-Disable").click().run()
     with pytest.raises(accounts.AuthError, match="disabled"):
         accounts.authenticate(app_db, "jo", "a-long-password")
+
+
+def test_admin_marks_a_gold_item_and_sets_its_rate(app_db):
+    at = start("pages/admin.py")
+    at.number_input(key="gold-every").set_value(5)
+    next(b for b in at.button if b.label == "Save rate").click().run()
+    at.text_input(key="gold-expected").input("B > A")
+    at.button(key="FormSubmitter:gold-Mark as gold").click().run()
+    assert not at.exception and "is gold now" in at.success[0].value
+    assert app_db.execute("SELECT expected FROM gold").fetchone()[0] == "[[1], [0]]"
+    assert app_db.execute("SELECT gold_every FROM prompt_sets WHERE name = 'builtin'").fetchone()[0] == 5

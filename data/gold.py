@@ -1,0 +1,62 @@
+"""Gold items: an admin's expected order for an item, mixed into annotators' queues and graded silently."""
+
+from sqlite_utils import Database
+
+from data.rankings import ranking_to_pairs
+from data.store import from_json, now, to_json, write_transaction
+
+
+def set_gold(db: Database, item_id: int, expected: list[list[int]]) -> None:
+    """Mark an item as gold with its expected order: groups of positions, best first, covering all
+    completions or only some (a pair with an expected winner is [[winner], [loser]])."""
+    if not ranking_to_pairs(expected):
+        raise ValueError("a gold answer must order at least one pair, e.g. A > B")
+    with write_transaction(db):
+        db.execute("INSERT OR REPLACE INTO gold (item_id, expected, created_at) VALUES (?, ?, ?)", [item_id, to_json(expected), now()])
+
+
+def set_gold_every(db: Database, prompt_set: str, every: int) -> None:
+    """Serve a gold item every `every` items (0: never)."""
+    if every < 0:
+        raise ValueError("the gold rate is every N items, N >= 0")
+    with write_transaction(db):
+        db.execute("UPDATE prompt_sets SET gold_every = ? WHERE name = ?", [every, prompt_set])
+
+
+def passes(expected: list[list[int]], groups: list[list[int]]) -> bool:
+    """Whether a ranking orders every pair the gold answer orders the same way (a tie fails).
+
+    >>> passes([[2], [0]], [[2], [1], [0]]), passes([[2], [0]], [[0, 2], [1]])
+    (True, False)
+    """
+    rank = {p: g for g, group in enumerate(groups) for p in group}
+    return all(rank[p.chosen] < rank[p.rejected] for p in ranking_to_pairs(expected))
+
+
+def gold_results(db: Database) -> list[dict]:
+    """Every ranking of a gold item, graded."""
+    rows = db.query("""SELECT r.id AS ranking_id, a.name AS annotator, r.item_id, r.groups, g.expected
+                       FROM rankings r JOIN gold g ON g.item_id = r.item_id JOIN annotators a ON a.id = r.annotator_id
+                       WHERE r.skipped = 0 ORDER BY r.id""")
+    return [{"ranking_id": r["ranking_id"], "annotator": r["annotator"], "item_id": r["item_id"],
+             "passed": passes(from_json(r["expected"]), from_json(r["groups"]))} for r in rows]
+
+
+def accuracy_by_annotator(db: Database) -> dict[str, float]:
+    results: dict[str, list[bool]] = {}
+    for r in gold_results(db):
+        results.setdefault(r["annotator"], []).append(r["passed"])
+    return {name: sum(passed) / len(passed) for name, passed in results.items()}
+
+
+def gold_item_due(db: Database, annotator: int) -> int | None:
+    """A gold item this annotator has not seen, when their count of submissions calls for one."""
+    row = db.execute(
+        """SELECT g.item_id, s.gold_every FROM gold g JOIN items i ON i.id = g.item_id JOIN prompts p ON p.id = i.prompt_id
+           JOIN prompt_sets s ON s.name = p.prompt_set
+           WHERE s.gold_every > 0 AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = g.item_id AND r.annotator_id = ?)
+           ORDER BY g.item_id LIMIT 1""", [annotator]).fetchone()
+    if row is None:
+        return None
+    done = db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [annotator]).fetchone()[0]
+    return row[0] if (done + 1) % row[1] == 0 else None

@@ -1,0 +1,54 @@
+import pytest
+
+from data import annotation, export, gold, items
+from data.export import ExportFilter
+from tests.conftest import add_items
+
+
+def test_gold_items_are_mixed_in_at_their_rate_and_graded_silently(db):
+    first, second, third, gold_item = add_items(db, 4, k=3)
+    gold.set_gold(db, gold_item, [[2], [0]])  # only the pair C > A is expected
+    gold.set_gold_every(db, "test", 2)
+    items.set_rankings_wanted(db, "test", 2)
+    alice = annotation.annotator_id(db, "alice")
+    served = []
+    for _ in range(4):
+        item = annotation.next_item(db, alice)
+        served.append(item.id)
+        annotation.submit_ranking(db, item.id, alice, [[0], [1], [2]], [0, 1, 2])  # A first: fails the gold
+    assert served == [first, gold_item, second, third]  # the second item served is gold
+    bob = annotation.annotator_id(db, "bob")
+    annotation.submit_ranking(db, gold_item, bob, [[2], [1], [0]], [0, 1, 2])
+    assert gold.accuracy_by_annotator(db) == {"alice": 0.0, "bob": 1.0}
+    assert annotation.next_item(db, annotation.annotator_id(db, "carol")).id != gold_item  # carol is due gold only at her 2nd
+
+
+def test_a_gold_answer_must_order_a_pair(db):
+    [item] = add_items(db, 1, k=2)
+    with pytest.raises(ValueError, match="at least one pair"):
+        gold.set_gold(db, item, [[0, 1]])
+
+
+def test_exports_filter_by_quality_and_keep_provenance(db):
+    ids = add_items(db, 3, k=2)
+    items.set_rankings_wanted(db, "test", 2)
+    gold.set_gold(db, ids[2], [[0], [1]])
+    alice, bob, carol = (annotation.annotator_id(db, n) for n in ("alice", "bob", "carol"))
+    for item in ids[:2]:
+        annotation.submit_ranking(db, item, alice, [[0], [1]], [0, 1])
+        annotation.submit_ranking(db, item, bob, [[0], [1]], [0, 1])
+    annotation.submit_ranking(db, ids[0], carol, [[1], [0]], [0, 1])  # disagrees with the others
+    annotation.submit_ranking(db, ids[2], alice, [[0], [1]], [0, 1])  # passes gold
+    annotation.submit_ranking(db, ids[2], bob, [[1], [0]], [0, 1])  # fails gold
+    everything = export.pairs_frame(db)
+    assert {"annotator_agreement", "annotator_gold_accuracy", "is_gold", "ties_in_ranking", "margin"} <= set(everything.columns)
+    assert everything[everything.item_id == ids[2]]["is_gold"].all()
+    assert set(export.pairs_frame(db, ExportFilter(min_agreement=0.5)).annotator) == {"alice", "bob"}
+    assert set(export.pairs_frame(db, ExportFilter(min_gold_accuracy=1.0)).annotator) == {"alice", "carol"}
+    assert set(export.pairs_frame(db, ExportFilter(exclude_annotators=["alice"])).annotator) == {"bob", "carol"}
+    complete = export.pairs_frame(db, ExportFilter(complete_only=True))
+    assert set(complete.item_id) == set(ids)  # every item has its 2 rankings
+    rankings = export.rankings_frame(db)
+    row = rankings[rankings.item_id == ids[0]].iloc[0]
+    assert len(row.consensus_strength) == 2 and row.consensus_strength[0] > row.consensus_strength[1]
+    assert all(lo <= s <= hi for lo, s, hi in zip(row.consensus_low, row.consensus_strength, row.consensus_high))
