@@ -37,6 +37,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.sft
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.policy --steps 20
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.reward_model
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.closed_loop
 
 clean:
 	rm -rf $(VENV) .pytest_cache
