@@ -27,8 +27,8 @@ def submit(db, item, annotator: int, order: list[int], skipped: bool) -> None:
         flash("error", str(error))
 
 
-def save_demonstration(db, prompt_id: int, annotator: int, key: str, source_completion_id: int | None) -> None:
-    seconds = round(time.time() - st.session_state.get(f"{key}-shown-at", time.time()), 1)
+def save_demonstration(db, prompt_id: int, annotator: int, key: str, source_completion_id: int | None, shown_at: str) -> None:
+    seconds = round(time.time() - st.session_state.get(shown_at, time.time()), 1)
     try:
         demonstrations.save_demonstration(db, prompt_id, annotator, st.session_state.get(key) or "", source_completion_id, seconds)
         flash("success", "Demonstration saved" + (", and ranked above the completion it came from." if source_completion_id else "."))
@@ -54,7 +54,7 @@ def write_demonstrations(db, annotator: int) -> None:
         st.markdown(prompt["text"])
     st.text_area("The answer you wish the model had given", key=key, height=240)
     left, right = st.columns(2)
-    left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(db, prompt["id"], annotator, key, None),
+    left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(db, prompt["id"], annotator, key, None, f"{key}-shown-at"),
                 use_container_width=True)
     right.button("Next prompt", on_click=skip_prompt, args=(prompt["id"],), use_container_width=True)
     st.stop()
@@ -70,7 +70,7 @@ def demonstration_from(db, item, annotator: int, order: list[int]) -> None:
         key = f"item-{item.id}-demo-{start}"
         st.text_area("Your answer", value=source.text if source else "", key=key, height=200)
         st.button("Save demonstration", key=f"{key}-save", on_click=save_demonstration,
-                  args=(db, item.prompt_id, annotator, key, source.id if source else None))
+                  args=(db, item.prompt_id, annotator, key, source.id if source else None, f"item-{item.id}-shown-at"))
 
 
 db = session_db()

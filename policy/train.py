@@ -75,12 +75,22 @@ def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=
                                     position_ids=position_ids).last_hidden_state  # [N, P+T, H]
     hidden = hidden[:, P - 1:-1].reshape(N * T, -1)  # [N*T, H] the state before each completion token
     logits = base.get_output_embeddings()(hidden).float().view(N, T, -1) / temperature  # [N, T, V]
-    log_p = F.log_softmax(logits, dim=-1)  # [N, T, V]
     tokens = rollout.sequences[:, P:]  # [N, T]
-    logprobs = log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # [N, T]
-    entropy = -(log_p.exp() * log_p).sum(-1)  # [N, T]
+    # log pi(y_t) = logit_y - logsumexp(logits): no [N, T, V] log-softmax kept for the backward pass
+    logprobs = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [N, T]
+    entropy = _entropy(logits.detach())  # [N, T], a metric only
     values = None if value_head is None else value_head(hidden.float()).view(N, T)  # [N, T]
     return logprobs, entropy, values
+
+
+@torch.no_grad()
+def _entropy(logits: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """H = -sum p log p per position, a few sequences at a time to bound memory. [N, T, V] -> [N, T]"""
+    out = []
+    for part in logits.split(chunk):
+        log_p = F.log_softmax(part, dim=-1)
+        out.append(-(log_p.exp() * log_p).sum(-1))
+    return torch.cat(out)
 
 
 def _adapter_input_casting_off(model):
