@@ -7,7 +7,7 @@ import streamlit as st
 
 from data import items, jobs, versions
 from pages.common import db_path, flash
-from pages.jobs_view import job_card
+from pages.jobs_view import latest_job
 from policy.config import GenerationConfig, PolicyConfig
 
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
@@ -16,7 +16,7 @@ TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["kl/ref"], "Entrop
 
 def policy_section(db) -> None:
     train_form(db)
-    latest_update(db)
+    latest_job(db, "train_policy", TRAINING_CHARTS, "policy")
     st.divider()
     compare_and_use(db)
 
@@ -61,13 +61,6 @@ def train_form(db) -> None:
             job_id = jobs.start_job(db_path(), "train_policy", asdict(config))
             flash("success", f"Policy update started as job {job_id}.")
             st.rerun()
-
-
-@st.fragment(run_every=2)
-def latest_update(db) -> None:
-    recent = jobs.list_jobs(db, limit=1, kind="train_policy")
-    if recent:
-        job_card(db, recent[0], charts=TRAINING_CHARTS, place="policy")
 
 
 def compare_and_use(db) -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from data import annotation, items, jobs, versions
 from pages.common import db_path, flash, reward_scorer
-from pages.jobs_view import job_card
+from pages.jobs_view import latest_job
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from rm.score import held_out_agreement, item_rewards
 
@@ -21,7 +21,7 @@ TRAINING_CHARTS = {"Loss": ["loss/train", "val/loss"], "Pairwise accuracy": ["ac
 
 def reward_section(db) -> None:
     train_form(db)
-    latest_training(db)
+    latest_job(db, "train_rm", TRAINING_CHARTS, "reward")
     st.divider()
     models_list(db)
     st.divider()
@@ -59,13 +59,6 @@ def train_form(db) -> None:
             job_id = jobs.start_job(db_path(), "train_rm", asdict(config))
             flash("success", f"Reward-model training started as job {job_id}.")
             st.rerun()
-
-
-@st.fragment(run_every=2)
-def latest_training(db) -> None:
-    recent = jobs.list_jobs(db, limit=1, kind="train_rm")
-    if recent:
-        job_card(db, recent[0], charts=TRAINING_CHARTS, place="reward")
 
 
 def models_list(db) -> None:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from data import demonstrations, importing, items, jobs, versions
 from pages.common import db_path, flash
-from pages.jobs_view import job_card
+from pages.jobs_view import latest_job
 from policy.config import SFTConfig
 
 SFT_CHARTS = {"Loss": ["loss/train", "loss/val"]}
@@ -28,7 +28,7 @@ def sft_section(db) -> None:
     right.download_button("Download for TRL's SFTTrainer (messages .jsonl)", demonstrations.messages_jsonl(db),
                           "demonstrations.jsonl", disabled=not rows)
     train_form(db)
-    latest_sft(db)
+    latest_job(db, "sft", SFT_CHARTS, "sft")
 
 
 def train_form(db) -> None:
@@ -51,10 +51,3 @@ def train_form(db) -> None:
             job_id = jobs.start_job(db_path(), "sft", asdict(config))
             flash("success", f"Fine-tuning started as job {job_id}.")
             st.rerun()
-
-
-@st.fragment(run_every=2)
-def latest_sft(db) -> None:
-    recent = jobs.list_jobs(db, limit=1, kind="sft")
-    if recent:
-        job_card(db, recent[0], charts=SFT_CHARTS, place="sft")

@@ -43,3 +43,11 @@ def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
         if present:
             column.caption(title)
             column.line_chart(frame[present].dropna(how="all"), height=200)
+
+
+@st.fragment(run_every=2)
+def latest_job(db, kind: str, charts: dict[str, list[str]], place: str) -> None:
+    """The newest job of a kind, refreshed every 2 s: progress, live curves, cancel."""
+    recent = jobs.list_jobs(db, limit=1, kind=kind)
+    if recent:
+        job_card(db, recent[0], charts=charts, place=place)
