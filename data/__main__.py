@@ -72,7 +72,8 @@ def _run(db, args):
         return importing.import_rankings(db, importing.parse_rankings(args.file.read_bytes()))
     if args.command == "export":
         where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set)
-        return {"rows": export.write_export(db, args.kind, args.format, args.out, where), "file": str(args.out)}
+        rows = export.write_export(db, args.kind, args.format, args.out, where, on_progress=_print_progress)
+        return {"rows": rows, "file": str(args.out)}
     if args.command == "export-completions":
         args.out.write_bytes(export.completions_jsonl(db, args.set))
         return {"file": str(args.out)}
@@ -82,6 +83,10 @@ def _run(db, args):
     if args.command == "cancel":
         jobs.request_cancel(db, args.job)
         return {"cancel_requested": args.job}
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"exported {done:,} of {total:,} rows", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

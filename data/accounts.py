@@ -1,7 +1,17 @@
-"""Accounts and roles: admins and annotators, passwords stored only as salted scrypt hashes."""
+"""Accounts and roles: admins and annotators, passwords stored only as salted scrypt hashes.
 
+Every session remembers the account's `session_epoch` it logged in under; disabling an account,
+resetting its password or changing its role bumps the epoch, which ends every older session.
+Failed log-ins back off exponentially, per name and per client, and cost the same time whether
+or not the name exists.
+"""
+
+import datetime
+import functools
 import hashlib
 import hmac
+import math
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -12,10 +22,17 @@ from data.store import now, write_transaction
 ROLES = ("admin", "annotator")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 MIN_PASSWORD = 8
+FREE_FAILURES = {"name": 5, "client": 20}  # failed log-ins before each further try has to wait
+MAX_WAIT_S = 15 * 60
+NAME_PATTERN = re.compile(r"[^\s\x00-\x1f][^\x00-\x1f]{0,199}")
 
 
 class AuthError(ValueError):
     """A refused log-in or account change; the message can be shown as it is."""
+
+
+class TooManyFailures(AuthError):
+    """Log-ins for this name or client are paused for a while after repeated failures."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,7 @@ class User:
     id: int
     name: str
     role: str
+    epoch: int = 0  # the account's session epoch when this session logged in
 
     @property
     def is_admin(self) -> bool:
@@ -44,61 +62,179 @@ def verify_password(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
-def create_user(db: Database, name: str, password: str | None, role: str = "annotator") -> User:
-    """A new account. Without a password it can only log in through single sign-on (name = e-mail)."""
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when a name is unknown, so that answering takes as long as for a known name."""
+    return hash_password(secrets.token_hex(16))
+
+
+def _check_new(name: str, password: str | None, role: str) -> str:
     name = name.strip()
     if role not in ROLES:
         raise AuthError(f"role must be one of {ROLES}, got {role!r}")
-    if not name:
-        raise AuthError("an account needs a name")
+    if not NAME_PATTERN.fullmatch(name):
+        raise AuthError("an account needs a name of 1 to 200 printable characters")
     if password is not None and len(password) < MIN_PASSWORD:
         raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
+    return name
+
+
+def create_user(db: Database, name: str, password: str | None, role: str = "annotator") -> User:
+    """A new account. Without a password it can only log in through single sign-on (name = e-mail).
+
+    A name known only from an import or from before accounts existed becomes this account.
+    """
+    name = _check_new(name, password, role)
+    hashed = hash_password(password) if password is not None else None
     with write_transaction(db):
-        existing = db.execute("SELECT id, password_hash FROM annotators WHERE name = ?", [name]).fetchone()
-        if existing and existing[1] is not None:
+        existing = db.execute("SELECT id, password_hash, origin FROM annotators WHERE name = ?", [name]).fetchone()
+        if existing and (existing[1] is not None or existing[2] == "account"):
             raise AuthError(f"an account named {name!r} exists already")
-        hashed = hash_password(password) if password is not None else None
-        if existing:  # a name that ranked before accounts existed becomes an account
-            db.execute("UPDATE annotators SET role = ?, password_hash = ?, disabled = 0 WHERE id = ?", [role, hashed, existing[0]])
-            return User(existing[0], name, role)
-        user_id = db.execute("INSERT INTO annotators (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        if existing:
+            db.execute("""UPDATE annotators SET role = ?, password_hash = ?, disabled = 0, origin = 'account',
+                          session_epoch = session_epoch + 1 WHERE id = ?""", [role, hashed, existing[0]])
+            return _user(db, existing[0])
+        user_id = db.execute("INSERT INTO annotators (name, role, password_hash, origin, created_at) VALUES (?, ?, ?, 'account', ?)",
                              [name, role, hashed, now()]).lastrowid
-    return User(user_id, name, role)
+    return _user(db, user_id)
 
 
-def authenticate(db: Database, name: str, password: str) -> User:
-    row = db.execute("SELECT id, name, role, password_hash, disabled FROM annotators WHERE name = ?", [name.strip()]).fetchone()
-    if row is None or not verify_password(password, row[3]):
+def create_first_admin(db: Database, name: str, password: str) -> User:
+    """The first admin of a new install; refused as soon as any admin account exists (even a disabled one)."""
+    name = _check_new(name, password, "admin")
+    hashed = hash_password(password)
+    with write_transaction(db):
+        if not needs_first_admin(db):
+            raise AuthError("an admin account exists already: log in, or ask an admin for an account")
+        if db.execute("SELECT 1 FROM annotators WHERE name = ?", [name]).fetchone():
+            raise AuthError(f"the name {name!r} is taken: pick another")
+        user_id = db.execute("INSERT INTO annotators (name, role, password_hash, origin, created_at) VALUES (?, 'admin', ?, 'account', ?)",
+                             [name, hashed, now()]).lastrowid
+    return _user(db, user_id)
+
+
+def needs_first_admin(db: Database) -> bool:
+    """True only while the store has no admin account at all."""
+    return db.execute("SELECT 1 FROM annotators WHERE role = 'admin'").fetchone() is None
+
+
+def authenticate(db: Database, name: str, password: str, client: str | None = None) -> User:
+    """The account for this name and password; the same answer, in the same time, for an unknown name."""
+    name = name.strip()
+    keys = [f"name:{name.casefold()}"] + ([f"client:{client}"] if client else [])
+    wait = seconds_to_wait(db, keys)
+    if wait:
+        raise TooManyFailures(f"too many failed log-ins: try again in {wait} s")
+    row = db.execute("SELECT id, password_hash, disabled FROM annotators WHERE name = ?", [name]).fetchone()
+    if not verify_password(password, row[1] if row and row[1] else _dummy_hash()) or row is None:
+        _record_failure(db, keys)
         raise AuthError("wrong name or password")
-    if row[4]:
+    if row[2]:
         raise AuthError("this account is disabled: ask an admin")
-    return User(row[0], row[1], row[2])
+    with write_transaction(db):
+        db.execute(f"DELETE FROM login_failures WHERE key IN ({', '.join('?' * len(keys))})", keys)
+    return _user(db, row[0])
+
+
+def seconds_to_wait(db: Database, keys: list[str]) -> int:
+    """How long log-ins for these keys are paused (0: not at all)."""
+    rows = db.execute(f"SELECT locked_until FROM login_failures WHERE key IN ({', '.join('?' * len(keys))})", keys)
+    latest = max((row[0] for row in rows), default=None)
+    if latest is None:
+        return 0
+    left = (datetime.datetime.fromisoformat(latest) - datetime.datetime.fromisoformat(now())).total_seconds()
+    return max(0, math.ceil(left))
+
+
+def backoff_seconds(failures: int, free: int) -> float:
+    """Exponential back-off: nothing for the first `free` failures, then 1, 2, 4 ... s, at most 15 min.
+
+    >>> [backoff_seconds(n, 5) for n in (4, 5, 6, 7)], backoff_seconds(40, 5)
+    ([0, 1, 2, 4], 900)
+    """
+    return 0 if failures < free else min(MAX_WAIT_S, 2 ** (failures - free))
+
+
+def _record_failure(db: Database, keys: list[str]) -> None:
+    stamp = datetime.datetime.fromisoformat(now())
+    with write_transaction(db):
+        for key in keys:
+            row = db.execute("SELECT failures FROM login_failures WHERE key = ?", [key]).fetchone()
+            failures = (row[0] if row else 0) + 1
+            until = stamp + datetime.timedelta(seconds=backoff_seconds(failures, FREE_FAILURES[key.split(":")[0]]))
+            db.execute("INSERT OR REPLACE INTO login_failures (key, failures, locked_until, last_at) VALUES (?, ?, ?, ?)",
+                       [key, failures, until.isoformat(timespec="milliseconds"), stamp.isoformat(timespec="milliseconds")])
+
+
+def _user(db: Database, user_id: int) -> User:
+    row = db.execute("SELECT id, name, role, session_epoch FROM annotators WHERE id = ?", [user_id]).fetchone()
+    return User(*row)
+
+
+def session_user(db: Database, user_id: int, epoch: int) -> User | None:
+    """The account a session logged in as, if it is still enabled and nothing ended that session since."""
+    row = db.execute("SELECT id, name, role, session_epoch FROM annotators WHERE id = ? AND disabled = 0", [user_id]).fetchone()
+    return User(*row) if row and row[3] == epoch else None
 
 
 def active_user(db: Database, name: str) -> User | None:
-    """The enabled account with this name (for single sign-on and to re-check a session), or None."""
-    row = db.execute("SELECT id, name, role FROM annotators WHERE name = ? AND disabled = 0", [name]).fetchone()
+    """The enabled account with this name (for single sign-on), or None."""
+    row = db.execute("SELECT id, name, role, session_epoch FROM annotators WHERE name = ? AND disabled = 0", [name]).fetchone()
     return None if row is None else User(*row)
 
 
-def has_admin(db: Database) -> bool:
-    return db.execute("SELECT 1 FROM annotators WHERE role = 'admin' AND disabled = 0").fetchone() is not None
-
-
-def set_disabled(db: Database, name: str, disabled: bool) -> None:
+def set_disabled(db: Database, actor: User, name: str, disabled: bool) -> None:
+    """Disable (ending every session of the account) or enable an account."""
     with write_transaction(db):
-        db.execute("UPDATE annotators SET disabled = ? WHERE name = ?", [int(disabled), name])
+        target = _target(db, name)
+        if disabled:
+            _refuse_losing_admin(db, actor, target, "disable")
+        db.execute("UPDATE annotators SET disabled = ?, session_epoch = session_epoch + ? WHERE id = ?",
+                   [int(disabled), int(disabled), target["id"]])
 
 
-def reset_password(db: Database, name: str, password: str) -> None:
+def set_role(db: Database, actor: User, name: str, role: str) -> None:
+    if role not in ROLES:
+        raise AuthError(f"role must be one of {ROLES}, got {role!r}")
+    with write_transaction(db):
+        target = _target(db, name)
+        if role != "admin":
+            _refuse_losing_admin(db, actor, target, "demote")
+        db.execute("UPDATE annotators SET role = ?, session_epoch = session_epoch + 1 WHERE id = ? AND role != ?",
+                   [role, target["id"], role])
+
+
+def reset_password(db: Database, actor: User, name: str, password: str) -> int:
+    """A new password; every session of the account ends. Returns the account's new epoch."""
     if len(password) < MIN_PASSWORD:
         raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
+    hashed = hash_password(password)
     with write_transaction(db):
-        db.execute("UPDATE annotators SET password_hash = ? WHERE name = ?", [hash_password(password), name])
+        target = _target(db, name)
+        db.execute("UPDATE annotators SET password_hash = ?, origin = 'account', session_epoch = session_epoch + 1 WHERE id = ?",
+                   [hashed, target["id"]])
+        return _user(db, target["id"]).epoch
+
+
+def _target(db: Database, name: str) -> dict:
+    row = next(iter(db.query("SELECT id, name, role, disabled FROM annotators WHERE name = ?", [name])), None)
+    if row is None:
+        raise AuthError(f"there is no account named {name!r}")
+    return row
+
+
+def _refuse_losing_admin(db: Database, actor: User, target: dict, action: str) -> None:
+    if target["id"] == actor.id:
+        raise AuthError(f"you cannot {action} your own account: ask another admin")
+    if target["role"] == "admin" and not target["disabled"]:
+        others = db.execute("SELECT COUNT(*) FROM annotators WHERE role = 'admin' AND disabled = 0 AND id != ?",
+                            [target["id"]]).fetchone()[0]
+        if not others:
+            raise AuthError(f"cannot {action} the last enabled admin")
 
 
 def list_users(db: Database) -> list[dict]:
     return list(db.query(
-        """SELECT a.name, a.role, a.disabled, a.password_hash IS NOT NULL AS has_password,
-                  (SELECT COUNT(*) FROM rankings r WHERE r.annotator_id = a.id AND r.skipped = 0) AS rankings, a.created_at
-           FROM annotators a ORDER BY a.role, a.name"""))
+        """SELECT a.name, a.role, a.disabled, a.password_hash IS NOT NULL AS has_password, a.origin,
+                  (SELECT COUNT(*) FROM rankings r WHERE r.annotator_id = a.id) AS submissions, a.created_at
+           FROM annotators a ORDER BY a.origin != 'account', a.role, a.name"""))

@@ -114,29 +114,46 @@ def bradley_terry(pairs: list[tuple[int, int]], k: int, iterations: int = 200, p
     `prior` adds that many virtual wins and losses against every other completion, so a
     completion that always wins still gets a finite strength.
     """
-    wins = np.full((k, k), prior)
-    np.fill_diagonal(wins, 0.0)
+    wins = np.zeros((1, k, k))
     for w, l in pairs:
-        wins[w, l] += 1
-    games = wins + wins.T  # [K, K]
-    strength = np.ones(k)
+        wins[0, w, l] += 1
+    return _bradley_terry_mm(wins, iterations, prior)[0].tolist()
+
+
+def _bradley_terry_mm(wins: np.ndarray, iterations: int = 200, prior: float = 0.5) -> np.ndarray:
+    """Hunter's MM on S problems at once: wins [S, K, K] (i beat j) -> log-strengths [S, K], mean 0."""
+    k = wins.shape[-1]
+    wins = wins + prior * (1 - np.eye(k))  # [S, K, K]
+    games = wins + wins.transpose(0, 2, 1)  # [S, K, K]
+    won = wins.sum(2)  # [S, K]
+    strength = np.ones(won.shape)  # [S, K]
     for _ in range(iterations):
-        denominator = (games / (strength[:, None] + strength[None, :])).sum(1)
-        strength = wins.sum(1) / denominator
-        strength /= np.exp(np.log(strength).mean())
+        denominator = (games / (strength[:, :, None] + strength[:, None, :])).sum(2)  # [S, K]
+        strength = won / denominator
+        strength /= np.exp(np.log(strength).mean(1, keepdims=True))
     log_strength = np.log(strength)
-    return (log_strength - log_strength.mean()).tolist()
+    return log_strength - log_strength.mean(1, keepdims=True)
 
 
 def bradley_terry_with_intervals(rankings: list[list[list[int]]], k: int, resamples: int = 200, seed: int = 0) -> list[dict]:
-    """Per completion: BT log-strength and a 95% bootstrap interval (rankings resampled with replacement)."""
+    """Per completion: BT log-strength and a 95% bootstrap interval (rankings resampled with replacement).
+
+    All fits run at once, and resamples that drew the same rankings as often are fitted once.
+    """
     from data.rankings import ranking_to_pairs
 
-    def fit(sample):
-        return bradley_terry([(p.chosen, p.rejected) for g in sample for p in ranking_to_pairs(g)], k)
-
-    point = fit(rankings)
+    n = len(rankings)
+    draws = np.zeros((resamples + 1, n))  # [S+1, R] times each ranking is drawn; row 0 is the data itself
+    draws[0] = 1
     rng = random.Random(seed)
-    draws = np.array([fit([rng.choice(rankings) for _ in rankings]) for _ in range(resamples)])  # [S, K]
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    return [{"position": p, "strength": point[p], "low": float(low[p]), "high": float(high[p])} for p in range(k)]
+    for s in range(1, resamples + 1):
+        for _ in range(n):
+            draws[s, rng.choice(range(n))] += 1  # consumes the generator as random.choice(rankings) does
+    wins = np.zeros((n, k, k))  # [R, K, K] pairs each ranking implies
+    for r, groups in enumerate(rankings):
+        for p in ranking_to_pairs(groups):
+            wins[r, p.chosen, p.rejected] += 1
+    distinct, which = np.unique(draws, axis=0, return_inverse=True)
+    fits = _bradley_terry_mm(np.einsum("sr,rij->sij", distinct, wins))[which.ravel()]  # [S+1, K]
+    low, high = np.percentile(fits[1:], [2.5, 97.5], axis=0)
+    return [{"position": p, "strength": float(fits[0, p]), "low": float(low[p]), "high": float(high[p])} for p in range(k)]

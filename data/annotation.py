@@ -47,15 +47,20 @@ class Submitted:
 
 
 def annotator_id(db: Database, name: str) -> int:
-    """The id of the annotator with this name, created on first use."""
+    """The id of the annotator with this name; an existing account is returned unchanged.
+
+    A new name (from an imported file or a script) is provenance only: a disabled account
+    with origin 'import' and no password, which nobody can log in as until an admin enables it.
+    """
     name = name.strip()
     if not name:
-        raise ValueError("type your name to start annotating")
+        raise ValueError("an annotator needs a name: it cannot be blank")
     row = db.execute("SELECT id FROM annotators WHERE name = ?", [name]).fetchone()
     if row:
         return row[0]
     with write_transaction(db):
-        db.execute("INSERT OR IGNORE INTO annotators (name, created_at) VALUES (?, ?)", [name, now()])
+        db.execute("INSERT OR IGNORE INTO annotators (name, disabled, origin, created_at) VALUES (?, 1, 'import', ?)",
+                   [name, now()])
     return db.execute("SELECT id FROM annotators WHERE name = ?", [name]).fetchone()[0]
 
 

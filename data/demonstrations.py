@@ -24,29 +24,40 @@ def save_demonstration(db: Database, prompt_id: int, annotator: int, text: str,
 
     The implicit comparison is an item of two completions (the edit, then its source) ranked
     [[0], [1]] by the annotator, so exports and reward-model training see it like any ranking.
+    Saving the same text for the same prompt again (a double click) returns the stored one.
     """
     text = text.strip()
     if not text:
         raise ValueError("write the answer you wish the model had given before saving")
     with write_transaction(db):
+        existing = db.execute("SELECT id FROM demonstrations WHERE prompt_id = ? AND annotator_id = ? AND text = ?",
+                              [prompt_id, annotator, text]).fetchone()
+        if existing:
+            return existing[0]
         implicit_ranking = None
         if source_completion_id is not None:
-            source = db.execute("SELECT text, generator_version_id, model_name FROM completions WHERE id = ?",
-                                [source_completion_id]).fetchone()
-            if source is None:
-                raise LookupError(f"completion {source_completion_id} does not exist")
-            if source[0].strip() == text:
-                raise ValueError("the demonstration is identical to the completion it started from: edit it, or rank instead")
-            item_id = items.add_item(db, prompt_id, [NewCompletion(text, model_name=EDITED_FROM),
-                                                     NewCompletion(source[0], source[1], source[2])], origin="demonstration")
-            implicit_ranking = annotation.submit_ranking(db, item_id, annotator, [[0], [1]], [0, 1], seconds,
-                                                         comment=f"edited from completion {source_completion_id}").ranking_id
+            implicit_ranking = _rank_edit_over_source(db, prompt_id, annotator, text, source_completion_id, seconds)
         return db.execute(
             """INSERT INTO demonstrations (prompt_id, annotator_id, text, source, source_completion_id, implicit_ranking_id, seconds, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             [prompt_id, annotator, text, "edited" if source_completion_id else "written", source_completion_id,
              implicit_ranking, seconds, now()],
         ).lastrowid
+
+
+def _rank_edit_over_source(db: Database, prompt_id: int, annotator: int, text: str, source_completion_id: int,
+                           seconds: float | None) -> int:
+    """The implicit ranking of an edited demonstration over the completion it started from."""
+    source = db.execute("SELECT text, generator_version_id, model_name FROM completions WHERE id = ?",
+                        [source_completion_id]).fetchone()
+    if source is None:
+        raise LookupError(f"completion {source_completion_id} does not exist")
+    if source[0].strip() == text:
+        raise ValueError("the demonstration is identical to the completion it started from: edit it, or rank instead")
+    item_id = items.add_item(db, prompt_id, [NewCompletion(text, model_name=EDITED_FROM),
+                                             NewCompletion(source[0], source[1], source[2])], origin="demonstration")
+    return annotation.submit_ranking(db, item_id, annotator, [[0], [1]], [0, 1], seconds,
+                                     comment=f"edited from completion {source_completion_id}").ranking_id
 
 
 def next_prompt_without_demonstration(db: Database, exclude: list[int] = ()) -> dict | None:
@@ -94,13 +105,19 @@ def _from_messages(messages, line: int) -> Demonstration:
 
 
 def import_demonstrations(db: Database, rows: list[Demonstration], prompt_set: str) -> dict:
+    """Add the demonstrations in one transaction; one with the same prompt and text as a stored one is counted, not added."""
+    counts = {"demonstrations": 0, "already_present": 0}
     with write_transaction(db):
         items.ensure_prompt_set(db, prompt_set)
         for row in rows:
             prompt_id, _ = items.add_prompt(db, prompt_set, row.prompt, source="imported demonstrations")
+            if db.execute("SELECT 1 FROM demonstrations WHERE prompt_id = ? AND text = ?", [prompt_id, row.response]).fetchone():
+                counts["already_present"] += 1
+                continue
             db.execute("INSERT INTO demonstrations (prompt_id, text, source, created_at) VALUES (?, ?, 'imported', ?)",
                        [prompt_id, row.response, now()])
-    return {"demonstrations": len(rows)}
+            counts["demonstrations"] += 1
+    return counts
 
 
 def messages_jsonl(db: Database, prompt_sets: list[str] | None = None) -> bytes:

@@ -6,22 +6,74 @@ Kinds:
 - `rankings`: one row per ranking with the completions and the ordered groups, ties kept.
   Importing it into an empty database reproduces the same comparisons.
 Formats: jsonl, csv, parquet.
+
+Exports stream: rows are read CHUNK_ROWS at a time and written as they come (JSONL line by line,
+CSV under one header, Parquet one row group per chunk with one fixed schema), so memory stays
+bounded at any size. Also a background job, or from the command line:
+    python -m data.export --kind pairs --format parquet --out pairs.parquet
 """
 
+import csv
 import datetime
+import functools
 import io
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlite_utils import Database
 
+from data import agreement, jobs, quality
 from data.rankings import tie_count
 from data.store import from_json
 
 KINDS = ("pairs", "rankings")
 FORMATS = ("jsonl", "csv", "parquet")
+CHUNK_ROWS = 20_000  # rows per SQL fetch and per Parquet row group
+CONSENSUS_CACHE = 50_000  # distinct sets of rankings whose consensus one export remembers
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so (OWASP CSV injection)
+
+_QUALITY_COLUMNS = [("annotator_agreement", pa.float64()), ("annotator_gold_accuracy", pa.float64()), ("is_gold", pa.bool_())]
+SCHEMAS = {  # one fixed schema per kind: every Parquet row group, and the columns of every format
+    "pairs": pa.schema([
+        ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), ("annotator", pa.string()),
+        ("ranking_id", pa.int64()), ("item_id", pa.int64()), ("margin", pa.int64()), ("ties_in_ranking", pa.int64()),
+        ("created_at", pa.string()), ("prompt_set", pa.string()), ("chosen_generator", pa.string()),
+        ("rejected_generator", pa.string()), *_QUALITY_COLUMNS]),
+    "rankings": pa.schema([
+        ("ranking_id", pa.int64()), ("item_id", pa.int64()), ("annotator", pa.string()), ("prompt_set", pa.string()),
+        ("prompt", pa.string()), ("completions", pa.list_(pa.string())), ("models", pa.list_(pa.string())),
+        ("ranking", pa.list_(pa.list_(pa.int64()))), ("ties", pa.int64()), ("display_order", pa.list_(pa.int64())),
+        ("flags", pa.list_(pa.string())), ("comment", pa.string()), ("seconds", pa.float64()), ("created_at", pa.string()),
+        ("consensus_strength", pa.list_(pa.float64())), ("consensus_low", pa.list_(pa.float64())),
+        ("consensus_high", pa.list_(pa.float64())), *_QUALITY_COLUMNS]),
+}
+# NOT INDEXED: rankings are read by rowid range, so ORDER BY r.id needs no sort and each page costs only
+# its own rows (with an index on a filter column, SQLite would sort every match again for every page).
+_FROM = {
+    "pairs": """FROM rankings r NOT INDEXED JOIN comparisons c ON c.ranking_id = r.id JOIN annotators a ON a.id = r.annotator_id
+                JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id""",
+    "rankings": """FROM rankings r NOT INDEXED JOIN annotators a ON a.id = r.annotator_id
+                   JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id""",
+}
+# Keyset pages: each query resumes after the last row's key, so no cursor stays open between pages
+# (a job writes its progress on the same connection meanwhile).
+_PAIRS_PAGE = """SELECT p.text, cc.text, rc.text, a.name, r.id, r.item_id, c.margin, r.groups, r.created_at, p.prompt_set,
+                        COALESCE(cv.name, cc.model_name), COALESCE(rv.name, rc.model_name), c.id
+                 {from_}
+                 JOIN completions cc ON cc.id = c.chosen_id JOIN completions rc ON rc.id = c.rejected_id
+                 LEFT JOIN model_versions cv ON cv.id = cc.generator_version_id
+                 LEFT JOIN model_versions rv ON rv.id = rc.generator_version_id
+                 WHERE {clause} AND r.id >= ? AND (r.id > ? OR c.id > ?) ORDER BY r.id, c.id LIMIT ?"""
+_RANKINGS_PAGE = """SELECT r.id, r.item_id, a.name, p.prompt_set, p.text, r.groups, r.display_order, r.flags, r.comment,
+                           r.seconds, r.created_at
+                    {from_} WHERE {clause} AND r.id > ? ORDER BY r.id LIMIT ?"""
 
 
 @dataclass
@@ -36,7 +88,7 @@ class ExportFilter:
     min_gold_accuracy: float | None = None  # annotators who pass at least this share of their gold items
 
     def where(self) -> tuple[str, list]:
-        """SQL conditions on rankings r, annotators a, prompts p, items i."""
+        """SQL conditions on rankings r, annotators a, prompts p, items i (the quality bar apart: see `passes`)."""
         clauses, params = ["r.skipped = 0"], []
         if self.exclude_annotators:
             clauses.append(f"a.name NOT IN ({', '.join('?' * len(self.exclude_annotators))})")
@@ -55,6 +107,40 @@ class ExportFilter:
                 params.extend(values)
         return " AND ".join(clauses), params
 
+    def passes(self, agreement: float | None, gold_accuracy: float | None) -> bool:
+        """Whether an annotator clears the quality bar: no agreement figure counts as 0, no gold seen as not failed."""
+        return ((self.min_agreement is None or (agreement or 0) >= self.min_agreement)
+                and (self.min_gold_accuracy is None or (1 if gold_accuracy is None else gold_accuracy) >= self.min_gold_accuracy))
+
+
+@dataclass
+class ExportConfig:
+    """Export pairs or rankings to a file, streamed chunk by chunk (a background job, or `python -m data.export`)."""
+
+    kind: str = field(default="pairs", metadata={"help": "pairs (TRL's prompt / chosen / rejected) or rankings (ties kept)"})
+    format: str = field(default="jsonl", metadata={"help": "jsonl, csv or parquet"})
+    out: str = field(default="", metadata={"help": "file to write (required)"})
+    since: str = field(default="", metadata={"help": "first day included, YYYY-MM-DD; empty: from the start"})
+    until: str = field(default="", metadata={"help": "last day included, YYYY-MM-DD; empty: up to now"})
+    annotators: str = field(default="", metadata={"help": "comma-separated annotators to export; empty: all"})
+    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets to export; empty: all"})
+    exclude_annotators: str = field(default="", metadata={"help": "comma-separated annotators to leave out"})
+    complete_only: bool = field(default=False, metadata={"help": "only items with all the rankings their prompt set wants"})
+    min_agreement: float | None = field(default=None, metadata={"help": "only annotators whose agreement with the others is at least this"})
+    min_gold_accuracy: float | None = field(default=None, metadata={"help": "only annotators who pass at least this share of their gold items"})
+
+    def __post_init__(self):
+        _check_kind(self.kind)
+        _check_format(self.format)
+        if not self.out:
+            raise ValueError("say where to write the export, e.g. --out pairs.parquet")
+        self.export_filter().where()  # bad dates fail before the job starts
+
+    def export_filter(self) -> ExportFilter:
+        split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
+        return ExportFilter(self.since or None, self.until or None, split(self.annotators), split(self.prompt_sets),
+                            split(self.exclude_annotators), self.complete_only, self.min_agreement, self.min_gold_accuracy)
+
 
 def _day(text: str) -> datetime.date:
     try:
@@ -63,148 +149,266 @@ def _day(text: str) -> datetime.date:
         raise ValueError(f"dates are YYYY-MM-DD, got {text!r}") from None
 
 
-def annotator_quality(db: Database) -> pd.DataFrame:
-    """Per annotator: agreement with the others and gold accuracy (provenance columns, quality filters)."""
-    from data import gold, quality
-
-    table = pd.DataFrame(quality.annotator_table(db), columns=["annotator", "agreement_with_others"])
-    accuracy = gold.accuracy_by_annotator(db)
-    table["gold_accuracy"] = table["annotator"].map(accuracy)
-    return table.rename(columns={"agreement_with_others": "annotator_agreement", "gold_accuracy": "annotator_gold_accuracy"})
-
-
-def _with_quality(db: Database, frame: pd.DataFrame, where: ExportFilter) -> pd.DataFrame:
-    """Add the annotators' quality columns and whether the item is gold; drop rows below the quality bar."""
-    frame = frame.merge(annotator_quality(db), on="annotator", how="left")
-    gold_items = {row[0] for row in db.execute("SELECT item_id FROM gold")}
-    frame["is_gold"] = frame["item_id"].isin(gold_items)
-    if where.min_agreement is not None:
-        frame = frame[frame["annotator_agreement"].fillna(0) >= where.min_agreement]
-    if where.min_gold_accuracy is not None:
-        frame = frame[frame["annotator_gold_accuracy"].fillna(1) >= where.min_gold_accuracy]  # no gold seen: not failed
-    return frame.reset_index(drop=True)
-
-
-def pairs_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
-    clause, params = where.where()
-    rows = db.query(
-        f"""SELECT p.text AS prompt, cc.text AS chosen, rc.text AS rejected,
-                   a.name AS annotator, r.id AS ranking_id, r.item_id, c.margin, r.groups,
-                   r.created_at, p.prompt_set,
-                   COALESCE(cv.name, cc.model_name) AS chosen_generator,
-                   COALESCE(rv.name, rc.model_name) AS rejected_generator
-            FROM comparisons c
-            JOIN rankings r ON r.id = c.ranking_id
-            JOIN annotators a ON a.id = r.annotator_id
-            JOIN completions cc ON cc.id = c.chosen_id
-            JOIN completions rc ON rc.id = c.rejected_id
-            JOIN items i ON i.id = r.item_id
-            JOIN prompts p ON p.id = i.prompt_id
-            LEFT JOIN model_versions cv ON cv.id = cc.generator_version_id
-            LEFT JOIN model_versions rv ON rv.id = rc.generator_version_id
-            WHERE {clause} ORDER BY r.id, c.id""",
-        params,
-    )
-    frame = pd.DataFrame(list(rows), columns=[
-        "prompt", "chosen", "rejected", "annotator", "ranking_id", "item_id", "margin", "groups",
-        "created_at", "prompt_set", "chosen_generator", "rejected_generator"])
-    frame.insert(frame.columns.get_loc("groups"), "ties_in_ranking", [tie_count(from_json(g)) for g in frame["groups"]])
-    return _with_quality(db, frame.drop(columns="groups"), where)
-
-
-def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
-    clause, params = where.where()
-    rankings = list(db.query(
-        f"""SELECT r.id AS ranking_id, r.item_id, a.name AS annotator, p.prompt_set, p.text AS prompt,
-                   r.groups, r.display_order, r.flags, r.comment, r.seconds, r.created_at
-            FROM rankings r
-            JOIN annotators a ON a.id = r.annotator_id
-            JOIN items i ON i.id = r.item_id
-            JOIN prompts p ON p.id = i.prompt_id
-            WHERE {clause} ORDER BY r.id""",
-        params,
-    ))
-    completions = _completions_by_item(db, {r["item_id"] for r in rankings})
-    consensus = _consensus_by_item(db, {r["item_id"] for r in rankings})
-    records = []
-    for r in rankings:
-        texts, models = completions[r["item_id"]]
-        groups = from_json(r["groups"])
-        records.append({
-            "ranking_id": r["ranking_id"], "item_id": r["item_id"], "annotator": r["annotator"],
-            "prompt_set": r["prompt_set"], "prompt": r["prompt"], "completions": texts, "models": models,
-            "ranking": groups, "ties": tie_count(groups), "display_order": from_json(r["display_order"]),
-            "flags": from_json(r["flags"]), "comment": r["comment"], "seconds": r["seconds"],
-            "created_at": r["created_at"], **consensus[r["item_id"]],
-        })
-    frame = pd.DataFrame(records, columns=[
-        "ranking_id", "item_id", "annotator", "prompt_set", "prompt", "completions", "models", "ranking", "ties",
-        "display_order", "flags", "comment", "seconds", "created_at", "consensus_strength", "consensus_low", "consensus_high"])
-    return _with_quality(db, frame, where)
-
-
-def _consensus_by_item(db: Database, item_ids: set[int]) -> dict[int, dict]:
-    """Bradley-Terry strengths of each item's completions from all its rankings, with 95% bootstrap intervals."""
-    from data import agreement
-
-    by_item: dict[int, list] = {}
-    for item_id, groups in db.execute("SELECT item_id, groups FROM rankings WHERE skipped = 0 ORDER BY id"):
-        if item_id in item_ids:
-            by_item.setdefault(item_id, []).append(from_json(groups))
-    k_of = dict(db.execute("SELECT item_id, COUNT(*) FROM completions GROUP BY item_id"))
-    out = {}
-    for item_id in item_ids:
-        rows = agreement.bradley_terry_with_intervals(by_item[item_id], k_of[item_id], resamples=100)
-        out[item_id] = {"consensus_strength": [round(r["strength"], 4) for r in rows],
-                        "consensus_low": [round(r["low"], 4) for r in rows], "consensus_high": [round(r["high"], 4) for r in rows]}
-    return out
-
-
-def _completions_by_item(db: Database, item_ids: set[int]) -> dict[int, tuple[list, list]]:
-    by_item: dict[int, tuple[list, list]] = {i: ([], []) for i in item_ids}
-    rows = db.execute(
-        """SELECT c.item_id, c.text, COALESCE(v.name, c.model_name) FROM completions c
-           LEFT JOIN model_versions v ON v.id = c.generator_version_id ORDER BY c.item_id, c.position"""
-    )
-    for item_id, text, model in rows:
-        if item_id in by_item:
-            by_item[item_id][0].append(text)
-            by_item[item_id][1].append(model)
-    return by_item
-
-
-def export_frame(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown export kind {kind!r}: use one of {KINDS}")
-    return pairs_frame(db, where) if kind == "pairs" else rankings_frame(db, where)
 
 
-def frame_to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
-    if fmt == "jsonl":
-        return frame.to_json(orient="records", lines=True, force_ascii=False).encode() if len(frame) else b""
-    if fmt == "csv":
-        flat = frame.apply(lambda col: col.map(_json_if_list))
-        return flat.to_csv(index=False).encode()
-    if fmt == "parquet":
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return buffer.getvalue()
-    raise ValueError(f"unknown export format {fmt!r}: use one of {FORMATS}")
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}: use one of {FORMATS}")
 
 
-def _json_if_list(value):
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | BinaryIO, where: ExportFilter = ExportFilter(),
+                 on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Stream the export into `out`, a path or a binary file, chunk by chunk; returns the row count.
+
+    A path is written under a temporary name and renamed when complete, so a failed or cancelled
+    export never leaves a file that looks whole. `on_progress(done_rows, total_rows)` runs after each chunk.
+    """
+    _check_kind(kind)
+    _check_format(fmt)
+    if isinstance(out, (str, os.PathLike)):
+        return _write_file(db, kind, fmt, Path(out), where, on_progress)
+    annotators = annotator_quality(db)
+    clause, params = _conditions(db, where, annotators)
+    chunks = _chunks(db, kind, clause, params, annotators, CHUNK_ROWS)
+    if on_progress:
+        chunks = _reporting(chunks, _count(db, kind, clause, params), on_progress)
+    return _WRITERS[fmt](chunks, out, SCHEMAS[kind])
+
+
+def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilter, on_progress) -> int:
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") as file:
+            rows = write_export(db, kind, fmt, file, where, on_progress)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    return rows
+
+
+def count_rows(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> int:
+    """Rows the export will have, quality bar included (one SQL count)."""
+    _check_kind(kind)
+    return _count(db, kind, *_conditions(db, where, annotator_quality(db)))
+
+
+def preview(db: Database, kind: str, where: ExportFilter = ExportFilter(), rows: int = 50) -> pd.DataFrame:
+    """The first `rows` rows of the export, as the export writes them (only those rows are read)."""
+    _check_kind(kind)
+    annotators = annotator_quality(db)
+    clause, params = _conditions(db, where, annotators)
+    return pd.DataFrame(next(_chunks(db, kind, clause, params, annotators, rows)), columns=SCHEMAS[kind].names)
 
 
 def export_bytes(db: Database, kind: str, fmt: str, where: ExportFilter = ExportFilter()) -> bytes:
-    return frame_to_bytes(export_frame(db, kind, where), fmt)
+    """The whole export in memory: for small exports and tests (write_export streams to a file)."""
+    buffer = io.BytesIO()
+    write_export(db, kind, fmt, buffer, where)
+    return buffer.getvalue()
 
 
-def write_export(db: Database, kind: str, fmt: str, path: str | Path, where: ExportFilter = ExportFilter()) -> int:
-    """Write the export to a file and return its row count."""
-    frame = export_frame(db, kind, where)
-    Path(path).write_bytes(frame_to_bytes(frame, fmt))
-    return len(frame)
+def export_frame(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
+    """The whole export as one frame: for small exports only (preview and write_export scale)."""
+    _check_kind(kind)
+    annotators = annotator_quality(db)
+    clause, params = _conditions(db, where, annotators)
+    records = [r for chunk in _chunks(db, kind, clause, params, annotators, CHUNK_ROWS) for r in chunk]
+    return pd.DataFrame(records, columns=SCHEMAS[kind].names)
+
+
+def pairs_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
+    return export_frame(db, "pairs", where)
+
+
+def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
+    return export_frame(db, "rankings", where)
+
+
+def frame_to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    """A frame from export_frame in a format (the admin page's download; write_export streams instead)."""
+    _check_format(fmt)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")  # NaN back to None (JSON null)
+    buffer = io.BytesIO()
+    _WRITERS[fmt]([records], buffer, SCHEMAS["pairs" if "chosen" in frame else "rankings"])
+    return buffer.getvalue()
+
+
+def _write_jsonl(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:
+    rows = 0
+    for records in chunks:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        rows += len(records)
+    return rows
+
+
+def _write_csv(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(schema.names)
+    rows = 0
+    for records in chunks:
+        writer.writerows([_csv_cell(value) for value in record.values()] for record in records)
+        rows += len(records)
+    text.detach()  # leaves `out` open for its owner
+    return rows
+
+
+def _write_parquet(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:
+    rows = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for records in chunks:
+            if records:
+                writer.write_table(pa.Table.from_pylist(records, schema=schema))
+            rows += len(records)
+    return rows
+
+
+_WRITERS = {"jsonl": _write_jsonl, "csv": _write_csv, "parquet": _write_parquet}
+
+
+def _csv_cell(value):
+    """Lists as JSON text, and a quote before text that a spreadsheet would run as a formula (CSV only).
+
+    >>> _csv_cell("=HYPERLINK(1)"), _csv_cell("-1"), _csv_cell("a = b"), _csv_cell(["=x"]), _csv_cell(-1)
+    ("'=HYPERLINK(1)", "'-1", 'a = b', '["=x"]', -1)
+    """
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _reporting(chunks: Iterator[list[dict]], total: int, on_progress: Callable[[int, int], None]) -> Iterator[list[dict]]:
+    """The same chunks; after each one is written, on_progress(rows so far, total)."""
+    done = 0
+    for records in chunks:
+        yield records
+        done += len(records)
+        on_progress(done, total)
+
+
+def annotator_quality(db: Database) -> dict[str, dict[str, float | None]]:
+    """Per quality column, each annotator's figure: agreement with the others, gold accuracy."""
+    table = quality.annotator_table(db)
+    return {"annotator_agreement": {r["annotator"]: r["agreement_with_others"] for r in table},
+            "annotator_gold_accuracy": {r["annotator"]: r["gold_accuracy"] for r in table}}
+
+
+def _conditions(db: Database, where: ExportFilter, annotators: dict) -> tuple[str, list]:
+    """The filter as SQL; the quality bar becomes the names of the annotators who clear it (few, unlike their rows)."""
+    clause, params = where.where()
+    if where.min_agreement is None and where.min_gold_accuracy is None:
+        return clause, params
+    agreement, accuracy = annotators["annotator_agreement"], annotators["annotator_gold_accuracy"]
+    names = [name for (name,) in db.execute("SELECT name FROM annotators") if where.passes(agreement.get(name), accuracy.get(name))]
+    return f"{clause} AND a.name IN (SELECT value FROM json_each(?))", [*params, json.dumps(names)]
+
+
+def _count(db: Database, kind: str, clause: str, params: list) -> int:
+    return db.execute(f"SELECT COUNT(*) {_FROM[kind]} WHERE {clause}", params).fetchone()[0]
+
+
+def _pages(db: Database, sql: str, params: list, chunk: int, key: Callable[[tuple | None], list]) -> Iterator[list[tuple]]:
+    """The rows of a keyset query, `chunk` per fetch; at least one page, maybe empty. key(None) starts, key(row) resumes."""
+    after = key(None)
+    while True:
+        rows = db.execute(sql, [*params, *after, chunk]).fetchall()
+        yield rows
+        if len(rows) < chunk:
+            return
+        after = key(rows[-1])
+
+
+def _chunks(db: Database, kind: str, clause: str, params: list, annotators: dict, chunk: int) -> Iterator[list[dict]]:
+    """The export as records (one dict per row, columns in schema order), `chunk` at a time, in ranking order."""
+    gold_items = {item_id for (item_id,) in db.execute("SELECT item_id FROM gold")}
+    chunks = _pair_chunks(db, clause, params, chunk) if kind == "pairs" else _ranking_chunks(db, clause, params, chunk)
+    for records in chunks:
+        for record in records:
+            for column, by_annotator in annotators.items():
+                record[column] = by_annotator.get(record["annotator"])
+            record["is_gold"] = record["item_id"] in gold_items
+        yield records
+
+
+def _pair_chunks(db: Database, clause: str, params: list, chunk: int) -> Iterator[list[dict]]:
+    sql = _PAIRS_PAGE.format(from_=_FROM["pairs"], clause=clause)
+    key = lambda row: [0, 0, 0] if row is None else [row[4], row[4], row[-1]]  # noqa: E731  (ranking id, comparison id)
+    for rows in _pages(db, sql, params, chunk, key):
+        ties = {groups: tie_count(from_json(groups)) for groups in {row[7] for row in rows}}
+        yield [_pair_record(row, ties) for row in rows]
+
+
+def _pair_record(row: tuple, ties: dict[str, int]) -> dict:
+    prompt, chosen, rejected, annotator, ranking_id, item_id, margin, groups, created_at, prompt_set, chosen_by, rejected_by, _ = row
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "annotator": annotator, "ranking_id": ranking_id,
+            "item_id": item_id, "margin": margin, "ties_in_ranking": ties[groups], "created_at": created_at,
+            "prompt_set": prompt_set, "chosen_generator": chosen_by, "rejected_generator": rejected_by}
+
+
+def _ranking_chunks(db: Database, clause: str, params: list, chunk: int) -> Iterator[list[dict]]:
+    sql = _RANKINGS_PAGE.format(from_=_FROM["rankings"], clause=clause)
+    consensus = functools.lru_cache(maxsize=CONSENSUS_CACHE)(_consensus)  # items ranked alike share it, across pages too
+    for rows in _pages(db, sql, params, chunk, lambda row: [0] if row is None else [row[0]]):
+        item_ids = json.dumps(sorted({row[1] for row in rows}))
+        completions, rankings = _completions_by_item(db, item_ids), _rankings_by_item(db, item_ids)
+        yield [_ranking_record(row, *completions[row[1]], consensus(len(completions[row[1]][0]), rankings[row[1]]))
+               for row in rows]
+
+
+def _ranking_record(row: tuple, texts: list[str], models: list[str | None], consensus: dict) -> dict:
+    ranking_id, item_id, annotator, prompt_set, prompt, groups, display_order, flags, comment, seconds, created_at = row
+    groups = from_json(groups)
+    return {"ranking_id": ranking_id, "item_id": item_id, "annotator": annotator, "prompt_set": prompt_set, "prompt": prompt,
+            "completions": texts, "models": models, "ranking": groups, "ties": tie_count(groups),
+            "display_order": from_json(display_order), "flags": from_json(flags), "comment": comment, "seconds": seconds,
+            "created_at": created_at, **consensus}
+
+
+def _consensus(k: int, rankings: tuple[str, ...]) -> dict:
+    """Bradley-Terry strengths of an item's completions from all its rankings (JSON groups), with 95% bootstrap intervals."""
+    rows = agreement.bradley_terry_with_intervals([from_json(g) for g in rankings], k, resamples=100)
+    return {"consensus_strength": [round(r["strength"], 4) for r in rows],
+            "consensus_low": [round(r["low"], 4) for r in rows], "consensus_high": [round(r["high"], 4) for r in rows]}
+
+
+def _completions_by_item(db: Database, item_ids: str) -> dict[int, tuple[list, list]]:
+    """Texts and generator names of the items' completions, in position order; item_ids is a JSON list."""
+    by_item: dict[int, tuple[list, list]] = {}
+    rows = db.execute(
+        """SELECT c.item_id, c.text, COALESCE(v.name, c.model_name) FROM completions c
+           LEFT JOIN model_versions v ON v.id = c.generator_version_id
+           WHERE c.item_id IN (SELECT value FROM json_each(?)) ORDER BY c.item_id, c.position""", [item_ids])
+    for item_id, text, model in rows:
+        texts, models = by_item.setdefault(item_id, ([], []))
+        texts.append(text)
+        models.append(model)
+    return by_item
+
+
+def _rankings_by_item(db: Database, item_ids: str) -> dict[int, tuple[str, ...]]:
+    """Every ranking of the items (not only the exported ones), oldest first, as JSON groups."""
+    by_item: dict[int, list[str]] = {}
+    rows = db.execute("""SELECT item_id, groups FROM rankings WHERE skipped = 0 AND item_id IN (SELECT value FROM json_each(?))
+                         ORDER BY id""", [item_ids])
+    for item_id, groups in rows:
+        by_item.setdefault(item_id, []).append(groups)
+    return {item_id: tuple(groups) for item_id, groups in by_item.items()}
+
+
+def run(db: Database, config: ExportConfig, job: jobs.Job) -> dict:
+    """Job body: stream the export into config.out, reporting progress after each chunk."""
+    job.log(f"exporting {config.kind} as {config.format} to {config.out}")
+    rows = write_export(db, config.kind, config.format, config.out, config.export_filter(),
+                        on_progress=lambda done, total: job.progress(done, total, f"{done:,} of {total:,} rows"))
+    job.log(f"wrote {rows:,} rows")
+    return {"rows": rows, "file": config.out}
 
 
 def completions_jsonl(db: Database, prompt_set: str) -> bytes:
@@ -225,3 +429,7 @@ def completions_jsonl(db: Database, prompt_set: str) -> bytes:
         lines.append(json.dumps({"prompt": item["text"], "model": rows[0]["model"], "completions": completions},
                                 ensure_ascii=False))
     return "".join(line + "\n" for line in lines).encode()
+
+
+if __name__ == "__main__":
+    raise SystemExit(jobs.job_main("export", ExportConfig, run))

@@ -13,6 +13,7 @@ def set_gold(db: Database, item_id: int, expected: list[list[int]]) -> None:
         raise ValueError("a gold answer must order at least one pair, e.g. A > B")
     with write_transaction(db):
         db.execute("INSERT OR REPLACE INTO gold (item_id, expected, created_at) VALUES (?, ?, ?)", [item_id, to_json(expected), now()])
+        db.execute("INSERT OR IGNORE INTO stats_dirty (item_id) VALUES (?)", [item_id])  # its rankings are graded anew
 
 
 def set_gold_every(db: Database, prompt_set: str, every: int) -> None:
@@ -60,3 +61,12 @@ def gold_item_due(db: Database, annotator: int) -> int | None:
         return None
     done = db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [annotator]).fetchone()[0]
     return row[0] if (done + 1) % row[1] == 0 else None
+
+
+def summary(db: Database) -> tuple[int, int]:
+    """(gold rankings graded, of which passed), from the statistics kept in the store."""
+    from data import quality
+
+    quality.refresh(db)
+    graded, passed = db.execute("SELECT TOTAL(gold_rankings), TOTAL(gold_passed) FROM annotator_stats").fetchone()
+    return int(graded), int(passed)

@@ -1,7 +1,8 @@
 """Import prompts, completions made elsewhere, and exported rankings. All or nothing.
 
 Parsers are pure: bytes in, rows out, or a `BadImportFile` naming the line and the problem.
-The `import_*` functions then write every row in one transaction.
+The `import_*` functions then write every row in one transaction, skipping (and counting) what
+the store already holds, so importing a file twice changes nothing the second time.
 """
 
 import csv
@@ -14,7 +15,7 @@ from sqlite_utils import Database
 
 from data import annotation, items
 from data.items import NewCompletion
-from data.rankings import MAX_K, MIN_K, RankingError, validate_ranking
+from data.rankings import MAX_K, MIN_K, RankingError, is_int, seconds_ok, utc_timestamp, validate_order, validate_ranking
 from data.store import write_transaction
 
 PROMPT_FORMATS = ("txt", "csv", "jsonl")
@@ -43,8 +44,28 @@ class CompletionsRow:
     completions: list[NewCompletion]
 
 
+@dataclass
+class RankingRow:
+    """One row of a rankings export: an item's content and one annotator's ranking of it."""
+
+    prompt: str
+    completions: list[str]
+    ranking: list[list[int]]
+    annotator: str
+    display_order: list[int] | None = None
+    seconds: float | None = None
+    created_at: str | None = None  # UTC, as `created_at` columns are written
+    models: list[str | None] | None = None
+    flags: list[str] = field(default_factory=list)
+    comment: str = ""
+    prompt_set: str | None = None
+
+
 def decode(data: bytes) -> str:
     """UTF-8 text (a BOM is dropped), or an error naming the line of the first bad byte."""
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise BadImportFile(line, "the file holds NUL bytes, so it is not plain text (UTF-16?): save it as UTF-8 text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -74,13 +95,13 @@ def _prompts_from_lines(text: str) -> list[PromptRow]:
 
 
 def _prompts_from_csv(text: str) -> list[PromptRow]:
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip().lower() for h in next(reader, [])]
+    records = csv_records(text)
+    _, first = next(records, (1, []))
+    header = [h.strip().lower() for h in first]
     if "prompt" not in header:
         raise BadImportFile(1, f"the CSV header needs a 'prompt' column (optional: source, tags); found {header}")
     rows = []
-    for values in reader:
-        line = reader.line_num
+    for line, values in records:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
@@ -91,13 +112,36 @@ def _prompts_from_csv(text: str) -> list[PromptRow]:
     return rows
 
 
+def csv_records(text: str):
+    """(line the record starts on, values) for each CSV record, read strictly."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    while True:
+        line = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise BadImportFile(line, _csv_problem(str(error))) from None
+        yield line, values
+
+
+def _csv_problem(message: str) -> str:
+    if "end of data" in message:
+        return 'a quoted field starting here is never closed: close it with ", and write a quote inside a field as ""'
+    if "field limit" in message:
+        return f"a field is longer than {csv.field_size_limit()} characters: split it or import JSONL"
+    return f'not valid CSV ({message}): quote fields holding commas or quotes, and write a quote inside a field as ""'
+
+
 def _prompts_from_jsonl(text: str) -> list[PromptRow]:
     rows = []
     for line, record in json_lines(text):
-        tags = record.get("tags", [])
+        tags = record.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadImportFile(line, "'tags' must be a list of strings")
-        rows.append(PromptRow(required_text(record.get("prompt"), "prompt", line), record.get("source"), tags))
+        source = optional(record, "source", str, "a string", line)
+        rows.append(PromptRow(required_text(record.get("prompt"), "prompt", line), source, tags))
     return rows
 
 
@@ -113,49 +157,142 @@ def parse_completions(data: bytes) -> list[CompletionsRow]:
         completions = record.get("completions")
         if not isinstance(completions, list) or not MIN_K <= len(completions) <= MAX_K:
             raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} completions")
-        model = record.get("model")
+        model = optional(record, "model", str, "a string", line)
         rows.append(CompletionsRow(prompt, [_completion(c, model, line) for c in completions]))
     if not rows:
         raise BadImportFile(None, "the file holds no completions")
     return rows
 
 
+# Provenance keys of a completion object: (accepts the value, what it must be).
+COMPLETION_META = {
+    "n_tokens": (lambda v: is_int(v) and 0 <= v < 2**63, "a whole number, 0 or more"),
+    "finish_reason": (lambda v: isinstance(v, str), "a string"),
+    "seed": (lambda v: is_int(v) and -(2**63) <= v < 2**63, "a whole number that fits in 64 bits"),
+    "params": (lambda v: isinstance(v, dict), "an object"),
+    "gen_seconds": (seconds_ok, "a number of seconds, 0 or more"),
+}
+
+
 def _completion(value, model: str | None, line: int) -> NewCompletion:
     if isinstance(value, str):
-        return NewCompletion(value, model_name=model)
-    if isinstance(value, dict) and isinstance(value.get("text"), str):
-        return NewCompletion(value["text"], model_name=model, **{k: value[k] for k in COMPLETION_META if k in value})
-    raise BadImportFile(line, "each completion must be a string or an object with a 'text' string")
+        return NewCompletion(completion_text(value, line), model_name=model)
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        raise BadImportFile(line, "each completion must be a string or an object with a 'text' string")
+    meta = {}
+    for key, (accepts, kind) in COMPLETION_META.items():
+        if value.get(key) is not None and not accepts(value[key]):
+            raise BadImportFile(line, f"a completion's '{key}' must be {kind} or null, got {value[key]!r}"[:300])
+        meta[key] = value.get(key)
+    meta["params"] = meta["params"] or {}
+    return NewCompletion(completion_text(value["text"], line), model_name=model, **meta)
 
 
-def parse_rankings(data: bytes) -> list[dict]:
-    """Rows of a rankings export (kind `rankings`, JSONL), validated."""
-    rows = []
-    for line, record in json_lines(decode(data)):
-        for key, kind in (("prompt", str), ("completions", list), ("ranking", list), ("annotator", str)):
-            if not isinstance(record.get(key), kind):
-                raise BadImportFile(line, f"'{key}' is missing or not a {kind.__name__}")
-        try:
-            record["ranking"] = validate_ranking(record["ranking"], len(record["completions"]))
-        except (RankingError, TypeError) as error:
-            raise BadImportFile(line, f"bad ranking: {error}") from None
-        rows.append(record)
+def completion_text(value: str, line: int) -> str:
+    if not value.strip():
+        raise BadImportFile(line, "a completion is blank: remove it, or the row if fewer than 2 are left")
+    return value
+
+
+def parse_rankings(data: bytes) -> list[RankingRow]:
+    """Rows of a rankings export (kind `rankings`, JSONL), each checked against one schema."""
+    rows = [_ranking_row(record, line) for line, record in json_lines(decode(data))]
     if not rows:
         raise BadImportFile(None, "the file holds no rankings")
     return rows
 
 
+def _ranking_row(record: dict, line: int) -> RankingRow:
+    completions = record.get("completions")
+    if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions) \
+            or not MIN_K <= len(completions) <= MAX_K:
+        raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} strings")
+    k = len(completions)
+    row = RankingRow(
+        prompt=required_text(record.get("prompt"), "prompt", line),
+        completions=[completion_text(c, line) for c in completions],
+        ranking=_checked(validate_ranking, record.get("ranking"), k, "ranking", line),
+        annotator=required_text(record.get("annotator"), "annotator", line),
+        display_order=_checked(validate_order, record.get("display_order"), k, "display_order", line, allow_null=True),
+        seconds=optional(record, "seconds", seconds_ok, "a number of seconds, 0 or more", line),
+        created_at=_created_at(record.get("created_at"), line),
+        models=_models(record.get("models"), k, line),
+        flags=_flags(record.get("flags"), line),
+        comment=optional(record, "comment", str, "a string", line) or "",
+        prompt_set=optional(record, "prompt_set", lambda v: isinstance(v, str) and v.strip(), "a non-empty string", line),
+    )
+    optional(record, "item_id", lambda v: is_int(v) or isinstance(v, str), "a whole number or a string", line)
+    return row
+
+
+def _checked(check, value, k: int, name: str, line: int, allow_null: bool = False):
+    if value is None and allow_null:
+        return None
+    try:
+        return check(value, k)
+    except RankingError as error:
+        raise BadImportFile(line, f"bad {name}: {error}") from None
+
+
+def optional(record: dict, key: str, accepts, kind: str, line: int):
+    """record[key] when `accepts` it (a type or a predicate), None when absent or null."""
+    value = record.get(key)
+    ok = isinstance(value, accepts) if isinstance(accepts, type) else accepts(value)
+    if value is not None and not ok:
+        raise BadImportFile(line, f"'{key}' must be {kind} or null, got {value!r}"[:300])
+    return value
+
+
+def _created_at(value, line: int) -> str | None:
+    if value is None:
+        return None
+    stamp = utc_timestamp(value) if isinstance(value, str) else None
+    if stamp is None:
+        raise BadImportFile(line, f"'created_at' must be an ISO 8601 time such as 2024-05-01T12:00:00+00:00, got {value!r}"[:300])
+    return stamp
+
+
+def _models(value, k: int, line: int) -> list[str | None] | None:
+    if value is not None and (not isinstance(value, list) or len(value) != k
+                              or not all(m is None or isinstance(m, str) for m in value)):
+        raise BadImportFile(line, f"'models' must be a list of {k} model names (strings or null), one per completion")
+    return value
+
+
+def _flags(value, line: int) -> list[str]:
+    if value is not None and (not isinstance(value, list) or not all(isinstance(f, str) and f in annotation.FLAGS for f in value)):
+        raise BadImportFile(line, f"'flags' must be a list of {list(annotation.FLAGS)}, got {value!r}"[:300])
+    return value or []
+
+
 def json_lines(text: str):
-    for number, raw in enumerate(text.splitlines(), start=1):
+    """(line number, object) for each non-blank line of JSONL text."""
+    # Only "\n" ends a line: JSON strings may hold U+2028 or U+0085, which str.splitlines() would split on.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as error:
             raise BadImportFile(number, f"not valid JSON ({error.msg} at column {error.colno})") from None
+        except (ValueError, RecursionError):
+            raise BadImportFile(number, "not readable JSON: nested too deeply or a number too long") from None
         if not isinstance(record, dict):
             raise BadImportFile(number, "each line must be a JSON object")
+        if not _encodable(raw, record):
+            raise BadImportFile(number, "a string holds an escape that is no character (a lone \\ud800-\\udfff surrogate)")
         yield number, record
+
+
+def _encodable(raw: str, record: dict) -> bool:
+    """Whether the record's strings can be stored as UTF-8 (JSON escapes can make lone surrogates)."""
+    if "\\u" not in raw.lower():
+        return True
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
 
 
 def required_text(value, name: str, line: int) -> str:
@@ -174,38 +311,48 @@ def import_prompts(db: Database, rows: list[PromptRow], prompt_set: str) -> dict
 
 def import_completions(db: Database, rows: list[CompletionsRow], prompt_set: str,
                        generator_version_id: int | None = None) -> dict:
-    """One item per row (its prompt is added to the set when new), in one transaction."""
+    """One item per row, in one transaction; a row whose item the set already holds is counted, not added."""
+    counts = {"items": 0, "already_present": 0, "completions": 0}
     with write_transaction(db):
-        items.ensure_prompt_set(db, prompt_set)
         for row in rows:
-            prompt_id, _ = items.add_prompt(db, prompt_set, row.prompt, source="imported completions")
             for c in row.completions:
                 c.generator_version_id = c.generator_version_id or generator_version_id
-            items.add_item(db, prompt_id, row.completions)
-    return {"items": len(rows), "completions": sum(len(r.completions) for r in rows)}
+            _, is_new = find_or_add_item(db, prompt_set, row.prompt, row.completions, "imported completions")
+            counts["items" if is_new else "already_present"] += 1
+            counts["completions"] += len(row.completions) if is_new else 0
+    return counts
 
 
-def import_rankings(db: Database, rows: list[dict], prompt_set: str = "imported") -> dict:
+def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imported") -> dict:
     """Recreate items, completions, rankings and their comparisons from a rankings export.
 
-    Rows with the same `item_id` share one item, as they did where they were exported.
+    Idempotent: an item with the same content is reused, and a ranking its annotator already
+    gave that item is counted as already present. Annotators named in the file get disabled
+    accounts (provenance only).
     """
-    item_for: dict = {}
+    counts = {"rankings": 0, "already_present": 0, "items": 0}
     with write_transaction(db):
         for row in rows:
-            set_name = row.get("prompt_set") or prompt_set
-            items.ensure_prompt_set(db, set_name)
-            key = row.get("item_id", id(row))
-            if key not in item_for:
-                prompt_id, _ = items.add_prompt(db, set_name, row["prompt"].strip(), source="imported rankings")
-                models = row.get("models") or [None] * len(row["completions"])
-                item_for[key] = items.add_item(db, prompt_id, [NewCompletion(t, model_name=m) for t, m in zip(row["completions"], models)])
-            annotator = annotation.annotator_id(db, row["annotator"])
-            k = len(row["completions"])
+            models = row.models or [None] * len(row.completions)
+            item_id, is_new = find_or_add_item(db, row.prompt_set or prompt_set, row.prompt,
+                                               [NewCompletion(t, model_name=m) for t, m in zip(row.completions, models)],
+                                               "imported rankings")
+            counts["items"] += is_new
             submitted = annotation.submit_ranking(
-                db, item_for[key], annotator, row["ranking"], row.get("display_order") or list(range(k)),
-                row.get("seconds"), row.get("flags") or [], row.get("comment") or "",
-            )
-            if row.get("created_at"):
-                db.execute("UPDATE rankings SET created_at = ? WHERE id = ?", [row["created_at"], submitted.ranking_id])
-    return {"rankings": len(rows), "items": len(item_for)}
+                db, item_id, annotation.annotator_id(db, row.annotator), row.ranking,
+                row.display_order or list(range(len(row.completions))), row.seconds, row.flags, row.comment)
+            if submitted.was_new and row.created_at:
+                db.execute("UPDATE rankings SET created_at = ? WHERE id = ?", [row.created_at, submitted.ranking_id])
+            counts["rankings" if submitted.was_new else "already_present"] += 1
+    return counts
+
+
+def find_or_add_item(db: Database, prompt_set: str, prompt: str, completions: list[NewCompletion],
+                     source: str) -> tuple[int, bool]:
+    """The item with this content (set, prompt, completion texts in order), added if new. Returns (id, was_new)."""
+    items.ensure_prompt_set(db, prompt_set)
+    prompt_id, _ = items.add_prompt(db, prompt_set, prompt, source=source)
+    existing = items.item_with_content(db, items.content_hash(prompt_set, prompt, [c.text for c in completions]))
+    if existing is not None:
+        return existing, False
+    return items.add_item(db, prompt_id, completions), True

@@ -1,5 +1,7 @@
 """Prompts, prompt sets and items (one prompt with the K completions an annotator ranks)."""
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
@@ -22,6 +24,15 @@ class NewCompletion:
     n_tokens: int | None = None
     finish_reason: str | None = None
     gen_seconds: float | None = None
+
+
+def content_hash(prompt_set: str, prompt: str, completions: list[str]) -> str:
+    """What identifies an item's content: the same set, prompt and completions in the same order.
+
+    >>> content_hash("s", "p", ["a", "b"]) == content_hash("s", "p", ["a", "b"]) != content_hash("s", "p", ["b", "a"])
+    True
+    """
+    return hashlib.sha256(json.dumps([prompt_set, prompt, completions], ensure_ascii=False).encode()).hexdigest()
 
 
 def ensure_prompt_set(db: Database, name: str, rankings_wanted: int = 1) -> None:
@@ -67,8 +78,10 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
     if not MIN_K <= len(completions) <= MAX_K:
         raise RankingError(f"need between {MIN_K} and {MAX_K} completions to rank, got {len(completions)}")
     created = now()
+    prompt_set, prompt = db.execute("SELECT prompt_set, text FROM prompts WHERE id = ?", [prompt_id]).fetchone()
     item_id = db.execute(
-        "INSERT INTO items (prompt_id, job_id, origin, created_at) VALUES (?, ?, ?, ?)", [prompt_id, job_id, origin, created]
+        "INSERT INTO items (prompt_id, job_id, origin, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), created],
     ).lastrowid
     db["completions"].insert_all(
         (
@@ -138,3 +151,9 @@ def items_of_set(db: Database, prompt_set: str, limit: int = 500) -> list[dict]:
     return list(db.query(
         f"""SELECT i.id, p.text AS prompt FROM items i JOIN prompts p ON p.id = i.prompt_id
             WHERE p.prompt_set = ? AND i.origin = 'sampled' ORDER BY i.id LIMIT {int(limit)}""", [prompt_set]))
+
+
+def item_with_content(db: Database, content: str) -> int | None:
+    """The oldest item whose `content_hash` is this (see `content_hash`), or None."""
+    row = db.execute("SELECT id FROM items WHERE content_hash = ? ORDER BY id LIMIT 1", [content]).fetchone()
+    return None if row is None else row[0]

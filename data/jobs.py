@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,7 +27,9 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from data.store import db_file, from_json, now, open_db, resolve_db_path, to_json
+from data import versions
+from data.items import BUILTIN_SET
+from data.store import db_file, from_json, now, open_db, resolve_db_path, to_json, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JOB_MODULES = {
@@ -34,10 +37,12 @@ JOB_MODULES = {
     "train_rm": "rm.train",
     "train_policy": "policy.train",
     "sft": "policy.sft",
+    "export": "data.export",
 }
 HEARTBEAT_S = 2.0
 LOST_AFTER_S = 60.0
 LOG_TAIL_CHARS = 8000
+LOCK_RETRY_S = 0.5  # pause between tries of a job's own write while another process holds the write lock
 
 
 class JobCancelled(Exception):
@@ -45,12 +50,38 @@ class JobCancelled(Exception):
 
 
 def create_job(db: Database, kind: str, args: dict) -> int:
+    """Queue a job, refusing at once what would fail or clash later (a bad or taken version name, a second
+    generation for the same prompts and generator). Checked and inserted in one transaction."""
     if kind not in JOB_MODULES:
         raise ValueError(f"unknown job kind {kind!r}: use one of {sorted(JOB_MODULES)}")
-    with db.atomic():
+    mark_lost_jobs(db)  # a crashed job must not block new ones
+    with write_transaction(db):
+        if kind in versions.VERSION_KIND_OF_JOB:
+            versions.check_version_name(db, versions.VERSION_KIND_OF_JOB[kind], args.get("name") or "")
+        if kind == "generate":
+            _refuse_second_generation(db, args)
         return db.execute(
             "INSERT INTO jobs (kind, args, created_at) VALUES (?, ?, ?)", [kind, to_json(args), now()]
         ).lastrowid
+
+
+def _refuse_second_generation(db: Database, args: dict) -> None:
+    """Two generations for one prompt set and generator would both write items for the same prompts."""
+    target = _generation_target(db, args)
+    pending = db.execute("SELECT id, args FROM jobs WHERE kind = 'generate' AND status IN ('queued', 'running')")
+    for job_id, other in pending.fetchall():
+        if _generation_target(db, from_json(other, {})) == target:
+            raise ValueError(f"job {job_id} is already generating for prompt set {target[0]!r} with generator "
+                             f"version {target[1]}: wait for it to finish, or cancel it under Jobs")
+
+
+def _generation_target(db: Database, args: dict) -> tuple[str, int | None]:
+    """(prompt set, generator version id) of a generation job; no version named means the active one."""
+    version = args.get("generator_version")
+    if version is None:
+        active = versions.active_version(db, "generator")
+        version = None if active is None else active["id"]
+    return args.get("prompt_set", BUILTIN_SET), version
 
 
 def start_job(db_path: str | os.PathLike, kind: str, args: dict) -> int:
@@ -107,35 +138,49 @@ def job_metrics(db: Database, job_id: int) -> list[dict]:
 
 
 def mark_lost_jobs(db: Database) -> None:
-    """Mark as failed the unfinished jobs whose process is gone or whose heartbeat stopped."""
+    """Mark as failed the unfinished jobs whose process is gone (ended, or its pid reused by another program),
+    then sweep the model folders they left half-saved."""
     rows = db.execute(
-        "SELECT id, pid, heartbeat_at, created_at FROM jobs WHERE status IN ('queued', 'running')"
+        "SELECT id, kind, pid, heartbeat_at, created_at FROM jobs WHERE status IN ('queued', 'running') AND pid IS NOT NULL"
     ).fetchall()
-    for job_id, pid, heartbeat_at, created_at in rows:
-        silent_for = _seconds_since(heartbeat_at or created_at)
-        if (pid is not None and not _process_alive(pid)) or (pid is not None and silent_for > LOST_AFTER_S):
-            error = "the job's process ended without reporting (crashed or killed)"
-            log_path = job_log_path(db_file(db), job_id)
-            if log_path.exists():
-                error += ". Last output:\n" + log_path.read_text(errors="replace")[-2000:]
-            with db.atomic():
-                db.execute(
-                    "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
-                    [error, now(), job_id],
-                )
+    lost = [job_id for job_id, kind, pid, heartbeat_at, created_at in rows
+            if _is_lost(job_id, kind, pid, heartbeat_at or created_at)]
+    for job_id in lost:
+        _mark_lost(db, job_id)
+    if lost:
+        versions.sweep_staging(db)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+def _is_lost(job_id: int, kind: str, pid: int, last_beat: str) -> bool:
+    if not versions.process_alive(pid):
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():  # a zombie has exited but is not reaped yet
-        return stat.read_text().split(")")[-1].split()[0] != "Z"
-    return True
+    # A silent heartbeat alone is no proof: another process may hold the write lock past the busy timeout.
+    # It is lost only when the live pid is no longer the job's (pids are reused).
+    return _seconds_since(last_beat) > LOST_AFTER_S and not _runs_job(pid, job_id, kind)
+
+
+def _runs_job(pid: int, job_id: int, kind: str) -> bool:
+    """Whether the live process `pid` runs this job, judged by its command line."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return True  # no /proc here: a live pid is all there is to go on
+    if "--job" in argv:  # started from the admin page: `python -m MODULE --db ... --job N`
+        flag = argv.index("--job")
+        return argv[flag + 1:flag + 2] == [str(job_id)]
+    return JOB_MODULES.get(kind) in argv  # started from the command line: `python -m MODULE [flags]`
+
+
+def _mark_lost(db: Database, job_id: int) -> None:
+    error = "the job's process ended without reporting (crashed or killed)"
+    log_path = job_log_path(db_file(db), job_id)
+    if log_path.exists():
+        error += ". Last output:\n" + log_path.read_text(errors="replace")[-2000:]
+    with write_transaction(db):
+        db.execute(
+            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
+            [error, now(), job_id],
+        )
 
 
 def _seconds_since(timestamp: str) -> float:
@@ -157,41 +202,49 @@ class Job:
 
     def progress(self, done: float, total: float, message: str = "") -> None:
         self._raise_if_cancelled()
-        with self.db.atomic():
-            self.db.execute(
-                "UPDATE jobs SET progress = ?, message = ? WHERE id = ?",
-                [min(1.0, done / total) if total else 0.0, message, self.id],
-            )
+        _write(self.db, "UPDATE jobs SET progress = ?, message = ? WHERE id = ?",
+               [min(1.0, done / total) if total else 0.0, message, self.id], between_tries=self._raise_if_cancelled)
 
     def log(self, line: str) -> None:
         print(line, flush=True)
-        with self.db.atomic():
-            self.db.execute(
-                "UPDATE jobs SET log = substr(log || ? || char(10), -?) WHERE id = ?", [line, LOG_TAIL_CHARS, self.id]
-            )
+        _write(self.db, "UPDATE jobs SET log = substr(log || ? || char(10), -?) WHERE id = ?",
+               [line, LOG_TAIL_CHARS, self.id])
 
     def metrics(self, step: int, values: dict) -> None:
         self._raise_if_cancelled()
-        with self.db.atomic():
-            self.db.execute(
-                "INSERT OR REPLACE INTO job_metrics (job_id, step, values_json) VALUES (?, ?, ?)",
-                [self.id, step, to_json(values)],
-            )
+        _write(self.db, "INSERT OR REPLACE INTO job_metrics (job_id, step, values_json) VALUES (?, ?, ?)",
+               [self.id, step, to_json(values)], between_tries=self._raise_if_cancelled)
 
     def _raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.id} was cancelled")
 
 
+def _write(db: Database, sql: str, params: list, between_tries=lambda: None) -> None:
+    """One write of a job's own bookkeeping. It waits out a write lock held past the busy timeout
+    (a long import, a backup) instead of failing the job."""
+    while True:
+        try:
+            with db.atomic():
+                db.execute(sql, params)
+            return
+        except sqlite3.OperationalError as error:
+            if not _is_lock_error(error) or db.conn.in_transaction:  # inside a caller's transaction: theirs to retry
+                raise
+        between_tries()
+        time.sleep(LOCK_RETRY_S)
+
+
+def _is_lock_error(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
 @contextlib.contextmanager
 def running_job(db_path: str | os.PathLike, job_id: int):
     """Run the body as job `job_id`: status, heartbeat, cancellation, result or error."""
     db = open_db(db_path)
-    with db.atomic():
-        db.execute(
-            "UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ? WHERE id = ?",
-            [os.getpid(), now(), now(), job_id],
-        )
+    _write(db, "UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ? WHERE id = ?",
+           [os.getpid(), now(), now(), job_id])
     job = Job(db, job_id)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(db_path, job, stop), daemon=True)
@@ -213,25 +266,34 @@ def running_job(db_path: str | os.PathLike, job_id: int):
 
 
 def _finish(db: Database, job_id: int, status: str, error: str | None = None, result: dict | None = None) -> None:
-    with db.atomic():
-        db.execute(
-            """UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?,
-                   progress = CASE WHEN ? = 'done' THEN 1 ELSE progress END
-               WHERE id = ?""",
-            [status, error, None if result is None else to_json(result), now(), status, job_id],
-        )
+    """Record the outcome, unless the job was already ended (marked lost, say): that is not overwritten."""
+    _write(db, """UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?,
+                      progress = CASE WHEN ? = 'done' THEN 1 ELSE progress END
+                  WHERE id = ? AND status IN ('queued', 'running')""",
+           [status, error, None if result is None else to_json(result), now(), status, job_id])
 
 
 def _heartbeat(db_path, job: Job, stop: threading.Event) -> None:
-    db = open_db(db_path)  # a connection of this thread's own
+    db = None
     while not stop.wait(HEARTBEAT_S):
-        with db.atomic():
-            db.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", [now(), job.id])
-        cancel = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job.id]).fetchone()[0]
-        if cancel and not job.cancelled.is_set():
-            job.cancelled.set()
-            _thread.interrupt_main()  # also stops work that never calls back (model loading)
-    db.close()
+        try:
+            if db is None:
+                db = open_db(db_path)  # a connection of this thread's own
+            _beat(db, job)
+        except Exception as error:  # a lock held past the busy timeout, say: dying here would lose Cancel
+            print(f"heartbeat of job {job.id} missed: {error}", file=sys.stderr, flush=True)
+    if db is not None:
+        db.close()
+
+
+def _beat(db: Database, job: Job) -> None:
+    """Check for a cancel first (a read, never blocked by a writer), then say the job is alive."""
+    cancel = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job.id]).fetchone()[0]
+    if cancel and not job.cancelled.is_set():
+        job.cancelled.set()
+        _thread.interrupt_main()  # also stops work that never calls back (model loading)
+    with db.atomic():
+        db.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", [now(), job.id])
 
 
 def _sigterm_as_interrupt():
@@ -258,9 +320,12 @@ def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:
     db_path = resolve_db_path(args.db)
     db = open_db(db_path)
     if args.job is None:
-        config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
-                               if getattr(args, f.name) is not None})
-        job_id = create_job(db, kind, dataclasses.asdict(config))
+        try:
+            config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+                                   if getattr(args, f.name) is not None})
+            job_id = create_job(db, kind, dataclasses.asdict(config))
+        except ValueError as error:  # a bad flag or a refused job: say so before any work starts
+            parser.error(str(error))
         print(f"job {job_id} ({kind}) started", flush=True)
     else:
         job_id = args.job

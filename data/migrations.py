@@ -175,3 +175,118 @@ def m0005_gold(db):
             created_at TEXT NOT NULL
         )""")
     db.execute("ALTER TABLE prompt_sets ADD COLUMN gold_every INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m0006_team_safety(db):
+    # Sessions end when an account is disabled, reset or changes role: each login remembers the epoch it saw.
+    db.execute("ALTER TABLE annotators ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0")
+    # 'account': made by an admin or the CLI; 'import': a name from an imported file (provenance only);
+    # 'legacy': a name that ranked before accounts existed.
+    db.execute("ALTER TABLE annotators ADD COLUMN origin TEXT NOT NULL DEFAULT 'account'")
+    # Password-less annotators could log in through single sign-on by name alone: an admin enables them.
+    db.execute("UPDATE annotators SET disabled = 1, origin = 'legacy' WHERE password_hash IS NULL AND role = 'annotator'")
+    # Failed log-ins per name and per client, for exponential back-off.
+    db.execute("""
+        CREATE TABLE login_failures (
+            key TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            locked_until TEXT NOT NULL,
+            last_at TEXT NOT NULL
+        )""")
+    # An item's content (set, prompt, completions): importing the same file twice finds the item it made.
+    db.execute("ALTER TABLE items ADD COLUMN content_hash TEXT")
+    from data.items import content_hash
+
+    texts: dict[int, list[str]] = {}
+    for item_id, text in db.execute("SELECT item_id, text FROM completions ORDER BY item_id, position"):
+        texts.setdefault(item_id, []).append(text)
+    rows = db.execute("SELECT i.id, p.prompt_set, p.text FROM items i JOIN prompts p ON p.id = i.prompt_id").fetchall()
+    db.conn.executemany("UPDATE items SET content_hash = ? WHERE id = ?",
+                        [(content_hash(prompt_set, prompt, texts.get(item_id, [])), item_id) for item_id, prompt_set, prompt in rows])
+    db.execute("CREATE INDEX items_content ON items (content_hash)")
+
+
+@migrations()
+def m0009_import_repair_rankings(db):
+    # Older importers stored rankings unchecked (0.0 for 0, "slow" seconds, rankings missing a completion):
+    # make every row readable; a ranking beyond repair becomes a skip and loses its comparisons.
+    from data.annotation import FLAGS
+    from data.rankings import repaired_ranking
+
+    rows = list(db.query(
+        """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.seconds, r.flags, r.created_at,
+                  i.created_at AS item_created_at, (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
+           FROM rankings r JOIN items i ON i.id = r.item_id"""))
+    for row in rows:
+        changes = repaired_ranking(row, row["k"], FLAGS, row["item_created_at"])
+        if not changes:
+            continue
+        db.execute(f"UPDATE rankings SET {', '.join(f'{c} = ?' for c in changes)} WHERE id = ?", [*changes.values(), row["id"]])
+        if changes.get("skipped") or changes.get("groups", "") is None:  # a skip has no comparisons
+            db.execute("DELETE FROM comparisons WHERE ranking_id = ?", [row["id"]])
+        if changes.get("skipped"):
+            db.execute("UPDATE items SET n_rankings = MAX(n_rankings - 1, 0) WHERE id = ?", [row["item_id"]])
+
+
+@migrations()
+def m0007_quality_stats(db):
+    # Quality statistics kept in the store and brought up to date incrementally (data/quality.py `refresh`):
+    # everything below is derived from rankings and can be dropped and rebuilt.
+    db.execute("""
+        CREATE TABLE stats_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_ranking_id INTEGER NOT NULL,
+            coincidences TEXT NOT NULL  -- {m: 9x9 integer pair counts of items ranked by m annotators}
+        )""")
+    db.execute("INSERT INTO stats_state (id, last_ranking_id, coincidences) VALUES (1, 0, '{}')")
+    db.execute("CREATE TABLE stats_dirty (item_id INTEGER PRIMARY KEY)")  # items to recompute (gold answer changed)
+    db.execute("CREATE TABLE stats_unreadable (ranking_id INTEGER PRIMARY KEY, item_id INTEGER NOT NULL)")  # left out, said on screen
+    db.execute("""
+        CREATE TABLE ranking_stats (
+            ranking_id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL,
+            annotator_id INTEGER NOT NULL,
+            pairs INTEGER NOT NULL,
+            ties INTEGER NOT NULL,
+            agree INTEGER NOT NULL,  -- with the mean-rank consensus of the item's other annotators
+            disagree INTEGER NOT NULL,
+            first_best INTEGER NOT NULL,
+            expected_first REAL NOT NULL,
+            longer_wins INTEGER NOT NULL,
+            length_pairs INTEGER NOT NULL,
+            gold_passed INTEGER,  -- NULL: not a gold item
+            seconds REAL
+        )""")
+    db.execute("CREATE INDEX ranking_stats_item ON ranking_stats (item_id)")
+    db.execute("CREATE INDEX ranking_stats_seconds ON ranking_stats (annotator_id, seconds)")
+    db.execute("""
+        CREATE TABLE annotator_stats (
+            annotator_id INTEGER PRIMARY KEY,
+            rankings INTEGER NOT NULL DEFAULT 0,
+            timed INTEGER NOT NULL DEFAULT 0,
+            pairs INTEGER NOT NULL DEFAULT 0,
+            ties INTEGER NOT NULL DEFAULT 0,
+            agree INTEGER NOT NULL DEFAULT 0,
+            disagree INTEGER NOT NULL DEFAULT 0,
+            first_best INTEGER NOT NULL DEFAULT 0,
+            expected_first REAL NOT NULL DEFAULT 0,
+            longer_wins INTEGER NOT NULL DEFAULT 0,
+            length_pairs INTEGER NOT NULL DEFAULT 0,
+            gold_rankings INTEGER NOT NULL DEFAULT 0,
+            gold_passed INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("""
+        CREATE TABLE item_stats (  -- items ranked by two or more annotators
+            item_id INTEGER PRIMARY KEY,
+            annotators INTEGER NOT NULL,
+            agree INTEGER NOT NULL,
+            disagree INTEGER NOT NULL,
+            both_tied INTEGER NOT NULL,
+            one_tied INTEGER NOT NULL,
+            tau_sum REAL NOT NULL,
+            tau_n INTEGER NOT NULL,
+            coincidences TEXT NOT NULL
+        )""")
+    db.execute("CREATE TABLE daily_rankings (day TEXT PRIMARY KEY, rankings INTEGER NOT NULL)")
+    db.execute("CREATE INDEX rankings_flagged ON rankings (item_id) WHERE flags != '[]'")

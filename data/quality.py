@@ -1,119 +1,274 @@
-"""Quality figures for the admin dashboard: agreement between annotators, per-annotator biases, data health."""
+"""Quality figures for the admin screens: agreement between annotators, per-annotator biases, data health.
 
-import statistics
-from collections import defaultdict
+The figures live in the store and are brought up to date incrementally: `refresh` reads only the
+rankings stored since it last ran (the newest ranking id it saw is the watermark) and recomputes
+the items they belong to. A screen then reads small aggregate tables, so it costs the same at 500
+rankings and at 500,000. The definitions are those of `tests/reference_quality.py` (every ranking
+read into Python), which the tests prove equal.
+"""
 
+import json
+import math
+from collections import Counter
+
+import numpy as np
 from sqlite_utils import Database
 
-from data import agreement, gold
-from data.rankings import LETTERS, tie_count
-from data.store import from_json
+from data import agreement
+from data.gold import passes
+from data.rankings import LETTERS, MAX_K, tie_count, validate_order, validate_ranking
+from data.store import from_json, write_transaction
+
+REFRESH_BATCH = 500  # rankings per write transaction, so annotators never wait long behind a catch-up
+ANNOTATOR_SUMS = ("rankings", "timed", "pairs", "ties", "agree", "disagree", "first_best", "expected_first",
+                  "longer_wins", "length_pairs", "gold_rankings", "gold_passed")
+RANKING_COLUMNS = ("ranking_id", "item_id", "annotator_id", "pairs", "ties", "agree", "disagree", "first_best",
+                   "expected_first", "longer_wins", "length_pairs", "gold_passed", "seconds")
 
 
-def _rankings(db: Database) -> list[dict]:
-    rows = db.query(
-        """SELECT r.item_id, a.name AS annotator, r.groups, r.display_order, r.seconds, r.flags, r.created_at,
-                  (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
-           FROM rankings r JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id
-           WHERE r.skipped = 0 AND i.origin = 'sampled' ORDER BY r.id""")
-    return [{**r, "groups": from_json(r["groups"]), "display_order": from_json(r["display_order"]),
-             "flags": from_json(r["flags"])} for r in rows]
+def refresh(db: Database, on_progress=None) -> int:
+    """Bring the statistics up to date; returns how many new rankings were read."""
+    total = db.execute("SELECT COUNT(*) FROM rankings WHERE id > (SELECT last_ranking_id FROM stats_state)").fetchone()[0]
+    read = 0
+    while True:
+        with write_transaction(db):
+            last, state = db.execute("SELECT last_ranking_id, coincidences FROM stats_state").fetchone()
+            new = db.execute(
+                """SELECT r.id, r.item_id, r.skipped, substr(r.created_at, 1, 10), i.origin
+                   FROM rankings r JOIN items i ON i.id = r.item_id WHERE r.id > ? ORDER BY r.id LIMIT ?""",
+                [last, REFRESH_BATCH]).fetchall()
+            dirty = {row[0] for row in db.execute("SELECT item_id FROM stats_dirty")}
+            if not new and not dirty:
+                return read
+            _count_days(db, Counter(day for _, _, skipped, day, _ in new if not skipped))
+            dirty |= {item for _, item, skipped, _, origin in new if not skipped and origin == "sampled"}
+            coincidences = {int(m): np.array(c) for m, c in json.loads(state).items()}
+            for item_id in sorted(dirty):
+                _refresh_item(db, item_id, coincidences)
+            db.execute("UPDATE stats_state SET last_ranking_id = ?, coincidences = ?",
+                       [new[-1][0] if new else last, json.dumps({m: c.tolist() for m, c in coincidences.items() if c.any()})])
+            db.execute("DELETE FROM stats_dirty")
+        read += len(new)
+        if on_progress:
+            on_progress(read, total)
+        if len(new) < REFRESH_BATCH:
+            return read
 
 
-def _by_item(rankings: list[dict]) -> dict[int, dict[str, tuple[list[list[int]], int]]]:
-    by_item: dict = defaultdict(dict)
-    for r in rankings:
-        by_item[r["item_id"]][r["annotator"]] = (r["groups"], r["k"])
-    return by_item
+def mark_dirty(db: Database, item_id: int) -> None:
+    """Have the next refresh recompute this item (its gold answer changed)."""
+    db.execute("INSERT OR IGNORE INTO stats_dirty (item_id) VALUES (?)", [item_id])
+
+
+def _count_days(db: Database, per_day: Counter) -> None:
+    db.conn.executemany("""INSERT INTO daily_rankings (day, rankings) VALUES (?, ?)
+                           ON CONFLICT (day) DO UPDATE SET rankings = rankings + excluded.rankings""", per_day.items())
+
+
+def _refresh_item(db: Database, item_id: int, coincidences: dict[int, np.ndarray]) -> None:
+    """Replace one item's contribution to every statistic by its current one."""
+    _forget_item(db, item_id, coincidences)
+    rankings = db.execute(
+        """SELECT r.id, r.annotator_id, a.name, r.groups, r.display_order, r.seconds FROM rankings r
+           JOIN annotators a ON a.id = r.annotator_id WHERE r.item_id = ? AND r.skipped = 0 ORDER BY r.id""", [item_id]).fetchall()
+    if not rankings:
+        return
+    lengths = [row[0] for row in db.execute("SELECT LENGTH(text) FROM completions WHERE item_id = ? ORDER BY position", [item_id])]
+    gold = db.execute("SELECT expected FROM gold WHERE item_id = ?", [item_id]).fetchone()
+    expected = from_json(gold[0]) if gold else None
+    readable = [r for r in rankings if _readable(r, len(lengths))]
+    db.conn.executemany("INSERT INTO stats_unreadable (ranking_id, item_id) VALUES (?, ?)",
+                        [(r[0], item_id) for r in rankings if r not in readable])
+    rankings = readable
+    if not rankings:
+        return
+    groups = {r[0]: from_json(r[3]) for r in rankings}
+    rows = [_ranking_row(item_id, r, groups, lengths, expected) for r in rankings]
+    db.conn.executemany(f"INSERT INTO ranking_stats ({', '.join(RANKING_COLUMNS)}) VALUES ({', '.join(':' + c for c in RANKING_COLUMNS)})",
+                        rows)
+    _add_to_annotators(db, rows, +1)
+    if len(rankings) >= 2:
+        _store_item_agreement(db, item_id, [(name, groups[rid]) for rid, _, name, *_ in rankings], len(lengths), coincidences)
+
+
+def _forget_item(db: Database, item_id: int, coincidences: dict[int, np.ndarray]) -> None:
+    _add_to_annotators(db, list(db.query("SELECT * FROM ranking_stats WHERE item_id = ?", [item_id])), -1)
+    db.execute("DELETE FROM ranking_stats WHERE item_id = ?", [item_id])
+    db.execute("DELETE FROM stats_unreadable WHERE item_id = ?", [item_id])
+    old = db.execute("SELECT annotators, coincidences FROM item_stats WHERE item_id = ?", [item_id]).fetchone()
+    if old:
+        coincidences[old[0]] = coincidences[old[0]] - np.array(json.loads(old[1]))
+        db.execute("DELETE FROM item_stats WHERE item_id = ?", [item_id])
+
+
+def _readable(ranking: tuple, k: int) -> bool:
+    """Whether a stored ranking's groups and display order can be read (rows from older versions may not)."""
+    try:
+        validate_ranking(json.loads(ranking[3]), k)
+        validate_order(json.loads(ranking[4]), k)
+        return True
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def unreadable_rankings(db: Database) -> list[int]:
+    """Ids of stored rankings the statistics leave out because they cannot be read."""
+    return [row[0] for row in db.execute("SELECT ranking_id FROM stats_unreadable ORDER BY ranking_id")]
+
+
+def _ranking_row(item_id: int, ranking: tuple, groups: dict, lengths: list[int], expected) -> dict:
+    """One ranking's contribution: agreement with the others' consensus, ties, position and length bias, gold."""
+    ranking_id, annotator_id, _, _, display_order, seconds = ranking
+    k, mine = len(lengths), groups[ranking_id]
+    others = [g for rid, g in groups.items() if rid != ranking_id]
+    consensus = agreement.agreement_with_consensus(mine, others, k) if others else agreement.PairAgreement(0, 0, 0, 0)
+    rank = agreement.ranks(mine, k)
+    longer_wins = length_pairs = 0
+    for i in range(k):
+        for j in range(k):
+            if rank[i] < rank[j] and lengths[i] != lengths[j]:
+                length_pairs += 1
+                longer_wins += lengths[i] > lengths[j]
+    return {"ranking_id": ranking_id, "item_id": item_id, "annotator_id": annotator_id, "pairs": k * (k - 1) // 2,
+            "ties": tie_count(mine), "agree": consensus.agree, "disagree": consensus.disagree,
+            "first_best": int(from_json(display_order)[0] in mine[0]), "expected_first": len(mine[0]) / k,
+            "longer_wins": longer_wins, "length_pairs": length_pairs,
+            "gold_passed": None if expected is None else int(passes(expected, mine)), "seconds": seconds}
+
+
+def _add_to_annotators(db: Database, rows: list[dict], sign: int) -> None:
+    """Add (sign +1) or take away (-1) these rankings' contributions to their annotators' sums."""
+    sums: dict[int, Counter] = {}
+    for row in rows:
+        sums.setdefault(row["annotator_id"], Counter()).update({
+            **{c: row[c] for c in ANNOTATOR_SUMS if c in row}, "rankings": 1, "timed": int(row["seconds"] is not None),
+            "gold_rankings": int(row["gold_passed"] is not None), "gold_passed": row["gold_passed"] or 0})
+    for annotator_id, values in sums.items():
+        db.execute("INSERT OR IGNORE INTO annotator_stats (annotator_id) VALUES (?)", [annotator_id])
+        db.execute(f"UPDATE annotator_stats SET {', '.join(f'{c} = {c} + :sign * :{c}' for c in ANNOTATOR_SUMS)} "
+                   "WHERE annotator_id = :annotator_id", {c: values[c] for c in ANNOTATOR_SUMS} | {"sign": sign, "annotator_id": annotator_id})
+
+
+def _store_item_agreement(db: Database, item_id: int, rankings: list[tuple[str, list]], k: int,
+                          coincidences: dict[int, np.ndarray]) -> None:
+    """Pairwise agreement and Kendall tau-b between the item's annotators, and its share of Krippendorff's coincidences."""
+    rankings = sorted(rankings)
+    totals, taus = [0, 0, 0, 0], []
+    for x, (_, a) in enumerate(rankings):
+        for _, b in rankings[x + 1:]:
+            pa = agreement.pair_agreement(a, b, k)
+            totals = [t + v for t, v in zip(totals, (pa.agree, pa.disagree, pa.both_tied, pa.one_tied))]
+            tau = tau_b(pa, tie_count(a), tie_count(b), k)
+            if tau is not None:
+                taus.append(tau)
+    pair_counts = item_coincidences([g for _, g in rankings], k)  # [MAX_K, MAX_K]
+    m = len(rankings)
+    coincidences[m] = coincidences.get(m, np.zeros((MAX_K, MAX_K), dtype=np.int64)) + pair_counts
+    db.execute("INSERT INTO item_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [item_id, m, *totals, math.fsum(taus), len(taus), json.dumps(pair_counts.tolist())])
+
+
+def tau_b(pa: agreement.PairAgreement, ties_a: int, ties_b: int, k: int) -> float | None:
+    """Kendall's tau-b from pair counts, as scipy computes it (None when either ranking ties everything).
+
+    >>> tau_b(agreement.pair_agreement([[0], [1], [2]], [[0], [2], [1]], 3), 0, 0, 3)
+    0.3333333333333333
+    """
+    n0 = k * (k - 1) // 2
+    if n0 == ties_a or n0 == ties_b:
+        return None
+    return (pa.agree - pa.disagree) / math.sqrt(n0 - ties_a) / math.sqrt(n0 - ties_b)
+
+
+def item_coincidences(rankings: list[list[list[int]]], k: int) -> np.ndarray:
+    """Krippendorff's unnormalised coincidences of one item: for each completion (a unit), the
+    ordered pairs of rank values given by two different annotators, summed over the completions."""
+    counts = np.zeros((k, MAX_K), dtype=np.int64)  # [units, rank values]
+    for groups in rankings:
+        for position, rank in enumerate(agreement.ranks(groups, k)):
+            counts[position, rank - 1] += 1
+    return (counts[:, :, None] * counts[:, None, :]).sum(0) - np.diag(counts.sum(0))  # [MAX_K, MAX_K]
+
+
+def krippendorff_alpha(coincidences: dict[int, np.ndarray]) -> float | None:
+    """Ordinal alpha from coincidences grouped by how many annotators ranked the unit (the `krippendorff` package's formula)."""
+    o = sum((c / (m - 1) for m, c in coincidences.items()), np.zeros((MAX_K, MAX_K)))  # [V, V]
+    present = o.sum(0) > 0
+    if present.sum() < 2:
+        return None
+    o = o[present][:, present]
+    n_v = o.sum(0)
+    e = (np.outer(n_v, n_v) - np.diagflat(n_v)) / (n_v.sum() - 1)
+    cumulative = np.concatenate([[0.0], np.cumsum(n_v)])
+    i1, i2 = np.minimum.outer(np.arange(len(n_v)), np.arange(len(n_v))), np.maximum.outer(np.arange(len(n_v)), np.arange(len(n_v)))
+    d = (cumulative[i2 + 1] - cumulative[i1] - (n_v[i1] + n_v[i2]) / 2) ** 2
+    return float(1 - (o * d).sum() / (e * d).sum())
 
 
 def agreement_summary(db: Database) -> dict:
     """Between annotators on shared items: pairwise agreement (ties reported), mean Kendall tau-b, Krippendorff's alpha."""
-    by_item = _by_item(_rankings(db))
-    totals, taus = agreement.PairAgreement(0, 0, 0, 0), []
-    for rankings in by_item.values():
-        names = sorted(rankings)
-        for x, a in enumerate(names):
-            for b in names[x + 1:]:
-                (ga, k), (gb, _) = rankings[a], rankings[b]
-                pa = agreement.pair_agreement(ga, gb, k)
-                totals = agreement.PairAgreement(totals.agree + pa.agree, totals.disagree + pa.disagree,
-                                                 totals.both_tied + pa.both_tied, totals.one_tied + pa.one_tied)
-                tau = agreement.kendall_tau_b(ga, gb, k)
-                if tau is not None:
-                    taus.append(tau)
-    return {"shared_items": sum(len(r) >= 2 for r in by_item.values()), "pairwise_agreement": totals.rate,
-            "pairs_both_ordered": totals.agree + totals.disagree, "pairs_both_tied": totals.both_tied,
-            "pairs_one_tied": totals.one_tied, "kendall_tau_b": statistics.fmean(taus) if taus else None,
-            "krippendorff_alpha": agreement.krippendorff_alpha(by_item)}
+    refresh(db)
+    shared, agree, disagree, both_tied, one_tied, tau_sum, tau_n = db.execute(
+        """SELECT COUNT(*), TOTAL(agree), TOTAL(disagree), TOTAL(both_tied), TOTAL(one_tied), TOTAL(tau_sum), TOTAL(tau_n)
+           FROM item_stats""").fetchone()
+    state = db.execute("SELECT coincidences FROM stats_state").fetchone()[0]
+    coincidences = {int(m): np.array(c) for m, c in json.loads(state).items()}
+    strict = agree + disagree
+    return {"shared_items": shared, "pairwise_agreement": agree / strict if strict else None,
+            "pairs_both_ordered": int(strict), "pairs_both_tied": int(both_tied), "pairs_one_tied": int(one_tied),
+            "kendall_tau_b": tau_sum / tau_n if tau_n else None,
+            "krippendorff_alpha": krippendorff_alpha(coincidences) if coincidences else None}
 
 
 def annotator_table(db: Database) -> list[dict]:
     """Per annotator: count, speed, agreement with the others' consensus, tie rate, position and length bias, gold accuracy."""
-    rankings = _rankings(db)
-    by_item = _by_item(rankings)
-    lengths = {(item, pos): n for item, pos, n in db.execute("SELECT item_id, position, LENGTH(text) FROM completions")}
-    gold_accuracy = gold.accuracy_by_annotator(db)
-    table = []
-    for name in sorted({r["annotator"] for r in rankings}):
-        mine = [r for r in rankings if r["annotator"] == name]
-        consensus = agreement.PairAgreement(0, 0, 0, 0)
-        for r in mine:
-            others = [g for a, (g, _) in by_item[r["item_id"]].items() if a != name]
-            if others:
-                pa = agreement.agreement_with_consensus(r["groups"], others, r["k"])
-                consensus = agreement.PairAgreement(consensus.agree + pa.agree, consensus.disagree + pa.disagree, 0, 0)
-        all_pairs = sum(r["k"] * (r["k"] - 1) // 2 for r in mine)
-        first_best = [r["display_order"][0] in r["groups"][0] for r in mine]
-        expected_first = [len(r["groups"][0]) / r["k"] for r in mine]
-        longer_wins, length_pairs = 0, 0
-        for r in mine:
-            rank = agreement.ranks(r["groups"], r["k"])
-            for i in range(r["k"]):
-                for j in range(r["k"]):
-                    li, lj = lengths[(r["item_id"], i)], lengths[(r["item_id"], j)]
-                    if rank[i] < rank[j] and li != lj:
-                        length_pairs += 1
-                        longer_wins += li > lj
-        seconds = [r["seconds"] for r in mine if r["seconds"] is not None]
-        table.append({
-            "annotator": name, "rankings": len(mine),
-            "median_seconds": statistics.median(seconds) if seconds else None,
-            "agreement_with_others": consensus.rate,
-            "tie_rate": sum(tie_count(r["groups"]) for r in mine) / all_pairs if all_pairs else None,
-            "first_shown_ranked_best": statistics.fmean(first_best) if mine else None,
-            "first_shown_expected": statistics.fmean(expected_first) if mine else None,
-            "longer_wins": longer_wins / length_pairs if length_pairs else None,
-            "gold_accuracy": gold_accuracy.get(name),
-        })
-    return table
+    refresh(db)
+    rows = db.query("""SELECT s.*, a.name FROM annotator_stats s JOIN annotators a ON a.id = s.annotator_id
+                       WHERE s.rankings > 0 ORDER BY a.name""")
+    ratio = lambda part, whole: part / whole if whole else None  # noqa: E731
+    return [{
+        "annotator": r["name"], "rankings": r["rankings"], "median_seconds": _median_seconds(db, r["annotator_id"], r["timed"]),
+        "agreement_with_others": ratio(r["agree"], r["agree"] + r["disagree"]), "tie_rate": ratio(r["ties"], r["pairs"]),
+        "first_shown_ranked_best": r["first_best"] / r["rankings"], "first_shown_expected": r["expected_first"] / r["rankings"],
+        "longer_wins": ratio(r["longer_wins"], r["length_pairs"]), "gold_accuracy": ratio(r["gold_passed"], r["gold_rankings"]),
+    } for r in rows]
+
+
+def _median_seconds(db: Database, annotator_id: int, timed: int) -> float | None:
+    """The median of an annotator's seconds per ranking, read from the index: at most two rows."""
+    if not timed:
+        return None
+    middle = db.execute("""SELECT seconds FROM ranking_stats WHERE annotator_id = ? AND seconds IS NOT NULL
+                           ORDER BY seconds LIMIT ? OFFSET ?""", [annotator_id, 2 - timed % 2, (timed - 1) // 2]).fetchall()
+    return sum(row[0] for row in middle) / len(middle)
 
 
 def rankings_per_day(db: Database) -> list[dict]:
-    return list(db.query("""SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS rankings FROM rankings
-                            WHERE skipped = 0 GROUP BY day ORDER BY day"""))
+    refresh(db)
+    return list(db.query("SELECT day, rankings FROM daily_rankings WHERE rankings > 0 ORDER BY day"))
 
 
 def data_health(db: Database) -> dict:
     """Tie rate, flagged items and coverage (items with all the rankings their prompt set wants)."""
-    rankings = _rankings(db)
-    pairs = sum(r["k"] * (r["k"] - 1) // 2 for r in rankings)
+    refresh(db)
+    ties, pairs = db.execute("SELECT TOTAL(ties), TOTAL(pairs) FROM annotator_stats").fetchone()
     covered, total = db.execute(
         """SELECT SUM(i.n_rankings >= s.rankings_wanted), COUNT(*) FROM items i JOIN prompts p ON p.id = i.prompt_id
            JOIN prompt_sets s ON s.name = p.prompt_set WHERE i.origin = 'sampled'""").fetchone()
     flagged = db.execute("SELECT COUNT(DISTINCT item_id) FROM rankings WHERE flags != '[]'").fetchone()[0]
-    return {"tie_rate": sum(tie_count(r["groups"]) for r in rankings) / pairs if pairs else None,
-            "flagged_items": flagged, "covered_items": covered or 0, "items": total,
-            "coverage": (covered or 0) / total if total else None}
+    return {"tie_rate": ties / pairs if pairs else None, "flagged_items": flagged, "covered_items": covered or 0,
+            "items": total, "coverage": (covered or 0) / total if total else None}
 
 
 def item_consensus(db: Database, item_id: int) -> list[dict]:
-    """The consensus order of one item from all its rankings: Bradley-Terry strengths with 95% intervals."""
-    rankings = [r for r in _rankings(db) if r["item_id"] == item_id]
+    """The consensus order of one item from its rankings: Bradley-Terry strengths with 95% intervals."""
+    rankings = [from_json(row[0]) for row in db.execute(
+        """SELECT r.groups FROM rankings r JOIN items i ON i.id = r.item_id
+           WHERE r.item_id = ? AND r.skipped = 0 AND i.origin = 'sampled' ORDER BY r.id""", [item_id])]
     if not rankings:
         return []
-    k = rankings[0]["k"]
-    strengths = agreement.bradley_terry_with_intervals([r["groups"] for r in rankings], k)
-    mean_rank = agreement.consensus_ranks([(r["groups"], k) for r in rankings])
+    k = db.execute("SELECT COUNT(*) FROM completions WHERE item_id = ?", [item_id]).fetchone()[0]
+    strengths = agreement.bradley_terry_with_intervals(rankings, k)
+    mean_rank = agreement.consensus_ranks([(g, k) for g in rankings])
     return sorted(({"completion": LETTERS[s["position"]], "mean_rank": mean_rank[s["position"]], **s} for s in strengths),
                   key=lambda row: -row["strength"])

@@ -5,6 +5,11 @@ Completions are named by their position in the item (0 = A, 1 = B, ...), so
 `[[3], [2], [0, 1]]` reads D > C > A = B.
 """
 
+import collections
+import datetime
+import json
+import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -40,6 +45,15 @@ def ranking_to_pairs(groups: list[list[int]]) -> list[Pair]:
     return pairs
 
 
+def is_int(value) -> bool:
+    """A whole number as JSON gives it: True and 0.0 are not positions.
+
+    >>> [is_int(v) for v in (3, True, 0.0, "1")]
+    [True, False, False, False]
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def validate_ranking(groups: list[list[int]], k: int) -> list[list[int]]:
     """Check that `groups` ranks each of the k completions exactly once.
 
@@ -47,19 +61,33 @@ def validate_ranking(groups: list[list[int]], k: int) -> list[list[int]]:
     """
     if not MIN_K <= k <= MAX_K:
         raise RankingError(f"need between {MIN_K} and {MAX_K} completions to rank, got {k}")
+    if not isinstance(groups, list) or not all(isinstance(g, list) and all(is_int(p) for p in g) for g in groups):
+        raise RankingError("a ranking is a list of groups of completion positions (whole numbers), best first, "
+                           "e.g. [[3], [2], [0, 1]]")
     seen = [p for group in groups for p in group]
     if any(not group for group in groups):
         raise RankingError("a ranking cannot contain an empty group")
     out_of_range = sorted({p for p in seen if not 0 <= p < k})
     if out_of_range:
         raise RankingError(f"positions {out_of_range} do not exist: this item has {k} completions")
-    duplicated = sorted({LETTERS[p] for p in seen if seen.count(p) > 1})
+    duplicated = sorted(LETTERS[p] for p, n in collections.Counter(seen).items() if n > 1)
     if duplicated:
         raise RankingError(f"{', '.join(duplicated)} ranked more than once")
-    missing = [LETTERS[p] for p in range(k) if p not in seen]
+    missing = [LETTERS[p] for p in sorted(set(range(k)) - set(seen))]
     if missing:
         raise RankingError(f"give every completion a rank: {', '.join(missing)} has none")
-    return [sorted(group) for group in groups]
+    return [sorted(int(p) for p in group) for group in groups]
+
+
+def validate_order(order: list[int], k: int) -> list[int]:
+    """Check that a display order shows each of the k positions once.
+
+    >>> validate_order([2, 0, 1], 3)
+    [2, 0, 1]
+    """
+    if not isinstance(order, list) or not all(is_int(p) for p in order) or sorted(order) != list(range(k)):
+        raise RankingError(f"a display order lists each position 0 to {k - 1} once, e.g. {list(range(k))}")
+    return [int(p) for p in order]
 
 
 def ranks_to_groups(ranks: dict[int, int]) -> list[list[int]]:
@@ -78,27 +106,28 @@ def parse_ranking_text(text: str, letters_to_positions: list[int]) -> list[list[
     """Parse a typed ranking such as "D > C > A = B", "D C A=B" or "DCA=B".
 
     `letters_to_positions[i]` is the position of the completion shown as letter i,
-    so the annotator types the letters they saw.
+    so the annotator types the letters they saw. Anything ambiguous ("A==B", "A=>B", "A>>B") is refused.
 
     >>> parse_ranking_text("d > c > a = b", [0, 1, 2, 3])
     [[3], [2], [0, 1]]
     >>> parse_ranking_text("DCA=B", [0, 1, 2, 3])
     [[3], [2], [0, 1]]
     """
-    cleaned = re.sub(r"\s*=\s*", "=", text.strip().upper())
+    cleaned = text.strip().upper()
     unknown = sorted(set(re.sub(r"[A-I=>,\s]", "", cleaned)))
     if unknown:
         raise RankingError(f"cannot read {''.join(unknown)!r}: use letters, '>' or spaces between ranks and '=' for ties")
-    groups = []
-    for token in re.split(r"[>,\s]+", cleaned):
-        if not token:
-            continue
-        # Letters written together without '=' are separate ranks ("DC" is D > C).
-        for chunk in re.findall(r"[A-I](?:=[A-I])*", token):
-            groups.append([_position(letter, letters_to_positions) for letter in chunk.split("=")])
-    if not groups:
+    if not cleaned:
         raise RankingError("type a ranking, best first, e.g. D > C > A = B")
-    return groups
+    # One separator between ranks: '>', ',' or spaces; '=' only ever joins two letters.
+    compact = re.sub(r"\s+", ">", re.sub(r"\s*([=>,])\s*", r"\1", cleaned)).replace(",", ">")
+    if re.search(r"(?<![A-I])=|=(?![A-I])", compact):
+        raise RankingError(f"cannot read {text.strip()!r}: '=' ties two letters, as in A = B (one '=', a letter on each side)")
+    if re.search(r"(?<![A-I])>|>(?![A-I])", compact):
+        raise RankingError(f"cannot read {text.strip()!r}: put one '>' (or a space) between two ranks, as in D > C > A = B")
+    # Letters written together without '=' are separate ranks ("DC" is D > C).
+    return [[_position(letter, letters_to_positions) for letter in chunk.split("=")]
+            for rank in compact.split(">") for chunk in re.findall(r"[A-I](?:=[A-I])*", rank)]
 
 
 def _position(letter: str, letters_to_positions: list[int]) -> int:
@@ -156,3 +185,66 @@ def shown_text(groups: list[list[int]], shown_order: list[int]) -> str:
     'A > B'
     """
     return groups_to_text([sorted(shown_order.index(p) for p in group) for group in groups])
+
+
+def seconds_ok(value) -> bool:
+    """Time spent on a ranking: a finite, non-negative number of seconds.
+
+    >>> [seconds_ok(v) for v in (4.5, 0, -1, float("nan"), "slow", True)]
+    [True, True, False, False, False, False]
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def utc_timestamp(value) -> str | None:
+    """An ISO 8601 time written as `created_at` columns are (UTC, milliseconds; no zone means UTC), or None.
+
+    >>> utc_timestamp("2024-05-01T12:00:00+02:00")
+    '2024-05-01T10:00:00.000+00:00'
+    """
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def repaired_ranking(row: dict, k: int, known_flags: tuple, fallback_time: str) -> dict:
+    """The columns of a stored `rankings` row to rewrite so that every screen can read it; {} when it is sound.
+
+    Bad seconds become None, a bad display order the identity, bad flags [], a bad created_at `fallback_time`.
+    Groups that are no ranking of the k completions, even once whole-number floats are ints, make the row a skip.
+    """
+    fixed = {
+        "seconds": row["seconds"] if row["seconds"] is None or seconds_ok(row["seconds"]) else None,
+        "display_order": _stored(row["display_order"], lambda order: validate_order(order, k), list(range(k))),
+        "flags": _stored(row["flags"], lambda flags: _known_flags(flags, known_flags), []),
+        "groups": None if row["skipped"] else _stored(row["groups"], lambda g: validate_ranking(_whole_numbers(g), k), None),
+        "created_at": utc_timestamp(row["created_at"]) or fallback_time,
+    }
+    fixed["skipped"] = int(bool(row["skipped"]) or fixed["groups"] is None)
+    return {column: value for column, value in fixed.items() if value != row[column]}
+
+
+def _stored(text, check, default) -> str | None:
+    """The JSON of check(json.loads(text)), or of `default` when the text does not pass."""
+    try:
+        value = check(json.loads(text))
+    except (TypeError, ValueError, RecursionError):
+        value = default
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _known_flags(flags, known: tuple) -> list[str]:
+    if not isinstance(flags, list) or not all(isinstance(f, str) and f in known for f in flags):
+        raise ValueError(f"flags must be a list of {list(known)}")
+    return flags
+
+
+def _whole_numbers(groups):
+    """Positions stored as whole-number floats (1.0) by older importers, as ints."""
+    if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+        return groups
+    return [[int(p) if isinstance(p, float) and p.is_integer() else p for p in g] for g in groups]

@@ -16,6 +16,10 @@ DB_ENV_VAR = "RLHF_DB"
 BUSY_TIMEOUT_S = 30
 
 
+class StoreBusy(RuntimeError):
+    """Another process held the write lock for longer than the busy timeout; nothing was written."""
+
+
 def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
     """The database file: an explicit path, else $RLHF_DB, else data/app.db."""
     return Path(path or os.environ.get(DB_ENV_VAR) or DEFAULT_DB_PATH)
@@ -54,7 +58,12 @@ def write_transaction(db: Database):
         with db.atomic():
             yield db
         return
-    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error) and "busy" not in str(error):
+            raise
+        raise StoreBusy(f"The store is busy: another process held it for over {BUSY_TIMEOUT_S} s. Try again in a moment.") from None
     try:
         yield db
     except BaseException:

@@ -1,8 +1,11 @@
 """Model versions: generators (the policy) and reward models, one active of each kind."""
 
 import os
+import re
 import shutil
 import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -12,6 +15,13 @@ from data.store import db_file, from_json, now, to_json, write_transaction
 EMBEDDED_GENERATOR_NAME = "SmolLM2-135M-Instruct (embedded)"
 # Stored as the version's path; policy.models turns it into the cached plain copy of the GGUF.
 EMBEDDED_GENERATOR_PATH = "embedded:SmolLM2-135M-Instruct"
+# A version name is also its folder's name: no separators, no '.' or '..', nothing hidden.
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The jobs that register a version when they finish, and the kind of version each one makes.
+VERSION_KIND_OF_JOB = {"train_rm": "reward", "sft": "generator", "train_policy": "generator"}
+# A save in progress writes into models/<kind>/.<name>.staging-<pid>-<random>, renamed into place at the end.
+STAGING_OWNER = re.compile(r"\.staging-(\d+)-\w+\Z")
+STAGING_MAX_AGE_S = 24 * 3600
 
 
 def register_version(
@@ -20,8 +30,7 @@ def register_version(
 ) -> int:
     """Register a finished model folder (or a Hugging Face id) as a new version."""
     with write_transaction(db):
-        if db.execute("SELECT 1 FROM model_versions WHERE kind = ? AND name = ?", [kind, name]).fetchone():
-            raise ValueError(f"a {kind} version named {name!r} exists already: pick another name")
+        _check_not_registered(db, kind, name)
         version_id = db.execute(
             """INSERT INTO model_versions (kind, name, path, parent_id, config, metrics, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -80,12 +89,60 @@ def models_dir(db: Database) -> Path:
     return db_file(db).parent / "models"
 
 
-def save_atomically(folder: Path, write) -> Path:
-    """Call write(staging_folder), then rename it to `folder`: a half-written folder is never seen."""
+def check_version_name(db: Database, kind: str, name: str) -> None:
+    """Refuse, before any training starts, a name that is unsafe as a folder or already taken.
+
+    Taken means registered, or promised by a queued or running job. An empty name is fine:
+    the trainer then picks a dated one (`default_version_name`).
+    """
+    if not name:
+        return
+    _check_name_format(name)
+    _check_not_registered(db, kind, name)
+    job_id = _job_making(db, kind, name)
+    if job_id is not None:
+        raise ValueError(f"job {job_id} will already make a {kind} version named {name!r}: "
+                         "type another name, or leave it empty for a dated one")
+
+
+def default_version_name(prefix: str) -> str:
+    """`<prefix>-<date>-<time>`, the name of a version trained without one."""
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_name_format(name: str) -> None:
+    if not VERSION_NAME.fullmatch(name):
+        raise ValueError(f"version name {name!r} is not allowed: type 1 to 64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (for example short-answers-2), or leave it empty for a dated one")
+
+
+def _check_not_registered(db: Database, kind: str, name: str) -> None:
+    if version_named(db, kind, name) is not None:
+        raise ValueError(f"a {kind} version named {name!r} exists already: type another name, "
+                         "or leave it empty for a dated one")
+
+
+def _job_making(db: Database, kind: str, name: str) -> int | None:
+    """The queued or running job that will register a `kind` version called `name`, if any."""
+    job_kinds = [job for job, made in VERSION_KIND_OF_JOB.items() if made == kind]
+    row = db.execute(
+        f"""SELECT id FROM jobs WHERE status IN ('queued', 'running') AND kind IN ({', '.join('?' * len(job_kinds))})
+              AND json_extract(args, '$.name') = ?""",
+        [*job_kinds, name],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def save_atomically(db: Database, kind: str, name: str, write) -> Path:
+    """Call write(staging_folder), then rename it to models/<kind>/<name>: a half-written folder is never seen.
+
+    The staging folder carries this process's id, so `sweep_staging` can remove it if the save is killed.
+    """
+    folder = _version_folder(db, kind, name)
     if folder.exists():
         raise FileExistsError(f"{folder} exists already: choose another version name")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-{os.getpid()}-", dir=folder.parent))
     try:
         write(staging)
         os.replace(staging, folder)
@@ -93,3 +150,45 @@ def save_atomically(folder: Path, write) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def _version_folder(db: Database, kind: str, name: str) -> Path:
+    """models/<kind>/<name>, after a last check that the name cannot lead out of models/."""
+    assert kind in ("generator", "reward"), f"unknown version kind {kind!r}"
+    _check_name_format(name)
+    _check_not_registered(db, kind, name)
+    return models_dir(db) / kind / name
+
+
+def sweep_staging(db: Database) -> list[Path]:
+    """Remove the staging folders of killed saves: their process is gone, or they are over a day old."""
+    removed = []
+    for staging in models_dir(db).glob("*/.*"):
+        if staging.is_dir() and _abandoned(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
+def _abandoned(staging: Path) -> bool:
+    owner = STAGING_OWNER.search(staging.name)
+    if owner and not process_alive(int(owner[1])):
+        return True
+    try:
+        return time.time() - staging.stat().st_mtime > STAGING_MAX_AGE_S
+    except FileNotFoundError:  # its save just renamed it into place
+        return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a zombie counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():  # a zombie has exited but is not reaped yet
+        return stat.read_text().split(")")[-1].split()[0] != "Z"
+    return True

@@ -6,41 +6,66 @@ import streamlit as st
 
 from data import annotation, demonstrations
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
-from pages.common import current_user, flash, session_db, show_flash
+from data.store import StoreBusy
+from ui.session import flash, guarded, require, session_db, show_flash
+from ui.text import safe_markdown
+
+KEPT = "kept-entries"  # what an annotator entered, kept across a run that could not reach the store
 
 
-def submit(db, item, annotator: int, order: list[int], skipped: bool) -> None:
+def entry_keys(item) -> list[str]:
+    key = f"item-{item.id}"
+    return [f"{key}-typed", f"{key}-flags", f"{key}-comment", *(f"{key}-rank-{i}" for i in range(item.k))]
+
+
+def keep_entries(item) -> None:
+    st.session_state[KEPT] = {k: st.session_state[k] for k in entry_keys(item) if st.session_state.get(k) is not None}
+
+
+def restore_entries() -> None:
+    for k, value in st.session_state.pop(KEPT, {}).items():
+        st.session_state.setdefault(k, value)
+
+
+@guarded()
+def submit(db, user, item, order: list[int], skipped: bool) -> None:
     key = f"item-{item.id}"
     seconds = round(time.time() - st.session_state.get(f"{key}-shown-at", time.time()), 1)
     flags = st.session_state.get(f"{key}-flags") or []
     comment = st.session_state.get(f"{key}-comment") or ""
     try:
         if skipped:
-            annotation.skip_item(db, item.id, annotator, order, seconds, flags, comment)
+            annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment)
             flash("info", "Skipped.")
             return
         ranks = [st.session_state.get(f"{key}-rank-{i}") for i in range(item.k)]
         groups = ranking_from_input(st.session_state.get(f"{key}-typed") or "", ranks, order)
-        saved = annotation.submit_ranking(db, item.id, annotator, groups, order, seconds, flags, comment)
+        saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment)
         flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
     except (RankingError, ValueError) as error:
         flash("error", str(error))
+    except StoreBusy as busy:
+        keep_entries(item)
+        flash("warning", f"{busy} Your ranking is NOT saved yet; what you entered is kept: press Submit again.")
 
 
-def save_demonstration(db, prompt_id: int, annotator: int, key: str, source_completion_id: int | None, shown_at: str) -> None:
+@guarded()
+def save_demonstration(db, user, prompt_id: int, key: str, source_completion_id: int | None, shown_at: str) -> None:
     seconds = round(time.time() - st.session_state.get(shown_at, time.time()), 1)
     try:
-        demonstrations.save_demonstration(db, prompt_id, annotator, st.session_state.get(key) or "", source_completion_id, seconds)
+        demonstrations.save_demonstration(db, prompt_id, user.id, st.session_state.get(key) or "", source_completion_id, seconds)
         flash("success", "Demonstration saved" + (", and ranked above the completion it came from." if source_completion_id else "."))
     except (ValueError, LookupError) as error:
         flash("error", str(error))
+    except StoreBusy as busy:
+        flash("warning", f"{busy} Your demonstration is NOT saved yet and is kept: press Save again.")
 
 
 def skip_prompt(prompt_id: int) -> None:
     st.session_state.setdefault("skipped-prompts", []).append(prompt_id)
 
 
-def write_demonstrations(db, annotator: int) -> None:
+def write_demonstrations(db) -> None:
     """The "write demonstrations" queue: prompts that have none yet."""
     prompt = demonstrations.next_prompt_without_demonstration(db, st.session_state.get("skipped-prompts", []))
     show_flash()
@@ -51,16 +76,16 @@ def write_demonstrations(db, annotator: int) -> None:
     st.session_state.setdefault(f"{key}-shown-at", time.time())
     st.subheader("Prompt")
     with st.container(border=True):
-        st.markdown(prompt["text"])
+        st.markdown(safe_markdown(prompt["text"]))
     st.text_area("The answer you wish the model had given", key=key, height=240)
     left, right = st.columns(2)
-    left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(db, prompt["id"], annotator, key, None, f"{key}-shown-at"),
+    left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(prompt["id"], key, None, f"{key}-shown-at"),
                 use_container_width=True)
     right.button("Next prompt", on_click=skip_prompt, args=(prompt["id"],), use_container_width=True)
     st.stop()
 
 
-def demonstration_from(db, item, annotator: int, order: list[int]) -> None:
+def demonstration_from(item, order: list[int]) -> None:
     """Write a better answer for the shown item, from scratch or by editing a completion."""
     with st.expander("Write a better answer instead (a demonstration)"):
         choices = ["(blank)", *LETTERS[: item.k]]
@@ -70,40 +95,44 @@ def demonstration_from(db, item, annotator: int, order: list[int]) -> None:
         key = f"item-{item.id}-demo-{start}"
         st.text_area("Your answer", value=source.text if source else "", key=key, height=200)
         st.button("Save demonstration", key=f"{key}-save", on_click=save_demonstration,
-                  args=(db, item.prompt_id, annotator, key, source.id if source else None, f"item-{item.id}-shown-at"))
+                  args=(item.prompt_id, key, source.id if source else None, f"item-{item.id}-shown-at"))
 
 
 db = session_db()
-user = current_user(db)
-if user is None:
-    st.stop()
-name, annotator = user.name, user.id
+user = require(db)
 mode = st.radio("Task", ["Rank completions", "Write demonstrations"], horizontal=True, key="task", label_visibility="collapsed")
 if mode == "Write demonstrations":
-    write_demonstrations(db, annotator)
-item = annotation.next_item(db, annotator)
-progress = annotation.progress(db, annotator)
+    write_demonstrations(db)
+try:
+    item = annotation.next_item(db, user.id)
+except StoreBusy as busy:  # the reservation could not be written: keep what was entered, offer a retry
+    show_flash()
+    st.warning(f"{busy} Nothing you entered is lost.")
+    st.button("Try again", type="primary")
+    st.stop()
+progress = annotation.progress(db, user.id)
 
-st.caption(f"Ranking as **{name}** · {progress.ranked} ranked, {progress.left} left")
+st.caption(f"Ranking as **{user.name}** · {progress.ranked} ranked, {progress.left} left")
 show_flash()
 if item is None:
     st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
     st.stop()
+restore_entries()
 
-order = annotation.display_order(item.id, annotator, item.k)
+order = annotation.display_order(item.id, user.id, item.k)
 key = f"item-{item.id}"
 st.session_state.setdefault(f"{key}-shown-at", time.time())
 
 st.subheader("Prompt")
 with st.container(border=True):
-    st.markdown(item.prompt)
+    st.markdown(safe_markdown(item.prompt))
 st.subheader(f"{item.k} completions")
 for letter, position in zip(LETTERS, order):
     with st.container(border=True):
-        st.markdown(f"**{letter}**")
-        st.markdown(item.completions[position].text)
+        st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
+        st.markdown(safe_markdown(item.completions[position].text))
 
-demonstration_from(db, item, annotator, order)
+demonstration_from(item, order)
 
 with st.form(key, border=True):
     st.text_input(
@@ -116,6 +145,5 @@ with st.form(key, border=True):
     st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{key}-flags")
     st.text_input("Comment (optional)", key=f"{key}-comment")
     left, right = st.columns(2)
-    left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(db, item, annotator, order, False),
-                            use_container_width=True)
-    right.form_submit_button("Skip", on_click=submit, args=(db, item, annotator, order, True), use_container_width=True)
+    left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False), use_container_width=True)
+    right.form_submit_button("Skip", on_click=submit, args=(item, order, True), use_container_width=True)

@@ -58,7 +58,7 @@ class PolicyConfig:
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
-    name: str = field(default="", metadata={"help": "version name; empty: policy-<date>-<time>"})
+    name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: policy-<date>-<time>"})
     activate: bool = field(default=True, metadata={"help": "make the new generator the active one (it writes the next completions)"})
 
     def __post_init__(self):
@@ -87,5 +87,5 @@ class SFTConfig:
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; the loss is computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
-    name: str = field(default="", metadata={"help": "version name; empty: sft-<date>-<time>"})
+    name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: sft-<date>-<time>"})
     activate: bool = field(default=True, metadata={"help": "make the new generator the active one"})

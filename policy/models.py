@@ -107,6 +107,6 @@ def save_generator_version(db, model, tokenizer, name: str, parent_id: int, conf
         (folder / config_file).write_text(json.dumps(asdict(config), indent=2))
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    folder = versions.save_atomically(versions.models_dir(db) / "generator" / name, write)
+    folder = versions.save_atomically(db, "generator", name, write)
     return versions.register_version(db, "generator", name, str(folder), parent_id=parent_id, config=asdict(config),
                                      metrics=metrics, activate=config.activate)

@@ -11,7 +11,6 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +187,7 @@ def run_sft(db, config: SFTConfig, job) -> dict:
 
     model, metrics = fit(model, tokenizer, train, validation, config, on_step)
     model.eval()
-    name = config.name or f"sft-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = config.name or versions.default_version_name("sft")
 
     version_id = save_generator_version(db, model, tokenizer, name, start["id"], config, metrics, "sft_config.json")
     job.log(f"saved {name}: validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}")

@@ -16,7 +16,6 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 
 import torch
 import torch.nn.functional as F
@@ -379,7 +378,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
         job.progress(step, total, f"step {step}/{total} · reward {metrics['reward/mean']:.3f} · KL {metrics['kl/ref']:.3f} · ETA {eta:.0f} s")
 
     trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step)
-    name = config.name or f"policy-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = config.name or versions.default_version_name("policy")
     trained = trainer.trained_model()
     if full_weights and config.lora:
         trained = trained.merge_and_unload()

@@ -24,7 +24,7 @@ class RewardConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets to train on; empty: all"})
     annotators: str = field(default="", metadata={"help": "comma-separated annotators to train on; empty: all"})
-    name: str = field(default="", metadata={"help": "version name; empty: rm-<date>-<time>"})
+    name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: rm-<date>-<time>"})
     activate: bool = field(default=True, metadata={"help": "make the new version the active reward model"})
 
     def __post_init__(self):

@@ -8,12 +8,10 @@ trains on its shard of the batches and gradients are averaged (see README).
 
 import time
 from dataclasses import asdict
-from datetime import datetime
 
 import torch
 
 from data import versions
-from data.versions import models_dir, save_atomically
 from data.jobs import job_main
 from policy.models import pick_device
 from rm.config import RewardConfig
@@ -155,9 +153,9 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
         job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
 
     model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step)
-    name = config.name or f"rm-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    folder = save_atomically(models_dir(db) / "reward" / name,
-                             lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids))
+    name = config.name or versions.default_version_name("rm")
+    folder = versions.save_atomically(db, "reward", name,
+                                      lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids))
     version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
                                            activate=config.activate)
     job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs")

@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from data import agreement, annotation, items, quality
+from data.rankings import ranking_to_pairs, ranks_to_groups
 from tests.conftest import add_items
 
 
@@ -47,6 +48,52 @@ def test_bradley_terry_orders_by_wins_and_bounds_its_intervals():
     rows = agreement.bradley_terry_with_intervals([[[0], [1], [2]], [[0], [2], [1]], [[0], [1, 2]]], 3, resamples=50)
     assert rows[0]["strength"] == max(r["strength"] for r in rows)
     assert all(r["low"] <= r["strength"] <= r["high"] for r in rows)
+
+
+def reference_bradley_terry(pairs, k, iterations=200, prior=0.5):
+    """The first implementation, one fit at a time: the vectorised one must give the same numbers."""
+    wins = np.full((k, k), prior)
+    np.fill_diagonal(wins, 0.0)
+    for w, l in pairs:
+        wins[w, l] += 1
+    games = wins + wins.T
+    strength = np.ones(k)
+    for _ in range(iterations):
+        denominator = (games / (strength[:, None] + strength[None, :])).sum(1)
+        strength = wins.sum(1) / denominator
+        strength /= np.exp(np.log(strength).mean())
+    log_strength = np.log(strength)
+    return (log_strength - log_strength.mean()).tolist()
+
+
+def reference_bradley_terry_with_intervals(rankings, k, resamples=200, seed=0):
+    def fit(sample):
+        return reference_bradley_terry([(p.chosen, p.rejected) for g in sample for p in ranking_to_pairs(g)], k)
+
+    point = fit(rankings)
+    rng = random.Random(seed)
+    draws = np.array([fit([rng.choice(rankings) for _ in rankings]) for _ in range(resamples)])
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return [{"position": p, "strength": point[p], "low": float(low[p]), "high": float(high[p])} for p in range(k)]
+
+
+def random_ranking(rng: random.Random, k: int) -> list[list[int]]:
+    """Random rank numbers, so that ties are common."""
+    return ranks_to_groups({p: rng.randint(1, k) for p in range(k)})
+
+
+@pytest.mark.parametrize("k", range(2, 10))
+def test_vectorised_bradley_terry_equals_the_reference(k):
+    rng = random.Random(k)
+    for n in range(1, 6):
+        rankings = [random_ranking(rng, k) for _ in range(n)]
+        resamples = 100 if n == 3 else 20  # the export's 100 once; fewer keep the reference quick
+        got = agreement.bradley_terry_with_intervals(rankings, k, resamples=resamples, seed=n)
+        expected = reference_bradley_terry_with_intervals(rankings, k, resamples=resamples, seed=n)
+        for field in ("strength", "low", "high"):
+            assert np.allclose([r[field] for r in got], [r[field] for r in expected], rtol=0, atol=1e-9), (field, rankings)
+        pairs = [(p.chosen, p.rejected) for g in rankings for p in ranking_to_pairs(g)]
+        assert np.allclose(agreement.bradley_terry(pairs, k), reference_bradley_terry(pairs, k), rtol=0, atol=1e-9)
 
 
 def test_dashboard_figures_from_the_store(db):

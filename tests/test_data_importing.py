@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from data import annotation, export, importing, items
+from data import annotation, demonstrations, export, importing, items
 from data.importing import BadImportFile
 from tests.conftest import add_items
 
@@ -54,7 +54,8 @@ def test_prompt_import_adds_new_texts_only(db):
 def test_completions_import_creates_items_with_model_names(db):
     data = jsonl({"prompt": "p1", "completions": ["a", {"text": "b", "n_tokens": 3, "finish_reason": "eos"}], "model": "gpt-x"},
                  {"prompt": "p2", "completions": ["c", "d", "e"]})
-    assert importing.import_completions(db, importing.parse_completions(data), "ext") == {"items": 2, "completions": 5}
+    assert importing.import_completions(db, importing.parse_completions(data), "ext") == {
+        "items": 2, "already_present": 0, "completions": 5}
     rows = db.execute("SELECT text, model_name, n_tokens, finish_reason FROM completions ORDER BY id").fetchall()
     assert rows[:2] == [("a", "gpt-x", None, None), ("b", "gpt-x", 3, "eos")]
 
@@ -92,7 +93,7 @@ def test_rankings_export_reimported_into_an_empty_database_reproduces_the_compar
     exported = export.export_bytes(db, "rankings", "jsonl")
 
     fresh = open_db(tmp_path / "fresh.db")
-    assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 3, "items": 2}
+    assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 3, "already_present": 0, "items": 2}
     assert comparison_texts(fresh) == comparison_texts(db)
     assert len(comparison_texts(db)) == 5 + 0 + 6
     assert export.rankings_frame(fresh)["created_at"].tolist() == export.rankings_frame(db)["created_at"].tolist()
@@ -102,3 +103,189 @@ def test_bad_ranking_rows_are_refused(db):
     data = jsonl({"prompt": "p", "completions": ["a", "b", "c"], "ranking": [[0], [1]], "annotator": "x"})
     with pytest.raises(BadImportFile, match="line 1: bad ranking: give every completion a rank: C has none"):
         importing.parse_rankings(data)
+
+
+# Finding 1: imports are idempotent.
+
+def ranked_export(db) -> bytes:
+    first, second = add_items(db, 2, k=3)
+    items.set_rankings_wanted(db, "test", 2)
+    alice, bob = annotation.annotator_id(db, "alice"), annotation.annotator_id(db, "bob")
+    annotation.submit_ranking(db, first, alice, [[2], [0, 1]], [1, 0, 2], seconds=3.5, flags=["prompt unclear"])
+    annotation.submit_ranking(db, first, bob, [[0], [1], [2]], [0, 1, 2])
+    annotation.submit_ranking(db, second, alice, [[1], [0, 2]], [2, 1, 0])
+    return export.export_bytes(db, "rankings", "jsonl")
+
+
+def store_sizes(db) -> dict:
+    return {**items.counts(db), "n_rankings": db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0],
+            "prompt_sets": db.execute("SELECT COUNT(*) FROM prompt_sets").fetchone()[0]}
+
+
+def test_reimporting_a_rankings_export_doubles_nothing(db, tmp_path):
+    from data.store import open_db
+
+    exported = ranked_export(db)
+    fresh = open_db(tmp_path / "fresh.db")
+    assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 3, "already_present": 0, "items": 2}
+    once = store_sizes(fresh)
+    assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 0, "already_present": 3, "items": 0}
+    assert store_sizes(fresh) == once and comparison_texts(fresh) == comparison_texts(db)
+
+
+def test_importing_a_rankings_export_into_its_own_store_finds_every_item(db):
+    exported = ranked_export(db)
+    before = store_sizes(db)
+    assert importing.import_rankings(db, importing.parse_rankings(exported), "test") == {"rankings": 0, "already_present": 3, "items": 0}
+    assert store_sizes(db) == before
+
+
+def test_a_new_annotator_of_a_known_item_adds_a_ranking_to_that_item(db):
+    [row] = importing.parse_rankings(jsonl({"prompt": "p", "completions": ["a", "b"], "ranking": [[1], [0]], "annotator": "x"}))
+    importing.import_rankings(db, [row])
+    row.annotator = "y"
+    assert importing.import_rankings(db, [row, row]) == {"rankings": 1, "already_present": 1, "items": 0}
+    assert db.execute("SELECT n_rankings FROM items").fetchall() == [(2,)]
+
+
+def test_reimporting_completions_adds_no_item_twice(db):
+    data = jsonl({"prompt": "p1", "completions": ["a", "b"]}, {"prompt": "p1", "completions": ["b", "a"]})
+    assert importing.import_completions(db, importing.parse_completions(data), "ext") == {
+        "items": 2, "already_present": 0, "completions": 4}
+    again = data + jsonl({"prompt": "p2", "completions": ["a", "b"]})
+    assert importing.import_completions(db, importing.parse_completions(again), "ext") == {
+        "items": 1, "already_present": 2, "completions": 2}
+    assert importing.import_completions(db, importing.parse_completions(data), "other set")["items"] == 2  # a set's own items
+    assert items.counts(db)["items"] == 5
+
+
+def test_reimporting_demonstrations_adds_none_twice(db):
+    data = jsonl({"prompt": "p1", "response": "r1"}, {"prompt": "p1", "response": "r2"})
+    assert demonstrations.import_demonstrations(db, demonstrations.parse_demonstrations(data), "d") == {
+        "demonstrations": 2, "already_present": 0}
+    assert demonstrations.import_demonstrations(db, demonstrations.parse_demonstrations(data), "d") == {
+        "demonstrations": 0, "already_present": 2}
+    assert items.counts(db)["demonstrations"] == 2
+
+
+# Findings 4 and 6: one strict schema per format; every failure is a BadImportFile naming the line; all or nothing.
+
+GOOD_RANKING = {"prompt": "fine", "completions": ["a", "b"], "ranking": [[1], [0]], "annotator": "x"}
+GOOD_COMPLETIONS = {"prompt": "fine", "completions": ["a", "b"]}
+GOOD_DEMONSTRATION = {"prompt": "fine", "response": "ok"}
+
+
+def after_a_good_line(good: dict, bad) -> bytes:
+    """A file whose line 1 is fine and line 2 is `bad` (a dict of overrides, or raw text)."""
+    line = bad if isinstance(bad, str) else json.dumps({**good, **bad})
+    return (json.dumps(good) + "\n" + line + "\n").encode()
+
+
+def rankings_file(bad) -> bytes:
+    return after_a_good_line(GOOD_RANKING, bad)
+
+
+def completions_file(bad) -> bytes:
+    return after_a_good_line(GOOD_COMPLETIONS, bad)
+
+
+def demonstrations_file(bad) -> bytes:
+    return after_a_good_line(GOOD_DEMONSTRATION, bad)
+
+
+IMPORTERS = {
+    "rankings": lambda db, data: importing.import_rankings(db, importing.parse_rankings(data)),
+    "completions": lambda db, data: importing.import_completions(db, importing.parse_completions(data), "ext"),
+    "csv": lambda db, data: importing.import_prompts(db, importing.parse_prompts(data, "csv"), "s"),
+    "jsonl": lambda db, data: importing.import_prompts(db, importing.parse_prompts(data, "jsonl"), "s"),
+    "txt": lambda db, data: importing.import_prompts(db, importing.parse_prompts(data, "txt"), "s"),
+    "demonstrations": lambda db, data: demonstrations.import_demonstrations(db, demonstrations.parse_demonstrations(data), "d"),
+}
+DEEP = "[" * 100_000
+RANKING_WITH = '{"prompt": "p", "completions": ["a", "b"], "ranking": [[1], [0]], "annotator": "x", %s}'
+
+MALFORMED = [
+    ("rankings", rankings_file({"ranking": [[0.0], [1.0]]}), 2),
+    ("rankings", rankings_file({"ranking": [[True], [False]]}), 2),
+    ("rankings", rankings_file({"ranking": "B > A"}), 2),
+    ("rankings", rankings_file({"seconds": "slow"}), 2),
+    ("rankings", rankings_file({"seconds": -1}), 2),
+    ("rankings", rankings_file({"seconds": True}), 2),
+    ("rankings", rankings_file(RANKING_WITH % '"seconds": NaN'), 2),
+    ("rankings", rankings_file({"models": "gpt-x"}), 2),
+    ("rankings", rankings_file({"models": ["only one"]}), 2),
+    ("rankings", rankings_file({"models": [1, 2]}), 2),
+    ("rankings", rankings_file({"display_order": [0, 0]}), 2),
+    ("rankings", rankings_file({"display_order": [1.0, 0.0]}), 2),
+    ("rankings", rankings_file({"created_at": "yesterday"}), 2),
+    ("rankings", rankings_file({"created_at": 1714557600}), 2),
+    ("rankings", rankings_file({"annotator": "  "}), 2),
+    ("rankings", rankings_file({"annotator": 7}), 2),
+    ("rankings", rankings_file({"flags": ["nope"]}), 2),
+    ("rankings", rankings_file({"flags": "all are bad"}), 2),
+    ("rankings", rankings_file({"comment": 5}), 2),
+    ("rankings", rankings_file({"prompt_set": " "}), 2),
+    ("rankings", rankings_file({"item_id": 1.5}), 2),
+    ("rankings", rankings_file({"completions": ["a", "  "]}), 2),
+    ("rankings", rankings_file({"completions": ["a"] * 10, "ranking": [list(range(10))]}), 2),
+    ("rankings", rankings_file({"completions": ["a", 2]}), 2),
+    ("rankings", rankings_file(DEEP), 2),
+    ("rankings", rankings_file(RANKING_WITH % ('"seconds": 1' + "0" * 5000)), 2),
+    ("rankings", rankings_file(RANKING_WITH % '"comment": "\\ud800"'), 2),
+    ("completions", completions_file({"completions": ["a", " \n\t"]}), 2),
+    ("completions", completions_file({"completions": [{"text": ""}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "n_tokens": -1}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "n_tokens": True}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "seed": 2 ** 70}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "seed": 1.5}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "params": "greedy"}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "gen_seconds": "1"}, "b"]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "finish_reason": 3}, "b"]}), 2),
+    ("completions", completions_file({"model": ["gpt"]}), 2),
+    ("completions", completions_file(DEEP), 2),
+    ("csv", b'prompt\nfine\n"never closed\nmore\n', 3),
+    ("csv", b'prompt\nfine\n"a"b\n', 3),
+    ("csv", b"prompt\nfine\nnul\x00byte\n", 3),
+    ("csv", b"prompt\nfine\n" + b"x" * 200_000 + b"\n", 3),
+    ("jsonl", b'{"prompt": "fine"}\n{"prompt": "p", "source": 5}\n', 2),
+    ("jsonl", b'{"prompt": "fine"}\n' + DEEP.encode() + b"\n", 2),
+    ("jsonl", b'{"prompt": "fine"}\n{"prompt": "p", "tags": [1]}\n', 2),
+    ("txt", b"fine\nnul\x00byte\n", 2),
+    ("txt", b"fine\nbad \xff byte\n", 2),
+    ("demonstrations", demonstrations_file({"response": "   "}), 2),
+    ("demonstrations", demonstrations_file({"messages": [{"role": "user", "content": "p"}, {"role": "assistant", "content": 5}]}), 2),
+    ("demonstrations", demonstrations_file(DEEP), 2),
+    ("demonstrations", b'{"prompt": "fine", "response": "ok"}\n{"prompt": "p", "response": "nul\x00"}\n', 2),
+]
+
+
+@pytest.mark.parametrize("kind, data, line", MALFORMED)
+def test_malformed_files_are_refused_naming_the_line_and_store_nothing(db, kind, data, line):
+    before = store_sizes(db)
+    with pytest.raises(BadImportFile, match=f"^line {line}: .*Nothing was imported") as error:
+        IMPORTERS[kind](db, data)
+    assert error.value.line == line
+    assert store_sizes(db) == before
+
+
+def test_an_unterminated_csv_quote_says_how_to_close_it():
+    with pytest.raises(BadImportFile, match="line 2: a quoted field starting here is never closed"):
+        importing.parse_prompts(b'prompt\n"what about\nthis\n', "csv")
+
+
+def test_blank_completions_are_refused():
+    with pytest.raises(BadImportFile, match="line 1: a completion is blank"):
+        importing.parse_completions(jsonl({"prompt": "p", "completions": ["a", "   "]}))
+
+
+def test_optional_ranking_keys_may_be_null_and_times_are_stored_in_utc(db):
+    row = {**GOOD_RANKING, "display_order": None, "seconds": None, "models": None, "flags": None, "comment": None,
+           "prompt_set": None, "item_id": None, "created_at": "2024-05-01T12:00:00+02:00"}
+    importing.import_rankings(db, importing.parse_rankings(jsonl(row)))
+    assert db.execute("SELECT created_at, display_order, flags, comment FROM rankings").fetchone() == (
+        "2024-05-01T10:00:00.000+00:00", "[0, 1]", "[]", "")
+
+
+def test_json_strings_may_hold_unicode_line_separators():
+    [row] = importing.parse_rankings(json.dumps({**GOOD_RANKING, "prompt": "one\u2028two\x85three"}, ensure_ascii=False).encode())
+    assert row.prompt == "one\u2028two\x85three"

@@ -1,6 +1,9 @@
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -111,3 +114,139 @@ def test_cancel_from_the_admin_stops_a_background_job(db, db_path, tiny_generato
     job = wait_for(db, job_id, {"cancelled", "done", "failed"}, timeout=60)
     assert job["status"] == "cancelled"
     assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] < 12  # stopped early, what was done is kept
+
+
+# Finding 1: version names are checked when the job is created, before any training.
+
+@pytest.mark.parametrize("name", ["../../escaped-rm", "/tmp/escaped-rm", ".", "..", ".hidden", "a/b", "x" * 65, "name\n"])
+def test_an_unsafe_version_name_is_refused_when_the_job_is_created(db, name):
+    with pytest.raises(ValueError, match="is not allowed: type 1 to 64 letters"):
+        jobs.create_job(db, "train_rm", {"name": name})
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_a_version_name_taken_by_a_version_or_a_queued_job_is_refused(db):
+    versions.register_version(db, "reward", "rm-a", "/models/rm-a")
+    with pytest.raises(ValueError, match="'rm-a' exists already: type another name"):
+        jobs.create_job(db, "train_rm", {"name": "rm-a"})
+    queued = jobs.create_job(db, "sft", {"name": "gen-b"})
+    with pytest.raises(ValueError, match=f"job {queued} will already make a generator version named 'gen-b'"):
+        jobs.create_job(db, "train_policy", {"name": "gen-b"})
+    jobs.create_job(db, "train_rm", {"name": "gen-b"})  # another kind of version may share the name
+    jobs.create_job(db, "sft", {"name": ""})  # empty: the trainer picks a dated name
+    jobs.create_job(db, "sft", {"name": ""})
+
+
+def test_the_command_line_refuses_an_escaping_name_before_training(db_path, capsys):
+    from rm.config import RewardConfig
+
+    trained = []
+    with pytest.raises(SystemExit) as exit_:
+        jobs.job_main("train_rm", RewardConfig, lambda db, config, job: trained.append(config),
+                      ["--db", str(db_path), "--name", "../../escaped-rm"])
+    assert exit_.value.code == 2 and trained == []
+    assert "'../../escaped-rm' is not allowed: type 1 to 64 letters" in capsys.readouterr().err
+    assert open_db(db_path).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+# Finding 2: a job marked lost sweeps the staging folders its killed save left.
+
+def test_marking_a_job_lost_removes_the_staging_folder_of_its_killed_save(db):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    staging = versions.models_dir(db) / "reward" / f".rm-x.staging-{dead.pid}-abcd1234"
+    (staging / "weights").mkdir(parents=True)
+    job_id = jobs.create_job(db, "train_rm", {})
+    db.execute("UPDATE jobs SET status = 'running', pid = ? WHERE id = ?", [dead.pid, job_id])
+    db.conn.commit()
+    assert jobs.get_job(db, job_id)["status"] == "failed"
+    assert not staging.exists()
+
+
+# Finding 3: a write lock held past the busy timeout does not break job tracking.
+
+@pytest.fixture
+def short_timeouts(monkeypatch):
+    from data import store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(jobs, "LOCK_RETRY_S", 0.05)
+
+
+def hold_write_lock(db_path, seconds: float) -> threading.Timer:
+    """Another connection takes the write lock now and releases it after `seconds`."""
+    other = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(seconds, lambda: (other.rollback(), other.close()))
+    release.start()
+    return release
+
+
+def test_a_lock_longer_than_the_busy_timeout_neither_kills_the_heartbeat_nor_the_job(db, db_path, short_timeouts):
+    job_id = jobs.create_job(db, "generate", {})
+    started = time.time()
+    with jobs.running_job(db_path, job_id) as (job, _):
+        release = hold_write_lock(db_path, 1.0)  # 5 busy timeouts, 20 heartbeats
+        job.progress(1, 2, "written once the lock is gone")
+        job.log("so is this")
+        job.metrics(1, {"loss": 0.5})
+        release.join()
+        jobs.request_cancel(open_db(db_path), job_id)
+        while time.time() - started < 15:  # only a living heartbeat can interrupt this
+            time.sleep(0.05)
+    assert time.time() - started < 15
+    cancelled = jobs.get_job(db, job_id)
+    assert cancelled["status"] == "cancelled" and cancelled["message"] == "written once the lock is gone"
+    assert "so is this" in cancelled["log"] and jobs.job_metrics(db, job_id) == [{"step": 1, "loss": 0.5}]
+
+
+def test_a_job_that_was_marked_failed_is_not_flipped_to_done(db, db_path):
+    job_id = jobs.create_job(db, "generate", {})
+    with jobs.running_job(db_path, job_id) as (_, result):
+        db.execute("UPDATE jobs SET status = 'failed', error = 'lost' WHERE id = ?", [job_id])
+        db.conn.commit()
+        result["items"] = 1
+    job = jobs.get_job(db, job_id)
+    assert job["status"] == "failed" and job["error"] == "lost" and job["result"] is None
+
+
+def silent_job(db, argv_tail: list[str]) -> tuple[int, subprocess.Popen]:
+    """A running job whose live process has not beaten for 10 minutes."""
+    job_id = jobs.create_job(db, "generate", {})
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv_tail])
+    db.execute("UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = ? WHERE id = ?",
+               [process.pid, (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat(), job_id])
+    db.conn.commit()
+    return job_id, process
+
+
+@pytest.mark.parametrize("argv_tail, status", [
+    (["--job", "{job_id}"], "running"),  # started from the admin page
+    (["-m", "policy.generate"], "running"),  # started from the command line
+    ([], "failed"),  # the pid now belongs to another program
+])
+def test_a_silent_job_is_lost_only_when_its_pid_is_no_longer_its_process(db, argv_tail, status):
+    next_id = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
+    job_id, process = silent_job(db, [a.format(job_id=next_id) for a in argv_tail])
+    try:
+        assert job_id == next_id
+        time.sleep(0.3)  # let the interpreter start: its command line is what is checked
+        assert jobs.get_job(db, job_id)["status"] == status
+    finally:
+        process.kill()
+        process.wait()
+
+
+# Finding 4: one generation at a time per prompt set and generator.
+
+def test_a_second_generation_for_the_same_prompts_and_generator_is_refused(db):
+    generator = versions.register_version(db, "generator", "g", "/models/g", activate=True)
+    first = jobs.create_job(db, "generate", {"prompt_set": "s", "generator_version": generator})
+    with pytest.raises(ValueError, match=f"job {first} is already generating for prompt set 's'"):
+        jobs.create_job(db, "generate", {"prompt_set": "s", "generator_version": generator})
+    with pytest.raises(ValueError, match=f"job {first} is already generating"):
+        jobs.create_job(db, "generate", {"prompt_set": "s", "generator_version": None})  # the active one is the same
+    other_set = jobs.create_job(db, "generate", {"prompt_set": "t", "generator_version": generator})
+    jobs.request_cancel(db, first)
+    assert jobs.create_job(db, "generate", {"prompt_set": "s", "generator_version": generator}) > other_set

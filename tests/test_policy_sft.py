@@ -71,7 +71,7 @@ def test_import_and_export_demonstrations_in_trl_messages_format(db, tmp_path):
     data = (json.dumps({"prompt": "p1", "response": "r1"}) + "\n"
             + json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "p2"},
                                        {"role": "assistant", "content": "r2"}]}) + "\n").encode()
-    assert demonstrations.import_demonstrations(db, demonstrations.parse_demonstrations(data), "demo") == {"demonstrations": 2}
+    assert demonstrations.import_demonstrations(db, demonstrations.parse_demonstrations(data), "demo") == {"demonstrations": 2, "already_present": 0}
     path = tmp_path / "sft.jsonl"
     path.write_bytes(demonstrations.messages_jsonl(db))
     from datasets import load_dataset

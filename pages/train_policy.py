@@ -1,43 +1,29 @@
-"""Admin tab: update the generator against the reward model, watch it, compare before/after, use it."""
-
-from dataclasses import asdict
+"""Policy update: train the generator against the reward model, watch it, compare before/after, use it."""
 
 import pandas as pd
 import streamlit as st
 
-from data import items, jobs, versions
-from pages.common import db_path, flash
-from pages.jobs_view import latest_job
+from data import items, versions
 from policy.config import GenerationConfig, PolicyConfig
+from ui.jobs import launch, latest_job, version_label, version_picker
+from ui.session import screen
 
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
 TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["kl/ref"], "Entropy": ["entropy"], "Length": ["length/mean"]}
-
-
-def policy_section(db) -> None:
-    train_form(db)
-    latest_job(db, "train_policy", TRAINING_CHARTS, "policy")
-    st.divider()
-    compare_and_use(db)
-
-
-def version_label(version: dict) -> str:
-    return f"{version['name']}{' (active)' if version['is_active'] else ''}"
+EVAL_METRICS = [("Reward before", "eval/reward_before", "{:.3f}"), ("Reward after", "eval/reward_after", "{:.3f}"),
+                ("Win rate vs start", "eval/win_rate", "{:.0%}"), ("KL to start", "eval/kl", "{:.3f}")]
 
 
 def train_form(db) -> None:
-    generators = versions.list_versions(db, "generator")
     rewards = versions.list_versions(db, "reward")
     if not rewards:
-        st.info("Train a reward model first (Reward model tab): the policy update optimises its score.")
+        st.info("Train a reward model first (Train → Reward model): the policy update optimises its score.")
         return
     defaults = PolicyConfig()
     with st.form("train-policy"):
         left, right = st.columns(2)
-        generator = left.selectbox("Start from generator", generators, format_func=version_label,
-                                   index=next((i for i, v in enumerate(generators) if v["is_active"]), 0))
-        reward = right.selectbox("Reward model", rewards, format_func=version_label,
-                                 index=next((i for i, v in enumerate(rewards) if v["is_active"]), 0))
+        generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
+        reward = version_picker(right, "Reward model", rewards)
         left, right = st.columns(2)
         prompt_set = left.selectbox("Prompt set", [s["name"] for s in items.prompt_sets(db)])
         algorithm = right.selectbox("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get)
@@ -52,15 +38,13 @@ def train_form(db) -> None:
         left, middle, right = st.columns(3)
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 1e-5)")
         eval_prompts = middle.number_input("Held-out prompts", 0, 1000, defaults.eval_prompts)
-        name = right.text_input("Version name", placeholder="policy-<date>-<time>")
+        name = right.text_input("Version name", placeholder="policy-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         if st.form_submit_button("Start policy update", type="primary"):
-            config = PolicyConfig(algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"],
-                                  prompt_set=prompt_set, steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step),
-                                  learning_rate=float(learning_rate), kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens),
-                                  lora=lora, eval_prompts=int(eval_prompts), name=name.strip())
-            job_id = jobs.start_job(db_path(), "train_policy", asdict(config))
-            flash("success", f"Policy update started as job {job_id}.")
-            st.rerun()
+            launch("train_policy", PolicyConfig(
+                algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"], prompt_set=prompt_set,
+                steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
+                kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
+                name=name.strip()), "Policy update")
 
 
 def compare_and_use(db) -> None:
@@ -71,10 +55,7 @@ def compare_and_use(db) -> None:
         return
     version = st.selectbox("Updated generator", trained[::-1], format_func=version_label)
     metrics = version["metrics"]
-    columns = st.columns(4)
-    for column, (label, key, fmt) in zip(columns, [("Reward before", "eval/reward_before", "{:.3f}"),
-                                                   ("Reward after", "eval/reward_after", "{:.3f}"),
-                                                   ("Win rate vs start", "eval/win_rate", "{:.0%}"), ("KL to start", "eval/kl", "{:.3f}")]):
+    for column, (label, key, fmt) in zip(st.columns(4), EVAL_METRICS):
         if key in metrics:
             column.metric(label, fmt.format(metrics[key]))
     if metrics.get("examples"):
@@ -83,7 +64,11 @@ def compare_and_use(db) -> None:
     left, right = st.columns(2)
     prompt_set = left.selectbox("Prompt set for the next round", [s["name"] for s in items.prompt_sets(db)], key="next-round-set")
     if right.button("Generate the next round with this version", type="primary"):
-        config = GenerationConfig(prompt_set=prompt_set, generator_version=version["id"])
-        job_id = jobs.start_job(db_path(), "generate", asdict(config))
-        flash("success", f"Generation with {version['name']} started as job {job_id}.")
-        st.rerun()
+        launch("generate", GenerationConfig(prompt_set=prompt_set, generator_version=version["id"]), f"Generation with {version['name']}")
+
+
+with screen("Policy update") as (db, user):
+    train_form(db)
+    latest_job(db, "train_policy", TRAINING_CHARTS, "policy")
+    st.divider()
+    compare_and_use(db)

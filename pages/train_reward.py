@@ -1,15 +1,14 @@
-"""Admin tab: train reward models, watch training, pick the active one, inspect its scores."""
-
-from dataclasses import asdict
+"""Reward model: train one on the rankings, watch it train, pick the active one, inspect its scores."""
 
 import pandas as pd
 import streamlit as st
 
-from data import annotation, items, jobs, versions
-from pages.common import db_path, flash, reward_scorer
-from pages.jobs_view import latest_job
+from data import annotation, items, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from rm.score import held_out_agreement, item_rewards
+from ui.jobs import launch, latest_job, version_picker
+from ui.models import reward_scorer
+from ui.session import flash, screen
 
 BACKBONES = {
     EMBEDDED_ENCODER: "all-MiniLM-L6-v2 (encoder, embedded, fast)",
@@ -17,15 +16,6 @@ BACKBONES = {
     "other": "another Hugging Face id or local folder…",
 }
 TRAINING_CHARTS = {"Loss": ["loss/train", "val/loss"], "Pairwise accuracy": ["accuracy/train", "val/accuracy"]}
-
-
-def reward_section(db) -> None:
-    train_form(db)
-    latest_job(db, "train_rm", TRAINING_CHARTS, "reward")
-    st.divider()
-    models_list(db)
-    st.divider()
-    inspect(db)
 
 
 def train_form(db) -> None:
@@ -46,19 +36,17 @@ def train_form(db) -> None:
         seed = right.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         prompt_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
         annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
-        name = st.text_input("Version name (empty: rm-<date>-<time>)")
+        name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
         if st.form_submit_button("Start training", type="primary"):
             backbone = other.strip() if choice == "other" else choice
             if not backbone:
                 flash("error", "Type a Hugging Face id or a folder for the backbone.")
                 st.rerun()
-            config = RewardConfig(backbone=backbone, epochs=int(epochs), learning_rate=float(learning_rate),
-                                  batch_size=int(batch_size), max_length=int(max_length),
-                                  validation_fraction=float(validation_fraction), seed=int(seed),
-                                  prompt_sets=",".join(prompt_sets), annotators=",".join(annotators), name=name.strip())
-            job_id = jobs.start_job(db_path(), "train_rm", asdict(config))
-            flash("success", f"Reward-model training started as job {job_id}.")
-            st.rerun()
+            launch("train_rm", RewardConfig(backbone=backbone, epochs=int(epochs), learning_rate=float(learning_rate),
+                                            batch_size=int(batch_size), max_length=int(max_length),
+                                            validation_fraction=float(validation_fraction), seed=int(seed),
+                                            prompt_sets=",".join(prompt_sets), annotators=",".join(annotators), name=name.strip()),
+                   "Reward-model training")
 
 
 def models_list(db) -> None:
@@ -73,8 +61,7 @@ def models_list(db) -> None:
         "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
         "created": v["created_at"][:19]} for v in models]), hide_index=True)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    chosen = left.selectbox("Active reward model", models, format_func=lambda v: v["name"],
-                            index=next((i for i, v in enumerate(models) if v["is_active"]), 0))
+    chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active"):
         versions.set_active(db, chosen["id"])
         st.toast(f"{chosen['name']} is now the active reward model")
@@ -98,6 +85,8 @@ def inspect(db) -> None:
         st.caption("No ranked items yet.")
         return
     item = st.selectbox("Ranked item", ranked, format_func=lambda r: f"#{r['id']} · {r['prompt'][:80]}")
+    if not st.toggle("Score it with the reward model", help="loads the model (a few seconds the first time)"):
+        return
     scorer = reward_scorer(active["path"])
     st.dataframe(pd.DataFrame(item_rewards(db, scorer, item["id"])), hide_index=True)
     if st.button("Measure agreement with human rankings on held-out prompts"):
@@ -106,3 +95,12 @@ def inspect(db) -> None:
             st.metric("Held-out pairwise agreement", f"{result['accuracy']:.1%}", help=f"{result['pairs']} pairs from {result['rankings']} rankings")
         else:
             st.info("No rankings of held-out prompts yet.")
+
+
+with screen("Reward model") as (db, user):
+    train_form(db)
+    latest_job(db, "train_rm", TRAINING_CHARTS, "reward")
+    st.divider()
+    models_list(db)
+    st.divider()
+    inspect(db)

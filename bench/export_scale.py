@@ -1,0 +1,78 @@
+"""Exporting every pair of a large store: streamed (`write_export`) against the whole frame in memory.
+
+    python -m bench.export_scale [--rankings 40000]
+
+Seeds a temporary database with the seed of bench.annotate_latency (10,000 prompts, K=4, 40,000
+rankings = 200,000 pairs, 100 annotators), then exports all pairs as Parquet and as JSONL, each arm
+in its own process, and reports wall time and peak RSS. "whole_frame" is `export_frame` +
+`frame_to_bytes` written to the file: how every export ran before streaming (the admin page's
+download still does). The per-annotator quality table (`quality.annotator_table`, one identical call
+in both arms) is computed once up front and handed to the arms, so the times are the export's own.
+"""
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.annotate_latency import seed
+from bench.common import peak_rss_mb, save
+from data import export, quality
+from data.store import open_db
+
+ARMS = ("whole_frame", "streamed")
+FORMATS = ("parquet", "jsonl")
+
+
+def export_once(arm: str, fmt: str, folder: Path) -> dict:
+    """One arm, in this process: rows, seconds, peak RSS, and a digest of the file it wrote."""
+    table = json.loads((folder / "quality.json").read_text())
+    quality.annotator_table = lambda db: table  # computed once by the parent (see the docstring)
+    db = open_db(folder / "bench.db")
+    out = folder / f"{arm}.{fmt}"
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    if arm == "streamed":
+        rows = export.write_export(db, "pairs", fmt, out)
+    else:
+        frame = export.export_frame(db, "pairs")
+        out.write_bytes(export.frame_to_bytes(frame, fmt))
+        rows = len(frame)
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb()), "rss_before_mb": round(rss_before),
+            "file_mb": round(out.stat().st_size / 2**20, 1), "sha256": hashlib.sha256(out.read_bytes()).hexdigest()[:16]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rankings", type=int, default=40_000)
+    parser.add_argument("--arm", nargs=3, metavar=("ARM", "FORMAT", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.arm:
+        arm, fmt, folder = args.arm
+        print(json.dumps(export_once(arm, fmt, Path(folder))))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        db = open_db(Path(folder) / "bench.db")
+        seed(db, n_prompts=10_000, k=4, n_rankings=args.rankings, n_annotators=100)
+        started = time.perf_counter()
+        (Path(folder) / "quality.json").write_text(json.dumps(quality.annotator_table(db)))
+        quality_s = time.perf_counter() - started
+        results = {}
+        for fmt in FORMATS:
+            for arm in ARMS:
+                command = [sys.executable, "-m", "bench.export_scale", "--arm", arm, fmt, folder]
+                results[f"{fmt}/{arm}"] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    ratio = lambda fmt, key: round(results[f"{fmt}/whole_frame"][key] / results[f"{fmt}/streamed"][key], 2)  # noqa: E731
+    save("export_scale", {"pairs": results["parquet/streamed"]["rows"], "annotator_table_seconds": round(quality_s, 1),
+                          "chunk_rows": export.CHUNK_ROWS, "arms": results,
+                          "whole_frame_over_streamed": {fmt: {"seconds": ratio(fmt, "seconds"), "peak_rss": ratio(fmt, "peak_rss_mb")}
+                                                        for fmt in FORMATS}})
+
+
+if __name__ == "__main__":
+    main()

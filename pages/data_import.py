@@ -1,0 +1,45 @@
+"""Import prompts, completions made elsewhere, and rankings exports. All or nothing; importing twice adds nothing."""
+
+import streamlit as st
+
+from data import importing
+from data.store import StoreBusy
+from ui.session import flash, screen
+
+
+def parse_prompt_input(upload, pasted: str):
+    if upload is not None:
+        return importing.parse_prompts(upload.getvalue(), importing.format_of(upload.name))
+    return importing.parse_prompts(pasted.encode(), "txt")
+
+
+def run_import(do_import) -> None:
+    try:
+        flash("success", f"Imported: {do_import()}")
+    except (importing.BadImportFile, ValueError, StoreBusy) as error:
+        flash("error", f"Import failed: {error}")
+    st.rerun()
+
+
+with screen("Import") as (db, user):
+    st.markdown("**Prompts** · `.txt` one per line, `.csv` with a `prompt` column (optional `source`, `tags`), "
+                "or `.jsonl` with a `prompt` key. All or nothing: a bad line imports nothing.")
+    with st.form("import-prompts", clear_on_submit=True):
+        upload = st.file_uploader("Prompt file", type=["txt", "csv", "jsonl", "json"])
+        pasted = st.text_area("…or paste prompts, one per line")
+        prompt_set = st.text_input("Prompt set", value="default")
+        if st.form_submit_button("Import prompts", type="primary"):
+            run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip()))
+    st.markdown("**Completions made elsewhere** · `.jsonl`, one line per prompt: "
+                '`{"prompt": "...", "completions": ["...", "..."], "model": "optional name"}`')
+    with st.form("import-completions", clear_on_submit=True):
+        upload = st.file_uploader("Completions file", type=["jsonl", "json"])
+        prompt_set = st.text_input("Prompt set", value="imported")
+        if st.form_submit_button("Import completions", type="primary") and upload:
+            run_import(lambda: importing.import_completions(db, importing.parse_completions(upload.getvalue()), prompt_set.strip()))
+    st.markdown("**Rankings** · a `rankings` export (`.jsonl`) from this app. Annotator names in it become disabled "
+                "accounts (provenance only) until an admin enables them under Team.")
+    with st.form("import-rankings", clear_on_submit=True):
+        upload = st.file_uploader("Rankings file", type=["jsonl", "json"])
+        if st.form_submit_button("Import rankings", type="primary") and upload:
+            run_import(lambda: importing.import_rankings(db, importing.parse_rankings(upload.getvalue())))

@@ -1,0 +1,68 @@
+"""Export preference data as TRL and Hugging Face `datasets` load it: a preview, then a streamed file."""
+
+import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from data import annotation, export, items
+from ui.jobs import launch, latest_job
+from ui.session import admin_download, db_path, screen
+
+DOWNLOAD_NOW_ROWS = 100_000  # larger exports are written to a file by a background job, in bounded memory
+
+
+def exports_dir() -> Path:
+    return Path(db_path()).resolve().parent / "exports"
+
+
+def filter_form(db) -> export.ExportFilter:
+    dates = st.date_input("Created between", value=(), help="Leave empty for all dates")
+    names = annotation.annotator_names(db)
+    chosen_annotators = st.multiselect("Annotators (empty: all)", names)
+    chosen_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+    with st.expander("Quality filters"):
+        excluded = st.multiselect("Exclude annotators", names)
+        left, right = st.columns(2)
+        min_agreement = left.slider("Minimum agreement with the other annotators", 0.0, 1.0, 0.0, 0.05)
+        min_gold = right.slider("Minimum gold accuracy", 0.0, 1.0, 0.0, 0.05)
+        complete_only = st.checkbox("Only items with all N rankings")
+    since, until = (str(dates[0]), str(dates[-1])) if len(dates) else (None, None)
+    return export.ExportFilter(since, until, chosen_annotators or None, chosen_sets or None, excluded or None, complete_only,
+                               min_agreement or None, min_gold or None)
+
+
+def files_list() -> None:
+    written = [f for f in exports_dir().glob("*") if f.suffix.lstrip(".") in export.FORMATS] if exports_dir().exists() else []
+    files = sorted(written, key=lambda f: f.stat().st_mtime, reverse=True)[:10]
+    if not files:
+        return
+    st.markdown(f"**Written exports** · in `{exports_dir()}`")
+    for file in files:
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.caption(f"`{file.name}` · {file.stat().st_size / 1e6:,.1f} MB")
+        right.download_button("Download", admin_download(db, file.read_bytes), file.name, key=f"file-{file.name}", on_click="ignore")
+
+
+with screen("Export") as (db, user):
+    left, right = st.columns(2)
+    kind = left.radio("Kind", export.KINDS, captions=["prompt / chosen / rejected (TRL)", "full rankings with ties"])
+    fmt = right.radio("Format", export.FORMATS, horizontal=True)
+    where = filter_form(db)
+    rows = export.count_rows(db, kind, where)
+    st.caption(f"{rows:,} rows · the first 50:")
+    st.dataframe(export.preview(db, kind, where, rows=50), hide_index=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    left, right = st.columns(2)
+    left.download_button(f"Download {kind}.{fmt}", admin_download(db, lambda: export.export_bytes(db, kind, fmt, where)),
+                         f"{kind}-{stamp}.{fmt}", type="primary", disabled=not rows or rows > DOWNLOAD_NOW_ROWS, on_click="ignore",
+                         help=f"at most {DOWNLOAD_NOW_ROWS:,} rows; write larger exports to a file")
+    if right.button("Write to a file (background job)", disabled=not rows):
+        exports_dir().mkdir(parents=True, exist_ok=True)
+        launch("export", export.ExportConfig(
+            kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}.{fmt}"), since=where.since or "", until=where.until or "",
+            annotators=",".join(where.annotators or []), prompt_sets=",".join(where.prompt_sets or []),
+            exclude_annotators=",".join(where.exclude_annotators or []), complete_only=where.complete_only,
+            min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy), "Export")
+    latest_job(db, "export", {}, "export")
+    files_list()

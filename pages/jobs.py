@@ -1,0 +1,9 @@
+"""Jobs: every background job (generation, training, export), live, with cancel."""
+
+import streamlit as st
+
+from ui.jobs import recent_jobs
+from ui.session import screen
+
+with screen("Jobs") as (db, user):
+    recent_jobs(db)

@@ -1,0 +1,30 @@
+"""Agreement between annotators and the health of the data, from statistics kept in the store."""
+
+import pandas as pd
+import streamlit as st
+
+from data import quality
+from ui.session import screen
+from ui.widgets import statistics_caught_up
+
+percent = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
+number = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+
+with screen("Agreement & health") as (db, user):
+    statistics_caught_up(db)
+    summary, health = quality.agreement_summary(db), quality.data_health(db)
+    columns = st.columns(4)
+    columns[0].metric("Pairwise agreement", percent(summary["pairwise_agreement"]),
+                      help=f"{summary['pairs_both_ordered']:,} pairs both annotators ordered; "
+                           f"{summary['pairs_one_tied']:,} tied by one only, {summary['pairs_both_tied']:,} by both")
+    columns[1].metric("Kendall's τ-b", number(summary["kendall_tau_b"]), help="mean over pairs of annotators on shared items")
+    columns[2].metric("Krippendorff's α (ordinal)", number(summary["krippendorff_alpha"]),
+                      help=f"over the {summary['shared_items']:,} items ranked by two or more annotators")
+    columns[3].metric("Coverage", percent(health["coverage"]), help=f"{health['covered_items']:,} of {health['items']:,} items have N rankings")
+    columns = st.columns(4)
+    columns[0].metric("Tie rate", percent(health["tie_rate"]))
+    columns[1].metric("Flagged items", f"{health['flagged_items']:,}")
+    per_day = pd.DataFrame(quality.rankings_per_day(db))
+    if not per_day.empty:
+        st.caption("Rankings per day")
+        st.bar_chart(per_day.set_index("day"), height=180)

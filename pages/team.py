@@ -1,0 +1,55 @@
+"""Team: accounts, roles, passwords. Every change is re-checked against who is asking, in the callback itself."""
+
+import pandas as pd
+import streamlit as st
+
+from data import accounts
+from ui.session import flash, guarded, screen, start_session
+
+
+@guarded("admin")
+def create_account(db, user) -> None:
+    name, password = st.session_state.get("new-name", ""), st.session_state.get("new-password", "")
+    try:
+        accounts.create_user(db, name, password or None, st.session_state.get("new-role", "annotator"))
+        flash("success", f"{name} can log in now.")
+    except accounts.AuthError as error:
+        flash("error", str(error))
+
+
+@guarded("admin")
+def change_account(db, user, action: str) -> None:
+    name = st.session_state.get("change-name")
+    try:
+        if action == "reset password":
+            epoch = accounts.reset_password(db, user, name, st.session_state.get("change-password", ""))
+            if name == user.name:  # your own reset keeps this session, ends the others
+                start_session(accounts.User(user.id, user.name, user.role, epoch))
+        elif action in ("disable", "enable"):
+            accounts.set_disabled(db, user, name, action == "disable")
+        else:
+            accounts.set_role(db, user, name, action.removeprefix("make "))
+        flash("success", f"{name}: {action} done. Their open sessions have ended." if action != "enable" else f"{name} is enabled.")
+    except accounts.AuthError as error:
+        flash("error", str(error))
+
+
+with screen("Team") as (db, user):
+    users = accounts.list_users(db)
+    st.dataframe(pd.DataFrame(users), hide_index=True, column_config={
+        "disabled": st.column_config.CheckboxColumn(), "has_password": st.column_config.CheckboxColumn("password"),
+        "origin": st.column_config.TextColumn(help="account: made by an admin or the CLI; import: a name from an imported file; "
+                                                    "legacy: ranked before accounts existed. Only enabled accounts can log in.")})
+    left, right = st.columns(2)
+    with left.form("create-user", clear_on_submit=True):
+        st.markdown("**New account**")
+        st.text_input("Name (or e-mail, for single sign-on)", key="new-name")
+        st.text_input("Password (empty: single sign-on only)", type="password", key="new-password")
+        st.radio("Role", accounts.ROLES[::-1], horizontal=True, key="new-role")
+        st.form_submit_button("Create account", type="primary", on_click=create_account)
+    with right.form("change-user"):
+        st.markdown("**Change an account** · disabling, a password reset or a new role ends its open sessions")
+        st.selectbox("Account", [u["name"] for u in users], key="change-name")
+        st.text_input("New password", type="password", key="change-password")
+        for column, action in zip(st.columns(5), ("reset password", "disable", "enable", "make admin", "make annotator")):
+            column.form_submit_button(action.capitalize(), on_click=change_account, args=(action,))

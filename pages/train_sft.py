@@ -1,0 +1,54 @@
+"""Demonstrations (import, export) and supervised fine-tuning of the generator on them."""
+
+import streamlit as st
+
+from data import demonstrations, importing, items, versions
+from data.store import StoreBusy
+from policy.config import SFTConfig
+from ui.jobs import launch, latest_job, version_picker
+from ui.session import admin_download, flash, screen
+
+SFT_CHARTS = {"Loss": ["loss/train", "loss/val"]}
+
+
+def import_form(db) -> None:
+    with st.form("import-demonstrations", clear_on_submit=True):
+        upload = st.file_uploader("Import demonstrations (.jsonl: prompt + response, or chat messages)", type=["jsonl", "json"])
+        prompt_set = st.text_input("Prompt set", value="demonstrations")
+        if st.form_submit_button("Import demonstrations") and upload:
+            try:
+                rows = demonstrations.parse_demonstrations(upload.getvalue())
+                flash("success", f"Imported: {demonstrations.import_demonstrations(db, rows, prompt_set.strip())}")
+            except (importing.BadImportFile, ValueError, StoreBusy) as error:
+                flash("error", f"Import failed: {error}")
+            st.rerun()
+
+
+def train_form(db) -> None:
+    defaults = SFTConfig()
+    with st.form("train-sft"):
+        generator = version_picker(st, "Start from generator", versions.list_versions(db, "generator"))
+        left, middle, right = st.columns(3)
+        epochs = left.number_input("Epochs (at most)", 1, 100, defaults.epochs)
+        learning_rate = middle.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
+        batch_size = right.number_input("Demonstrations per step", 1, 256, defaults.batch_size)
+        left, middle, right = st.columns(3)
+        lora = left.checkbox("LoRA adapter", defaults.lora)
+        prompt_sets = middle.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+        name = right.text_input("Version name", placeholder="sft-<date>-<time>", help="letters, digits, '.', '_' and '-'")
+        if st.form_submit_button("Start fine-tuning", type="primary"):
+            launch("sft", SFTConfig(generator_version=generator["id"], epochs=int(epochs), learning_rate=float(learning_rate),
+                                    batch_size=int(batch_size), lora=lora, prompt_sets=",".join(prompt_sets), name=name.strip()),
+                   "Fine-tuning")
+
+
+with screen("Demonstrations & SFT") as (db, user):
+    count = items.counts(db)["demonstrations"]
+    st.markdown(f"**{count:,} demonstrations** (written, edited from a completion, or imported)")
+    left, right = st.columns(2)
+    with left:
+        import_form(db)
+    right.download_button("Download for TRL's SFTTrainer (messages .jsonl)", admin_download(db, lambda: demonstrations.messages_jsonl(db)),
+                          "demonstrations.jsonl", disabled=not count, on_click="ignore")
+    train_form(db)
+    latest_job(db, "sft", SFT_CHARTS, "sft")

@@ -1,0 +1,135 @@
+"""Accounts: first admin, roles, session epochs, back-off, and what imports may not create."""
+
+import statistics
+import time
+
+import pytest
+
+from data import accounts, annotation, importing
+
+
+def admin(db, name="root") -> accounts.User:
+    return accounts.create_user(db, name, "a-long-password", role="admin")
+
+
+def test_the_first_admin_is_refused_once_any_admin_exists_even_a_disabled_one(db):
+    first = accounts.create_first_admin(db, "root", "a-long-password")
+    assert first.is_admin and not accounts.needs_first_admin(db)
+    with pytest.raises(accounts.AuthError, match="exists already"):
+        accounts.create_first_admin(db, "intruder", "a-long-password")
+    second = admin(db, "second")
+    accounts.set_disabled(db, second, "root", True)
+    db.execute("UPDATE annotators SET disabled = 1")  # every admin disabled: still no first-admin form
+    db.conn.commit()
+    assert not accounts.needs_first_admin(db)
+    with pytest.raises(accounts.AuthError, match="exists already"):
+        accounts.create_first_admin(db, "intruder", "a-long-password")
+    assert [u["name"] for u in accounts.list_users(db)] == ["root", "second"]
+
+
+def test_no_admin_can_disable_or_demote_themselves_or_the_last_enabled_admin(db):
+    root = admin(db)
+    for action in (lambda: accounts.set_disabled(db, root, "root", True), lambda: accounts.set_role(db, root, "root", "annotator")):
+        with pytest.raises(accounts.AuthError, match="your own account"):
+            action()
+    other = admin(db, "other")
+    accounts.set_disabled(db, other, "root", True)  # two admins: one may disable the other
+    with pytest.raises(accounts.AuthError, match="your own account"):
+        accounts.set_disabled(db, other, "other", True)
+    accounts.set_disabled(db, other, "root", False)
+    accounts.set_role(db, root, "other", "annotator")
+    with pytest.raises(accounts.AuthError, match="last enabled admin"):
+        accounts.set_disabled(db, accounts.User(999, "ghost", "admin"), "root", True)
+    assert accounts.active_user(db, "root").is_admin
+
+
+@pytest.mark.parametrize("change", ["disable", "reset", "role"])
+def test_disabling_resetting_or_changing_the_role_ends_older_sessions(db, change):
+    root = admin(db)
+    annotator = accounts.create_user(db, "ann", "a-long-password")
+    session = accounts.authenticate(db, "ann", "a-long-password")
+    assert accounts.session_user(db, session.id, session.epoch) == session
+    {"disable": lambda: accounts.set_disabled(db, root, "ann", True),
+     "reset": lambda: accounts.reset_password(db, root, "ann", "another-password"),
+     "role": lambda: accounts.set_role(db, root, "ann", "admin")}[change]()
+    assert accounts.session_user(db, session.id, session.epoch) is None
+    if change != "disable":
+        fresh = accounts.authenticate(db, "ann", "another-password" if change == "reset" else "a-long-password")
+        assert accounts.session_user(db, fresh.id, fresh.epoch) is not None and fresh.id == annotator.id
+
+
+def test_names_from_an_import_are_disabled_accounts_that_single_sign_on_cannot_use(db):
+    row = {"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]], "annotator": "contractor@vendor.example"}
+    importing.import_rankings(db, importing.parse_rankings((__import__("json").dumps(row) + "\n").encode()))
+    assert accounts.active_user(db, "contractor@vendor.example") is None
+    [imported] = [u for u in accounts.list_users(db) if u["name"] == "contractor@vendor.example"]
+    assert imported["origin"] == "import" and imported["disabled"] and not imported["has_password"]
+    with pytest.raises(accounts.AuthError, match="wrong name or password"):
+        accounts.authenticate(db, "contractor@vendor.example", "")
+
+
+def test_an_admin_can_turn_an_imported_name_into_an_account(db):
+    annotation.annotator_id(db, "legacy-name")
+    user = accounts.create_user(db, "legacy-name", "a-long-password")
+    assert accounts.authenticate(db, "legacy-name", "a-long-password").id == user.id
+
+
+def test_the_migration_disables_password_less_annotators(db_path):
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from data.migrations import migrations
+
+    old = Database(sqlite3.connect(db_path))
+    migrations.apply(old, stop_before="m0006_team_safety")
+    old.execute("INSERT INTO annotators (name, created_at) VALUES ('ranked-before-accounts', 'x')")
+    old.execute("INSERT INTO annotators (name, role, password_hash, created_at) VALUES ('sso-admin', 'admin', NULL, 'x')")
+    old.conn.commit()
+    migrations.apply(old)
+    rows = dict(((n, (d, o)) for n, d, o in old.execute("SELECT name, disabled, origin FROM annotators")))
+    assert rows == {"ranked-before-accounts": (1, "legacy"), "sso-admin": (0, "account")}
+
+
+def test_repeated_failures_back_off_per_name_whatever_the_password(db, monkeypatch):
+    accounts.create_user(db, "ann", "a-long-password")
+    for _ in range(accounts.FREE_FAILURES["name"]):
+        with pytest.raises(accounts.AuthError, match="wrong name or password"):
+            accounts.authenticate(db, "ann", "guess")
+    with pytest.raises(accounts.TooManyFailures, match="try again in 1 s"):
+        accounts.authenticate(db, "ann", "a-long-password")  # even the right password waits
+    time.sleep(1.1)
+    with pytest.raises(accounts.AuthError):
+        accounts.authenticate(db, "ann", "guess")
+    with pytest.raises(accounts.TooManyFailures, match="try again in 2 s"):
+        accounts.authenticate(db, "ann", "a-long-password")
+    monkeypatch.setattr(accounts, "now", lambda: "2999-01-01T00:00:00.000+00:00")
+    assert accounts.authenticate(db, "ann", "a-long-password").name == "ann"  # and a success clears the count
+    assert db.execute("SELECT COUNT(*) FROM login_failures WHERE key = 'name:ann'").fetchone()[0] == 0
+
+
+def test_one_client_guessing_many_names_is_paused_too(db):
+    for i in range(accounts.FREE_FAILURES["client"]):
+        with pytest.raises(accounts.AuthError):
+            accounts.authenticate(db, f"name-{i}", "guess", client="203.0.113.9")
+    with pytest.raises(accounts.TooManyFailures):
+        accounts.authenticate(db, "another-name", "guess", client="203.0.113.9")
+    with pytest.raises(accounts.AuthError, match="wrong name or password"):
+        accounts.authenticate(db, "another-name", "guess", client="198.51.100.7")  # other clients are not
+
+
+def test_unknown_and_known_names_get_the_same_answer_in_the_same_time(db):
+    accounts.create_user(db, "known", "a-long-password")
+
+    def seconds(name: str) -> float:
+        started = time.perf_counter()
+        with pytest.raises(accounts.AuthError) as refused:
+            accounts.authenticate(db, name, "wrong-password")
+        db.execute("DELETE FROM login_failures")
+        db.conn.commit()
+        assert str(refused.value) == "wrong name or password"
+        return time.perf_counter() - started
+
+    known = statistics.median(seconds("known") for _ in range(5))
+    unknown = statistics.median(seconds("unknown-name") for _ in range(5))
+    assert 0.5 < unknown / known < 2, (known, unknown)

@@ -1,0 +1,189 @@
+"""Log-in, the first admin, and every callback and fragment re-checking who is asking (AppTest)."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from data import accounts, jobs
+from data.store import open_db
+from tests.test_pages import APP, log_in_as, start
+
+SSO = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x", "client_id": "id",
+       "client_secret": "s", "server_metadata_url": "https://sso.example.com/.well-known/openid-configuration"}
+
+
+def assert_logged_out(at) -> None:
+    """Nothing of the page is served. (AppTest re-runs the open page's file itself, whose guard then stops it;
+    the real server runs app.py, which serves the log-in form instead: tests/test_browser.py shows that.)"""
+    assert "account" not in at.session_state and not at.main.caption
+    assert any(t.key == "login-name" for t in at.text_input) or "session has ended" in at.error[0].value
+
+
+def log_in_form(at, name: str, password: str):
+    at.text_input(key="login-name").input(name)
+    at.text_input(key="login-password").input(password)
+    at.button(key="FormSubmitter:log-in-Log in").click().run()
+    return at
+
+
+def test_log_in_with_a_password_then_log_out(app_db):
+    accounts.create_user(app_db, "gina", "a-long-password")
+    at = log_in_form(start(user=None), "gina", "wrong password")
+    assert "wrong name or password" in at.error[0].value
+    log_in_form(at, "gina", "a-long-password")
+    assert not at.exception and "Ranking as **gina**" in at.main.caption[0].value
+    at.sidebar.button[0].click().run()
+    assert "account" not in at.session_state and not at.main.caption  # nothing of the page is served any more
+
+
+def test_a_disabled_account_is_logged_out_and_cannot_log_in(app_db):
+    accounts.create_user(app_db, "hal", "a-long-password")
+    at = start(user="hal")
+    assert "Ranking as **hal**" in at.main.caption[0].value
+    accounts.set_disabled(app_db, accounts.active_user(app_db, "admin"), "hal", True)
+    assert_logged_out(at.run())
+    assert "disabled" in log_in_form(start(user=None), "hal", "a-long-password").error[0].value
+
+
+def test_a_password_reset_ends_the_old_session(app_db):
+    accounts.create_user(app_db, "ida", "a-long-password")
+    at = start(user="ida")
+    accounts.reset_password(app_db, accounts.active_user(app_db, "admin"), "ida", "a-new-password")
+    assert_logged_out(at.run())
+
+
+def test_too_many_failures_pause_log_ins_with_the_same_message_for_any_name(app_db):
+    at = start(user=None)
+    for _ in range(accounts.FREE_FAILURES["name"]):
+        log_in_form(at, "admin", "guess")
+    log_in_form(at, "admin", "admin-password")
+    assert "too many failed log-ins" in at.error[0].value and "account" not in at.session_state
+
+
+def first_admin_form(at, token: str, name: str = "root"):
+    for key, value in (("admin-token", token), ("admin-name", name), ("admin-password", "a-long-password"),
+                       ("admin-repeat", "a-long-password")):
+        at.text_input(key=key).input(value)
+    at.button(key="FormSubmitter:first-admin-Create admin and log in").click().run()
+    return at
+
+
+def test_the_first_admin_needs_the_setup_token_from_the_server_log(db_path, monkeypatch):
+    from ui.login import setup_token
+
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    at = start(user=None)
+    assert "No admin yet" in at.info[0].value
+    first_admin_form(at, "a-guessed-token")
+    assert "wrong setup token" in at.error[0].value and accounts.needs_first_admin(open_db(db_path))
+    first_admin_form(at, setup_token())
+    assert not at.exception and "account" in at.session_state
+    assert accounts.authenticate(open_db(db_path), "root", "a-long-password").is_admin
+
+
+def test_a_first_admin_form_opened_before_an_admin_existed_cannot_make_a_second_one(db_path, monkeypatch):
+    from ui.login import setup_token
+
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    at = start(user=None)
+    assert "No admin yet" in at.info[0].value
+    accounts.create_user(open_db(db_path), "cli-admin", "a-long-password", role="admin")  # `python -m data create-user`
+    first_admin_form(at, setup_token(), name="late")
+    assert "an admin account exists already" in at.error[0].value
+    assert [u["name"] for u in accounts.list_users(open_db(db_path))] == ["cli-admin"]
+
+
+def test_an_open_team_form_of_a_disabled_admin_creates_nothing(app_db):
+    accounts.create_user(app_db, "second", "a-long-password", role="admin")
+    at = start("pages/team.py", user="second")
+    at.text_input(key="new-name").input("sneaky")
+    at.text_input(key="new-password").input("a-long-password")
+    at.radio(key="new-role").set_value("admin")
+    accounts.set_disabled(app_db, accounts.active_user(app_db, "admin"), "second", True)  # meanwhile, the other admin
+    at.button(key="FormSubmitter:create-user-Create account").click().run()
+    assert accounts.active_user(app_db, "sneaky") is None
+    assert_logged_out(at)
+
+
+def test_a_demoted_admin_loses_the_admin_screens_at_once(app_db):
+    accounts.create_user(app_db, "second", "a-long-password", role="admin")
+    at = start("pages/team.py", user="second")
+    accounts.set_role(app_db, accounts.active_user(app_db, "admin"), "second", "annotator")
+    at.button(key="FormSubmitter:create-user-Create account").click().run()
+    assert not any(t.label.startswith("Name (or e-mail") for t in at.text_input)
+    assert len(accounts.list_users(app_db)) == 2
+
+
+def test_the_team_screen_refuses_disabling_yourself(app_db):
+    at = start("pages/team.py")
+    at.selectbox(key="change-name").set_value("admin")
+    at.button(key="FormSubmitter:change-user-Disable").click().run()
+    assert "cannot disable your own account" in at.error[0].value
+    assert accounts.active_user(app_db, "admin") is not None
+
+
+def test_admin_creates_disables_and_promotes_accounts(app_db):
+    at = start("pages/team.py")
+    at.text_input(key="new-name").input("jo")
+    at.text_input(key="new-password").input("a-long-password")
+    at.button(key="FormSubmitter:create-user-Create account").click().run()
+    assert accounts.authenticate(app_db, "jo", "a-long-password").role == "annotator"
+    at.selectbox(key="change-name").set_value("jo")
+    at.button(key="FormSubmitter:change-user-Make admin").click().run()
+    assert accounts.active_user(app_db, "jo").is_admin
+    at.button(key="FormSubmitter:change-user-Disable").click().run()
+    with pytest.raises(accounts.AuthError, match="disabled"):
+        accounts.authenticate(app_db, "jo", "a-long-password")
+
+
+def fragment_script():
+    from ui.jobs import recent_jobs
+    from ui.session import session_db
+
+    recent_jobs(session_db())
+
+
+def test_the_live_jobs_fragment_re_checks_the_account_on_its_own(app_db):
+    job_id = jobs.create_job(app_db, "generate", {})
+    accounts.create_user(app_db, "second", "a-long-password", role="admin")
+    at = AppTest.from_function(fragment_script, default_timeout=30)
+    log_in_as(at, "second")
+    at.run()
+    assert any(f"Job {job_id}" in m.value for m in at.markdown) and at.button(key=f"jobs-cancel-{job_id}")
+    accounts.set_disabled(app_db, accounts.active_user(app_db, "admin"), "second", True)
+    at.run()
+    assert not any(f"Job {job_id}" in m.value for m in at.markdown) and not at.button
+    assert "session has ended" in at.error[0].value
+
+
+@pytest.mark.parametrize("user", ["ivy", None])
+@pytest.mark.parametrize("screen", ["team", "data_import", "train_reward", "export", "jobs"])
+def test_admin_screens_render_nothing_for_annotators_or_logged_out_sessions(app_db, user, screen):
+    if user:
+        accounts.create_user(app_db, user, "a-long-password")
+    at = start(user=user)
+    try:
+        at.switch_page(f"pages/{screen}.py").run()
+    except Exception:  # noqa: BLE001  not a page of this session's navigation at all
+        pass
+    rendered = [m.value for m in at.markdown] + [b.label for b in at.button] + [t.label for t in at.text_input]
+    assert not any("Start" in x or "Import" in x or "Create account" in x or "Download" in x for x in rendered), rendered
+    assert not at.metric and not at.get("download_button") and not at.dataframe
+    assert [u["name"] for u in accounts.list_users(app_db)] == ["admin"] + ([user] if user else [])
+
+
+def sso_app(email: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = SSO
+    at.user = {"is_logged_in": True, "email": email}
+    return at.run()
+
+
+def test_single_sign_on_maps_an_enabled_account_only(app_db):
+    accounts.create_user(app_db, "sso@example.com", None)
+    at = sso_app("sso@example.com")
+    assert not at.exception and "Ranking as **sso@example.com**" in at.main.caption[0].value
+    assert "no enabled account here" in sso_app("stranger@example.com").error[0].value
+    from data import annotation
+
+    annotation.annotator_id(app_db, "contractor@vendor.example")  # a name from an imported file
+    assert "no enabled account here" in sso_app("contractor@vendor.example").error[0].value

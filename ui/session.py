@@ -1,0 +1,139 @@
+"""What every screen shares: the session's database connection, who is asking, and the flash message.
+
+Who is asking is re-read from the store on every call: callbacks and fragments run before (or
+without) app.py's own check, so each of them goes through `signed_in`, `require` or `guarded`.
+"""
+
+import argparse
+import contextlib
+import functools
+import sys
+
+import streamlit as st
+from streamlit.errors import FragmentHandledException
+
+from data import accounts, builtin, versions
+from data.store import StoreBusy, open_db, resolve_db_path
+
+SESSION_ENDED = "Your session has ended (log-in changed or account disabled): log in again."
+
+
+def db_path():
+    """`streamlit run app.py -- --db FILE`, else $RLHF_DB, else data/app.db."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db")
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return resolve_db_path(known.db)
+
+
+def session_db():
+    """One connection per browser session, opened (and seeded when new) on first use."""
+    if "db" not in st.session_state:
+        db = open_db(db_path())
+        builtin.init_db(db)
+        versions.sweep_staging(db)
+        st.session_state.db = db
+    return st.session_state.db
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message for the next run (callbacks run before the page renders)."""
+    st.session_state.flash = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop("flash", (None, None))
+    if kind:
+        getattr(st, kind)(message)
+
+
+def sso_configured() -> bool:
+    """Streamlit's OIDC log-in (st.login) is on when secrets.toml has an [auth] section."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001  no secrets.toml at all
+        return False
+
+
+def start_session(user: accounts.User) -> None:
+    st.session_state.account = (user.id, user.epoch)
+
+
+def signed_in(db) -> accounts.User | None:
+    """The logged-in account, re-read from the store: None once it is disabled, reset or changed role.
+
+    A single sign-on session is re-adopted by e-mail while its account stays enabled.
+    """
+    account = st.session_state.get("account")
+    user = accounts.session_user(db, *account) if account else None
+    if user is None and sso_configured() and st.user.get("is_logged_in"):
+        user = accounts.active_user(db, st.user.get("email") or "")
+        if user:
+            start_session(user)
+    if user is None:
+        st.session_state.pop("account", None)
+    return user
+
+
+def require(db, role: str = "annotator") -> accounts.User:
+    """The asking account, or stop this screen (or fragment) with a message."""
+    user = signed_in(db)
+    if user is None or (role == "admin" and not user.is_admin):
+        st.error(SESSION_ENDED if user is None else "This screen is for admins.")
+        st.stop()
+    return user
+
+
+def guarded(role: str = "annotator"):
+    """Decorate a widget callback `fn(db, user, *args)`: it runs only for a signed-in account of `role`."""
+    def decorate(callback):
+        @functools.wraps(callback)
+        def run(*args, **kwargs):
+            db = session_db()
+            user = signed_in(db)
+            if user is None or (role == "admin" and not user.is_admin):
+                flash("error", SESSION_ENDED if user is None else "Only admins can do that.")
+                return None
+            return callback(db, user, *args, **kwargs)
+        return run
+    return decorate
+
+
+def log_out() -> None:
+    st.session_state.pop("account", None)
+    if sso_configured() and st.user.get("is_logged_in"):
+        st.logout()
+
+
+def admin_download(db, make):
+    """Data for a download button, made only when clicked, and only while this session is still an enabled admin's."""
+    account = st.session_state.get("account")
+
+    def data():
+        user = accounts.session_user(db, *account) if account else None
+        if user is None or not user.is_admin:
+            raise PermissionError(SESSION_ENDED)
+        return make()
+    return data
+
+
+@contextlib.contextmanager
+def screen(title: str, role: str = "admin"):
+    """One screen: re-check who is asking, title, last run's message; a failure shows here, with its message, and stops
+    only this screen (navigation and every other screen keep working)."""
+    db = session_db()
+    user = require(db, role)
+    st.title(title)
+    show_flash()
+    try:
+        yield db, user
+    except FragmentHandledException:  # a fragment's own failure, already shown by Streamlit
+        raise
+    except StoreBusy as busy:
+        st.warning(f"{busy} Nothing you entered is lost.")
+        st.button("Try again", type="primary")
+    except Exception as error:  # noqa: BLE001  an error boundary: the project's own bugs or bad data, shown to an admin
+        st.error(f"This screen failed: {type(error).__name__}: {error}. The other screens still work; "
+                 "the details below help a developer.")
+        with st.expander("Details"):
+            st.exception(error)
