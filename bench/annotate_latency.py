@@ -59,7 +59,8 @@ def time_submits(name: str, submits: int) -> list[float]:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["user_name"] = name  # logged in
+    account = open_db(os.environ["RLHF_DB"]).execute("SELECT id, session_epoch FROM annotators WHERE name = ?", [name]).fetchone()
+    at.session_state["account"] = tuple(account)  # logged in, as the log-in form leaves it
     at.run()
     seconds = []
     for _ in range(submits):

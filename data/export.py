@@ -228,15 +228,6 @@ def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.Dat
     return export_frame(db, "rankings", where)
 
 
-def frame_to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
-    """A frame from export_frame in a format (the admin page's download; write_export streams instead)."""
-    _check_format(fmt)
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")  # NaN back to None (JSON null)
-    buffer = io.BytesIO()
-    _WRITERS[fmt]([records], buffer, SCHEMAS["pairs" if "chosen" in frame else "rankings"])
-    return buffer.getvalue()
-
-
 def _write_jsonl(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:
     rows = 0
     for records in chunks:
@@ -248,7 +239,7 @@ def _write_jsonl(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema)
 
 def _write_csv(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\n")
+    writer = csv.writer(text, lineterminator="\r\n")  # RFC 4180; it also gets a text with a lone carriage return quoted
     writer.writerow(schema.names)
     rows = 0
     for records in chunks:
@@ -320,7 +311,7 @@ def _pages(db: Database, sql: str, params: list, chunk: int, key: Callable[[tupl
     while True:
         rows = db.execute(sql, [*params, *after, chunk]).fetchall()
         yield rows
-        if len(rows) < chunk:
+        if not rows or len(rows) < chunk:
             return
         after = key(rows[-1])
 

@@ -43,8 +43,8 @@ def refresh(db: Database, on_progress=None) -> int:
             _count_days(db, Counter(day for _, _, skipped, day, _ in new if not skipped))
             dirty |= {item for _, item, skipped, _, origin in new if not skipped and origin == "sampled"}
             coincidences = {int(m): np.array(c) for m, c in json.loads(state).items()}
-            for item_id in sorted(dirty):
-                _refresh_item(db, item_id, coincidences)
+            if dirty:
+                _refresh_items(db, sorted(dirty), coincidences)
             db.execute("UPDATE stats_state SET last_ranking_id = ?, coincidences = ?",
                        [new[-1][0] if new else last, json.dumps({m: c.tolist() for m, c in coincidences.items() if c.any()})])
             db.execute("DELETE FROM stats_dirty")
@@ -65,40 +65,45 @@ def _count_days(db: Database, per_day: Counter) -> None:
                            ON CONFLICT (day) DO UPDATE SET rankings = rankings + excluded.rankings""", per_day.items())
 
 
-def _refresh_item(db: Database, item_id: int, coincidences: dict[int, np.ndarray]) -> None:
-    """Replace one item's contribution to every statistic by its current one."""
-    _forget_item(db, item_id, coincidences)
-    rankings = db.execute(
-        """SELECT r.id, r.annotator_id, a.name, r.groups, r.display_order, r.seconds FROM rankings r
-           JOIN annotators a ON a.id = r.annotator_id WHERE r.item_id = ? AND r.skipped = 0 ORDER BY r.id""", [item_id]).fetchall()
-    if not rankings:
-        return
-    lengths = [row[0] for row in db.execute("SELECT LENGTH(text) FROM completions WHERE item_id = ? ORDER BY position", [item_id])]
-    gold = db.execute("SELECT expected FROM gold WHERE item_id = ?", [item_id]).fetchone()
-    expected = from_json(gold[0]) if gold else None
-    readable = [r for r in rankings if _readable(r, len(lengths))]
-    db.conn.executemany("INSERT INTO stats_unreadable (ranking_id, item_id) VALUES (?, ?)",
-                        [(r[0], item_id) for r in rankings if r not in readable])
-    rankings = readable
-    if not rankings:
-        return
-    groups = {r[0]: from_json(r[3]) for r in rankings}
-    rows = [_ranking_row(item_id, r, groups, lengths, expected) for r in rankings]
+def _refresh_items(db: Database, item_ids: list[int], coincidences: dict[int, np.ndarray]) -> None:
+    """Replace these items' contributions to every statistic by their current ones (a few queries for the lot)."""
+    marks = ", ".join("?" * len(item_ids))
+    sums: dict[int, Counter] = {}  # per annotator: what to add to their running sums
+    _forget_items(db, item_ids, marks, coincidences, sums)
+    rankings: dict[int, list] = {}
+    for row in db.execute(f"""SELECT r.item_id, r.id, r.annotator_id, a.name, r.groups, r.display_order, r.seconds FROM rankings r
+                              JOIN annotators a ON a.id = r.annotator_id WHERE r.item_id IN ({marks}) AND r.skipped = 0
+                              ORDER BY r.item_id, r.id""", item_ids):
+        rankings.setdefault(row[0], []).append(row[1:])
+    lengths: dict[int, list[int]] = {}
+    for item_id, length in db.execute(f"SELECT item_id, LENGTH(text) FROM completions WHERE item_id IN ({marks}) ORDER BY item_id, position",
+                                      item_ids):
+        lengths.setdefault(item_id, []).append(length)
+    gold = {item_id: from_json(expected) for item_id, expected in db.execute(f"SELECT item_id, expected FROM gold WHERE item_id IN ({marks})",
+                                                                             item_ids)}
+    rows, unreadable, agreements = [], [], []
+    for item_id, item_rankings in rankings.items():
+        readable = [r for r in item_rankings if _readable(r, len(lengths[item_id]))]
+        unreadable += [(r[0], item_id) for r in item_rankings if r not in readable]
+        groups = {r[0]: from_json(r[3]) for r in readable}
+        rows += [_ranking_row(item_id, r, groups, lengths[item_id], gold.get(item_id)) for r in readable]
+        if len(readable) >= 2:
+            agreements.append(_item_agreement(item_id, [(name, groups[rid]) for rid, _, name, *_ in readable], len(lengths[item_id]),
+                                              coincidences))
     db.conn.executemany(f"INSERT INTO ranking_stats ({', '.join(RANKING_COLUMNS)}) VALUES ({', '.join(':' + c for c in RANKING_COLUMNS)})",
                         rows)
-    _add_to_annotators(db, rows, +1)
-    if len(rankings) >= 2:
-        _store_item_agreement(db, item_id, [(name, groups[rid]) for rid, _, name, *_ in rankings], len(lengths), coincidences)
+    db.conn.executemany("INSERT INTO stats_unreadable (ranking_id, item_id) VALUES (?, ?)", unreadable)
+    db.conn.executemany("INSERT INTO item_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", agreements)
+    _count_for_annotators(sums, rows, +1)
+    _add_to_annotators(db, sums)
 
 
-def _forget_item(db: Database, item_id: int, coincidences: dict[int, np.ndarray]) -> None:
-    _add_to_annotators(db, list(db.query("SELECT * FROM ranking_stats WHERE item_id = ?", [item_id])), -1)
-    db.execute("DELETE FROM ranking_stats WHERE item_id = ?", [item_id])
-    db.execute("DELETE FROM stats_unreadable WHERE item_id = ?", [item_id])
-    old = db.execute("SELECT annotators, coincidences FROM item_stats WHERE item_id = ?", [item_id]).fetchone()
-    if old:
-        coincidences[old[0]] = coincidences[old[0]] - np.array(json.loads(old[1]))
-        db.execute("DELETE FROM item_stats WHERE item_id = ?", [item_id])
+def _forget_items(db: Database, item_ids: list[int], marks: str, coincidences: dict[int, np.ndarray], sums: dict) -> None:
+    _count_for_annotators(sums, list(db.query(f"SELECT * FROM ranking_stats WHERE item_id IN ({marks})", item_ids)), -1)
+    for m, old in db.execute(f"SELECT annotators, coincidences FROM item_stats WHERE item_id IN ({marks})", item_ids).fetchall():
+        coincidences[m] = coincidences[m] - np.array(json.loads(old))
+    for table in ("ranking_stats", "stats_unreadable", "item_stats"):
+        db.execute(f"DELETE FROM {table} WHERE item_id IN ({marks})", item_ids)
 
 
 def _readable(ranking: tuple, k: int) -> bool:
@@ -136,21 +141,21 @@ def _ranking_row(item_id: int, ranking: tuple, groups: dict, lengths: list[int],
             "gold_passed": None if expected is None else int(passes(expected, mine)), "seconds": seconds}
 
 
-def _add_to_annotators(db: Database, rows: list[dict], sign: int) -> None:
+def _count_for_annotators(sums: dict[int, Counter], rows: list[dict], sign: int) -> None:
     """Add (sign +1) or take away (-1) these rankings' contributions to their annotators' sums."""
-    sums: dict[int, Counter] = {}
     for row in rows:
-        sums.setdefault(row["annotator_id"], Counter()).update({
-            **{c: row[c] for c in ANNOTATOR_SUMS if c in row}, "rankings": 1, "timed": int(row["seconds"] is not None),
-            "gold_rankings": int(row["gold_passed"] is not None), "gold_passed": row["gold_passed"] or 0})
-    for annotator_id, values in sums.items():
-        db.execute("INSERT OR IGNORE INTO annotator_stats (annotator_id) VALUES (?)", [annotator_id])
-        db.execute(f"UPDATE annotator_stats SET {', '.join(f'{c} = {c} + :sign * :{c}' for c in ANNOTATOR_SUMS)} "
-                   "WHERE annotator_id = :annotator_id", {c: values[c] for c in ANNOTATOR_SUMS} | {"sign": sign, "annotator_id": annotator_id})
+        values = {**{c: row[c] for c in ANNOTATOR_SUMS if c in row}, "rankings": 1, "timed": int(row["seconds"] is not None),
+                  "gold_rankings": int(row["gold_passed"] is not None), "gold_passed": row["gold_passed"] or 0}
+        sums.setdefault(row["annotator_id"], Counter()).update({c: sign * v for c, v in values.items()})
 
 
-def _store_item_agreement(db: Database, item_id: int, rankings: list[tuple[str, list]], k: int,
-                          coincidences: dict[int, np.ndarray]) -> None:
+def _add_to_annotators(db: Database, sums: dict[int, Counter]) -> None:
+    db.conn.executemany("INSERT OR IGNORE INTO annotator_stats (annotator_id) VALUES (?)", [(a,) for a in sums])
+    db.conn.executemany(f"UPDATE annotator_stats SET {', '.join(f'{c} = {c} + :{c}' for c in ANNOTATOR_SUMS)} WHERE annotator_id = :id",
+                        [{c: values[c] for c in ANNOTATOR_SUMS} | {"id": a} for a, values in sums.items()])
+
+
+def _item_agreement(item_id: int, rankings: list[tuple[str, list]], k: int, coincidences: dict[int, np.ndarray]) -> tuple:
     """Pairwise agreement and Kendall tau-b between the item's annotators, and its share of Krippendorff's coincidences."""
     rankings = sorted(rankings)
     totals, taus = [0, 0, 0, 0], []
@@ -164,8 +169,7 @@ def _store_item_agreement(db: Database, item_id: int, rankings: list[tuple[str, 
     pair_counts = item_coincidences([g for _, g in rankings], k)  # [MAX_K, MAX_K]
     m = len(rankings)
     coincidences[m] = coincidences.get(m, np.zeros((MAX_K, MAX_K), dtype=np.int64)) + pair_counts
-    db.execute("INSERT INTO item_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               [item_id, m, *totals, math.fsum(taus), len(taus), json.dumps(pair_counts.tolist())])
+    return (item_id, m, *totals, math.fsum(taus), len(taus), json.dumps(pair_counts.tolist()))
 
 
 def tau_b(pa: agreement.PairAgreement, ties_a: int, ties_b: int, k: int) -> float | None:

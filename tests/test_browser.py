@@ -141,10 +141,56 @@ def test_two_annotators_rank_the_same_items_and_the_admin_sees_their_agreement(s
 
     admin = new_page(browser, width=1200)
     log_in(admin, url, "admin", "admin-password")
-    admin.get_by_role("link", name="Admin").click()
-    admin.get_by_role("tab", name="Quality").click()
+    admin.get_by_role("link", name="Agreement & health").click()
     agreement = admin.get_by_test_id("stMetric").filter(has_text="Pairwise agreement")
     agreement.wait_for(timeout=30_000)
     assert "%" in agreement.inner_text()
     assert admin.get_by_text("Krippendorff").first.is_visible()
     assert alice.dialogs == bob.dialogs == admin.dialogs == []
+
+
+def nav_links(page) -> list[str]:
+    """The page links in the sidebar navigation (none when no navigation is shown)."""
+    return [link.inner_text().strip().split("\n")[-1] for link in page.locator("[data-testid=stSidebarNav] a").all()]
+
+
+@pytest.mark.parametrize("path", ["", "team", "admin_team", "annotate", "export", "common", "jobs_view", "login"])
+def test_logged_out_every_url_shows_the_log_in_form_and_no_page_list(server, page, path):
+    url, _ = server
+    page.goto(f"{url}/{path}")
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # let any late navigation message arrive
+    assert nav_links(page) == []
+    body = page.locator("[data-testid=stMain]").inner_text()
+    for leaked in ("Admin", "common", "jobs_view", "admin_team", "Team", "Export", "Annotate"):
+        assert leaked not in body and leaked not in page.locator("[data-testid=stSidebar]").all_inner_texts().__str__()
+
+
+def test_an_annotator_sees_only_annotate(server, page):
+    url, _ = server
+    log_in(page, url, "alice", "alice-password")
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    assert nav_links(page) == []  # a single page: no navigation at all
+    other = new_page(page.context.browser)
+    log_in(other, f"{url}/team", "alice", "alice-password")  # an admin screen's address serves her Annotate, not Team
+    other.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    assert "Create account" not in other.locator("[data-testid=stMain]").inner_text() and nav_links(other) == []
+
+
+def test_an_admin_moves_through_every_screen_without_an_exception(server, browser, tmp_path):
+    from ui.navigation import ADMIN_SCREENS
+
+    url, _ = server
+    admin = new_page(browser, width=1280)
+    log_in(admin, url, "admin", "admin-password")
+    admin.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    titles = [title for screens in ADMIN_SCREENS.values() for _, title, _ in screens]
+    assert nav_links(admin) == ["Annotate", *titles]
+    for title in titles:
+        admin.locator("[data-testid=stSidebarNav] a").filter(has_text=title).first.click()
+        admin.get_by_role("heading", name=title).wait_for(timeout=30_000)
+        admin.wait_for_timeout(300)
+        assert admin.locator("[data-testid=stException]").count() == 0, title
+        assert "This screen failed" not in admin.locator("[data-testid=stMain]").inner_text(), title
+    admin.screenshot(path=str(tmp_path / "admin.png"))
+    assert admin.dialogs == []

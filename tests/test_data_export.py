@@ -2,9 +2,10 @@ import io
 import json
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from data import annotation, export
+from data import annotation, export, jobs
 from data.export import ExportFilter
 from tests.conftest import add_items
 
@@ -47,13 +48,15 @@ def test_bad_dates_say_the_format(ranked):
         export.pairs_frame(ranked, ExportFilter(since="15/01/2026"))
 
 
+def read(data: bytes, fmt: str) -> pd.DataFrame:
+    return {"jsonl": lambda: pd.read_json(io.BytesIO(data), lines=True), "csv": lambda: pd.read_csv(io.BytesIO(data)),
+            "parquet": lambda: pd.read_parquet(io.BytesIO(data))}[fmt]()
+
+
 @pytest.mark.parametrize("kind", export.KINDS)
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_every_kind_and_format_reads_back(ranked, kind, fmt):
-    data = export.export_bytes(ranked, kind, fmt)
-    reader = {"jsonl": lambda b: pd.read_json(io.BytesIO(b), lines=True), "csv": lambda b: pd.read_csv(io.BytesIO(b)),
-              "parquet": lambda b: pd.read_parquet(io.BytesIO(b))}[fmt]
-    frame = reader(data)
+    frame = read(export.export_bytes(ranked, kind, fmt), fmt)
     assert len(frame) == len(export.export_frame(ranked, kind))
     if kind == "rankings":
         ranking = frame.ranking[0]
@@ -80,3 +83,87 @@ def test_rankings_jsonl_loads_with_hugging_face_datasets(ranked, tmp_path):
     export.write_export(ranked, "rankings", "jsonl", path)
     dataset = load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     assert dataset[0]["ranking"] == [[2], [0, 1]]
+
+
+@pytest.mark.parametrize("kind", export.KINDS)
+def test_an_export_in_many_chunks_equals_one_in_a_single_chunk(ranked, monkeypatch, kind):
+    whole = {fmt: export.export_bytes(ranked, kind, fmt) for fmt in export.FORMATS}
+    monkeypatch.setattr(export, "CHUNK_ROWS", 2)  # pages split rankings apart
+    for fmt in ("jsonl", "csv"):
+        assert export.export_bytes(ranked, kind, fmt) == whole[fmt]
+    chunked = pq.ParquetFile(io.BytesIO(export.export_bytes(ranked, kind, "parquet")))
+    assert chunked.num_row_groups > 1 and chunked.schema_arrow == export.SCHEMAS[kind]
+    assert chunked.read().equals(pq.read_table(io.BytesIO(whole["parquet"])))
+
+
+@pytest.mark.parametrize("where", [ExportFilter(), ExportFilter(annotators=["bob"]), ExportFilter(min_agreement=0.5)])
+def test_progress_counts_up_to_the_row_count(ranked, tmp_path, monkeypatch, where):
+    monkeypatch.setattr(export, "CHUNK_ROWS", 4)
+    calls = []
+    rows = export.write_export(ranked, "pairs", "jsonl", tmp_path / "pairs.jsonl", where, on_progress=lambda *a: calls.append(a))
+    assert rows == export.count_rows(ranked, "pairs", where) == len(export.pairs_frame(ranked, where))
+    assert calls[-1] == (rows, rows) and [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert len((tmp_path / "pairs.jsonl").read_bytes().splitlines()) == rows
+
+
+def test_a_failed_export_leaves_no_file(ranked, tmp_path):
+    def cancel(done, total):
+        raise KeyboardInterrupt
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        export.write_export(ranked, "pairs", "parquet", tmp_path / "out" / "pairs.parquet", on_progress=cancel)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", export.KINDS)
+def test_preview_is_the_first_rows_of_the_export(ranked, kind):
+    frame = export.preview(ranked, kind, rows=2)
+    assert len(frame) == 2 and list(frame.columns) == export.SCHEMAS[kind].names
+    assert frame.to_dict("records") == export.export_frame(ranked, kind).head(2).to_dict("records")
+
+
+FORMULAS = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"]
+
+
+def test_csv_cells_that_start_a_formula_are_quoted_and_other_formats_stay_exact(db):
+    [item] = add_items(db, 1, k=len(FORMULAS) + 1)
+    db.execute("UPDATE prompts SET text = '=cmd|calc' WHERE id = (SELECT prompt_id FROM items WHERE id = ?)", [item])
+    for position, text in enumerate(FORMULAS + ["a = b - c"]):
+        db.execute("UPDATE completions SET text = ? WHERE item_id = ? AND position = ?", [text, item, position])
+    db.conn.commit()
+    annotation.submit_ranking(db, item, annotation.annotator_id(db, "alice"), [[6], list(range(6))], list(range(7)))
+
+    csv = pd.read_csv(io.BytesIO(export.export_bytes(db, "pairs", "csv")), keep_default_na=False)
+    assert set(csv.prompt) == {"'=cmd|calc"} and set(csv.chosen) == {"a = b - c"}
+    assert list(csv.rejected) == ["'" + text for text in FORMULAS]
+    for fmt in ("jsonl", "parquet"):
+        exact = read(export.export_bytes(db, "pairs", fmt), fmt)
+        assert set(exact.prompt) == {"=cmd|calc"} and list(exact.rejected) == FORMULAS
+
+
+def test_export_runs_as_a_job_from_the_command_line(ranked, db_path, tmp_path):
+    out = tmp_path / "pairs.parquet"
+    argv = ["--db", str(db_path), "--kind", "pairs", "--format", "parquet", "--out", str(out), "--annotators", "alice,bob"]
+    assert jobs.job_main("export", export.ExportConfig, export.run, argv) == 0
+    assert len(pd.read_parquet(out)) == 6
+    [job] = jobs.list_jobs(ranked, kind="export")
+    assert job["status"] == "done" and job["progress"] == 1.0 and job["result"] == {"rows": 6, "file": str(out)}
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(), "--out"), (dict(out="x", kind="triples"), "unknown export kind"), (dict(out="x", format="xlsx"), "unknown export format"),
+    (dict(out="x", since="15/01/2026"), "YYYY-MM-DD"),
+])
+def test_an_export_job_with_bad_settings_is_refused_before_it_starts(config, message):
+    with pytest.raises(ValueError, match=message):
+        export.ExportConfig(**config)
+
+
+def test_the_data_command_line_streams_the_export_and_reports_progress(ranked, db_path, tmp_path, capsys):
+    from data.__main__ import main
+
+    out = tmp_path / "rankings.jsonl"
+    assert main(["--db", str(db_path), "export", "--kind", "rankings", "--out", str(out)]) == 0
+    assert len(out.read_bytes().splitlines()) == 3
+    assert "exported 3 of 3 rows" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def test_a_first_admin_form_opened_before_an_admin_existed_cannot_make_a_second_
 
 def test_an_open_team_form_of_a_disabled_admin_creates_nothing(app_db):
     accounts.create_user(app_db, "second", "a-long-password", role="admin")
-    at = start("pages/team.py", user="second")
+    at = start("pages/operate/team.py", user="second")
     at.text_input(key="new-name").input("sneaky")
     at.text_input(key="new-password").input("a-long-password")
     at.radio(key="new-role").set_value("admin")
@@ -106,7 +106,7 @@ def test_an_open_team_form_of_a_disabled_admin_creates_nothing(app_db):
 
 def test_a_demoted_admin_loses_the_admin_screens_at_once(app_db):
     accounts.create_user(app_db, "second", "a-long-password", role="admin")
-    at = start("pages/team.py", user="second")
+    at = start("pages/operate/team.py", user="second")
     accounts.set_role(app_db, accounts.active_user(app_db, "admin"), "second", "annotator")
     at.button(key="FormSubmitter:create-user-Create account").click().run()
     assert not any(t.label.startswith("Name (or e-mail") for t in at.text_input)
@@ -114,23 +114,26 @@ def test_a_demoted_admin_loses_the_admin_screens_at_once(app_db):
 
 
 def test_the_team_screen_refuses_disabling_yourself(app_db):
-    at = start("pages/team.py")
+    at = start("pages/operate/team.py")
     at.selectbox(key="change-name").set_value("admin")
-    at.button(key="FormSubmitter:change-user-Disable").click().run()
+    at.radio(key="change-action").set_value("disable")
+    at.button(key="FormSubmitter:change-user-Apply").click().run()
     assert "cannot disable your own account" in at.error[0].value
     assert accounts.active_user(app_db, "admin") is not None
 
 
 def test_admin_creates_disables_and_promotes_accounts(app_db):
-    at = start("pages/team.py")
+    at = start("pages/operate/team.py")
     at.text_input(key="new-name").input("jo")
     at.text_input(key="new-password").input("a-long-password")
     at.button(key="FormSubmitter:create-user-Create account").click().run()
     assert accounts.authenticate(app_db, "jo", "a-long-password").role == "annotator"
     at.selectbox(key="change-name").set_value("jo")
-    at.button(key="FormSubmitter:change-user-Make admin").click().run()
+    at.radio(key="change-action").set_value("make admin")
+    at.button(key="FormSubmitter:change-user-Apply").click().run()
     assert accounts.active_user(app_db, "jo").is_admin
-    at.button(key="FormSubmitter:change-user-Disable").click().run()
+    at.radio(key="change-action").set_value("disable")
+    at.button(key="FormSubmitter:change-user-Apply").click().run()
     with pytest.raises(accounts.AuthError, match="disabled"):
         accounts.authenticate(app_db, "jo", "a-long-password")
 
@@ -156,7 +159,7 @@ def test_the_live_jobs_fragment_re_checks_the_account_on_its_own(app_db):
 
 
 @pytest.mark.parametrize("user", ["ivy", None])
-@pytest.mark.parametrize("screen", ["team", "data_import", "train_reward", "export", "jobs"])
+@pytest.mark.parametrize("screen", ["operate/team", "data/import", "train/reward", "operate/export", "operate/jobs"])
 def test_admin_screens_render_nothing_for_annotators_or_logged_out_sessions(app_db, user, screen):
     if user:
         accounts.create_user(app_db, user, "a-long-password")

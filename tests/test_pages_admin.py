@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from app import ADMIN_SCREENS
+from ui.navigation import ADMIN_SCREENS
 from data import annotation, jobs, quality, versions
 from data.store import open_db
 from tests.test_pages import start
@@ -30,12 +30,12 @@ def test_every_admin_screen_opens_without_an_exception(app_db, screen):
 
 
 def test_the_overview_shows_counts(app_db):
-    metrics = {m.label: m.value for m in start("pages/data_overview.py").metric}
+    metrics = {m.label: m.value for m in start("pages/data/overview.py").metric}
     assert metrics["Prompts"] == "40" and metrics["Completions"] == "160"
 
 
 def test_admin_imports_pasted_prompts_once(app_db):
-    at = start("pages/data_import.py")
+    at = start("pages/data/import.py")
     for expected in ("'added': 2", "'added': 0, 'already_present': 2"):
         at.text_area[0].input("First new prompt\nSecond new prompt")
         at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
@@ -54,7 +54,7 @@ def create_only(monkeypatch, started: list):
 def test_admin_starts_a_generation_job_and_a_second_is_refused(app_db, monkeypatch):
     started = []
     create_only(monkeypatch, started)
-    at = start("pages/data_generate.py")
+    at = start("pages/data/generate.py")
     at.slider[0].set_value(3)
     at.button(key="FormSubmitter:generate-Start generation").click().run()
     assert not at.exception and "started as job" in at.success[0].value
@@ -70,7 +70,7 @@ def test_admin_cancels_a_running_job(app_db):
     app_db.execute("UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = created_at, message = '3/40 prompts' WHERE id = ?",
                    [os.getpid(), job_id])
     app_db.conn.commit()
-    at = start("pages/jobs.py")
+    at = start("pages/operate/jobs.py")
     assert at.get("progress")[0].proto.text == "3/40 prompts"
     at.button(key=f"jobs-cancel-{job_id}").click().run()
     assert app_db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()[0] == 1
@@ -80,7 +80,7 @@ def test_admin_previews_an_export_and_writes_it_as_a_background_job(app_db, monk
     rank_two(app_db)
     started = []
     create_only(monkeypatch, started)
-    at = start("pages/export.py")
+    at = start("pages/operate/export.py")
     assert any("11 rows" in c.value for c in at.caption) and len(at.dataframe[0].value) == 11  # 5 + 6 pairs
     assert at.get("download_button")
     next(b for b in at.button if b.label.startswith("Write to a file")).click().run()
@@ -92,7 +92,7 @@ def test_admin_previews_an_export_and_writes_it_as_a_background_job(app_db, monk
 def test_admin_starts_fine_tuning(app_db, monkeypatch):
     started = []
     create_only(monkeypatch, started)
-    at = start("pages/train_sft.py")
+    at = start("pages/train/sft.py")
     next(n for n in at.number_input if n.label == "Epochs (at most)").set_value(2)
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
     assert not at.exception and "Fine-tuning started as job" in at.success[0].value
@@ -101,7 +101,7 @@ def test_admin_starts_fine_tuning(app_db, monkeypatch):
 
 
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):
-    at = start("pages/train_sft.py")
+    at = start("pages/train/sft.py")
     next(t for t in at.text_input if t.label == "Version name").input("../../escaped")
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
     assert not at.exception and "name" in at.error[0].value and jobs.list_jobs(app_db) == []
@@ -109,10 +109,10 @@ def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):
 
 def test_the_quality_screens_show_agreement_and_biases(app_db):
     rank_two(app_db)
-    at = start("pages/quality_agreement.py")
+    at = start("pages/quality/agreement.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Pairwise agreement"] == "80%" and metrics["Krippendorff's α (ordinal)"] != "–"
-    at = start("pages/quality_annotators.py")
+    at = start("pages/quality/annotators.py")
     assert len(at.get("vega_lite_chart")) >= 2  # position bias, length bias
     table = next(d.value for d in at.dataframe if "annotator" in d.value.columns)
     assert set(table["annotator"]) == {"alice", "bob"}
@@ -120,13 +120,13 @@ def test_the_quality_screens_show_agreement_and_biases(app_db):
 
 def test_item_consensus_is_computed_for_the_item_asked_for(app_db):
     item = rank_two(app_db)
-    at = start("pages/quality_items.py")
+    at = start("pages/quality/items.py")
     at.number_input[0].set_value(item).run()
     assert list(at.dataframe[0].value["completion"])[0] == "A"
 
 
 def test_admin_marks_a_gold_item_and_sets_its_rate(app_db):
-    at = start("pages/quality_gold.py")
+    at = start("pages/quality/gold.py")
     at.number_input(key="gold-every").set_value(5)
     next(b for b in at.button if b.label == "Save rate").click().run()
     at.text_input(key="gold-expected").input("B > A")
@@ -140,9 +140,9 @@ def test_a_corrupted_ranking_is_left_out_with_a_warning_and_breaks_no_screen(app
     rank_two(app_db)
     app_db.execute("UPDATE rankings SET groups = '[[0.5], \"x\"]' WHERE id = 1")  # written by hand, after the repair migration
     app_db.conn.commit()
-    at = start("pages/quality_agreement.py")
+    at = start("pages/quality/agreement.py")
     assert not at.exception and "cannot be read" in at.warning[0].value
-    for screen in ("quality_annotators", "data_overview", "export"):
+    for screen in ("quality/annotators", "data/overview", "operate/export"):
         assert not start(f"pages/{screen}.py").exception
     assert quality.unreadable_rankings(app_db) == [1]
 
@@ -152,8 +152,8 @@ def test_a_screen_that_fails_says_so_on_that_screen_only(app_db, tiny_encoder):
     versions.register_version(app_db, "reward", "gone", folder, activate=True)
     rank_two(app_db)
     shutil.rmtree(folder)  # the active reward model's folder was deleted by hand
-    at = start("pages/train_reward.py")
+    at = start("pages/train/reward.py")
     at.toggle[0].set_value(True).run()
     assert "This screen failed: FileNotFoundError: the reward model's folder" in at.error[0].value
     assert len(at.exception) == 1  # the details, in an expander under the message
-    assert not start("pages/train_policy.py").exception
+    assert not start("pages/train/policy.py").exception

@@ -1,4 +1,4 @@
-"""AppTest of the admin page's Reward model tab, with a real training job on a tiny backbone."""
+"""AppTest of the Reward model and Policy update screens, with real training jobs on tiny models."""
 
 import time
 
@@ -19,7 +19,7 @@ def ranked_prompts(db, n=24):
 
 def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny_encoder):
     ranked_prompts(app_db)
-    at = start("pages/admin.py")
+    at = start("pages/train/reward.py")
     form_backbone = next(s for s in at.selectbox if s.label == "Backbone")
     form_backbone.set_value("other")
     next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
@@ -41,6 +41,7 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     active = versions.active_version(app_db, "reward")
     assert active["metrics"]["val/accuracy"] > 0.9
     # Inspect: the ranked item's completions ordered by reward next to the human ranks.
+    at.toggle[0].set_value(True).run()
     frames = [d.value for d in at.dataframe]
     scored = next(f for f in frames if "reward" in f.columns)
     assert list(scored["reward"]) == sorted(scored["reward"], reverse=True)
@@ -53,12 +54,12 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
 
     ranked_prompts(app_db)
     tiny = versions.register_version(app_db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
-    at = start("pages/admin.py")
+    at = start("pages/train/reward.py")
     next(s for s in at.selectbox if s.label == "Backbone").set_value("other")
     next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     wait_for_kind(app_db, "train_rm")
-    at.run()
+    at = start("pages/train/policy.py")
     in_form(at.selectbox, "train-policy", "Prompt set").set_value("s")
     in_form(at.number_input, "train-policy", "Steps").set_value(2)
     in_form(at.number_input, "train-policy", "Max new tokens").set_value(8)

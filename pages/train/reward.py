@@ -5,7 +5,6 @@ import streamlit as st
 
 from data import annotation, items, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
-from rm.score import held_out_agreement, item_rewards
 from ui.jobs import launch, latest_job, version_picker
 from ui.models import reward_scorer
 from ui.session import flash, screen
@@ -87,6 +86,8 @@ def inspect(db) -> None:
     item = st.selectbox("Ranked item", ranked, format_func=lambda r: f"#{r['id']} · {r['prompt'][:80]}")
     if not st.toggle("Score it with the reward model", help="loads the model (a few seconds the first time)"):
         return
+    from rm.score import held_out_agreement, item_rewards  # torch: imported only when a model is asked for
+
     scorer = reward_scorer(active["path"])
     st.dataframe(pd.DataFrame(item_rewards(db, scorer, item["id"])), hide_index=True)
     if st.button("Measure agreement with human rankings on held-out prompts"):

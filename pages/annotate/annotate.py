@@ -11,6 +11,22 @@ from ui.session import flash, guarded, require, session_db, show_flash
 from ui.text import safe_markdown
 
 KEPT = "kept-entries"  # what an annotator entered, kept across a run that could not reach the store
+LEFT = "items-left"  # (count, when counted): the count visits every open item, so it is redone at most every 30 s
+RECOUNT_S = 30
+
+
+def items_left(db, user) -> int:
+    count, counted_at = st.session_state.get(LEFT, (0, 0.0))
+    if time.time() - counted_at > RECOUNT_S:
+        count, counted_at = annotation.items_left(db, user.id), time.time()
+        st.session_state[LEFT] = (count, counted_at)
+    return count
+
+
+def count_one_down() -> None:
+    if LEFT in st.session_state:
+        count, counted_at = st.session_state[LEFT]
+        st.session_state[LEFT] = (max(0, count - 1), counted_at)
 
 
 def entry_keys(item) -> list[str]:
@@ -36,11 +52,14 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
     try:
         if skipped:
             annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment)
+            count_one_down()
             flash("info", "Skipped.")
             return
         ranks = [st.session_state.get(f"{key}-rank-{i}") for i in range(item.k)]
         groups = ranking_from_input(st.session_state.get(f"{key}-typed") or "", ranks, order)
         saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment)
+        if saved.was_new:
+            count_one_down()
         flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
     except (RankingError, ValueError) as error:
         flash("error", str(error))
@@ -110,9 +129,7 @@ except StoreBusy as busy:  # the reservation could not be written: keep what was
     st.warning(f"{busy} Nothing you entered is lost.")
     st.button("Try again", type="primary")
     st.stop()
-progress = annotation.progress(db, user.id)
-
-st.caption(f"Ranking as **{user.name}** · {progress.ranked} ranked, {progress.left} left")
+st.caption(f"Ranking as **{user.name}** · {annotation.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
 show_flash()
 if item is None:
     st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")

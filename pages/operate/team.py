@@ -17,9 +17,12 @@ def create_account(db, user) -> None:
         flash("error", str(error))
 
 
+ACTIONS = ("reset password", "disable", "enable", "make admin", "make annotator")
+
+
 @guarded("admin")
-def change_account(db, user, action: str) -> None:
-    name = st.session_state.get("change-name")
+def change_account(db, user) -> None:
+    name, action = st.session_state.get("change-name"), st.session_state.get("change-action")
     try:
         if action == "reset password":
             epoch = accounts.reset_password(db, user, name, st.session_state.get("change-password", ""))
@@ -50,6 +53,6 @@ with screen("Team") as (db, user):
     with right.form("change-user"):
         st.markdown("**Change an account** · disabling, a password reset or a new role ends its open sessions")
         st.selectbox("Account", [u["name"] for u in users], key="change-name")
-        st.text_input("New password", type="password", key="change-password")
-        for column, action in zip(st.columns(5), ("reset password", "disable", "enable", "make admin", "make annotator")):
-            column.form_submit_button(action.capitalize(), on_click=change_account, args=(action,))
+        st.radio("Change", ACTIONS, horizontal=True, key="change-action", format_func=str.capitalize)
+        st.text_input("New password (to reset it)", type="password", key="change-password")
+        st.form_submit_button("Apply", on_click=change_account)

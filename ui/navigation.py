@@ -1,0 +1,40 @@
+"""The screens and who gets which: the navigation app.py declares on every run.
+
+The screens live in sub-folders of pages/, never directly in it: before the first st.navigation
+of a server process, Streamlit would otherwise run pages/NAME.py for the URL /NAME by itself.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui.login import login_page
+
+APP_FILE = str(Path(__file__).resolve().parent.parent / "app.py")
+ADMIN_SCREENS = {  # section: [(file under pages/, title, icon)]; a file's name is its address, e.g. /team
+    "Data": [("data/overview", "Overview", "dashboard"), ("data/import", "Import", "upload"),
+             ("data/generate", "Generate", "auto_awesome")],
+    "Quality": [("quality/agreement", "Agreement & health", "handshake"), ("quality/annotators", "Annotators", "groups"),
+                ("quality/items", "Item consensus", "leaderboard"), ("quality/gold", "Gold items", "star")],
+    "Train": [("train/sft", "Demonstrations & SFT", "edit_note"), ("train/reward", "Reward model", "emoji_events"),
+              ("train/policy", "Policy update", "model_training")],
+    "Operate": [("operate/team", "Team", "manage_accounts"), ("operate/jobs", "Jobs", "pending_actions"),
+                ("operate/export", "Export", "download")],
+}
+ANNOTATE = "annotate/annotate"
+
+
+def logged_out_navigation() -> list:
+    """The log-in screen, under every screen's address too: a deep link shows the form, then its screen."""
+    addresses = [file.split("/")[-1] for screens in [[(ANNOTATE, "", "")], *ADMIN_SCREENS.values()] for file, _, _ in screens]
+    return [st.Page(login_page, title="Log in", icon=":material/login:", url_path="login", default=True),
+            *(st.Page(login_page, title="Log in", url_path=address) for address in addresses)]
+
+
+def navigation(user) -> dict:
+    annotate = st.Page(f"pages/{ANNOTATE}.py", title="Annotate", icon=":material/reorder:", default=True)
+    if not user.is_admin:  # annotators are never served an admin screen, not even by URL
+        return {"": [annotate]}
+    return {"Annotate": [annotate], **{
+        section: [st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:") for file, title, icon in screens]
+        for section, screens in ADMIN_SCREENS.items()}}
