@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from data import accounts, builtin, export, importing, items, jobs
+from data import accounts, builtin, export, importing, items, jobs, quality, store
 from data.store import open_db, resolve_db_path
 
 
@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("export-completions", help="write a prompt set's items in the completions import format")
     p.add_argument("--set", default="builtin")
     p.add_argument("--out", type=Path, required=True)
+    p = commands.add_parser("backup", help="copy the live database to a file (SQLite's online backup: safe while the app runs)")
+    p.add_argument("out", type=Path)
+    p = commands.add_parser("stats-refresh", help="bring the stored quality statistics up to date (the Quality screens do it too)")
     p = commands.add_parser("jobs", help="list recent jobs")
     p.add_argument("--limit", type=int, default=20)
     p = commands.add_parser("cancel", help="cancel a running job")
@@ -74,6 +77,10 @@ def _run(db, args):
         where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set)
         rows = export.write_export(db, args.kind, args.format, args.out, where, on_progress=_print_progress)
         return {"rows": rows, "file": str(args.out)}
+    if args.command == "backup":
+        return store.backup(db, args.out)
+    if args.command == "stats-refresh":
+        return {"rankings_read": quality.refresh(db, on_progress=_print_refresh)}
     if args.command == "export-completions":
         args.out.write_bytes(export.completions_jsonl(db, args.set))
         return {"file": str(args.out)}
@@ -87,6 +94,10 @@ def _run(db, args):
 
 def _print_progress(done: int, total: int) -> None:
     print(f"exported {done:,} of {total:,} rows", file=sys.stderr, flush=True)
+
+
+def _print_refresh(done: int, total: int) -> None:
+    print(f"read {done:,} of {total:,} new rankings", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,18 @@ def to_json(value) -> str:
 
 def from_json(text: str | None, default=None):
     return default if text is None else json.loads(text)
+
+
+def backup(db: Database, out: str | os.PathLike) -> dict:
+    """A consistent copy of the live database (SQLite's online backup), written beside `out` then renamed."""
+    out = Path(out)
+    if out.resolve() == db_file(db).resolve():
+        raise ValueError("back up to another file than the database itself")
+    partial = out.with_name(out.name + ".partial")
+    target = sqlite3.connect(partial)
+    try:
+        db.conn.backup(target)
+    finally:
+        target.close()
+    os.replace(partial, out)
+    return {"backup": str(out), "bytes": out.stat().st_size}

@@ -123,3 +123,13 @@ def test_init_seeds_builtin_prompts_generator_and_completions_once(db):
     assert versions.active_version(db, "generator")["path"] == versions.EMBEDDED_GENERATOR_PATH
     assert first["items"] == 40 and first["completions"] == 160
     assert db.execute("SELECT COUNT(*) FROM completions WHERE generator_version_id IS NULL").fetchone()[0] == 0
+
+
+def test_a_backup_of_the_live_store_holds_every_row(db, tmp_path):
+    from data import __main__ as cli
+
+    add_items(db, 3)
+    assert cli.main(["--db", str(tmp_path / "test.db"), "backup", str(tmp_path / "copy.db")]) == 0
+    copy = open_db(tmp_path / "copy.db")
+    assert copy.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 3
+    assert not (tmp_path / "copy.db.partial").exists()
