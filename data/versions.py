@@ -20,6 +20,7 @@ VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # The jobs that register a version when they finish, and the kind of version each one makes.
 VERSION_KIND_OF_JOB = {"train_rm": "reward", "sft": "generator", "train_policy": "generator"}
 # A save in progress writes into models/<kind>/.<name>.staging-<pid>-<random>, renamed into place at the end.
+OLD_STAGING = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*-[a-z0-9_]{8}")
 STAGING_OWNER = re.compile(r"\.staging-(\d+)-\w+\Z")
 STAGING_MAX_AGE_S = 24 * 3600
 
@@ -171,7 +172,10 @@ def sweep_staging(db: Database) -> list[Path]:
 
 
 def _abandoned(staging: Path) -> bool:
+    """A staging folder (today's `.NAME.staging-PID-…`, or an older version's `.NAME-xxxxxxxx`) of a dead or day-old save."""
     owner = STAGING_OWNER.search(staging.name)
+    if not owner and not OLD_STAGING.fullmatch(staging.name):
+        return False  # some other hidden folder: not ours to remove
     if owner and not process_alive(int(owner[1])):
         return True
     try:

@@ -21,7 +21,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 HOSTILE = [
     "<script>window.__pwned = 1; alert('script')</script> plain words",
     "<img src=x onerror=\"window.__pwned = 2; alert('img')\"> after the image",
-    "[click me](javascript:window.__pwned=3) and <b>not bold</b>",
+    "[click me](javascript:window.__pwned=3) and <b>not bold</b> ![](http://127.0.0.1:9/beacon.gif) "
+    "[Session expired: log in again](http://127.0.0.1:9/login) :violet-badge[Completion **A**]",
     "A **markdown** answer with `code` and <i>tags shown as text</i>",
 ]
 
@@ -79,10 +80,11 @@ def browser(server):
 
 
 def new_page(browser, width: int = 420):
-    """A page in a browser context of its own (its own cookies and session), noting any dialog."""
+    """A page in a browser context of its own (its own cookies and session), noting any dialog and every request."""
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
-    page.dialogs = []
+    page.dialogs, page.requests = [], []
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.on("request", lambda r: page.requests.append(r.url))
     return page
 
 
@@ -111,6 +113,12 @@ def test_rank_an_item_with_a_tie_from_the_keyboard_and_html_stays_inert(server, 
     assert page.locator("[data-testid=stMain] img[src=x]").count() == 0
     assert page.locator("[data-testid=stMain] script").count() == 0
     assert page.locator("a[href^='javascript']").count() == 0
+    # Markdown in completions loads nothing and links nowhere; the labels cannot be imitated.
+    assert not [u for u in page.requests if "127.0.0.1:9/" in u]  # the beacon was never fetched
+    assert page.locator("a[href*='127.0.0.1:9']").count() == 0
+    assert page.get_by_text("http://127.0.0.1:9/login").count() == 1  # the address shown as text
+    assert page.locator("[data-testid=stMain] span").filter(has_text="Completion A").count() >= 1
+    assert page.get_by_text(":violet-badge[Completion A]").count() == 1  # the imitation, shown as text
 
     # Keyboard only: type the ranking, press Enter.
     page.get_by_role("textbox", name="Ranking, best first").fill("D > C > A = B")

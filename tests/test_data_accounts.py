@@ -37,9 +37,10 @@ def test_no_admin_can_disable_or_demote_themselves_or_the_last_enabled_admin(db)
     with pytest.raises(accounts.AuthError, match="your own account"):
         accounts.set_disabled(db, other, "other", True)
     accounts.set_disabled(db, other, "root", False)
+    root = accounts.active_user(db, "root")  # disabling ended root's sessions: this is a new log-in
     accounts.set_role(db, root, "other", "annotator")
     with pytest.raises(accounts.AuthError, match="last enabled admin"):
-        accounts.set_disabled(db, accounts.User(999, "ghost", "admin"), "root", True)
+        accounts.set_disabled(db, None, "root", True)  # no session (a script): still refused
     assert accounts.active_user(db, "root").is_admin
 
 
@@ -133,3 +134,33 @@ def test_unknown_and_known_names_get_the_same_answer_in_the_same_time(db):
     known = statistics.median(seconds("known") for _ in range(5))
     unknown = statistics.median(seconds("unknown-name") for _ in range(5))
     assert 0.5 < unknown / known < 2, (known, unknown)
+
+
+def test_an_imported_ranking_never_earns_a_local_account_credit(db):
+    import json
+
+    from data import export
+
+    ann = accounts.create_user(db, "ann", "a-long-password")
+    row = {"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]], "annotator": "ann"}
+    for _ in range(2):  # a foreign file naming a local account, imported twice
+        importing.import_rankings(db, importing.parse_rankings((json.dumps(row) + "\n").encode()))
+    assert db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [ann.id]).fetchone()[0] == 0
+    [stored] = db.query("SELECT a.name, a.disabled FROM rankings r JOIN annotators a ON a.id = r.annotator_id")
+    assert stored == {"name": "ann (imported)", "disabled": 1}
+    item_id = db.execute("SELECT id FROM items").fetchone()[0]  # ann ranks it herself; this store's export, imported again:
+    annotation.submit_ranking(db, item_id, ann.id, [[1], [0]], [0, 1])  # already present, under the same account
+    own = export.export_bytes(db, "rankings", "jsonl", export.ExportFilter(annotators=["ann"]))
+    assert importing.import_rankings(db, importing.parse_rankings(own))["already_present"] == 1
+
+
+def test_a_change_raced_by_a_demotion_is_refused_inside_its_transaction(db):
+    root, other = admin(db), admin(db, "other")
+    stale = accounts.authenticate(db, "other", "a-long-password")  # the click was already on its way...
+    accounts.set_role(db, root, "other", "annotator")  # ...when another admin demoted "other"
+    for change in (lambda: accounts.create_user(db, "sneaky", "a-long-password", role="admin", actor=stale),
+                   lambda: accounts.set_disabled(db, stale, "root", True),
+                   lambda: accounts.reset_password(db, stale, "root", "a-new-password")):
+        with pytest.raises(accounts.AuthError, match="no longer an admin"):
+            change()
+    assert accounts.active_user(db, "sneaky") is None and accounts.authenticate(db, "root", "a-long-password")

@@ -142,6 +142,14 @@ def test_csv_cells_that_start_a_formula_are_quoted_and_other_formats_stay_exact(
         assert set(exact.prompt) == {"=cmd|calc"} and list(exact.rejected) == FORMULAS
 
 
+def test_every_csv_cell_is_quoted_so_other_separators_find_no_formula(db):
+    [item] = add_items(db, 1, k=2)
+    db.execute("UPDATE completions SET text = 'x;=cmd|calc' WHERE item_id = ? AND position = 0", [item])
+    db.conn.commit()
+    annotation.submit_ranking(db, item, annotation.annotator_id(db, "alice"), [[0], [1]], [0, 1])
+    assert b'"x;=cmd|calc"' in export.export_bytes(db, "pairs", "csv")  # a ';'-splitting spreadsheet keeps it one cell
+
+
 def test_export_runs_as_a_job_from_the_command_line(ranked, db_path, tmp_path):
     out = tmp_path / "pairs.parquet"
     argv = ["--db", str(db_path), "--kind", "pairs", "--format", "parquet", "--out", str(out), "--annotators", "alice,bob"]
@@ -167,3 +175,9 @@ def test_the_data_command_line_streams_the_export_and_reports_progress(ranked, d
     assert main(["--db", str(db_path), "export", "--kind", "rankings", "--out", str(out)]) == 0
     assert len(out.read_bytes().splitlines()) == 3
     assert "exported 3 of 3 rows" in capsys.readouterr().err
+
+
+def test_the_unfiltered_count_takes_no_join_and_equals_the_joined_one(ranked):
+    for kind in export.KINDS:
+        joined = ranked.execute(f"SELECT COUNT(*) {export._FROM[kind]} WHERE {export.UNFILTERED}").fetchone()[0]
+        assert export.count_rows(ranked, kind) == joined == len(export.export_frame(ranked, kind))

@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from data import accounts, jobs
 from data.store import open_db
-from tests.test_pages import APP, log_in_as, start
+from tests.test_pages import APP, log_in_as, start, unescaped
 
 SSO = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x", "client_id": "id",
        "client_secret": "s", "server_metadata_url": "https://sso.example.com/.well-known/openid-configuration"}
@@ -15,7 +15,7 @@ def assert_logged_out(at) -> None:
     """Nothing of the page is served. (AppTest re-runs the open page's file itself, whose guard then stops it;
     the real server runs app.py, which serves the log-in form instead: tests/test_browser.py shows that.)"""
     assert "account" not in at.session_state and not at.main.caption
-    assert any(t.key == "login-name" for t in at.text_input) or "session has ended" in at.error[0].value
+    assert any(t.key == "login-name" for t in at.text_input) or "session has ended" in unescaped(at.error[0])
 
 
 def log_in_form(at, name: str, password: str):
@@ -28,7 +28,7 @@ def log_in_form(at, name: str, password: str):
 def test_log_in_with_a_password_then_log_out(app_db):
     accounts.create_user(app_db, "gina", "a-long-password")
     at = log_in_form(start(user=None), "gina", "wrong password")
-    assert "wrong name or password" in at.error[0].value
+    assert "wrong name or password" in unescaped(at.error[0])
     log_in_form(at, "gina", "a-long-password")
     assert not at.exception and "Ranking as **gina**" in at.main.caption[0].value
     at.sidebar.button[0].click().run()
@@ -56,7 +56,7 @@ def test_too_many_failures_pause_log_ins_with_the_same_message_for_any_name(app_
     for _ in range(accounts.FREE_FAILURES["name"]):
         log_in_form(at, "admin", "guess")
     log_in_form(at, "admin", "admin-password")
-    assert "too many failed log-ins" in at.error[0].value and "account" not in at.session_state
+    assert "too many failed log-ins" in unescaped(at.error[0]) and "account" not in at.session_state
 
 
 def first_admin_form(at, token: str, name: str = "root"):
@@ -72,9 +72,9 @@ def test_the_first_admin_needs_the_setup_token_from_the_server_log(db_path, monk
 
     monkeypatch.setenv("RLHF_DB", str(db_path))
     at = start(user=None)
-    assert "No admin yet" in at.info[0].value
+    assert "No admin yet" in unescaped(at.info[0])
     first_admin_form(at, "a-guessed-token")
-    assert "wrong setup token" in at.error[0].value and accounts.needs_first_admin(open_db(db_path))
+    assert "wrong setup token" in unescaped(at.error[0]) and accounts.needs_first_admin(open_db(db_path))
     first_admin_form(at, setup_token())
     assert not at.exception and "account" in at.session_state
     assert accounts.authenticate(open_db(db_path), "root", "a-long-password").is_admin
@@ -85,10 +85,10 @@ def test_a_first_admin_form_opened_before_an_admin_existed_cannot_make_a_second_
 
     monkeypatch.setenv("RLHF_DB", str(db_path))
     at = start(user=None)
-    assert "No admin yet" in at.info[0].value
+    assert "No admin yet" in unescaped(at.info[0])
     accounts.create_user(open_db(db_path), "cli-admin", "a-long-password", role="admin")  # `python -m data create-user`
     first_admin_form(at, setup_token(), name="late")
-    assert "an admin account exists already" in at.error[0].value
+    assert "an admin account exists already" in unescaped(at.error[0])
     assert [u["name"] for u in accounts.list_users(open_db(db_path))] == ["cli-admin"]
 
 
@@ -118,7 +118,7 @@ def test_the_team_screen_refuses_disabling_yourself(app_db):
     at.selectbox(key="change-name").set_value("admin")
     at.radio(key="change-action").set_value("disable")
     at.button(key="FormSubmitter:change-user-Apply").click().run()
-    assert "cannot disable your own account" in at.error[0].value
+    assert "cannot disable your own account" in unescaped(at.error[0])
     assert accounts.active_user(app_db, "admin") is not None
 
 
@@ -155,7 +155,7 @@ def test_the_live_jobs_fragment_re_checks_the_account_on_its_own(app_db):
     accounts.set_disabled(app_db, accounts.active_user(app_db, "admin"), "second", True)
     at.run()
     assert not any(f"Job {job_id}" in m.value for m in at.markdown) and not at.button
-    assert "session has ended" in at.error[0].value
+    assert "session has ended" in unescaped(at.error[0])
 
 
 @pytest.mark.parametrize("user", ["ivy", None])

@@ -8,7 +8,7 @@ import pytest
 from ui.navigation import ADMIN_SCREENS
 from data import annotation, jobs, quality, versions
 from data.store import open_db
-from tests.test_pages import start
+from tests.test_pages import start, unescaped
 
 SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
 
@@ -39,7 +39,7 @@ def test_admin_imports_pasted_prompts_once(app_db):
     for expected in ("'added': 2", "'added': 0, 'already_present': 2"):
         at.text_area[0].input("First new prompt\nSecond new prompt")
         at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
-        assert not at.exception and expected in at.success[0].value
+        assert not at.exception and expected in unescaped(at.success[0])
     assert app_db.execute("SELECT COUNT(*) FROM prompts WHERE prompt_set = 'default'").fetchone()[0] == 2
 
 
@@ -57,12 +57,12 @@ def test_admin_starts_a_generation_job_and_a_second_is_refused(app_db, monkeypat
     at = start("pages/data/generate.py")
     at.slider[0].set_value(3)
     at.button(key="FormSubmitter:generate-Start generation").click().run()
-    assert not at.exception and "started as job" in at.success[0].value
+    assert not at.exception and "started as job" in unescaped(at.success[0])
     [(kind, args)] = started
     assert kind == "generate" and args["k"] == 3 and args["prompt_set"] == "builtin"
     assert any("Job 1" in m.value and "queued" in m.value for m in at.markdown)
     at.button(key="FormSubmitter:generate-Start generation").click().run()
-    assert "job 1" in at.error[0].value.lower() and len(jobs.list_jobs(app_db)) == 1
+    assert "job 1" in unescaped(at.error[0]).lower() and len(jobs.list_jobs(app_db)) == 1
 
 
 def test_admin_cancels_a_running_job(app_db):
@@ -95,7 +95,7 @@ def test_admin_starts_fine_tuning(app_db, monkeypatch):
     at = start("pages/train/sft.py")
     next(n for n in at.number_input if n.label == "Epochs (at most)").set_value(2)
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
-    assert not at.exception and "Fine-tuning started as job" in at.success[0].value
+    assert not at.exception and "Fine-tuning started as job" in unescaped(at.success[0])
     [(kind, args)] = started
     assert kind == "sft" and args["epochs"] == 2
 
@@ -104,7 +104,7 @@ def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):
     at = start("pages/train/sft.py")
     next(t for t in at.text_input if t.label == "Version name").input("../../escaped")
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
-    assert not at.exception and "name" in at.error[0].value and jobs.list_jobs(app_db) == []
+    assert not at.exception and "name" in unescaped(at.error[0]) and jobs.list_jobs(app_db) == []
 
 
 def test_the_quality_screens_show_agreement_and_biases(app_db):
@@ -131,7 +131,7 @@ def test_admin_marks_a_gold_item_and_sets_its_rate(app_db):
     next(b for b in at.button if b.label == "Save rate").click().run()
     at.text_input(key="gold-expected").input("B > A")
     at.button(key="FormSubmitter:gold-Mark as gold").click().run()
-    assert not at.exception and "is gold now" in at.success[0].value
+    assert not at.exception and "is gold now" in unescaped(at.success[0])
     assert app_db.execute("SELECT expected FROM gold").fetchone()[0] == "[[1], [0]]"
     assert app_db.execute("SELECT gold_every FROM prompt_sets WHERE name = 'builtin'").fetchone()[0] == 5
 
@@ -141,7 +141,7 @@ def test_a_corrupted_ranking_is_left_out_with_a_warning_and_breaks_no_screen(app
     app_db.execute("UPDATE rankings SET groups = '[[0.5], \"x\"]' WHERE id = 1")  # written by hand, after the repair migration
     app_db.conn.commit()
     at = start("pages/quality/agreement.py")
-    assert not at.exception and "cannot be read" in at.warning[0].value
+    assert not at.exception and "cannot be read" in unescaped(at.warning[0])
     for screen in ("quality/annotators", "data/overview", "operate/export"):
         assert not start(f"pages/{screen}.py").exception
     assert quality.unreadable_rankings(app_db) == [1]
@@ -154,6 +154,6 @@ def test_a_screen_that_fails_says_so_on_that_screen_only(app_db, tiny_encoder):
     shutil.rmtree(folder)  # the active reward model's folder was deleted by hand
     at = start("pages/train/reward.py")
     at.toggle[0].set_value(True).run()
-    assert "This screen failed: FileNotFoundError: the reward model's folder" in at.error[0].value
+    assert "This screen failed: FileNotFoundError: the reward model's folder" in unescaped(at.error[0])
     assert len(at.exception) == 1  # the details, in an expander under the message
     assert not start("pages/train/policy.py").exception

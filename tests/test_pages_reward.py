@@ -5,7 +5,7 @@ import time
 from data import items, jobs, versions
 from data.items import NewCompletion
 from tests.conftest import rank_by
-from tests.test_pages import start
+from tests.test_pages import start, unescaped
 
 
 def ranked_prompts(db, n=24):
@@ -27,7 +27,7 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     in_form(at.number_input, "train-rm", "Learning rate").set_value(3e-3)
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     assert not at.exception
-    assert "Reward-model training started as job" in at.success[0].value
+    assert "Reward-model training started as job" in unescaped(at.success[0])
     [job] = jobs.list_jobs(app_db, kind="train_rm")
     deadline = time.time() + 120
     while job["status"] in ("queued", "running") and time.time() < deadline:
@@ -64,7 +64,7 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     in_form(at.number_input, "train-policy", "Steps").set_value(2)
     in_form(at.number_input, "train-policy", "Max new tokens").set_value(8)
     at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
-    assert not at.exception and "Policy update started" in at.success[0].value
+    assert not at.exception and "Policy update started" in unescaped(at.success[0])
     job = wait_for_kind(app_db, "train_policy")
     at.run()
     assert not at.exception

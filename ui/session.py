@@ -13,7 +13,8 @@ import streamlit as st
 from streamlit.errors import FragmentHandledException
 
 from data import accounts, builtin, versions
-from data.store import StoreBusy, open_db, resolve_db_path
+from data.store import StoreBusy, db_file, open_db, resolve_db_path
+from ui.text import safe_markdown
 
 SESSION_ENDED = "Your session has ended (log-in changed or account disabled): log in again."
 
@@ -42,9 +43,10 @@ def flash(kind: str, message: str) -> None:
 
 
 def show_flash() -> None:
+    """Show the last run's message; it may quote names and values from files, so it renders as safe Markdown."""
     kind, message = st.session_state.pop("flash", (None, None))
     if kind:
-        getattr(st, kind)(message)
+        getattr(st, kind)(safe_markdown(message))
 
 
 def sso_configured() -> bool:
@@ -56,7 +58,15 @@ def sso_configured() -> bool:
 
 
 def start_session(user: accounts.User) -> None:
+    clear_session()
     st.session_state.account = (user.id, user.epoch)
+
+
+def clear_session() -> None:
+    """Forget everything of the previous account in this tab (typed rankings, counts, messages) but the connection."""
+    for key in list(st.session_state):
+        if key not in ("db", "flash"):
+            del st.session_state[key]
 
 
 def signed_in(db) -> accounts.User | None:
@@ -66,8 +76,8 @@ def signed_in(db) -> accounts.User | None:
     """
     account = st.session_state.get("account")
     user = accounts.session_user(db, *account) if account else None
-    if user is None and sso_configured() and st.user.get("is_logged_in"):
-        user = accounts.active_user(db, st.user.get("email") or "")
+    if user is None and sso_configured() and st.user.get("is_logged_in") and st.user.get("email_verified") is not False:
+        user = accounts.single_sign_on_user(db, st.user.get("email") or "")
         if user:
             start_session(user)
     if user is None:
@@ -100,20 +110,24 @@ def guarded(role: str = "annotator"):
 
 
 def log_out() -> None:
-    st.session_state.pop("account", None)
+    clear_session()
     if sso_configured() and st.user.get("is_logged_in"):
         st.logout()
 
 
 def admin_download(db, make):
-    """Data for a download button, made only when clicked, and only while this session is still an enabled admin's."""
-    account = st.session_state.get("account")
+    """Data for a download button, made only when clicked (`make(db)`), and only while this session is still an enabled admin's."""
+    account, path = st.session_state.get("account"), db_file(db)
 
-    def data():
-        user = accounts.session_user(db, *account) if account else None
-        if user is None or not user.is_admin:
-            raise PermissionError(SESSION_ENDED)
-        return make()
+    def data():  # Streamlit runs this in another thread: it gets a connection of its own
+        own = open_db(path)
+        try:
+            user = accounts.session_user(own, *account) if account else None
+            if user is None or not user.is_admin:
+                raise PermissionError(SESSION_ENDED)
+            return make(own)
+        finally:
+            own.close()
     return data
 
 

@@ -99,8 +99,8 @@ def write_demonstrations(db) -> None:
     st.text_area("The answer you wish the model had given", key=key, height=240)
     left, right = st.columns(2)
     left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(prompt["id"], key, None, f"{key}-shown-at"),
-                use_container_width=True)
-    right.button("Next prompt", on_click=skip_prompt, args=(prompt["id"],), use_container_width=True)
+                width="stretch")
+    right.button("Next prompt", on_click=skip_prompt, args=(prompt["id"],), width="stretch")
     st.stop()
 
 
@@ -162,5 +162,5 @@ with st.form(key, border=True):
     st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{key}-flags")
     st.text_input("Comment (optional)", key=f"{key}-comment")
     left, right = st.columns(2)
-    left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False), use_container_width=True)
-    right.form_submit_button("Skip", on_click=submit, args=(item, order, True), use_container_width=True)
+    left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False), width="stretch")
+    right.form_submit_button("Skip", on_click=submit, args=(item, order, True), width="stretch")

@@ -1,6 +1,7 @@
 """Export preference data as TRL and Hugging Face `datasets` load it: a preview, then a streamed file."""
 
 import datetime
+import secrets
 from pathlib import Path
 
 import streamlit as st
@@ -32,7 +33,7 @@ def filter_form(db) -> export.ExportFilter:
                                min_agreement or None, min_gold or None)
 
 
-def files_list() -> None:
+def files_list(db) -> None:
     written = [f for f in exports_dir().glob("*") if f.suffix.lstrip(".") in export.FORMATS] if exports_dir().exists() else []
     files = sorted(written, key=lambda f: f.stat().st_mtime, reverse=True)[:10]
     if not files:
@@ -41,7 +42,7 @@ def files_list() -> None:
     for file in files:
         left, right = st.columns([4, 1], vertical_alignment="center")
         left.caption(f"`{file.name}` · {file.stat().st_size / 1e6:,.1f} MB")
-        right.download_button("Download", admin_download(db, file.read_bytes), file.name, key=f"file-{file.name}", on_click="ignore")
+        right.download_button("Download", admin_download(db, lambda _, written=file: written.read_bytes()), file.name, key=f"file-{file.name}", on_click="ignore")
 
 
 with screen("Export") as (db, user):
@@ -54,15 +55,15 @@ with screen("Export") as (db, user):
     st.dataframe(export.preview(db, kind, where, rows=50), hide_index=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)
-    left.download_button(f"Download {kind}.{fmt}", admin_download(db, lambda: export.export_bytes(db, kind, fmt, where)),
+    left.download_button(f"Download {kind}.{fmt}", admin_download(db, lambda own: export.export_bytes(own, kind, fmt, where)),
                          f"{kind}-{stamp}.{fmt}", type="primary", disabled=not rows or rows > DOWNLOAD_NOW_ROWS, on_click="ignore",
                          help=f"at most {DOWNLOAD_NOW_ROWS:,} rows; write larger exports to a file")
     if right.button("Write to a file (background job)", disabled=not rows):
         exports_dir().mkdir(parents=True, exist_ok=True)
         launch("export", export.ExportConfig(
-            kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}.{fmt}"), since=where.since or "", until=where.until or "",
+            kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}-{secrets.token_hex(3)}.{fmt}"), since=where.since or "", until=where.until or "",
             annotators=",".join(where.annotators or []), prompt_sets=",".join(where.prompt_sets or []),
             exclude_annotators=",".join(where.exclude_annotators or []), complete_only=where.complete_only,
             min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy), "Export")
     latest_job(db, "export", {}, "export")
-    files_list()
+    files_list(db)

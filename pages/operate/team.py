@@ -11,7 +11,7 @@ from ui.session import flash, guarded, screen, start_session
 def create_account(db, user) -> None:
     name, password = st.session_state.get("new-name", ""), st.session_state.get("new-password", "")
     try:
-        accounts.create_user(db, name, password or None, st.session_state.get("new-role", "annotator"))
+        accounts.create_user(db, name, password or None, st.session_state.get("new-role", "annotator"), actor=user)
         flash("success", f"{name} can log in now.")
     except accounts.AuthError as error:
         flash("error", str(error))

@@ -33,6 +33,6 @@ with screen("Annotators") as (db, user):
         column: st.column_config.NumberColumn(label, format="percent") for column, label in PERCENT_COLUMNS.items()})
     left, right = st.columns(2)
     left.caption("Position bias: the first-shown completion ranked best, against chance")
-    left.altair_chart(bias_chart(table, ["first_shown_ranked_best", "first_shown_expected"]), use_container_width=True)
+    left.altair_chart(bias_chart(table, ["first_shown_ranked_best", "first_shown_expected"]), width="stretch")
     right.caption("Length bias: the longer completion wins (50% is no bias)")
-    right.altair_chart(bias_chart(table, ["longer_wins"], rule=0.5), use_container_width=True)
+    right.altair_chart(bias_chart(table, ["longer_wins"], rule=0.5), width="stretch")

@@ -48,7 +48,7 @@ with screen("Demonstrations & SFT") as (db, user):
     left, right = st.columns(2)
     with left:
         import_form(db)
-    right.download_button("Download for TRL's SFTTrainer (messages .jsonl)", admin_download(db, lambda: demonstrations.messages_jsonl(db)),
+    right.download_button("Download for TRL's SFTTrainer (messages .jsonl)", admin_download(db, demonstrations.messages_jsonl),
                           "demonstrations.jsonl", disabled=not count, on_click="ignore")
     train_form(db)
     latest_job(db, "sft", SFT_CHARTS, "sft")
