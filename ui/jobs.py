@@ -7,6 +7,7 @@ import streamlit as st
 
 from data import jobs
 from ui.session import db_path, flash, require
+from ui.text import safe_markdown
 
 STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
@@ -49,9 +50,10 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
         if charts:
             metric_charts(jobs.job_metrics(db, job["id"]), charts)
         if job["result"]:
-            st.caption(f"Result: {job['result']}")
+            st.caption(safe_markdown(f"Result: {job['result']}"))
         if job["error"]:
-            st.error(job["error"][-1500:])
+            st.error("The job stopped with this error:")
+            st.code(job["error"][-1500:], language=None)
         if job["log"]:
             with st.expander("Log"):
                 st.code(job["log"][-3000:], language=None)

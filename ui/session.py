@@ -139,15 +139,27 @@ def screen(title: str, role: str = "admin"):
     user = require(db, role)
     st.title(title)
     show_flash()
-    try:
+    with error_boundary(details=True):
         yield db, user
+
+
+@contextlib.contextmanager
+def error_boundary(details: bool):
+    """Show a failure of what runs inside as a message on this screen (with the traceback only for admins)."""
+    try:
+        yield
     except FragmentHandledException:  # a fragment's own failure, already shown by Streamlit
         raise
     except StoreBusy as busy:
+        show_flash()
         st.warning(f"{busy} Nothing you entered is lost.")
         st.button("Try again", type="primary")
-    except Exception as error:  # noqa: BLE001  an error boundary: the project's own bugs or bad data, shown to an admin
-        st.error(f"This screen failed: {type(error).__name__}: {error}. The other screens still work; "
-                 "the details below help a developer.")
+    except Exception as error:  # noqa: BLE001  the project's own bugs or bad data: say so here, keep the rest working
+        if not details:
+            st.error("Something went wrong showing this. Try again in a moment; if it keeps happening, tell an admin.")
+            st.button("Try again", type="primary")
+            return
+        st.error(safe_markdown(f"This screen failed: {type(error).__name__}: {error}. The other screens still work; "
+                               "the details below help a developer."))
         with st.expander("Details"):
             st.exception(error)

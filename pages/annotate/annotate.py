@@ -7,7 +7,7 @@ import streamlit as st
 from data import annotation, demonstrations
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from data.store import StoreBusy
-from ui.session import flash, guarded, require, session_db, show_flash
+from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
 from ui.text import safe_markdown
 
 KEPT = "kept-entries"  # what an annotator entered, kept across a run that could not reach the store
@@ -119,48 +119,43 @@ def demonstration_from(item, order: list[int]) -> None:
 
 db = session_db()
 user = require(db)
-mode = st.radio("Task", ["Rank completions", "Write demonstrations"], horizontal=True, key="task", label_visibility="collapsed")
-if mode == "Write demonstrations":
-    write_demonstrations(db)
-try:
-    item = annotation.next_item(db, user.id)
-except StoreBusy as busy:  # the reservation could not be written: keep what was entered, offer a retry
+with error_boundary(details=False):  # an annotator never sees a traceback
+    mode = st.radio("Task", ["Rank completions", "Write demonstrations"], horizontal=True, key="task", label_visibility="collapsed")
+    if mode == "Write demonstrations":
+        write_demonstrations(db)
+    item = annotation.next_item(db, user.id)  # a busy store: the boundary keeps what was entered and offers a retry
+    st.caption(f"Ranking as **{user.name}** · {annotation.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
     show_flash()
-    st.warning(f"{busy} Nothing you entered is lost.")
-    st.button("Try again", type="primary")
-    st.stop()
-st.caption(f"Ranking as **{user.name}** · {annotation.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
-show_flash()
-if item is None:
-    st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
-    st.stop()
-restore_entries()
+    if item is None:
+        st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
+        st.stop()
+    restore_entries()
 
-order = annotation.display_order(item.id, user.id, item.k)
-key = f"item-{item.id}"
-st.session_state.setdefault(f"{key}-shown-at", time.time())
+    order = annotation.display_order(item.id, user.id, item.k)
+    key = f"item-{item.id}"
+    st.session_state.setdefault(f"{key}-shown-at", time.time())
 
-st.subheader("Prompt")
-with st.container(border=True):
-    st.markdown(safe_markdown(item.prompt))
-st.subheader(f"{item.k} completions")
-for letter, position in zip(LETTERS, order):
+    st.subheader("Prompt")
     with st.container(border=True):
-        st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
-        st.markdown(safe_markdown(item.completions[position].text))
+        st.markdown(safe_markdown(item.prompt))
+    st.subheader(f"{item.k} completions")
+    for letter, position in zip(LETTERS, order):
+        with st.container(border=True):
+            st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
+            st.markdown(safe_markdown(item.completions[position].text))
 
-demonstration_from(item, order)
+    demonstration_from(item, order)
 
-with st.form(key, border=True):
-    st.text_input(
-        "Ranking, best first", key=f"{key}-typed", placeholder="e.g. D > C > A = B   (or DCA=B), then Enter",
-        help="Letters best to worst; '=' ties two completions. When filled, this wins over the buttons below.",
-    )
-    st.caption("…or give each completion a rank (1 = best; equal ranks are ties):")
-    for i in range(item.k):
-        st.segmented_control(f"Rank of {LETTERS[i]}", list(range(1, item.k + 1)), key=f"{key}-rank-{i}")
-    st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{key}-flags")
-    st.text_input("Comment (optional)", key=f"{key}-comment")
-    left, right = st.columns(2)
-    left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False), width="stretch")
-    right.form_submit_button("Skip", on_click=submit, args=(item, order, True), width="stretch")
+    with st.form(key, border=True):
+        st.text_input(
+            "Ranking, best first", key=f"{key}-typed", placeholder="e.g. D > C > A = B   (or DCA=B), then Enter",
+            help="Letters best to worst; '=' ties two completions. When filled, this wins over the buttons below.",
+        )
+        st.caption("…or give each completion a rank (1 = best; equal ranks are ties):")
+        for i in range(item.k):
+            st.segmented_control(f"Rank of {LETTERS[i]}", list(range(1, item.k + 1)), key=f"{key}-rank-{i}")
+        st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{key}-flags")
+        st.text_input("Comment (optional)", key=f"{key}-comment")
+        left, right = st.columns(2)
+        left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False), width="stretch")
+        right.form_submit_button("Skip", on_click=submit, args=(item, order, True), width="stretch")
