@@ -262,6 +262,10 @@ class Client:
 
 
 async def annotate(client: Client, submits: int, pace: float, rng: random.Random) -> None:
+    """Submit back to back, or at a person's pace: a first submit some time within the first `pace` seconds, then
+    one every `pace` seconds give or take half (people do not click in step; in step, 64 of them make a burst)."""
+    if pace:
+        await asyncio.sleep(rng.uniform(0, pace))
     for i in range(submits):
         try:
             client.seconds.append(await client.tab.submit_form(
@@ -278,7 +282,7 @@ async def annotate(client: Client, submits: int, pace: float, rng: random.Random
             client.acknowledged += 1
         print("." if saved and not problems else "x", end="", flush=True)
         if pace and i < submits - 1:
-            await asyncio.sleep(pace)
+            await asyncio.sleep(pace * rng.uniform(0.5, 1.5))
 
 
 async def measure(port: int, db_path: Path, n: int, submits: int, pace: float) -> dict:
@@ -331,7 +335,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64], help="client counts, one run each")
     parser.add_argument("--submits-per-client", type=int, default=10)
-    parser.add_argument("--pace", type=float, default=0.0, help="seconds each client waits between its submits")
+    parser.add_argument("--pace", type=float, default=0.0, help="mean seconds each client waits between its submits (±50%%)")
     parser.add_argument("--db", help="an existing database to load (default: a seeded temporary one)")
     parser.add_argument("--port", type=int, default=8599)
     args = parser.parse_args()

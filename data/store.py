@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -14,6 +15,12 @@ from data.migrations import migrations
 DEFAULT_DB_PATH = Path(__file__).resolve().parent / "app.db"
 DB_ENV_VAR = "RLHF_DB"
 BUSY_TIMEOUT_S = 30
+
+
+# Writers of this process queue here, each woken the moment the one before commits. Left to SQLite's busy
+# handler alone, 64 annotators' sessions retried the file lock with sleeps of up to 100 ms, and the unlucky
+# ones waited seconds (bench/annotate_load.py). Other processes (jobs, the CLI) still meet the busy timeout.
+_WRITERS = threading.Lock()
 
 
 class StoreBusy(RuntimeError):
@@ -58,18 +65,24 @@ def write_transaction(db: Database):
         with db.atomic():
             yield db
         return
+    busy = StoreBusy(f"The store is busy: another process held it for over {BUSY_TIMEOUT_S} s. Try again in a moment.")
+    if not _WRITERS.acquire(timeout=BUSY_TIMEOUT_S):
+        raise busy
     try:
-        db.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        if "locked" not in str(error) and "busy" not in str(error):
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            raise busy from None
+        try:
+            yield db
+        except BaseException:
+            db.rollback()
             raise
-        raise StoreBusy(f"The store is busy: another process held it for over {BUSY_TIMEOUT_S} s. Try again in a moment.") from None
-    try:
-        yield db
-    except BaseException:
-        db.rollback()
-        raise
-    db.execute("COMMIT")
+        db.execute("COMMIT")
+    finally:
+        _WRITERS.release()
 
 
 def now() -> str:
