@@ -34,6 +34,9 @@ bench: install
 	$(BIN)/pip install -q -r requirements-bench.txt
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.generation
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.annotate_latency
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.annotate_load --clients 1 8 32 64 --submits-per-client 20
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.admin_scale
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.export_scale
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.sft
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.policy --steps 20
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.reward_model

@@ -130,8 +130,8 @@ def ms(seconds: float) -> float:
 
 def in_process(phase: str, *args) -> dict:
     """Run one phase in a fresh Python process, so its time and peak RSS are its own."""
-    out = subprocess.run([sys.executable, "-m", "bench.admin_scale", "--phase", phase, *map(str, args)],
-                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "bench.admin_scale", "--phase", phase, *map(str, args)], check=True,
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "STREAMLIT_LOGGER_LEVEL": "error"}).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -63,7 +63,7 @@ def start_session(user: accounts.User) -> None:
 
 
 def clear_session() -> None:
-    """Forget everything of the previous account in this tab (typed rankings, counts, messages) but the connection."""
+    """Forget everything of the previous account in this tab (typed rankings, counts, widgets) but the connection and the message."""
     for key in list(st.session_state):
         if key not in ("db", "flash"):
             del st.session_state[key]
