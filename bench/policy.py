@@ -24,7 +24,8 @@ from bench.common import peak_rss_mb, save
 from data.builtin import PROMPTS_FILE
 from data.importing import parse_prompts
 from policy.config import PolicyConfig
-from policy.models import EMBEDDED_GENERATOR, load_generator, resolve_generator_path
+from policy.models import load_generator
+from training import EMBEDDED_GENERATOR, resolve_model_path
 
 K, PROMPTS_PER_STEP, NEW_TOKENS, HELD_OUT = 4, 4, 64, 8
 
@@ -87,7 +88,7 @@ def run_trl(steps: int) -> dict:
     from trl import RLOOConfig, RLOOTrainer
 
     train, _ = prompts()
-    folder = resolve_generator_path(EMBEDDED_GENERATOR)
+    folder = resolve_model_path(EMBEDDED_GENERATOR)
 
     def concise_reward(prompts, completions, **_):
         return [concise(c[0]["content"] if isinstance(c, list) else c) for c in completions]

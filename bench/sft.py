@@ -21,7 +21,8 @@ import torch
 from bench.common import peak_rss_mb, save
 from bench.hh import load_split
 from policy.config import SFTConfig
-from policy.models import EMBEDDED_GENERATOR, load_generator, resolve_generator_path
+from policy.models import load_generator
+from training import EMBEDDED_GENERATOR, resolve_model_path
 from policy.sft import encode_demonstration, fit, make_batches, validation_loss
 
 MAX_LENGTH, BATCH = 256, 8
@@ -64,7 +65,7 @@ def run_trl(n_train: int, n_validation: int) -> dict:
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    folder = resolve_generator_path(EMBEDDED_GENERATOR)
+    folder = resolve_model_path(EMBEDDED_GENERATOR)
     _, tokenizer = load_generator(EMBEDDED_GENERATOR)
     train, validation = demonstrations(n_train, n_validation, tokenizer)
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": r["prompt"]}] for r in train],

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from data import demonstrations, versions
 from data.jobs import job_main
 from policy.config import SFTConfig
-from policy.models import load_generator, pick_device, save_generator_version
+from policy.models import load_generator, save_generator_version
+from training import pick_device, use_bf16, warmup_then_decay
 
 
 @dataclass
@@ -113,7 +114,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     """Train on {prompt, response} rows; returns (model, metrics). Keeps the weights of the best validation loss."""
     torch.manual_seed(config.seed)
     device = model.device
-    bf16 = config.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(config.bf16, device)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -126,8 +127,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     total = steps_per_epoch * config.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    schedule = warmup_then_decay(optimizer, total, total // 10)
     start_loss = validation_loss(model, val_batches, device, bf16)
     best = {"loss": start_loss, "epoch": 0, "state": None}
     step, tokens, seconds, bad_epochs = 0, 0, 0.0, 0

@@ -24,7 +24,8 @@ from data import items, versions
 from data.jobs import job_main
 from policy.config import PolicyConfig
 from policy.generate import chat_inputs, completion_lengths, eos_token_ids
-from policy.models import load_generator, pick_device, save_generator_version
+from policy.models import load_generator, save_generator_version
+from training import pick_device, use_bf16
 
 EXAMPLES_SAVED = 8
 
@@ -157,7 +158,7 @@ class PolicyTrainer:
         self.tokenizer = tokenizer
         self.scorer = scorer
         self.device = model.device
-        self.bf16 = config.bf16 and (self.device.type == "cpu" or torch.cuda.is_bf16_supported())
+        self.bf16 = use_bf16(config.bf16, self.device)
         if config.lora:
             from peft import LoraConfig, get_peft_model
 

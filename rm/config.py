@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"
+from training import EMBEDDED_ENCODER  # noqa: F401  (the default backbone)
 
 
 @dataclass

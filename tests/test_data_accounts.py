@@ -155,7 +155,8 @@ def test_an_imported_ranking_never_earns_a_local_account_credit(db):
 
 
 def test_a_change_raced_by_a_demotion_is_refused_inside_its_transaction(db):
-    root, other = admin(db), admin(db, "other")
+    root = admin(db)
+    admin(db, "other")
     stale = accounts.authenticate(db, "other", "a-long-password")  # the click was already on its way...
     accounts.set_role(db, root, "other", "annotator")  # ...when another admin demoted "other"
     for change in (lambda: accounts.create_user(db, "sneaky", "a-long-password", role="admin", actor=stale),

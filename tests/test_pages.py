@@ -4,10 +4,9 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from data import accounts, annotation, jobs
+from data import accounts, annotation
 from data.store import open_db
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

@@ -3,7 +3,8 @@ import torch
 
 from data import builtin, versions
 from policy.generate import chat_inputs, completion_lengths, sample
-from policy.models import EMBEDDED_GENERATOR, load_generator
+from policy.models import load_generator
+from training import EMBEDDED_GENERATOR
 
 EOS = 2
 

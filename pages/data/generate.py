@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from data import items, jobs, versions
+from data import items, versions
 from policy.config import GenerationConfig
 from ui.jobs import launch, latest_job, version_picker
 from ui.session import screen

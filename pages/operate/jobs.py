@@ -1,6 +1,5 @@
 """Jobs: every background job (generation, training, export), live, with cancel."""
 
-import streamlit as st
 
 from ui.jobs import recent_jobs
 from ui.session import screen

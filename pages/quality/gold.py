@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from data import annotation, gold, items, quality
+from data import annotation, gold, items
 from data.rankings import LETTERS, RankingError, parse_ranking_text
 from ui.session import flash, guarded, screen
 from ui.text import safe_markdown
