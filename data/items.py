@@ -141,10 +141,10 @@ def counts(db: Database) -> dict[str, int]:
 
 
 def ranked_items(db: Database, limit: int = 200) -> list[dict]:
-    """Items with at least one ranking, newest first."""
+    """Items served to annotators (not the hidden ones of edited demonstrations) with a ranking, newest first."""
     return list(db.query(
         f"""SELECT i.id, p.text AS prompt, i.n_rankings FROM items i JOIN prompts p ON p.id = i.prompt_id
-            WHERE i.n_rankings > 0 ORDER BY i.id DESC LIMIT {int(limit)}"""))
+            WHERE i.n_rankings > 0 AND i.origin = 'sampled' ORDER BY i.id DESC LIMIT {int(limit)}"""))
 
 
 def items_of_set(db: Database, prompt_set: str, limit: int = 500) -> list[dict]:

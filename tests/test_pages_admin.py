@@ -36,7 +36,7 @@ def test_the_overview_shows_counts(app_db):
 
 def test_admin_imports_pasted_prompts_once(app_db):
     at = start("pages/data/import.py")
-    for expected in ("'added': 2", "'added': 0, 'already_present': 2"):
+    for expected in ("Imported: 2 added, 0 already present", "Imported: 0 added, 2 already present"):
         at.text_area[0].input("First new prompt\nSecond new prompt")
         at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
         assert not at.exception and expected in unescaped(at.success[0])
@@ -121,8 +121,11 @@ def test_the_quality_screens_show_agreement_and_biases(app_db):
 def test_item_consensus_is_computed_for_the_item_asked_for(app_db):
     item = rank_two(app_db)
     at = start("pages/quality/items.py")
+    assert list(at.dataframe[0].value["completion"])[0] == "A"  # the newest ranked item: the one ranked here
     at.number_input[0].set_value(item).run()
     assert list(at.dataframe[0].value["completion"])[0] == "A"
+    at.number_input[0].set_value(99_999).run()
+    assert "no rankings" in at.info[0].value
 
 
 def test_admin_marks_a_gold_item_and_sets_its_rate(app_db):

@@ -9,7 +9,8 @@ from data import jobs
 from ui.session import db_path, flash, require
 from ui.text import safe_markdown
 
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
+                "failed": ":material/error:", "cancelled": ":material/stop_circle:"}
 
 
 def launch(kind: str, config, what: str) -> None:
@@ -51,7 +52,9 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
             metric_charts(jobs.job_metrics(db, job["id"]), charts)
         if job["result"]:
             st.caption(safe_markdown(f"Result: {job['result']}"))
-        if job["error"]:
+        if job["status"] == "cancelled":
+            st.info("Cancelled by an admin.")
+        elif job["error"]:
             st.error("The job stopped with this error:")
             st.code(job["error"][-1500:], language=None)
         if job["log"]:

@@ -15,7 +15,8 @@ def parse_prompt_input(upload, pasted: str):
 
 def run_import(do_import) -> None:
     try:
-        flash("success", f"Imported: {do_import()}")
+        counts = do_import()
+        flash("success", "Imported: " + ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in counts.items()))
     except (importing.BadImportFile, ValueError, StoreBusy) as error:
         flash("error", f"Import failed: {error}")
     st.rerun()
@@ -24,7 +25,7 @@ def run_import(do_import) -> None:
 with screen("Import") as (db, user):
     st.markdown("**Prompts** · `.txt` one per line, `.csv` with a `prompt` column (optional `source`, `tags`), "
                 "or `.jsonl` with a `prompt` key. All or nothing: a bad line imports nothing.")
-    with st.form("import-prompts", clear_on_submit=True):
+    with st.form("import-prompts"):  # not cleared: the set name stays, so importing the same file again adds nothing
         upload = st.file_uploader("Prompt file", type=["txt", "csv", "jsonl", "json"])
         pasted = st.text_area("…or paste prompts, one per line")
         prompt_set = st.text_input("Prompt set", value="default")
@@ -32,14 +33,20 @@ with screen("Import") as (db, user):
             run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip()))
     st.markdown("**Completions made elsewhere** · `.jsonl`, one line per prompt: "
                 '`{"prompt": "...", "completions": ["...", "..."], "model": "optional name"}`')
-    with st.form("import-completions", clear_on_submit=True):
+    with st.form("import-completions"):
         upload = st.file_uploader("Completions file", type=["jsonl", "json"])
         prompt_set = st.text_input("Prompt set", value="imported")
-        if st.form_submit_button("Import completions", type="primary") and upload:
+        if st.form_submit_button("Import completions", type="primary"):
+            if upload is None:
+                flash("error", "Choose a completions file first.")
+                st.rerun()
             run_import(lambda: importing.import_completions(db, importing.parse_completions(upload.getvalue()), prompt_set.strip()))
     st.markdown("**Rankings** · a `rankings` export (`.jsonl`) from this app. Annotator names in it become disabled "
                 "accounts (provenance only) until an admin enables them under Team.")
     with st.form("import-rankings", clear_on_submit=True):
         upload = st.file_uploader("Rankings file", type=["jsonl", "json"])
-        if st.form_submit_button("Import rankings", type="primary") and upload:
+        if st.form_submit_button("Import rankings", type="primary"):
+            if upload is None:
+                flash("error", "Choose a rankings file first.")
+                st.rerun()
             run_import(lambda: importing.import_rankings(db, importing.parse_rankings(upload.getvalue())))

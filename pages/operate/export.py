@@ -51,7 +51,9 @@ with screen("Export") as (db, user):
     fmt = right.radio("Format", export.FORMATS, horizontal=True)
     where = filter_form(db)
     rows = export.count_rows(db, kind, where)
-    st.caption(f"{rows:,} rows" + (" · the first 50:" if rows > 50 else ":"))
+    if not rows:
+        st.info("No rows match these filters.")
+    st.caption(f"{rows:,} rows" + (" · the first 50" if rows > 50 else ""))
     st.dataframe(export.preview(db, kind, where, rows=50), hide_index=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from data import accounts
-from ui.session import flash, guarded, screen, start_session
+from ui.session import flash, guarded, screen, sso_configured, start_session
 
 
 @guarded("admin")
@@ -12,7 +12,9 @@ def create_account(db, user) -> None:
     name, password = st.session_state.get("new-name", ""), st.session_state.get("new-password", "")
     try:
         accounts.create_user(db, name, password or None, st.session_state.get("new-role", "annotator"), actor=user)
-        flash("success", f"{name} can log in now.")
+        flash("success", f"{name} can log in now." if password else
+              f"{name} can log in through single sign-on" + ("." if sso_configured() else
+                                                             ", once an [auth] section is set in .streamlit/secrets.toml."))
     except accounts.AuthError as error:
         flash("error", str(error))
 

@@ -34,7 +34,7 @@ with screen("Gold items") as (db, user):
         completions = annotation.completions_of(db, item["id"])
         for c in completions:
             st.markdown(f":violet-badge[**{LETTERS[c.position]}**]")
-        st.markdown(safe_markdown(c.text[:200]))
+            st.markdown(safe_markdown(c.text[:300] + ("…" if len(c.text) > 300 else "")))
         with st.form("gold"):
             st.text_input("Expected order (letters as listed above), e.g. B > A = C, or just B > A", key="gold-expected")
             st.form_submit_button("Mark as gold", on_click=save_gold, args=(item["id"], len(completions)))

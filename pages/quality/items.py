@@ -16,9 +16,16 @@ with screen("Item consensus") as (db, user):
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     item = left.selectbox("One of the 200 newest ranked items", ranked,
                           format_func=lambda r: f"#{r['id']} · {r['n_rankings']} rankings · {r['prompt'][:70]}")
-    item_id = right.number_input("…or any item id", 1, value=item["id"])
-    st.dataframe(pd.DataFrame(quality.item_consensus(db, int(item_id))).round(3), hide_index=True)
+    typed = right.number_input("…or any item id (0: the one on the left)", 0, value=0)
+    item_id = int(typed) or item["id"]
+    consensus = quality.item_consensus(db, item_id)
+    if not consensus:
+        st.info(f"Item {item_id} has no rankings to build a consensus from (or does not exist).")
+        st.stop()
+    st.caption(f"Item {item_id}: Bradley-Terry strength of each completion from its rankings, with a 95% bootstrap interval "
+               "(with a single ranking, the interval cannot show any doubt).")
+    st.dataframe(pd.DataFrame(consensus).round(3), hide_index=True)
     with st.expander("The completions"):
-        for completion in annotation.completions_of(db, int(item_id)):
+        for completion in annotation.completions_of(db, item_id):
             st.markdown(f":violet-badge[Completion **{LETTERS[completion.position]}**]")
             st.markdown(safe_markdown(completion.text))
