@@ -51,6 +51,7 @@ def create_first_admin() -> None:
         if password != st.session_state.get("admin-repeat", ""):
             raise accounts.AuthError("the two passwords differ")
         start_session(accounts.create_first_admin(db, st.session_state.get("admin-name", ""), password))
+        st.query_params.pop("setup", None)  # the token is spent: keep it out of the address bar and history
     except accounts.AuthError as error:
         flash("error", str(error))
 
