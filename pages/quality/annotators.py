@@ -30,7 +30,8 @@ with screen("Annotators") as (db, user):
         st.caption("No rankings yet.")
         st.stop()
     st.dataframe(table, hide_index=True, column_config={
-        column: st.column_config.NumberColumn(label, format="percent") for column, label in PERCENT_COLUMNS.items()})
+        "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
+        **{column: st.column_config.NumberColumn(label, format="percent") for column, label in PERCENT_COLUMNS.items()}})
     left, right = st.columns(2)
     left.caption("Position bias: the first-shown completion ranked best, against chance")
     left.altair_chart(bias_chart(table, ["first_shown_ranked_best", "first_shown_expected"]), width="stretch")
