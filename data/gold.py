@@ -13,7 +13,9 @@ def set_gold(db: Database, item_id: int, expected: list[list[int]]) -> None:
         raise ValueError("a gold answer must order at least one pair, e.g. A > B")
     with write_transaction(db):
         db.execute("INSERT OR REPLACE INTO gold (item_id, expected, created_at) VALUES (?, ?, ?)", [item_id, to_json(expected), now()])
-        db.execute("INSERT OR IGNORE INTO stats_dirty (item_id) VALUES (?)", [item_id])  # its rankings are graded anew
+        from data import quality  # quality grades with this module's `passes`
+
+        quality.mark_dirty(db, item_id)  # its rankings are graded anew
 
 
 def set_gold_every(db: Database, prompt_set: str, every: int) -> None:

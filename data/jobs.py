@@ -29,7 +29,7 @@ from sqlite_utils import Database
 
 from data import versions
 from data.items import BUILTIN_SET
-from data.store import db_file, from_json, now, open_db, resolve_db_path, to_json, write_transaction
+from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JOB_MODULES = {
@@ -229,14 +229,10 @@ def _write(db: Database, sql: str, params: list, between_tries=lambda: None) -> 
                 db.execute(sql, params)
             return
         except sqlite3.OperationalError as error:
-            if not _is_lock_error(error) or db.conn.in_transaction:  # inside a caller's transaction: theirs to retry
+            if not is_lock_error(error) or db.conn.in_transaction:  # inside a caller's transaction: theirs to retry
                 raise
         between_tries()
         time.sleep(LOCK_RETRY_S)
-
-
-def _is_lock_error(error: sqlite3.OperationalError) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
 
 
 @contextlib.contextmanager

@@ -72,7 +72,7 @@ def write_transaction(db: Database):
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            if "locked" not in str(error) and "busy" not in str(error):
+            if not is_lock_error(error):
                 raise
             raise busy from None
         try:
@@ -83,6 +83,11 @@ def write_transaction(db: Database):
         db.execute("COMMIT")
     finally:
         _WRITERS.release()
+
+
+def is_lock_error(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the lock (past the busy timeout)."""
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def now() -> str:
