@@ -2,11 +2,12 @@
 
 import datetime
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
 from data import gold
+from data.conversation import as_messages
 from data.rankings import ranking_to_pairs, validate_ranking
 from data.store import from_json, now, to_json, write_transaction
 
@@ -28,10 +29,19 @@ class Item:
     prompt: str
     prompt_set: str
     completions: list[Completion]  # in stored order: position 0 is A in exports
+    messages: list[dict] = field(default_factory=list)  # the conversation before the turn to rank (one user turn for plain text)
+    guideline: "Guideline | None" = None  # the set's current guidelines when the item was served
+    repeat_of: int | None = None  # a self-consistency repeat: the id of this annotator's first ranking of the item
 
     @property
     def k(self) -> int:
         return len(self.completions)
+
+
+@dataclass(frozen=True)
+class Guideline:
+    version: int
+    text: str  # Markdown
 
 
 @dataclass
@@ -113,12 +123,12 @@ def completions_of(db: Database, item_id: int) -> list[Completion]:
 
 def get_item(db: Database, item_id: int) -> Item:
     row = db.execute(
-        "SELECT i.id, i.prompt_id, p.text, p.prompt_set FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE i.id = ?",
+        "SELECT i.id, i.prompt_id, p.text, p.prompt_set, p.messages FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE i.id = ?",
         [item_id],
     ).fetchone()
     if row is None:
         raise LookupError(f"item {item_id} does not exist")
-    return Item(row[0], row[1], row[2], row[3], completions_of(db, item_id))
+    return Item(row[0], row[1], row[2], row[3], completions_of(db, item_id), as_messages(row[2], row[4]))
 
 
 def progress(db: Database, annotator: int) -> Progress:

@@ -290,3 +290,44 @@ def m0007_quality_stats(db):
         )""")
     db.execute("CREATE TABLE daily_rankings (day TEXT PRIMARY KEY, rankings INTEGER NOT NULL)")
     db.execute("CREATE INDEX rankings_flagged ON rankings (item_id) WHERE flags != '[]'")
+
+
+@migrations()
+def m0010_conversations_guidelines_repeats(db):
+    # A prompt may be a conversation: the messages before the assistant turn to rank, as JSON
+    # [{"role": "system"|"user"|"assistant", "content": ...}] ending with a user turn. NULL: one user turn, `text`.
+    # `text` then holds the conversation as a transcript (data/conversation.py), so a set still holds each prompt once.
+    db.execute("ALTER TABLE prompts ADD COLUMN messages TEXT")
+    # Guidelines per prompt set, in Markdown; an edit adds a version, nothing is overwritten.
+    db.execute("""
+        CREATE TABLE guidelines (
+            prompt_set TEXT NOT NULL REFERENCES prompt_sets(name),
+            version INTEGER NOT NULL CHECK (version >= 1),
+            text TEXT NOT NULL,
+            author_id INTEGER REFERENCES annotators(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (prompt_set, version)
+        )""")
+    db.execute("ALTER TABLE rankings ADD COLUMN guideline_version INTEGER")  # NULL: the set had none when it was ranked
+    # Self-consistency: a share of each annotator's queue re-serves an item they ranked a day or `repeat_gap` rankings ago.
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN repeat_share REAL NOT NULL DEFAULT 0.05 CHECK (repeat_share BETWEEN 0 AND 0.5)")
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN repeat_gap INTEGER NOT NULL DEFAULT 20 CHECK (repeat_gap >= 1)")
+    db.execute("ALTER TABLE reservations ADD COLUMN repeat_of INTEGER REFERENCES rankings(id)")  # the ranking a repeat re-asks
+    # A repeat is kept apart from `rankings`, so it is never a second vote in comparisons, training, exports or agreement.
+    db.execute("""
+        CREATE TABLE repeat_rankings (
+            id INTEGER PRIMARY KEY,
+            ranking_id INTEGER NOT NULL UNIQUE REFERENCES rankings(id),  -- the first ranking; one repeat each
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+            skipped INTEGER NOT NULL DEFAULT 0,
+            groups TEXT,
+            display_order TEXT NOT NULL,
+            seconds REAL,
+            guideline_version INTEGER,
+            agree INTEGER NOT NULL DEFAULT 0,  -- pairs ordered the same way as the first time (both strict)
+            disagree INTEGER NOT NULL DEFAULT 0,  -- pairs ordered the other way
+            tau_b REAL,  -- Kendall tau-b against the first ranking; NULL when either is all ties or it was skipped
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX repeat_rankings_annotator ON repeat_rankings (annotator_id)")
