@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install browser bench clean
+.PHONY: run test install browser bench screenshots clean
 
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m data init
@@ -28,6 +28,10 @@ $(VENV)/.installed: requirements.txt requirements-models.txt
 # Debian's Chromium for the browser tests (Playwright drives it; `playwright install` needs a network we lack).
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+# The README's pictures of the annotate screen, taken by the browser test that checks it.
+screenshots: install browser
+	SCREENSHOT_DIR=docs HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_browser.py -k wide_screen
 
 # Benchmarks against the peers (TRL), side by side; results land in bench/out/ and bench/README.md.
 bench: install

@@ -1,6 +1,7 @@
 """End to end in Debian's Chromium: the real app served on a free port, driven by Playwright."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -33,20 +34,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+def need_chromium() -> None:
     if not shutil.which("chromium"):
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: `make test` installs Debian's chromium")
         pytest.skip("Debian's chromium is not installed (make test installs it)")
-    db_path = tmp_path / "app.db"
-    db = open_db(db_path)
-    items.ensure_prompt_set(db, "hostile")
-    prompt_id, _ = items.add_prompt(db, "hostile", "Say something <script>window.__pwned = 4</script>")
-    items.add_item(db, prompt_id, [items.NewCompletion(t) for t in HOSTILE])  # item 1: first in the queue
-    builtin.init_db(db)
-    accounts.create_user(db, "admin", "admin-password", role="admin")
-    accounts.create_user(db, "alice", "alice-password")
+
+
+def serve(db_path):
+    """The app on a free port over the database at `db_path`: (url, process)."""
+    need_chromium()
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
@@ -58,21 +55,34 @@ def server(tmp_path):
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
+            return url, process
         except OSError:
             time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not start within 60 s")
+    process.kill()
+    pytest.fail("streamlit did not start within 60 s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    db_path = tmp_path / "app.db"
+    db = open_db(db_path)
+    items.ensure_prompt_set(db, "hostile")
+    prompt_id, _ = items.add_prompt(db, "hostile", "Say something <script>window.__pwned = 4</script>")
+    items.add_item(db, prompt_id, [items.NewCompletion(t) for t in HOSTILE])  # item 1: first in the queue
+    builtin.init_db(db)
+    accounts.create_user(db, "admin", "admin-password", role="admin")
+    accounts.create_user(db, "alice", "alice-password")
+    url, process = serve(db_path)
     yield url, db
     process.terminate()
     process.wait(10)
 
 
 @pytest.fixture
-def browser(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
+    need_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
         yield browser
@@ -202,3 +212,112 @@ def test_an_admin_moves_through_every_screen_without_an_exception(server, browse
         assert "This screen failed" not in admin.locator("[data-testid=stMain]").inner_text(), title
     admin.screenshot(path=str(tmp_path / "admin.png"))
     assert admin.dialogs == []
+
+
+CONVERSATION = [
+    {"role": "system", "content": "You answer in one sentence."},
+    {"role": "user", "content": "Which prime numbers are even?"},
+    {"role": "assistant", "content": "Only one of them."},
+    {"role": "user", "content": "Which one, and why is it the only one?"},
+]
+NEAR_TWINS = [
+    "Two is the only even prime, because every other even number is divisible by two.",
+    "Two is the only even prime, since every larger even number can be divided by two.",
+    "Four, because it is even.",
+    "Every even number is prime.",
+]
+
+
+@pytest.fixture
+def chat_server(tmp_path):
+    """A conversation item first in the queue, under version 1 of its set's guidelines; then the built-in prompts."""
+    from data import guidelines
+
+    db_path = tmp_path / "chat.db"
+    db = open_db(db_path)
+    items.ensure_prompt_set(db, "chat")
+    prompt_id, _ = items.add_prompt(db, "chat", CONVERSATION)
+    items.add_item(db, prompt_id, [items.NewCompletion(t) for t in NEAR_TWINS])
+    db.conn.commit()
+    builtin.init_db(db)
+    admin = accounts.create_user(db, "admin", "admin-password", role="admin")
+    accounts.create_user(db, "alice", "alice-password")
+    guidelines.save_guidelines(db, "chat", "## Ranking chat replies\n\nPrefer the **correct** reply; "
+                               "between two correct ones, the clearer.", admin.id)
+    url, process = serve(db_path)
+    yield url, db
+    process.terminate()
+    process.wait(10)
+
+
+def card_boxes(page, k: int) -> list[dict]:
+    """The screen position of each completion card's badge, A first."""
+    badges = [page.locator("[data-testid=stMain] span").filter(has_text=f"Completion {letter}").first for letter in "ABCDEFGHI"[:k]]
+    return [badge.bounding_box() for badge in badges]
+
+
+def screenshot_to(tmp_path, name: str) -> str:
+    """Where a screenshot goes: $SCREENSHOT_DIR (`make screenshots` writes the README's pictures) or the test's folder."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / name)
+
+
+def test_wide_screen_conversation_guidelines_side_by_side_diff_and_a_keyboard_only_ranking_with_a_tie(chat_server, browser, tmp_path):
+    url, db = chat_server
+    page = new_page(browser, width=1280)
+    log_in(page, url, "alice", "alice-password")
+    page.get_by_text("between two correct ones, the clearer", exact=False).wait_for(timeout=30_000)  # open on first view
+    assert page.get_by_text("Guidelines for this set (version 1)").is_visible()
+
+    # The conversation as chat turns; the last user turn in full.
+    turns = page.get_by_test_id("stChatMessage")
+    assert turns.count() == 4 and "Which one, and why is it the only one?" in turns.nth(3).inner_text()
+    # Side by side as a 2 x 2 grid: A beside B, C under A.
+    a, b, c, _ = card_boxes(page, 4)
+    assert abs(a["y"] - b["y"]) < 5 and b["x"] > a["x"] + 200 and c["y"] > a["y"] + 20 and abs(a["x"] - c["x"]) < 5
+    page.set_viewport_size({"width": 1280, "height": 1500})  # the main area scrolls inside the page: a tall window shows it all
+    page.screenshot(path=screenshot_to(tmp_path, "annotate-wide.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # From here on, the keyboard only.
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("d")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Compare two completions").wait_for(timeout=30_000)
+    dialog.locator("ins").first.wait_for()
+    assert dialog.locator("del").count() >= 1
+    common = int(re.search(r"(\d+)% of words in common", dialog.inner_text()).group(1))
+    assert common >= 50  # the near twins are the pair offered first
+    page.screenshot(path=screenshot_to(tmp_path, "annotate-diff.png"))
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    page.keyboard.press("g")
+    page.get_by_role("dialog").get_by_text("Prefer the correct reply").wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="hidden")
+
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Ranking, best first"
+    page.keyboard.type("B > A = C > D")
+    page.keyboard.press("Enter")
+    page.get_by_text("Saved: B > A = C > D").wait_for(timeout=30_000)
+    [ranking] = db.query("SELECT item_id, annotator_id, groups, display_order, guideline_version FROM rankings")
+    order = annotation.display_order(1, ranking["annotator_id"], 4)
+    assert ranking["item_id"] == 1 and ranking["guideline_version"] == 1
+    assert ranking["groups"] == str([[order[1]], sorted([order[0], order[2]]), [order[3]]])
+
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("s")  # skip the next item
+    page.get_by_text("Skipped.").wait_for(timeout=30_000)
+    assert db.execute("SELECT COUNT(*) FROM rankings WHERE skipped = 1").fetchone()[0] == 1
+    assert page.dialogs == []
+
+
+def test_a_narrow_screen_stacks_the_completions(chat_server, page):
+    url, _ = chat_server
+    log_in(page, url, "alice", "alice-password")
+    page.get_by_text("Completion D").first.wait_for(timeout=30_000)
+    boxes = card_boxes(page, 4)
+    assert all(abs(box["x"] - boxes[0]["x"]) < 5 for box in boxes)  # one column
+    assert all(later["y"] > earlier["y"] + 20 for earlier, later in zip(boxes, boxes[1:]))

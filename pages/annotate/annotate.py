@@ -1,18 +1,44 @@
-"""Annotate: rank one prompt's completions best to worst, ties allowed."""
+"""Annotate: rank one prompt's completions best to worst, ties allowed.
+
+The prompt (or conversation) first, the guidelines one click away, the completions side by side,
+a rank control on each, and the ranking bar pinned to the bottom of the window, so nothing needs
+scrolling past every answer. Everything has a key: the shortcuts are listed on the page.
+"""
 
 import time
 
 import streamlit as st
 
 from data import annotation, demonstrations
+from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from data.store import StoreBusy
+from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
 from ui.text import safe_markdown
 
 KEPT = "kept-entries"  # what an annotator entered, kept across a run that could not reach the store
 LEFT = "items-left"  # (count, when counted): the count visits every open item, so it is redone at most every 30 s
 RECOUNT_S = 30
+SIDE_BY_SIDE = "side-by-side"  # the layout of the completions, this session
+SEEN = "guidelines-seen"  # (prompt set, version) shown open once in this session; collapsed after
+EARLIER_WORDS = 120  # earlier turns of a conversation longer than this start collapsed
+AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
+SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **G** guidelines · **D** compare two · "
+             "**L** layout · **Tab** / **Shift+Tab** move between ranks and flags, **Space** picks · **Esc** closes")
+# "/" puts the cursor in the ranking field (Streamlit buttons take shortcuts, but nothing focuses a field).
+FOCUS_RANKING_JS = """<script>
+if (!window.__rankingKeys) {
+  window.__rankingKeys = true;
+  document.addEventListener("keydown", (event) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName) || document.activeElement.isContentEditable;
+    if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      const field = document.querySelector('input[aria-label="Ranking, best first"]');
+      if (field) { event.preventDefault(); field.focus(); }
+    }
+  });
+}
+</script>"""
 
 
 def items_left(db, user) -> int:
@@ -49,16 +75,18 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
     seconds = round(time.time() - st.session_state.get(f"{key}-shown-at", time.time()), 1)
     flags = st.session_state.get(f"{key}-flags") or []
     comment = st.session_state.get(f"{key}-comment") or ""
+    context = {"guideline_version": item.guideline.version if item.guideline else None, "repeat_of": item.repeat_of}
     try:
         if skipped:
-            annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment)
-            count_one_down()
+            annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment, **context)
+            if item.repeat_of is None:
+                count_one_down()
             flash("info", "Skipped.")
             return
         ranks = [st.session_state.get(f"{key}-rank-{i}") for i in range(item.k)]
         groups = ranking_from_input(st.session_state.get(f"{key}-typed") or "", ranks, order)
-        saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment)
-        if saved.was_new:
+        saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment, **context)
+        if saved.was_new and item.repeat_of is None:
             count_one_down()
         flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
     except (RankingError, ValueError) as error:
@@ -82,6 +110,10 @@ def save_demonstration(db, user, prompt_id: int, key: str, source_completion_id:
 
 def skip_prompt(prompt_id: int) -> None:
     st.session_state.setdefault("skipped-prompts", []).append(prompt_id)
+
+
+def flip_layout() -> None:
+    st.session_state[SIDE_BY_SIDE] = not st.session_state.get(SIDE_BY_SIDE, True)
 
 
 def write_demonstrations(db) -> None:
@@ -117,6 +149,114 @@ def demonstration_from(item, order: list[int]) -> None:
                   args=(item.prompt_id, key, source.id if source else None, f"item-{item.id}-shown-at"))
 
 
+def turn(message: dict) -> None:
+    """One turn of a conversation, as a chat bubble."""
+    with st.chat_message(message["role"], avatar=AVATARS[message["role"]]):
+        st.markdown(safe_markdown(message["content"]))
+
+
+def show_prompt(item) -> None:
+    """A plain prompt in a box; a conversation as chat turns, the last user turn in full and earlier ones collapsed when long."""
+    if not is_conversation(item.messages):
+        st.subheader("Prompt")
+        with st.container(border=True):
+            st.markdown(safe_markdown(item.prompt))
+        return
+    st.subheader("Conversation")
+    earlier, last = item.messages[:-1], item.messages[-1]
+    if earlier:
+        words = sum(word_count(m["content"]) for m in earlier)
+        if words > EARLIER_WORDS:
+            with st.expander(f"Earlier in the conversation: {len(earlier)} turns, {words} words"):
+                for message in earlier:
+                    turn(message)
+        else:
+            for message in earlier:
+                turn(message)
+    turn(last)
+
+
+def show_guidelines(item) -> None:
+    """The set's guidelines: open the first time this session meets their version, collapsed after; G opens them too."""
+    guideline = item.guideline
+    if guideline is None:
+        return
+    seen = st.session_state.setdefault(SEEN, set())
+    first_view = (item.prompt_set, guideline.version) not in seen
+    seen.add((item.prompt_set, guideline.version))
+    with st.expander(f"Guidelines for this set (version {guideline.version})", expanded=first_view, icon=":material/menu_book:"):
+        st.markdown(safe_markdown(guideline.text))
+
+
+@st.dialog("Guidelines", width="large")
+def guidelines_dialog(item) -> None:
+    st.caption(f"Version {item.guideline.version}")
+    st.markdown(safe_markdown(item.guideline.text))
+
+
+@st.dialog("Compare two completions", width="large")
+def compare_dialog(item, order: list[int]) -> None:
+    """A word diff between two completions the annotator picks (at first the two most alike), for answers that differ in a few words."""
+    letters = list(LETTERS[: item.k])
+    closest = most_similar_pair([item.completions[position].text for position in order])
+    left, right = st.columns(2)
+    first = left.selectbox("From", letters, index=closest[0], key=f"item-{item.id}-diff-a")
+    second = right.selectbox("To", letters, index=closest[1], key=f"item-{item.id}-diff-b")
+    a, b = (item.completions[order[letters.index(x)]].text for x in (first, second))
+    st.caption(f"{first} → {second}: {similarity(a, b):.0%} of words in common. "
+               f"Struck through: only in {first}. Highlighted: only in {second}.")
+    st.html(diff_html(a, b))
+
+
+def completion_card(item, shown: int, position: int) -> None:
+    """One completion: its letter and length, the text (a long tail one click away), and its rank control."""
+    letter, text = LETTERS[shown], item.completions[position].text
+    head, tail = split_long(text)
+    with st.container(border=True):
+        st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
+        st.caption(f"{word_count(text)} words")
+        st.markdown(safe_markdown(head))
+        if tail:
+            with st.expander(f"Read the rest: {word_count(tail)} more words"):
+                st.markdown(safe_markdown(tail))
+        st.segmented_control(f"Rank of {letter}", list(range(1, item.k + 1)), key=f"item-{item.id}-rank-{shown}",
+                             on_change="ignore", help="1 = best; equal ranks are ties")
+
+
+def show_completions(item, order: list[int]) -> None:
+    side_by_side = st.session_state.get(SIDE_BY_SIDE, True)
+    for row in grid_rows(item.k, side_by_side):
+        for column, shown in zip(st.columns(len(row)) if len(row) > 1 else [st.container()], row):
+            with column:
+                completion_card(item, shown, order[shown])
+
+
+def ranking_bar(item, order: list[int]) -> None:
+    """Pinned to the bottom of the window: type the ranking and press Enter, or submit the ranks given on the cards."""
+    key = f"item-{item.id}"
+    with st.bottom, st.form(key, border=False):
+        typed, submit_column, skip_column = st.columns([6, 1.3, 1], vertical_alignment="bottom")
+        typed.text_input(
+            "Ranking, best first", key=f"{key}-typed", placeholder="e.g. D > C > A = B   (or DCA=B), then Enter",
+            help="Letters best to worst; '=' ties two completions. When filled, this wins over the ranks on the cards.",
+        )
+        submit_column.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False),
+                                         width="stretch")
+        skip_column.form_submit_button("Skip", on_click=submit, args=(item, order, True), shortcut="S", width="stretch")
+
+
+def tools(item, order: list[int]) -> None:
+    """The row above the completions: guidelines, compare two, layout."""
+    side_by_side = st.session_state.get(SIDE_BY_SIDE, True)
+    with st.container(horizontal=True):
+        if item.guideline and st.button("Guidelines", icon=":material/menu_book:", shortcut="G"):
+            guidelines_dialog(item)
+        if st.button("Compare two", icon=":material/difference:", shortcut="D"):
+            compare_dialog(item, order)
+        st.button("Stacked view" if side_by_side else "Side by side", icon=":material/view_agenda:" if side_by_side else
+                  ":material/view_column:", shortcut="L", on_click=flip_layout)
+
+
 db = session_db()
 user = require(db)
 with error_boundary(details=False):  # an annotator never sees a traceback
@@ -131,31 +271,17 @@ with error_boundary(details=False):  # an annotator never sees a traceback
         st.stop()
     restore_entries()
 
-    order = annotation.display_order(item.id, user.id, item.k)
-    key = f"item-{item.id}"
-    st.session_state.setdefault(f"{key}-shown-at", time.time())
+    order = annotation.display_order(item.id, user.id, item.k, repeat=item.repeat_of is not None)
+    st.session_state.setdefault(f"item-{item.id}-shown-at", time.time())
 
-    st.subheader("Prompt")
-    with st.container(border=True):
-        st.markdown(safe_markdown(item.prompt))
-    st.subheader(f"{item.k} completions")
-    for letter, position in zip(LETTERS, order):
-        with st.container(border=True):
-            st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
-            st.markdown(safe_markdown(item.completions[position].text))
-
+    show_guidelines(item)
+    show_prompt(item)
+    st.subheader(f"{item.k} candidate replies" if is_conversation(item.messages) else f"{item.k} completions")
+    tools(item, order)
+    show_completions(item, order)
+    st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"item-{item.id}-flags", on_change="ignore")
+    st.text_input("Comment (optional)", key=f"item-{item.id}-comment", on_change="ignore")
     demonstration_from(item, order)
-
-    with st.form(key, border=True):
-        st.text_input(
-            "Ranking, best first", key=f"{key}-typed", placeholder="e.g. D > C > A = B   (or DCA=B), then Enter",
-            help="Letters best to worst; '=' ties two completions. When filled, this wins over the buttons below.",
-        )
-        st.caption("…or give each completion a rank (1 = best; equal ranks are ties):")
-        for i in range(item.k):
-            st.segmented_control(f"Rank of {LETTERS[i]}", list(range(1, item.k + 1)), key=f"{key}-rank-{i}")
-        st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{key}-flags")
-        st.text_input("Comment (optional)", key=f"{key}-comment")
-        left, right = st.columns(2)
-        left.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False), width="stretch")
-        right.form_submit_button("Skip", on_click=submit, args=(item, order, True), width="stretch")
+    st.caption("Keyboard: " + SHORTCUTS)
+    st.html(FOCUS_RANKING_JS, unsafe_allow_javascript=True)
+    ranking_bar(item, order)

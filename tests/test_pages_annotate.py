@@ -1,0 +1,127 @@
+"""The annotate screen under AppTest: conversations, guidelines, layout, and unannounced repeats."""
+
+import pytest
+
+from data import accounts, annotation, builtin, guidelines, items
+from data.store import open_db
+from tests.test_pages import button, start, unescaped
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Name a prime number."},
+    {"role": "assistant", "content": "Seven."},
+    {"role": "user", "content": "And an even one?"},
+]
+REPLIES = ["Two.", "Two, the only even prime.", "Four.", "There is none."]
+
+
+@pytest.fixture
+def chat_db(db_path, monkeypatch):
+    """A store whose first item (served first) is a conversation, then the built-in prompts."""
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    db = open_db(db_path)
+    items.ensure_prompt_set(db, "chat")
+    prompt_id, _ = items.add_prompt(db, "chat", CONVERSATION)
+    items.add_item(db, prompt_id, [items.NewCompletion(t) for t in REPLIES])
+    db.conn.commit()
+    builtin.init_db(db)
+    accounts.create_user(db, "admin", "admin-password", role="admin")
+    accounts.create_user(db, "alice", "alice-password")
+    return db
+
+
+def typed_key(at) -> str:
+    return next(k for k in at.session_state if str(k).endswith("-typed"))
+
+
+def test_a_conversation_shows_as_chat_turns_and_the_completions_as_candidate_replies(chat_db):
+    at = start(user="alice")
+    assert [m.name for m in at.chat_message] == ["system", "user", "assistant", "user"]
+    assert unescaped(at.chat_message[-1].markdown[0]) == "And an even one?"
+    assert [h.value for h in at.subheader] == ["Conversation", "4 candidate replies"]
+
+
+def test_long_earlier_turns_start_collapsed_and_the_last_user_turn_stays_in_view(db_path, monkeypatch):
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    db = open_db(db_path)
+    items.ensure_prompt_set(db, "chat")
+    long_turns = [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "reply " * 100},
+                  {"role": "user", "content": "So which is it?"}]
+    prompt_id, _ = items.add_prompt(db, "chat", long_turns)
+    items.add_item(db, prompt_id, [items.NewCompletion(t) for t in REPLIES[:2]])
+    db.conn.commit()
+    accounts.create_user(db, "alice", "alice-password")
+    at = start(user="alice")
+    [earlier] = [e for e in at.expander if e.label.startswith("Earlier in the conversation")]
+    assert "2 turns, 200 words" in earlier.label and len(earlier.chat_message) == 2
+    assert unescaped(at.main.chat_message[-1].markdown[0]) == "So which is it?"
+
+
+def guidelines_shown(at):
+    [shown] = [e for e in at.expander if e.label.startswith("Guidelines")]
+    return shown
+
+
+def test_guidelines_open_on_first_view_collapse_after_and_the_ranking_records_their_version(chat_db):
+    admin = accounts.active_user(chat_db, "admin")
+    guidelines.save_guidelines(chat_db, "chat", "Prefer **correct** answers; then the shorter one.", admin.id)
+    at = start(user="alice")
+    assert guidelines_shown(at).label == "Guidelines for this set (version 1)" and guidelines_shown(at).proto.expanded
+    assert "Prefer **correct** answers" in guidelines_shown(at).markdown[0].value
+    at.run()
+    assert not guidelines_shown(at).proto.expanded  # seen: one click away, out of the way
+
+    guidelines.save_guidelines(chat_db, "chat", "Prefer correct answers; ties are fine.", admin.id)
+    at.run()  # a new version is new to this session, so it opens again
+    assert guidelines_shown(at).label.endswith("(version 2)") and guidelines_shown(at).proto.expanded
+    at.text_input(key=typed_key(at)).input("B > A > C = D")
+    button(at, "Submit ranking").click().run()
+    assert "Saved: B > A > C = D" in unescaped(at.success[0])
+    assert chat_db.execute("SELECT guideline_version FROM rankings").fetchone() == (2,)
+    assert not [e for e in at.expander if e.label.startswith("Guidelines")]  # the built-in set has none
+
+
+def test_completions_sit_side_by_side_in_a_2x2_grid_and_stack_on_request(chat_db):
+    def card_columns():
+        return [len(c.segmented_control) for c in at.columns if c.segmented_control]
+
+    at = start(user="alice")
+    assert card_columns() == [1, 1, 1, 1]  # two rows of two columns, each completion with its rank control
+    button(at, "Stacked view").click().run()
+    assert not at.exception and card_columns() == [] and len(at.segmented_control) == 4
+    button(at, "Side by side").click().run()
+    assert card_columns() == [1, 1, 1, 1]
+
+
+def test_ranks_given_on_the_cards_with_a_tie_are_saved(chat_db):
+    at = start(user="alice")
+    for control, rank in zip(at.segmented_control, [2, 1, 2, 3]):
+        control.set_value(rank)
+    button(at, "Submit ranking").click().run()
+    assert "Saved: B > A = C > D" in unescaped(at.success[0])
+
+
+def test_a_repeat_is_served_unannounced_in_a_new_order_and_stored_apart(chat_db):
+    alice = accounts.active_user(chat_db, "alice")
+    annotation.set_repeat_settings(chat_db, "builtin", 0.5, 1)
+    at = start(user="alice")
+    for _ in range(30):
+        held = chat_db.execute("SELECT repeat_of FROM reservations WHERE annotator_id = ?", [alice.id]).fetchone()
+        if held and held[0]:
+            break
+        at.text_input(key=typed_key(at)).input("A > B > C > D")
+        button(at, "Submit ranking").click().run()
+        assert not at.exception
+    else:
+        pytest.fail("no repeat served in 30 rankings at a repeat share of 50%")
+    first = chat_db.execute("SELECT id, item_id, display_order FROM rankings WHERE id = ?", [held[0]]).fetchone()
+    rankings_before = chat_db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM comparisons) FROM rankings").fetchone()
+    caption = at.caption[0].value
+    at.text_input(key=typed_key(at)).input("A > B > C > D")
+    button(at, "Submit ranking").click().run()
+    assert "Saved: A > B > C > D" in unescaped(at.success[0])
+    [repeat] = chat_db.query("SELECT ranking_id, item_id, display_order FROM repeat_rankings")
+    assert (repeat["ranking_id"], repeat["item_id"]) == (first[0], first[1])
+    assert repeat["display_order"] != first[2]  # shown in another order than the first time
+    assert chat_db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM comparisons) FROM rankings").fetchone() == rankings_before
+    assert caption.split("·")[1] == at.caption[0].value.split("·")[1]  # not counted as a new ranking
