@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", default="imported", help="prompt set for their prompts")
     p = commands.add_parser("import-rankings", help="import a rankings export (JSONL)")
     p.add_argument("file", type=Path)
+    p = commands.add_parser("import-hh", help="import HH-RLHF pairs (JSONL of {chosen, rejected} dialogues) as rankings")
+    p.add_argument("file", type=Path)
+    p.add_argument("--set", default="hh-rlhf", help="prompt set for their prompts")
+    p.add_argument("--annotator", default="hh-rlhf", help="the provenance account the rankings are stored under")
     p = commands.add_parser("export", help="export pairs or rankings")
     p.add_argument("--kind", choices=export.KINDS, default="pairs")
     p.add_argument("--format", choices=export.FORMATS, default="jsonl")
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", help="last day, YYYY-MM-DD")
     p.add_argument("--annotator", action="append", help="only this annotator (repeatable)")
     p.add_argument("--prompt-set", action="append", help="only this prompt set (repeatable)")
+    p.add_argument("--conversational", choices=export.CONVERSATIONAL, default="auto",
+                   help="pairs as TRL's conversational format (lists of messages); auto: when any prompt is a conversation")
     p = commands.add_parser("export-completions", help="write a prompt set's items in the completions import format")
     p.add_argument("--set", default="builtin")
     p.add_argument("--out", type=Path, required=True)
@@ -73,9 +79,12 @@ def _run(db, args):
         return importing.import_completions(db, importing.parse_completions(args.file.read_bytes()), args.set)
     if args.command == "import-rankings":
         return importing.import_rankings(db, importing.parse_rankings(args.file.read_bytes()))
+    if args.command == "import-hh":
+        return importing.import_hh_pairs(db, importing.parse_hh_pairs(args.file.read_bytes(), args.annotator), args.set)
     if args.command == "export":
         where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set)
-        rows = export.write_export(db, args.kind, args.format, args.out, where, on_progress=_print_progress)
+        rows = export.write_export(db, args.kind, args.format, args.out, where, on_progress=_print_progress,
+                                   conversational=args.conversational)
         return {"rows": rows, "file": str(args.out)}
     if args.command == "backup":
         return store.backup(db, args.out)

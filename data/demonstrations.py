@@ -74,7 +74,7 @@ def demonstrations(db: Database, prompt_sets: list[str] | None = None) -> list[d
     if prompt_sets:
         where, params = f"WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))})", list(prompt_sets)
     return list(db.query(
-        f"""SELECT d.id, d.prompt_id, p.text AS prompt, d.text AS response, d.source, p.prompt_set,
+        f"""SELECT d.id, d.prompt_id, p.text AS prompt, p.messages, d.text AS response, d.source, p.prompt_set,
                    a.name AS annotator, d.created_at
             FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id LEFT JOIN annotators a ON a.id = d.annotator_id
             {where} ORDER BY d.id""", params))

@@ -2,9 +2,11 @@
 
 Kinds:
 - `pairs`: one row per comparison with `prompt`, `chosen`, `rejected` (TRL's RewardTrainer
-  and DPOTrainer columns) plus provenance.
-- `rankings`: one row per ranking with the completions and the ordered groups, ties kept.
-  Importing it into an empty database reproduces the same comparisons.
+  and DPOTrainer columns) plus provenance. When prompts are conversations, TRL's conversational
+  format: `prompt` a list of {role, content} messages, `chosen`/`rejected` one assistant message each
+  (option `conversational`: auto, the default, picks it when any exported prompt is a conversation).
+- `rankings`: one row per ranking with the completions and the ordered groups, ties kept, the
+  prompt as text and as `messages`. Importing it into an empty database reproduces the same items and comparisons.
 Formats: jsonl, csv, parquet.
 
 Exports stream: rows are read CHUNK_ROWS at a time and written as they come (JSONL line by line,
@@ -30,31 +32,36 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlite_utils import Database
 
-from data import agreement, jobs, quality
+from data import agreement, conversation, jobs, quality
 from data.rankings import tie_count
 from data.store import from_json
 
 KINDS = ("pairs", "rankings")
+CONVERSATIONAL = ("auto", "yes", "no")  # pairs as TRL's conversational format: when a prompt is a conversation, always, never
 FORMATS = ("jsonl", "csv", "parquet")
 CHUNK_ROWS = 20_000  # rows per SQL fetch and per Parquet row group
 CONSENSUS_CACHE = 50_000  # distinct sets of rankings whose consensus one export remembers
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so (OWASP CSV injection)
 
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _QUALITY_COLUMNS = [("annotator_agreement", pa.float64()), ("annotator_gold_accuracy", pa.float64()), ("is_gold", pa.bool_())]
 SCHEMAS = {  # one fixed schema per kind: every Parquet row group, and the columns of every format
     "pairs": pa.schema([
         ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), ("annotator", pa.string()),
         ("ranking_id", pa.int64()), ("item_id", pa.int64()), ("margin", pa.int64()), ("ties_in_ranking", pa.int64()),
-        ("created_at", pa.string()), ("prompt_set", pa.string()), ("chosen_generator", pa.string()),
+        ("created_at", pa.string()), ("guideline_version", pa.int64()), ("prompt_set", pa.string()), ("chosen_generator", pa.string()),
         ("rejected_generator", pa.string()), *_QUALITY_COLUMNS]),
     "rankings": pa.schema([
         ("ranking_id", pa.int64()), ("item_id", pa.int64()), ("annotator", pa.string()), ("prompt_set", pa.string()),
-        ("prompt", pa.string()), ("completions", pa.list_(pa.string())), ("models", pa.list_(pa.string())),
+        ("prompt", pa.string()), ("messages", MESSAGES), ("completions", pa.list_(pa.string())), ("models", pa.list_(pa.string())),
         ("ranking", pa.list_(pa.list_(pa.int64()))), ("ties", pa.int64()), ("display_order", pa.list_(pa.int64())),
         ("flags", pa.list_(pa.string())), ("comment", pa.string()), ("seconds", pa.float64()), ("created_at", pa.string()),
+        ("guideline_version", pa.int64()),
         ("consensus_strength", pa.list_(pa.float64())), ("consensus_low", pa.list_(pa.float64())),
         ("consensus_high", pa.list_(pa.float64())), *_QUALITY_COLUMNS]),
 }
+CONVERSATIONAL_PAIRS = SCHEMAS["pairs"].set(0, pa.field("prompt", MESSAGES)).set(1, pa.field("chosen", MESSAGES)) \
+    .set(2, pa.field("rejected", MESSAGES))
 # NOT INDEXED: rankings are read by rowid range, so ORDER BY r.id needs no sort and each page costs only
 # its own rows (with an index on a filter column, SQLite would sort every match again for every page).
 UNFILTERED = "r.skipped = 0"  # the clause of an export without filters
@@ -67,14 +74,14 @@ _FROM = {
 # Keyset pages: each query resumes after the last row's key, so no cursor stays open between pages
 # (a job writes its progress on the same connection meanwhile).
 _PAIRS_PAGE = """SELECT p.text, cc.text, rc.text, a.name, r.id, r.item_id, c.margin, r.groups, r.created_at, p.prompt_set,
-                        COALESCE(cv.name, cc.model_name), COALESCE(rv.name, rc.model_name), c.id
+                        COALESCE(cv.name, cc.model_name), COALESCE(rv.name, rc.model_name), p.messages, r.guideline_version, c.id
                  {from_}
                  JOIN completions cc ON cc.id = c.chosen_id JOIN completions rc ON rc.id = c.rejected_id
                  LEFT JOIN model_versions cv ON cv.id = cc.generator_version_id
                  LEFT JOIN model_versions rv ON rv.id = rc.generator_version_id
                  WHERE {clause} AND r.id >= ? AND (r.id > ? OR c.id > ?) ORDER BY r.id, c.id LIMIT ?"""
 _RANKINGS_PAGE = """SELECT r.id, r.item_id, a.name, p.prompt_set, p.text, r.groups, r.display_order, r.flags, r.comment,
-                           r.seconds, r.created_at
+                           r.seconds, r.created_at, p.messages, r.guideline_version
                     {from_} WHERE {clause} AND r.id > ? ORDER BY r.id LIMIT ?"""
 
 
@@ -130,10 +137,14 @@ class ExportConfig:
     complete_only: bool = field(default=False, metadata={"help": "only items with all the rankings their prompt set wants"})
     min_agreement: float | None = field(default=None, metadata={"help": "only annotators whose agreement with the others is at least this"})
     min_gold_accuracy: float | None = field(default=None, metadata={"help": "only annotators who pass at least this share of their gold items"})
+    conversational: str = field(default="auto", metadata={
+        "help": "pairs only: prompt/chosen/rejected as lists of messages (TRL's conversational format): "
+                "auto (when any exported prompt is a conversation), yes or no"})
 
     def __post_init__(self):
         _check_kind(self.kind)
         _check_format(self.format)
+        _check_conversational(self.conversational)
         if not self.out:
             raise ValueError("say where to write the export, e.g. --out pairs.parquet")
         self.export_filter().where()  # bad dates fail before the job starts
@@ -161,8 +172,32 @@ def _check_format(fmt: str) -> None:
         raise ValueError(f"unknown export format {fmt!r}: use one of {FORMATS}")
 
 
+def _check_conversational(mode: str) -> None:
+    if mode not in CONVERSATIONAL:
+        raise ValueError(f"conversational must be one of {CONVERSATIONAL}, got {mode!r}")
+
+
+def _conversational(db: Database, kind: str, clause: str, params: list, mode: str) -> bool:
+    """Whether pairs are written as messages: `yes`, or `auto` and some exported prompt is a conversation."""
+    _check_conversational(mode)
+    if kind != "pairs" or mode == "no":
+        return False
+    if mode == "yes":
+        return True
+    # From the conversations to their rankings: conversations are few next to rankings, and often none at all.
+    return bool(db.execute(
+        f"""SELECT EXISTS (SELECT 1 FROM prompts p JOIN items i ON i.prompt_id = p.id JOIN rankings r ON r.item_id = i.id
+                           JOIN annotators a ON a.id = r.annotator_id WHERE p.messages IS NOT NULL AND {clause})""",
+        params).fetchone()[0])
+
+
+def schema(kind: str, conversational: bool = False) -> pa.Schema:
+    """The columns of an export; conversational pairs hold lists of messages where plain pairs hold text."""
+    return CONVERSATIONAL_PAIRS if kind == "pairs" and conversational else SCHEMAS[kind]
+
+
 def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | BinaryIO, where: ExportFilter = ExportFilter(),
-                 on_progress: Callable[[int, int], None] | None = None) -> int:
+                 on_progress: Callable[[int, int], None] | None = None, conversational: str = "auto") -> int:
     """Stream the export into `out`, a path or a binary file, chunk by chunk; returns the row count.
 
     A path is written under a temporary name and renamed when complete, so a failed or cancelled
@@ -171,21 +206,22 @@ def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | Bin
     _check_kind(kind)
     _check_format(fmt)
     if isinstance(out, (str, os.PathLike)):
-        return _write_file(db, kind, fmt, Path(out), where, on_progress)
+        return _write_file(db, kind, fmt, Path(out), where, on_progress, conversational)
     annotators = annotator_quality(db)
     clause, params = _conditions(db, where, annotators)
-    chunks = _chunks(db, kind, clause, params, annotators, CHUNK_ROWS)
+    as_messages = _conversational(db, kind, clause, params, conversational)
+    chunks = _chunks(db, kind, clause, params, annotators, CHUNK_ROWS, as_messages)
     if on_progress:
         chunks = _reporting(chunks, _count(db, kind, clause, params), on_progress)
-    return _WRITERS[fmt](chunks, out, SCHEMAS[kind])
+    return _WRITERS[fmt](chunks, out, schema(kind, as_messages))
 
 
-def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilter, on_progress) -> int:
+def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilter, on_progress, conversational: str) -> int:
     handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)  # one per writer
     partial = Path(partial)
     try:
         with os.fdopen(handle, "wb") as file:
-            rows = write_export(db, kind, fmt, file, where, on_progress)
+            rows = write_export(db, kind, fmt, file, where, on_progress, conversational)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -199,32 +235,33 @@ def count_rows(db: Database, kind: str, where: ExportFilter = ExportFilter()) ->
     return _count(db, kind, *_conditions(db, where, annotator_quality(db)))
 
 
-def preview(db: Database, kind: str, where: ExportFilter = ExportFilter(), rows: int = 50) -> pd.DataFrame:
+def preview(db: Database, kind: str, where: ExportFilter = ExportFilter(), rows: int = 50,
+            conversational: str = "auto") -> pd.DataFrame:
     """The first `rows` rows of the export, as the export writes them (only those rows are read)."""
-    _check_kind(kind)
-    annotators = annotator_quality(db)
-    clause, params = _conditions(db, where, annotators)
-    return pd.DataFrame(next(_chunks(db, kind, clause, params, annotators, rows)), columns=SCHEMAS[kind].names)
+    return export_frame(db, kind, where, conversational, rows=rows)
 
 
-def export_bytes(db: Database, kind: str, fmt: str, where: ExportFilter = ExportFilter()) -> bytes:
+def export_bytes(db: Database, kind: str, fmt: str, where: ExportFilter = ExportFilter(), conversational: str = "auto") -> bytes:
     """The whole export in memory: for small exports and tests (write_export streams to a file)."""
     buffer = io.BytesIO()
-    write_export(db, kind, fmt, buffer, where)
+    write_export(db, kind, fmt, buffer, where, conversational=conversational)
     return buffer.getvalue()
 
 
-def export_frame(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
-    """The whole export as one frame: for small exports only (preview and write_export scale)."""
+def export_frame(db: Database, kind: str, where: ExportFilter = ExportFilter(), conversational: str = "auto",
+                 rows: int | None = None) -> pd.DataFrame:
+    """The whole export (or its first `rows` rows) as one frame: for small exports only (write_export scales)."""
     _check_kind(kind)
     annotators = annotator_quality(db)
     clause, params = _conditions(db, where, annotators)
-    records = [r for chunk in _chunks(db, kind, clause, params, annotators, CHUNK_ROWS) for r in chunk]
-    return pd.DataFrame(records, columns=SCHEMAS[kind].names)
+    as_messages = _conversational(db, kind, clause, params, conversational)
+    chunks = _chunks(db, kind, clause, params, annotators, rows or CHUNK_ROWS, as_messages)
+    records = next(chunks) if rows else [r for chunk in chunks for r in chunk]
+    return pd.DataFrame(records, columns=schema(kind, as_messages).names)
 
 
-def pairs_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
-    return export_frame(db, "pairs", where)
+def pairs_frame(db: Database, where: ExportFilter = ExportFilter(), conversational: str = "auto") -> pd.DataFrame:
+    return export_frame(db, "pairs", where, conversational)
 
 
 def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
@@ -326,10 +363,12 @@ def _pages(db: Database, sql: str, params: list, chunk: int, key: Callable[[tupl
         after = key(rows[-1])
 
 
-def _chunks(db: Database, kind: str, clause: str, params: list, annotators: dict, chunk: int) -> Iterator[list[dict]]:
+def _chunks(db: Database, kind: str, clause: str, params: list, annotators: dict, chunk: int,
+            conversational: bool = False) -> Iterator[list[dict]]:
     """The export as records (one dict per row, columns in schema order), `chunk` at a time, in ranking order."""
     gold_items = {item_id for (item_id,) in db.execute("SELECT item_id FROM gold")}
-    chunks = _pair_chunks(db, clause, params, chunk) if kind == "pairs" else _ranking_chunks(db, clause, params, chunk)
+    chunks = (_pair_chunks(db, clause, params, chunk, conversational) if kind == "pairs"
+              else _ranking_chunks(db, clause, params, chunk))
     for records in chunks:
         for record in records:
             for column, by_annotator in annotators.items():
@@ -338,19 +377,24 @@ def _chunks(db: Database, kind: str, clause: str, params: list, annotators: dict
         yield records
 
 
-def _pair_chunks(db: Database, clause: str, params: list, chunk: int) -> Iterator[list[dict]]:
+def _pair_chunks(db: Database, clause: str, params: list, chunk: int, conversational: bool) -> Iterator[list[dict]]:
     sql = _PAIRS_PAGE.format(from_=_FROM["pairs"], clause=clause)
     key = lambda row: [0, 0, 0] if row is None else [row[4], row[4], row[-1]]  # noqa: E731  (ranking id, comparison id)
     for rows in _pages(db, sql, params, chunk, key):
         ties = {groups: tie_count(from_json(groups)) for groups in {row[7] for row in rows}}
-        yield [_pair_record(row, ties) for row in rows]
+        yield [_pair_record(row, ties, conversational) for row in rows]
 
 
-def _pair_record(row: tuple, ties: dict[str, int]) -> dict:
-    prompt, chosen, rejected, annotator, ranking_id, item_id, margin, groups, created_at, prompt_set, chosen_by, rejected_by, _ = row
+def _pair_record(row: tuple, ties: dict[str, int], conversational: bool) -> dict:
+    (prompt, chosen, rejected, annotator, ranking_id, item_id, margin, groups, created_at, prompt_set, chosen_by, rejected_by,
+     messages, guideline_version, _) = row
+    if conversational:  # TRL's conversational preference format
+        prompt = conversation.as_messages(prompt, messages)
+        chosen, rejected = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "annotator": annotator, "ranking_id": ranking_id,
             "item_id": item_id, "margin": margin, "ties_in_ranking": ties[groups], "created_at": created_at,
-            "prompt_set": prompt_set, "chosen_generator": chosen_by, "rejected_generator": rejected_by}
+            "guideline_version": guideline_version, "prompt_set": prompt_set, "chosen_generator": chosen_by,
+            "rejected_generator": rejected_by}
 
 
 def _ranking_chunks(db: Database, clause: str, params: list, chunk: int) -> Iterator[list[dict]]:
@@ -364,12 +408,13 @@ def _ranking_chunks(db: Database, clause: str, params: list, chunk: int) -> Iter
 
 
 def _ranking_record(row: tuple, texts: list[str], models: list[str | None], consensus: dict) -> dict:
-    ranking_id, item_id, annotator, prompt_set, prompt, groups, display_order, flags, comment, seconds, created_at = row
+    (ranking_id, item_id, annotator, prompt_set, prompt, groups, display_order, flags, comment, seconds, created_at,
+     messages, guideline_version) = row
     groups = from_json(groups)
     return {"ranking_id": ranking_id, "item_id": item_id, "annotator": annotator, "prompt_set": prompt_set, "prompt": prompt,
-            "completions": texts, "models": models, "ranking": groups, "ties": tie_count(groups),
-            "display_order": from_json(display_order), "flags": from_json(flags), "comment": comment, "seconds": seconds,
-            "created_at": created_at, **consensus}
+            "messages": conversation.as_messages(prompt, messages), "completions": texts, "models": models, "ranking": groups,
+            "ties": tie_count(groups), "display_order": from_json(display_order), "flags": from_json(flags), "comment": comment,
+            "seconds": seconds, "created_at": created_at, "guideline_version": guideline_version, **consensus}
 
 
 def _consensus(k: int, rankings: tuple[str, ...]) -> dict:
@@ -407,7 +452,8 @@ def run(db: Database, config: ExportConfig, job: jobs.Job) -> dict:
     """Job body: stream the export into config.out, reporting progress after each chunk."""
     job.log(f"exporting {config.kind} as {config.format} to {config.out}")
     rows = write_export(db, config.kind, config.format, config.out, config.export_filter(),
-                        on_progress=lambda done, total: job.progress(done, total, f"{done:,} of {total:,} rows"))
+                        on_progress=lambda done, total: job.progress(done, total, f"{done:,} of {total:,} rows"),
+                        conversational=config.conversational)
     job.log(f"wrote {rows:,} rows")
     return {"rows": rows, "file": config.out}
 
@@ -416,7 +462,7 @@ def completions_jsonl(db: Database, prompt_set: str) -> bytes:
     """Items of a prompt set in the completions import format, provenance kept (how data/builtin was made)."""
     lines = []
     for item in db.query(
-        "SELECT i.id, p.text FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE p.prompt_set = ? ORDER BY i.id",
+        "SELECT i.id, p.text, p.messages FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE p.prompt_set = ? ORDER BY i.id",
         [prompt_set],
     ):
         rows = list(db.query(
@@ -427,8 +473,8 @@ def completions_jsonl(db: Database, prompt_set: str) -> bytes:
         ))
         completions = [{**{k: r[k] for k in ("text", "n_tokens", "finish_reason", "seed")},
                         "params": from_json(r["params"], {}), "gen_seconds": round(r["gen_seconds"] or 0, 3)} for r in rows]
-        lines.append(json.dumps({"prompt": item["text"], "model": rows[0]["model"], "completions": completions},
-                                ensure_ascii=False))
+        prompt = {"messages": from_json(item["messages"])} if item["messages"] else {"prompt": item["text"]}
+        lines.append(json.dumps({**prompt, "model": rows[0]["model"], "completions": completions}, ensure_ascii=False))
     return "".join(line + "\n" for line in lines).encode()
 
 

@@ -1,6 +1,8 @@
-"""Import prompts, completions made elsewhere, and exported rankings. All or nothing.
+"""Import prompts, completions made elsewhere, exported rankings and HH-RLHF pairs. All or nothing.
 
 Parsers are pure: bytes in, rows out, or a `BadImportFile` naming the line and the problem.
+A prompt is text or a conversation: a `messages` list, or a `prompt` text that is an HH-RLHF
+transcript ("Human: ...\n\nAssistant: ...\n\nHuman: ..."); see data/conversation.py.
 The `import_*` functions then write every row in one transaction, skipping (and counting) what
 the store already holds, so importing a file twice changes nothing the second time.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from data import annotation, items
+from data import annotation, conversation, items
 from data.items import NewCompletion
 from data.rankings import MAX_K, MIN_K, RankingError, is_int, seconds_ok, utc_timestamp, validate_order, validate_ranking
 from data.store import write_transaction
@@ -33,22 +35,32 @@ class BadImportFile(ValueError):
 
 @dataclass
 class PromptRow:
-    text: str
+    text: str  # a conversation's transcript
     source: str | None = None
     tags: list[str] = field(default_factory=list)
+    messages: list[dict] | None = None  # a conversation; None for a plain prompt
+
+    @property
+    def prompt(self) -> str | list[dict]:
+        return self.messages or self.text
 
 
 @dataclass
 class CompletionsRow:
-    prompt: str
+    text: str  # the prompt; a conversation's transcript
     completions: list[NewCompletion]
+    messages: list[dict] | None = None
+
+    @property
+    def prompt(self) -> str | list[dict]:
+        return self.messages or self.text
 
 
 @dataclass
 class RankingRow:
     """One row of a rankings export: an item's content and one annotator's ranking of it."""
 
-    prompt: str
+    text: str  # the prompt; a conversation's transcript
     completions: list[str]
     ranking: list[list[int]]
     annotator: str
@@ -59,6 +71,20 @@ class RankingRow:
     flags: list[str] = field(default_factory=list)
     comment: str = ""
     prompt_set: str | None = None
+    messages: list[dict] | None = None  # a conversation; None for a plain prompt
+    guideline_version: int | None = None
+
+    @property
+    def prompt(self) -> str | list[dict]:
+        return self.messages or self.text
+
+
+@dataclass
+class HHPairs:
+    """An HH-RLHF pair file read as rankings, and the lines left out (an empty reply, or both replies the same)."""
+
+    rows: list[RankingRow]
+    skipped_lines: list[int]
 
 
 def decode(data: bytes) -> str:
@@ -79,7 +105,7 @@ def format_of(filename: str) -> str:
 
 
 def parse_prompts(data: bytes, fmt: str) -> list[PromptRow]:
-    """Prompts from pasted text (one per line), CSV (a `prompt` column) or JSONL (a `prompt` key)."""
+    """Prompts from pasted text (one per line), CSV (a `prompt` column) or JSONL (a `prompt` or `messages` key)."""
     text = decode(data)
     parsers = {"txt": _prompts_from_lines, "csv": _prompts_from_csv, "jsonl": _prompts_from_jsonl}
     if fmt not in parsers:
@@ -107,8 +133,9 @@ def _prompts_from_csv(text: str) -> list[PromptRow]:
         if len(values) != len(header):
             raise BadImportFile(line, f"expected {len(header)} columns as in the header, found {len(values)}")
         record = dict(zip(header, values))
-        rows.append(PromptRow(required_text(record.get("prompt"), "prompt", line), record.get("source") or None,
-                              [t.strip() for t in record.get("tags", "").replace(";", ",").split(",") if t.strip()]))
+        text, messages = prompt_of({"prompt": record.get("prompt")}, line)
+        rows.append(PromptRow(text, record.get("source") or None,
+                              [t.strip() for t in record.get("tags", "").replace(";", ",").split(",") if t.strip()], messages))
     return rows
 
 
@@ -141,24 +168,57 @@ def _prompts_from_jsonl(text: str) -> list[PromptRow]:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadImportFile(line, "'tags' must be a list of strings")
         source = optional(record, "source", str, "a string", line)
-        rows.append(PromptRow(required_text(record.get("prompt"), "prompt", line), source, tags))
+        text, messages = prompt_of(record, line)
+        rows.append(PromptRow(text, source, tags, messages))
     return rows
+
+
+def prompt_of(record: dict, line: int) -> tuple[str, list[dict] | None]:
+    """(text, messages) of a record's prompt: its `messages`, else its `prompt` text, read as a conversation
+    when it is an HH-RLHF transcript. A single user turn is a plain prompt (messages None).
+
+    >>> prompt_of({"prompt": "Human: Hi\\n\\nAssistant: Hello\\n\\nHuman: Joke?"}, 1)[1][-1]
+    {'role': 'user', 'content': 'Joke?'}
+    >>> prompt_of({"messages": [{"role": "user", "content": "Hi"}]}, 1)
+    ('Hi', None)
+    """
+    messages = _messages_of(record, line)
+    if messages is None:
+        return required_text(record.get("prompt"), "prompt", line), None
+    text = conversation.transcript(messages)
+    prompt = record.get("prompt")
+    if record.get("messages") is not None and isinstance(prompt, str) and prompt.strip() != text.strip():
+        raise BadImportFile(line, "'prompt' and 'messages' hold different prompts: keep only 'messages'")
+    return (text, messages) if conversation.is_conversation(messages) else (text.strip(), None)
+
+
+def _messages_of(record: dict, line: int) -> list[dict] | None:
+    try:
+        if record.get("messages") is not None:
+            return conversation.validate_messages(record["messages"])
+        if isinstance(record.get("prompt"), str) and conversation.is_hh_transcript(record["prompt"]):
+            return conversation.validate_messages(conversation.parse_hh_transcript(record["prompt"]))
+    except conversation.BadConversation as error:
+        raise BadImportFile(line, f"bad conversation: {error}") from None
+    return None
 
 
 def parse_completions(data: bytes) -> list[CompletionsRow]:
     """JSONL lines of {"prompt": str, "completions": [str, ...], "model": optional str}.
+
+    A conversation comes as "messages" (ending with the user turn the completions answer) instead of "prompt".
 
     A completion may also be an object with "text" and the optional provenance keys
     n_tokens, finish_reason, seed, params, gen_seconds.
     """
     rows = []
     for line, record in json_lines(decode(data)):
-        prompt = required_text(record.get("prompt"), "prompt", line)
+        text, messages = prompt_of(record, line)
         completions = record.get("completions")
         if not isinstance(completions, list) or not MIN_K <= len(completions) <= MAX_K:
             raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} completions")
         model = optional(record, "model", str, "a string", line)
-        rows.append(CompletionsRow(prompt, [_completion(c, model, line) for c in completions]))
+        rows.append(CompletionsRow(text, [_completion(c, model, line) for c in completions], messages))
     if not rows:
         raise BadImportFile(None, "the file holds no completions")
     return rows
@@ -208,8 +268,10 @@ def _ranking_row(record: dict, line: int) -> RankingRow:
             or not MIN_K <= len(completions) <= MAX_K:
         raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} strings")
     k = len(completions)
+    text, messages = prompt_of(record, line)
     row = RankingRow(
-        prompt=required_text(record.get("prompt"), "prompt", line),
+        text=text,
+        messages=messages,
         completions=[completion_text(c, line) for c in completions],
         ranking=_checked(validate_ranking, record.get("ranking"), k, "ranking", line),
         annotator=required_text(record.get("annotator"), "annotator", line),
@@ -220,9 +282,43 @@ def _ranking_row(record: dict, line: int) -> RankingRow:
         flags=_flags(record.get("flags"), line),
         comment=optional(record, "comment", str, "a string", line) or "",
         prompt_set=optional(record, "prompt_set", lambda v: isinstance(v, str) and v.strip(), "a non-empty string", line),
+        guideline_version=optional(record, "guideline_version", lambda v: is_int(v) and 1 <= v < 2**63, "a whole number, 1 or more", line),
     )
     optional(record, "item_id", lambda v: is_int(v) or isinstance(v, str), "a whole number or a string", line)
     return row
+
+
+def parse_hh_pairs(data: bytes, annotator: str = "hh-rlhf") -> HHPairs:
+    """HH-RLHF JSONL ({"chosen": dialogue, "rejected": dialogue}) as rankings by `annotator`: chosen above rejected.
+
+    Each pair is one item of 2 completions: the prompt is the dialogue up to its last user turn, the
+    completions the two final assistant replies. Pairs with an empty reply or two equal replies cannot
+    be ranked and are left out, by line number (HH-RLHF holds a few).
+    """
+    annotator = required_text(annotator, "annotator", 0)
+    rows, skipped = [], []
+    for line, record in json_lines(decode(data)):
+        chosen, rejected = (_dialogue(record, key, line) for key in ("chosen", "rejected"))
+        try:
+            messages, chosen_reply, rejected_reply = conversation.split_hh_pair(chosen, rejected)
+            messages = conversation.validate_messages(messages)
+        except conversation.BadConversation as error:
+            raise BadImportFile(line, f"not an HH-RLHF pair: {error}") from None
+        if not chosen_reply or not rejected_reply or chosen_reply == rejected_reply:
+            skipped.append(line)
+            continue
+        plain = not conversation.is_conversation(messages)
+        rows.append(RankingRow(text=conversation.transcript(messages), messages=None if plain else messages,
+                               completions=[chosen_reply, rejected_reply], ranking=[[0], [1]], annotator=annotator))
+    if not rows:
+        raise BadImportFile(None, "the file holds no HH-RLHF pairs to rank")
+    return HHPairs(rows, skipped)
+
+
+def _dialogue(record: dict, key: str, line: int) -> str:
+    if not isinstance(record.get(key), str) or not conversation.is_hh_transcript(record[key]):
+        raise BadImportFile(line, f"'{key}' must be a whole HH-RLHF dialogue (\"\\n\\nHuman: ...\\n\\nAssistant: ...\")")
+    return record[key]
 
 
 def _checked(check, value, k: int, name: str, line: int, allow_null: bool = False):
@@ -305,7 +401,7 @@ def import_prompts(db: Database, rows: list[PromptRow], prompt_set: str) -> dict
     """Add the prompts to the set in one transaction; texts already in the set are left alone."""
     with write_transaction(db):
         items.ensure_prompt_set(db, prompt_set)
-        added = sum(items.add_prompt(db, prompt_set, r.text, r.source, r.tags)[1] for r in rows)
+        added = sum(items.add_prompt(db, prompt_set, r.prompt, r.source, r.tags)[1] for r in rows)
     return {"added": added, "already_present": len(rows) - added}
 
 
@@ -341,10 +437,16 @@ def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imp
             submitted = annotation.submit_ranking(
                 db, item_id, _provenance_annotator(db, item_id, row.annotator), row.ranking,
                 row.display_order or list(range(len(row.completions))), row.seconds, row.flags, row.comment)
-            if submitted.was_new and row.created_at:
-                db.execute("UPDATE rankings SET created_at = ? WHERE id = ?", [row.created_at, submitted.ranking_id])
+            if submitted.was_new and (row.created_at or row.guideline_version):
+                db.execute("UPDATE rankings SET created_at = COALESCE(?, created_at), guideline_version = ? WHERE id = ?",
+                           [row.created_at, row.guideline_version, submitted.ranking_id])
             counts["rankings" if submitted.was_new else "already_present"] += 1
     return counts
+
+
+def import_hh_pairs(db: Database, pairs: HHPairs, prompt_set: str = "hh-rlhf") -> dict:
+    """An HH-RLHF pair file as items and rankings, through `import_rankings` (all or nothing, idempotent)."""
+    return {**import_rankings(db, pairs.rows, prompt_set), "pairs_left_out": len(pairs.skipped_lines)}
 
 
 def _provenance_annotator(db: Database, item_id: int, name: str) -> int:
@@ -358,12 +460,13 @@ def _provenance_annotator(db: Database, item_id: int, name: str) -> int:
     return annotation.annotator_id(db, name)
 
 
-def find_or_add_item(db: Database, prompt_set: str, prompt: str, completions: list[NewCompletion],
+def find_or_add_item(db: Database, prompt_set: str, prompt: str | list[dict], completions: list[NewCompletion],
                      source: str) -> tuple[int, bool]:
     """The item with this content (set, prompt, completion texts in order), added if new. Returns (id, was_new)."""
     items.ensure_prompt_set(db, prompt_set)
     prompt_id, _ = items.add_prompt(db, prompt_set, prompt, source=source)
-    existing = items.item_with_content(db, items.content_hash(prompt_set, prompt, [c.text for c in completions]))
+    text = prompt if isinstance(prompt, str) else conversation.transcript(prompt)
+    existing = items.item_with_content(db, items.content_hash(prompt_set, text, [c.text for c in completions]))
     if existing is not None:
         return existing, False
     return items.add_item(db, prompt_id, completions), True

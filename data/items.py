@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
+from data import conversation
 from data.rankings import MAX_K, MIN_K, RankingError
 from data.store import now, to_json, write_transaction
 
@@ -60,14 +61,24 @@ def prompt_sets(db: Database) -> list[dict]:
     )
 
 
-def add_prompt(db: Database, prompt_set: str, text: str, source: str | None = None, tags=()) -> tuple[int, bool]:
-    """Insert a prompt unless the set already has this text. Returns (id, was_new)."""
-    row = db.execute("SELECT id FROM prompts WHERE prompt_set = ? AND text = ?", [prompt_set, text]).fetchone()
+def add_prompt(db: Database, prompt_set: str, prompt: str | list[dict], source: str | None = None,
+               tags=()) -> tuple[int, bool]:
+    """Insert a prompt, text or messages, unless the set already has it. Returns (id, was_new).
+
+    A conversation is stored as its messages beside its transcript in `text`; a single user turn
+    is stored as plain text, exactly as a text prompt (messages NULL).
+    """
+    messages = None
+    if not isinstance(prompt, str):
+        messages = conversation.validate_messages(prompt)
+        prompt = conversation.transcript(messages)
+    row = db.execute("SELECT id FROM prompts WHERE prompt_set = ? AND text = ?", [prompt_set, prompt]).fetchone()
     if row:
         return row[0], False
     cursor = db.execute(
-        "INSERT INTO prompts (prompt_set, text, source, tags, created_at) VALUES (?, ?, ?, ?, ?)",
-        [prompt_set, text, source, to_json(list(tags)), now()],
+        "INSERT INTO prompts (prompt_set, text, messages, source, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [prompt_set, prompt, to_json(messages) if messages and conversation.is_conversation(messages) else None,
+         source, to_json(list(tags)), now()],
     )
     return cursor.lastrowid, True
 
@@ -105,7 +116,8 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
 
 
 def prompts_of_set(db: Database, prompt_set: str, limit: int | None = None) -> list[dict]:
-    sql = "SELECT id, text FROM prompts WHERE prompt_set = ? ORDER BY id"
+    """The set's prompts: id, text and messages (JSON, None for a plain prompt; see `conversation.as_messages`)."""
+    sql = "SELECT id, text, messages FROM prompts WHERE prompt_set = ? ORDER BY id"
     if limit:
         sql += f" LIMIT {int(limit)}"
     return list(db.query(sql, [prompt_set]))
@@ -115,7 +127,7 @@ def prompts_without_completions_from(db: Database, prompt_set: str, generator_ve
     """Prompts of the set that this generator version has not written completions for yet."""
     return list(
         db.query(
-            """SELECT p.id, p.text FROM prompts p
+            """SELECT p.id, p.text, p.messages FROM prompts p
                WHERE p.prompt_set = ? AND NOT EXISTS (
                    SELECT 1 FROM items i JOIN completions c ON c.item_id = i.id
                    WHERE i.prompt_id = p.id AND c.generator_version_id = ?)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from data import items, versions
+from data import conversation, items, versions
 from data.items import NewCompletion
 from data.jobs import job_main
 from data.store import write_transaction
@@ -24,15 +24,23 @@ class Sample:
     finish_reason: str  # "eos" or "length"
 
 
-def chat_inputs(tokenizer, prompts: list[str]):
-    """Tokenised, left-padded prompts with the chat template applied when the model has one."""
+Prompt = str | list[dict]  # plain text, or a conversation's messages ending with the user turn to answer
+
+
+def prompt_messages(prompt: Prompt) -> list[dict]:
+    return conversation.as_messages(prompt) if isinstance(prompt, str) else prompt
+
+
+def chat_inputs(tokenizer, prompts: list[Prompt]):
+    """Tokenised, left-padded prompts with the chat template applied when the model has one.
+
+    Without a template a plain prompt is its text and a conversation its transcript cueing "Assistant:".
+    """
     if tokenizer.chat_template:
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts
-        ]
+        texts = [tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True)
+                 for p in prompts]
     else:
-        texts = list(prompts)
+        texts = [conversation.untemplated(prompt_messages(p)) for p in prompts]
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
 
 
@@ -58,7 +66,7 @@ def completion_lengths(generated: torch.Tensor, eos_ids: list[int]) -> tuple[tor
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list[str], k: int, temperature: float, top_p: float,
+def sample(model, tokenizer, prompts: list[Prompt], k: int, temperature: float, top_p: float,
            max_new_tokens: int, seed: int) -> list[list[Sample]]:
     """K sampled completions for each prompt, batched across prompts with the KV cache."""
     inputs = chat_inputs(tokenizer, prompts).to(model.device)
@@ -95,8 +103,9 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     for b, start in enumerate(range(0, len(prompts), config.prompts_per_batch)):
         batch = prompts[start:start + config.prompts_per_batch]
         batch_started = time.perf_counter()
-        per_prompt = sample(model, tokenizer, [p["text"] for p in batch], config.k, config.temperature,
-                            config.top_p, config.max_new_tokens, config.seed + b)
+        messages = [conversation.as_messages(p["text"], p["messages"]) for p in batch]  # continued turn by turn
+        per_prompt = sample(model, tokenizer, messages, config.k, config.temperature, config.top_p, config.max_new_tokens,
+                            config.seed + b)
         seconds = time.perf_counter() - batch_started
         batch_tokens = sum(s.n_tokens for samples in per_prompt for s in samples)
         with write_transaction(db):

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from data import demonstrations, versions
+from data import conversation, demonstrations, versions
 from data.jobs import job_main
 from policy.config import SFTConfig
+from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version
 from training import pick_device, use_bf16, warmup_then_decay
 
@@ -34,17 +35,21 @@ class SFTBatch:
         return int(self.attention_mask.sum())
 
 
-def encode_demonstration(tokenizer, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
-    """(token ids of the whole chat, number of prompt tokens). The response ends with the end-of-turn token."""
+def encode_demonstration(tokenizer, prompt: Prompt, response: str, max_length: int) -> tuple[list[int], int]:
+    """(token ids of the whole chat, number of prompt tokens). The response ends with the end-of-turn token.
+
+    The prompt, text or a conversation's messages, is context; the response is the final assistant turn.
+    """
+    messages = prompt_messages(prompt)
     if tokenizer.chat_template:
-        prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
-        full_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+        prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        full_ids = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}],
                                                  tokenize=True)
         prompt_ids, full_ids = _ids(prompt_ids), _ids(full_ids)
         if full_ids[: len(prompt_ids)] != prompt_ids:
             raise ValueError("the chat template renders the prompt differently with and without an answer: cannot mask it")
     else:
-        prompt_ids = tokenizer(prompt + "\n")["input_ids"]
+        prompt_ids = tokenizer(conversation.untemplated(messages) + "\n")["input_ids"]
         full_ids = prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return full_ids[:max_length], min(len(prompt_ids), max_length)
 
@@ -121,7 +126,8 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
         model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
-    encode = lambda rows: [encode_demonstration(tokenizer, r["prompt"], r["response"], config.max_length) for r in rows]  # noqa: E731
+    encode = lambda rows: [encode_demonstration(tokenizer, conversation.as_messages(r["prompt"], r.get("messages")),  # noqa: E731
+                                                r["response"], config.max_length) for r in rows]
     train_rows, val_batches = encode(train), make_batches(encode(validation), config.batch_size, tokenizer.pad_token_id, False, 0)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     total = steps_per_epoch * config.epochs

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from data import items, versions
+from data import conversation, items, versions
 from data.jobs import job_main
 from policy.config import PolicyConfig
-from policy.generate import chat_inputs, completion_lengths, eos_token_ids
+from policy.generate import Prompt, chat_inputs, completion_lengths, eos_token_ids, prompt_messages
 from policy.models import load_generator, save_generator_version
 from training import pick_device, use_bf16
 
@@ -37,13 +37,16 @@ class Rollout:
     completion_mask: torch.Tensor  # [N, T] the completion tokens the policy chose (the first EOS included)
     prompt_length: int  # P
     ended: torch.Tensor  # [N] whether the completion reached an EOS
-    prompts: list[str]  # the prompt of each row
+    prompts: list[str]  # the prompt of each row as text (a conversation's transcript): the reward model's input
     texts: list[str]  # decoded completions
 
 
 @torch.no_grad()
-def sample_rollout(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, temperature: float) -> Rollout:
-    """K samples per prompt from the full tempered distribution (no top-p/top-k, so log-probs match)."""
+def sample_rollout(model, tokenizer, prompts: list[Prompt], k: int, max_new_tokens: int, temperature: float) -> Rollout:
+    """K samples per prompt from the full tempered distribution (no top-p/top-k, so log-probs match).
+
+    The policy continues each prompt's messages; the rollout keeps the prompt's text for the reward scorer.
+    """
     inputs = chat_inputs(tokenizer, prompts).to(model.device)
     eos_ids = eos_token_ids(model, tokenizer)
     sequences = model.generate(**inputs, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
@@ -57,7 +60,7 @@ def sample_rollout(model, tokenizer, prompts: list[str], k: int, max_new_tokens:
     attention_mask = torch.cat([inputs["attention_mask"].repeat_interleave(k, 0), completion_mask.long()], dim=1)
     texts = [tokenizer.decode(row[:n], skip_special_tokens=True).strip() for row, n in zip(completion, lengths.tolist())]
     return Rollout(sequences, attention_mask, completion_mask, prompt_length, ended,
-                   [p for p in prompts for _ in range(k)], texts)
+                   [conversation.transcript(prompt_messages(p)) for p in prompts for _ in range(k)], texts)
 
 
 def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=None):
@@ -196,7 +199,7 @@ class PolicyTrainer:
             logprobs, _, _ = completion_logprobs(self.reference or self.policy, rollout, self.config.temperature)
         return logprobs
 
-    def rollout(self, prompts: list[str], seed: int, policy=None) -> Rollout:
+    def rollout(self, prompts: list[Prompt], seed: int, policy=None) -> Rollout:
         torch.manual_seed(seed)
         with self.autocast():
             return sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.config.k,
@@ -209,7 +212,7 @@ class PolicyTrainer:
             return copy.deepcopy(self.policy).merge_and_unload()
         return self.policy
 
-    def step(self, prompts: list[str], seed: int) -> dict:
+    def step(self, prompts: list[Prompt], seed: int) -> dict:
         """One rollout and one update (several for PPO). Returns namespaced metrics."""
         c, timings = self.config, {}
         started = time.perf_counter()
@@ -294,7 +297,7 @@ class PolicyTrainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     @torch.no_grad()
-    def evaluate(self, prompts: list[str], seed: int) -> dict:
+    def evaluate(self, prompts: list[Prompt], seed: int) -> dict:
         """Rewards of the current and the starting policy on the same prompts and seed, the KL, and win rate."""
         new = self.rollout(prompts, seed)
         with self.reference_context():
@@ -318,13 +321,13 @@ class PolicyTrainer:
         return self.policy
 
 
-def split_prompts(prompts: list[str], eval_prompts: int) -> tuple[list[str], list[str]]:
+def split_prompts(prompts: list[Prompt], eval_prompts: int) -> tuple[list[Prompt], list[Prompt]]:
     if len(prompts) <= eval_prompts:
         raise ValueError(f"the prompt set has {len(prompts)} prompts: need more than the {eval_prompts} held out for evaluation")
     return prompts[:-eval_prompts] if eval_prompts else prompts, prompts[-eval_prompts:] if eval_prompts else []
 
 
-def prompt_batches(prompts: list[str], per_step: int, steps: int, seed: int):
+def prompt_batches(prompts: list[Prompt], per_step: int, steps: int, seed: int):
     """Prompts for each step: passes over the shuffled training prompts."""
     rng, order = random.Random(seed), []
     for _ in range(steps):
@@ -361,7 +364,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
 
     start = versions.version_or_active(db, "generator", config.generator_version)
     reward = versions.version_or_active(db, "reward", config.reward_version)
-    prompts = [p["text"] for p in items.prompts_of_set(db, config.prompt_set)]
+    prompts = [conversation.as_messages(p["text"], p["messages"]) for p in items.prompts_of_set(db, config.prompt_set)]
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
     job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
             f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}")

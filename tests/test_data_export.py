@@ -181,3 +181,89 @@ def test_the_unfiltered_count_takes_no_join_and_equals_the_joined_one(ranked):
     for kind in export.KINDS:
         joined = ranked.execute(f"SELECT COUNT(*) {export._FROM[kind]} WHERE {export.UNFILTERED}").fetchone()[0]
         assert export.count_rows(ranked, kind) == joined == len(export.export_frame(ranked, kind))
+
+
+# Conversations: TRL's conversational preference format.
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me a joke."}]
+
+
+@pytest.fixture
+def chats(db):
+    from data import items
+
+    items.ensure_prompt_set(db, "chats")
+    chat, _ = items.add_prompt(db, "chats", CHAT)
+    plain, _ = items.add_prompt(db, "chats", "plain prompt")
+    first = items.add_item(db, chat, [items.NewCompletion("Knock knock."), items.NewCompletion("No.")])
+    second = items.add_item(db, plain, [items.NewCompletion("a"), items.NewCompletion("b")])
+    db.conn.commit()
+    alice = annotation.annotator_id(db, "alice")
+    annotation.submit_ranking(db, first, alice, [[0], [1]], [1, 0])
+    annotation.submit_ranking(db, second, alice, [[1], [0]], [0, 1])
+    db.execute("UPDATE rankings SET guideline_version = 2 WHERE item_id = ?", [first])
+    db.conn.commit()
+    return db
+
+
+def is_trl_conversational_preference(row: dict) -> bool:
+    """TRL's conversational preference example: prompt, chosen and rejected are lists of {role, content} messages."""
+    messages = lambda value: isinstance(value, list) and all(set(m) == {"role", "content"} for m in value)  # noqa: E731
+    return all(messages(row[key]) for key in ("prompt", "chosen", "rejected")) and row["prompt"][-1]["role"] == "user" \
+        and [m["role"] for m in row["chosen"] + row["rejected"]] == ["assistant", "assistant"]
+
+
+@pytest.mark.parametrize("fmt, loader", [("jsonl", "json"), ("parquet", "parquet")])
+def test_conversational_pairs_load_in_datasets_as_trl_expects(chats, tmp_path, fmt, loader):
+    from datasets import load_dataset
+
+    out = tmp_path / f"pairs.{fmt}"
+    assert export.write_export(chats, "pairs", fmt, out) == 2  # auto: some prompt is a conversation
+    dataset = load_dataset(loader, data_files=str(out), split="train", cache_dir=str(tmp_path / "cache"))
+    assert dataset.features["prompt"] == dataset.features["chosen"] == dataset.features["rejected"]
+    rows = list(dataset)
+    assert all(is_trl_conversational_preference(row) for row in rows)
+    assert rows[0]["prompt"] == CHAT and rows[0]["chosen"] == [{"role": "assistant", "content": "Knock knock."}]
+    assert rows[1]["prompt"] == [{"role": "user", "content": "plain prompt"}] and rows[1]["chosen"][0]["content"] == "b"
+    assert [row["guideline_version"] for row in rows] == [2, None]
+
+
+def test_auto_is_conversational_when_an_exported_prompt_is_one(chats, ranked):  # one store holding both
+    assert isinstance(export.pairs_frame(chats, ExportFilter(prompt_sets=["set-a"])).prompt[0], str)
+    assert export.pairs_frame(chats, ExportFilter(prompt_sets=["chats"])).prompt[1] == [{"role": "user", "content": "plain prompt"}]
+    assert set(map(type, export.pairs_frame(chats).prompt)) == {list}
+
+
+def test_the_conversational_option_forces_one_format(chats, ranked):
+    assert list(export.pairs_frame(chats, ExportFilter(prompt_sets=["chats"]), "no").prompt) == [
+        "System: Be brief.\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke.", "plain prompt"]
+    plain_only = ExportFilter(prompt_sets=["set-a"])
+    table = pq.read_table(io.BytesIO(export.export_bytes(chats, "pairs", "parquet", plain_only, "yes")))
+    assert [table.schema.field(c).type for c in ("prompt", "chosen", "rejected")] == [export.MESSAGES] * 3
+    assert table.column("prompt").to_pylist()[0] == [{"role": "user", "content": "prompt 0"}]
+
+
+def test_csv_writes_messages_as_json(chats):
+    frame = pd.read_csv(io.BytesIO(export.export_bytes(chats, "pairs", "csv")), keep_default_na=False)
+    assert json.loads(frame.prompt[0]) == CHAT and json.loads(frame.chosen[1]) == [{"role": "assistant", "content": "b"}]
+
+
+def test_rankings_carry_messages_and_guideline_versions(chats):
+    table = pq.read_table(io.BytesIO(export.export_bytes(chats, "rankings", "parquet")))
+    assert table.schema.field("messages").type == export.MESSAGES
+    assert table.column("messages").to_pylist() == [CHAT, [{"role": "user", "content": "plain prompt"}]]
+    assert table.column("guideline_version").to_pylist() == [2, None]
+
+
+def test_the_preview_matches_the_export_for_conversations(chats):
+    assert export.preview(chats, "pairs", rows=1).to_dict("records") == export.pairs_frame(chats).head(1).to_dict("records")
+
+
+def test_an_export_job_writes_conversational_pairs_from_the_command_line(chats, db_path, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    argv = ["--db", str(db_path), "--kind", "pairs", "--out", str(out), "--conversational", "no"]
+    assert jobs.job_main("export", export.ExportConfig, export.run, argv) == 0
+    assert [json.loads(line)["prompt"] for line in out.read_bytes().splitlines()][1] == "plain prompt"
+    with pytest.raises(ValueError, match="conversational must be one of"):
+        export.ExportConfig(out="x", conversational="sometimes")

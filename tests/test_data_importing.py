@@ -289,3 +289,125 @@ def test_optional_ranking_keys_may_be_null_and_times_are_stored_in_utc(db):
 def test_json_strings_may_hold_unicode_line_separators():
     [row] = importing.parse_rankings(json.dumps({**GOOD_RANKING, "prompt": "one\u2028two\x85three"}, ensure_ascii=False).encode())
     assert row.prompt == "one\u2028two\x85three"
+
+
+# Conversations as prompts.
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me a joke."}]
+HH_PROMPT = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke."
+
+
+def stored_prompts(db) -> list[tuple]:
+    return db.execute("SELECT text, messages FROM prompts ORDER BY id").fetchall()
+
+
+def test_prompts_import_messages_and_hh_transcripts_as_conversations(db):
+    data = jsonl({"messages": CHAT}, {"prompt": HH_PROMPT}, {"messages": [{"role": "user", "content": "plain"}]},
+                 {"prompt": "Human: not a dialogue"})
+    rows = importing.parse_prompts(data, "jsonl")
+    assert [r.messages for r in rows] == [CHAT, CHAT[1:], None, None]
+    assert rows[1].text == "Human: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke."
+    assert importing.import_prompts(db, rows, "s") == {"added": 4, "already_present": 0}
+    assert importing.import_prompts(db, importing.parse_prompts(data, "jsonl"), "s") == {"added": 0, "already_present": 4}
+    assert [(text, json.loads(m) if m else None) for text, m in stored_prompts(db)] == [
+        (rows[0].text, CHAT), (rows[1].text, CHAT[1:]), ("plain", None), ("Human: not a dialogue", None)]
+
+
+def test_a_csv_prompt_may_be_an_hh_transcript():
+    data = ('prompt\n"' + HH_PROMPT.replace('"', '""') + '"\n').encode()
+    [row] = importing.parse_prompts(data, "csv")
+    assert row.messages == CHAT[1:]
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"messages": CHAT[:3]}, r"line 1: bad conversation: the conversation must end with the user turn"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "line 1: bad conversation: message 2"),
+    ({"messages": "Hi"}, "line 1: bad conversation: 'messages' must be a non-empty list"),
+    ({"messages": CHAT, "prompt": "something else"}, "'prompt' and 'messages' hold different prompts"),
+    ({"prompt": "\n\nHuman: Hi\n\nAssistant: Hello"}, "must end with the user turn"),
+])
+def test_bad_conversations_are_refused(record, message):
+    with pytest.raises(BadImportFile, match=message):
+        importing.parse_prompts(jsonl(record), "jsonl")
+
+
+def test_completions_for_a_conversation(db):
+    data = jsonl({"messages": CHAT, "completions": ["Knock knock.", "No."], "model": "m"},
+                 {"prompt": HH_PROMPT, "completions": ["Why?", "Because."]})
+    assert importing.import_completions(db, importing.parse_completions(data), "s") == {"items": 2, "already_present": 0, "completions": 4}
+    assert importing.import_completions(db, importing.parse_completions(data), "s") == {"items": 0, "already_present": 2, "completions": 0}
+    first, second = [annotation.get_item(db, i) for i in (1, 2)]
+    assert first.messages == CHAT and second.messages == CHAT[1:]
+
+
+def hh_pair(prompt: str, chosen: str, rejected: str) -> dict:
+    return {"chosen": f"{prompt}\n\nAssistant: {chosen}", "rejected": f"{prompt}\n\nAssistant: {rejected}"}
+
+
+HH_FILE = jsonl(
+    hh_pair(HH_PROMPT, "Why did the chicken cross the road?", "No."),
+    hh_pair("\n\nHuman: What is 2+2?", "4.", "5."),
+    hh_pair("\n\nHuman: Say nothing", "", "Ok"),  # an empty reply (HH-RLHF holds a few): left out
+)
+
+
+def test_hh_rlhf_pairs_become_items_ranked_chosen_over_rejected(db):
+    pairs = importing.parse_hh_pairs(HH_FILE)
+    assert pairs.skipped_lines == [3] and [r.ranking for r in pairs.rows] == [[[0], [1]], [[0], [1]]]
+    assert importing.import_hh_pairs(db, pairs) == {"rankings": 2, "already_present": 0, "items": 2, "pairs_left_out": 1}
+    assert importing.import_hh_pairs(db, importing.parse_hh_pairs(HH_FILE)) == {
+        "rankings": 0, "already_present": 2, "items": 0, "pairs_left_out": 1}
+    assert comparison_texts(db) == sorted([
+        ("Human: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke.", "Why did the chicken cross the road?", "No.", 1, "hh-rlhf"),
+        ("What is 2+2?", "4.", "5.", 1, "hh-rlhf")])
+    assert annotation.get_item(db, 1).messages == CHAT[1:] and stored_prompts(db)[1] == ("What is 2+2?", None)
+    assert db.execute("SELECT DISTINCT prompt_set FROM prompts").fetchall() == [("hh-rlhf",)]
+
+
+def test_hh_pairs_by_another_annotator_rank_the_same_items(db):
+    importing.import_hh_pairs(db, importing.parse_hh_pairs(HH_FILE))
+    assert importing.import_hh_pairs(db, importing.parse_hh_pairs(HH_FILE, annotator="second pass")) == {
+        "rankings": 2, "already_present": 0, "items": 0, "pairs_left_out": 1}
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"chosen": "\n\nHuman: a\n\nAssistant: b"}, "line 2: 'rejected' must be a whole HH-RLHF dialogue"),
+    ({"chosen": "plain", "rejected": "text"}, "line 2: 'chosen' must be a whole HH-RLHF dialogue"),
+    ({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: d"}, "line 2: not an HH-RLHF pair"),
+])
+def test_bad_hh_pair_files_import_nothing(db, record, message):
+    with pytest.raises(BadImportFile, match=message):
+        importing.parse_hh_pairs(jsonl(hh_pair("\n\nHuman: fine", "a", "b"), record))
+    with pytest.raises(BadImportFile, match="no HH-RLHF pairs"):
+        importing.parse_hh_pairs(jsonl(hh_pair("\n\nHuman: same", "a", "a")))
+
+
+def test_a_rankings_export_of_conversations_round_trips_with_messages_and_guideline_versions(db, tmp_path):
+    from data.store import open_db
+
+    importing.import_completions(db, importing.parse_completions(jsonl(
+        {"messages": CHAT, "completions": ["Knock knock.", "No.", "Why?"]},
+        {"prompt": "plain prompt", "completions": ["a", "b"]})), "chats")
+    alice = annotation.annotator_id(db, "alice")
+    annotation.submit_ranking(db, 1, alice, [[2], [0, 1]], [1, 0, 2])
+    annotation.submit_ranking(db, 2, alice, [[1], [0]], [0, 1])
+    db.execute("UPDATE rankings SET guideline_version = 3 WHERE item_id = 1")
+    db.conn.commit()
+    exported = export.export_bytes(db, "rankings", "jsonl")
+    assert [json.loads(line)["messages"] for line in exported.splitlines()] == [CHAT, [{"role": "user", "content": "plain prompt"}]]
+
+    fresh = open_db(tmp_path / "fresh.db")
+    assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 2, "already_present": 0, "items": 2}
+    assert stored_prompts(fresh) == stored_prompts(db) and comparison_texts(fresh) == comparison_texts(db)
+    assert annotation.get_item(fresh, 1).messages == CHAT
+    assert fresh.execute("SELECT guideline_version FROM rankings ORDER BY id").fetchall() == [(3,), (None,)]
+    assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 0, "already_present": 2, "items": 0}
+
+
+def test_hh_pairs_import_from_the_command_line(db, db_path, tmp_path):
+    from data.__main__ import main
+
+    (tmp_path / "hh.jsonl").write_bytes(HH_FILE)
+    assert main(["--db", str(db_path), "import-hh", str(tmp_path / "hh.jsonl"), "--set", "hh"]) == 0
+    assert db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 2

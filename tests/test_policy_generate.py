@@ -52,3 +52,46 @@ def test_the_embedded_generator_writes_a_real_completion():
 def test_init_registers_the_embedded_generator(db):
     builtin.init_db(db)
     assert versions.active_version(db, "generator")["path"] == EMBEDDED_GENERATOR
+
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "why is the sky blue"},
+        {"role": "assistant", "content": "rain."}, {"role": "user", "content": "write a short poem"}]
+
+
+def test_a_conversation_goes_through_the_chat_template_with_every_turn(tiny_generator):
+    _, tokenizer = load_generator(tiny_generator)
+    inputs = chat_inputs(tokenizer, [CHAT, "hi"])
+    text = tokenizer.decode(inputs["input_ids"][0])
+    positions = [text.index(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>") for m in CHAT]
+    assert positions == sorted(positions) and text.endswith("<|im_start|>assistant\n")
+    same = chat_inputs(tokenizer, [[{"role": "user", "content": "hi"}]])["input_ids"][0]
+    assert inputs["input_ids"][1][-len(same):].tolist() == same.tolist()  # a plain prompt is one user turn
+
+
+def test_without_a_chat_template_a_conversation_is_its_transcript_cueing_the_assistant(tiny_generator):
+    _, tokenizer = load_generator(tiny_generator)
+    tokenizer.chat_template = None
+    inputs = chat_inputs(tokenizer, [CHAT, "hi"])
+    assert tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=True) == (
+        "System: Be brief.\n\nHuman: why is the sky blue\n\nAssistant: rain.\n\nHuman: write a short poem\n\nAssistant:")
+    assert tokenizer.decode(inputs["input_ids"][1], skip_special_tokens=True) == "hi"
+
+
+def test_a_generation_job_continues_each_conversation(db, db_path, tiny_generator, monkeypatch):
+    from data import annotation, items, jobs
+    from policy import generate
+    from policy.config import GenerationConfig
+
+    versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    items.ensure_prompt_set(db, "s")
+    items.add_prompt(db, "s", CHAT)
+    items.add_prompt(db, "s", "hello")
+    db.conn.commit()
+    seen = []
+    real = generate.chat_inputs
+    monkeypatch.setattr(generate, "chat_inputs", lambda tokenizer, prompts: seen.extend(prompts) or real(tokenizer, prompts))
+    job_id = jobs.create_job(db, "generate", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(generate.run_generation(db, GenerationConfig(prompt_set="s", k=2, max_new_tokens=4), job))
+    assert result["items"] == 2 and seen == [CHAT, [{"role": "user", "content": "hello"}]]
+    assert annotation.get_item(db, 1).messages == CHAT

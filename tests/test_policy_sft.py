@@ -117,3 +117,38 @@ def test_sft_refuses_without_enough_demonstrations(db, db_path, tiny_generator):
     with pytest.raises(ValueError, match="need demonstrations for at least 2 prompts"):
         with jobs.running_job(db_path, job_id) as (job, _):
             run_sft(db, SFTConfig(), job)
+
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "why is the sky blue"},
+        {"role": "assistant", "content": "rain on a blue sky."}, {"role": "user", "content": "write a short poem"}]
+
+
+def test_a_conversation_prompt_is_all_context_and_only_the_final_reply_is_a_target(tiny_generator):
+    model, tokenizer = load_generator(tiny_generator)
+    ids, n_prompt = encode_demonstration(tokenizer, CHAT, "the sky is blue.", 256)
+    context = tokenizer.decode(ids[:n_prompt])
+    assert all(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>" in context for m in CHAT)
+    assert context.endswith("<|im_start|>assistant\n")
+    assert tokenizer.decode(ids[n_prompt:]).startswith("the sky is blue.<|im_end|>")
+    [batch] = make_batches([(ids, n_prompt)], 1, tokenizer.pad_token_id, False, 0)
+    assert int(batch.response_mask.sum()) == len(ids) - n_prompt
+    earlier_reply = len(tokenizer.apply_chat_template(CHAT[:3], tokenize=True))
+    assert not batch.response_mask[0, :earlier_reply].any()  # the earlier assistant turn is context, not a target
+    tokenizer.chat_template = None
+    ids, n_prompt = encode_demonstration(tokenizer, CHAT, "the sky is blue.", 256)
+    assert tokenizer.decode(ids[:n_prompt]).endswith("Human: write a short poem\n\nAssistant:\n")
+
+
+def test_demonstrations_of_a_conversation_train_on_the_conversation(db, tiny_generator):
+    from data.conversation import as_messages
+
+    items.ensure_prompt_set(db, "s")
+    chat, _ = items.add_prompt(db, "s", CHAT)
+    me = annotation.annotator_id(db, "alice")
+    demonstrations.save_demonstration(db, chat, me, "the sky is blue.")
+    [row] = demonstrations.demonstrations(db)
+    assert as_messages(row["prompt"], row["messages"]) == CHAT
+    model, tokenizer = load_generator(tiny_generator)
+    config = SFTConfig(epochs=1, batch_size=1, bf16=False)
+    _, metrics = fit(model, tokenizer, [row], [row], config)
+    assert metrics["val/loss"] > 0

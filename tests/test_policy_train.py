@@ -115,3 +115,18 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
     a = sample(first, tokenizer, ["why is the sky blue"], 2, 1.0, 1.0, 12, seed=5)
     b = sample(second, tokenizer, ["why is the sky blue"], 2, 1.0, 1.0, 12, seed=5)
     assert a == b
+
+
+def test_a_conversation_rollout_feeds_the_policy_every_turn_and_the_scorer_the_transcript(tiny_small_vocab_generator):
+    from data.conversation import transcript
+
+    chat = [{"role": "user", "content": "why is the sky blue"}, {"role": "assistant", "content": "rain"},
+            {"role": "user", "content": "what is rain"}]
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    torch.manual_seed(0)
+    rollout = sample_rollout(model, tokenizer, [chat, "yes or no"], 2, 4, 1.0)
+    assert rollout.prompts == [transcript(chat)] * 2 + ["yes or no"] * 2
+    context = tokenizer.decode(rollout.sequences[0, :rollout.prompt_length])
+    assert all(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>" in context for m in chat)
+    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(k=2))
+    assert torch.isfinite(torch.tensor(trainer.step([chat, "yes or no"], seed=1)["loss/policy"]))

@@ -49,15 +49,20 @@ with screen("Export") as (db, user):
     left, right = st.columns(2)
     kind = left.radio("Kind", export.KINDS, captions=["prompt / chosen / rejected (TRL)", "full rankings with ties"])
     fmt = right.radio("Format", export.FORMATS, horizontal=True)
+    conversational = "auto"
+    if kind == "pairs":
+        conversational = right.radio("Prompts as messages", export.CONVERSATIONAL, horizontal=True,
+                                     help="TRL's conversational format: prompt, chosen and rejected as lists of "
+                                          "{role, content}; auto when any exported prompt is a conversation")
     where = filter_form(db)
     rows = export.count_rows(db, kind, where)
     if not rows:
         st.info("No rows match these filters.")
     st.caption(f"{rows:,} rows" + (" · the first 50" if rows > 50 else ""))
-    st.dataframe(export.preview(db, kind, where, rows=50), hide_index=True)
+    st.dataframe(export.preview(db, kind, where, rows=50, conversational=conversational), hide_index=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)
-    left.download_button(f"Download {kind}.{fmt}", admin_download(db, lambda own: export.export_bytes(own, kind, fmt, where)),
+    left.download_button(f"Download {kind}.{fmt}", admin_download(db, lambda own: export.export_bytes(own, kind, fmt, where, conversational)),
                          f"{kind}-{stamp}.{fmt}", type="primary", disabled=not rows or rows > DOWNLOAD_NOW_ROWS, on_click="ignore",
                          help=f"at most {DOWNLOAD_NOW_ROWS:,} rows; write larger exports to a file")
     if right.button("Write to a file (background job)", disabled=not rows):
@@ -66,6 +71,6 @@ with screen("Export") as (db, user):
             kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}-{secrets.token_hex(3)}.{fmt}"), since=where.since or "", until=where.until or "",
             annotators=",".join(where.annotators or []), prompt_sets=",".join(where.prompt_sets or []),
             exclude_annotators=",".join(where.exclude_annotators or []), complete_only=where.complete_only,
-            min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy), "Export")
+            min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy, conversational=conversational), "Export")
     latest_job(db, "export", {}, "export")
     files_list(db)
