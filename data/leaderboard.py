@@ -1,0 +1,175 @@
+"""A rating per model from every ranking: Bradley-Terry with ties (Davidson), bootstrap intervals, win rates.
+
+Chatbot Arena rates models from pairwise votes; here each ranking of K completions by several
+models gives every pair of completions from two different models: a win, a loss or a tie. The
+counts come from the store in two grouped queries (one per item and pair of models), so the
+screen never reads rankings one by one. Ties are modelled, not halved (Davidson 1970):
+
+    P(i beats j) = pi_i / D,   P(tie) = nu * sqrt(pi_i * pi_j) / D,   D = pi_i + pi_j + nu * sqrt(pi_i * pi_j)
+
+The intervals resample items (all rankings of an item together, since one ranking's pairs are
+not independent) with Poisson(1) weights, the bootstrap Chatbot Arena reports, at cluster level.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from sqlite_utils import Database
+
+ELO_SCALE = 400 / math.log(10)  # ratings on the Elo / Arena scale: 400 points = 10:1 odds
+BASE_RATING = 1000.0
+RIDGE = 1e-3  # a whisper of prior so that a model that never lost gets a finite rating
+
+_MODEL_OF = """(SELECT c.id, c.item_id, COALESCE(v.name, c.model_name, 'unknown') AS model
+               FROM completions c LEFT JOIN model_versions v ON v.id = c.generator_version_id)"""
+# Strict pairs between two models, per item: every comparison a ranking implied.
+_WINS = f"""SELECT r.item_id, w.model, l.model, COUNT(*)
+            FROM comparisons x JOIN rankings r ON r.id = x.ranking_id JOIN items i ON i.id = r.item_id
+            JOIN {_MODEL_OF} w ON w.id = x.chosen_id JOIN {_MODEL_OF} l ON l.id = x.rejected_id
+            WHERE i.origin = 'sampled' AND w.model != l.model
+            GROUP BY r.item_id, w.model, l.model"""
+# All pairs between two models, per item: completions of a times completions of b, per ranking (skips aside).
+_PAIRS = f"""WITH per_model AS (SELECT item_id, model, COUNT(*) AS n FROM {_MODEL_OF} GROUP BY item_id, model),
+                  ranked AS (SELECT item_id, COUNT(*) AS n FROM rankings WHERE skipped = 0 GROUP BY item_id)
+             SELECT a.item_id, a.model, b.model, ranked.n * a.n * b.n
+             FROM ranked JOIN items i ON i.id = ranked.item_id
+             JOIN per_model a ON a.item_id = ranked.item_id JOIN per_model b ON b.item_id = ranked.item_id AND a.model < b.model
+             WHERE i.origin = 'sampled'"""
+
+
+@dataclass
+class PairCounts:
+    """Per item and unordered pair of models (a < b by index): a's wins, b's wins and ties."""
+
+    models: list[str]
+    item: np.ndarray  # [R] cluster index of each row
+    a: np.ndarray  # [R]
+    b: np.ndarray  # [R]
+    wins_a: np.ndarray  # [R]
+    wins_b: np.ndarray  # [R]
+    ties: np.ndarray  # [R]
+
+    def totals(self, weights: np.ndarray | None = None) -> "PairCounts":
+        """The rows summed per pair of models (weighted per item for a bootstrap replicate)."""
+        n = len(self.models)
+        key = self.a * n + self.b
+        w = np.ones(len(key)) if weights is None else weights[self.item]
+        keys = np.unique(key)
+        summed = [np.bincount(np.searchsorted(keys, key), weights=w * column, minlength=len(keys))
+                  for column in (self.wins_a, self.wins_b, self.ties)]
+        return PairCounts(self.models, np.zeros(len(keys), int), keys // n, keys % n, *summed)
+
+
+@dataclass
+class ModelRating:
+    model: str
+    rating: float
+    low: float  # 2.5th percentile of the bootstrap
+    high: float  # 97.5th percentile
+    pairs: int  # pairs against other models
+    win_rate: float  # (wins + ties / 2) / pairs, against all other models
+
+
+@dataclass
+class Leaderboard:
+    ratings: list[ModelRating]  # best first
+    win_rates: dict[tuple[str, str], float]  # (model, opponent) -> (wins + ties / 2) / pairs, where they met
+    pairs: dict[tuple[str, str], int]
+    tie_strength: float  # nu: how readily annotators tie two equally good completions
+
+
+def watermark(db: Database) -> tuple:
+    """What the leaderboard depends on: it changes when a ranking, a completion or a version (a name) is added."""
+    return db.execute("SELECT (SELECT MAX(id) FROM rankings), (SELECT COUNT(*) FROM rankings), (SELECT MAX(id) FROM completions), "
+                      "(SELECT MAX(id) FROM model_versions)").fetchone()
+
+
+def pair_counts(db: Database) -> PairCounts:
+    """The wins, losses and ties between every two models, per item, from all rankings."""
+    wins = {(item, w, l): n for item, w, l, n in db.execute(_WINS)}
+    rows = []
+    for item, a, b, pairs in db.execute(_PAIRS):
+        a_wins, b_wins = wins.get((item, a, b), 0), wins.get((item, b, a), 0)
+        rows.append((item, a, b, a_wins, b_wins, pairs - a_wins - b_wins))
+    models = sorted({m for row in rows for m in row[1:3]})
+    index = {m: i for i, m in enumerate(models)}
+    items = {item: i for i, item in enumerate(sorted({row[0] for row in rows}))}
+    columns = list(zip(*rows)) if rows else [[]] * 6
+    return PairCounts(models, np.array([items[i] for i in columns[0]], dtype=int),
+                      np.array([index[m] for m in columns[1]], dtype=int), np.array([index[m] for m in columns[2]], dtype=int),
+                      *(np.array(c, dtype=float) for c in columns[3:]))
+
+
+def fit_davidson(counts: PairCounts, start: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, float]:
+    """(log-strengths theta [M] centred on 0, tie strength nu) maximising the Davidson likelihood of the totals.
+
+    `start`: a previous fit to begin from (a bootstrap replicate starts at the full data's fit).
+    """
+    totals = counts.totals()
+    m = len(counts.models)
+    a, b, w_a, w_b, t = totals.a, totals.b, totals.wins_a, totals.wins_b, totals.ties
+    n = w_a + w_b + t
+
+    def negative_log_likelihood(x):
+        theta, eta = x[:m], x[m]
+        tie_logit = eta + (theta[a] + theta[b]) / 2  # [P] log(nu * sqrt(pi_a pi_b))
+        log_d = np.logaddexp(np.logaddexp(theta[a], theta[b]), tie_logit)  # [P] log D
+        ll = w_a * theta[a] + w_b * theta[b] + t * tie_logit - n * log_d
+        p_a, p_b, p_t = np.exp(theta[a] - log_d), np.exp(theta[b] - log_d), np.exp(tie_logit - log_d)  # [P]
+        g_a = w_a + t / 2 - n * (p_a + p_t / 2)  # d ll / d theta_a, per pair
+        g_b = w_b + t / 2 - n * (p_b + p_t / 2)
+        grad = np.bincount(a, g_a, m) + np.bincount(b, g_b, m) - 2 * RIDGE * theta
+        objective = -(ll.sum() - RIDGE * (theta ** 2).sum())
+        return objective, -np.append(grad, (t - n * p_t).sum())
+
+    x0 = np.zeros(m + 1) if start is None else np.append(start[0], math.log(max(start[1], 1e-6)))
+    x = minimize(negative_log_likelihood, x0, jac=True, method="L-BFGS-B").x
+    theta = x[:m] - x[:m].mean()
+    return theta, float(np.exp(x[m]))
+
+
+def leaderboard(db: Database, bootstrap: int = 200, seed: int = 0) -> Leaderboard | None:
+    """Ratings with 95% intervals for every model that met another in a ranking; None when no two models ever met."""
+    counts = pair_counts(db)
+    if len(counts.models) < 2:
+        return None
+    theta, nu = fit_davidson(counts)
+    rng = np.random.default_rng(seed)
+    n_items = int(counts.item.max()) + 1
+    replicates = np.array([fit_davidson(PairCounts(counts.models, *_weighted(counts, rng.poisson(1.0, n_items))), (theta, nu))[0]
+                           for _ in range(bootstrap)])  # [B, M]
+    low, high = (np.percentile(replicates, q, axis=0) if bootstrap else theta for q in (2.5, 97.5))
+    win_rates, pairs = _win_rates(counts)
+    ratings = [ModelRating(model, *(BASE_RATING + ELO_SCALE * float(v) for v in (theta[i], low[i], high[i])),
+                           sum(n for (x, _), n in pairs.items() if x == model),
+                           _overall_win_rate(counts, i))
+               for i, model in enumerate(counts.models)]
+    return Leaderboard(sorted(ratings, key=lambda r: -r.rating), win_rates, pairs, nu)
+
+
+def _weighted(counts: PairCounts, weights: np.ndarray) -> tuple:
+    """The per-pair totals of one bootstrap replicate, as PairCounts fields after `models`."""
+    totals = counts.totals(weights)
+    return totals.item, totals.a, totals.b, totals.wins_a, totals.wins_b, totals.ties
+
+
+def _win_rates(counts: PairCounts) -> tuple[dict, dict]:
+    totals = counts.totals()
+    rates, pairs = {}, {}
+    for a, b, w_a, w_b, t in zip(totals.a, totals.b, totals.wins_a, totals.wins_b, totals.ties):
+        n = w_a + w_b + t
+        names = counts.models[a], counts.models[b]
+        rates[names] = (w_a + t / 2) / n
+        rates[names[::-1]] = (w_b + t / 2) / n
+        pairs[names] = pairs[names[::-1]] = int(n)
+    return rates, pairs
+
+
+def _overall_win_rate(counts: PairCounts, model: int) -> float:
+    totals = counts.totals()
+    as_a, as_b = totals.a == model, totals.b == model
+    won = totals.wins_a[as_a].sum() + totals.wins_b[as_b].sum() + (totals.ties[as_a].sum() + totals.ties[as_b].sum()) / 2
+    n = (totals.wins_a + totals.wins_b + totals.ties)[as_a | as_b].sum()
+    return float(won / n) if n else float("nan")
