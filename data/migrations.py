@@ -331,3 +331,23 @@ def m0010_conversations_guidelines_repeats(db):
             created_at TEXT NOT NULL
         )""")
     db.execute("CREATE INDEX repeat_rankings_annotator ON repeat_rankings (annotator_id)")
+
+
+@migrations()
+def m0012_guideline_stats(db):
+    # Agreement with the others by guideline version, kept as sums like annotator_stats (data/quality.py `refresh`),
+    # so the Agreement screen does not join every ranking. version 0: ranked before the set had guidelines.
+    db.execute("""
+        CREATE TABLE guideline_stats (
+            prompt_set TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            rankings INTEGER NOT NULL,
+            agree INTEGER NOT NULL,
+            disagree INTEGER NOT NULL,
+            PRIMARY KEY (prompt_set, version)
+        )""")
+    db.execute("""
+        INSERT INTO guideline_stats (prompt_set, version, rankings, agree, disagree)
+        SELECT p.prompt_set, COALESCE(r.guideline_version, 0), COUNT(*), TOTAL(rs.agree), TOTAL(rs.disagree)
+        FROM ranking_stats rs JOIN rankings r ON r.id = rs.ranking_id JOIN items i ON i.id = rs.item_id
+        JOIN prompts p ON p.id = i.prompt_id GROUP BY 1, 2""")

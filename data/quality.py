@@ -96,10 +96,12 @@ def _refresh_items(db: Database, item_ids: list[int], coincidences: dict[int, np
     db.conn.executemany("INSERT INTO item_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", agreements)
     _count_for_annotators(sums, rows, +1)
     _add_to_annotators(db, sums)
+    _count_for_guidelines(db, item_ids, marks, +1)
 
 
 def _forget_items(db: Database, item_ids: list[int], marks: str, coincidences: dict[int, np.ndarray], sums: dict) -> None:
     _count_for_annotators(sums, list(db.query(f"SELECT * FROM ranking_stats WHERE item_id IN ({marks})", item_ids)), -1)
+    _count_for_guidelines(db, item_ids, marks, -1)
     for m, old in db.execute(f"SELECT annotators, coincidences FROM item_stats WHERE item_id IN ({marks})", item_ids).fetchall():
         coincidences[m] = coincidences[m] - np.array(json.loads(old))
     for table in ("ranking_stats", "stats_unreadable", "item_stats"):
@@ -153,6 +155,17 @@ def _add_to_annotators(db: Database, sums: dict[int, Counter]) -> None:
     db.conn.executemany("INSERT OR IGNORE INTO annotator_stats (annotator_id) VALUES (?)", [(a,) for a in sums])
     db.conn.executemany(f"UPDATE annotator_stats SET {', '.join(f'{c} = {c} + :{c}' for c in ANNOTATOR_SUMS)} WHERE annotator_id = :id",
                         [{c: values[c] for c in ANNOTATOR_SUMS} | {"id": a} for a, values in sums.items()])
+
+
+def _count_for_guidelines(db: Database, item_ids: list[int], marks: str, sign: int) -> None:
+    """Add (sign +1) or take away (-1) these items' ranking_stats rows to the sums per prompt set and guideline version."""
+    db.execute(f"""INSERT INTO guideline_stats (prompt_set, version, rankings, agree, disagree)
+                   SELECT p.prompt_set, COALESCE(r.guideline_version, 0), {sign} * COUNT(*), {sign} * TOTAL(rs.agree),
+                          {sign} * TOTAL(rs.disagree)
+                   FROM ranking_stats rs JOIN rankings r ON r.id = rs.ranking_id JOIN items i ON i.id = rs.item_id
+                   JOIN prompts p ON p.id = i.prompt_id WHERE rs.item_id IN ({marks}) GROUP BY 1, 2
+                   ON CONFLICT (prompt_set, version) DO UPDATE SET rankings = rankings + excluded.rankings,
+                       agree = agree + excluded.agree, disagree = disagree + excluded.disagree""", item_ids)
 
 
 def _item_agreement(item_id: int, rankings: list[tuple[str, list]], k: int, coincidences: dict[int, np.ndarray]) -> tuple:
@@ -236,6 +249,28 @@ def annotator_table(db: Database) -> list[dict]:
         "first_shown_ranked_best": r["first_best"] / r["rankings"], "first_shown_expected": r["expected_first"] / r["rankings"],
         "longer_wins": ratio(r["longer_wins"], r["length_pairs"]), "gold_accuracy": ratio(r["gold_passed"], r["gold_rankings"]),
     } for r in rows]
+
+
+def self_agreement(db: Database) -> list[dict]:
+    """Per annotator, from their self-consistency repeats: how many were ranked again, the share of pairs ordered the
+    same way both times (of the pairs ordered strictly both times) and the mean Kendall tau-b with their first ranking."""
+    rows = db.query("""SELECT a.name, COUNT(*) AS repeats, TOTAL(x.agree) AS agree, TOTAL(x.disagree) AS disagree,
+                              AVG(x.tau_b) AS tau_b
+                       FROM repeat_rankings x JOIN annotators a ON a.id = x.annotator_id
+                       WHERE x.skipped = 0 GROUP BY x.annotator_id ORDER BY a.name""")
+    return [{"annotator": r["name"], "repeats": r["repeats"],
+             "self_agreement": r["agree"] / (r["agree"] + r["disagree"]) if r["agree"] + r["disagree"] else None,
+             "self_tau_b": r["tau_b"]} for r in rows]
+
+
+def agreement_by_guideline(db: Database) -> list[dict]:
+    """Per prompt set and guideline version (None: ranked before the set had guidelines): rankings, and their
+    agreement with the consensus of the item's other annotators."""
+    refresh(db)
+    rows = db.query("SELECT * FROM guideline_stats WHERE rankings > 0 ORDER BY prompt_set, version")
+    return [{"prompt_set": r["prompt_set"], "guideline_version": r["version"] or None, "rankings": r["rankings"],
+             "agreement_with_others": r["agree"] / (r["agree"] + r["disagree"]) if r["agree"] + r["disagree"] else None}
+            for r in rows]
 
 
 def _median_seconds(db: Database, annotator_id: int, timed: int) -> float | None:

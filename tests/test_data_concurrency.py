@@ -12,6 +12,7 @@ WRITERS, EACH, OVERLAP = 32, 50, 2
 def test_32_concurrent_annotators_each_submit_50_rankings(db, db_path):
     add_items(db, WRITERS * EACH // OVERLAP, k=3)  # exactly enough items for everyone at overlap 2
     items.set_rankings_wanted(db, "test", OVERLAP)
+    annotation.set_repeat_settings(db, "test", share=0.0, gap=20)  # first rankings only here: repeats in test_data_repeats
     errors, submitted = [], []
 
     def annotate(n: int) -> None:

@@ -13,7 +13,7 @@ from ui.login import login_page
 APP_FILE = str(Path(__file__).resolve().parent.parent / "app.py")
 ADMIN_SCREENS = {  # section: [(file under pages/, title, icon)]; a file's name is its address, e.g. /team
     "Data": [("data/overview", "Overview", "dashboard"), ("data/import", "Import", "upload"),
-             ("data/generate", "Generate", "auto_awesome")],
+             ("data/guidelines", "Guidelines", "menu_book"), ("data/generate", "Generate", "auto_awesome")],
     "Quality": [("quality/agreement", "Agreement & health", "handshake"), ("quality/annotators", "Annotators", "groups"),
                 ("quality/items", "Item consensus", "leaderboard"), ("quality/gold", "Gold items", "star")],
     "Train": [("train/sft", "Demonstrations & SFT", "edit_note"), ("train/reward", "Reward model", "emoji_events"),

@@ -24,6 +24,13 @@ with screen("Agreement & health") as (db, user):
     columns = st.columns(4)
     columns[0].metric("Tie rate", percent(health["tie_rate"]))
     columns[1].metric("Flagged items", f"{health['flagged_items']:,}")
+    by_version = pd.DataFrame(quality.agreement_by_guideline(db),
+                              columns=["prompt_set", "guideline_version", "rankings", "agreement_with_others"])
+    if by_version["guideline_version"].notna().any():  # shown once some set has guidelines
+        st.caption("Agreement with the consensus of the others, by the guideline version each ranking was made under")
+        st.dataframe(by_version, hide_index=True, column_config={
+            "prompt_set": "prompt set", "guideline_version": st.column_config.NumberColumn("guideline version", help="empty: no guidelines yet"),
+            "agreement_with_others": st.column_config.NumberColumn("agreement with others", format="percent")})
     per_day = pd.DataFrame(quality.rankings_per_day(db))
     if not per_day.empty:
         st.caption("Rankings per day")

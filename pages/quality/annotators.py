@@ -8,7 +8,7 @@ from data import quality
 from ui.session import screen
 from ui.widgets import statistics_caught_up
 
-PERCENT_COLUMNS = {"agreement_with_others": "agreement with others", "tie_rate": "tie rate",
+PERCENT_COLUMNS = {"agreement_with_others": "agreement with others", "self_agreement": "self-agreement", "tie_rate": "tie rate",
                    "first_shown_ranked_best": "first shown ranked best", "first_shown_expected": "expected by chance",
                    "longer_wins": "longer completion wins", "gold_accuracy": "gold accuracy"}
 
@@ -23,14 +23,25 @@ def bias_chart(table: pd.DataFrame, columns: list[str], rule: float | None = Non
     return bars + alt.Chart(pd.DataFrame({"share": [rule]})).mark_rule(strokeDash=[4, 4]).encode(x="share:Q")
 
 
+def with_self_agreement(table: pd.DataFrame, repeats: list[dict]) -> pd.DataFrame:
+    """The table with each annotator's self-agreement (their repeats) placed beside their agreement with others."""
+    own = pd.DataFrame(repeats, columns=["annotator", "repeats", "self_agreement", "self_tau_b"])
+    table = table.merge(own, on="annotator", how="left").astype({"repeats": "Int64"})
+    columns = [c for c in table.columns if c not in own.columns[1:]]
+    at = columns.index("agreement_with_others") + 1
+    return table[columns[:at] + list(own.columns[1:]) + columns[at:]]
+
+
 with screen("Annotators") as (db, user):
     statistics_caught_up(db)
     table = pd.DataFrame(quality.annotator_table(db))
     if table.empty:
         st.caption("No rankings yet.")
         st.stop()
-    st.dataframe(table, hide_index=True, column_config={
+    st.dataframe(with_self_agreement(table, quality.self_agreement(db)), hide_index=True, column_config={
         "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
+        "repeats": st.column_config.NumberColumn(help="items they ranked again when served a second time, unannounced (skipped repeats left out)"),
+        "self_tau_b": st.column_config.NumberColumn("self τ-b", format="%.2f", help="mean Kendall τ-b with their first ranking"),
         **{column: st.column_config.NumberColumn(label, format="percent") for column, label in PERCENT_COLUMNS.items()}})
     left, right = st.columns(2)
     left.caption("Position bias: the first-shown completion ranked best, against chance")
