@@ -137,6 +137,16 @@ def prompts_without_completions_from(db: Database, prompt_set: str, generator_ve
     )
 
 
+def prompts_without_completions_named(db: Database, prompt_set: str, model_name: str) -> list[dict]:
+    """Prompts of the set that no completion stored under this model name (a remote generator's) answers yet."""
+    return list(db.query(
+        """SELECT p.id, p.text, p.messages FROM prompts p
+           WHERE p.prompt_set = ? AND NOT EXISTS (
+               SELECT 1 FROM items i JOIN completions c ON c.item_id = i.id
+               WHERE i.prompt_id = p.id AND c.generator_version_id IS NULL AND c.model_name = ?)
+           ORDER BY p.id""", [prompt_set, model_name]))
+
+
 def counts(db: Database) -> dict[str, int]:
     """Headline numbers for the admin page."""
     tables = {

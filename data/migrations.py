@@ -351,3 +351,16 @@ def m0012_guideline_stats(db):
         SELECT p.prompt_set, COALESCE(r.guideline_version, 0), COUNT(*), TOTAL(rs.agree), TOTAL(rs.disagree)
         FROM ranking_stats rs JOIN rankings r ON r.id = rs.ranking_id JOIN items i ON i.id = rs.item_id
         JOIN prompts p ON p.id = i.prompt_id GROUP BY 1, 2""")
+
+
+@migrations()
+def m0013_remote_generators(db):
+    # Models served over an OpenAI-compatible API (data/generators.py). `settings` holds the base URL, the model,
+    # sampling, concurrency, timeout and retries, and the NAME of the variable holding the API key: never the key.
+    db.execute("""
+        CREATE TABLE remote_generators (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            settings TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from data.generators import parse_mix
 from data.items import BUILTIN_SET
 
 
@@ -18,12 +19,20 @@ class GenerationConfig:
     seed: int = field(default=0, metadata={"help": "random seed; batch b uses seed + b"})
     prompts_per_batch: int = field(default=8, metadata={"help": "prompts sampled together (x K sequences)"})
     limit: int | None = field(default=None, metadata={"help": "only the first N prompts"})
-    skip_done: bool = field(default=True, metadata={"help": "skip prompts this version already wrote completions for"})
+    skip_done: bool = field(default=True, metadata={
+        "help": "skip prompts that already have completions from this job's first source (the generator version, "
+                "or the first remote generator when the remote ones write all K)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
+    remote: str = field(default="", metadata={
+        "help": "remote generators writing part of each item, NAME=COUNT comma-separated (e.g. llama=2): arena-style "
+                "items; the generator version writes the rest of the K, nothing when the counts add up to K"})
 
     def __post_init__(self):
         if not 2 <= self.k <= 9:
             raise ValueError(f"k must be between 2 and 9 completions per prompt, got {self.k}")
+        remote = sum(parse_mix(self.remote).values())
+        if remote > self.k:
+            raise ValueError(f"the remote generators write {remote} completions per item, more than k = {self.k}")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0 (sampling); use a small value such as 0.1 for near-greedy")
 

@@ -4,17 +4,19 @@ Run from the admin page (a background job) or the command line:
     python -m policy.generate --prompt-set builtin --k 4 --max-new-tokens 128
 """
 
+import random
 import time
 from dataclasses import asdict, dataclass
 
 import torch
 
-from data import conversation, items, versions
+from data import conversation, generators, items, versions
 from data.items import NewCompletion
 from data.jobs import job_main
 from data.store import write_transaction
 from policy.config import GenerationConfig
 from policy.models import load_generator
+from policy.remote import sample_remote
 
 
 @dataclass
@@ -86,43 +88,70 @@ def sample(model, tokenizer, prompts: list[Prompt], k: int, temperature: float, 
 
 
 def run_generation(db, config: GenerationConfig, job) -> dict:
-    """Generate for every prompt of the set and store each prompt's K completions as one item."""
-    version = versions.version_or_active(db, "generator", config.generator_version)
-    if config.skip_done:
-        prompts = items.prompts_without_completions_from(db, config.prompt_set, version["id"])
-    else:
-        prompts = items.prompts_of_set(db, config.prompt_set)
-    prompts = prompts[: config.limit] if config.limit else prompts
+    """Generate for every prompt of the set and store each prompt's K completions as one item.
+
+    With remote generators in the mix, each item holds completions from several models (arena-style), in an
+    order shuffled per prompt so that a position says nothing about the model; annotators never see which wrote what.
+    """
+    mix = [(generators.remote_generator(db, name), n) for name, n in generators.parse_mix(config.remote).items()]
+    k_local = config.k - sum(n for _, n in mix)
+    version = versions.version_or_active(db, "generator", config.generator_version) if k_local else None
+    first_source = version["name"] if version else mix[0][0].name
+    prompts = prompts_to_generate(db, config, version, first_source)
     if not prompts:
-        job.log(f"nothing to do: every prompt of {config.prompt_set!r} already has completions from {version['name']}")
+        job.log(f"nothing to do: every prompt of {config.prompt_set!r} already has completions from {first_source}")
         return {"items": 0, "completions": 0}
-    job.log(f"loading generator {version['name']} ({version['path']})")
-    model, tokenizer = load_generator(version["path"], config.device)
+    model = tokenizer = None
+    if k_local:
+        job.log(f"loading generator {version['name']} ({version['path']})")
+        model, tokenizer = load_generator(version["path"], config.device)
+    for g, n in mix:
+        job.log(f"remote generator {g.name}: {n} per item from {g.model} at {g.base_url}, {g.concurrency} requests at a time")
     params = {k: v for k, v in asdict(config).items() if k in ("k", "temperature", "top_p", "max_new_tokens")}
     tokens, started = 0, time.perf_counter()
     for b, start in enumerate(range(0, len(prompts), config.prompts_per_batch)):
         batch = prompts[start:start + config.prompts_per_batch]
         batch_started = time.perf_counter()
         messages = [conversation.as_messages(p["text"], p["messages"]) for p in batch]  # continued turn by turn
-        per_prompt = sample(model, tokenizer, messages, config.k, config.temperature, config.top_p, config.max_new_tokens,
-                            config.seed + b)
+        local = (sample(model, tokenizer, messages, k_local, config.temperature, config.top_p, config.max_new_tokens,
+                        config.seed + b) if k_local else [[] for _ in batch])
+        remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error
         seconds = time.perf_counter() - batch_started
-        batch_tokens = sum(s.n_tokens for samples in per_prompt for s in samples)
+        batch_tokens = sum(s.n_tokens for samples in local for s in samples)
         with write_transaction(db):
-            for prompt, samples in zip(batch, per_prompt):
-                items.add_item(db, prompt["id"], [
-                    NewCompletion(s.text, version["id"], version["name"], params, config.seed + b, s.n_tokens,
-                                  s.finish_reason, seconds * s.n_tokens / max(batch_tokens, 1))
-                    for s in samples
-                ], job_id=job.id)
-        tokens += batch_tokens
+            for p, prompt in enumerate(batch):
+                completions = [NewCompletion(s.text, version["id"], version["name"], params, config.seed + b, s.n_tokens,
+                                             s.finish_reason, seconds * s.n_tokens / max(batch_tokens, 1)) for s in local[p]]
+                completions += [remote_completion(g, s) for g, samples in remote for s in samples[p]]
+                if mix:
+                    random.Random(f"{config.seed}:{prompt['id']}").shuffle(completions)
+                items.add_item(db, prompt["id"], completions, job_id=job.id)
+        tokens += batch_tokens + sum(s.n_tokens or 0 for _, samples in remote for row in samples for s in row)
         done = start + len(batch)
         rate = tokens / (time.perf_counter() - started)
         job.progress(done, len(prompts), f"{done}/{len(prompts)} prompts, {rate:.0f} tokens/s")
-        job.log(f"batch {b}: {len(batch)} prompts x {config.k}, {batch_tokens} tokens in {seconds:.1f} s")
+        job.log(f"batch {b}: {len(batch)} prompts x {config.k}, {tokens} tokens so far, {seconds:.1f} s")
     elapsed = time.perf_counter() - started
     return {"items": len(prompts), "completions": len(prompts) * config.k, "tokens": tokens,
-            "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"]}
+            "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"] if version else None,
+            "remote": {g.name: n for g, n in mix}}
+
+
+def prompts_to_generate(db, config: GenerationConfig, version: dict | None, first_source: str) -> list[dict]:
+    if not config.skip_done:
+        prompts = items.prompts_of_set(db, config.prompt_set)
+    elif version:
+        prompts = items.prompts_without_completions_from(db, config.prompt_set, version["id"])
+    else:
+        prompts = items.prompts_without_completions_named(db, config.prompt_set, first_source)
+    return prompts[: config.limit] if config.limit else prompts
+
+
+def remote_completion(g, s) -> NewCompletion:
+    """A remote completion with its provenance: which server and model, the sampling, usage, latency. Never the key."""
+    params = {"base_url": g.base_url, "model": g.model, "temperature": g.temperature, "top_p": g.top_p,
+              "max_tokens": g.max_tokens, "usage": s.usage, **({"system_fingerprint": s.fingerprint} if s.fingerprint else {})}
+    return NewCompletion(s.text, None, g.name, params, s.seed, s.n_tokens, s.finish_reason, s.seconds)
 
 
 if __name__ == "__main__":

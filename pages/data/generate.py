@@ -1,23 +1,64 @@
-"""Generate: the K completions per prompt that annotators rank, written by a generator version."""
+"""Generate: the K completions per prompt that annotators rank, written by a generator version and remote models."""
 
+import pandas as pd
 import streamlit as st
 
-from data import items, versions
+from data import generators, items, versions
+from data.accounts import AuthError
 from policy.config import GenerationConfig
+from policy.remote import RemoteGenerationError, check_server
 from ui.jobs import launch, latest_job, version_picker
-from ui.session import screen
+from ui.session import flash, guarded, screen
 
-with screen("Generate") as (db, user):
-    generators = versions.list_versions(db, "generator")
-    sets = [s["name"] for s in items.prompt_sets(db)]
-    if not generators or not sets:
-        st.info("Import prompts first (Data → Import).")
-        st.stop()
+
+@guarded("admin")
+def save_remote(db, user) -> None:
+    form = {k.removeprefix("remote-"): v for k, v in st.session_state.items() if str(k).startswith("remote-")}
+    try:
+        g = generators.RemoteGenerator(name=form["name"].strip(), base_url=form["base_url"].strip(), model=form["model"].strip(),
+                                       api_key_env=form["api_key_env"].strip(), temperature=form["temperature"],
+                                       top_p=form["top_p"], max_tokens=int(form["max_tokens"]),
+                                       concurrency=int(form["concurrency"]), timeout_s=float(form["timeout_s"]),
+                                       retries=int(form["retries"]))
+        generators.save_remote_generator(db, g, user)
+        flash("success", f"Remote generator {g.name} saved. Check it can be reached, then mix it into a generation.")
+    except (ValueError, AuthError) as error:
+        flash("error", str(error))
+
+
+@guarded("admin")
+def delete_remote(db, user, name: str) -> None:
+    try:
+        generators.delete_remote_generator(db, name, user)
+        flash("success", f"Remote generator {name} removed; its completions keep their provenance.")
+    except AuthError as error:
+        flash("error", str(error))
+
+
+@guarded("admin")
+def check_remote(db, user, name: str) -> None:
+    try:
+        models = check_server(generators.remote_generator(db, name))
+        g = generators.remote_generator(db, name)
+        served = "serves it" if g.model in models else f"does NOT list model {g.model!r}"
+        flash("success" if g.model in models else "warning",
+              f"{name}: {g.base_url} answers and {served} (models: {', '.join(models[:10]) or 'none listed'}).")
+    except (RemoteGenerationError, LookupError) as error:
+        flash("error", f"{name}: {error}")
+
+
+def generation_form(db, local_generators: list[dict], remotes: list, sets: list[str]) -> None:
     defaults = GenerationConfig()
     with st.form("generate"):
         prompt_set = st.selectbox("Prompt set", sets)
-        version = version_picker(st, "Generator", generators)
+        version = version_picker(st, "Generator", local_generators)
         k = st.slider("Completions per prompt (K)", 2, 9, defaults.k)
+        mix = {}
+        if remotes:
+            st.caption("Arena-style items: how many of each item's K completions each remote model writes; the generator "
+                       "above writes the rest (none when these add up to K). Annotators never see which model wrote what.")
+            for column, g in zip(st.columns(min(len(remotes), 4)) * len(remotes), remotes):
+                mix[g.name] = column.number_input(g.name, 0, 9, 0, key=f"mix-{g.name}", help=f"{g.model} at {g.base_url}")
         left, middle, right = st.columns(3)
         temperature = left.number_input("Temperature", 0.05, 2.0, defaults.temperature, 0.05)
         top_p = middle.number_input("Top-p", 0.05, 1.0, defaults.top_p, 0.05)
@@ -27,7 +68,53 @@ with screen("Generate") as (db, user):
         limit = middle.number_input("Only the first N prompts (0: all)", 0, 100_000, 0)
         skip_done = right.checkbox("Skip prompts this generator already did", defaults.skip_done)
         if st.form_submit_button("Start generation", type="primary"):
-            launch("generate", GenerationConfig(prompt_set=prompt_set, generator_version=version["id"], k=k, temperature=temperature,
-                                                top_p=top_p, max_new_tokens=int(max_new_tokens), seed=int(seed),
-                                                limit=int(limit) or None, skip_done=skip_done), "Generation")
+            try:
+                config = GenerationConfig(prompt_set=prompt_set, generator_version=version["id"], k=k, temperature=temperature,
+                                          top_p=top_p, max_new_tokens=int(max_new_tokens), seed=int(seed), limit=int(limit) or None,
+                                          skip_done=skip_done, remote=",".join(f"{n}={c}" for n, c in mix.items() if c))
+            except ValueError as error:
+                st.error(str(error))
+                return
+            launch("generate", config, "Generation")
+
+
+def remote_generators_section(db, remotes: list) -> None:
+    st.subheader("Remote generators")
+    st.caption("Models served over an OpenAI-compatible API (vLLM, llama.cpp's server, TGI, Ollama, a hosted API). "
+               "The API key stays in an environment variable (or a key of .streamlit/secrets.toml) on the machine that runs "
+               "the app: only its name is stored.")
+    if remotes:
+        st.dataframe(pd.DataFrame([{k: v for k, v in vars(g).items() if k != "id"} for g in remotes]), hide_index=True)
+        left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
+        name = left.selectbox("Remote generator", [g.name for g in remotes], key="remote-picked")
+        middle.button("Check", on_click=check_remote, args=(name,), width="stretch", help="Ask the server for its models (5 s)")
+        right.button("Remove", on_click=delete_remote, args=(name,), width="stretch")
+    with st.expander("Add or update a remote generator", expanded=not remotes):
+        defaults = generators.RemoteGenerator("example", "http://localhost:8080/v1", "model")
+        left, middle, right = st.columns(3)
+        left.text_input("Name", key="remote-name", placeholder="llama-3-8b")
+        middle.text_input("Base URL", key="remote-base_url", placeholder="http://localhost:8080/v1")
+        right.text_input("Model", key="remote-model", placeholder="as the server names it")
+        left, middle, right = st.columns(3)
+        left.text_input("API key variable", key="remote-api_key_env", placeholder="OPENAI_API_KEY (empty: no key)",
+                        help="The NAME of the environment variable (or secrets.toml key) holding the key, never the key.")
+        middle.number_input("Temperature", 0.05, 2.0, defaults.temperature, 0.05, key="remote-temperature")
+        right.number_input("Top-p", 0.05, 1.0, defaults.top_p, 0.05, key="remote-top_p")
+        left, middle, right, last = st.columns(4)
+        left.number_input("Max tokens", 8, 32_768, defaults.max_tokens, 8, key="remote-max_tokens")
+        middle.number_input("Requests at once", 1, 64, defaults.concurrency, key="remote-concurrency")
+        right.number_input("Timeout (s)", 1.0, 3600.0, defaults.timeout_s, key="remote-timeout_s")
+        last.number_input("Retries", 0, 10, defaults.retries, key="remote-retries", help="on 429, 5xx and connection errors")
+        st.button("Save remote generator", type="primary", on_click=save_remote)
+
+
+with screen("Generate") as (db, user):
+    local_generators = versions.list_versions(db, "generator")
+    sets = [s["name"] for s in items.prompt_sets(db)]
+    remotes = generators.remote_generators(db)
+    if not local_generators or not sets:
+        st.info("Import prompts first (Data → Import).")
+        st.stop()
+    generation_form(db, local_generators, remotes, sets)
     latest_job(db, "generate", {}, "generate")
+    remote_generators_section(db, remotes)
