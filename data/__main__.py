@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotator", default="hh-rlhf", help="the provenance account the rankings are stored under")
     p = commands.add_parser("export", help="export pairs or rankings")
     p.add_argument("--kind", choices=export.KINDS, default="pairs")
-    p.add_argument("--format", choices=export.FORMATS, default="jsonl")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--format", choices=[*export.FORMATS, export.DATASET], default="jsonl",
+                   help="a file, or `dataset`: a folder with data/train.parquet and a dataset card that load_dataset reads")
+    p.add_argument("--out", type=Path, required=True, help="the file (or, for a dataset, a new folder) to write")
     p.add_argument("--since", help="first day, YYYY-MM-DD")
     p.add_argument("--until", help="last day, YYYY-MM-DD")
     p.add_argument("--annotator", action="append", help="only this annotator (repeatable)")

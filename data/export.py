@@ -16,12 +16,15 @@ bounded at any size. Also a background job, or from the command line:
 """
 
 import csv
+import dataclasses
 import datetime
 import functools
 import io
 import json
 import os
+import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,8 @@ from data.store import from_json
 
 KINDS = ("pairs", "rankings")
 CONVERSATIONAL = ("auto", "yes", "no")  # pairs as TRL's conversational format: when a prompt is a conversation, always, never
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet")  # files
+DATASET = "dataset"  # a folder that `datasets.load_dataset(folder)` loads: data/train.parquet and a dataset card
 CHUNK_ROWS = 20_000  # rows per SQL fetch and per Parquet row group
 CONSENSUS_CACHE = 50_000  # distinct sets of rankings whose consensus one export remembers
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so (OWASP CSV injection)
@@ -127,8 +131,9 @@ class ExportConfig:
     """Export pairs or rankings to a file, streamed chunk by chunk (a background job, or `python -m data.export`)."""
 
     kind: str = field(default="pairs", metadata={"help": "pairs (TRL's prompt / chosen / rejected) or rankings (ties kept)"})
-    format: str = field(default="jsonl", metadata={"help": "jsonl, csv or parquet"})
-    out: str = field(default="", metadata={"help": "file to write (required)"})
+    format: str = field(default="jsonl", metadata={"help": "jsonl, csv, parquet, or dataset: a folder with data/train.parquet "
+                                                              "and a dataset card that datasets.load_dataset(folder) reads"})
+    out: str = field(default="", metadata={"help": "file to write, or for a dataset a new folder (required)"})
     since: str = field(default="", metadata={"help": "first day included, YYYY-MM-DD; empty: from the start"})
     until: str = field(default="", metadata={"help": "last day included, YYYY-MM-DD; empty: up to now"})
     annotators: str = field(default="", metadata={"help": "comma-separated annotators to export; empty: all"})
@@ -168,8 +173,8 @@ def _check_kind(kind: str) -> None:
 
 
 def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}: use one of {FORMATS}")
+    if fmt not in (*FORMATS, DATASET):
+        raise ValueError(f"unknown export format {fmt!r}: use one of {(*FORMATS, DATASET)}")
 
 
 def _check_conversational(mode: str) -> None:
@@ -205,6 +210,10 @@ def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | Bin
     """
     _check_kind(kind)
     _check_format(fmt)
+    if fmt == DATASET:
+        if not isinstance(out, (str, os.PathLike)):
+            raise ValueError("a dataset export is a folder: give a path (or use dataset_zip for a download)")
+        return write_dataset(db, kind, Path(out), where, on_progress, conversational)
     if isinstance(out, (str, os.PathLike)):
         return _write_file(db, kind, fmt, Path(out), where, on_progress, conversational)
     annotators = annotator_quality(db)
@@ -227,6 +236,118 @@ def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilt
         raise
     os.replace(partial, path)
     return rows
+
+
+def write_dataset(db: Database, kind: str, folder: Path, where: ExportFilter = ExportFilter(), on_progress=None,
+                  conversational: str = "auto") -> int:
+    """A Hugging Face dataset folder: data/train.parquet and a README.md dataset card (counts, provenance, agreement,
+    the filters used, a license line for the admin to fill). Written beside and renamed when whole; never over a folder."""
+    if folder.exists():
+        raise ValueError(f"{folder} exists already: choose a new folder for the dataset (nothing is overwritten)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        (partial / "data").mkdir()
+        rows = _write_file(db, kind, "parquet", partial / "data" / "train.parquet", where, on_progress, conversational)
+        (partial / "README.md").write_text(dataset_card(db, kind, where, conversational, rows, folder.name), encoding="utf-8")
+        os.replace(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return rows
+
+
+def dataset_zip(db: Database, kind: str, where: ExportFilter = ExportFilter(), conversational: str = "auto",
+                name: str = "dataset") -> bytes:
+    """The dataset folder as a zip, for a direct download of a small export."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(db, kind, Path(tmp) / name, where, conversational=conversational)
+        return zip_folder(Path(tmp) / name)
+
+
+def zip_folder(folder: Path) -> bytes:
+    """A folder as a zip whose entries start with the folder's name."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder.parent))
+    return buffer.getvalue()
+
+
+def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: str, rows: int, name: str) -> str:
+    """The README.md of a dataset export: YAML metadata `load_dataset` reads, then what the data is and how it was made."""
+    annotators = annotator_quality(db)
+    clause, params = _conditions(db, where, annotators)
+    rankings, people, items_, prompts, sets = db.execute(
+        f"""SELECT COUNT(*), COUNT(DISTINCT r.annotator_id), COUNT(DISTINCT r.item_id), COUNT(DISTINCT i.prompt_id),
+                   COUNT(DISTINCT p.prompt_set) {_FROM["rankings"]} WHERE {clause}""", params).fetchone()
+    models = db.execute(
+        f"""SELECT COALESCE(v.name, c.model_name, 'unknown'), COUNT(*) FROM completions c
+            LEFT JOIN model_versions v ON v.id = c.generator_version_id
+            WHERE c.item_id IN (SELECT r.item_id {_FROM["rankings"]} WHERE {clause}) GROUP BY 1 ORDER BY 2 DESC""",
+        params).fetchall()
+    summary = quality.agreement_summary(db)
+    as_messages = _conversational(db, kind, clause, params, conversational)
+    filters = {k: v for k, v in dataclasses.asdict(where).items() if v not in (None, False, [], "")}
+    fmt = lambda value: "n/a" if value is None else f"{value:.3f}"  # noqa: E731
+    what = ("one row per comparison: `prompt`, `chosen`, `rejected`" + (" as lists of messages (TRL's conversational "
+            "preference format)" if as_messages else " as text (TRL's standard preference format)")
+            if kind == "pairs" else "one row per ranking of K completions, ties kept (`ranking`: groups of indices into "
+            "`completions`, best first)")
+    return "\n".join([
+        "---",
+        "# license: fill this in before sharing the dataset (e.g. cc-by-4.0); it depends on your prompts, models and annotators",
+        "license: null",
+        "tags: [rlhf, preference, human-feedback" + (", dpo, reward-modeling" if kind == "pairs" else ", rankings") + "]",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: data/train.parquet",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"Human preference data exported from the RLHF loop app on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: "
+        f"{what}.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'data = load_dataset("{name}")  # this folder',
+        "```",
+        "",
+        "## Counts",
+        "",
+        "| | |", "|---|---|",
+        f"| rows | {rows:,} |", f"| rankings | {rankings:,} |", f"| annotators | {people:,} |", f"| items | {items_:,} |",
+        f"| prompts | {prompts:,} |", f"| prompt sets | {sets:,} |",
+        "",
+        "## Provenance",
+        "",
+        "Completions of the exported items, by model (generator version, remote model or imported model name):",
+        "",
+        *[f"- {model}: {n:,}" for model, n in models],
+        "",
+        "Each row keeps its annotator, ranking, item, prompt set, guideline version and time. Annotator names are the "
+        "app's account names: replace them before sharing if they identify people.",
+        "",
+        "## Agreement (all rankings in the store, not only the exported ones)",
+        "",
+        f"- pairwise agreement on pairs both annotators ordered: {fmt(summary['pairwise_agreement'])} "
+        f"({summary['pairs_both_ordered']:,} pairs, {summary['shared_items']:,} items ranked by two or more)",
+        f"- mean Kendall tau-b: {fmt(summary['kendall_tau_b'])}",
+        f"- Krippendorff's alpha (ordinal): {fmt(summary['krippendorff_alpha'])}",
+        "",
+        "## Filters used",
+        "",
+        *([f"- {k}: {v}" for k, v in filters.items()] or ["- none: every non-skipped ranking"]),
+        "",
+        "## Columns",
+        "",
+        ", ".join(f"`{c}`" for c in schema(kind, as_messages).names),
+        "",
+    ])
 
 
 def count_rows(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> int:

@@ -267,3 +267,36 @@ def test_an_export_job_writes_conversational_pairs_from_the_command_line(chats, 
     assert [json.loads(line)["prompt"] for line in out.read_bytes().splitlines()][1] == "plain prompt"
     with pytest.raises(ValueError, match="conversational must be one of"):
         export.ExportConfig(out="x", conversational="sometimes")
+
+
+# A dataset folder with a dataset card that `datasets.load_dataset(folder)` loads as it is.
+
+@pytest.mark.parametrize("kind", export.KINDS)
+def test_a_dataset_folder_loads_with_datasets_and_carries_a_card(ranked, tmp_path, kind):
+    from datasets import load_dataset
+
+    folder = tmp_path / "exports" / f"{kind}-dataset"
+    rows = export.write_export(ranked, kind, export.DATASET, folder, export.ExportFilter(prompt_sets=["set-a"]))
+    loaded = load_dataset(str(folder))
+    assert list(loaded) == ["train"] and loaded["train"].num_rows == rows > 0
+    assert loaded["train"].column_names == export.schema(kind).names
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n# license: fill this in") and "license: null" in card
+    assert f"| rows | {rows:,} |" in card and "| annotators | 2 |" in card and "| prompt sets | 1 |" in card
+    assert "- prompt_sets: ['set-a']" in card and "pairwise agreement" in card
+    assert [p.name for p in folder.parent.iterdir()] == [f"{kind}-dataset"]  # no partial folder left
+
+
+def test_a_dataset_export_never_writes_over_a_folder(ranked, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="exists already: choose a new folder"):
+        export.write_export(ranked, "pairs", export.DATASET, tmp_path / "taken")
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def test_a_dataset_zip_holds_the_folder(ranked):
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(export.dataset_zip(ranked, "pairs", name="prefs"))).namelist()
+    assert sorted(names) == ["prefs/README.md", "prefs/data/train.parquet"]

@@ -89,6 +89,22 @@ def test_admin_previews_an_export_and_writes_it_as_a_background_job(app_db, monk
     assert args["out"].startswith(os.path.join(os.path.dirname(os.environ["RLHF_DB"]), "exports"))
 
 
+def test_admin_writes_a_dataset_folder_that_the_export_screen_then_lists(app_db, monkeypatch):
+    from data import export
+
+    rank_two(app_db)
+    started = []
+    create_only(monkeypatch, started)
+    at = start("pages/operate/export.py")
+    next(r for r in at.radio if r.label == "Format").set_value("dataset").run()
+    next(b for b in at.button if b.label.startswith("Write to a file")).click().run()
+    [(_, args)] = started
+    assert args["format"] == "dataset" and not args["out"].endswith(".dataset")
+    export.write_export(app_db, args["kind"], args["format"], args["out"])  # what the job does
+    at.run()
+    assert not at.exception and any("dataset folder" in c.value for c in at.caption)
+
+
 def test_admin_starts_fine_tuning(app_db, monkeypatch):
     started = []
     create_only(monkeypatch, started)

@@ -34,13 +34,19 @@ def filter_form(db) -> export.ExportFilter:
 
 
 def files_list(db) -> None:
-    written = [f for f in exports_dir().glob("*") if f.suffix.lstrip(".") in export.FORMATS] if exports_dir().exists() else []
+    written = [f for f in exports_dir().glob("*") if f.suffix.lstrip(".") in export.FORMATS or (f / "README.md").is_file()] \
+        if exports_dir().exists() else []
     files = sorted(written, key=lambda f: f.stat().st_mtime, reverse=True)[:10]
     if not files:
         return
     st.markdown(f"**Written exports** · in `{exports_dir()}`")
     for file in files:
         left, right = st.columns([4, 1], vertical_alignment="center")
+        if file.is_dir():  # a dataset folder: downloaded as a zip
+            left.caption(f"`{file.name}/` · dataset folder · {sum(f.stat().st_size for f in file.rglob('*') if f.is_file()) / 1e6:,.1f} MB")
+            right.download_button("Download", admin_download(db, lambda _, written=file: export.zip_folder(written)), f"{file.name}.zip",
+                                  key=f"file-{file.name}", on_click="ignore")
+            continue
         left.caption(f"`{file.name}` · {file.stat().st_size / 1e6:,.1f} MB")
         right.download_button("Download", admin_download(db, lambda _, written=file: written.read_bytes()), file.name, key=f"file-{file.name}", on_click="ignore")
 
@@ -48,7 +54,9 @@ def files_list(db) -> None:
 with screen("Export") as (db, user):
     left, right = st.columns(2)
     kind = left.radio("Kind", export.KINDS, captions=["prompt / chosen / rejected (TRL)", "full rankings with ties"])
-    fmt = right.radio("Format", export.FORMATS, horizontal=True)
+    fmt = right.radio("Format", [*export.FORMATS, export.DATASET], horizontal=True,
+                      help="dataset: a folder (a zip when downloaded) with data/train.parquet and a dataset card (counts, "
+                           "provenance, agreement, the filters used) that datasets.load_dataset(folder) reads as it is")
     conversational = "auto"
     if kind == "pairs":
         conversational = right.radio("Prompts as messages", export.CONVERSATIONAL, horizontal=True,
@@ -62,13 +70,16 @@ with screen("Export") as (db, user):
     st.dataframe(export.preview(db, kind, where, rows=50, conversational=conversational), hide_index=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)
-    left.download_button(f"Download {kind}.{fmt}", admin_download(db, lambda own: export.export_bytes(own, kind, fmt, where, conversational)),
-                         f"{kind}-{stamp}.{fmt}", type="primary", disabled=not rows or rows > DOWNLOAD_NOW_ROWS, on_click="ignore",
+    name = f"{kind}-{stamp}"
+    make = ((lambda own: export.dataset_zip(own, kind, where, conversational, name)) if fmt == export.DATASET
+            else (lambda own: export.export_bytes(own, kind, fmt, where, conversational)))
+    left.download_button(f"Download {kind}.{'zip' if fmt == export.DATASET else fmt}", admin_download(db, make),
+                         f"{name}.{'zip' if fmt == export.DATASET else fmt}", type="primary", disabled=not rows or rows > DOWNLOAD_NOW_ROWS, on_click="ignore",
                          help=f"at most {DOWNLOAD_NOW_ROWS:,} rows; write larger exports to a file")
     if right.button("Write to a file (background job)", disabled=not rows):
         exports_dir().mkdir(parents=True, exist_ok=True)
         launch("export", export.ExportConfig(
-            kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}-{secrets.token_hex(3)}.{fmt}"), since=where.since or "", until=where.until or "",
+            kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}-{secrets.token_hex(3)}{'' if fmt == export.DATASET else '.' + fmt}"), since=where.since or "", until=where.until or "",
             annotators=",".join(where.annotators or []), prompt_sets=",".join(where.prompt_sets or []),
             exclude_annotators=",".join(where.exclude_annotators or []), complete_only=where.complete_only,
             min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy, conversational=conversational), "Export")
