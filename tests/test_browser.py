@@ -297,14 +297,18 @@ def test_wide_screen_conversation_guidelines_side_by_side_diff_and_a_keyboard_on
     page.keyboard.press("Escape")
     page.get_by_role("dialog").wait_for(state="hidden")
 
+    page.keyboard.press("f")  # the first flag, then the arrow to the second: Space picks it
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Space")
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Ranking, best first"
     page.keyboard.type("B > A = C > D")
     page.keyboard.press("Enter")
     page.get_by_text("Saved: B > A = C > D").wait_for(timeout=30_000)
-    [ranking] = db.query("SELECT item_id, annotator_id, groups, display_order, guideline_version FROM rankings")
+    [ranking] = db.query("SELECT item_id, annotator_id, groups, display_order, guideline_version, flags FROM rankings")
     order = annotation.display_order(1, ranking["annotator_id"], 4)
     assert ranking["item_id"] == 1 and ranking["guideline_version"] == 1
+    assert ranking["flags"] == f'["{annotation.FLAGS[1]}"]'  # picked by keyboard
     assert ranking["groups"] == str([[order[1]], sorted([order[0], order[2]]), [order[3]]])
 
     page.evaluate("document.activeElement && document.activeElement.blur()")

@@ -24,17 +24,20 @@ SIDE_BY_SIDE = "side-by-side"  # the layout of the completions, this session
 SEEN = "guidelines-seen"  # (prompt set, version) shown open once in this session; collapsed after
 EARLIER_WORDS = 120  # earlier turns of a conversation longer than this start collapsed
 AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
-SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **G** guidelines · **D** compare two · "
-             "**L** layout · **Tab** / **Shift+Tab** move between ranks and flags, **Space** picks · **Esc** closes")
-# "/" puts the cursor in the ranking field (Streamlit buttons take shortcuts, but nothing focuses a field).
-FOCUS_RANKING_JS = """<script>
+SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **F** flags · **G** guidelines · **D** compare two · "
+             "**L** layout · **Tab** / **Shift+Tab** move between controls, **←** **→** within ranks or flags, **Space** "
+             "picks · **Esc** closes")
+# "/" puts the cursor in the ranking field and "f" on the first flag (Streamlit buttons take shortcuts; nothing focuses a field).
+FOCUS_KEYS_JS = """<script>
 if (!window.__rankingKeys) {
   window.__rankingKeys = true;
+  const targets = {"/": 'input[aria-label="Ranking, best first"]', "f": '[aria-label="Flags"] button'};
   document.addEventListener("keydown", (event) => {
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName) || document.activeElement.isContentEditable;
-    if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
-      const field = document.querySelector('input[aria-label="Ranking, best first"]');
-      if (field) { event.preventDefault(); field.focus(); }
+    const target = targets[event.key] && document.querySelector(targets[event.key]);
+    if (target && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      event.preventDefault();
+      target.focus();
     }
   });
 }
@@ -283,5 +286,5 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     st.text_input("Comment (optional)", key=f"item-{item.id}-comment", on_change="ignore")
     demonstration_from(item, order)
     st.caption("Keyboard: " + SHORTCUTS)
-    st.html(FOCUS_RANKING_JS, unsafe_allow_javascript=True)
+    st.html(FOCUS_KEYS_JS, unsafe_allow_javascript=True)
     ranking_bar(item, order)
