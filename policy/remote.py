@@ -44,7 +44,11 @@ def request_completion(client, g: RemoteGenerator, messages: list[dict], seed: i
     try:
         response = client.chat.completions.create(model=g.model, messages=messages, temperature=g.temperature, top_p=g.top_p,
                                                   max_tokens=g.max_tokens, seed=seed)
-    except openai.APIConnectionError as error:  # includes timeouts, after the retries
+    except openai.APITimeoutError:
+        raise RemoteGenerationError(f"remote generator {g.name!r}: {g.base_url} did not answer within {g.timeout_s:g} s, "
+                                    f"{g.retries} retries included: raise its timeout, lower its requests at once, "
+                                    "or check the server's load") from None
+    except openai.APIConnectionError as error:  # after the retries
         raise RemoteGenerationError(f"remote generator {g.name!r}: cannot reach {g.base_url} after {g.retries} retries "
                                     f"({type(error).__name__}): is the server running, and is the base URL right?") from None
     except openai.APIStatusError as error:

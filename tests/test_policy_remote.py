@@ -103,7 +103,7 @@ def completion_json(text: str) -> str:
 
 
 def remote(url: str, **settings) -> RemoteGenerator:
-    return RemoteGenerator(**{"name": "remote", "base_url": url, "model": "smollm2", "retries": 0, "timeout_s": 5,
+    return RemoteGenerator(**{"name": "remote", "base_url": url, "model": "smollm2", "retries": 0, "timeout_s": 120,
                               "max_tokens": 16, **settings})
 
 
@@ -197,6 +197,13 @@ def test_a_server_that_fails_half_way_fails_the_job_and_leaves_no_partial_item(d
     assert "remote generator 'flaky': the server at" in job["error"] and "HTTP 500" in job["error"]
     # The first batch (2 prompts x 2 = 4 answers) is stored whole; the second batch wrote nothing.
     assert db.execute("SELECT COUNT(*), SUM(n) FROM (SELECT COUNT(*) AS n FROM completions GROUP BY item_id)").fetchone() == (2, 4)
+    server.shutdown()
+
+
+def test_a_server_that_takes_too_long_says_so():
+    server = FakeServer(lambda n: (time.sleep(2), (200, completion_json("late")))[1])
+    with pytest.raises(RemoteGenerationError, match="did not answer within 1 s, 0 retries included: raise its timeout"):
+        sample_remote(remote(server.url, timeout_s=1), [CHAT], 1, seed=0)
     server.shutdown()
 
 
