@@ -194,6 +194,8 @@ def _decoded(row: dict) -> dict:
 class Job:
     """What a running job reports through. Every call also checks for cancellation."""
 
+    writes = True  # the process that saves the result (one of several under `accelerate launch`: see HelperProcess)
+
     def __init__(self, db: Database, job_id: int):
         self.db = db
         self.id = job_id
@@ -218,6 +220,34 @@ class Job:
     def _raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.id} was cancelled")
+
+
+class HelperProcess:
+    """The job as seen by every process but the first under `accelerate launch`: it trains its share and
+    reports nothing and saves nothing; the first process records the job, its progress and the result."""
+
+    writes = False
+
+    def __init__(self, db: Database):
+        self.db, self.id, self.args = db, None, {}
+
+    def progress(self, done: float, total: float, message: str = "") -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+    def metrics(self, step: int, values: dict) -> None:
+        pass
+
+
+def launched_processes() -> int:
+    """How many processes `accelerate launch` (or torchrun) started for this run; 1 when run alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 def _write(db: Database, sql: str, params: list, between_tries=lambda: None) -> None:
@@ -315,6 +345,12 @@ def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     db_path = resolve_db_path(args.db)
     db = open_db(db_path)
+    if process_rank() > 0:  # `accelerate launch`: the first process records the job; this one trains its share
+        fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if getattr(args, f.name) is not None}
+        config = config_cls(**(from_json(db.execute("SELECT args FROM jobs WHERE id = ?", [args.job]).fetchone()[0])
+                                if args.job else fields))
+        run(db, config, HelperProcess(db))
+        return 0
     if args.job is None:
         try:
             config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)

@@ -20,7 +20,8 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version
-from training import pick_device, use_bf16, warmup_then_decay
+from training import use_bf16, warmup_then_decay
+from training.parallel import DataParallel
 
 
 @dataclass
@@ -115,22 +116,30 @@ def split_by_prompt(rows: list[dict], fraction: float, seed: int) -> tuple[list[
     return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
 
 
-def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFTConfig, on_step=lambda step, total, metrics: None):
-    """Train on {prompt, response} rows; returns (model, metrics). Keeps the weights of the best validation loss."""
+def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFTConfig, on_step=lambda step, total, metrics: None,
+        parallel: DataParallel | None = None):
+    """Train on {prompt, response} rows; returns (model, metrics). Keeps the weights of the best validation loss.
+
+    Under `accelerate launch`, `parallel` gives each process its share of the batches and averages the gradients;
+    every process validates on all held-out rows (the replicas are equal), and only the first one reports.
+    """
     torch.manual_seed(config.seed)
-    device = model.device
+    parallel = parallel or DataParallel(str(model.device))
+    device = parallel.device
     bf16 = use_bf16(config.bf16, device)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = parallel.prepare(model)
     model.train()
     encode = lambda rows: [encode_demonstration(tokenizer, conversation.as_messages(r["prompt"], r.get("messages")),  # noqa: E731
                                                 r["response"], config.max_length) for r in rows]
     train_rows, val_batches = encode(train), make_batches(encode(validation), config.batch_size, tokenizer.pad_token_id, False, 0)
-    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    steps_per_epoch = parallel.steps(math.ceil(len(train_rows) / config.batch_size))
     total = steps_per_epoch * config.epochs
+    report = on_step if parallel.is_main else lambda step, total, metrics: None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     schedule = warmup_then_decay(optimizer, total, total // 10)
@@ -138,21 +147,21 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     best = {"loss": start_loss, "epoch": 0, "state": None}
     step, tokens, seconds, bad_epochs = 0, 0, 0.0, 0
     for epoch in range(1, config.epochs + 1):
-        for batch in make_batches(train_rows, config.batch_size, tokenizer.pad_token_id, True, config.seed + epoch):
+        for batch in parallel.shard(make_batches(train_rows, config.batch_size, tokenizer.pad_token_id, True, config.seed + epoch)):
             started = time.perf_counter()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = sft_loss(model, _to(batch, device))
-            loss.backward()
+            parallel.backward(loss)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             seconds += time.perf_counter() - started
             step, tokens = step + 1, tokens + batch.n_tokens
-            on_step(step, total, {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
-                                  "speed/tokens_per_s": tokens / seconds})
+            report(step, total, {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
+                                 "speed/tokens_per_s": tokens / seconds})
         val = validation_loss(model, val_batches, device, bf16)
-        on_step(step, total, {"epoch": epoch, "loss/val": val, "perplexity/val": math.exp(min(val, 50))})
+        report(step, total, {"epoch": epoch, "loss/val": val, "perplexity/val": math.exp(min(val, 50))})
         if val < best["loss"]:
             best, bad_epochs = {"loss": val, "epoch": epoch, "state": _trainable_state(model)}, 0
         else:
@@ -179,8 +188,10 @@ def run_sft(db, config: SFTConfig, job) -> dict:
     if len(train) < 1 or len(validation) < 1:
         raise ValueError(f"need demonstrations for at least 2 prompts (one held out), have {len(rows)}: "
                          "write some on the Annotate page (Write demonstrations) or import them")
-    job.log(f"SFT of {start['name']} on {len(train)} demonstrations ({len(validation)} held out)")
-    model, tokenizer = load_generator(start["path"], str(pick_device(config.device)))
+    parallel = DataParallel(config.device)
+    job.log(f"SFT of {start['name']} on {len(train)} demonstrations ({len(validation)} held out)"
+            + (f", {parallel.processes} processes" if parallel.processes > 1 else ""))
+    model, tokenizer = load_generator(start["path"], str(parallel.device))
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     started = time.perf_counter()
@@ -191,7 +202,10 @@ def run_sft(db, config: SFTConfig, job) -> dict:
             eta = (time.perf_counter() - started) / step * (total - step)
             job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
 
-    model, metrics = fit(model, tokenizer, train, validation, config, on_step)
+    model, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
+    parallel.wait()
+    if not job.writes:  # one process of several: the first one saves
+        return {}
     model.eval()
     name = config.name or versions.default_version_name("sft")
 

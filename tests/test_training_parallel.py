@@ -1,0 +1,60 @@
+"""Data-parallel training under `accelerate launch --cpu --num_processes 2` (gloo): the same data, the same held-out
+result as one process within noise, exactly one version written, progress reported once."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data import demonstrations, jobs, versions
+from data.store import open_db
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMOS = [(f"question {i}: what is {w}", f"{w} is a word.") for i, w in enumerate(
+    ["rain", "snow", "sun", "wind", "a cat", "a dog", "a tree", "the sea", "a hill", "a road", "a boat", "a star",
+     "a cloud", "a stone", "a leaf", "a bird", "a lake", "a door", "a bell", "a lamp"])]  # 16 to train on, 4 held out
+
+
+def run_trainer(module: str, db_path: Path, processes: int, args: list[str]) -> subprocess.CompletedProcess:
+    """The trainer's command line, alone or as `processes` processes under accelerate."""
+    launcher = [sys.executable, "-m"] if processes == 1 else [
+        shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate", "launch", "--multi_gpu",
+        "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", "0", "-m"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([*launcher, module, "--db", str(db_path), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def store_with_demonstrations(path: Path, tiny_generator: str) -> None:
+    db = open_db(path)
+    versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    demonstrations.import_demonstrations(db, [demonstrations.Demonstration(p, r) for p, r in DEMOS], "s")
+    db.close()
+
+
+def test_sft_on_two_processes_matches_one_and_writes_one_version(tmp_path, tiny_generator):
+    args = ["--epochs", "3", "--learning-rate", "2e-3", "--bf16", "false", "--lora", "false", "--validation-fraction", "0.2"]
+    results = {}
+    for processes in (1, 2):
+        path = tmp_path / f"{processes}.db"
+        store_with_demonstrations(path, tiny_generator)
+        batch = ["--batch-size", str(8 // processes)]  # the same 8 demonstrations per step in both runs
+        done = run_trainer("policy.sft", path, processes, [*args, *batch, "--name", f"sft-{processes}"])
+        db = open_db(path)
+        [job] = jobs.list_jobs(db)
+        assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1  # one process reports
+        made = [v for v in versions.list_versions(db, "generator") if v["name"].startswith("sft-")]
+        assert [v["name"] for v in made] == [f"sft-{processes}"]  # exactly one version, from the first process
+        steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "loss/train" in m]
+        assert steps == sorted(set(steps))  # each step reported once
+        results[processes] = job["result"], made[0]["metrics"]
+    (one, one_metrics), (two, two_metrics) = results[1], results[2]
+    assert two_metrics["steps"] == one_metrics["steps"]  # half the batch per process: the same number of steps
+    assert two_metrics["val/loss"] < two_metrics["val/loss_before"]  # it learnt
+    assert two["val/loss"] == pytest.approx(one["val/loss"], rel=0.1)  # as far as one process does

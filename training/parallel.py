@@ -1,0 +1,83 @@
+"""Data parallel training under `accelerate launch`: one process per device, gradients averaged, one process writes.
+
+A trainer asks `DataParallel(device)` for its device, hands its model to `prepare` (the first process's
+weights are copied to the others), takes its share of each epoch's batches with `shard`, steps with
+`backward` (which averages the gradients over the processes), and reports and saves only when `is_main`.
+Alone (no `accelerate launch`, the admin page's jobs) nothing changes: no process group, the device
+`pick_device` chooses, every batch.
+
+The averaging is one all-reduce of all gradients, flattened, after each backward pass, rather than
+DistributedDataParallel's hooks: the trainers call their models' parts directly (the SFT loss runs the
+LM head on response positions only), which DDP's wrapper would not see.
+
+    accelerate launch --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
+    accelerate launch --cpu --num_processes 2 -m policy.sft --epochs 3    # 2 CPU processes (gloo)
+"""
+
+import torch
+
+from data.jobs import launched_processes
+from training import pick_device
+
+
+class DataParallel:
+    def __init__(self, device: str = "auto"):
+        self.accelerator, self.params = None, []
+        if launched_processes() > 1:
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
+            self.device = self.accelerator.device  # cuda:<local rank> on GPUs
+        else:
+            self.device = pick_device(device)
+
+    @property
+    def processes(self) -> int:
+        return self.accelerator.num_processes if self.accelerator else 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model on this process's device; under several processes, with the first process's weights everywhere."""
+        model.to(self.device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if self.accelerator:
+            from accelerate.utils import broadcast
+
+            with torch.no_grad():
+                for tensor in [*model.parameters(), *model.buffers()]:
+                    tensor.copy_(broadcast(tensor.detach().clone(), from_process=0))
+        return model
+
+    def shard(self, batches: list) -> list:
+        """This process's batches: every processes-th one, the same count on each (a remainder is left out)."""
+        if not self.accelerator:
+            return batches
+        if len(batches) < self.processes:
+            raise ValueError(f"{len(batches)} batches cannot feed {self.processes} processes: use fewer processes or a "
+                             "smaller batch size")
+        usable = len(batches) // self.processes * self.processes
+        return batches[self.accelerator.process_index:usable:self.processes]
+
+    def steps(self, n_batches: int) -> int:
+        """How many of n batches this process takes (what `shard` leaves it)."""
+        return n_batches if not self.accelerator else n_batches // self.processes
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Gradients of this process's batch, averaged over the processes (each process's batch weighs the same)."""
+        loss.backward()
+        if not self.accelerator:
+            return
+        from accelerate.utils import reduce
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")  # [sum of parameter sizes]
+        for p, g in zip(self.params, torch.split(flat, [g.numel() for g in grads])):
+            p.grad = g.view_as(p).clone()
+
+    def wait(self) -> None:
+        """All processes meet here (before the main one writes, say)."""
+        if self.accelerator:
+            self.accelerator.wait_for_everyone()
