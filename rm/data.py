@@ -66,8 +66,9 @@ def n_pairs(examples: list[RankingExample]) -> int:
 
 
 def encode(tokenizer, kind: str, prompts: list[str], completions: list[str], max_length: int) -> dict:
-    """Token ids without padding. Encoders get the text pair [CLS] prompt [SEP] completion [SEP];
-    decoders get the chat transcript, cut from the left so the completion's end (where the score is read) stays."""
+    """Token ids without padding. Encoders get the text pair [CLS] prompt [SEP] completion [SEP] (scored at [CLS]);
+    decoders get the chat transcript, cut from the left so the completion's end (where the score is read) stays,
+    never ending in the pad token (see without_trailing_pad)."""
     if kind == "encoder":
         return tokenizer(prompts, completions, truncation="longest_first", max_length=max_length)
     if tokenizer.chat_template:
@@ -76,7 +77,26 @@ def encode(tokenizer, kind: str, prompts: list[str], completions: list[str], max
     else:
         texts = [f"{p}\n{c}{tokenizer.eos_token or ''}" for p, c in zip(prompts, completions)]
     tokenizer.truncation_side = "left"
-    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=not tokenizer.chat_template)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=not tokenizer.chat_template)
+    return without_trailing_pad(encoded, tokenizer.pad_token_id)
+
+
+def without_trailing_pad(encoded, pad_token_id: int):
+    """Drop pad-id tokens from the end of each sequence. A stock *ForSequenceClassification decoder scores the
+    last token that is not pad_token_id, and the pad token is often the EOS token: a transcript ending in it is
+    read at the token before it. Ending there makes that token the last one, so the stock class, TRL's
+    RewardTrainer (which appends EOS and pads) and our training all read the same position.
+
+    >>> without_trailing_pad({"input_ids": [[5, 6, 0, 0], [0, 7]], "attention_mask": [[1, 1, 1, 1], [1, 1]]}, 0)
+    {'input_ids': [[5, 6], [0, 7]], 'attention_mask': [[1, 1], [1, 1]]}
+    """
+    for i, ids in enumerate(encoded["input_ids"]):
+        end = len(ids)
+        while end > 1 and ids[end - 1] == pad_token_id:
+            end -= 1
+        for key in encoded.keys():
+            encoded[key][i] = encoded[key][i][:end]
+    return encoded
 
 
 def make_batches(examples: list[RankingExample], tokenizer, kind: str, max_length: int, batch_size: int,

@@ -1,4 +1,10 @@
-"""Reward model = backbone + scalar head. Encoders pool the text pair; decoders read the last real token."""
+"""Reward model = a stock transformers `*ForSequenceClassification` with one label.
+
+Its folder is what `AutoModelForSequenceClassification.from_pretrained(folder)` loads as is (TRL, OpenRLHF
+and vLLM read it too): encoders (BERT, MiniLM, ...) score the [CLS] token through BERT's pooler, decoders
+(Llama, SmolLM2, ...) the last token that is not `pad_token_id`. Our extras sit beside the weights.
+Folders written before this format (backbone + our own head, mean pooling) load through LegacyRewardModel.
+"""
 
 import json
 from pathlib import Path
@@ -13,6 +19,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reward_config.json"
 METRICS_FILE = "metrics.json"
 SPLIT_FILE = "prompt_split.json"  # which prompts were trained on: the rest are held out
+DROPOUT_SETTINGS = ("attention_probs_dropout_prob", "attention_dropout", "hidden_dropout_prob", "classifier_dropout")
 
 
 def resolve_backbone(backbone: str) -> str:
@@ -27,23 +34,45 @@ def backbone_kind(config) -> str:
     return "encoder" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"
 
 
+def padding_free_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[N, T] position ids counting real tokens only: the same scores whatever the padding side or amount."""
+    return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+
+
 class RewardModel(nn.Module):
+    """Rewards [N] from a stock sequence classifier with num_labels=1 (kept as `.classifier`, saved as is)."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        disable_dropout(classifier)
+        self.classifier = classifier
+        self.kind = backbone_kind(classifier.config)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, attention_mask [N, T] -> rewards [N]."""
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        logits = self.classifier(input_ids=input_ids, attention_mask=attention_mask,
+                                 position_ids=padding_free_positions(attention_mask), **extra).logits  # [N, 1]
+        return logits.squeeze(-1).float()  # [N]
+
+
+class LegacyRewardModel(nn.Module):
+    """The format before stock classifiers: backbone + our linear head, mean pooling for encoders and the
+    last real token for decoders. Only read, so that reward-model versions saved then keep scoring."""
+
     def __init__(self, backbone: nn.Module, kind: str):
         super().__init__()
         disable_dropout(backbone)
         self.backbone = backbone
         self.kind = kind
         self.head = nn.Linear(backbone.config.hidden_size, 1)
-        nn.init.normal_(self.head.weight, std=1 / (backbone.config.hidden_size + 1) ** 0.5)
-        nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids, attention_mask [N, T] -> rewards [N], the same whatever the padding side or amount."""
+        """input_ids, attention_mask [N, T] -> rewards [N]."""
         mask = attention_mask.bool()
-        position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # [N, T], counts real tokens only
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               **extra).last_hidden_state  # [N, T, H]
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=padding_free_positions(attention_mask), **extra).last_hidden_state  # [N, T, H]
         if self.kind == "encoder":
             pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)  # [N, H] mean over real tokens
         else:
@@ -54,23 +83,38 @@ class RewardModel(nn.Module):
 
 def disable_dropout(model: nn.Module) -> None:
     """No dropout: a ranking's rewards must come from the same function to be compared (as in TRL),
-    and sampling dropout masks alone took a quarter of a MiniLM training step on the CPU."""
+    and sampling dropout masks alone took a quarter of a MiniLM training step on the CPU. The config's
+    probabilities go to 0 too, so the saved config.json gives these scores in train mode as well."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-    for name in ("attention_probs_dropout_prob", "attention_dropout", "hidden_dropout_prob"):
+    for name in DROPOUT_SETTINGS:
         if hasattr(model.config, name):
             setattr(model.config, name, 0.0)
 
 
 def new_reward_model(config: RewardConfig):
-    """(model, tokenizer) with the pretrained backbone and a fresh head."""
-    from transformers import AutoModel, AutoTokenizer
+    """(model, tokenizer): the pretrained backbone (and BERT's pooler where the checkpoint has one) with a fresh head."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_backbone(config.backbone)
     tokenizer = _prepared_tokenizer(AutoTokenizer.from_pretrained(path))
-    backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
-    return RewardModel(backbone, backbone_kind(backbone.config)), tokenizer
+    model_config = AutoConfig.from_pretrained(path, num_labels=1)
+    model_config.pad_token_id = tokenizer.pad_token_id  # decoders score the last token that is not this one
+    for name in DROPOUT_SETTINGS:
+        if hasattr(model_config, name):
+            setattr(model_config, name, 0.0)
+    classifier = AutoModelForSequenceClassification.from_pretrained(path, config=model_config, dtype=torch.float32)
+    head = scalar_head(classifier)
+    nn.init.normal_(head.weight, std=1 / (model_config.hidden_size + 1) ** 0.5)
+    if head.bias is not None:
+        nn.init.zeros_(head.bias)
+    return RewardModel(classifier), tokenizer
+
+
+def scalar_head(classifier: nn.Module) -> nn.Linear:
+    """The layer that writes the score: BERT's `classifier`, Llama's `score`, RoBERTa's `classifier.out_proj`."""
+    return [m for m in classifier.modules() if isinstance(m, nn.Linear) and m.out_features == 1][-1]
 
 
 def _prepared_tokenizer(tokenizer):
@@ -81,13 +125,10 @@ def _prepared_tokenizer(tokenizer):
 
 def save_reward_model(model: RewardModel, tokenizer, config: RewardConfig, metrics: dict, folder: Path,
                       prompt_split: dict | None = None) -> None:
-    """Everything needed to score, in one folder: backbone config, tokenizer, weights, config, metrics."""
-    from safetensors.torch import save_model
-
+    """The stock classifier's folder (config.json, weights, tokenizer), plus our config, metrics and split beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.backbone.config.save_pretrained(folder)
+    model.classifier.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    save_model(model, str(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2))
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (folder / SPLIT_FILE).write_text(json.dumps(prompt_split or {}))
@@ -98,14 +139,35 @@ def trained_prompt_ids(folder: str | Path) -> set[int]:
     return set(json.loads(path.read_text()).get("train", [])) if path.exists() else set()
 
 
+def is_legacy_folder(folder: Path) -> bool:
+    """Saved before stock classifiers: our own `head.*` weights next to the backbone's."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / WEIGHTS_FILE), "pt") as weights:
+        return "head.weight" in weights.keys()
+
+
 def load_reward_model(folder: str | Path, device: str = "cpu"):
-    """(model, tokenizer, config) from a folder written by save_reward_model."""
-    from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    """(model, tokenizer, config) from a folder written by save_reward_model, in either format."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(folder)
-    backbone_config = AutoConfig.from_pretrained(folder)
-    model = RewardModel(AutoModel.from_config(backbone_config), backbone_kind(backbone_config))
-    load_model(model, str(folder / WEIGHTS_FILE), device=str(device))
+    if not (folder / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{folder} holds no {CONFIG_FILE}: it is not a reward model saved by this app; "
+                                "train one on the Reward model page or pick another version")
+    if is_legacy_folder(folder):
+        model = _load_legacy(folder, device)
+    else:
+        model = RewardModel(AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32))
     config = RewardConfig(**json.loads((folder / CONFIG_FILE).read_text()))
     return model.to(device).eval(), _prepared_tokenizer(AutoTokenizer.from_pretrained(folder)), config
+
+
+def _load_legacy(folder: Path, device: str) -> LegacyRewardModel:
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModel
+
+    backbone_config = AutoConfig.from_pretrained(folder)
+    model = LegacyRewardModel(AutoModel.from_config(backbone_config), backbone_kind(backbone_config))
+    load_model(model, str(folder / WEIGHTS_FILE), device=str(device))
+    return model

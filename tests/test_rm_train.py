@@ -1,16 +1,18 @@
+import json
 import random
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from data import items, jobs, versions
 from data.items import NewCompletion
 from rm.config import RewardConfig
-from rm.data import RankingExample, load_rankings, make_batches, split_by_prompt
+from rm.data import RankingExample, encode, load_rankings, make_batches, split_by_prompt
 from rm.loss import kwise_loss
-from rm.model import load_reward_model, new_reward_model
+from rm.model import load_reward_model, new_reward_model, save_reward_model
 from rm.score import RewardScorer
-from rm.train import NotEnoughData, run_reward_training, train_reward_model
+from rm.train import NotEnoughData, fit, run_reward_training, train_reward_model
 from tests.conftest import rank_by
 
 
@@ -74,14 +76,13 @@ def test_a_tiny_backbone_learns_a_separable_preference(tiny_encoder):
 
 
 @pytest.mark.parametrize("backbone", ["tiny_encoder", "tiny_generator"])
-def test_scores_do_not_depend_on_padding_side_or_amount(backbone, request):
+def test_scores_do_not_depend_on_padding_amount_nor_a_decoders_padding_side(backbone, request):
     model, tokenizer = new_reward_model(RewardConfig(backbone=request.getfixturevalue(backbone)))
     model.eval()
-    from rm.data import encode
-
     encoded = encode(tokenizer, model.kind, ["why is the sky blue", "a"], ["good answer", "a much longer answer with more words"], 64)
     scores = []
-    for side, extra in (("right", 0), ("left", 0), ("right", 7), ("left", 5)):
+    sides = ("right", "left") if model.kind == "decoder" else ("right",)  # BERT's pooler reads position 0: [CLS] when padded right
+    for side, extra in [(side, extra) for side in sides for extra in (0, 7)]:
         tokenizer.padding_side = side
         batch = tokenizer.pad(encoded, padding="max_length", max_length=max(len(i) for i in encoded["input_ids"]) + extra, return_tensors="pt")
         with torch.no_grad():
@@ -133,3 +134,78 @@ def test_rankings_load_from_the_store(db):
     examples = load_rankings(db)
     assert len(examples) == 3 and examples[0].groups == [[0, 2], [1, 3]]
     assert load_rankings(db, prompt_sets=["nope"]) == []
+
+
+def stock_scores(folder, prompts, completions) -> torch.Tensor:
+    """Scores as somebody else computes them: stock transformers, the tokenizer's own formatting, right padding."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "right"
+    if tokenizer.chat_template:
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=False)
+                 for p, c in zip(prompts, completions)]
+        batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    else:
+        batch = tokenizer(prompts, completions, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits.squeeze(-1)
+
+
+@pytest.mark.parametrize("backbone", ["tiny_encoder", "tiny_generator"])
+def test_a_trained_folder_loads_in_stock_transformers_with_our_scores(backbone, request, tmp_path):
+    from transformers import AutoConfig
+
+    config = RewardConfig(backbone=request.getfixturevalue(backbone), epochs=1, learning_rate=3e-3, bf16=False)
+    examples = separable_examples(n_prompts=10)
+    model, tokenizer, metrics = fit(examples[:8], examples[8:], config)
+    save_reward_model(model, tokenizer, config, metrics, tmp_path / "rm")
+    saved = AutoConfig.from_pretrained(tmp_path / "rm")
+    assert saved.num_labels == 1 and saved.architectures[0].endswith("ForSequenceClassification")
+    assert saved.pad_token_id == tokenizer.pad_token_id
+    if backbone == "tiny_generator":
+        assert tokenizer.pad_token_id == tokenizer.eos_token_id  # the case where the stock class could read another token
+    prompts = ["why is the sky blue", "a", "write a short poem about rain"]
+    completions = ["good answer", "a much longer answer with more words than the others", "bad"]
+    ours = RewardScorer(tmp_path / "rm", "cpu").score(prompts, completions)
+    torch.testing.assert_close(stock_scores(tmp_path / "rm", prompts, completions), ours, atol=1e-4, rtol=0)
+    assert ours.std() > 0
+
+
+def test_a_decoder_transcript_never_ends_in_the_pad_token(tiny_generator):
+    _, tokenizer = new_reward_model(RewardConfig(backbone=tiny_generator))
+    tokenizer.chat_template = None  # the plain "prompt\ncompletion<eos>" format, whose EOS is the pad token
+    encoded = encode(tokenizer, "decoder", ["why", "a question"], ["good", "a longer answer"], 64)
+    assert [ids[-1] for ids in encoded["input_ids"]] != [tokenizer.pad_token_id] * 2
+    assert all(ids[-1] != tokenizer.pad_token_id for ids in encoded["input_ids"])
+    assert [len(ids) for ids in encoded["input_ids"]] == [len(m) for m in encoded["attention_mask"]]
+
+
+def save_in_the_old_format(backbone: str, folder) -> tuple[torch.nn.Module, torch.nn.Linear]:
+    """A folder as rm/model.py wrote it before stock classifiers: backbone config, tokenizer, backbone.* and head.* weights."""
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    backbone_model = AutoModel.from_pretrained(backbone).eval()
+    torch.manual_seed(1)
+    head = torch.nn.Linear(backbone_model.config.hidden_size, 1)
+    weights = {f"backbone.{k}": v for k, v in backbone_model.state_dict().items()}
+    weights.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    folder.mkdir()
+    backbone_model.config.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(folder)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"))
+    (folder / "reward_config.json").write_text(json.dumps(RewardConfig(backbone=backbone, bf16=False).__dict__))
+    return backbone_model, head
+
+
+def test_a_folder_in_the_old_format_still_scores_by_mean_pooling(tiny_encoder, tmp_path):
+    backbone_model, head = save_in_the_old_format(tiny_encoder, tmp_path / "old")
+    prompts, completions = ["why is the sky blue", "a"], ["good answer", "a much longer answer with more words"]
+    scores = RewardScorer(tmp_path / "old", "cpu").score(prompts, completions)
+    for prompt, completion, score in zip(prompts, completions, scores):
+        batch = AutoTokenizer.from_pretrained(tiny_encoder)(prompt, completion, return_tensors="pt")
+        with torch.no_grad():
+            expected = head(backbone_model(**batch).last_hidden_state.mean(1)).squeeze()  # one sequence: no padding
+        assert score.item() == pytest.approx(expected.item(), abs=1e-5)
