@@ -2,8 +2,9 @@
 
     python -m rm.train --epochs 2 --backbone embedded:all-MiniLM-L6-v2
 
-Several GPUs: `accelerate launch -m rm.train ...` runs the same code path; each process
-trains on its shard of the batches and gradients are averaged (see README).
+Several GPUs: `accelerate launch --multi_gpu --num_processes N -m rm.train ...` runs the same code path;
+each process trains on its share of the batches, gradients are averaged, and the first process
+records the job and writes the version (training/parallel.py).
 """
 
 import time
@@ -13,7 +14,8 @@ import torch
 
 from data import versions
 from data.jobs import job_main
-from training import pick_device, use_bf16, warmup_then_decay
+from training import use_bf16, warmup_then_decay
+from training.parallel import DataParallel
 from rm.config import RewardConfig
 from rm.data import load_rankings, make_batches, n_pairs, split_by_prompt
 from rm.loss import kwise_loss, pairwise_accuracy
@@ -96,13 +98,15 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
 def fit(train, validation, config: RewardConfig, on_step=lambda step, total, metrics: None):
     """The training loop on in-memory rankings. Returns (model, tokenizer, metrics)."""
     torch.manual_seed(config.seed)
-    device = pick_device(config.device)
+    parallel = DataParallel(config.device)  # under `accelerate launch`: this process's share, gradients averaged
+    device = parallel.device
     bf16 = use_bf16(config.bf16, device)
     model, tokenizer = new_reward_model(config)
-    model.to(device).train()
+    parallel.prepare(model).train()
+    report = on_step if parallel.is_main else lambda step, total, metrics: None
     val_batches = make_batches(validation, tokenizer, model.kind, config.max_length, config.batch_size * 2, shuffle=False)
-    epoch_batches = [make_batches(train, tokenizer, model.kind, config.max_length, config.batch_size, shuffle=True, seed=config.seed + e)
-                     for e in range(config.epochs)]
+    epoch_batches = [parallel.shard(make_batches(train, tokenizer, model.kind, config.max_length, config.batch_size, shuffle=True,
+                                                 seed=config.seed + e)) for e in range(config.epochs)]
     total = sum(len(b) for b in epoch_batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = warmup_then_decay(optimizer, total, int(total * config.warmup_ratio))
@@ -113,7 +117,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             with autocast(device, bf16):
                 rewards = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)  # [N]
             loss = kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair)
-            loss.backward()
+            parallel.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
@@ -130,7 +134,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
                 evaluation = evaluate(model, val_batches, device, bf16)
                 metrics.update({k: v for k, v in evaluation.items() if k.startswith("val/")})
                 eval_seconds += time.perf_counter() - eval_started
-            on_step(step, total, metrics)
+            report(step, total, metrics)
     seconds = time.perf_counter() - started - eval_seconds  # training only: the periodic validation is not counted
     final = evaluate(model, val_batches, device, bf16)
     final.update({"train/rankings": len(train), "train/pairs": n_pairs(train), "val/rankings": len(validation),
@@ -152,6 +156,8 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
         job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
 
     model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step)
+    if not job.writes:  # one process of several under `accelerate launch`: the first one saves
+        return {}
     name = config.name or versions.default_version_name("rm")
     folder = versions.save_atomically(db, "reward", name,
                                       lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids))

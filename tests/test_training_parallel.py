@@ -58,3 +58,26 @@ def test_sft_on_two_processes_matches_one_and_writes_one_version(tmp_path, tiny_
     assert two_metrics["steps"] == one_metrics["steps"]  # half the batch per process: the same number of steps
     assert two_metrics["val/loss"] < two_metrics["val/loss_before"]  # it learnt
     assert two["val/loss"] == pytest.approx(one["val/loss"], rel=0.1)  # as far as one process does
+
+
+def test_reward_model_on_two_processes_matches_one_and_writes_one_version(tmp_path, tiny_encoder):
+    from tests.test_rm_train import scripted_db
+
+    accuracy = {}
+    for processes in (1, 2):
+        path = tmp_path / f"rm-{processes}.db"
+        db = open_db(path)
+        scripted_db(db, n_prompts=64)
+        db.close()
+        done = run_trainer("rm.train", path, processes, [
+            "--backbone", tiny_encoder, "--epochs", "3", "--learning-rate", "3e-3", "--bf16", "false",
+            "--batch-size", str(16 // processes), "--name", f"rm-{processes}"])
+        db = open_db(path)
+        [job] = jobs.list_jobs(db)
+        assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1
+        [version] = versions.list_versions(db, "reward")
+        assert version["name"] == f"rm-{processes}"
+        accuracy[processes] = version["metrics"]["val/accuracy"]
+        steps = [m["step"] for m in jobs.job_metrics(db, job["id"])]
+        assert steps == sorted(set(steps)) and len(steps) == version["metrics"]["steps"]
+    assert accuracy[2] > 0.9 and abs(accuracy[2] - accuracy[1]) <= 0.1
