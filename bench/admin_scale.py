@@ -29,7 +29,7 @@ SIZES = {"small": (10_000, 50_000, 100), "large": (100_000, 500_000, 300)}  # pr
 
 def seed_store(path: Path, prompts: int, rankings: int, annotators: int) -> dict:
     from bench.annotate_latency import seed
-    from data import accounts, builtin, quality
+    from data import accounts, builtin, guidelines, quality
     from data.store import open_db
 
     db = open_db(path)
@@ -41,8 +41,13 @@ def seed_store(path: Path, prompts: int, rankings: int, annotators: int) -> dict
     with db.atomic():
         db.execute("""UPDATE rankings SET seconds = (abs(random()) % 60000) / 1000.0,
                       created_at = strftime('%Y-%m-%dT12:00:00.000+00:00', '2026-09-01', '+' || (id % 60) || ' days')""")
+        # Arena-style items for the model leaderboard: two completions from each of two of three models.
+        db.execute("""UPDATE completions SET generator_version_id = NULL,
+                      model_name = 'model-' || char(97 + (item_id + position / 2) % 3)""")
     seeded = time.perf_counter() - started
-    accounts.create_user(db, "admin", "admin-password", role="admin")
+    admin = accounts.create_user(db, "admin", "admin-password", role="admin")
+    for version in ("Prefer the correct answer.", "Prefer the correct answer; then the shorter."):  # agreement by version
+        guidelines.save_guidelines(db, "bench", version, admin.id)
     started = time.perf_counter()
     quality.refresh(db, on_progress=lambda done, total: print(f"\r  statistics: {done:,}/{total:,}", end="", file=sys.stderr))
     print(file=sys.stderr)
@@ -161,7 +166,7 @@ def main() -> None:
             result["export"] = {fmt: in_process("export", path, fmt) for fmt in ("parquet", "jsonl")}
             print(f"{size}: {json.dumps(result['annotate'])} {json.dumps(result['export'])}", file=sys.stderr, flush=True)
             results[size] = result
-    save("admin_scale", results)
+    save("admin_scale" if args.sizes == list(SIZES) else f"admin_scale_{'_'.join(args.sizes)}", results)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from data import accounts, builtin, export, importing, items, jobs, quality, store
+from data import accounts, builtin, export, importing, items, jobs, leaderboard, quality, store
 from data.store import open_db, resolve_db_path
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p = commands.add_parser("backup", help="copy the live database to a file (SQLite's online backup: safe while the app runs)")
     p.add_argument("out", type=Path)
-    p = commands.add_parser("stats-refresh", help="bring the stored quality statistics up to date (the Quality screens do it too)")
+    p = commands.add_parser("stats-refresh", help="bring the stored quality statistics and the model leaderboard's counts up to date (the Quality screens do it too)")
     p = commands.add_parser("jobs", help="list recent jobs")
     p.add_argument("--limit", type=int, default=20)
     p = commands.add_parser("cancel", help="cancel a running job")
@@ -90,7 +90,8 @@ def _run(db, args):
     if args.command == "backup":
         return store.backup(db, args.out)
     if args.command == "stats-refresh":
-        return {"rankings_read": quality.refresh(db, on_progress=_print_refresh)}
+        return {"rankings_read": quality.refresh(db, on_progress=_print_refresh),
+                "leaderboard_rankings_read": leaderboard.refresh(db, on_progress=_print_refresh)}
     if args.command == "export-completions":
         args.out.write_bytes(export.completions_jsonl(db, args.set))
         return {"file": str(args.out)}

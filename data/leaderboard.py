@@ -2,8 +2,8 @@
 
 Chatbot Arena rates models from pairwise votes; here each ranking of K completions by several
 models gives every pair of completions from two different models: a win, a loss or a tie. The
-counts come from the store in two grouped queries (one per item and pair of models), so the
-screen never reads rankings one by one. Ties are modelled, not halved (Davidson 1970):
+counts are kept in the store per item and pair of models (`model_pair_counts`), brought up to date
+from the rankings added since the last look, so a screen reads a small table, never every ranking. Ties are modelled, not halved (Davidson 1970):
 
     P(i beats j) = pi_i / D,   P(tie) = nu * sqrt(pi_i * pi_j) / D,   D = pi_i + pi_j + nu * sqrt(pi_i * pi_j)
 
@@ -11,6 +11,8 @@ The intervals resample items (all rankings of an item together, since one rankin
 not independent) with Poisson(1) weights, the bootstrap Chatbot Arena reports, at cluster level.
 """
 
+import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -18,25 +20,19 @@ import numpy as np
 from scipy.optimize import minimize
 from sqlite_utils import Database
 
+from data.store import write_transaction
+
 ELO_SCALE = 400 / math.log(10)  # ratings on the Elo / Arena scale: 400 points = 10:1 odds
 BASE_RATING = 1000.0
 RIDGE = 1e-3  # a whisper of prior so that a model that never lost gets a finite rating
 
-_MODEL_OF = """(SELECT c.id, c.item_id, COALESCE(v.name, c.model_name, 'unknown') AS model
-               FROM completions c LEFT JOIN model_versions v ON v.id = c.generator_version_id)"""
-# Strict pairs between two models, per item: every comparison a ranking implied.
-_WINS = f"""SELECT r.item_id, w.model, l.model, COUNT(*)
-            FROM comparisons x JOIN rankings r ON r.id = x.ranking_id JOIN items i ON i.id = r.item_id
-            JOIN {_MODEL_OF} w ON w.id = x.chosen_id JOIN {_MODEL_OF} l ON l.id = x.rejected_id
-            WHERE i.origin = 'sampled' AND w.model != l.model
-            GROUP BY r.item_id, w.model, l.model"""
-# All pairs between two models, per item: completions of a times completions of b, per ranking (skips aside).
-_PAIRS = f"""WITH per_model AS (SELECT item_id, model, COUNT(*) AS n FROM {_MODEL_OF} GROUP BY item_id, model),
-                  ranked AS (SELECT item_id, COUNT(*) AS n FROM rankings WHERE skipped = 0 GROUP BY item_id)
-             SELECT a.item_id, a.model, b.model, ranked.n * a.n * b.n
-             FROM ranked JOIN items i ON i.id = ranked.item_id
-             JOIN per_model a ON a.item_id = ranked.item_id JOIN per_model b ON b.item_id = ranked.item_id AND a.model < b.model
-             WHERE i.origin = 'sampled'"""
+REFRESH_BATCH = 5_000  # rankings read per query while catching up
+# Rankings after the watermark that say something about models: not skipped, of items served to annotators.
+_NEW_RANKINGS = """FROM rankings r JOIN items i ON i.id = r.item_id
+                   WHERE r.id > ? AND r.skipped = 0 AND i.origin = 'sampled'"""
+_MODELS_OF_ITEMS = """SELECT c.item_id, c.position, COALESCE(v.name, c.model_name, 'unknown')
+                      FROM completions c LEFT JOIN model_versions v ON v.id = c.generator_version_id
+                      WHERE c.item_id IN (SELECT value FROM json_each(?))"""
 
 
 @dataclass
@@ -81,18 +77,59 @@ class Leaderboard:
 
 
 def watermark(db: Database) -> tuple:
-    """What the leaderboard depends on: it changes when a ranking, a completion or a version (a name) is added."""
-    return db.execute("SELECT (SELECT MAX(id) FROM rankings), (SELECT COUNT(*) FROM rankings), (SELECT MAX(id) FROM completions), "
-                      "(SELECT MAX(id) FROM model_versions)").fetchone()
+    """What the leaderboard depends on: it changes when a ranking is added."""
+    return db.execute("SELECT (SELECT MAX(id) FROM rankings), (SELECT COUNT(*) FROM rankings)").fetchone()
+
+
+def refresh(db: Database, on_progress=None) -> int:
+    """Add the rankings stored since the last refresh to `model_pair_counts`; returns how many were read.
+
+    Rankings are only ever added (a double submit stores nothing; repeats live apart), so the newest
+    ranking id read is the watermark, as for the quality statistics.
+    """
+    last = db.execute("SELECT last_ranking_id FROM leaderboard_state").fetchone()[0]
+    total = db.execute(f"SELECT COUNT(*) {_NEW_RANKINGS}", [last]).fetchone()[0]
+    done = 0
+    while True:
+        rows = db.execute(f"SELECT r.id, r.item_id, r.groups {_NEW_RANKINGS} ORDER BY r.id LIMIT ?", [last, REFRESH_BATCH]).fetchall()
+        if not rows:
+            return done
+        counts = _count_pairs(db, rows)
+        with write_transaction(db):
+            db.conn.executemany(
+                """INSERT INTO model_pair_counts (item_id, model_a, model_b, wins_a, wins_b, ties) VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (item_id, model_a, model_b) DO UPDATE SET wins_a = wins_a + excluded.wins_a,
+                   wins_b = wins_b + excluded.wins_b, ties = ties + excluded.ties""",
+                [(item, a, b, *n) for (item, a, b), n in counts.items()])
+            last = rows[-1][0]
+            db.execute("UPDATE leaderboard_state SET last_ranking_id = ?", [last])
+        done += len(rows)
+        if on_progress:
+            on_progress(done, total)
+
+
+def _count_pairs(db: Database, rankings: list[tuple]) -> dict[tuple, list[int]]:
+    """Per (item, model a, model b) with a < b: [a's wins, b's wins, ties] in these rankings (id, item, JSON groups)."""
+    models: dict[int, dict[int, str]] = {}
+    for item, position, model in db.execute(_MODELS_OF_ITEMS, [json.dumps(sorted({r[1] for r in rankings}))]):
+        models.setdefault(item, {})[position] = model
+    counts: dict[tuple, list[int]] = {}
+    for _, item, groups in rankings:
+        rank = {p: g for g, group in enumerate(json.loads(groups)) for p in group}  # position -> group (0 = best)
+        for i, j in itertools.combinations(sorted(rank), 2):
+            a, b = models[item][i], models[item][j]
+            if a == b:
+                continue
+            (a, rank_a), (b, rank_b) = sorted([(a, rank[i]), (b, rank[j])])
+            cell = counts.setdefault((item, a, b), [0, 0, 0])
+            cell[0 if rank_a < rank_b else 1 if rank_b < rank_a else 2] += 1
+    return counts
 
 
 def pair_counts(db: Database) -> PairCounts:
-    """The wins, losses and ties between every two models, per item, from all rankings."""
-    wins = {(item, w, l): n for item, w, l, n in db.execute(_WINS)}
-    rows = []
-    for item, a, b, pairs in db.execute(_PAIRS):
-        a_wins, b_wins = wins.get((item, a, b), 0), wins.get((item, b, a), 0)
-        rows.append((item, a, b, a_wins, b_wins, pairs - a_wins - b_wins))
+    """The wins, losses and ties between every two models, per item, from all rankings (brought up to date first)."""
+    refresh(db)
+    rows = db.execute("SELECT item_id, model_a, model_b, wins_a, wins_b, ties FROM model_pair_counts").fetchall()
     models = sorted({m for row in rows for m in row[1:3]})
     index = {m: i for i, m in enumerate(models)}
     items = {item: i for i, item in enumerate(sorted({row[0] for row in rows}))}

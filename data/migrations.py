@@ -364,3 +364,21 @@ def m0013_remote_generators(db):
             settings TEXT NOT NULL,
             created_at TEXT NOT NULL
         )""")
+
+
+@migrations()
+def m0014_model_pair_counts(db):
+    # The model leaderboard's counts (data/leaderboard.py `refresh`), kept incrementally like the quality statistics:
+    # per item and pair of models (model_a < model_b), a's wins, b's wins and ties over all its rankings. Derived.
+    db.execute("""
+        CREATE TABLE model_pair_counts (
+            item_id INTEGER NOT NULL,
+            model_a TEXT NOT NULL,
+            model_b TEXT NOT NULL,
+            wins_a INTEGER NOT NULL,
+            wins_b INTEGER NOT NULL,
+            ties INTEGER NOT NULL,
+            PRIMARY KEY (item_id, model_a, model_b)
+        )""")
+    db.execute("CREATE TABLE leaderboard_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_ranking_id INTEGER NOT NULL)")
+    db.execute("INSERT INTO leaderboard_state (id, last_ranking_id) VALUES (1, 0)")

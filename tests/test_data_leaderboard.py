@@ -108,3 +108,67 @@ def test_the_leaderboard_screen_says_what_to_do_before_two_models_meet(app_db):
 
     at = start("pages/quality/models.py")
     assert not at.exception and "No two models have met" in at.info[0].value
+
+
+# The counts, kept incrementally, against the same counts computed from every comparison in one go.
+_MODEL_OF = """(SELECT c.id, c.item_id, COALESCE(v.name, c.model_name, 'unknown') AS model
+               FROM completions c LEFT JOIN model_versions v ON v.id = c.generator_version_id)"""
+REFERENCE_WINS = f"""SELECT r.item_id, w.model, l.model, COUNT(*)
+    FROM comparisons x JOIN rankings r ON r.id = x.ranking_id JOIN items i ON i.id = r.item_id
+    JOIN {_MODEL_OF} w ON w.id = x.chosen_id JOIN {_MODEL_OF} l ON l.id = x.rejected_id
+    WHERE i.origin = 'sampled' AND w.model != l.model GROUP BY r.item_id, w.model, l.model"""
+REFERENCE_PAIRS = f"""WITH per_model AS (SELECT item_id, model, COUNT(*) AS n FROM {_MODEL_OF} GROUP BY item_id, model),
+         ranked AS (SELECT item_id, COUNT(*) AS n FROM rankings WHERE skipped = 0 GROUP BY item_id)
+    SELECT a.item_id, a.model, b.model, ranked.n * a.n * b.n FROM ranked JOIN items i ON i.id = ranked.item_id
+    JOIN per_model a ON a.item_id = ranked.item_id JOIN per_model b ON b.item_id = ranked.item_id AND a.model < b.model
+    WHERE i.origin = 'sampled'"""
+
+
+def reference_counts(db) -> dict:
+    wins = {(item, w, l): n for item, w, l, n in db.execute(REFERENCE_WINS)}
+    out = {}
+    for item, a, b, pairs in db.execute(REFERENCE_PAIRS):
+        a_wins, b_wins = wins.get((item, a, b), 0), wins.get((item, b, a), 0)
+        out[(item, a, b)] = (a_wins, b_wins, pairs - a_wins - b_wins)
+    return out
+
+
+def stored_counts(db) -> dict:
+    leaderboard.refresh(db)
+    return {(item, a, b): (wa, wb, t) for item, a, b, wa, wb, t in db.execute("SELECT * FROM model_pair_counts")}
+
+
+def random_groups(rng, k: int) -> list[list[int]]:
+    positions = list(range(k))
+    rng.shuffle(positions)
+    groups, i = [], 0
+    while i < k:  # tie groups of random sizes
+        size = rng.choice([1, 1, 2, 3])
+        groups.append(sorted(positions[i:i + size]))
+        i += size
+    return groups
+
+
+def random_rankings(db, rng, n_items, start=0):
+    """Items of 2-6 completions by four models, each ranked (or skipped) by one to three annotators, with ties."""
+    items.ensure_prompt_set(db, "s")
+    for p in range(start, start + n_items):
+        k = rng.randint(2, 6)
+        prompt_id, _ = items.add_prompt(db, "s", f"r{p}")
+        with write_transaction(db):
+            item = items.add_item(db, prompt_id, [items.NewCompletion(f"r{p}-{i}", model_name=rng.choice(["m1", "m2", "m3", "m4"]))
+                                                  for i in range(k)])
+        for who in rng.sample(["ann", "bob", "cat"], rng.randint(1, 3)):
+            annotator = annotation.annotator_id(db, who)
+            if rng.random() < 0.1:
+                annotation.skip_item(db, item, annotator, list(range(k)))
+            else:
+                annotation.submit_ranking(db, item, annotator, random_groups(rng, k), list(range(k)))
+
+
+def test_the_counts_kept_incrementally_equal_a_count_of_every_comparison(db):
+    rng = random.Random(3)
+    random_rankings(db, rng, 60)
+    assert stored_counts(db) == reference_counts(db) and reference_counts(db)
+    random_rankings(db, rng, 40, start=60)  # more rankings: only they are read
+    assert stored_counts(db) == reference_counts(db)

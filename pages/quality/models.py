@@ -42,6 +42,8 @@ with screen("Model leaderboard") as (db, user):
                "with ties modelled (Davidson); the interval resamples items, keeping each item's rankings together.")
     bootstrap = st.select_slider("Bootstrap samples", [50, 100, 200, 500], value=200,
                                  help="More samples: steadier intervals, a slower first view.")
+    with st.spinner("Reading the new rankings…"):
+        leaderboard.refresh(db)  # the rankings since the last look (all of them, once, on an older database)
     board = cached_leaderboard(str(db_file(db)), leaderboard.watermark(db), bootstrap)
     if board is None:
         st.info("No two models have met in a ranking yet. Generate items whose completions come from more than one "
