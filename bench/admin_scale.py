@@ -65,7 +65,8 @@ def add_rankings(db, n: int, rng: random.Random) -> None:
         item = annotation.next_item(db, me)
         if item is None:
             continue
-        annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], annotation.display_order(item.id, me, 4), seconds=5.0)
+        annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], annotation.display_order(item.id, me, 4), seconds=5.0,
+                                  repeat_of=item.repeat_of)
         done += 1
 
 

@@ -98,7 +98,7 @@ def main() -> None:
             started = time.perf_counter()
             item = annotation.next_item(db, me)
             annotation.progress(db, me)
-            annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3])
+            annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3], repeat_of=item.repeat_of)
             data_only.append(time.perf_counter() - started)
     ms = lambda xs: {"p50_ms": round(1000 * median(xs), 1), "p95_ms": round(1000 * percentile(xs, 0.95), 1)}  # noqa: E731
     save("annotate_latency", {"database": counts, "seed_seconds": round(seeded_s, 1), "submits": args.submits,

@@ -278,9 +278,9 @@ def _store(db, item_id, annotator, groups, shown_order, seconds, flags, comment,
     if unknown:
         raise ValueError(f"unknown flags {unknown}: use {list(FLAGS)}")
     with write_transaction(db):
-        repeat_of = repeat_of if repeat_of is not None else _served_as_repeat(db, item_id, annotator)
-        if repeat_of is not None:
-            return _store_repeat(db, item_id, annotator, groups, shown_order, seconds, guideline_version, repeat_of)
+        if repeat_of is not None:  # only as served (Item.repeat_of): an import or a script never makes a repeat
+            return _store_repeat(db, item_id, annotator, groups, shown_order, seconds, flags, comment, guideline_version,
+                                 repeat_of)
         existing = db.execute(
             "SELECT id FROM rankings WHERE item_id = ? AND annotator_id = ?", [item_id, annotator]
         ).fetchone()
@@ -300,15 +300,7 @@ def _store(db, item_id, annotator, groups, shown_order, seconds, flags, comment,
     return Submitted(ranking_id, was_new=True)
 
 
-def _served_as_repeat(db: Database, item_id: int, annotator: int) -> int | None:
-    """The ranking this annotator's reservation of the item repeats: a caller that does not pass `repeat_of` still
-    stores the answer as the repeat it was served as, instead of a double submit that never releases the item."""
-    row = db.execute("SELECT repeat_of FROM reservations WHERE item_id = ? AND annotator_id = ? AND repeat_of IS NOT NULL",
-                     [item_id, annotator]).fetchone()
-    return row[0] if row else None
-
-
-def _store_repeat(db, item_id, annotator, groups, shown_order, seconds, guideline_version, repeat_of) -> Submitted:
+def _store_repeat(db, item_id, annotator, groups, shown_order, seconds, flags, comment, guideline_version, repeat_of) -> Submitted:
     """A self-consistency repeat, kept apart from `rankings` (never a second vote) and compared with the first at once."""
     first = db.execute("SELECT groups FROM rankings WHERE id = ? AND item_id = ? AND annotator_id = ? AND skipped = 0",
                        [repeat_of, item_id, annotator]).fetchone()
@@ -321,10 +313,11 @@ def _store_repeat(db, item_id, annotator, groups, shown_order, seconds, guidelin
     k = len(completions_of(db, item_id))
     agree, disagree, tau = (0, 0, None) if groups is None else self_agreement(from_json(first[0]), groups, k)
     repeat_id = db.execute(
-        """INSERT INTO repeat_rankings (ranking_id, item_id, annotator_id, skipped, groups, display_order, seconds,
-                                        guideline_version, agree, disagree, tau_b, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        """INSERT INTO repeat_rankings (ranking_id, item_id, annotator_id, skipped, groups, display_order, seconds, flags, comment,
+                                        guideline_version, agree, disagree, tau_b, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [repeat_of, item_id, annotator, int(groups is None), None if groups is None else to_json(groups), to_json(list(shown_order)),
-         seconds, guideline_version, agree, disagree, tau, now()]).lastrowid
+         seconds, to_json(list(flags)), comment.strip(), guideline_version, agree, disagree, tau, now()]).lastrowid
     db.execute("DELETE FROM reservations WHERE item_id = ? AND annotator_id = ?", [item_id, annotator])
     return Submitted(repeat_id, was_new=True)
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from data import annotation, items
+from data import annotation, conversation, items
 from data.importing import BadImportFile, json_lines, required_text, decode
 from data.items import NewCompletion
 from data.store import now, write_transaction
@@ -14,7 +14,7 @@ EDITED_FROM = "edited demonstration"
 
 @dataclass
 class Demonstration:
-    prompt: str
+    prompt: str | list[dict]  # text, or the conversation before the answer (messages ending with a user turn)
     response: str
 
 
@@ -95,13 +95,17 @@ def parse_demonstrations(data: bytes) -> list[Demonstration]:
 
 
 def _from_messages(messages, line: int) -> Demonstration:
+    """The whole conversation before the final assistant turn is the prompt (system and earlier turns kept)."""
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise BadImportFile(line, "'messages' must be a list of {role, content} objects")
-    turns = [m for m in messages if m.get("role") != "system"]
-    if len(turns) < 2 or turns[-1].get("role") != "assistant" or turns[-2].get("role") != "user":
+    if len(messages) < 2 or messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
         raise BadImportFile(line, "'messages' must end with a user message followed by the assistant's answer")
-    return Demonstration(required_text(turns[-2].get("content"), "user content", line),
-                         required_text(turns[-1].get("content"), "assistant content", line))
+    try:
+        prompt = conversation.validate_messages(messages[:-1])
+    except ValueError as error:
+        raise BadImportFile(line, str(error)) from None
+    return Demonstration(prompt if conversation.is_conversation(prompt) else prompt[0]["content"],
+                         required_text(messages[-1].get("content"), "assistant content", line))
 
 
 def import_demonstrations(db: Database, rows: list[Demonstration], prompt_set: str) -> dict:
@@ -124,6 +128,6 @@ def messages_jsonl(db: Database, prompt_sets: list[str] | None = None) -> bytes:
     """Demonstrations in the `messages` format TRL's SFTTrainer loads as-is."""
     import json
 
-    return "".join(json.dumps({"messages": [{"role": "user", "content": d["prompt"]},
+    return "".join(json.dumps({"messages": [*conversation.as_messages(d["prompt"], d["messages"]),
                                             {"role": "assistant", "content": d["response"]}]}, ensure_ascii=False) + "\n"
                    for d in demonstrations(db, prompt_sets)).encode()

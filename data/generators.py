@@ -20,7 +20,10 @@ from data.store import now, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILES = (PROJECT_ROOT / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml")  # Streamlit's places
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+# Only variables named for the purpose: an admin on the web page must not be able to send any server secret
+# (AWS_SECRET_ACCESS_KEY, HF_TOKEN, ...) as a bearer token to a URL of their choice.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,90}_API_KEY")
+SECRETS_TABLE = "remote_api_keys"  # in secrets.toml: [remote_api_keys] VLLM_API_KEY = "..."
 LOOKS_LIKE_A_KEY = re.compile(r"^(sk-|sk_|hf_|gsk_|xai-|AIza)|^[A-Za-z0-9_\-]{32,}$")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
@@ -58,7 +61,8 @@ def check_remote_generator(g: RemoteGenerator) -> None:
         raise ValueError("that looks like an API key itself: give the NAME of the environment variable that holds it "
                          "(e.g. OPENAI_API_KEY); the key is never stored")
     if g.api_key_env and not ENV_NAME.fullmatch(g.api_key_env):
-        raise ValueError(f"{g.api_key_env!r} is not a variable name: use letters, digits and '_', e.g. VLLM_API_KEY")
+        raise ValueError(f"{g.api_key_env!r} cannot hold a remote generator's key: name a variable that ends in _API_KEY "
+                         "(letters, digits and '_', e.g. VLLM_API_KEY), so no other server secret can be sent out")
     if not 0 < g.temperature <= 5 or not 0 < g.top_p <= 1:
         raise ValueError("temperature must be in (0, 5] and top_p in (0, 1]")
     if not 1 <= g.max_tokens <= 32_768 or not 1 <= g.concurrency <= 64 or not 1 <= g.timeout_s <= 3600 or not 0 <= g.retries <= 10:
@@ -72,6 +76,9 @@ def save_remote_generator(db: Database, g: RemoteGenerator, actor: User | None) 
     settings = {k: v for k, v in asdict(g).items() if k not in ("id", "name")}
     with write_transaction(db):
         _still_admin(db, actor)
+        if db.execute("SELECT 1 FROM model_versions WHERE kind = 'generator' AND name = ?", [g.name]).fetchone():
+            raise ValueError(f"a generator version is named {g.name!r}: give the remote generator another name, so "
+                             "completions and the leaderboard tell them apart")
         db.execute("""INSERT INTO remote_generators (name, settings, created_at) VALUES (?, ?, ?)
                       ON CONFLICT (name) DO UPDATE SET settings = excluded.settings""",
                    [g.name, json.dumps(settings), now()])
@@ -102,18 +109,19 @@ def _from_row(row) -> RemoteGenerator:
 
 
 def api_key(g: RemoteGenerator) -> str | None:
-    """The key, read when a job needs it: the environment variable, else the key of that name in secrets.toml."""
+    """The key, read when a job needs it: the environment variable, else that name in secrets.toml's [remote_api_keys]."""
     if not g.api_key_env:
         return None
+    check_remote_generator(g)  # a name stored before the rules tightened is refused here too
     if os.environ.get(g.api_key_env):
         return os.environ[g.api_key_env]
     for path in SECRETS_FILES:
         if path.is_file():
-            value = tomllib.loads(path.read_text()).get(g.api_key_env)
+            value = tomllib.loads(path.read_text()).get(SECRETS_TABLE, {}).get(g.api_key_env)
             if isinstance(value, str) and value:
                 return value
     raise LookupError(f"remote generator {g.name!r} reads its API key from {g.api_key_env}, which is not set: export "
-                      f"{g.api_key_env}=... where the app runs, or add {g.api_key_env} = \"...\" to .streamlit/secrets.toml")
+                      f"{g.api_key_env}=... where the app runs, or add it under [{SECRETS_TABLE}] in .streamlit/secrets.toml")
 
 
 def parse_mix(text: str) -> dict[str, int]:

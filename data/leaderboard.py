@@ -85,24 +85,24 @@ def refresh(db: Database, on_progress=None) -> int:
     """Add the rankings stored since the last refresh to `model_pair_counts`; returns how many were read.
 
     Rankings are only ever added (a double submit stores nothing; repeats live apart), so the newest
-    ranking id read is the watermark, as for the quality statistics.
+    ranking id read is the watermark, as for the quality statistics. Each batch reads the watermark and
+    its rankings inside its own write transaction, so two refreshes at once never count a ranking twice.
     """
-    last = db.execute("SELECT last_ranking_id FROM leaderboard_state").fetchone()[0]
-    total = db.execute(f"SELECT COUNT(*) {_NEW_RANKINGS}", [last]).fetchone()[0]
+    total = db.execute(f"SELECT COUNT(*) {_NEW_RANKINGS}",
+                       [db.execute("SELECT last_ranking_id FROM leaderboard_state").fetchone()[0]]).fetchone()[0]
     done = 0
     while True:
-        rows = db.execute(f"SELECT r.id, r.item_id, r.groups {_NEW_RANKINGS} ORDER BY r.id LIMIT ?", [last, REFRESH_BATCH]).fetchall()
-        if not rows:
-            return done
-        counts = _count_pairs(db, rows)
         with write_transaction(db):
+            last = db.execute("SELECT last_ranking_id FROM leaderboard_state").fetchone()[0]
+            rows = db.execute(f"SELECT r.id, r.item_id, r.groups {_NEW_RANKINGS} ORDER BY r.id LIMIT ?", [last, REFRESH_BATCH]).fetchall()
+            if not rows:
+                return done
             db.conn.executemany(
                 """INSERT INTO model_pair_counts (item_id, model_a, model_b, wins_a, wins_b, ties) VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT (item_id, model_a, model_b) DO UPDATE SET wins_a = wins_a + excluded.wins_a,
                    wins_b = wins_b + excluded.wins_b, ties = ties + excluded.ties""",
-                [(item, a, b, *n) for (item, a, b), n in counts.items()])
-            last = rows[-1][0]
-            db.execute("UPDATE leaderboard_state SET last_ranking_id = ?", [last])
+                [(item, a, b, *n) for (item, a, b), n in _count_pairs(db, rows).items()])
+            db.execute("UPDATE leaderboard_state SET last_ranking_id = ?", [rows[-1][0]])
         done += len(rows)
         if on_progress:
             on_progress(done, total)
@@ -115,7 +115,7 @@ def _count_pairs(db: Database, rankings: list[tuple]) -> dict[tuple, list[int]]:
         models.setdefault(item, {})[position] = model
     counts: dict[tuple, list[int]] = {}
     for _, item, groups in rankings:
-        rank = {p: g for g, group in enumerate(json.loads(groups)) for p in group}  # position -> group (0 = best)
+        rank = _readable_ranks(groups, models.get(item, {}))
         for i, j in itertools.combinations(sorted(rank), 2):
             a, b = models[item][i], models[item][j]
             if a == b:
@@ -124,6 +124,16 @@ def _count_pairs(db: Database, rankings: list[tuple]) -> dict[tuple, list[int]]:
             cell = counts.setdefault((item, a, b), [0, 0, 0])
             cell[0 if rank_a < rank_b else 1 if rank_b < rank_a else 2] += 1
     return counts
+
+
+def _readable_ranks(groups: str, positions: dict[int, str]) -> dict[int, int]:
+    """Position -> rank group (0 = best); {} for a ranking whose JSON cannot be read (left out, as the Quality screens
+    list such rankings), so one corrupted row never stops the leaderboard."""
+    try:
+        rank = {p: g for g, group in enumerate(json.loads(groups)) for p in group}
+    except (TypeError, ValueError):
+        return {}
+    return rank if set(rank) <= set(positions) else {}
 
 
 def pair_counts(db: Database) -> PairCounts:

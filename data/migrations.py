@@ -382,3 +382,10 @@ def m0014_model_pair_counts(db):
         )""")
     db.execute("CREATE TABLE leaderboard_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_ranking_id INTEGER NOT NULL)")
     db.execute("INSERT INTO leaderboard_state (id, last_ranking_id) VALUES (1, 0)")
+
+
+@migrations()
+def m0015_repeat_flags(db):
+    # A repeat keeps the flags and comment its annotator gave (an "offensive/unsafe" flag is never dropped).
+    db.execute("ALTER TABLE repeat_rankings ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE repeat_rankings ADD COLUMN comment TEXT NOT NULL DEFAULT ''")

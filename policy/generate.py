@@ -115,8 +115,8 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         messages = [conversation.as_messages(p["text"], p["messages"]) for p in batch]  # continued turn by turn
         local = (sample(model, tokenizer, messages, k_local, config.temperature, config.top_p, config.max_new_tokens,
                         config.seed + b) if k_local else [[] for _ in batch])
+        seconds = time.perf_counter() - batch_started  # the local sampling alone: remote requests time themselves
         remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error
-        seconds = time.perf_counter() - batch_started
         batch_tokens = sum(s.n_tokens for samples in local for s in samples)
         with write_transaction(db):
             for p, prompt in enumerate(batch):
@@ -130,7 +130,8 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         done = start + len(batch)
         rate = tokens / (time.perf_counter() - started)
         job.progress(done, len(prompts), f"{done}/{len(prompts)} prompts, {rate:.0f} tokens/s")
-        job.log(f"batch {b}: {len(batch)} prompts x {config.k}, {tokens} tokens so far, {seconds:.1f} s")
+        job.log(f"batch {b}: {len(batch)} prompts x {config.k}, {tokens} tokens so far, "
+                f"{time.perf_counter() - batch_started:.1f} s")
     elapsed = time.perf_counter() - started
     return {"items": len(prompts), "completions": len(prompts) * config.k, "tokens": tokens,
             "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"] if version else None,

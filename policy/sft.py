@@ -183,12 +183,12 @@ def run_sft(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
-    rows = demonstrations.demonstrations(db, sets)
+    parallel = DataParallel(config.device)
+    rows = parallel.share(demonstrations.demonstrations(db, sets) if parallel.is_main else None)  # the same rows everywhere
     train, validation = split_by_prompt(rows, config.validation_fraction, config.seed)
     if len(train) < 1 or len(validation) < 1:
         raise ValueError(f"need demonstrations for at least 2 prompts (one held out), have {len(rows)}: "
                          "write some on the Annotate page (Write demonstrations) or import them")
-    parallel = DataParallel(config.device)
     job.log(f"SFT of {start['name']} on {len(train)} demonstrations ({len(validation)} held out)"
             + (f", {parallel.processes} processes" if parallel.processes > 1 else ""))
     model, tokenizer = load_generator(start["path"], str(parallel.device))

@@ -85,20 +85,21 @@ def calibration_table(diff: torch.Tensor) -> list[dict]:
     return table
 
 
-def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None):
+def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None,
+                       parallel: DataParallel | None = None):
     """Split by prompt, check there is enough, fit. Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
     examples = [e for e in examples if len(e.groups) > 1]  # an all-tied ranking implies no pair
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
     check_enough(train, validation)
-    model, tokenizer, metrics = fit(train, validation, config, on_step)
+    model, tokenizer, metrics = fit(train, validation, config, on_step, parallel)
     return model, tokenizer, metrics, {"train": sorted({e.prompt_id for e in train}),
                                        "validation": sorted({e.prompt_id for e in validation})}
 
 
-def fit(train, validation, config: RewardConfig, on_step=lambda step, total, metrics: None):
+def fit(train, validation, config: RewardConfig, on_step=lambda step, total, metrics: None, parallel: DataParallel | None = None):
     """The training loop on in-memory rankings. Returns (model, tokenizer, metrics)."""
     torch.manual_seed(config.seed)
-    parallel = DataParallel(config.device)  # under `accelerate launch`: this process's share, gradients averaged
+    parallel = parallel or DataParallel(config.device)  # under `accelerate launch`: this process's share, gradients averaged
     device = parallel.device
     bf16 = use_bf16(config.bf16, device)
     model, tokenizer = new_reward_model(config)
@@ -146,7 +147,8 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
 def run_reward_training(db, config: RewardConfig, job) -> dict:
     """Job body: load rankings, train, save atomically, register the version."""
     split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
-    examples = load_rankings(db, split(config.prompt_sets), split(config.annotators))
+    parallel = DataParallel(config.device)
+    examples = parallel.share(load_rankings(db, split(config.prompt_sets), split(config.annotators)) if parallel.is_main else None)
     job.log(f"{len(examples)} rankings, {n_pairs(examples)} comparisons; backbone {config.backbone}")
     started = time.perf_counter()
 
@@ -155,7 +157,7 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
         eta = (time.perf_counter() - started) / step * (total - step)
         job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
 
-    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step)
+    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel)
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves
         return {}
     name = config.name or versions.default_version_name("rm")

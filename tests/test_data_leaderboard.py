@@ -172,3 +172,21 @@ def test_the_counts_kept_incrementally_equal_a_count_of_every_comparison(db):
     assert stored_counts(db) == reference_counts(db) and reference_counts(db)
     random_rankings(db, rng, 40, start=60)  # more rankings: only they are read
     assert stored_counts(db) == reference_counts(db)
+
+
+def test_two_refreshes_at_once_count_each_ranking_once(db, db_path):
+    from data.store import open_db
+
+    random_rankings(db, random.Random(5), 20)
+    other = open_db(db_path)
+    leaderboard.refresh(other)
+    leaderboard.refresh(db)  # a second admin's screen, a moment later: nothing new
+    assert stored_counts(db) == reference_counts(db)
+
+
+def test_an_unreadable_ranking_is_left_out_and_the_rest_still_counts(db):
+    item = ranked_item(db, "p", ["m1", "m2"], [[0], [1]])
+    ranked_item(db, "q", ["m1", "m2"], [[1], [0]])
+    db.execute("UPDATE rankings SET groups = '[[0], [1' WHERE item_id = ?", [item])
+    db.conn.commit()
+    assert totals(leaderboard.pair_counts(db)) == {("m1", "m2"): (0.0, 1.0, 0.0)}

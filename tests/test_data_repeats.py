@@ -139,12 +139,20 @@ def test_a_repeat_of_a_ranking_that_is_not_yours_is_refused(db):
     assert db.execute("SELECT COUNT(*) FROM repeat_rankings").fetchone()[0] == 0
 
 
-def test_a_caller_that_does_not_pass_repeat_of_still_stores_the_repeat(db, alice):
+def test_only_a_repeat_as_served_is_stored_as_one_never_an_import_or_a_script(db, alice):
     for _ in range(4):
         rank_next(db, alice)
     repeat = annotation.next_item(db, alice)
-    saved = annotation.submit_ranking(db, repeat.id, alice, [[0], [1], [2], [3]], [3, 2, 1, 0])  # an older page
-    assert saved.was_new and db.execute("SELECT ranking_id FROM repeat_rankings").fetchone()[0] == repeat.repeat_of
+    first = db.execute("SELECT groups, flags FROM rankings WHERE id = ?", [repeat.repeat_of]).fetchone()
+    # The same item and annotator without repeat_of (an import of this store's own export, a script): a double submit.
+    saved = annotation.submit_ranking(db, repeat.id, alice, [[0], [1], [2], [3]], [3, 2, 1, 0])
+    assert not saved.was_new and saved.ranking_id == repeat.repeat_of
+    assert db.execute("SELECT COUNT(*) FROM repeat_rankings").fetchone()[0] == 0
+    assert db.execute("SELECT groups, flags FROM rankings WHERE id = ?", [repeat.repeat_of]).fetchone() == first
+    # As served, with a flag and a comment: kept with the repeat.
+    annotation.submit_ranking(db, repeat.id, alice, [[0], [1], [2], [3]], [3, 2, 1, 0], flags=["offensive/unsafe"],
+                              comment=" rude ", repeat_of=repeat.repeat_of)
+    assert db.execute("SELECT flags, comment FROM repeat_rankings").fetchone() == ('["offensive/unsafe"]', "rude")
     assert annotation.next_item(db, alice).repeat_of != repeat.repeat_of  # the repeat is released
 
 

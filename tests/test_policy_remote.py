@@ -21,7 +21,7 @@ from policy.config import GenerationConfig
 from policy.generate import run_generation
 from policy.remote import RemoteGenerationError, check_server, sample_remote
 
-SERVER_KEY = "test-key-5f3a9c"  # what the llama.cpp server demands; reaches the app only through $LLAMA_TEST_KEY
+SERVER_KEY = "test-key-5f3a9c"  # what the llama.cpp server demands; reaches the app only through $LLAMA_TEST_API_KEY
 CHAT = [{"role": "user", "content": "Say hello in three words."}]
 
 
@@ -121,7 +121,9 @@ def generation_job(db_path, argv: list[str]) -> dict:
 @pytest.mark.parametrize("field, value, message", [
     ("api_key_env", "sk-proj-abcdefghijklmnop", "looks like an API key itself"),
     ("api_key_env", "A" * 40, "looks like an API key itself"),
-    ("api_key_env", "MY KEY", "is not a variable name"),
+    ("api_key_env", "MY KEY", "name a variable that ends in _API_KEY"),
+    ("api_key_env", "AWS_SECRET_ACCESS_KEY", "name a variable that ends in _API_KEY"),
+    ("api_key_env", "HF_TOKEN", "name a variable that ends in _API_KEY"),
     ("base_url", "localhost:8080", "http(s) address"),
     ("base_url", "http://user:pw@host/v1", "no credentials"),
     ("name", "bad name!", "letters, digits"),
@@ -133,9 +135,9 @@ def test_a_remote_generator_that_would_fail_or_store_a_secret_is_refused(field, 
 
 
 def test_registering_keeps_the_variable_name_and_never_the_key(db, monkeypatch):
-    monkeypatch.setenv("REMOTE_TEST_KEY", "the-secret-value-42")
-    generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", api_key_env="REMOTE_TEST_KEY"), None)
-    generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", api_key_env="REMOTE_TEST_KEY", concurrency=2), None)
+    monkeypatch.setenv("REMOTE_TEST_API_KEY", "the-secret-value-42")
+    generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", api_key_env="REMOTE_TEST_API_KEY"), None)
+    generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", api_key_env="REMOTE_TEST_API_KEY", concurrency=2), None)
     [g] = generators.remote_generators(db)
     assert g.concurrency == 2 and generators.api_key(g) == "the-secret-value-42"
     db.conn.commit()
@@ -144,12 +146,20 @@ def test_registering_keeps_the_variable_name_and_never_the_key(db, monkeypatch):
 
 def test_the_key_comes_from_secrets_toml_when_the_variable_is_unset(tmp_path, monkeypatch):
     secrets = tmp_path / "secrets.toml"
-    secrets.write_text('REMOTE_TOML_KEY = "from-toml"\n')
+    secrets.write_text('REMOTE_TOML_API_KEY = "top-level: not read"\n[remote_api_keys]\nREMOTE_TOML_API_KEY = "from-toml"\n')
     monkeypatch.setattr(generators, "SECRETS_FILES", (secrets,))
-    monkeypatch.delenv("REMOTE_TOML_KEY", raising=False)
-    assert generators.api_key(remote("http://h/v1", api_key_env="REMOTE_TOML_KEY")) == "from-toml"
-    with pytest.raises(LookupError, match="export MISSING_KEY_VAR=... where the app runs"):
-        generators.api_key(remote("http://h/v1", api_key_env="MISSING_KEY_VAR"))
+    monkeypatch.delenv("REMOTE_TOML_API_KEY", raising=False)
+    assert generators.api_key(remote("http://h/v1", api_key_env="REMOTE_TOML_API_KEY")) == "from-toml"
+    with pytest.raises(LookupError, match="export MISSING_API_KEY=... where the app runs"):
+        generators.api_key(remote("http://h/v1", api_key_env="MISSING_API_KEY"))
+
+
+def test_a_remote_generator_cannot_take_a_generator_versions_name(db):
+    from data import versions
+
+    versions.register_version(db, "generator", "smol-v2", "/nowhere")
+    with pytest.raises(ValueError, match="a generator version is named 'smol-v2'"):
+        generators.save_remote_generator(db, remote("http://h/v1", name="smol-v2"), None)
 
 
 @pytest.mark.parametrize("text, message", [("a=2,a=1", "each remote generator once"), ("a", "NAME=COUNT"), ("a=0", "NAME=COUNT")])
@@ -217,21 +227,21 @@ def test_a_server_under_load_is_retried_with_back_off(db):
 # --- the real server --------------------------------------------------------------------------------------------
 
 def test_the_llama_cpp_server_writes_completions_with_their_usage(llama_server, monkeypatch):
-    monkeypatch.setenv("LLAMA_TEST_KEY", SERVER_KEY)
-    g = remote(llama_server, api_key_env="LLAMA_TEST_KEY", concurrency=2, max_tokens=12)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
+    g = remote(llama_server, api_key_env="LLAMA_TEST_API_KEY", concurrency=2, max_tokens=12)
     assert check_server(g)  # /v1/models answers with the key
     [[first, second]] = sample_remote(g, [CHAT], 2, seed=7)
     assert first.text and second.text and first.seed != second.seed
     assert first.usage["prompt_tokens"] > 0 and 0 < first.n_tokens <= 12 and first.finish_reason in ("eos", "length")
-    monkeypatch.delenv("LLAMA_TEST_KEY")
-    with pytest.raises(LookupError, match="LLAMA_TEST_KEY, which is not set"):
+    monkeypatch.delenv("LLAMA_TEST_API_KEY")
+    with pytest.raises(LookupError, match="LLAMA_TEST_API_KEY, which is not set"):
         sample_remote(g, [CHAT], 1, seed=0)
 
 
 def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(llama_server, monkeypatch, db_path, db, tiny_generator):
     from data import versions
 
-    monkeypatch.setenv("LLAMA_TEST_KEY", SERVER_KEY)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
     builtin.init_db(db)
     tiny = versions.register_version(db, "generator", "tiny", tiny_generator)
     items.ensure_prompt_set(db, "arena")
@@ -239,7 +249,7 @@ def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(
     items.add_prompt(db, "arena", [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello."},
                                    {"role": "user", "content": "Name a fruit."}])
     db.conn.commit()
-    generators.save_remote_generator(db, remote(llama_server, name="smol-server", api_key_env="LLAMA_TEST_KEY",
+    generators.save_remote_generator(db, remote(llama_server, name="smol-server", api_key_env="LLAMA_TEST_API_KEY",
                                                 max_tokens=12), None)
     job = generation_job(db_path, ["--prompt-set", "arena", "--k", "4", "--remote", "smol-server=2",
                                    "--generator-version", str(tiny), "--max-new-tokens", "8"])
@@ -264,11 +274,11 @@ def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(
 
 
 def test_remote_only_items_need_no_local_model(llama_server, monkeypatch, db_path, db):
-    monkeypatch.setenv("LLAMA_TEST_KEY", SERVER_KEY)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
     items.ensure_prompt_set(db, "only-remote")
     items.add_prompt(db, "only-remote", "Count to three.")
     db.conn.commit()
-    generators.save_remote_generator(db, remote(llama_server, name="smol-server", api_key_env="LLAMA_TEST_KEY"), None)
+    generators.save_remote_generator(db, remote(llama_server, name="smol-server", api_key_env="LLAMA_TEST_API_KEY"), None)
     job = generation_job(db_path, ["--prompt-set", "only-remote", "--k", "2", "--remote", "smol-server=2",
                                    "--generator-version", "999"])  # no such version: it is never loaded
     assert job["code"] == 0, job["error"]
@@ -290,11 +300,11 @@ def test_an_admin_registers_a_remote_generator_and_mixes_it_into_a_generation(ap
     assert "looks like an API key itself" in unescaped(at.error[0])
     assert generators.remote_generators(app_db) == []
 
-    at.text_input(key="remote-api_key_env").input("VLLM_KEY")
+    at.text_input(key="remote-api_key_env").input("VLLM_API_KEY")
     button(at, "Save remote generator").click().run()
     assert not at.exception and "Remote generator vllm-big saved" in unescaped(at.success[0])
     [g] = generators.remote_generators(app_db)
-    assert (g.base_url, g.model, g.api_key_env) == ("http://gpu-box:8000/v1", "big-model", "VLLM_KEY")
+    assert (g.base_url, g.model, g.api_key_env) == ("http://gpu-box:8000/v1", "big-model", "VLLM_API_KEY")
     assert "sk-live" not in str(at.dataframe[0].value.to_dict())
 
     at.number_input(key="mix-vllm-big").set_value(2)

@@ -78,7 +78,17 @@ def test_import_and_export_demonstrations_in_trl_messages_format(db, tmp_path):
 
     dataset = load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     assert dataset.column_names == ["messages"]
-    assert dataset[1]["messages"] == [{"role": "user", "content": "p2"}, {"role": "assistant", "content": "r2"}]
+    assert dataset[1]["messages"] == [{"role": "system", "content": "s"}, {"role": "user", "content": "p2"},
+                                      {"role": "assistant", "content": "r2"}]  # the whole conversation, round trip
+
+
+def test_a_multi_turn_demonstration_keeps_its_conversation_as_the_prompt(db):
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "a joke?"}]
+    data = (json.dumps({"messages": [*turns, {"role": "assistant", "content": "knock knock"}]}) + "\n").encode()
+    demonstrations.import_demonstrations(db, demonstrations.parse_demonstrations(data), "demo")
+    [row] = demonstrations.demonstrations(db)
+    assert json.loads(row["messages"]) == turns and row["response"] == "knock knock"
+    assert json.loads(demonstrations.messages_jsonl(db))["messages"] == [*turns, {"role": "assistant", "content": "knock knock"}]
 
 
 @pytest.mark.parametrize("line, message", [

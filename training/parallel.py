@@ -61,6 +61,17 @@ class DataParallel:
         usable = len(batches) // self.processes * self.processes
         return batches[self.accelerator.process_index:usable:self.processes]
 
+    def share(self, value):
+        """The first process's value on every process: what it read from the store, so all train on the same data
+        even while annotators keep adding to it (the others pass None)."""
+        if not self.accelerator:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value if self.is_main else None]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
     def steps(self, n_batches: int) -> int:
         """How many of n batches this process takes (what `shard` leaves it)."""
         return n_batches if not self.accelerator else n_batches // self.processes

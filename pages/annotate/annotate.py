@@ -58,8 +58,13 @@ def count_one_down() -> None:
         st.session_state[LEFT] = (max(0, count - 1), counted_at)
 
 
+def item_key(item) -> str:
+    """The prefix of this showing's widget and timer keys: a repeat of an item gets its own (its time starts afresh)."""
+    return f"item-{item.id}" if item.repeat_of is None else f"item-{item.id}-repeat-{item.repeat_of}"
+
+
 def entry_keys(item) -> list[str]:
-    key = f"item-{item.id}"
+    key = item_key(item)
     return [f"{key}-typed", f"{key}-flags", f"{key}-comment", *(f"{key}-rank-{i}" for i in range(item.k))]
 
 
@@ -74,7 +79,7 @@ def restore_entries() -> None:
 
 @guarded()
 def submit(db, user, item, order: list[int], skipped: bool) -> None:
-    key = f"item-{item.id}"
+    key = item_key(item)
     seconds = round(time.time() - st.session_state.get(f"{key}-shown-at", time.time()), 1)
     flags = st.session_state.get(f"{key}-flags") or []
     comment = st.session_state.get(f"{key}-comment") or ""
@@ -143,13 +148,13 @@ def demonstration_from(item, order: list[int]) -> None:
     """Write a better answer for the shown item, from scratch or by editing a completion."""
     with st.expander("Write a better answer instead (a demonstration)"):
         choices = ["(blank)", *LETTERS[: item.k]]
-        start = st.selectbox("Start from", choices, key=f"item-{item.id}-demo-start",
+        start = st.selectbox("Start from", choices, key=f"{item_key(item)}-demo-start",
                              help="Editing a completion also stores your edit as preferred over it.")
         source = None if start == "(blank)" else item.completions[order[LETTERS.index(start)]]
-        key = f"item-{item.id}-demo-{start}"
+        key = f"{item_key(item)}-demo-{start}"
         st.text_area("Your answer", value=source.text if source else "", key=key, height=200)
         st.button("Save demonstration", key=f"{key}-save", on_click=save_demonstration,
-                  args=(item.prompt_id, key, source.id if source else None, f"item-{item.id}-shown-at"))
+                  args=(item.prompt_id, key, source.id if source else None, f"{item_key(item)}-shown-at"))
 
 
 def turn(message: dict) -> None:
@@ -193,6 +198,7 @@ def show_guidelines(item) -> None:
 
 @st.dialog("Guidelines", width="large")
 def guidelines_dialog(item) -> None:
+    require(session_db())  # a dialog reruns on its own, before (or without) the page's check
     st.caption(f"Version {item.guideline.version}")
     st.markdown(safe_markdown(item.guideline.text))
 
@@ -200,11 +206,12 @@ def guidelines_dialog(item) -> None:
 @st.dialog("Compare two completions", width="large")
 def compare_dialog(item, order: list[int]) -> None:
     """A word diff between two completions the annotator picks (at first the two most alike), for answers that differ in a few words."""
+    require(session_db())  # a dialog reruns on its own, before (or without) the page's check
     letters = list(LETTERS[: item.k])
     closest = most_similar_pair([item.completions[position].text for position in order])
     left, right = st.columns(2)
-    first = left.selectbox("From", letters, index=closest[0], key=f"item-{item.id}-diff-a")
-    second = right.selectbox("To", letters, index=closest[1], key=f"item-{item.id}-diff-b")
+    first = left.selectbox("From", letters, index=closest[0], key=f"{item_key(item)}-diff-a")
+    second = right.selectbox("To", letters, index=closest[1], key=f"{item_key(item)}-diff-b")
     a, b = (item.completions[order[letters.index(x)]].text for x in (first, second))
     st.caption(f"{first} → {second}: {similarity(a, b):.0%} of words in common. "
                f"Struck through: only in {first}. Highlighted: only in {second}.")
@@ -222,7 +229,7 @@ def completion_card(item, shown: int, position: int) -> None:
         if tail:
             with st.expander(f"Read the rest: {word_count(tail)} more words"):
                 st.markdown(safe_markdown(tail))
-        st.segmented_control(f"Rank of {letter}", list(range(1, item.k + 1)), key=f"item-{item.id}-rank-{shown}",
+        st.segmented_control(f"Rank of {letter}", list(range(1, item.k + 1)), key=f"{item_key(item)}-rank-{shown}",
                              on_change="ignore", help="1 = best; equal ranks are ties")
 
 
@@ -236,7 +243,7 @@ def show_completions(item, order: list[int]) -> None:
 
 def ranking_bar(item, order: list[int]) -> None:
     """Pinned to the bottom of the window: type the ranking and press Enter, or submit the ranks given on the cards."""
-    key = f"item-{item.id}"
+    key = item_key(item)
     with st.bottom, st.form(key, border=False):
         typed, submit_column, skip_column = st.columns([6, 1.3, 1], vertical_alignment="bottom")
         typed.text_input(
@@ -275,15 +282,15 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     restore_entries()
 
     order = annotation.display_order(item.id, user.id, item.k, repeat=item.repeat_of is not None)
-    st.session_state.setdefault(f"item-{item.id}-shown-at", time.time())
+    st.session_state.setdefault(f"{item_key(item)}-shown-at", time.time())
 
     show_guidelines(item)
     show_prompt(item)
     st.subheader(f"{item.k} candidate replies" if is_conversation(item.messages) else f"{item.k} completions")
     tools(item, order)
     show_completions(item, order)
-    st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"item-{item.id}-flags", on_change="ignore")
-    st.text_input("Comment (optional)", key=f"item-{item.id}-comment", on_change="ignore")
+    st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{item_key(item)}-flags", on_change="ignore")
+    st.text_input("Comment (optional)", key=f"{item_key(item)}-comment", on_change="ignore")
     demonstration_from(item, order)
     st.caption("Keyboard: " + SHORTCUTS)
     st.html(FOCUS_KEYS_JS, unsafe_allow_javascript=True)

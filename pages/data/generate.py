@@ -81,8 +81,8 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
 def remote_generators_section(db, remotes: list) -> None:
     st.subheader("Remote generators")
     st.caption("Models served over an OpenAI-compatible API (vLLM, llama.cpp's server, TGI, Ollama, a hosted API). "
-               "The API key stays in an environment variable (or a key of .streamlit/secrets.toml) on the machine that runs "
-               "the app: only its name is stored.")
+               "The API key stays in an environment variable named …_API_KEY (or under [remote_api_keys] in "
+               ".streamlit/secrets.toml) on the machine that runs the app: only its name is stored.")
     if remotes:
         st.dataframe(pd.DataFrame([{k: v for k, v in vars(g).items() if k != "id"} for g in remotes]), hide_index=True)
         left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
@@ -96,8 +96,9 @@ def remote_generators_section(db, remotes: list) -> None:
         middle.text_input("Base URL", key="remote-base_url", placeholder="http://localhost:8080/v1")
         right.text_input("Model", key="remote-model", placeholder="as the server names it")
         left, middle, right = st.columns(3)
-        left.text_input("API key variable", key="remote-api_key_env", placeholder="OPENAI_API_KEY (empty: no key)",
-                        help="The NAME of the environment variable (or secrets.toml key) holding the key, never the key.")
+        left.text_input("API key variable", key="remote-api_key_env", placeholder="VLLM_API_KEY (empty: no key)",
+                        help="The NAME of the environment variable holding the key (ending in _API_KEY; or that name under "
+                             "[remote_api_keys] in .streamlit/secrets.toml), never the key itself.")
         middle.number_input("Temperature", 0.05, 2.0, defaults.temperature, 0.05, key="remote-temperature")
         right.number_input("Top-p", 0.05, 1.0, defaults.top_p, 0.05, key="remote-top_p")
         left, middle, right, last = st.columns(4)
