@@ -20,8 +20,8 @@ class GenerationConfig:
     prompts_per_batch: int = field(default=8, metadata={"help": "prompts sampled together (x K sequences)"})
     limit: int | None = field(default=None, metadata={"help": "only the first N prompts"})
     skip_done: bool = field(default=True, metadata={
-        "help": "skip prompts that already have completions from this job's first source (the generator version, "
-                "or the first remote generator when the remote ones write all K)"})
+        "help": "skip prompts that already have an item from the same sources (this generator version, and the "
+                "remote generators of the mix)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     remote: str = field(default="", metadata={
         "help": "remote generators writing part of each item, NAME=COUNT comma-separated (e.g. llama=2): arena-style "

@@ -96,10 +96,10 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     mix = [(generators.remote_generator(db, name), n) for name, n in generators.parse_mix(config.remote).items()]
     k_local = config.k - sum(n for _, n in mix)
     version = versions.version_or_active(db, "generator", config.generator_version) if k_local else None
-    first_source = version["name"] if version else mix[0][0].name
-    prompts = prompts_to_generate(db, config, version, first_source)
+    prompts = prompts_to_generate(db, config, version, [g.name for g, _ in mix])
     if not prompts:
-        job.log(f"nothing to do: every prompt of {config.prompt_set!r} already has completions from {first_source}")
+        sources = ", ".join([version["name"]] * bool(version) + [g.name for g, _ in mix])
+        job.log(f"nothing to do: every prompt of {config.prompt_set!r} already has an item with completions from {sources}")
         return {"items": 0, "completions": 0}
     model = tokenizer = None
     if k_local:
@@ -138,13 +138,13 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
             "remote": {g.name: n for g, n in mix}}
 
 
-def prompts_to_generate(db, config: GenerationConfig, version: dict | None, first_source: str) -> list[dict]:
+def prompts_to_generate(db, config: GenerationConfig, version: dict | None, remote_names: list[str]) -> list[dict]:
     if not config.skip_done:
         prompts = items.prompts_of_set(db, config.prompt_set)
-    elif version:
+    elif not remote_names:
         prompts = items.prompts_without_completions_from(db, config.prompt_set, version["id"])
-    else:
-        prompts = items.prompts_without_completions_named(db, config.prompt_set, first_source)
+    else:  # an item from this same mix of sources
+        prompts = items.prompts_without_item_from(db, config.prompt_set, version["id"] if version else None, remote_names)
     return prompts[: config.limit] if config.limit else prompts
 
 

@@ -310,3 +310,18 @@ def test_an_admin_registers_a_remote_generator_and_mixes_it_into_a_generation(ap
     at.number_input(key="mix-vllm-big").set_value(2)
     button(at, "Start generation").click().run()
     assert not at.exception and started[0][0] == "generate" and started[0][1]["remote"] == "vllm-big=2"
+
+
+def test_skip_done_looks_for_an_item_from_the_same_mix_of_sources(db, tiny_generator):
+    from data import versions
+
+    tiny = versions.register_version(db, "generator", "tiny", tiny_generator)
+    items.ensure_prompt_set(db, "s")
+    [(first, _), (second, _)] = [items.add_prompt(db, "s", text) for text in ("one", "two")]
+    with db.atomic():
+        items.add_item(db, first, [items.NewCompletion("a", tiny), items.NewCompletion("b", tiny)])  # local only
+        items.add_item(db, second, [items.NewCompletion("a", tiny), items.NewCompletion("b", model_name="remote")])  # the mix
+    local_only = items.prompts_without_completions_from(db, "s", tiny)
+    arena = items.prompts_without_item_from(db, "s", tiny, ["remote"])
+    remote_only = items.prompts_without_item_from(db, "s", None, ["remote"])
+    assert local_only == [] and [p["text"] for p in arena] == ["one"] and [p["text"] for p in remote_only] == ["one"]

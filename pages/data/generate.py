@@ -66,7 +66,7 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
         left, middle, right = st.columns(3)
         seed = left.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         limit = middle.number_input("Only the first N prompts (0: all)", 0, 100_000, 0)
-        skip_done = right.checkbox("Skip prompts this generator already did", defaults.skip_done)
+        skip_done = right.checkbox("Skip prompts already done by these sources", defaults.skip_done)
         if st.form_submit_button("Start generation", type="primary"):
             try:
                 config = GenerationConfig(prompt_set=prompt_set, generator_version=version["id"], k=k, temperature=temperature,
