@@ -55,6 +55,12 @@ class PolicyConfig:
     kl_coef: float = field(default=0.05, metadata={"help": "beta: weight of the KL penalty to the starting generator"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature, also used when recomputing log-probs"})
+    max_prompt_tokens: int = field(default=512, metadata={
+        "help": "longest prompt in tokens, chat template included; a longer one is cut from the left, so its last turns "
+                "and the assistant cue stay (bounds memory whatever the prompts)"})
+    micro_batch_prompts: int = field(default=2, metadata={
+        "help": "prompts whose K samples go through one forward and backward pass together; the step's gradient is "
+                "the same, the activations in memory are those of this many prompts"})
     no_eos_penalty: float = field(default=1.0, metadata={"help": "subtracted from the reward of a completion that never ends"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
@@ -77,6 +83,8 @@ class PolicyConfig:
             raise ValueError("rloo needs k >= 2 samples per prompt for its leave-one-out baseline")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0")
+        if self.micro_batch_prompts < 1 or self.max_prompt_tokens < 8:
+            raise ValueError("micro_batch_prompts must be at least 1 and max_prompt_tokens at least 8")
 
 
 @dataclass

@@ -33,17 +33,20 @@ def prompt_messages(prompt: Prompt) -> list[dict]:
     return conversation.as_messages(prompt) if isinstance(prompt, str) else prompt
 
 
-def chat_inputs(tokenizer, prompts: list[Prompt]):
+def chat_inputs(tokenizer, prompts: list[Prompt], max_tokens: int | None = None):
     """Tokenised, left-padded prompts with the chat template applied when the model has one.
 
     Without a template a plain prompt is its text and a conversation its transcript cueing "Assistant:".
+    `max_tokens`: a longer prompt loses its beginning, never its end (the last turns and the assistant cue).
     """
     if tokenizer.chat_template:
         texts = [tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True)
                  for p in prompts]
     else:
         texts = [conversation.untemplated(prompt_messages(p)) for p in prompts]
-    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
+    tokenizer.truncation_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template,
+                     truncation=max_tokens is not None, max_length=max_tokens)
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:

@@ -40,14 +40,21 @@ class Rollout:
     prompts: list[str]  # the prompt of each row as text (a conversation's transcript): the reward model's input
     texts: list[str]  # decoded completions
 
+    def rows(self, start: int, stop: int) -> "Rollout":
+        """Rows start..stop-1: one micro-batch, with the same prompt length P."""
+        return Rollout(self.sequences[start:stop], self.attention_mask[start:stop], self.completion_mask[start:stop],
+                       self.prompt_length, self.ended[start:stop], self.prompts[start:stop], self.texts[start:stop])
+
 
 @torch.no_grad()
-def sample_rollout(model, tokenizer, prompts: list[Prompt], k: int, max_new_tokens: int, temperature: float) -> Rollout:
+def sample_rollout(model, tokenizer, prompts: list[Prompt], k: int, max_new_tokens: int, temperature: float,
+                   max_prompt_tokens: int | None = None) -> Rollout:
     """K samples per prompt from the full tempered distribution (no top-p/top-k, so log-probs match).
 
-    The policy continues each prompt's messages; the rollout keeps the prompt's text for the reward scorer.
+    The policy continues each prompt's messages (the last `max_prompt_tokens` of them); the rollout keeps the
+    prompt's text for the reward scorer.
     """
-    inputs = chat_inputs(tokenizer, prompts).to(model.device)
+    inputs = chat_inputs(tokenizer, prompts, max_prompt_tokens).to(model.device)
     eos_ids = eos_token_ids(model, tokenizer)
     sequences = model.generate(**inputs, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                                max_new_tokens=max_new_tokens, num_return_sequences=k,
@@ -193,17 +200,28 @@ class PolicyTrainer:
     def reference_context(self):
         return self.policy.disable_adapter() if self.config.lora else nullcontext()
 
+    def micro_batches(self, rollout: Rollout) -> list[tuple[int, int]]:
+        """(start, stop) rows of each forward and backward pass: whole prompts' K samples, so leave-one-out holds."""
+        rows, n = self.config.micro_batch_prompts * self.config.k, rollout.sequences.shape[0]
+        return [(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+    @torch.no_grad()
+    def logprobs_without_grad(self, model, rollout: Rollout) -> torch.Tensor:
+        """Completion log-probs [N, T], a micro-batch at a time."""
+        with self.autocast():
+            return torch.cat([completion_logprobs(model, rollout.rows(a, b), self.config.temperature)[0]
+                              for a, b in self.micro_batches(rollout)])
+
     @torch.no_grad()
     def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
-        with self.reference_context(), self.autocast():
-            logprobs, _, _ = completion_logprobs(self.reference or self.policy, rollout, self.config.temperature)
-        return logprobs
+        with self.reference_context():
+            return self.logprobs_without_grad(self.reference or self.policy, rollout)
 
     def rollout(self, prompts: list[Prompt], seed: int, policy=None) -> Rollout:
         torch.manual_seed(seed)
         with self.autocast():
             return sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.config.k,
-                                  self.config.max_new_tokens, self.config.temperature)
+                                  self.config.max_new_tokens, self.config.temperature, self.config.max_prompt_tokens)
 
     def sampling_model(self):
         """With LoRA in bf16, a snapshot with the adapter merged in: peft's extra per-layer calls cost
@@ -235,62 +253,92 @@ class PolicyTrainer:
         return metrics
 
     def _reinforce_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
-        c = self.config
+        """One REINFORCE/RLOO update, a micro-batch of whole prompts at a time: each backward pass frees its
+        activations, and the gradients add up to those of the whole batch's mean loss."""
+        c, N = self.config, rollout.sequences.shape[0]
+        # reinforce: the moving average before this step; at the first step the mean reward of the whole batch, which
+        # the scores alone give, since the policy is still the reference (KL 0) and micro-batches see only their rows
+        baseline = self.baseline if self.baseline is not None else (
+            sequence_rewards(scores, torch.zeros_like(scores), rollout.ended, c).mean().item())
+        timings["time/forward"] = timings["time/backward"] = 0.0
+        parts = {"kl": [], "R": [], "A": [], "entropy": [], "loss": 0.0}
+        for a, b in self.micro_batches(rollout):
+            started = time.perf_counter()
+            m = mask[a:b]  # [n, T]
+            with self.autocast():
+                logprobs, entropy, _ = completion_logprobs(self.policy, rollout.rows(a, b), c.temperature)  # [n, T] with grad
+            kl = ((logprobs.detach() - ref_logprobs[a:b]) * m).sum(1)  # [n] per-sequence KL estimate on the sampled tokens
+            R = sequence_rewards(scores[a:b], kl, rollout.ended[a:b], c)  # [n]
+            if c.algorithm == "rloo":
+                A = rloo_advantages(R, c.k)  # [n], whole prompts in every micro-batch
+            else:
+                A = R - baseline
+            loss = -(A.detach() * (logprobs * m).sum(1)).sum() / N  # -A * log pi(y|x), this micro-batch's share of the mean
+            timings["time/forward"] += time.perf_counter() - started
+            started = time.perf_counter()
+            loss.backward()
+            timings["time/backward"] += time.perf_counter() - started
+            for name, value in (("kl", kl), ("R", R), ("A", A.detach()), ("entropy", entropy.detach())):
+                parts[name].append(value)
+            parts["loss"] += loss.item()
         started = time.perf_counter()
-        with self.autocast():
-            logprobs, entropy, _ = completion_logprobs(self.policy, rollout, c.temperature)  # [N, T] with grad
-        kl = ((logprobs.detach() - ref_logprobs) * mask).sum(1)  # [N] per-sequence KL estimate on the sampled tokens
-        R = sequence_rewards(scores, kl, rollout.ended, c)  # [N]
-        if c.algorithm == "rloo":
-            A = rloo_advantages(R, c.k)  # [N]
-        else:
-            self.baseline = R.mean().item() if self.baseline is None else self.baseline
-            A = R - self.baseline
-            self.baseline = c.baseline_momentum * self.baseline + (1 - c.baseline_momentum) * R.mean().item()
-        loss = -(A.detach() * (logprobs * mask).sum(1)).mean()  # -A * log pi(y|x)
-        timings["time/forward"] = time.perf_counter() - started
-        started = time.perf_counter()
-        self._apply(loss)
-        timings["time/backward"] = time.perf_counter() - started
-        return {"loss/policy": loss.item(), "kl/ref": kl.mean().item(), "entropy": masked_mean(entropy.detach(), mask).item(),
+        self._step()
+        timings["time/backward"] += time.perf_counter() - started
+        kl, R, A, entropy = (torch.cat(parts[name]) for name in ("kl", "R", "A", "entropy"))
+        if c.algorithm == "reinforce":
+            self.baseline = R.mean().item() if self.baseline is None else (
+                c.baseline_momentum * self.baseline + (1 - c.baseline_momentum) * R.mean().item())
+        return {"loss/policy": parts["loss"], "kl/ref": kl.mean().item(), "entropy": masked_mean(entropy, mask).item(),
                 "reward/total": R.mean().item(), "advantage/std": A.std().item()}
 
     def _ppo_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
         c = self.config
         started = time.perf_counter()
         with torch.no_grad(), self.autocast():
-            old_logprobs, _, old_values = completion_logprobs(self.policy, rollout, c.temperature, self.value_head)
+            old = [completion_logprobs(self.policy, rollout.rows(a, b), c.temperature, self.value_head)
+                   for a, b in self.micro_batches(rollout)]
+        old_logprobs, old_values = torch.cat([o[0] for o in old]), torch.cat([o[2] for o in old])  # [N, T]
         kl_tokens = old_logprobs - ref_logprobs  # [N, T]
         rewards = token_rewards(scores, kl_tokens, mask, rollout.ended, c)  # [N, T]
         advantages, returns = gae(rewards, old_values, mask, c.gae_lambda)  # [N, T]
         advantages = whiten(advantages, mask)
         timings["time/forward"], timings["time/backward"] = time.perf_counter() - started, 0.0
+        tokens = mask.sum().clamp(min=1)  # the denominator of every masked mean over the whole batch
         stats = []
         for epoch in range(c.ppo_epochs):
+            sums = {"ratio": 0.0, "clipfrac": 0.0, "policy": 0.0, "value": 0.0, "entropy": 0.0}
+            for a, b in self.micro_batches(rollout):
+                started = time.perf_counter()
+                m = mask[a:b]
+                with self.autocast():
+                    logprobs, entropy, values = completion_logprobs(self.policy, rollout.rows(a, b), c.temperature, self.value_head)
+                ratio = torch.exp(logprobs - old_logprobs[a:b])  # [n, T], 1 on the first epoch
+                adv = advantages[a:b]
+                policy_loss = (torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)) * m).sum() / tokens
+                clipped_values = old_values[a:b] + (values - old_values[a:b]).clamp(-c.value_clip_range, c.value_clip_range)
+                value_loss = 0.5 * (torch.max((values - returns[a:b]) ** 2, (clipped_values - returns[a:b]) ** 2) * m).sum() / tokens
+                loss = policy_loss + c.value_coef * value_loss  # this micro-batch's share of the batch's masked means
+                timings["time/forward"] += time.perf_counter() - started
+                started = time.perf_counter()
+                loss.backward()
+                timings["time/backward"] += time.perf_counter() - started
+                for name, value in (("ratio", ratio.detach()), ("clipfrac", ((ratio.detach() - 1).abs() > c.clip_range).float()),
+                                    ("entropy", entropy.detach())):
+                    sums[name] += ((value * m).sum() / tokens).item()
+                sums["policy"] += policy_loss.item()
+                sums["value"] += value_loss.item()
             started = time.perf_counter()
-            with self.autocast():
-                logprobs, entropy, values = completion_logprobs(self.policy, rollout, c.temperature, self.value_head)
-            ratio = torch.exp(logprobs - old_logprobs)  # [N, T], 1 on the first epoch
-            policy_loss = masked_mean(torch.max(-advantages * ratio,
-                                                -advantages * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)), mask)
-            clipped_values = old_values + (values - old_values).clamp(-c.value_clip_range, c.value_clip_range)
-            value_loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped_values - returns) ** 2), mask)
-            loss = policy_loss + c.value_coef * value_loss
-            timings["time/forward"] += time.perf_counter() - started
-            started = time.perf_counter()
-            self._apply(loss)
+            self._step()
             timings["time/backward"] += time.perf_counter() - started
-            stats.append({"ratio": masked_mean(ratio.detach(), mask).item(),
-                          "clipfrac": masked_mean(((ratio - 1).abs() > c.clip_range).float(), mask).item(),
-                          "policy": policy_loss.item(), "value": value_loss.item(), "entropy": masked_mean(entropy.detach(), mask).item()})
+            stats.append(sums)
         explained = 1 - masked_mean((returns - old_values) ** 2, mask) / masked_mean((returns - masked_mean(returns, mask)) ** 2, mask).clamp(min=1e-8)
         return {"loss/policy": stats[-1]["policy"], "loss/value": stats[-1]["value"], "ppo/ratio_first_epoch": stats[0]["ratio"],
                 "ppo/ratio": stats[-1]["ratio"], "ppo/clipfrac": stats[-1]["clipfrac"], "ppo/explained_variance": explained.item(),
                 "kl/ref": (kl_tokens * mask).sum(1).mean().item(), "entropy": stats[0]["entropy"],
                 "reward/total": rewards.sum(1).mean().item(), "advantage/std": advantages[mask.bool()].std().item()}
 
-    def _apply(self, loss: torch.Tensor) -> None:
-        loss.backward()
+    def _step(self) -> None:
+        """Clip the accumulated gradients, step, and clear them."""
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         self.optimizer.step()
@@ -304,8 +352,7 @@ class PolicyTrainer:
             old = self.rollout(prompts, seed, policy=self.reference or self.policy)
         new_scores = self.scorer.score(new.prompts, new.texts)
         old_scores = self.scorer.score(old.prompts, old.texts)
-        with self.autocast():
-            new_logprobs, _, _ = completion_logprobs(self.policy, new, self.config.temperature)
+        new_logprobs = self.logprobs_without_grad(self.policy, new)
         kl = ((new_logprobs - self.reference_logprobs(new)) * new.completion_mask).sum(1)
         diff = new_scores - old_scores
         examples = [{"prompt": p, "before": b, "before_reward": round(bs, 3), "after": a, "after_reward": round(a_s, 3)}

@@ -130,3 +130,30 @@ def test_a_conversation_rollout_feeds_the_policy_every_turn_and_the_scorer_the_t
     assert all(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>" in context for m in chat)
     trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(k=2))
     assert torch.isfinite(torch.tensor(trainer.step([chat, "yes or no"], seed=1)["loss/policy"]))
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "reinforce", "ppo"])
+def test_micro_batches_give_the_same_update_as_one_batch(tiny_small_vocab_generator, algorithm):
+    """The step's gradient is the sum of its micro-batches' shares: one prompt at a time updates the weights as one
+    batch of all prompts does, while only one prompt's activations are held for the backward pass."""
+    updated = []
+    for micro in (1, 3):
+        model, tokenizer = load_generator(tiny_small_vocab_generator)
+        trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(algorithm=algorithm, prompts_per_step=3, micro_batch_prompts=micro,
+                                                                            ppo_epochs=2))
+        trainer.step(PROMPTS[:3], seed=5)
+        updated.append([p.detach().clone() for p in trainer.policy.parameters()])
+    for one_at_a_time, together in zip(*updated):
+        torch.testing.assert_close(one_at_a_time, together, atol=2e-6, rtol=1e-4)
+
+
+def test_a_long_prompt_loses_its_beginning_and_keeps_the_assistant_cue(tiny_generator):
+    from policy.generate import chat_inputs
+
+    _, tokenizer = load_generator(tiny_generator)
+    long = "old words " * 300 + "the question at the end"
+    inputs = chat_inputs(tokenizer, [long, "short"], max_tokens=24)
+    assert inputs["input_ids"].shape[1] == 24 and inputs["attention_mask"][0].all()
+    text = tokenizer.decode(inputs["input_ids"][0])
+    assert "the question at the end" in text and text.endswith("<|im_start|>assistant\n")
+    assert chat_inputs(tokenizer, ["short"], max_tokens=24)["input_ids"].shape[1] < 24  # short prompts untouched
