@@ -60,12 +60,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--label", default="current")
     parser.add_argument("--code", default=".", help="the checkout whose policy.train runs")
+    parser.add_argument("--train-args", default="", help="more flags for policy.train, e.g. '--micro-batch-prompts 1'")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.db"
         result = prepared_store(path, args.prompts)
         command = [sys.executable, "-m", "policy.train", "--db", str(path), "--prompt-set", "hh", "--steps", str(args.steps),
-                   "--eval-prompts", "8", "--name", "bench-policy"]
+                   "--eval-prompts", "8", "--name", "bench-policy", *args.train_args.split()]
         done = subprocess.run(command, capture_output=True, text=True, cwd=args.code)
         if done.returncode:
             sys.exit(done.stdout[-2000:] + done.stderr[-2000:])
@@ -75,7 +76,7 @@ def main() -> None:
         db = open_db(path)
         [job] = [j for j in jobs.list_jobs(db) if j["kind"] == "train_policy"]
         step_times = [m["time/step"] for m in jobs.job_metrics(db, job["id"]) if "time/step" in m]
-        result.update({"steps": args.steps, "seconds_per_step_median": round(statistics.median(step_times), 2),
+        result.update({"steps": args.steps, "train_args": args.train_args, "seconds_per_step_median": round(statistics.median(step_times), 2),
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)})
     print(json.dumps(result))
     save(f"policy_memory_{args.label}", result)

@@ -58,7 +58,7 @@ class PolicyConfig:
     max_prompt_tokens: int = field(default=512, metadata={
         "help": "longest prompt in tokens, chat template included; a longer one is cut from the left, so its last turns "
                 "and the assistant cue stay (bounds memory whatever the prompts)"})
-    micro_batch_prompts: int = field(default=2, metadata={
+    micro_batch_prompts: int = field(default=1, metadata={
         "help": "prompts whose K samples go through one forward and backward pass together; the step's gradient is "
                 "the same, the activations in memory are those of this many prompts"})
     no_eos_penalty: float = field(default=1.0, metadata={"help": "subtracted from the reward of a completion that never ends"})
