@@ -41,9 +41,12 @@ class Rollout:
     texts: list[str]  # decoded completions
 
     def rows(self, start: int, stop: int) -> "Rollout":
-        """Rows start..stop-1: one micro-batch, with the same prompt length P."""
-        return Rollout(self.sequences[start:stop], self.attention_mask[start:stop], self.completion_mask[start:stop],
-                       self.prompt_length, self.ended[start:stop], self.prompts[start:stop], self.texts[start:stop])
+        """Rows start..stop-1: one micro-batch, without the left padding that all of its rows share (a short prompt's
+        micro-batch does not carry the longest prompt's padding through every layer)."""
+        mask = self.attention_mask[start:stop]  # [n, P+T]
+        pad = int((mask[:, :self.prompt_length] == 0).all(0).long().cumprod(0).sum())  # leading columns padding in every row
+        return Rollout(self.sequences[start:stop, pad:], mask[:, pad:], self.completion_mask[start:stop],
+                       self.prompt_length - pad, self.ended[start:stop], self.prompts[start:stop], self.texts[start:stop])
 
 
 @torch.no_grad()

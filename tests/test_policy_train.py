@@ -157,3 +157,15 @@ def test_a_long_prompt_loses_its_beginning_and_keeps_the_assistant_cue(tiny_gene
     text = tokenizer.decode(inputs["input_ids"][0])
     assert "the question at the end" in text and text.endswith("<|im_start|>assistant\n")
     assert chat_inputs(tokenizer, ["short"], max_tokens=24)["input_ids"].shape[1] < 24  # short prompts untouched
+
+
+def test_a_micro_batch_drops_only_the_padding_all_its_rows_share(tiny_small_vocab_generator):
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    torch.manual_seed(0)
+    rollout = sample_rollout(model, tokenizer, ["hi", "a much longer prompt with many more words in it"], 2, 6, 1.0)
+    whole, _, _ = completion_logprobs(model, rollout, 1.0)
+    short = rollout.rows(0, 2)  # the short prompt's two samples
+    assert short.prompt_length < rollout.prompt_length and short.attention_mask[:, 0].any()
+    part, _, _ = completion_logprobs(model, short, 1.0)
+    scored = rollout.completion_mask[:2].bool()
+    torch.testing.assert_close(part[scored], whole[:2][scored], atol=1e-5, rtol=1e-4)
