@@ -190,8 +190,7 @@ def leaderboard(db: Database, bootstrap: int = 200, seed: int = 0) -> Leaderboar
     low, high = (np.percentile(replicates, q, axis=0) if bootstrap else theta for q in (2.5, 97.5))
     win_rates, pairs = _win_rates(counts)
     ratings = [ModelRating(model, *(BASE_RATING + ELO_SCALE * float(v) for v in (theta[i], low[i], high[i])),
-                           sum(n for (x, _), n in pairs.items() if x == model),
-                           _overall_win_rate(counts, i))
+                           *_against_all(model, win_rates, pairs))
                for i, model in enumerate(counts.models)]
     return Leaderboard(sorted(ratings, key=lambda r: -r.rating), win_rates, pairs, nu)
 
@@ -214,9 +213,8 @@ def _win_rates(counts: PairCounts) -> tuple[dict, dict]:
     return rates, pairs
 
 
-def _overall_win_rate(counts: PairCounts, model: int) -> float:
-    totals = counts.totals()
-    as_a, as_b = totals.a == model, totals.b == model
-    won = totals.wins_a[as_a].sum() + totals.wins_b[as_b].sum() + (totals.ties[as_a].sum() + totals.ties[as_b].sum()) / 2
-    n = (totals.wins_a + totals.wins_b + totals.ties)[as_a | as_b].sum()
-    return float(won / n) if n else float("nan")
+def _against_all(model: str, win_rates: dict, pairs: dict) -> tuple[int, float]:
+    """(pairs against any other model, the win rate over them): the per-opponent figures, weighted by their pairs."""
+    met = {opponent: n for (first, opponent), n in pairs.items() if first == model}
+    n = sum(met.values())
+    return n, sum(win_rates[(model, opponent)] * k for opponent, k in met.items()) / n if n else float("nan")

@@ -38,8 +38,8 @@ def delete_remote(db, user, name: str) -> None:
 @guarded("admin")
 def check_remote(db, user, name: str) -> None:
     try:
-        models = check_server(generators.remote_generator(db, name))
         g = generators.remote_generator(db, name)
+        models = check_server(g)
         served = "serves it" if g.model in models else f"does NOT list model {g.model!r}"
         flash("success" if g.model in models else "warning",
               f"{name}: {g.base_url} answers and {served} (models: {', '.join(models[:10]) or 'none listed'}).")
