@@ -77,7 +77,7 @@ def main() -> None:
     words = lambda xs: sum(len(t.split()) for t in xs) / len(xs)  # noqa: E731
     save("closed_loop", {
         "rankings": ranked, "reward_model_val_accuracy": reward["val/accuracy"], "policy_steps": args.steps,
-        "policy_eval_under_reward_model": {k: v for k, v in policy.items() if k.startswith("eval/")},
+        "policy_eval_under_reward_model": {k: v for k, v in policy.items() if k.startswith("val/")},
         "held_out_scripted_win_rate": sum(wins) / len(wins),
         "held_out_mean_words_before": words(texts["before"]), "held_out_mean_words_after": words(texts["after"]),
         "held_out_scripted_score_before": sum(map(concise, texts["before"])) / len(wins),

@@ -67,7 +67,9 @@ def run_ours(steps: int, lora: bool) -> dict:
     train, _ = prompts()
     config = PolicyConfig(steps=steps, k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=lora,
                           learning_rate=2e-4 if lora else 1e-5, eval_prompts=0)
-    model, tokenizer = load_generator(EMBEDDED_GENERATOR)
+    from policy.train import load_dtype
+
+    model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))
     history = []
     started = time.perf_counter()
     trainer, _ = train_policy(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m))
@@ -77,9 +79,9 @@ def run_ours(steps: int, lora: bool) -> dict:
     per_step = lambda key: sorted(h[key] for h in history)[len(history) // 2]  # noqa: E731
     return {"arm": f"ours-{'lora' if lora else 'full'}", "steps": steps, "seconds_per_step": seconds / steps,
             "median_split_s": {k: round(per_step(f"time/{k}"), 2) for k in ("generation", "scoring", "forward", "backward")},
-            "completion_tokens_per_s": sum(h["length/mean"] * K * PROMPTS_PER_STEP for h in history) / seconds,
+            "completion_tokens_per_s": sum(h["policy/length"] * K * PROMPTS_PER_STEP for h in history) / seconds,
             "reward_first_3": sum(h["reward/mean"] for h in history[:3]) / 3, "reward_last_3": sum(h["reward/mean"] for h in history[-3:]) / 3,
-            "reward_curve": [round(h["reward/mean"], 3) for h in history], "kl_last": history[-1]["kl/ref"],
+            "reward_curve": [round(h["reward/mean"], 3) for h in history], "kl_last": history[-1]["policy/kl"],
             **evaluation, "peak_rss_mb": peak_rss_mb()}
 
 

@@ -389,3 +389,24 @@ def m0015_repeat_flags(db):
     # A repeat keeps the flags and comment its annotator gave (an "offensive/unsafe" flag is never dropped).
     db.execute("ALTER TABLE repeat_rankings ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
     db.execute("ALTER TABLE repeat_rankings ADD COLUMN comment TEXT NOT NULL DEFAULT ''")
+
+
+# One name per metric everywhere (split/name): what the trainers logged before, and what it is called now.
+RENAMED_METRICS = {
+    "loss/train": "train/loss", "accuracy/train": "train/accuracy", "lr": "train/lr", "epoch": "train/epoch",
+    "loss/val": "val/loss", "perplexity/val": "val/perplexity", "loss/policy": "train/loss", "loss/value": "train/value_loss",
+    "kl/ref": "policy/kl", "entropy": "policy/entropy", "advantage/std": "policy/advantage_std",
+    "length/mean": "policy/length", "length/ended": "policy/ended",
+    **{f"eval/{name}": f"val/{name}" for name in ("reward_before", "reward_after", "kl", "win_rate", "length_before",
+                                                  "length_after")},
+}
+
+
+@migrations()
+def m0016_metric_names(db):
+    # Stored versions, job results and job curves keep showing under the new names (an unreadable value is left as it is).
+    for table, column in (("model_versions", "metrics"), ("jobs", "result"), ("job_metrics", "values_json")):
+        for old, new in RENAMED_METRICS.items():
+            db.execute(
+                f"""UPDATE {table} SET {column} = json_remove(json_set({column}, '$."{new}"', json_extract({column}, '$."{old}"')), '$."{old}"')
+                    WHERE CASE WHEN json_valid({column}) THEN json_type({column}, '$."{old}"') END IS NOT NULL""")

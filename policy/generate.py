@@ -17,6 +17,7 @@ from data.store import write_transaction
 from policy.config import GenerationConfig
 from policy.models import load_generator
 from policy.remote import sample_remote
+from policy.sampling import sample_tokens
 
 
 @dataclass
@@ -73,15 +74,12 @@ def completion_lengths(generated: torch.Tensor, eos_ids: list[int]) -> tuple[tor
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[Prompt], k: int, temperature: float, top_p: float,
            max_new_tokens: int, seed: int) -> list[list[Sample]]:
-    """K sampled completions for each prompt, batched across prompts with the KV cache."""
+    """K sampled completions for each prompt, batched across prompts with the KV cache, each prompt run once."""
     inputs = chat_inputs(tokenizer, prompts).to(model.device)
     eos_ids = eos_token_ids(model, tokenizer)
     torch.manual_seed(seed)
-    output = model.generate(
-        **inputs, do_sample=True, temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
-        num_return_sequences=k, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids,
-    )
-    generated = output[:, inputs["input_ids"].shape[1]:]  # [B*K, T]
+    generated = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], k, max_new_tokens, temperature,
+                              eos_ids, tokenizer.pad_token_id, top_p)  # [B*K, T]
     lengths, ended = completion_lengths(generated, eos_ids)
     samples = [
         Sample(tokenizer.decode(row[:n], skip_special_tokens=True).strip(), int(n), "eos" if end else "length")

@@ -158,10 +158,10 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
             optimizer.zero_grad(set_to_none=True)
             seconds += time.perf_counter() - started
             step, tokens = step + 1, tokens + batch.n_tokens
-            report(step, total, {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
+            report(step, total, {"train/epoch": epoch, "train/loss": loss.item(), "train/lr": schedule.get_last_lr()[0],
                                  "speed/tokens_per_s": tokens / seconds})
         val = validation_loss(model, val_batches, device, bf16)
-        report(step, total, {"epoch": epoch, "loss/val": val, "perplexity/val": math.exp(min(val, 50))})
+        report(step, total, {"train/epoch": epoch, "val/loss": val, "val/perplexity": math.exp(min(val, 50))})
         if val < best["loss"]:
             best, bad_epochs = {"loss": val, "epoch": epoch, "state": _trainable_state(model)}, 0
         else:
@@ -198,9 +198,9 @@ def run_sft(db, config: SFTConfig, job) -> dict:
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
-        if "loss/train" in metrics:
+        if "train/loss" in metrics:
             eta = (time.perf_counter() - started) / step * (total - step)
-            job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
+            job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · ETA {eta:.0f} s")
 
     model, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
     parallel.wait()

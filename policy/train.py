@@ -25,28 +25,33 @@ from data.jobs import job_main
 from policy.config import PolicyConfig
 from policy.generate import Prompt, chat_inputs, completion_lengths, eos_token_ids, prompt_messages
 from policy.models import load_generator, save_generator_version
-from training import pick_device, use_bf16
+from policy.sampling import sample_tokens
+from training import pick_device, release_freed_memory, use_bf16
 
 EXAMPLES_SAVED = 8
 
 
 @dataclass
 class Rollout:
-    sequences: torch.Tensor  # [N, P+T] left-padded prompt, then the sampled completion
+    sequences: torch.Tensor  # [N, P+T] left-padded prompt, then the sampled completion; N = B*K, a prompt's K rows together
     attention_mask: torch.Tensor  # [N, P+T] real prompt tokens and completion tokens up to the first EOS
     completion_mask: torch.Tensor  # [N, T] the completion tokens the policy chose (the first EOS included)
     prompt_length: int  # P
+    k: int  # samples per prompt
     ended: torch.Tensor  # [N] whether the completion reached an EOS
     prompts: list[str]  # the prompt of each row as text (a conversation's transcript): the reward model's input
     texts: list[str]  # decoded completions
 
     def rows(self, start: int, stop: int) -> "Rollout":
-        """Rows start..stop-1: one micro-batch, without the left padding that all of its rows share (a short prompt's
-        micro-batch does not carry the longest prompt's padding through every layer)."""
+        """Rows start..stop-1 (whole prompts): one micro-batch, without the columns that are padding in all of its rows,
+        on the left of the prompt and after the longest completion (a short prompt's micro-batch does not carry the
+        longest prompt's padding through every layer, nor short completions the longest one's)."""
         mask = self.attention_mask[start:stop]  # [n, P+T]
-        pad = int((mask[:, :self.prompt_length] == 0).all(0).long().cumprod(0).sum())  # leading columns padding in every row
-        return Rollout(self.sequences[start:stop, pad:], mask[:, pad:], self.completion_mask[start:stop],
-                       self.prompt_length - pad, self.ended[start:stop], self.prompts[start:stop], self.texts[start:stop])
+        left = int((mask[:, :self.prompt_length] == 0).all(0).long().cumprod(0).sum())  # leading padding columns
+        width = max(1, int(self.completion_mask[start:stop].sum(1).max()))  # T' <= T completion columns used
+        end = self.prompt_length + width
+        return Rollout(self.sequences[start:stop, left:end], mask[:, left:end], self.completion_mask[start:stop, :width],
+                       self.prompt_length - left, self.k, self.ended[start:stop], self.prompts[start:stop], self.texts[start:stop])
 
 
 @torch.no_grad()
@@ -59,39 +64,50 @@ def sample_rollout(model, tokenizer, prompts: list[Prompt], k: int, max_new_toke
     """
     inputs = chat_inputs(tokenizer, prompts, max_prompt_tokens).to(model.device)
     eos_ids = eos_token_ids(model, tokenizer)
-    sequences = model.generate(**inputs, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                               max_new_tokens=max_new_tokens, num_return_sequences=k,
-                               pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids)  # [N, P+T]
-    prompt_length = inputs["input_ids"].shape[1]
-    completion = sequences[:, prompt_length:]  # [N, T]
+    completion = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], k, max_new_tokens, temperature,
+                               eos_ids, tokenizer.pad_token_id)  # [N, T]
+    sequences = torch.cat([inputs["input_ids"].repeat_interleave(k, 0), completion], 1)  # [N, P+T]
     lengths, ended = completion_lengths(completion, eos_ids)  # [N], [N]
     positions = torch.arange(completion.shape[1], device=completion.device)  # [T]
     completion_mask = positions < (lengths + ended.long()).unsqueeze(1)  # [N, T]; masked after the first EOS, by position
     attention_mask = torch.cat([inputs["attention_mask"].repeat_interleave(k, 0), completion_mask.long()], dim=1)
     texts = [tokenizer.decode(row[:n], skip_special_tokens=True).strip() for row, n in zip(completion, lengths.tolist())]
-    return Rollout(sequences, attention_mask, completion_mask, prompt_length, ended,
+    return Rollout(sequences, attention_mask, completion_mask, inputs["input_ids"].shape[1], k, ended,
                    [conversation.transcript(prompt_messages(p)) for p in prompts for _ in range(k)], texts)
 
 
-def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=None):
-    """Log-probs and entropy of the completion tokens (fp32), and values when a value head is given.
+def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=None, with_entropy: bool = True):
+    """Log-probs and entropy (a metric; None without `with_entropy`) of the completion tokens (fp32), and values
+    when a value head is given.
 
-    The LM head runs on the completion positions only, as one contiguous [N*T, H] matrix (a sliced
-    3-D input made torch broadcast the 49k-row head weight per sequence, copying it 16 times).
+    Each prompt goes through the model once, not K times: its keys and values are computed for the B distinct
+    prompts and repeated for their K completions (gradients flow back through the repeat). The LM head runs on
+    the completion positions only, as one contiguous [N*T, H] matrix.
     Returns logprobs [N, T], entropy [N, T], values [N, T] | None.
     """
-    N, T, P = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length
+    from transformers import DynamicCache
+
+    N, T, P, k = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length, rollout.k
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
+    decoder = base.get_decoder()
     position_ids = (rollout.attention_mask.cumsum(1) - 1).clamp(min=0)  # [N, P+T], left padding does not shift positions
+    cache = DynamicCache(config=base.config)
     with _adapter_input_casting_off(model):
-        hidden = base.get_decoder()(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
-                                    position_ids=position_ids).last_hidden_state  # [N, P+T, H]
-    hidden = hidden[:, P - 1:-1].reshape(N * T, -1)  # [N*T, H] the state before each completion token
+        last_prompt_state = decoder(input_ids=rollout.sequences[::k, :P], attention_mask=rollout.attention_mask[::k, :P],
+                                    position_ids=position_ids[::k, :P], past_key_values=cache,
+                                    use_cache=True).last_hidden_state[:, -1:]  # [B, 1, H]
+        states = [last_prompt_state.repeat_interleave(k, 0)]  # [N, 1, H] the state before the first completion token
+        if T > 1:
+            cache.batch_repeat_interleave(k)  # each prompt's keys and values for its K completions
+            states.append(decoder(input_ids=rollout.sequences[:, P:-1], attention_mask=rollout.attention_mask[:, :-1],
+                                  position_ids=position_ids[:, P:-1], past_key_values=cache,
+                                  use_cache=True).last_hidden_state)  # [N, T-1, H] the states before tokens 2..T
+    hidden = torch.cat(states, 1).reshape(N * T, -1)  # [N*T, H] the state before each completion token
     logits = base.get_output_embeddings()(hidden).float().view(N, T, -1) / temperature  # [N, T, V]
     tokens = rollout.sequences[:, P:]  # [N, T]
     # log pi(y_t) = logit_y - logsumexp(logits): no [N, T, V] log-softmax kept for the backward pass
     logprobs = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [N, T]
-    entropy = _entropy(logits.detach())  # [N, T], a metric only
+    entropy = _entropy(logits.detach()) if with_entropy else None  # [N, T], a metric only
     values = None if value_head is None else value_head(hidden.float()).view(N, T)  # [N, T]
     return logprobs, entropy, values
 
@@ -183,9 +199,13 @@ class PolicyTrainer:
                               target_modules=[t for t in targets if t in present] or "all-linear", task_type="CAUSAL_LM")
             self.policy = get_peft_model(model, lora)
             self.reference = None  # the base model with the adapter switched off
+            # sampling token by token from a copy with the adapter merged in: peft's per-layer adapter calls made
+            # each decode step ~35% slower; the copy is made once and refreshed in place (no per-step allocation)
+            self.sampler = copy.deepcopy(self.policy).merge_and_unload().requires_grad_(False) if self.bf16 else None
         else:
             self.policy = model
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+            self.sampler = None
         self.policy.eval()  # no dropout: rollouts and updates see the same function
         self.value_head = None
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -194,7 +214,8 @@ class PolicyTrainer:
             torch.nn.init.zeros_(self.value_head.weight)
             torch.nn.init.zeros_(self.value_head.bias)
             params += list(self.value_head.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+        # fused: one kernel per step and no temporaries the size of all parameters (foreach made ~0.5 GB of them)
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.baseline = None  # reinforce's moving average
 
     def autocast(self):
@@ -208,12 +229,18 @@ class PolicyTrainer:
         rows, n = self.config.micro_batch_prompts * self.config.k, rollout.sequences.shape[0]
         return [(start, min(start + rows, n)) for start in range(0, n, rows)]
 
+    def micro_logprobs(self, model, rollout: Rollout, start: int, stop: int, value_head=None, with_entropy=True):
+        """`completion_logprobs` of rows start..stop-1, padded back to the rollout's T columns (zeros after the
+        micro-batch's longest completion, which the completion mask leaves out anyway)."""
+        T = rollout.completion_mask.shape[1]
+        with self.autocast():
+            out = completion_logprobs(model, rollout.rows(start, stop), self.config.temperature, value_head, with_entropy)
+        return tuple(None if x is None else F.pad(x, (0, T - x.shape[1])) for x in out)
+
     @torch.no_grad()
     def logprobs_without_grad(self, model, rollout: Rollout) -> torch.Tensor:
         """Completion log-probs [N, T], a micro-batch at a time."""
-        with self.autocast():
-            return torch.cat([completion_logprobs(model, rollout.rows(a, b), self.config.temperature)[0]
-                              for a, b in self.micro_batches(rollout)])
+        return torch.cat([self.micro_logprobs(model, rollout, a, b, with_entropy=False)[0] for a, b in self.micro_batches(rollout)])
 
     @torch.no_grad()
     def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
@@ -223,15 +250,24 @@ class PolicyTrainer:
     def rollout(self, prompts: list[Prompt], seed: int, policy=None) -> Rollout:
         torch.manual_seed(seed)
         with self.autocast():
-            return sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.config.k,
-                                  self.config.max_new_tokens, self.config.temperature, self.config.max_prompt_tokens)
+            rollout = sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.config.k,
+                                     self.config.max_new_tokens, self.config.temperature, self.config.max_prompt_tokens)
+        release_freed_memory()  # the KV cache
+        return rollout
 
+    @torch.no_grad()
     def sampling_model(self):
-        """With LoRA in bf16, a snapshot with the adapter merged in: peft's extra per-layer calls cost
-        more than the copy (about 0.7 s) when sampling token by token."""
-        if self.config.lora and self.bf16:
-            return copy.deepcopy(self.policy).merge_and_unload()
-        return self.policy
+        """The policy as a plain model to sample from: with LoRA in bf16, the merged copy brought up to date in place
+        (W = W_base + scale * B A per adapted layer)."""
+        if self.sampler is None:
+            return self.policy
+        from peft.tuners.lora import LoraLayer
+
+        for name, layer in self.policy.base_model.model.named_modules():
+            if isinstance(layer, LoraLayer):
+                weight = self.sampler.get_submodule(name).weight
+                weight.copy_(layer.base_layer.weight).add_(layer.get_delta_weight("default").to(weight.dtype))
+        return self.sampler
 
     def step(self, prompts: list[Prompt], seed: int) -> dict:
         """One rollout and one update (several for PPO). Returns namespaced metrics."""
@@ -250,7 +286,7 @@ class PolicyTrainer:
             metrics = self._reinforce_update(rollout, mask, ref_logprobs, scores, timings)
         lengths = mask.sum(1)
         metrics.update({"reward/mean": scores.mean().item(), "reward/std": scores.std().item(),
-                        "length/mean": lengths.mean().item(), "length/ended": rollout.ended.float().mean().item(),
+                        "policy/length": lengths.mean().item(), "policy/ended": rollout.ended.float().mean().item(),
                         **timings, "time/step": sum(timings.values()),
                         "speed/completion_tokens_per_s": lengths.sum().item() / sum(timings.values())})
         return metrics
@@ -268,8 +304,7 @@ class PolicyTrainer:
         for a, b in self.micro_batches(rollout):
             started = time.perf_counter()
             m = mask[a:b]  # [n, T]
-            with self.autocast():
-                logprobs, entropy, _ = completion_logprobs(self.policy, rollout.rows(a, b), c.temperature)  # [n, T] with grad
+            logprobs, entropy, _ = self.micro_logprobs(self.policy, rollout, a, b)  # [n, T] with grad
             kl = ((logprobs.detach() - ref_logprobs[a:b]) * m).sum(1)  # [n] per-sequence KL estimate on the sampled tokens
             R = sequence_rewards(scores[a:b], kl, rollout.ended[a:b], c)  # [n]
             if c.algorithm == "rloo":
@@ -291,14 +326,14 @@ class PolicyTrainer:
         if c.algorithm == "reinforce":
             self.baseline = R.mean().item() if self.baseline is None else (
                 c.baseline_momentum * self.baseline + (1 - c.baseline_momentum) * R.mean().item())
-        return {"loss/policy": parts["loss"], "kl/ref": kl.mean().item(), "entropy": masked_mean(entropy, mask).item(),
-                "reward/total": R.mean().item(), "advantage/std": A.std().item()}
+        return {"train/loss": parts["loss"], "policy/kl": kl.mean().item(), "policy/entropy": masked_mean(entropy, mask).item(),
+                "reward/total": R.mean().item(), "policy/advantage_std": A.std().item()}
 
     def _ppo_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
         c = self.config
         started = time.perf_counter()
-        with torch.no_grad(), self.autocast():
-            old = [completion_logprobs(self.policy, rollout.rows(a, b), c.temperature, self.value_head)
+        with torch.no_grad():
+            old = [self.micro_logprobs(self.policy, rollout, a, b, self.value_head, with_entropy=False)
                    for a, b in self.micro_batches(rollout)]
         old_logprobs, old_values = torch.cat([o[0] for o in old]), torch.cat([o[2] for o in old])  # [N, T]
         kl_tokens = old_logprobs - ref_logprobs  # [N, T]
@@ -313,8 +348,7 @@ class PolicyTrainer:
             for a, b in self.micro_batches(rollout):
                 started = time.perf_counter()
                 m = mask[a:b]
-                with self.autocast():
-                    logprobs, entropy, values = completion_logprobs(self.policy, rollout.rows(a, b), c.temperature, self.value_head)
+                logprobs, entropy, values = self.micro_logprobs(self.policy, rollout, a, b, self.value_head)
                 ratio = torch.exp(logprobs - old_logprobs[a:b])  # [n, T], 1 on the first epoch
                 adv = advantages[a:b]
                 policy_loss = (torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)) * m).sum() / tokens
@@ -335,10 +369,10 @@ class PolicyTrainer:
             timings["time/backward"] += time.perf_counter() - started
             stats.append(sums)
         explained = 1 - masked_mean((returns - old_values) ** 2, mask) / masked_mean((returns - masked_mean(returns, mask)) ** 2, mask).clamp(min=1e-8)
-        return {"loss/policy": stats[-1]["policy"], "loss/value": stats[-1]["value"], "ppo/ratio_first_epoch": stats[0]["ratio"],
+        return {"train/loss": stats[-1]["policy"], "train/value_loss": stats[-1]["value"], "ppo/ratio_first_epoch": stats[0]["ratio"],
                 "ppo/ratio": stats[-1]["ratio"], "ppo/clipfrac": stats[-1]["clipfrac"], "ppo/explained_variance": explained.item(),
-                "kl/ref": (kl_tokens * mask).sum(1).mean().item(), "entropy": stats[0]["entropy"],
-                "reward/total": rewards.sum(1).mean().item(), "advantage/std": advantages[mask.bool()].std().item()}
+                "policy/kl": (kl_tokens * mask).sum(1).mean().item(), "policy/entropy": stats[0]["entropy"],
+                "reward/total": rewards.sum(1).mean().item(), "policy/advantage_std": advantages[mask.bool()].std().item()}
 
     def _step(self) -> None:
         """Clip the accumulated gradients, step, and clear them."""
@@ -346,6 +380,7 @@ class PolicyTrainer:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        release_freed_memory()  # the step's gradients and activations, so the allocator does not grow step by step
 
     @torch.no_grad()
     def evaluate(self, prompts: list[Prompt], seed: int) -> dict:
@@ -361,14 +396,20 @@ class PolicyTrainer:
         examples = [{"prompt": p, "before": b, "before_reward": round(bs, 3), "after": a, "after_reward": round(a_s, 3)}
                     for p, b, bs, a, a_s in zip(new.prompts[::self.config.k], old.texts[::self.config.k], old_scores[::self.config.k].tolist(),
                                                 new.texts[::self.config.k], new_scores[::self.config.k].tolist())][:EXAMPLES_SAVED]
-        return {"eval/reward_before": old_scores.mean().item(), "eval/reward_after": new_scores.mean().item(),
-                "eval/kl": kl.mean().item(), "eval/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
-                "eval/length_before": old.completion_mask.sum(1).float().mean().item(),
-                "eval/length_after": new.completion_mask.sum(1).float().mean().item(), "examples": examples}
+        return {"val/reward_before": old_scores.mean().item(), "val/reward_after": new_scores.mean().item(),
+                "val/kl": kl.mean().item(), "val/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
+                "val/length_before": old.completion_mask.sum(1).float().mean().item(),
+                "val/length_after": new.completion_mask.sum(1).float().mean().item(), "examples": examples}
 
     def trained_model(self):
         """What to save: the LoRA adapter (PeftModel) or the full model."""
         return self.policy
+
+
+def load_dtype(config: PolicyConfig, device: torch.device) -> torch.dtype:
+    """The dtype to load the starting generator in: bf16 for LoRA in bf16 (its frozen base is kept in bf16, so the
+    fp32 copy is never made), fp32 for full weights (trained in fp32 under bf16 autocast)."""
+    return torch.bfloat16 if config.lora and use_bf16(config.bf16, device) else torch.float32
 
 
 def split_prompts(prompts: list[Prompt], eval_prompts: int) -> tuple[list[Prompt], list[Prompt]]:
@@ -419,7 +460,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
             f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}")
     device = pick_device(config.device)
-    model, tokenizer = load_generator(start["path"], str(device))
+    model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device))
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()
@@ -429,7 +470,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
         eta = (time.perf_counter() - started) / step * (total - step)
-        job.progress(step, total, f"step {step}/{total} · reward {metrics['reward/mean']:.3f} · KL {metrics['kl/ref']:.3f} · ETA {eta:.0f} s")
+        job.progress(step, total, f"step {step}/{total} · reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f} · ETA {eta:.0f} s")
 
     trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step)
     name = config.name or versions.default_version_name("policy")
@@ -438,9 +479,9 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
         trained = trained.merge_and_unload()
 
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json")
-    job.log(f"saved {name}: reward {metrics.get('eval/reward_before', float('nan')):.3f} -> {metrics.get('eval/reward_after', float('nan')):.3f}, "
-            f"win rate {metrics.get('eval/win_rate', float('nan')):.2f}, KL {metrics.get('eval/kl', float('nan')):.3f}")
-    return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("eval/") and isinstance(v, float)}}
+    job.log(f"saved {name}: reward {metrics.get('val/reward_before', float('nan')):.3f} -> {metrics.get('val/reward_after', float('nan')):.3f}, "
+            f"win rate {metrics.get('val/win_rate', float('nan')):.2f}, KL {metrics.get('val/kl', float('nan')):.3f}")
+    return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
 
 
 if __name__ == "__main__":

@@ -127,8 +127,8 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             tokens += batch.n_tokens
             pairs_seen += batch.n_pairs
             elapsed = time.perf_counter() - started - eval_seconds
-            metrics = {"epoch": epoch, "loss/train": loss.item(), "lr": schedule.get_last_lr()[0],
-                       "accuracy/train": pairwise_accuracy(rewards.detach(), batch.better, batch.worse),
+            metrics = {"train/epoch": epoch, "train/loss": loss.item(), "train/lr": schedule.get_last_lr()[0],
+                       "train/accuracy": pairwise_accuracy(rewards.detach(), batch.better, batch.worse),
                        "speed/pairs_per_s": pairs_seen / elapsed, "speed/tokens_per_s": tokens / elapsed}
             if step == total or step % max(1, total // (4 * config.epochs)) == 0:
                 eval_started = time.perf_counter()
@@ -155,7 +155,7 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
         eta = (time.perf_counter() - started) / step * (total - step)
-        job.progress(step, total, f"step {step}/{total} · loss {metrics['loss/train']:.3f} · ETA {eta:.0f} s")
+        job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · ETA {eta:.0f} s")
 
     model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel)
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from data import annotation, items, versions
@@ -133,3 +135,20 @@ def test_a_backup_of_the_live_store_holds_every_row(db, tmp_path):
     copy = open_db(tmp_path / "copy.db")
     assert copy.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 3
     assert not (tmp_path / "copy.db.partial").exists()
+
+
+def test_metrics_stored_under_their_old_names_are_renamed(db):
+    from data import jobs, versions
+    from data.migrations import m0016_metric_names
+
+    version = versions.register_version(db, "generator", "old-policy", "/x", metrics={"eval/win_rate": 0.7, "examples": [{"a": 1}]})
+    job_id = jobs.create_job(db, "train_rm", {})
+    db.execute("INSERT INTO job_metrics (job_id, step, values_json) VALUES (?, 1, ?)", [job_id, '{"loss/train": 0.5, "epoch": 0}'])
+    db.execute("INSERT INTO job_metrics (job_id, step, values_json) VALUES (?, 2, 'not json')", [job_id])
+    db.execute("UPDATE jobs SET result = ? WHERE id = ?", ['{"kl/ref": 0.1}', job_id])
+    m0016_metric_names(db)
+    assert versions.get_version(db, version)["metrics"] == {"val/win_rate": 0.7, "examples": [{"a": 1}]}
+    renamed = db.execute("SELECT values_json FROM job_metrics WHERE step = 1").fetchone()[0]
+    assert json.loads(renamed) == {"train/loss": 0.5, "train/epoch": 0}
+    assert db.execute("SELECT values_json FROM job_metrics WHERE step = 2").fetchone()[0] == "not json"
+    assert jobs.get_job(db, job_id)["result"] == {"policy/kl": 0.1}

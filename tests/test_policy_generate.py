@@ -95,3 +95,35 @@ def test_a_generation_job_continues_each_conversation(db, db_path, tiny_generato
         result.update(generate.run_generation(db, GenerationConfig(prompt_set="s", k=2, max_new_tokens=4), job))
     assert result["items"] == 2 and seen == [CHAT, [{"role": "user", "content": "hello"}]]
     assert annotation.get_item(db, 1).messages == CHAT
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_decoding_as_transformers_does_it(tiny_generator):
+    """The decode loop runs each prompt once and repeats its KV cache K times; it must continue exactly as
+    `generate` does, left padding and all."""
+    from policy.generate import chat_inputs, eos_token_ids
+    from policy.sampling import sample_tokens
+
+    model, tokenizer = load_generator(tiny_generator)
+    inputs = chat_inputs(tokenizer, ["hello", "why is the sky blue today my friend"])
+    greedy = model.generate(**inputs, do_sample=False, max_new_tokens=12, min_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
+    ours = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], 3, 12, 1e-4, [], tokenizer.pad_token_id)
+    expected = greedy[:, inputs["input_ids"].shape[1]:].repeat_interleave(3, 0)
+    assert torch.equal(ours, expected)
+    nucleus = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], 3, 12, 1.0, [], tokenizer.pad_token_id, top_p=1e-6)
+    assert torch.equal(nucleus, expected)  # a nucleus this small is the most likely token alone
+
+
+def test_after_the_first_eos_a_sample_is_padding(tiny_small_vocab_generator):
+    from policy.generate import chat_inputs, eos_token_ids
+    from policy.sampling import sample_tokens
+
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    inputs = chat_inputs(tokenizer, ["hello", "why"])
+    torch.manual_seed(0)
+    tokens = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], 4, 30, 1.0, eos_token_ids(model, tokenizer), 0)
+    ended = [row.tolist().index(tokenizer.eos_token_id) for row in tokens if tokenizer.eos_token_id in row.tolist()]
+    assert ended, "the tiny model should end some samples"
+    for row in tokens:
+        row = row.tolist()
+        if tokenizer.eos_token_id in row:
+            assert all(t == 0 for t in row[row.index(tokenizer.eos_token_id) + 1:])

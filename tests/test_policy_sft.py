@@ -34,7 +34,7 @@ def test_a_tiny_model_fits_a_handful_of_demonstrations(tiny_generator):
     rows = [{"prompt": p, "response": r} for p, r in DEMOS]
     losses = []
     config = SFTConfig(epochs=30, learning_rate=1e-2, batch_size=6, bf16=False, early_stop_patience=30)
-    _, metrics = fit(model, tokenizer, rows, rows[:2], config, lambda s, t, m: losses.append(m.get("loss/train")))
+    _, metrics = fit(model, tokenizer, rows, rows[:2], config, lambda s, t, m: losses.append(m.get("train/loss")))
     losses = [x for x in losses if x is not None]
     assert losses[-1] < 0.5 * losses[0]
     assert metrics["val/loss"] < metrics["val/loss_before"]

@@ -61,7 +61,7 @@ def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, a
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(algorithm=algorithm, lora=lora))
     metrics = trainer.step(PROMPTS[:2], seed=1)
-    assert abs(metrics["kl/ref"]) < 1e-4  # the policy starts as its reference
+    assert abs(metrics["policy/kl"]) < 1e-4  # the policy starts as its reference
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     if algorithm == "ppo":
         assert metrics["ppo/ratio_first_epoch"] == pytest.approx(1.0, abs=1e-5)
@@ -71,15 +71,15 @@ def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, a
     if not lora:
         assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
     second = trainer.step(PROMPTS[2:4], seed=2)
-    assert second["kl/ref"] != 0.0
+    assert second["policy/kl"] != 0.0
 
 
 def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small_vocab_generator):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
                                     config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
-    assert metrics["eval/length_after"] < metrics["eval/length_before"]
-    assert metrics["eval/win_rate"] >= 0.6
+    assert metrics["val/length_after"] < metrics["val/length_before"]
+    assert metrics["val/win_rate"] >= 0.6
 
 
 def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, tiny_small_vocab_generator, tiny_encoder):
@@ -108,7 +108,7 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
     assert done["status"] == "done", done["error"]
     new = versions.active_version(db, "generator")
     assert new["name"] == "tiny-lora" and new["parent_id"] == start
-    assert {"eval/reward_before", "eval/reward_after", "eval/kl", "eval/win_rate"} <= set(new["metrics"])
+    assert {"val/reward_before", "val/reward_after", "val/kl", "val/win_rate"} <= set(new["metrics"])
     assert len(jobs.job_metrics(db, job_id)) == 2
     first, _ = load_generator(new["path"])
     second, tokenizer = load_generator(new["path"])
@@ -129,7 +129,7 @@ def test_a_conversation_rollout_feeds_the_policy_every_turn_and_the_scorer_the_t
     context = tokenizer.decode(rollout.sequences[0, :rollout.prompt_length])
     assert all(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>" in context for m in chat)
     trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(k=2))
-    assert torch.isfinite(torch.tensor(trainer.step([chat, "yes or no"], seed=1)["loss/policy"]))
+    assert torch.isfinite(torch.tensor(trainer.step([chat, "yes or no"], seed=1)["train/loss"]))
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "reinforce", "ppo"])
@@ -169,3 +169,62 @@ def test_a_micro_batch_drops_only_the_padding_all_its_rows_share(tiny_small_voca
     part, _, _ = completion_logprobs(model, short, 1.0)
     scored = rollout.completion_mask[:2].bool()
     torch.testing.assert_close(part[scored], whole[:2][scored], atol=1e-5, rtol=1e-4)
+
+
+def plain_completion_logprobs(model, rollout, temperature):
+    """The textbook computation: every row's whole sequence through the model, log-softmax at each completion token."""
+    position_ids = (rollout.attention_mask.cumsum(1) - 1).clamp(min=0)
+    logits = model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask, position_ids=position_ids).logits
+    P = rollout.prompt_length
+    logp = (logits[:, P - 1:-1].float() / temperature).log_softmax(-1)
+    return logp.gather(-1, rollout.sequences[:, P:].unsqueeze(-1)).squeeze(-1)
+
+
+def test_running_each_prompt_once_gives_the_log_probs_and_gradients_of_running_every_sample(tiny_small_vocab_generator):
+    """completion_logprobs runs the B distinct prompts once and repeats their keys and values for the K samples."""
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    torch.manual_seed(3)
+    rollout = sample_rollout(model, tokenizer, ["hi", "a much longer prompt with many more words in it"], 3, 8, 0.7)
+    shared, _, _ = completion_logprobs(model, rollout, 0.7)
+    plain = plain_completion_logprobs(model, rollout, 0.7)
+    scored = rollout.completion_mask.bool()
+    torch.testing.assert_close(shared[scored], plain[scored], atol=1e-5, rtol=1e-4)
+    grads = []
+    for logprobs in (lambda: completion_logprobs(model, rollout, 0.7)[0], lambda: plain_completion_logprobs(model, rollout, 0.7)):
+        model.zero_grad()
+        (logprobs() * rollout.completion_mask).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
+def test_a_micro_batch_of_short_completions_drops_the_columns_after_them(tiny_small_vocab_generator):
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    torch.manual_seed(0)
+    rollout = sample_rollout(model, tokenizer, PROMPTS[:4], 2, 20, 1.0)
+    lengths = rollout.completion_mask.sum(1).view(4, 2).max(1).values
+    shortest = int(lengths.argmin())
+    part = rollout.rows(2 * shortest, 2 * shortest + 2)
+    assert part.completion_mask.shape[1] == int(lengths[shortest]) <= rollout.completion_mask.shape[1]
+    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(k=2))
+    padded, _, _ = trainer.micro_logprobs(model, rollout, 2 * shortest, 2 * shortest + 2)
+    whole = plain_completion_logprobs(model, rollout, 1.0)[2 * shortest:2 * shortest + 2]
+    scored = rollout.completion_mask[2 * shortest:2 * shortest + 2].bool()
+    assert padded.shape == whole.shape
+    torch.testing.assert_close(padded[scored], whole[scored], atol=1e-5, rtol=1e-4)
+
+
+def test_with_lora_in_bf16_the_model_sampled_from_is_the_policy_with_its_adapter_merged(tiny_small_vocab_generator):
+    import copy
+
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(lora=True, bf16=True, learning_rate=1e-2))
+    for seed in (1, 2):  # the adapter moves away from zero, the sampling copy follows it in place
+        trainer.step(PROMPTS[:2], seed=seed)
+        sampler = trainer.sampling_model()
+        merged = copy.deepcopy(trainer.policy).merge_and_unload()
+        for (name, expected), actual in zip(merged.state_dict().items(), sampler.state_dict().values()):
+            torch.testing.assert_close(actual, expected, atol=1e-2, rtol=1e-2, msg=name)
+    assert sampler is trainer.sampling_model()  # one copy, refreshed, never a new one per step
+    lora_b = next(p for n, p in trainer.policy.named_parameters() if "lora_B" in n)
+    assert lora_b.abs().sum() > 0

@@ -69,9 +69,9 @@ def test_a_tiny_backbone_learns_a_separable_preference(tiny_encoder):
     steps = []
     _, _, metrics, prompt_ids = train_reward_model(separable_examples(), config, lambda s, t, m: steps.append(m))
     assert metrics["val/accuracy"] > 0.9
-    assert steps[-1]["loss/train"] < steps[0]["loss/train"]
+    assert steps[-1]["train/loss"] < steps[0]["train/loss"]
     assert len(prompt_ids["validation"]) == 8 and not set(prompt_ids["train"]) & set(prompt_ids["validation"])
-    assert all(torch.isfinite(torch.tensor(m["loss/train"])) for m in steps)
+    assert all(torch.isfinite(torch.tensor(m["train/loss"])) for m in steps)
     assert sum(row["pairs"] for row in metrics["calibration"]) == 2 * metrics["val/pairs"]
 
 

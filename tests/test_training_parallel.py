@@ -51,7 +51,7 @@ def test_sft_on_two_processes_matches_one_and_writes_one_version(tmp_path, tiny_
         assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1  # one process reports
         made = [v for v in versions.list_versions(db, "generator") if v["name"].startswith("sft-")]
         assert [v["name"] for v in made] == [f"sft-{processes}"]  # exactly one version, from the first process
-        steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "loss/train" in m]
+        steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "train/loss" in m]
         assert steps == sorted(set(steps))  # each step reported once
         results[processes] = job["result"], made[0]["metrics"]
     (one, one_metrics), (two, two_metrics) = results[1], results[2]

@@ -9,9 +9,9 @@ from ui.jobs import launch, latest_job, version_label, version_picker
 from ui.session import screen
 
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
-TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["kl/ref"], "Entropy": ["entropy"], "Length": ["length/mean"]}
-EVAL_METRICS = [("Reward before", "eval/reward_before", "{:.3f}"), ("Reward after", "eval/reward_after", "{:.3f}"),
-                ("Win rate vs start", "eval/win_rate", "{:.0%}"), ("KL to start", "eval/kl", "{:.3f}")]
+TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"]}
+EVAL_METRICS = [("Reward before", "val/reward_before", "{:.3f}"), ("Reward after", "val/reward_after", "{:.3f}"),
+                ("Win rate vs start", "val/win_rate", "{:.0%}"), ("KL to start", "val/kl", "{:.3f}")]
 
 
 def train_form(db) -> None:

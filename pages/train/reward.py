@@ -14,7 +14,7 @@ BACKBONES = {
     "embedded:SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct (decoder, the generator's family)",
     "other": "another Hugging Face id or local folder…",
 }
-TRAINING_CHARTS = {"Loss": ["loss/train", "val/loss"], "Pairwise accuracy": ["accuracy/train", "val/accuracy"]}
+TRAINING_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pairwise accuracy": ["train/accuracy", "val/accuracy"]}
 
 
 def train_form(db) -> None:

@@ -8,7 +8,7 @@ from policy.config import SFTConfig
 from ui.jobs import launch, latest_job, version_picker
 from ui.session import admin_download, flash, screen
 
-SFT_CHARTS = {"Loss": ["loss/train", "loss/val"]}
+SFT_CHARTS = {"Loss": ["train/loss", "val/loss"]}
 
 
 def import_form(db) -> None:
