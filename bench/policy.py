@@ -1,6 +1,6 @@
 """Policy update on the embedded SmolLM2-135M: this project's RLOO against TRL's RLOOTrainer, side by side.
 
-    python -m bench.policy [--steps 10]
+    python -m bench.policy [--steps 10] [--model PATH]
 
 Same reward (a scripted preference for concise answers, used directly as the reward by both),
 same K=4 samples per prompt, 4 prompts per step, 64 new tokens, same number of steps. TRL runs at
@@ -25,7 +25,7 @@ from data.builtin import PROMPTS_FILE
 from data.importing import parse_prompts
 from policy.config import PolicyConfig
 from policy.models import load_generator
-from training import EMBEDDED_GENERATOR, resolve_model_path
+from training import EMBEDDED_GENERATOR, pick_device, resolve_model_path
 
 K, PROMPTS_PER_STEP, NEW_TOKENS, HELD_OUT = 4, 4, 64, 8
 
@@ -53,7 +53,7 @@ def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
     rewards = {}
     for name, m in (("after", model), ("before", start_model)):
         torch.manual_seed(1234)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(m.device.type, dtype=torch.bfloat16):
             rollout = sample_rollout(m, tokenizer, held, K, NEW_TOKENS, temperature)
         rewards[name] = torch.tensor([concise(t) for t in rollout.texts])
     diff = rewards["after"] - rewards["before"]
@@ -61,7 +61,7 @@ def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
             "held_out_win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()}
 
 
-def run_ours(steps: int, lora: bool) -> dict:
+def run_ours(steps: int, lora: bool, model_path: str) -> dict:
     from policy.train import train_policy
 
     train, _ = prompts()
@@ -69,12 +69,12 @@ def run_ours(steps: int, lora: bool) -> dict:
                           learning_rate=2e-4 if lora else 1e-5, eval_prompts=0)
     from policy.train import load_dtype
 
-    model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))
+    model, tokenizer = load_generator(model_path, dtype=load_dtype(config, pick_device()))
     history = []
     started = time.perf_counter()
     trainer, _ = train_policy(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m))
     seconds = time.perf_counter() - started
-    start_model, _ = load_generator(EMBEDDED_GENERATOR)
+    start_model, _ = load_generator(model_path)
     evaluation = held_out_eval(trainer.sampling_model() if lora else trainer.policy, start_model, tokenizer, config.temperature)
     per_step = lambda key: sorted(h[key] for h in history)[len(history) // 2]  # noqa: E731
     return {"arm": f"ours-{'lora' if lora else 'full'}", "steps": steps, "seconds_per_step": seconds / steps,
@@ -82,15 +82,20 @@ def run_ours(steps: int, lora: bool) -> dict:
             "completion_tokens_per_s": sum(h["policy/length"] * K * PROMPTS_PER_STEP for h in history) / seconds,
             "reward_first_3": sum(h["reward/mean"] for h in history[:3]) / 3, "reward_last_3": sum(h["reward/mean"] for h in history[-3:]) / 3,
             "reward_curve": [round(h["reward/mean"], 3) for h in history], "kl_last": history[-1]["policy/kl"],
-            **evaluation, "peak_rss_mb": peak_rss_mb()}
+            **evaluation, **peak_memory()}
 
 
-def run_trl(steps: int) -> dict:
+def peak_memory() -> dict:
+    gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+    return {"peak_rss_mb": peak_rss_mb(), **gpu}
+
+
+def run_trl(steps: int, model_path: str) -> dict:
     from datasets import Dataset
     from trl import RLOOConfig, RLOOTrainer
 
     train, _ = prompts()
-    folder = resolve_model_path(EMBEDDED_GENERATOR)
+    folder = resolve_model_path(model_path)
 
     def concise_reward(prompts, completions, **_):
         return [concise(c[0]["content"] if isinstance(c, list) else c) for c in completions]
@@ -110,17 +115,17 @@ def run_trl(steps: int) -> dict:
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
         tokenizer.padding_side = "left"
-        start_model, _ = load_generator(EMBEDDED_GENERATOR)
+        start_model, _ = load_generator(model_path)
         evaluation = held_out_eval(model.float().eval(), start_model, tokenizer, args.temperature)
     return {"arm": "trl", "steps": steps, "seconds_per_step": seconds / steps,
             "completion_tokens_per_s": sum(h.get("completions/mean_length", 0) * K * PROMPTS_PER_STEP for h in logs) / seconds,
             "reward_first_3": sum(h["reward"] for h in logs[:3]) / 3, "reward_last_3": sum(h["reward"] for h in logs[-3:]) / 3,
             "reward_curve": [round(h["reward"], 3) for h in logs], "kl_last": logs[-1].get("kl"),
-            **evaluation, "peak_rss_mb": peak_rss_mb()}
+            **evaluation, **peak_memory()}
 
 
-def run_arm(arm: str, steps: int) -> dict:
-    command = [sys.executable, "-m", "bench.policy", "--arm", arm, "--steps", str(steps)]
+def run_arm(arm: str, steps: int, model_path: str) -> dict:
+    command = [sys.executable, "-m", "bench.policy", "--arm", arm, "--steps", str(steps), "--model", model_path]
     output = subprocess.run(command, capture_output=True, text=True)
     if output.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
@@ -133,15 +138,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arm", choices=["ours-lora", "ours-full", "trl"])
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--model", default=EMBEDDED_GENERATOR, help="the generator both arms start from (default: the embedded one)")
+    parser.add_argument("--out", default="policy", help="name of the result file in bench/out")
     args = parser.parse_args()
     if args.arm:
-        result = run_trl(args.steps) if args.arm == "trl" else run_ours(args.steps, lora=args.arm == "ours-lora")
+        result = run_trl(args.steps, args.model) if args.arm == "trl" else run_ours(args.steps, args.arm == "ours-lora", args.model)
         print(json.dumps(result))
         return
-    trl = run_arm("trl", args.steps)
-    lora = run_arm("ours-lora", args.steps)
-    full = run_arm("ours-full", args.steps)
-    save("policy", {"trl": trl, "ours_lora": lora, "ours_full": full,
+    trl = run_arm("trl", args.steps, args.model)
+    lora = run_arm("ours-lora", args.steps, args.model)
+    full = run_arm("ours-full", args.steps, args.model)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    save(args.out, {"device": device, "model": args.model, "trl": trl, "ours_lora": lora, "ours_full": full,
                     "seconds_per_step_ratio_lora_vs_trl": lora["seconds_per_step"] / trl["seconds_per_step"],
                     "seconds_per_step_ratio_full_vs_trl": full["seconds_per_step"] / trl["seconds_per_step"]})
 

@@ -66,8 +66,8 @@ def main() -> None:
 
     phases = Phases()
     import torch
-    import transformers  # noqa: F401
-    import peft  # noqa: F401
+    import peft
+    import transformers
 
     from bench.policy import K, NEW_TOKENS, PROMPTS_PER_STEP, ConciseReward, prompts
     from policy.config import PolicyConfig
@@ -75,7 +75,7 @@ def main() -> None:
     from policy.train import PolicyTrainer, load_dtype
     from training import EMBEDDED_GENERATOR
 
-    phases.mark("imports (torch, transformers, peft)")
+    phases.mark(f"imports (torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__})")
     config = PolicyConfig(k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=not args.full,
                           learning_rate=1e-5 if args.full else 2e-4, eval_prompts=0)
     model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))

@@ -23,6 +23,8 @@ class GenerationConfig:
         "help": "skip prompts that already have an item from the same sources (this generator version, and the "
                 "remote generators of the mix)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
+    bf16: bool = field(default=True, metadata={"help": "sample under bf16 autocast where the device has it (faster; "
+                                                       "the softmax and sampling stay fp32)"})
     remote: str = field(default="", metadata={
         "help": "remote generators writing part of each item, NAME=COUNT comma-separated (e.g. llama=2): arena-style "
                 "items; the generator version writes the rest of the K, nothing when the counts add up to K"})

@@ -6,6 +6,7 @@ Run from the admin page (a background job) or the command line:
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,6 +19,7 @@ from policy.config import GenerationConfig
 from policy.models import load_generator
 from policy.remote import sample_remote
 from policy.sampling import sample_tokens
+from training import use_bf16
 
 
 @dataclass
@@ -106,6 +108,11 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     if k_local:
         job.log(f"loading generator {version['name']} ({version['path']})")
         model, tokenizer = load_generator(version["path"], config.device)
+
+    def autocast():
+        bf16 = model is not None and use_bf16(config.bf16, model.device)
+        return torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
     for g, n in mix:
         job.log(f"remote generator {g.name}: {n} per item from {g.model} at {g.base_url}, {g.concurrency} requests at a time")
     params = {k: v for k, v in asdict(config).items() if k in ("k", "temperature", "top_p", "max_new_tokens")}
@@ -114,8 +121,9 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         batch = prompts[start:start + config.prompts_per_batch]
         batch_started = time.perf_counter()
         messages = [conversation.as_messages(p["text"], p["messages"]) for p in batch]  # continued turn by turn
-        local = (sample(model, tokenizer, messages, k_local, config.temperature, config.top_p, config.max_new_tokens,
-                        config.seed + b) if k_local else [[] for _ in batch])
+        with autocast():
+            local = (sample(model, tokenizer, messages, k_local, config.temperature, config.top_p, config.max_new_tokens,
+                            config.seed + b) if k_local else [[] for _ in batch])
         seconds = time.perf_counter() - batch_started  # the local sampling alone: remote requests time themselves
         remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error
         batch_tokens = sum(s.n_tokens for samples in local for s in samples)

@@ -8,7 +8,6 @@ Sampling semantics are generate's: softmax(logits / temperature), then nucleus (
 no top-k; after a row's first EOS its tokens are padding, masked later by position (never by token id).
 """
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

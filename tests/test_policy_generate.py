@@ -100,7 +100,6 @@ def test_a_generation_job_continues_each_conversation(db, db_path, tiny_generato
 def test_sampling_at_a_tiny_temperature_is_greedy_decoding_as_transformers_does_it(tiny_generator):
     """The decode loop runs each prompt once and repeats its KV cache K times; it must continue exactly as
     `generate` does, left padding and all."""
-    from policy.generate import chat_inputs, eos_token_ids
     from policy.sampling import sample_tokens
 
     model, tokenizer = load_generator(tiny_generator)
@@ -114,7 +113,7 @@ def test_sampling_at_a_tiny_temperature_is_greedy_decoding_as_transformers_does_
 
 
 def test_after_the_first_eos_a_sample_is_padding(tiny_small_vocab_generator):
-    from policy.generate import chat_inputs, eos_token_ids
+    from policy.generate import eos_token_ids
     from policy.sampling import sample_tokens
 
     model, tokenizer = load_generator(tiny_small_vocab_generator)
