@@ -24,7 +24,8 @@ import torch
 from bench.common import peak_rss_mb, save
 from bench.hh import HumanPair, load_split
 from rm.config import EMBEDDED_ENCODER, RewardConfig
-from rm.data import RankingExample, make_batches
+from rm.data import make_batches
+from training.rankings import RankingExample
 from rm.model import resolve_backbone
 
 MAX_LENGTH = 512

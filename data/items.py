@@ -185,3 +185,15 @@ def item_with_content(db: Database, content: str) -> int | None:
     """The oldest item whose `content_hash` is this (see `content_hash`), or None."""
     row = db.execute("SELECT id FROM items WHERE content_hash = ? ORDER BY id LIMIT 1", [content]).fetchone()
     return None if row is None else row[0]
+
+
+def ranked_generation_limits(db: Database) -> dict:
+    """How the completions that annotators ranked were generated: the longest token cap they were sampled with
+    (`max_new_tokens`, or `max_tokens` for remote models; None when unknown, e.g. imported ones), and the share
+    of them cut at that cap (finish reason "length"). The policy update sets its own cap and penalty from these."""
+    longest, cut, total = db.execute(
+        """SELECT MAX(CAST(COALESCE(json_extract(c.params, '$.max_new_tokens'), json_extract(c.params, '$.max_tokens')) AS INTEGER)),
+                  COALESCE(SUM(c.finish_reason = 'length'), 0), COUNT(*)
+           FROM items i JOIN completions c ON c.item_id = i.id
+           WHERE i.n_rankings > 0 AND json_valid(c.params)""").fetchone()
+    return {"max_new_tokens": longest, "truncated_share": cut / total if total else 0.0, "ranked_completions": total}

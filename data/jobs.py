@@ -37,6 +37,7 @@ JOB_MODULES = {
     "train_rm": "rm.train",
     "train_policy": "policy.train",
     "sft": "policy.sft",
+    "dpo": "policy.dpo",
     "export": "data.export",
 }
 HEARTBEAT_S = 2.0

@@ -18,7 +18,7 @@ EMBEDDED_GENERATOR_PATH = "embedded:SmolLM2-135M-Instruct"
 # A version name is also its folder's name: no separators, no '.' or '..', nothing hidden.
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # The jobs that register a version when they finish, and the kind of version each one makes.
-VERSION_KIND_OF_JOB = {"train_rm": "reward", "sft": "generator", "train_policy": "generator"}
+VERSION_KIND_OF_JOB = {"train_rm": "reward", "sft": "generator", "train_policy": "generator", "dpo": "generator"}
 # A save in progress writes into models/<kind>/.<name>.staging-<pid>-<random>, renamed into place at the end.
 OLD_STAGING = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*-[a-z0-9_]{8}")
 STAGING_OWNER = re.compile(r"\.staging-(\d+)-\w+\Z")

@@ -63,7 +63,13 @@ class PolicyConfig:
     micro_batch_prompts: int = field(default=1, metadata={
         "help": "prompts whose K samples go through one forward and backward pass together; the step's gradient is "
                 "the same, the activations in memory are those of this many prompts"})
-    no_eos_penalty: float = field(default=1.0, metadata={"help": "subtracted from the reward of a completion that never ends"})
+    no_eos_penalty: float = field(default=1.0, metadata={
+        "help": "subtracted from the reward of a completion cut at max_new_tokens, in units of the batch's reward standard "
+                "deviation (with normalize_rewards); switched off by the job when the reward model was trained on "
+                "rankings of cut completions (it already scores them)"})
+    normalize_rewards: bool = field(default=True, metadata={
+        "help": "standardise the reward model's scores per batch (mean 0, std 1) before the KL and no-EOS terms, so "
+                "beta and the penalty mean the same whatever the reward model's scale"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
     ppo_epochs: int = field(default=2, metadata={"help": "ppo: passes over each rollout"})
@@ -108,3 +114,40 @@ class SFTConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: sft-<date>-<time>"})
     activate: bool = field(default=True, metadata={"help": "make the new generator the active one"})
+
+
+@dataclass
+class DPOConfig:
+    """Direct preference optimisation of a generator straight from the rankings (no reward model in between)."""
+
+    generator_version: int | None = field(default=None, metadata={"help": "starting generator version id (also the reference); none: the active one"})
+    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets whose rankings to learn from; empty: all"})
+    loss: str = field(default="sigmoid", metadata={
+        "help": "sigmoid: DPO's -log sigma(beta * (chosen - rejected log-ratio)); ipo: IPO's squared distance to 1/(2 beta)"})
+    beta: float = field(default=0.1, metadata={"help": "beta: how far from the reference the preference may pull (DPO's temperature)"})
+    margin_weight: bool = field(default=False, metadata={
+        "help": "weight each pair by its rank gap (D > C > A: D>A counts twice as much as D>C)"})
+    epochs: int = field(default=1, metadata={"help": "passes over the training rankings"})
+    rankings_per_step: int = field(default=8, metadata={"help": "rankings per optimizer step (each ranking's pairs stay together)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW peak learning rate (linear warm-up, then decay); ~5e-7 for full weights"})
+    max_length: int = field(default=512, metadata={"help": "tokens of prompt + completion; longer completions are cut at the end"})
+    validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for the held-out accuracy"})
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
+    eval_samples: int = field(default=2, metadata={
+        "help": "samples per held-out prompt for the KL to the reference (and the reward model's win rate when one is "
+                "active); 0: skip"})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion in that evaluation"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; log-probs are computed in fp32"})
+    seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
+    name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: dpo-<date>-<time>"})
+    activate: bool = field(default=True, metadata={"help": "make the new generator the active one"})
+
+    def __post_init__(self):
+        if self.loss not in ("sigmoid", "ipo"):
+            raise ValueError(f"loss must be sigmoid or ipo, got {self.loss!r}")
+        if self.beta <= 0:
+            raise ValueError("beta must be above 0")
+        if self.rankings_per_step < 1 or self.epochs < 1:
+            raise ValueError("rankings_per_step and epochs must be at least 1")

@@ -22,6 +22,7 @@ from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version
 from training import use_bf16, warmup_then_decay
 from training.parallel import DataParallel
+from training.rankings import split_by_prompt
 
 
 @dataclass
@@ -109,13 +110,6 @@ def _to(batch: SFTBatch, device) -> SFTBatch:
     return SFTBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.target_ids, batch.response_mask)))
 
 
-def split_by_prompt(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    prompts = sorted({r["prompt_id"] for r in rows})
-    random.Random(seed).shuffle(prompts)
-    held = set(prompts[: max(1, round(len(prompts) * fraction))])
-    return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
-
-
 def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFTConfig, on_step=lambda step, total, metrics: None,
         parallel: DataParallel | None = None):
     """Train on {prompt, response} rows; returns (model, metrics). Keeps the weights of the best validation loss.
@@ -185,7 +179,7 @@ def run_sft(db, config: SFTConfig, job) -> dict:
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
     parallel = DataParallel(config.device)
     rows = parallel.share(demonstrations.demonstrations(db, sets) if parallel.is_main else None)  # the same rows everywhere
-    train, validation = split_by_prompt(rows, config.validation_fraction, config.seed)
+    train, validation = split_by_prompt(rows, config.validation_fraction, config.seed, prompt_of=lambda r: r["prompt_id"])
     if len(train) < 1 or len(validation) < 1:
         raise ValueError(f"need demonstrations for at least 2 prompts (one held out), have {len(rows)}: "
                          "write some on the Annotate page (Write demonstrations) or import them")

@@ -15,7 +15,7 @@ import copy
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +26,10 @@ from policy.config import PolicyConfig
 from policy.generate import Prompt, chat_inputs, completion_lengths, eos_token_ids, prompt_messages
 from policy.models import load_generator, save_generator_version
 from policy.sampling import sample_tokens
-from training import pick_device, release_freed_memory, use_bf16
+from training import diagnostics, pick_device, release_freed_memory, use_bf16
 
 EXAMPLES_SAVED = 8
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @dataclass
@@ -132,8 +133,19 @@ def _adapter_input_casting_off(model):
 
 
 def sequence_rewards(scores: torch.Tensor, kl: torch.Tensor, ended: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
-    """R = r_phi(x, y) - beta * KL(pi || pi_ref)(y) - penalty * [y never ended].  All [N]."""
+    """R = r_phi(x, y) - beta * KL(pi || pi_ref)(y) - penalty * [y never ended].  All [N]; scores already standardised."""
     return scores - config.kl_coef * kl - config.no_eos_penalty * (~ended).float()
+
+
+def standardised(scores: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
+    """The batch's reward-model scores as (r - mean) / std when normalize_rewards, else as they are. [N] -> [N]
+
+    >>> standardised(torch.tensor([1.0, 2.0, 3.0]), PolicyConfig()).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+    if not config.normalize_rewards or scores.numel() < 2:
+        return scores
+    return (scores - scores.mean()) / scores.std().clamp(min=1e-6)
 
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
@@ -191,12 +203,11 @@ class PolicyTrainer:
         if config.lora:
             from peft import LoraConfig, get_peft_model
 
-            targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
             if self.bf16:
                 model = model.to(torch.bfloat16)  # the frozen base in bf16: no per-call weight casts; adapters stay fp32
             present = {name.split(".")[-1] for name, _ in model.named_modules()}
             lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
-                              target_modules=[t for t in targets if t in present] or "all-linear", task_type="CAUSAL_LM")
+                              target_modules=[t for t in LORA_TARGETS if t in present] or "all-linear", task_type="CAUSAL_LM")
             self.policy = get_peft_model(model, lora)
             self.reference = None  # the base model with the adapter switched off
             # sampling token by token from a copy with the adapter merged in: peft's per-layer adapter calls made
@@ -217,6 +228,16 @@ class PolicyTrainer:
         # fused: one kernel per step and no temporaries the size of all parameters (foreach made ~0.5 GB of them)
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.baseline = None  # reinforce's moving average
+
+    @classmethod
+    def evaluator(cls, policy, reference, tokenizer, scorer, config: PolicyConfig) -> "PolicyTrainer":
+        """A trainer that only evaluates a policy trained elsewhere (DPO) against its reference (None: the LoRA
+        adapter switched off): `evaluate` and `kl_to_reference`, sampling from the policy as it is."""
+        self = cls.__new__(cls)
+        self.config, self.tokenizer, self.scorer, self.device = config, tokenizer, scorer, policy.device
+        self.bf16 = use_bf16(config.bf16, self.device)
+        self.policy, self.reference, self.sampler, self.value_head = policy, reference, None, None
+        return self
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -278,14 +299,16 @@ class PolicyTrainer:
         started = time.perf_counter()
         mask = rollout.completion_mask.float()  # [N, T]
         ref_logprobs = self.reference_logprobs(rollout)  # [N, T], once per rollout
-        scores = self.scorer.score(rollout.prompts, rollout.texts).to(self.device)  # [N]
+        raw = self.scorer.score(rollout.prompts, rollout.texts).to(self.device)  # [N] on the reward model's scale
+        scores = standardised(raw, c)  # [N]
         timings["time/scoring"] = time.perf_counter() - started
         if c.algorithm == "ppo":
             metrics = self._ppo_update(rollout, mask, ref_logprobs, scores, timings)
         else:
             metrics = self._reinforce_update(rollout, mask, ref_logprobs, scores, timings)
         lengths = mask.sum(1)
-        metrics.update({"reward/mean": scores.mean().item(), "reward/std": scores.std().item(),
+        metrics.update({"reward/mean": raw.mean().item(), "reward/std": raw.std().item(),
+                        "policy/reward_length_corr": diagnostics.correlation(raw.tolist(), lengths.tolist()),
                         "policy/length": lengths.mean().item(), "policy/ended": rollout.ended.float().mean().item(),
                         **timings, "time/step": sum(timings.values()),
                         "speed/completion_tokens_per_s": lengths.sum().item() / sum(timings.values())})
@@ -383,27 +406,63 @@ class PolicyTrainer:
         release_freed_memory()  # the step's gradients and activations, so the allocator does not grow step by step
 
     @torch.no_grad()
+    def kl_to_reference(self, prompts: list[Prompt], seed: int) -> float:
+        """KL(pi || pi_ref) per completion, estimated on the policy's own samples."""
+        new = self.rollout(prompts, seed)
+        return ((self.logprobs_without_grad(self.policy, new) - self.reference_logprobs(new)) * new.completion_mask).sum(1).mean().item()
+
+    @torch.no_grad()
     def evaluate(self, prompts: list[Prompt], seed: int) -> dict:
-        """Rewards of the current and the starting policy on the same prompts and seed, the KL, and win rate."""
+        """The current and the starting policy on the same held-out prompts and seed: rewards, KL, win rate, and
+        whether the gain is length (lengths, capped shares, reward-length correlation, length-controlled win rate)."""
+        k = self.config.k
         new = self.rollout(prompts, seed)
         with self.reference_context():
             old = self.rollout(prompts, seed, policy=self.reference or self.policy)
-        new_scores = self.scorer.score(new.prompts, new.texts)
-        old_scores = self.scorer.score(old.prompts, old.texts)
+        new_scores = self.scorer.score(new.prompts, new.texts).float().cpu()  # [N]
+        old_scores = self.scorer.score(old.prompts, old.texts).float().cpu()  # [N]
         new_logprobs = self.logprobs_without_grad(self.policy, new)
         kl = ((new_logprobs - self.reference_logprobs(new)) * new.completion_mask).sum(1)
-        diff = new_scores - old_scores
-        examples = [{"prompt": p, "before": b, "before_reward": round(bs, 3), "after": a, "after_reward": round(a_s, 3)}
-                    for p, b, bs, a, a_s in zip(new.prompts[::self.config.k], old.texts[::self.config.k], old_scores[::self.config.k].tolist(),
-                                                new.texts[::self.config.k], new_scores[::self.config.k].tolist())][:EXAMPLES_SAVED]
+        new_lengths, old_lengths = new.completion_mask.sum(1).float().cpu(), old.completion_mask.sum(1).float().cpu()  # [N]
+        diff = new_scores - old_scores  # paired: same prompt, same sample index
+        # every new sample against every old one of the same prompt: [B, K, K] reward and length differences
+        reward_gain = (new_scores.view(-1, k, 1) - old_scores.view(-1, 1, k)).flatten().tolist()
+        length_gain = (new_lengths.view(-1, k, 1) - old_lengths.view(-1, 1, k)).flatten().tolist()
+        biggest = diff.argsort(descending=True)[:EXAMPLES_SAVED].tolist()
+        examples = [{"prompt": new.prompts[i], "before": old.texts[i], "before_reward": round(old_scores[i].item(), 3),
+                     "after": new.texts[i], "after_reward": round(new_scores[i].item(), 3)} for i in biggest]
         return {"val/reward_before": old_scores.mean().item(), "val/reward_after": new_scores.mean().item(),
                 "val/kl": kl.mean().item(), "val/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
-                "val/length_before": old.completion_mask.sum(1).float().mean().item(),
-                "val/length_after": new.completion_mask.sum(1).float().mean().item(), "examples": examples}
+                "val/lc_win_rate": diagnostics.length_controlled_win_rate(reward_gain, length_gain),
+                "val/reward_length_corr": diagnostics.correlation(new_scores.tolist(), new_lengths.tolist()),
+                "val/length_before": old_lengths.mean().item(), "val/length_after": new_lengths.mean().item(),
+                "val/capped_before": (~old.ended).float().mean().item(), "val/capped_after": (~new.ended).float().mean().item(),
+                "examples": examples}
 
     def trained_model(self):
         """What to save: the LoRA adapter (PeftModel) or the full model."""
         return self.policy
+
+
+def shaped_to_the_rankings(config: PolicyConfig, limits: dict, log=print) -> PolicyConfig:
+    """The length cap and no-EOS penalty made consistent with what the reward model learned from.
+
+    A cap shorter than the one the ranked completions were sampled with cuts answers in a way the reward model
+    never saw, and a penalty for being cut then dominates the reward (in one measured loop 71% of the starting
+    samples hit a 64-token cap and the update mostly learned to stop early). So the cap is raised to the
+    rankings' cap, and when annotators ranked cut completions the reward model already scores being cut: no penalty.
+    """
+    changes = {}
+    longest = limits.get("max_new_tokens")
+    if longest and config.max_new_tokens < longest:
+        changes["max_new_tokens"] = longest
+        log(f"max_new_tokens raised from {config.max_new_tokens} to {longest}: the ranked completions were sampled with "
+            f"up to {longest} tokens, and a shorter cap would cut answers where the reward model never saw them cut")
+    if limits.get("truncated_share", 0) > 0 and config.no_eos_penalty:
+        changes["no_eos_penalty"] = 0.0
+        log(f"no-EOS penalty off (was {config.no_eos_penalty}): {limits['truncated_share']:.0%} of the ranked completions "
+            "were cut at their cap, so the reward model already scores cut answers")
+    return replace(config, **changes) if changes else config
 
 
 def load_dtype(config: PolicyConfig, device: torch.device) -> torch.dtype:
@@ -457,6 +516,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     reward = versions.version_or_active(db, "reward", config.reward_version)
     prompts = [conversation.as_messages(p["text"], p["messages"]) for p in items.prompts_of_set(db, config.prompt_set)]
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
+    config = shaped_to_the_rankings(config, items.ranked_generation_limits(db), job.log)
     job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
             f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}")
     device = pick_device(config.device)
@@ -480,7 +540,11 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
 
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json")
     job.log(f"saved {name}: reward {metrics.get('val/reward_before', float('nan')):.3f} -> {metrics.get('val/reward_after', float('nan')):.3f}, "
-            f"win rate {metrics.get('val/win_rate', float('nan')):.2f}, KL {metrics.get('val/kl', float('nan')):.3f}")
+            f"win rate {metrics.get('val/win_rate', float('nan')):.2f} ({metrics.get('val/lc_win_rate', float('nan')):.2f} at equal length), "
+            f"KL {metrics.get('val/kl', float('nan')):.3f}, capped {metrics.get('val/capped_before', float('nan')):.0%} -> "
+            f"{metrics.get('val/capped_after', float('nan')):.0%}")
+    for line in diagnostics.verdict(metrics):
+        job.log(line)
     return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
 
 

@@ -4,18 +4,9 @@ import random
 from dataclasses import dataclass
 
 import torch
-from sqlite_utils import Database
 
 from data.rankings import ranking_to_pairs
-from data.store import from_json
-
-
-@dataclass
-class RankingExample:
-    prompt_id: int
-    prompt: str
-    completions: list[str]
-    groups: list[list[int]]  # positions into completions, best first, ties share a group
+from training.rankings import RankingExample
 
 
 @dataclass
@@ -33,36 +24,6 @@ class Batch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.token_type_ids), move(self.better),
                      move(self.worse), move(self.ranking_of_pair), self.n_pairs, self.n_tokens)
-
-
-def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None) -> list[RankingExample]:
-    """Every submitted ranking (skips excluded), optionally only some prompt sets or annotators."""
-    clauses, params = ["r.skipped = 0"], []
-    for column, values in (("p.prompt_set", prompt_sets), ("a.name", annotators)):
-        if values:
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params += values
-    rows = db.execute(
-        f"""SELECT p.id, p.text, r.item_id, r.groups FROM rankings r
-            JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
-            WHERE {' AND '.join(clauses)} ORDER BY r.id""", params).fetchall()
-    texts: dict[int, list[str]] = {}
-    for item_id, text in db.execute("SELECT item_id, text FROM completions ORDER BY item_id, position"):
-        texts.setdefault(item_id, []).append(text)
-    return [RankingExample(prompt_id, prompt, texts[item_id], from_json(groups)) for prompt_id, prompt, item_id, groups in rows]
-
-
-def split_by_prompt(examples: list[RankingExample], validation_fraction: float, seed: int):
-    """(train, validation): every ranking of a prompt lands on the same side."""
-    prompt_ids = sorted({e.prompt_id for e in examples})
-    random.Random(seed).shuffle(prompt_ids)
-    n_validation = max(1, round(len(prompt_ids) * validation_fraction))
-    held_out = set(prompt_ids[:n_validation])
-    return [e for e in examples if e.prompt_id not in held_out], [e for e in examples if e.prompt_id in held_out]
-
-
-def n_pairs(examples: list[RankingExample]) -> int:
-    return sum(len(ranking_to_pairs(e.groups)) for e in examples)
 
 
 def encode(tokenizer, kind: str, prompts: list[str], completions: list[str], max_length: int) -> dict:

@@ -7,7 +7,8 @@ import torch
 from data import versions
 from data.rankings import LETTERS, ranking_to_pairs
 from training import pick_device, use_bf16
-from rm.data import encode, load_rankings
+from training.rankings import load_rankings
+from rm.data import encode
 from rm.model import load_reward_model, trained_prompt_ids
 
 

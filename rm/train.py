@@ -14,10 +14,11 @@ import torch
 
 from data import versions
 from data.jobs import job_main
-from training import use_bf16, warmup_then_decay
+from training import diagnostics, use_bf16, warmup_then_decay
 from training.parallel import DataParallel
+from training.rankings import load_rankings, n_pairs, split_by_prompt
 from rm.config import RewardConfig
-from rm.data import load_rankings, make_batches, n_pairs, split_by_prompt
+from rm.data import make_batches
 from rm.loss import kwise_loss, pairwise_accuracy
 from rm.model import new_reward_model, save_reward_model
 
@@ -44,7 +45,7 @@ def autocast(device: torch.device, enabled: bool):
 def evaluate(model, batches, device, bf16: bool) -> dict:
     """Validation loss, pairwise accuracy, reward distribution and a calibration table."""
     model.eval()
-    losses, rewards_all, diffs = [], [], []
+    losses, rewards_all, diffs, rankings, offset = [], [], [], [], 0
     for batch in batches:
         batch = batch.to(device)
         with autocast(device, bf16):
@@ -52,19 +53,35 @@ def evaluate(model, batches, device, bf16: bool) -> dict:
         if batch.n_pairs:
             losses.append((kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair).item(), batch.n_pairs))
             diffs.append(rewards[batch.better] - rewards[batch.worse])
+            rankings.append(batch.ranking_of_pair.cpu() + offset)
+            offset += int(batch.ranking_of_pair.max()) + 1
         rewards_all.append(rewards)
     model.train()
     rewards = torch.cat(rewards_all).cpu()
-    diff = torch.cat(diffs).cpu()  # r_better - r_worse for every human pair
+    diff = torch.cat(diffs).cpu().float()  # r_better - r_worse for every human pair
+    correct = (diff > 0).float() + 0.5 * (diff == 0).float()  # [P] a reward tie counts 0.5
     return {
         "val/loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
-        "val/accuracy": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),  # a reward tie counts 0.5
+        "val/accuracy": correct.mean().item(),
+        "val/accuracy_ci": ranking_bootstrap_interval(correct, torch.cat(rankings)),
         "val/pairs": len(diff),
         "reward/mean": rewards.mean().item(),
         "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
         "reward/quantiles": torch.quantile(rewards, torch.linspace(0, 1, 11)).tolist(),
         "calibration": calibration_table(diff),
     }
+
+
+def ranking_bootstrap_interval(correct: torch.Tensor, ranking: torch.Tensor, resamples: int = 1000, seed: int = 0) -> list[float]:
+    """95% interval of the pair accuracy, resampling whole rankings (a ranking's pairs are not independent).
+    correct [P] in {0, 0.5, 1}, ranking [P] the ranking each pair came from -> [low, high]"""
+    _, cluster = ranking.unique(return_inverse=True)  # [P] 0..C-1
+    C = int(cluster.max()) + 1
+    right = torch.zeros(C).index_add_(0, cluster, correct)  # [C] correct pairs per ranking
+    pairs = torch.bincount(cluster, minlength=C).float()  # [C]
+    draws = torch.randint(C, (resamples, C), generator=torch.Generator().manual_seed(seed))  # [R, C]
+    accuracy = right[draws].sum(1) / pairs[draws].sum(1)  # [R]
+    return torch.quantile(accuracy, torch.tensor([0.025, 0.975])).tolist()
 
 
 def calibration_table(diff: torch.Tensor) -> list[dict]:
@@ -92,6 +109,7 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
     check_enough(train, validation)
     model, tokenizer, metrics = fit(train, validation, config, on_step, parallel)
+    metrics.update(diagnostics.length_rule_accuracy(train, validation))
     return model, tokenizer, metrics, {"train": sorted({e.prompt_id for e in train}),
                                        "validation": sorted({e.prompt_id for e in validation})}
 
@@ -133,7 +151,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             if step == total or step % max(1, total // (4 * config.epochs)) == 0:
                 eval_started = time.perf_counter()
                 evaluation = evaluate(model, val_batches, device, bf16)
-                metrics.update({k: v for k, v in evaluation.items() if k.startswith("val/")})
+                metrics.update({k: v for k, v in evaluation.items() if k.startswith("val/") and isinstance(v, (int, float))})
                 eval_seconds += time.perf_counter() - eval_started
             report(step, total, metrics)
     seconds = time.perf_counter() - started - eval_seconds  # training only: the periodic validation is not counted

@@ -40,6 +40,11 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     assert len(at.get("vega_lite_chart")) >= 2  # loss and accuracy curves
     active = versions.active_version(app_db, "reward")
     assert active["metrics"]["val/accuracy"] > 0.9
+    shown = {m.label: m.value for m in at.metric}
+    low, high = active["metrics"]["val/accuracy_ci"]
+    assert shown["95% interval"] == f"{low:.0%} – {high:.0%}"
+    assert active["metrics"]["val/length_rule_accuracy"] == 0.5  # "good answer" and "bad answer": same length
+    assert any("length" in unescaped(m) or "Held-out accuracy" in unescaped(m) for m in [*at.success, *at.warning])
     # Inspect: the ranked item's completions ordered by reward next to the human ranks.
     at.toggle[0].set_value(True).run()
     frames = [d.value for d in at.dataframe]

@@ -85,7 +85,7 @@ def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small
 def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, tiny_small_vocab_generator, tiny_encoder):
     from data import items
     from rm.config import RewardConfig
-    from rm.data import RankingExample
+    from training.rankings import RankingExample
     from rm.model import save_reward_model
     from rm.train import fit
     from policy.generate import sample
@@ -228,3 +228,72 @@ def test_with_lora_in_bf16_the_model_sampled_from_is_the_policy_with_its_adapter
     assert sampler is trainer.sampling_model()  # one copy, refreshed, never a new one per step
     lora_b = next(p for n, p in trainer.policy.named_parameters() if "lora_B" in n)
     assert lora_b.abs().sum() > 0
+
+
+class TenTimesShorterIsBetter(ShorterIsBetter):
+    def score(self, prompts, completions):
+        return 10 * super().score(prompts, completions) + 3
+
+
+def test_standardised_rewards_make_the_update_the_same_whatever_the_reward_models_scale(tiny_small_vocab_generator):
+    updated = []
+    for scorer in (ShorterIsBetter(), TenTimesShorterIsBetter()):
+        model, tokenizer = load_generator(tiny_small_vocab_generator)
+        trainer = PolicyTrainer(model, tokenizer, scorer, config(no_eos_penalty=0.5))
+        trainer.step(PROMPTS[:2], seed=4)
+        updated.append([p.detach().clone() for p in trainer.policy.parameters()])
+    for a, b in zip(*updated):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_the_length_cap_and_no_eos_penalty_follow_what_was_ranked():
+    from policy.train import shaped_to_the_rankings
+
+    logged = []
+    base = config(max_new_tokens=64, no_eos_penalty=1.0)
+    shaped = shaped_to_the_rankings(base, {"max_new_tokens": 128, "truncated_share": 0.2}, logged.append)
+    assert shaped.max_new_tokens == 128 and shaped.no_eos_penalty == 0.0
+    assert "raised from 64 to 128" in logged[0] and "20% of the ranked completions were cut" in logged[1]
+    assert shaped_to_the_rankings(base, {"max_new_tokens": 32, "truncated_share": 0.0}, logged.append) == base
+    assert shaped_to_the_rankings(base, {"max_new_tokens": None, "truncated_share": 0.0}, logged.append) == base
+
+
+def test_the_store_says_how_the_ranked_completions_were_generated(db):
+    from data import annotation, items
+    from data.items import NewCompletion
+
+    items.ensure_prompt_set(db, "s")
+    made = []
+    for i, (cap, cut) in enumerate(((128, True), (256, False))):
+        prompt_id, _ = items.add_prompt(db, "s", f"prompt {i}")
+        made.append(items.add_item(db, prompt_id, [NewCompletion("a", params={"max_new_tokens": cap}, finish_reason="length" if cut else "eos"),
+                                                   NewCompletion("b", params={"max_tokens": cap}, finish_reason="eos")]))
+    assert items.ranked_generation_limits(db) == {"max_new_tokens": None, "truncated_share": 0.0, "ranked_completions": 0}
+    me = annotation.annotator_id(db, "ann")
+    annotation.submit_ranking(db, made[0], me, [[0], [1]], [0, 1])
+    assert items.ranked_generation_limits(db) == {"max_new_tokens": 128, "truncated_share": 0.5, "ranked_completions": 2}
+
+
+def test_the_evaluation_says_whether_the_gain_is_length(tiny_small_vocab_generator):
+    from training.diagnostics import verdict
+
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
+                                    config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
+    assert metrics["val/length_after"] < metrics["val/length_before"] and metrics["val/win_rate"] >= 0.6
+    # the scripted reward is length itself: every bit of the gain is length
+    assert metrics["val/reward_length_corr"] < -0.9
+    assert metrics["val/lc_win_rate"] < 0.55
+    assert 0 <= metrics["val/capped_after"] <= metrics["val/capped_before"] <= 1
+    lines = verdict(metrics)
+    assert lines[0][0] is False and lines[0][1].startswith("The gain is explained by length")
+    gains = [e["after_reward"] - e["before_reward"] for e in metrics["examples"]]
+    assert gains == sorted(gains, reverse=True)  # the biggest reward gains first
+
+
+def test_a_gain_at_equal_length_is_called_good_news():
+    from training.diagnostics import verdict
+
+    lines = verdict({"val/win_rate": 0.7, "val/lc_win_rate": 0.68, "val/length_before": 40, "val/length_after": 41,
+                     "val/reward_length_corr": 0.1, "val/capped_before": 0.1, "val/capped_after": 0.1})
+    assert lines == [(True, "The new generator wins 68% of pairs at equal length: the gain is not length alone.")]

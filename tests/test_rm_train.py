@@ -8,7 +8,8 @@ from transformers import AutoTokenizer
 from data import items, jobs, versions
 from data.items import NewCompletion
 from rm.config import RewardConfig
-from rm.data import RankingExample, encode, load_rankings, make_batches, split_by_prompt
+from rm.data import encode, make_batches
+from training.rankings import RankingExample, load_rankings, split_by_prompt
 from rm.loss import kwise_loss
 from rm.model import load_reward_model, new_reward_model, save_reward_model
 from rm.score import RewardScorer
@@ -209,3 +210,22 @@ def test_a_folder_in_the_old_format_still_scores_by_mean_pooling(tiny_encoder, t
         with torch.no_grad():
             expected = head(backbone_model(**batch).last_hidden_state.mean(1)).squeeze()  # one sequence: no padding
         assert score.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_the_held_out_accuracy_comes_with_an_interval_and_a_length_only_rule_beside_it():
+    from rm.train import ranking_bootstrap_interval
+    from training.diagnostics import length_rule_accuracy, reward_model_verdict
+
+    low, high = ranking_bootstrap_interval(torch.tensor([1.0] * 30 + [0.0] * 10), torch.arange(40) // 2)
+    assert low < 0.75 < high and high - low < 0.4
+    assert ranking_bootstrap_interval(torch.ones(8), torch.arange(8)) == [1.0, 1.0]
+    few = reward_model_verdict({"val/accuracy": 0.62, "val/accuracy_ci": [0.45, 0.78], "val/length_rule": "shorter",
+                                "val/length_rule_accuracy": 0.6})
+    assert [good for good, _ in few] == [False, False]
+    assert few[0][1].startswith("Probably too few rankings for a policy update")
+    assert 'The rule "the shorter answer wins" scores 60%' in few[1][1]
+    good = reward_model_verdict({"val/accuracy": 0.8, "val/accuracy_ci": [0.72, 0.87], "val/length_rule": "longer",
+                                 "val/length_rule_accuracy": 0.55})
+    assert good == [(True, 'Held-out accuracy 80% (95% interval 72%–87%), +25% over the rule "the longer answer wins".')]
+    shorter = [RankingExample(i, "q", ["a", "a b c"], [[0], [1]]) for i in range(3)]
+    assert length_rule_accuracy(shorter, shorter)["val/length_rule"] == "shorter"

@@ -5,11 +5,13 @@ import streamlit as st
 
 from data import items, versions
 from policy.config import GenerationConfig, PolicyConfig
+from training.diagnostics import verdict
 from ui.jobs import launch, latest_job, version_label, version_picker
 from ui.session import screen
 
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
-TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"]}
+TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
+                   "Reward-length correlation": ["policy/reward_length_corr"], "Ended before the cap": ["policy/ended"]}
 EVAL_METRICS = [("Reward before", "val/reward_before", "{:.3f}"), ("Reward after", "val/reward_after", "{:.3f}"),
                 ("Win rate vs start", "val/win_rate", "{:.0%}"), ("KL to start", "val/kl", "{:.3f}")]
 
@@ -58,7 +60,17 @@ def compare_and_use(db) -> None:
     for column, (label, key, fmt) in zip(st.columns(4), EVAL_METRICS):
         if key in metrics:
             column.metric(label, fmt.format(metrics[key]))
+    if "val/lc_win_rate" in metrics:
+        lc, length, capped, corr = st.columns(4)
+        lc.metric("Win rate at equal length", f"{metrics['val/lc_win_rate']:.0%}",
+                  help="logistic regression of 'new beats old' on the length difference, read at equal length")
+        length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens")
+        capped.metric("Cut at the cap, before → after", f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}")
+        corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")
+    for good, line in verdict(metrics):
+        (st.success if good else st.warning)(line)
     if metrics.get("examples"):
+        st.caption("The biggest reward gains, for reading: same prompt, same seed, before and after")
         st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
                      column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")})
     left, right = st.columns(2)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from data import annotation, items, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
+from training.diagnostics import reward_model_verdict
 from ui.jobs import launch, latest_job, version_picker
 from ui.models import reward_scorer
 from ui.session import flash, screen
@@ -56,7 +57,8 @@ def models_list(db) -> None:
         return
     st.dataframe(pd.DataFrame([{
         "id": v["id"], "name": v["name"], "active": v["is_active"], "backbone": v["config"].get("backbone"),
-        "validation accuracy": v["metrics"].get("val/accuracy"), "validation loss": v["metrics"].get("val/loss"),
+        "validation accuracy": v["metrics"].get("val/accuracy"),
+        "length-only rule": v["metrics"].get("val/length_rule_accuracy"), "validation loss": v["metrics"].get("val/loss"),
         "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
         "created": v["created_at"][:19]} for v in models]), hide_index=True)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
@@ -65,6 +67,16 @@ def models_list(db) -> None:
         versions.set_active(db, chosen["id"])
         st.toast(f"{chosen['name']} is now the active reward model")
     active = versions.active_version(db, "reward")
+    if active and "val/accuracy_ci" in active["metrics"]:
+        m = active["metrics"]
+        left, middle, right = st.columns(3)
+        left.metric("Held-out accuracy", f"{m['val/accuracy']:.0%}", help="pairs of held-out prompts the reward model orders as people did")
+        middle.metric("95% interval", f"{m['val/accuracy_ci'][0]:.0%} – {m['val/accuracy_ci'][1]:.0%}",
+                      help="resampling whole held-out rankings")
+        right.metric(f"\"The {m['val/length_rule']} answer wins\"", f"{m['val/length_rule_accuracy']:.0%}",
+                     help="a length-only rule on the same pairs: how much of the reward model could be length")
+        for good, line in reward_model_verdict(m):
+            (st.success if good else st.warning)(line)
     if active and active["metrics"].get("calibration"):
         left, right = st.columns(2)
         left.caption("Calibration on held-out pairs: predicted P(better) against how often humans agreed")

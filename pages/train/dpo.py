@@ -1,0 +1,64 @@
+"""Preference optimisation (DPO): train the generator straight from the rankings, no reward model in between."""
+
+import pandas as pd
+import streamlit as st
+
+from data import items, versions
+from policy.config import DPOConfig
+from training.diagnostics import verdict
+from ui.jobs import launch, latest_job, version_label, version_picker
+from ui.session import screen
+
+LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
+DPO_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pair accuracy of the implicit reward": ["train/accuracy", "val/accuracy"],
+              "Implicit reward margin": ["train/reward_margin", "val/reward_margin"]}
+VERSION_COLUMNS = {"val/accuracy_before": "held-out pair accuracy before", "val/accuracy": "after",
+                   "val/logp_margin": "log-prob margin", "val/kl": "KL to start", "val/win_rate": "reward-model win rate",
+                   "val/lc_win_rate": "at equal length", "train/pairs": "training pairs"}
+
+
+def train_form(db) -> None:
+    defaults = DPOConfig()
+    with st.form("train-dpo"):
+        left, right = st.columns(2)
+        generator = version_picker(left, "Start from generator (also the reference)", versions.list_versions(db, "generator"))
+        prompt_sets = right.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+        left, middle, right = st.columns(3)
+        loss = left.selectbox("Loss", list(LOSSES), format_func=LOSSES.get)
+        beta = middle.number_input("β", 0.001, 10.0, defaults.beta, 0.05, help="how far from the reference a preference may pull")
+        epochs = right.number_input("Epochs", 1, 100, defaults.epochs)
+        left, middle, right = st.columns(3)
+        learning_rate = left.number_input("Learning rate", 1e-8, 1e-2, defaults.learning_rate, format="%.1e")
+        rankings_per_step = middle.number_input("Rankings per step", 1, 512, defaults.rankings_per_step)
+        name = right.text_input("Version name", placeholder="dpo-<date>-<time>", help="letters, digits, '.', '_' and '-'")
+        left, right = st.columns(2)
+        lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 5e-7)")
+        margin_weight = right.checkbox("Weight pairs by rank gap", defaults.margin_weight,
+                                       help="D > C > A: D>A counts twice as much as D>C")
+        if st.form_submit_button("Start preference optimisation", type="primary"):
+            launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=",".join(prompt_sets), loss=loss,
+                                    beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
+                                    rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
+                                    name=name.strip()), "Preference optimisation")
+
+
+def trained_versions(db) -> None:
+    trained = [v for v in versions.list_versions(db, "generator") if "val/accuracy_before" in v["metrics"]]
+    if not trained:
+        st.caption("No generator trained by preference optimisation yet.")
+        return
+    rows = [{"version": version_label(v), **{label: v["metrics"].get(key) for key, label in VERSION_COLUMNS.items()}}
+            for v in trained[::-1]]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    for good, line in verdict(trained[-1]["metrics"]):
+        (st.success if good else st.warning)(f"{trained[-1]['name']}: {line}")
+
+
+with screen("Preference optimisation (DPO)") as (db, user):
+    st.markdown(f"Learns from the **{items.counts(db)['rankings']:,} rankings** directly: every pair a ranking implies "
+                "(ties give none), the reference being the starting generator. The Policy update screen compares any "
+                "trained generator with where it started.")
+    train_form(db)
+    latest_job(db, "dpo", DPO_CHARTS, "dpo")
+    st.divider()
+    trained_versions(db)

@@ -1,0 +1,261 @@
+"""Direct preference optimisation of the generator straight from the rankings: no reward model in between.
+
+    python -m policy.dpo --epochs 1 --beta 0.1
+
+A ranking's K completions go through the model together, their shared prompt once (as in the policy update), and
+every pair the ranking implies (D > C > A = B gives D>C, D>A, D>B, C>A, C>B; a tie none) is then read off the K
+sequence log-probs, so the pairs of one ranking always share a batch and cost no extra pass:
+    h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))      the pair's log-ratio margin
+    sigmoid (DPO):  -log sigma(beta * h)          ipo (IPO):  (h - 1 / (2 beta))^2
+averaged over the ranking's pairs (weighted by rank gap with --margin-weight), then over the step's rankings.
+The reference is the starting generator: with LoRA, the same model with the adapter switched off.
+"""
+
+import copy
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from data import conversation, versions
+from data.jobs import job_main
+from data.rankings import Pair, ranking_to_pairs
+from policy.config import DPOConfig, PolicyConfig
+from policy.models import load_generator, save_generator_version
+from policy.sft import encode_demonstration
+from policy.train import LORA_TARGETS, PolicyTrainer, Rollout, completion_logprobs
+from training import pick_device, release_freed_memory, use_bf16, warmup_then_decay
+from training.rankings import RankingExample, load_rankings, split_by_prompt
+
+EVAL_PROMPTS = 16
+
+
+@dataclass
+class EncodedRanking:
+    sequences: Rollout  # the prompt once for its K completions (right-padded); k = K
+    pairs: list[Pair]  # (chosen, rejected, rank gap), positions into the K completions
+    n_tokens: int  # real tokens: the prompt once plus every completion
+
+
+def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> EncodedRanking | None:
+    """The ranking as one prompt and its K completions, each ending with the end-of-turn token (None when the
+    prompt alone reaches max_length: nothing of the completions would be left to compare)."""
+    prompt = conversation.as_messages(example.prompt, example.messages)
+    rows = [encode_demonstration(tokenizer, prompt, completion, max_length) for completion in example.completions]
+    P = rows[0][1]
+    if P >= max_length:
+        return None
+    T = max(len(ids) - P for ids, _ in rows)
+    K = len(rows)
+    sequences = torch.full((K, P + T), tokenizer.pad_token_id, dtype=torch.long)  # [K, P+T]
+    attention = torch.zeros(K, P + T, dtype=torch.long)  # [K, P+T]
+    completion_mask = torch.zeros(K, T, dtype=torch.bool)  # [K, T]
+    for r, (ids, _) in enumerate(rows):
+        sequences[r, :len(ids)] = torch.tensor(ids)
+        attention[r, :len(ids)] = 1
+        completion_mask[r, :len(ids) - P] = True
+    rollout = Rollout(sequences, attention, completion_mask, P, K, torch.ones(K, dtype=torch.bool), [example.prompt] * K,
+                      example.completions)
+    return EncodedRanking(rollout, ranking_to_pairs(example.groups), P + int(completion_mask.sum()))
+
+
+def sequence_logprobs(model, ranking: EncodedRanking) -> torch.Tensor:
+    """log pi(y | x) of each of the ranking's K completions (the sum over its tokens). [K]"""
+    logprobs, _, _ = completion_logprobs(model, ranking.sequences, 1.0, with_entropy=False)  # [K, T]
+    return (logprobs * ranking.sequences.completion_mask).sum(1)
+
+
+def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, pairs: list[Pair], beta: float,
+                    loss: str = "sigmoid", margin_weight: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ranking's loss (mean over its pairs) and each pair's log-ratio margin h. logps [K] -> (scalar, [P])
+
+    >>> loss, h = preference_loss(torch.tensor([-1.0, -3.0]), torch.tensor([-2.0, -2.0]), [Pair(0, 1, 1)], beta=0.5)
+    >>> h.tolist(), round(loss.item(), 4)  # h = (-1 + 2) - (-3 + 2) = 2; -log sigma(0.5 * 2)
+    ([2.0], 0.3133)
+    """
+    chosen = torch.tensor([p.chosen for p in pairs])  # [P]
+    rejected = torch.tensor([p.rejected for p in pairs])  # [P]
+    log_ratio = policy_logps - reference_logps  # [K] log pi/ref of each completion
+    h = log_ratio[chosen] - log_ratio[rejected]  # [P]
+    losses = -F.logsigmoid(beta * h) if loss == "sigmoid" else (h - 1 / (2 * beta)) ** 2  # [P]
+    weights = torch.tensor([float(p.margin) if margin_weight else 1.0 for p in pairs])  # [P]
+    return (weights * losses).sum() / weights.sum(), h
+
+
+class PreferenceTrainer:
+    """The policy, its reference and the optimizer; `step(rankings)` is one update."""
+
+    def __init__(self, model, tokenizer, config: DPOConfig, total_steps: int):
+        self.config, self.tokenizer, self.device = config, tokenizer, model.device
+        self.bf16 = use_bf16(config.bf16, self.device)
+        if config.lora:
+            from peft import LoraConfig, get_peft_model
+
+            if self.bf16:
+                model = model.to(torch.bfloat16)  # the frozen base in bf16; adapters stay fp32
+            present = {name.split(".")[-1] for name, _ in model.named_modules()}
+            self.policy = get_peft_model(model, LoraConfig(
+                r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                target_modules=[t for t in LORA_TARGETS if t in present] or "all-linear"))
+            self.reference = None  # the adapter switched off
+        else:
+            self.policy = model
+            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        self.policy.eval()  # no dropout: the reference and the policy see the same function at step 0
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
+        self.schedule = warmup_then_decay(self.optimizer, total_steps, total_steps // 10)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    @torch.no_grad()
+    def reference_logprobs(self, ranking: EncodedRanking) -> torch.Tensor:
+        with self.autocast(), (self.policy.disable_adapter() if self.reference is None else nullcontext()):
+            return sequence_logprobs(self.reference or self.policy, ranking)
+
+    def step(self, rankings: list[EncodedRanking]) -> dict:
+        """One optimizer step over whole rankings, one ranking's forward and backward pass at a time."""
+        c, losses, margins = self.config, [], []
+        for ranking in rankings:
+            reference = self.reference_logprobs(ranking)  # [K]
+            with self.autocast():
+                policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
+            loss, h = preference_loss(policy, reference.to(policy.device), ranking.pairs, c.beta, c.loss, c.margin_weight)
+            (loss / len(rankings)).backward()
+            losses.append(loss.item())
+            margins.append(h.detach())
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        release_freed_memory()
+        h = torch.cat(margins)
+        return {"train/loss": sum(losses) / len(losses), "train/accuracy": pair_accuracy(h),
+                "train/reward_margin": c.beta * h.mean().item(), "train/lr": self.schedule.get_last_lr()[0]}
+
+    @torch.no_grad()
+    def evaluate(self, rankings: list[EncodedRanking]) -> dict:
+        """Held-out rankings: the loss, the implicit reward's pair accuracy (h > 0; a tie 0.5), the implicit reward
+        margin beta * h, and the policy's own log-prob margin of the chosen over the rejected completion."""
+        c, losses, margins, logp_margins = self.config, [], [], []
+        for ranking in rankings:
+            reference = self.reference_logprobs(ranking)
+            with self.autocast():
+                policy = sequence_logprobs(self.policy, ranking)
+            loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight)
+            losses.append(loss.item())
+            margins.append(h)
+            logp_margins += [(policy[p.chosen] - policy[p.rejected]).item() for p in ranking.pairs]
+        h = torch.cat(margins) if margins else torch.zeros(0)
+        return {"val/loss": sum(losses) / max(1, len(losses)), "val/accuracy": pair_accuracy(h),
+                "val/reward_margin": c.beta * h.mean().item() if len(h) else 0.0,
+                "val/logp_margin": sum(logp_margins) / max(1, len(logp_margins)), "val/pairs": len(h)}
+
+
+def pair_accuracy(h: torch.Tensor) -> float:
+    """Share of pairs whose implicit reward ranks the chosen completion higher; a tie counts half."""
+    return ((h > 0).float() + 0.5 * (h == 0).float()).mean().item() if len(h) else float("nan")
+
+
+def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingExample], config: DPOConfig,
+        on_step=lambda step, total, metrics: None) -> tuple[PreferenceTrainer, dict]:
+    """Train on rankings in memory; returns (trainer, metrics)."""
+    torch.manual_seed(config.seed)
+    encode = lambda examples: [r for r in (encode_ranking(tokenizer, e, config.max_length) for e in examples)  # noqa: E731
+                               if r is not None and r.pairs]
+    train_rankings, val_rankings = encode(train), encode(validation)
+    if not train_rankings:
+        raise ValueError("no training ranking has a strict preference (ties only, or prompts longer than max_length)")
+    steps_per_epoch = math.ceil(len(train_rankings) / config.rankings_per_step)
+    total = steps_per_epoch * config.epochs
+    trainer = PreferenceTrainer(model, tokenizer, config, total)
+    before = trainer.evaluate(val_rankings)
+    step, tokens, seconds = 0, 0, 0.0
+    for epoch in range(1, config.epochs + 1):
+        order = list(range(len(train_rankings)))
+        random.Random(config.seed + epoch).shuffle(order)
+        for start in range(0, len(order), config.rankings_per_step):
+            batch = [train_rankings[i] for i in order[start:start + config.rankings_per_step]]
+            started = time.perf_counter()
+            metrics = trainer.step(batch)
+            seconds += time.perf_counter() - started
+            step, tokens = step + 1, tokens + sum(r.n_tokens for r in batch)
+            on_step(step, total, {"train/epoch": epoch, **metrics, "speed/tokens_per_s": tokens / seconds})
+        on_step(step, total, {"train/epoch": epoch, **trainer.evaluate(val_rankings)})
+    after = trainer.evaluate(val_rankings)
+    return trainer, {**after, "val/accuracy_before": before["val/accuracy"], "val/loss_before": before["val/loss"],
+                     "steps": step, "train/tokens_per_s": tokens / max(seconds, 1e-9), "train/rankings": len(train_rankings),
+                     "train/pairs": sum(len(r.pairs) for r in train_rankings), "val/rankings": len(val_rankings)}
+
+
+def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[RankingExample], config: DPOConfig,
+                        scorer=None) -> dict:
+    """Samples of the trained and the starting generator on held-out prompts: the KL to the reference, and with a
+    reward model its win rate, rewards and length diagnostics (the policy update's evaluation)."""
+    prompts, seen = [], set()
+    for e in validation:
+        if e.prompt_id not in seen and len(prompts) < EVAL_PROMPTS:
+            seen.add(e.prompt_id)
+            prompts.append(conversation.as_messages(e.prompt, e.messages))
+    evaluator = PolicyTrainer.evaluator(trainer.policy, trainer.reference, tokenizer, scorer, PolicyConfig(
+        algorithm="reinforce", k=config.eval_samples, max_new_tokens=config.max_new_tokens, temperature=1.0,
+        lora=config.lora, bf16=config.bf16, eval_prompts=0))
+    if scorer is None:
+        return {"val/kl": evaluator.kl_to_reference(prompts, config.seed)}
+    return evaluator.evaluate(prompts, config.seed)
+
+
+def run_dpo(db, config: DPOConfig, job) -> dict:
+    """Job body: rankings from the store, DPO, then save and register the new generator version."""
+    start = versions.version_or_active(db, "generator", config.generator_version)
+    sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
+    examples = [e for e in load_rankings(db, sets) if ranking_to_pairs(e.groups)]
+    train, validation = split_by_prompt(examples, config.validation_fraction, config.seed) if examples else ([], [])
+    if not train or not validation:
+        raise ValueError(f"need rankings with a strict preference for at least 2 prompts (one held out), have "
+                         f"{len(examples)}: rank some items on the Annotate page, or import rankings")
+    job.log(f"DPO ({config.loss}, beta {config.beta}) of {start['name']} on {len(train)} rankings "
+            f"({len(validation)} held out); LoRA {'on' if config.lora else 'off'}")
+    device = pick_device(config.device)
+    dtype = torch.bfloat16 if config.lora and use_bf16(config.bf16, device) else torch.float32
+    model, tokenizer = load_generator(start["path"], str(device), dtype)
+    full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
+    if full_weights:
+        model = model.merge_and_unload()
+    started = time.perf_counter()
+
+    def on_step(step, total, metrics):
+        job.metrics(step, metrics)
+        if "train/loss" in metrics:
+            eta = (time.perf_counter() - started) / step * (total - step)
+            job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · "
+                                      f"pair accuracy {metrics['train/accuracy']:.2f} · ETA {eta:.0f} s")
+
+    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step)
+    job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "
+            f"on {metrics['val/pairs']} pairs")
+    if config.eval_samples:
+        reward = versions.active_version(db, "reward")
+        scorer = None
+        if reward is not None:
+            from rm.score import RewardScorer
+
+            scorer = RewardScorer(reward["path"], str(device))
+            job.log(f"evaluating against the active reward model {reward['name']}")
+        metrics.update(held_out_evaluation(trainer, tokenizer, validation, config, scorer))
+    trained = trainer.policy.merge_and_unload() if full_weights and config.lora else trainer.policy
+    name = config.name or versions.default_version_name("dpo")
+    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json")
+    job.log(f"saved {name}")
+    return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items()
+                                                    if k.startswith("val/") and isinstance(v, float)}}
+
+
+if __name__ == "__main__":
+    raise SystemExit(job_main("dpo", DPOConfig, run_dpo))

@@ -1,0 +1,122 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data import annotation, items, jobs, versions
+from data.rankings import Pair, ranking_to_pairs
+from policy.config import DPOConfig
+from policy.dpo import PreferenceTrainer, encode_ranking, fit, preference_loss, run_dpo, sequence_logprobs
+from policy.models import load_generator
+from policy.sft import encode_demonstration
+from training.rankings import RankingExample
+
+
+def config(**overrides) -> DPOConfig:
+    return DPOConfig(**{**dict(beta=0.5, learning_rate=5e-3, rankings_per_step=2, bf16=False, lora=False, eval_samples=0,
+                               max_length=64), **overrides})
+
+
+def test_the_loss_and_its_gradient_match_a_hand_computed_pair():
+    policy = torch.tensor([-1.0, -3.0], requires_grad=True)
+    reference = torch.tensor([-2.0, -2.0])
+    loss, h = preference_loss(policy, reference, [Pair(0, 1, 1)], beta=0.5)
+    assert h.item() == pytest.approx(2.0)  # (-1 - -2) - (-3 - -2)
+    assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))))
+    loss.backward()
+    slope = -0.5 / (1 + math.exp(1.0))  # d/dh -log sigma(beta h) = -beta sigma(-beta h)
+    torch.testing.assert_close(policy.grad, torch.tensor([slope, -slope]))
+    ipo, _ = preference_loss(torch.tensor([-1.0, -3.0]), reference, [Pair(0, 1, 1)], beta=0.5, loss="ipo")
+    assert ipo.item() == pytest.approx((2.0 - 1 / (2 * 0.5)) ** 2)
+
+
+def test_a_k_wise_ranking_with_a_tie_gives_every_strict_pair_and_weights_them_by_rank_gap():
+    pairs = ranking_to_pairs([[3], [2], [0, 1]])  # D > C > A = B
+    assert [(p.chosen, p.rejected) for p in pairs] == [(3, 2), (3, 0), (3, 1), (2, 0), (2, 1)]
+    policy, reference = torch.tensor([-4.0, -4.0, -2.0, -1.0]), torch.zeros(4)
+    _, h = preference_loss(policy, reference, pairs, beta=1.0)
+    assert h.tolist() == [1.0, 3.0, 3.0, 2.0, 2.0]
+    plain, _ = preference_loss(policy, reference, pairs, beta=1.0)
+    weighted, _ = preference_loss(policy, reference, pairs, beta=1.0, margin_weight=True)
+    losses = -F.logsigmoid(h)
+    assert plain.item() == pytest.approx(losses.mean().item())
+    assert weighted.item() == pytest.approx(((torch.tensor([1.0, 2, 2, 1, 1]) * losses).sum() / 7).item())
+    assert ranking_to_pairs([[0, 1]]) == []  # a tie alone teaches nothing
+
+
+def test_a_rankings_completions_share_one_pass_over_their_prompt(tiny_generator):
+    model, tokenizer = load_generator(tiny_generator)
+    example = RankingExample(1, "why is the sky blue", ["because of air", "no", "light scatters in the air a lot"], [[2], [0], [1]])
+    ranking = encode_ranking(tokenizer, example, 64)
+    assert ranking.sequences.sequences.shape[0] == 3 and len(ranking.pairs) == 3
+    together = sequence_logprobs(model, ranking)
+    for k, completion in enumerate(example.completions):  # each completion alone, the textbook way
+        ids, n_prompt = encode_demonstration(tokenizer, example.prompt, completion, 64)
+        logp = model(input_ids=torch.tensor([ids])).logits[0, :-1].float().log_softmax(-1)
+        alone = logp[n_prompt - 1:].gather(1, torch.tensor(ids[n_prompt:]).unsqueeze(1)).sum()
+        assert together[k].item() == pytest.approx(alone.item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_reference_stays_the_starting_model_while_the_policy_learns(tiny_generator, lora):
+    model, tokenizer = load_generator(tiny_generator)
+    start, _ = load_generator(tiny_generator)
+    rankings = [encode_ranking(tokenizer, RankingExample(i, f"question {i}", ["yes yes", "no no"], [[0], [1]]), 64) for i in range(4)]
+    trainer = PreferenceTrainer(model, tokenizer, config(lora=lora, learning_rate=2e-2), total_steps=10)
+    first = trainer.step(rankings[:2])
+    assert first["train/loss"] == pytest.approx(math.log(2), abs=1e-5)  # step 0: the policy is its reference, h = 0
+    for _ in range(8):
+        trainer.step(rankings)
+    for ranking in rankings:
+        expected = sequence_logprobs(start, ranking)
+        torch.testing.assert_close(trainer.reference_logprobs(ranking), expected, atol=1e-4, rtol=1e-4)
+    assert trainer.evaluate(rankings)["val/accuracy"] == 1.0
+    if lora:
+        assert trainer.reference is None  # the adapter switched off, not a copy
+
+
+def test_dpo_learns_a_preference_that_holds_on_held_out_prompts(tiny_generator):
+    model, tokenizer = load_generator(tiny_generator)
+    examples = [RankingExample(i, f"question number {i}", ["a long and very fine answer", "no", "bad"], [[0], [1, 2]])
+                for i in range(12)]
+    trainer, metrics = fit(model, tokenizer, examples[:9], examples[9:], config(epochs=3))
+    assert metrics["val/accuracy_before"] <= 0.75 and metrics["val/accuracy"] == 1.0
+    assert metrics["val/loss"] < metrics["val/loss_before"] and metrics["val/logp_margin"] > 0
+    assert metrics["train/pairs"] == 9 * 2 and metrics["val/pairs"] == 3 * 2
+
+
+def test_a_dpo_job_learns_from_the_store_and_registers_a_child_version(db, db_path, tiny_generator):
+    items.ensure_prompt_set(db, "s")
+    start = versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    alice = annotation.annotator_id(db, "alice")
+    for i in range(10):
+        prompt_id, _ = items.add_prompt(db, "s", f"prompt number {i}")
+        item = items.add_item(db, prompt_id, [items.NewCompletion(t) for t in ("short", "a much longer answer", "mid one")])
+        annotation.submit_ranking(db, item, alice, [[1], [2], [0]], [0, 1, 2])
+        if i == 0:
+            tie = items.add_item(db, prompt_id, [items.NewCompletion("x"), items.NewCompletion("y")])
+            annotation.submit_ranking(db, tie, alice, [[0, 1]], [0, 1])  # a tie alone: no pair, left out
+    job_id = jobs.create_job(db, "dpo", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_dpo(db, config(name="tiny-dpo", epochs=2, eval_samples=2, max_new_tokens=6), job))
+    done = jobs.get_job(db, job_id)
+    assert done["status"] == "done", done["error"]
+    version = versions.active_version(db, "generator")
+    assert version["name"] == "tiny-dpo" and version["parent_id"] == start
+    assert version["metrics"]["train/rankings"] + version["metrics"]["val/rankings"] == 10
+    assert version["metrics"]["val/accuracy"] >= version["metrics"]["val/accuracy_before"]
+    assert "val/kl" in version["metrics"]
+    curves = jobs.job_metrics(db, job_id)
+    assert any("train/loss" in m for m in curves) and any("val/accuracy" in m for m in curves)
+    assert "held-out pair accuracy" in done["log"]
+    reloaded, _ = load_generator(version["path"])  # the saved generator loads and writes
+    assert reloaded is not None
+
+
+def test_dpo_refuses_a_store_without_strict_preferences(db, db_path, tiny_generator):
+    versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    job_id = jobs.create_job(db, "dpo", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_dpo(db, config(), job))
+    assert "need rankings with a strict preference" in jobs.get_job(db, job_id)["error"]

@@ -1,0 +1,121 @@
+"""Did a round of the loop work, or did it learn length? Pure functions shared by the trainers and their screens.
+
+A reward model that likes longer (or shorter) answers can be gamed by writing longer (or shorter) answers. These
+figures tell that apart: a length-only rule's accuracy beside the reward model's; for a policy update, the
+correlation of reward with length on the new samples, and a win rate with length held fixed (a logistic regression
+of "new beats old" on their length difference, read at a difference of zero, as AlpacaEval's length-controlled win
+rate does).
+"""
+
+import math
+
+from data.rankings import ranking_to_pairs
+
+
+def correlation(xs: list[float], ys: list[float]) -> float:
+    """Pearson correlation; 0 when either side does not vary.
+
+    >>> round(correlation([1, 2, 3], [2, 4, 7]), 3)
+    0.993
+    >>> correlation([1, 1, 1], [1, 2, 3])
+    0.0
+    """
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+
+
+def length_controlled_win_rate(reward_gain: list[float], length_gain: list[float], l2: float = 1.0) -> float:
+    """P(new beats old) at equal length: logistic regression of the outcome (1 win, 0.5 tie, 0 loss) on the length
+    difference (scaled by its spread; a ridge penalty `l2` on the slope keeps it finite when length separates wins
+    from losses), by Newton's method; sigmoid of the intercept.
+
+    Over pairs whose wins all come from being longer, it falls towards 0.5 or below even though the raw win rate
+    is high:
+    >>> round(length_controlled_win_rate([1, 1, 1, -1, 1, -1], [30, 25, 40, -10, 20, -5]), 2) < 0.6
+    True
+    >>> round(length_controlled_win_rate([1, 1, 1, -1], [0, 0, 0, 0]), 2)  # same lengths: the raw win rate
+    0.75
+    """
+    scale = max(math.sqrt(sum(d * d for d in length_gain) / len(length_gain)), 1e-9)
+    xs = [d / scale for d in length_gain]
+    ys = [1.0 if g > 0 else 0.5 if g == 0 else 0.0 for g in reward_gain]
+    a = b = 0.0  # intercept, slope
+    for _ in range(50):
+        ps = [1 / (1 + math.exp(-(a + b * x))) for x in xs]
+        ga = sum(p - y for p, y in zip(ps, ys))
+        gb = sum((p - y) * x for p, y, x in zip(ps, ys, xs)) + l2 * b
+        w = [p * (1 - p) for p in ps]
+        haa, hab, hbb = sum(w) + 1e-9, sum(wi * x for wi, x in zip(w, xs)), sum(wi * x * x for wi, x in zip(w, xs)) + l2
+        det = haa * hbb - hab * hab
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        a, b = a - da, b - db
+        if abs(da) + abs(db) < 1e-10:
+            break
+    return 1 / (1 + math.exp(-a))
+
+
+def length_rule_accuracy(train: list, validation: list) -> dict:
+    """Held-out accuracy of the rule "the longer answer wins" (or "the shorter", whichever the training rankings
+    favour), counted in words, on the same pairs as the reward model; equal lengths count half.
+
+    >>> from training.rankings import RankingExample as R
+    >>> train = [R(1, "q", ["a b c", "a"], [[0], [1]]), R(2, "q", ["a b", "a b c d"], [[1], [0]])]
+    >>> length_rule_accuracy(train, [R(3, "q", ["x", "x y", "x"], [[1], [0, 2]])])
+    {'val/length_rule': 'longer', 'val/length_rule_accuracy': 1.0, 'train/longer_wins': 1.0}
+    """
+    def differences(examples):  # words of the better minus words of the worse, per pair
+        return [len(e.completions[p.chosen].split()) - len(e.completions[p.rejected].split())
+                for e in examples for p in ranking_to_pairs(e.groups)]
+
+    def score(d: int, sign: int) -> float:
+        return 1.0 if sign * d > 0 else 0.5 if d == 0 else 0.0
+
+    trained = differences(train)
+    longer_wins = sum(score(d, 1) for d in trained) / max(1, len(trained))
+    sign = 1 if longer_wins >= 0.5 else -1
+    held_out = differences(validation)
+    return {"val/length_rule": "longer" if sign > 0 else "shorter",
+            "val/length_rule_accuracy": sum(score(d, sign) for d in held_out) / max(1, len(held_out)), "train/longer_wins": longer_wins}
+
+
+def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
+    """Plain sentences about a reward model's held-out accuracy: (good news?, sentence)."""
+    accuracy, interval = metrics.get("val/accuracy"), metrics.get("val/accuracy_ci")
+    rule, by_length = metrics.get("val/length_rule"), metrics.get("val/length_rule_accuracy")
+    lines = []
+    if accuracy is None:
+        return lines
+    if interval and interval[0] <= 0.5:
+        lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy {accuracy:.0%} (95% interval "
+                             f"{interval[0]:.0%}–{interval[1]:.0%}) cannot be told apart from chance. Rank more items, then retrain."))
+    if by_length is not None and accuracy - by_length < 0.05:
+        lines.append((False, f"The rule \"the {rule} answer wins\" scores {by_length:.0%} on the same held-out pairs: most of "
+                             "what this reward model learned may be length, and a policy update will chase it."))
+    if interval and interval[0] > 0.5 and (by_length is None or accuracy - by_length >= 0.05):
+        beyond = f", {accuracy - by_length:+.0%} over the rule \"the {rule} answer wins\"" if by_length is not None else ""
+        lines.append((True, f"Held-out accuracy {accuracy:.0%} (95% interval {interval[0]:.0%}–{interval[1]:.0%}){beyond}."))
+    return lines
+
+
+def verdict(metrics: dict) -> list[tuple[bool, str]]:
+    """Plain sentences about a policy update's held-out evaluation, worst news first: (good news?, sentence)."""
+    lines = []
+    win, lc = metrics.get("val/win_rate"), metrics.get("val/lc_win_rate")
+    before, after = metrics.get("val/length_before"), metrics.get("val/length_after")
+    if win is not None and lc is not None and win >= 0.55 and lc < 0.55:
+        lines.append((False, f"The gain is explained by length: the new generator wins {win:.0%} of pairs, but only {lc:.0%} "
+                     f"at equal length (mean length {before:.0f} → {after:.0f} tokens). Read the examples before using it."))
+    corr = metrics.get("val/reward_length_corr")
+    if corr is not None and abs(corr) >= 0.5:
+        lines.append((False, f"The reward model's score follows length closely on the new samples (correlation {corr:+.2f}): "
+                     "a policy update can raise it by changing length alone."))
+    capped_before, capped_after = metrics.get("val/capped_before"), metrics.get("val/capped_after")
+    if capped_before is not None and capped_after is not None and capped_before - capped_after >= 0.25:
+        lines.append((False, f"Completions stopped hitting the length cap ({capped_before:.0%} → {capped_after:.0%}): part of the "
+                     "update may be learning to stop early."))
+    if win is not None and lc is not None and lc >= 0.6:
+        lines.append((True, f"The new generator wins {lc:.0%} of pairs at equal length: the gain is not length alone."))
+    return lines

@@ -1,0 +1,49 @@
+"""Rankings as the trainers read them (the reward model and DPO), split by prompt: one home for both."""
+
+import random
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from data.rankings import ranking_to_pairs
+from data.store import from_json
+
+
+@dataclass
+class RankingExample:
+    prompt_id: int
+    prompt: str  # the prompt as text (a conversation's transcript)
+    completions: list[str]
+    groups: list[list[int]]  # positions into completions, best first, ties share a group
+    messages: list[dict] | None = None  # a conversation's messages before the answer; None for a plain prompt
+
+
+def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None) -> list[RankingExample]:
+    """Every submitted ranking (skips excluded), optionally only some prompt sets or annotators."""
+    clauses, params = ["r.skipped = 0"], []
+    for column, values in (("p.prompt_set", prompt_sets), ("a.name", annotators)):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params += values
+    rows = db.execute(
+        f"""SELECT p.id, p.text, p.messages, r.item_id, r.groups FROM rankings r
+            JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
+            WHERE {' AND '.join(clauses)} ORDER BY r.id""", params).fetchall()
+    texts: dict[int, list[str]] = {}
+    for item_id, text in db.execute("SELECT item_id, text FROM completions ORDER BY item_id, position"):
+        texts.setdefault(item_id, []).append(text)
+    return [RankingExample(prompt_id, prompt, texts[item_id], from_json(groups), from_json(messages) if messages else None)
+            for prompt_id, prompt, messages, item_id, groups in rows]
+
+
+def split_by_prompt(examples: list, validation_fraction: float, seed: int, prompt_of=lambda e: e.prompt_id):
+    """(train, validation): every example of a prompt lands on the same side."""
+    prompt_ids = sorted({prompt_of(e) for e in examples})
+    random.Random(seed).shuffle(prompt_ids)
+    n_validation = max(1, round(len(prompt_ids) * validation_fraction))
+    held_out = set(prompt_ids[:n_validation])
+    return [e for e in examples if prompt_of(e) not in held_out], [e for e in examples if prompt_of(e) in held_out]
+
+
+def n_pairs(examples: list[RankingExample]) -> int:
+    return sum(len(ranking_to_pairs(e.groups)) for e in examples)
