@@ -433,7 +433,8 @@ class PolicyTrainer:
                      "after": new.texts[i], "after_reward": round(new_scores[i].item(), 3)} for i in biggest]
         return {"val/reward_before": old_scores.mean().item(), "val/reward_after": new_scores.mean().item(),
                 "val/kl": kl.mean().item(), "val/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
-                "val/lc_win_rate": diagnostics.length_controlled_win_rate(reward_gain, length_gain),
+                **dict(zip(("val/lc_win_rate", "val/lc_pairs"), diagnostics.length_controlled_win_rate(
+                    reward_gain, length_gain, tolerance=max(2.0, 0.1 * torch.cat([new_lengths, old_lengths]).mean().item())))),
                 "val/reward_length_corr": diagnostics.correlation(new_scores.tolist(), new_lengths.tolist()),
                 "val/length_before": old_lengths.mean().item(), "val/length_after": new_lengths.mean().item(),
                 "val/capped_before": (~old.ended).float().mean().item(), "val/capped_after": (~new.ended).float().mean().item(),
@@ -540,10 +541,11 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
 
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json")
     job.log(f"saved {name}: reward {metrics.get('val/reward_before', float('nan')):.3f} -> {metrics.get('val/reward_after', float('nan')):.3f}, "
-            f"win rate {metrics.get('val/win_rate', float('nan')):.2f} ({metrics.get('val/lc_win_rate', float('nan')):.2f} at equal length), "
+            f"win rate {metrics.get('val/win_rate', float('nan')):.2f} ({metrics.get('val/lc_win_rate') or float('nan'):.2f} "
+            f"among {metrics.get('val/lc_pairs', 0)} pairs of similar length), "
             f"KL {metrics.get('val/kl', float('nan')):.3f}, capped {metrics.get('val/capped_before', float('nan')):.0%} -> "
             f"{metrics.get('val/capped_after', float('nan')):.0%}")
-    for line in diagnostics.verdict(metrics):
+    for _, line in diagnostics.verdict(metrics):
         job.log(line)
     return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
 

@@ -180,14 +180,14 @@ def test_a_screen_that_fails_says_so_on_that_screen_only(app_db, tiny_encoder):
 
 def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     start_id = versions.active_version(app_db, "generator")["id"]
-    metrics = {"val/reward_before": -1.0, "val/reward_after": 0.2, "val/win_rate": 0.8, "val/kl": 2.0, "val/lc_win_rate": 0.48,
+    metrics = {"val/reward_before": -1.0, "val/reward_after": 0.2, "val/win_rate": 0.8, "val/kl": 2.0, "val/lc_win_rate": 0.48, "val/lc_pairs": 25,
                "val/reward_length_corr": -0.93, "val/length_before": 60, "val/length_after": 21, "val/capped_before": 0.7,
                "val/capped_after": 0.1, "examples": [{"prompt": "p", "before": "long", "before_reward": -1.0, "after": "s", "after_reward": 0.2}]}
     versions.register_version(app_db, "generator", "policy-short", "/nowhere", parent_id=start_id, metrics=metrics)
     at = start("pages/train/policy.py")
     assert not at.exception
     shown = {m.label: m.value for m in at.metric}
-    assert shown["Win rate at equal length"] == "48%" and shown["Length before → after"] == "60 → 21 tokens"
+    assert shown["Win rate at similar length"] == "48%" and shown["Length before → after"] == "60 → 21 tokens"
     assert shown["Cut at the cap, before → after"] == "70% → 10%"
     warnings = [unescaped(w) for w in at.warning]
     assert any(w.startswith("The gain is explained by length") for w in warnings)

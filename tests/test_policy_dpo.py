@@ -82,7 +82,7 @@ def test_dpo_learns_a_preference_that_holds_on_held_out_prompts(tiny_generator):
                 for i in range(12)]
     trainer, metrics = fit(model, tokenizer, examples[:9], examples[9:], config(epochs=3))
     assert metrics["val/accuracy_before"] <= 0.75 and metrics["val/accuracy"] == 1.0
-    assert metrics["val/loss"] < metrics["val/loss_before"] and metrics["val/logp_margin"] > 0
+    assert metrics["val/loss"] < metrics["val/loss_before"] and metrics["val/reward_margin"] > 0
     assert metrics["train/pairs"] == 9 * 2 and metrics["val/pairs"] == 3 * 2
 
 
@@ -117,6 +117,7 @@ def test_a_dpo_job_learns_from_the_store_and_registers_a_child_version(db, db_pa
 def test_dpo_refuses_a_store_without_strict_preferences(db, db_path, tiny_generator):
     versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
     job_id = jobs.create_job(db, "dpo", {})
-    with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_dpo(db, config(), job))
+    with pytest.raises(ValueError, match="need rankings with a strict preference for at least 2 prompts"):
+        with jobs.running_job(db_path, job_id) as (job, _):
+            run_dpo(db, config(), job)
     assert "need rankings with a strict preference" in jobs.get_job(db, job_id)["error"]

@@ -281,19 +281,30 @@ def test_the_evaluation_says_whether_the_gain_is_length(tiny_small_vocab_generat
     trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
                                     config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
     assert metrics["val/length_after"] < metrics["val/length_before"] and metrics["val/win_rate"] >= 0.6
-    # the scripted reward is length itself: every bit of the gain is length
+    # the scripted reward is length itself (in characters): the screen must say the score follows length
     assert metrics["val/reward_length_corr"] < -0.9
-    assert metrics["val/lc_win_rate"] < 0.55
+    assert metrics["val/lc_pairs"] >= 0 and (metrics["val/lc_win_rate"] is None or 0 <= metrics["val/lc_win_rate"] <= 1)
     assert 0 <= metrics["val/capped_after"] <= metrics["val/capped_before"] <= 1
-    lines = verdict(metrics)
-    assert lines[0][0] is False and lines[0][1].startswith("The gain is explained by length")
-    gains = [e["after_reward"] - e["before_reward"] for e in metrics["examples"]]
+    warnings = [line for good, line in verdict(metrics) if not good]
+    assert any(line.startswith("The reward model's score follows length closely") for line in warnings)
+    gains = [round(e["after_reward"] - e["before_reward"], 6) for e in metrics["examples"]]
     assert gains == sorted(gains, reverse=True)  # the biggest reward gains first
+
+
+def test_a_gain_that_length_explains_or_that_cannot_be_told_apart_from_length_is_called_so():
+    from training.diagnostics import verdict
+
+    base = {"val/win_rate": 0.8, "val/length_before": 60, "val/length_after": 20, "val/reward_length_corr": -0.2,
+            "val/capped_before": 0.1, "val/capped_after": 0.1}
+    [(good, line)] = verdict({**base, "val/lc_win_rate": 0.5, "val/lc_pairs": 30})
+    assert not good and line.startswith("The gain is explained by length: the new generator wins 80% of pairs, but only 50%")
+    [(good, line)] = verdict({**base, "val/lc_win_rate": None, "val/lc_pairs": 3})
+    assert not good and "lengths barely overlap the old ones' (3 pairs of similar length" in line
 
 
 def test_a_gain_at_equal_length_is_called_good_news():
     from training.diagnostics import verdict
 
-    lines = verdict({"val/win_rate": 0.7, "val/lc_win_rate": 0.68, "val/length_before": 40, "val/length_after": 41,
+    lines = verdict({"val/win_rate": 0.7, "val/lc_win_rate": 0.68, "val/lc_pairs": 40, "val/length_before": 40, "val/length_after": 41,
                      "val/reward_length_corr": 0.1, "val/capped_before": 0.1, "val/capped_after": 0.1})
-    assert lines == [(True, "The new generator wins 68% of pairs at equal length: the gain is not length alone.")]
+    assert lines == [(True, "The new generator wins 68% of pairs of similar length: the gain is not length alone.")]

@@ -2,9 +2,8 @@
 
 A reward model that likes longer (or shorter) answers can be gamed by writing longer (or shorter) answers. These
 figures tell that apart: a length-only rule's accuracy beside the reward model's; for a policy update, the
-correlation of reward with length on the new samples, and a win rate with length held fixed (a logistic regression
-of "new beats old" on their length difference, read at a difference of zero, as AlpacaEval's length-controlled win
-rate does).
+correlation of reward with length on the new samples, and a win rate with length held fixed (among new-old pairs of
+similar length).
 """
 
 import math
@@ -27,34 +26,19 @@ def correlation(xs: list[float], ys: list[float]) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
 
 
-def length_controlled_win_rate(reward_gain: list[float], length_gain: list[float], l2: float = 1.0) -> float:
-    """P(new beats old) at equal length: logistic regression of the outcome (1 win, 0.5 tie, 0 loss) on the length
-    difference (scaled by its spread; a ridge penalty `l2` on the slope keeps it finite when length separates wins
-    from losses), by Newton's method; sigmoid of the intercept.
+def length_controlled_win_rate(reward_gain: list[float], length_gain: list[float], tolerance: float,
+                               min_pairs: int = 8) -> tuple[float | None, int]:
+    """Win rate of new over old among pairs of similar length (|length difference| <= tolerance): 1 a win, 0.5 a tie,
+    0 a loss; None when fewer than `min_pairs` such pairs exist (the lengths barely overlap, so the gain cannot be
+    told apart from length). Returns (win rate or None, pairs of similar length).
 
-    Over pairs whose wins all come from being longer, it falls towards 0.5 or below even though the raw win rate
-    is high:
-    >>> round(length_controlled_win_rate([1, 1, 1, -1, 1, -1], [30, 25, 40, -10, 20, -5]), 2) < 0.6
-    True
-    >>> round(length_controlled_win_rate([1, 1, 1, -1], [0, 0, 0, 0]), 2)  # same lengths: the raw win rate
-    0.75
+    >>> length_controlled_win_rate([1, 1, -1, 1, 1, 1], [0, 2, -1, 30, 25, 40], tolerance=3, min_pairs=3)
+    (0.6666666666666666, 3)
+    >>> length_controlled_win_rate([1, 1, 1], [-30, -25, -40], tolerance=3)
+    (None, 0)
     """
-    scale = max(math.sqrt(sum(d * d for d in length_gain) / len(length_gain)), 1e-9)
-    xs = [d / scale for d in length_gain]
-    ys = [1.0 if g > 0 else 0.5 if g == 0 else 0.0 for g in reward_gain]
-    a = b = 0.0  # intercept, slope
-    for _ in range(50):
-        ps = [1 / (1 + math.exp(-(a + b * x))) for x in xs]
-        ga = sum(p - y for p, y in zip(ps, ys))
-        gb = sum((p - y) * x for p, y, x in zip(ps, ys, xs)) + l2 * b
-        w = [p * (1 - p) for p in ps]
-        haa, hab, hbb = sum(w) + 1e-9, sum(wi * x for wi, x in zip(w, xs)), sum(wi * x * x for wi, x in zip(w, xs)) + l2
-        det = haa * hbb - hab * hab
-        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
-        a, b = a - da, b - db
-        if abs(da) + abs(db) < 1e-10:
-            break
-    return 1 / (1 + math.exp(-a))
+    similar = [1.0 if g > 0 else 0.5 if g == 0 else 0.0 for g, d in zip(reward_gain, length_gain) if abs(d) <= tolerance]
+    return (sum(similar) / len(similar) if len(similar) >= min_pairs else None), len(similar)
 
 
 def length_rule_accuracy(train: list, validation: list) -> dict:
@@ -105,9 +89,13 @@ def verdict(metrics: dict) -> list[tuple[bool, str]]:
     lines = []
     win, lc = metrics.get("val/win_rate"), metrics.get("val/lc_win_rate")
     before, after = metrics.get("val/length_before"), metrics.get("val/length_after")
+    if win is not None and win >= 0.55 and "val/lc_pairs" in metrics and lc is None:
+        lines.append((False, f"The gain cannot be told apart from length: the new generator wins {win:.0%} of pairs, but its "
+                     f"answers' lengths barely overlap the old ones' ({metrics['val/lc_pairs']} pairs of similar length; mean "
+                     f"length {before:.0f} → {after:.0f} tokens). Read the examples before using it."))
     if win is not None and lc is not None and win >= 0.55 and lc < 0.55:
         lines.append((False, f"The gain is explained by length: the new generator wins {win:.0%} of pairs, but only {lc:.0%} "
-                     f"at equal length (mean length {before:.0f} → {after:.0f} tokens). Read the examples before using it."))
+                     f"of those of similar length (mean length {before:.0f} → {after:.0f} tokens). Read the examples before using it."))
     corr = metrics.get("val/reward_length_corr")
     if corr is not None and abs(corr) >= 0.5:
         lines.append((False, f"The reward model's score follows length closely on the new samples (correlation {corr:+.2f}): "
@@ -117,5 +105,5 @@ def verdict(metrics: dict) -> list[tuple[bool, str]]:
         lines.append((False, f"Completions stopped hitting the length cap ({capped_before:.0%} → {capped_after:.0%}): part of the "
                      "update may be learning to stop early."))
     if win is not None and lc is not None and lc >= 0.6:
-        lines.append((True, f"The new generator wins {lc:.0%} of pairs at equal length: the gain is not length alone."))
+        lines.append((True, f"The new generator wins {lc:.0%} of pairs of similar length: the gain is not length alone."))
     return lines

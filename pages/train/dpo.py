@@ -14,7 +14,7 @@ DPO_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pair accuracy of the implicit
               "Implicit reward margin": ["train/reward_margin", "val/reward_margin"]}
 VERSION_COLUMNS = {"val/accuracy_before": "held-out pair accuracy before", "val/accuracy": "after",
                    "val/logp_margin": "log-prob margin", "val/kl": "KL to start", "val/win_rate": "reward-model win rate",
-                   "val/lc_win_rate": "at equal length", "train/pairs": "training pairs"}
+                   "val/lc_win_rate": "at similar length", "train/pairs": "training pairs"}
 
 
 def train_form(db) -> None:

@@ -62,8 +62,10 @@ def compare_and_use(db) -> None:
             column.metric(label, fmt.format(metrics[key]))
     if "val/lc_win_rate" in metrics:
         lc, length, capped, corr = st.columns(4)
-        lc.metric("Win rate at equal length", f"{metrics['val/lc_win_rate']:.0%}",
-                  help="logistic regression of 'new beats old' on the length difference, read at equal length")
+        lc_win = metrics["val/lc_win_rate"]
+        lc.metric("Win rate at similar length", "—" if lc_win is None else f"{lc_win:.0%}",
+                  help=f"among the {metrics.get('val/lc_pairs', 0)} new-old pairs of one prompt whose lengths differ by at most "
+                       "10% (or 2 tokens); '—' when fewer than 8: the lengths barely overlap")
         length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens")
         capped.metric("Cut at the cap, before → after", f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}")
         corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")
