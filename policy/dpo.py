@@ -65,8 +65,9 @@ def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> Encod
 
 def sequence_logprobs(model, ranking: EncodedRanking) -> torch.Tensor:
     """log pi(y | x) of each of the ranking's K completions (the sum over its tokens). [K]"""
-    logprobs, _, _ = completion_logprobs(model, ranking.sequences, 1.0, with_entropy=False)  # [K, T]
-    return (logprobs * ranking.sequences.completion_mask).sum(1)
+    sequences = ranking.sequences.to(model.device)  # a no-op once fit has moved it
+    logprobs, _, _ = completion_logprobs(model, sequences, 1.0, with_entropy=False)  # [K, T]
+    return (logprobs * sequences.completion_mask).sum(1)
 
 
 def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, pairs: list[Pair], beta: float,
@@ -77,12 +78,13 @@ def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, p
     >>> h.tolist(), round(loss.item(), 4)  # h = (-1 + 2) - (-3 + 2) = 2; -log sigma(0.5 * 2)
     ([2.0], 0.3133)
     """
-    chosen = torch.tensor([p.chosen for p in pairs])  # [P]
-    rejected = torch.tensor([p.rejected for p in pairs])  # [P]
+    device = policy_logps.device
+    chosen = torch.tensor([p.chosen for p in pairs], device=device)  # [P]
+    rejected = torch.tensor([p.rejected for p in pairs], device=device)  # [P]
     log_ratio = policy_logps - reference_logps  # [K] log pi/ref of each completion
     h = log_ratio[chosen] - log_ratio[rejected]  # [P]
     losses = -F.logsigmoid(beta * h) if loss == "sigmoid" else (h - 1 / (2 * beta)) ** 2  # [P]
-    weights = torch.tensor([float(p.margin) if margin_weight else 1.0 for p in pairs])  # [P]
+    weights = torch.tensor([float(p.margin) if margin_weight else 1.0 for p in pairs], device=device)  # [P]
     return (weights * losses).sum() / weights.sum(), h
 
 
@@ -125,7 +127,7 @@ class PreferenceTrainer:
             reference = self.reference_logprobs(ranking)  # [K]
             with self.autocast():
                 policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
-            loss, h = preference_loss(policy, reference.to(policy.device), ranking.pairs, c.beta, c.loss, c.margin_weight)
+            loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight)
             (loss / len(rankings)).backward()
             losses.append(loss.item())
             margins.append(h.detach())
@@ -135,7 +137,7 @@ class PreferenceTrainer:
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         release_freed_memory()
-        h = torch.cat(margins)
+        h = torch.cat(margins).cpu()
         return {"train/loss": sum(losses) / len(losses), "train/accuracy": pair_accuracy(h),
                 "train/reward_margin": c.beta * h.mean().item(), "train/lr": self.schedule.get_last_lr()[0]}
 
@@ -152,7 +154,7 @@ class PreferenceTrainer:
             losses.append(loss.item())
             margins.append(h)
             logp_margins += [(policy[p.chosen] - policy[p.rejected]).item() for p in ranking.pairs]
-        h = torch.cat(margins) if margins else torch.zeros(0)
+        h = torch.cat(margins).cpu() if margins else torch.zeros(0)
         return {"val/loss": sum(losses) / max(1, len(losses)), "val/accuracy": pair_accuracy(h),
                 "val/reward_margin": c.beta * h.mean().item() if len(h) else 0.0,
                 "val/logp_margin": sum(logp_margins) / max(1, len(logp_margins)), "val/pairs": len(h)}
@@ -167,8 +169,9 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
         on_step=lambda step, total, metrics: None) -> tuple[PreferenceTrainer, dict]:
     """Train on rankings in memory; returns (trainer, metrics)."""
     torch.manual_seed(config.seed)
-    encode = lambda examples: [r for r in (encode_ranking(tokenizer, e, config.max_length) for e in examples)  # noqa: E731
-                               if r is not None and r.pairs]
+    device = model.device
+    encode = lambda examples: [EncodedRanking(r.sequences.to(device), r.pairs, r.n_tokens)  # noqa: E731
+                               for r in (encode_ranking(tokenizer, e, config.max_length) for e in examples) if r is not None and r.pairs]
     train_rankings, val_rankings = encode(train), encode(validation)
     if not train_rankings:
         raise ValueError("no training ranking has a strict preference (ties only, or prompts longer than max_length)")

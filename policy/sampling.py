@@ -21,6 +21,7 @@ def sample_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     (bench/README.md)."""
     from transformers import DynamicCache
 
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     B, P = input_ids.shape
     N, T = B * k, max_new_tokens
     positions = (attention_mask.cumsum(1) - 1).clamp(min=0)  # [B, P] left padding does not shift positions

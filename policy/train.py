@@ -43,6 +43,10 @@ class Rollout:
     prompts: list[str]  # the prompt of each row as text (a conversation's transcript): the reward model's input
     texts: list[str]  # decoded completions
 
+    def to(self, device) -> "Rollout":
+        return Rollout(self.sequences.to(device), self.attention_mask.to(device), self.completion_mask.to(device),
+                       self.prompt_length, self.k, self.ended.to(device), self.prompts, self.texts)
+
     def rows(self, start: int, stop: int) -> "Rollout":
         """Rows start..stop-1 (whole prompts): one micro-batch, without the columns that are padding in all of its rows,
         on the left of the prompt and after the longest completion (a short prompt's micro-batch does not carry the

@@ -21,6 +21,14 @@ class RewardScorer:
         self.batch_size = batch_size
         self.folder = Path(folder)
 
+    @classmethod
+    def from_model(cls, model, tokenizer, config, batch_size: int = 32) -> "RewardScorer":
+        """A scorer for a reward model trained in this process (not saved yet)."""
+        self = cls.__new__(cls)
+        self.device = next(model.parameters()).device
+        self.model, self.tokenizer, self.config, self.batch_size, self.folder = model.eval(), tokenizer, config, batch_size, None
+        return self
+
     @torch.no_grad()
     def score(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
         """[N] float32 rewards on the CPU, in input order."""

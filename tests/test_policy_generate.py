@@ -103,7 +103,7 @@ def test_sampling_at_a_tiny_temperature_is_greedy_decoding_as_transformers_does_
     from policy.sampling import sample_tokens
 
     model, tokenizer = load_generator(tiny_generator)
-    inputs = chat_inputs(tokenizer, ["hello", "why is the sky blue today my friend"])
+    inputs = chat_inputs(tokenizer, ["hello", "why is the sky blue today my friend"]).to(model.device)
     greedy = model.generate(**inputs, do_sample=False, max_new_tokens=12, min_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
     ours = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], 3, 12, 1e-4, [], tokenizer.pad_token_id)
     expected = greedy[:, inputs["input_ids"].shape[1]:].repeat_interleave(3, 0)

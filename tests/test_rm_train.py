@@ -172,6 +172,8 @@ def test_a_trained_folder_loads_in_stock_transformers_with_our_scores(backbone, 
     ours = RewardScorer(tmp_path / "rm", "cpu").score(prompts, completions)
     torch.testing.assert_close(stock_scores(tmp_path / "rm", prompts, completions), ours, atol=1e-4, rtol=0)
     assert ours.std() > 0
+    in_memory = RewardScorer.from_model(model, tokenizer, config).score(prompts, completions)  # before saving, same scores
+    torch.testing.assert_close(in_memory, ours, atol=1e-4, rtol=0)
 
 
 def test_a_decoder_transcript_never_ends_in_the_pad_token(tiny_generator):
