@@ -44,7 +44,7 @@ class EncodedRanking:
 def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> EncodedRanking | None:
     """The ranking as one prompt and its K completions, each ending with the end-of-turn token (None when the
     prompt alone reaches max_length: nothing of the completions would be left to compare)."""
-    prompt = conversation.as_messages(example.prompt, example.messages)
+    prompt = example.messages or conversation.as_messages(example.prompt)
     rows = [encode_demonstration(tokenizer, prompt, completion, max_length) for completion in example.completions]
     P = rows[0][1]
     if P >= max_length:
@@ -205,7 +205,7 @@ def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[
     for e in validation:
         if e.prompt_id not in seen and len(prompts) < EVAL_PROMPTS:
             seen.add(e.prompt_id)
-            prompts.append(conversation.as_messages(e.prompt, e.messages))
+            prompts.append(e.messages or conversation.as_messages(e.prompt))
     evaluator = PolicyTrainer.evaluator(trainer.policy, trainer.reference, tokenizer, scorer, PolicyConfig(
         algorithm="reinforce", k=config.eval_samples, max_new_tokens=config.max_new_tokens, temperature=1.0,
         lora=config.lora, bf16=config.bf16, eval_prompts=0))

@@ -121,3 +121,20 @@ def test_dpo_refuses_a_store_without_strict_preferences(db, db_path, tiny_genera
         with jobs.running_job(db_path, job_id) as (job, _):
             run_dpo(db, config(), job)
     assert "need rankings with a strict preference" in jobs.get_job(db, job_id)["error"]
+
+
+def test_a_conversation_ranking_keeps_every_turn_as_its_prompt(db, tiny_generator):
+    from training.rankings import load_rankings
+
+    chat = [{"role": "user", "content": "why is the sky blue"}, {"role": "assistant", "content": "rain"},
+            {"role": "user", "content": "what is rain"}]
+    items.ensure_prompt_set(db, "s")
+    prompt_id, _ = items.add_prompt(db, "s", chat)
+    item = items.add_item(db, prompt_id, [items.NewCompletion("water"), items.NewCompletion("no")])
+    annotation.submit_ranking(db, item, annotation.annotator_id(db, "alice"), [[0], [1]], [0, 1])
+    [example] = load_rankings(db)
+    assert example.messages == chat
+    _, tokenizer = load_generator(tiny_generator)
+    ranking = encode_ranking(tokenizer, example, 128)
+    context = tokenizer.decode(ranking.sequences.sequences[0, :ranking.sequences.prompt_length])
+    assert all(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>" in context for m in chat)
