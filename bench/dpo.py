@@ -28,11 +28,11 @@ from policy.config import DPOConfig
 from policy.dpo import encode_ranking, sequence_logprobs
 from policy.models import load_generator
 from policy.sft import encode_demonstration
+from policy.train import LORA_TARGETS
 from training import EMBEDDED_GENERATOR, resolve_model_path
 from training.rankings import RankingExample
 
 MAX_LENGTH, PAIRS_PER_STEP, BETA, LEARNING_RATE, LORA_RANK = 256, 8, 0.1, 5e-5, 16
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def pairs(n_train: int, n_validation: int, tokenizer) -> tuple[list[RankingExample], list[RankingExample]]:
@@ -105,7 +105,7 @@ def run_trl(n_train: int, n_validation: int) -> dict:
     dataset = Dataset.from_dict({"prompt": [e.messages for e in train],
                                  "chosen": [[{"role": "assistant", "content": e.completions[0]}] for e in train],
                                  "rejected": [[{"role": "assistant", "content": e.completions[1]}] for e in train]})
-    lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory() as out:
         args = TRLDPOConfig(output_dir=out, beta=BETA, learning_rate=LEARNING_RATE, per_device_train_batch_size=PAIRS_PER_STEP,
                             num_train_epochs=1, max_length=MAX_LENGTH, report_to=[], save_strategy="no", seed=0,

@@ -27,7 +27,7 @@ from data.rankings import Pair, ranking_to_pairs
 from policy.config import DPOConfig, PolicyConfig
 from policy.models import load_generator, save_generator_version
 from policy.sft import encode_demonstration
-from policy.train import LORA_TARGETS, PolicyTrainer, Rollout, completion_logprobs
+from policy.train import PolicyTrainer, Rollout, completion_logprobs, with_lora_adapter
 from training import pick_device, release_freed_memory, use_bf16, warmup_then_decay
 from training.rankings import RankingExample, load_rankings, split_by_prompt
 
@@ -95,14 +95,7 @@ class PreferenceTrainer:
         self.config, self.tokenizer, self.device = config, tokenizer, model.device
         self.bf16 = use_bf16(config.bf16, self.device)
         if config.lora:
-            from peft import LoraConfig, get_peft_model
-
-            if self.bf16:
-                model = model.to(torch.bfloat16)  # the frozen base in bf16; adapters stay fp32
-            present = {name.split(".")[-1] for name, _ in model.named_modules()}
-            self.policy = get_peft_model(model, LoraConfig(
-                r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, task_type="CAUSAL_LM",
-                target_modules=[t for t in LORA_TARGETS if t in present] or "all-linear"))
+            self.policy = with_lora_adapter(model, config.lora_rank, self.bf16)
             self.reference = None  # the adapter switched off
         else:
             self.policy = model

@@ -195,6 +195,18 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
+def with_lora_adapter(model, rank: int, bf16: bool):
+    """The model wrapped with a fresh LoRA adapter (alpha = 2r) on its attention and MLP projections; with bf16 the
+    frozen base is cast to bf16 (no per-call weight casts) while the adapters stay fp32."""
+    from peft import LoraConfig, get_peft_model
+
+    if bf16:
+        model = model.to(torch.bfloat16)
+    present = {name.split(".")[-1] for name, _ in model.named_modules()}
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                            target_modules=[t for t in LORA_TARGETS if t in present] or "all-linear"))
+
+
 class PolicyTrainer:
     """Holds the policy, its reference, the reward model and the optimizer; `step()` is one update."""
 
@@ -205,14 +217,7 @@ class PolicyTrainer:
         self.device = model.device
         self.bf16 = use_bf16(config.bf16, self.device)
         if config.lora:
-            from peft import LoraConfig, get_peft_model
-
-            if self.bf16:
-                model = model.to(torch.bfloat16)  # the frozen base in bf16: no per-call weight casts; adapters stay fp32
-            present = {name.split(".")[-1] for name, _ in model.named_modules()}
-            lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
-                              target_modules=[t for t in LORA_TARGETS if t in present] or "all-linear", task_type="CAUSAL_LM")
-            self.policy = get_peft_model(model, lora)
+            self.policy = with_lora_adapter(model, config.lora_rank, self.bf16)
             self.reference = None  # the base model with the adapter switched off
             # sampling token by token from a copy with the adapter merged in: peft's per-layer adapter calls made
             # each decode step ~35% slower; the copy is made once and refreshed in place (no per-step allocation)
