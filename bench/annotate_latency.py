@@ -4,10 +4,12 @@
 
 Seeds a temporary database with 10,000 prompts, 40,000 completions (K=4) and 50,000 rankings
 from 100 annotators, then times Streamlit AppTest runs of the real app: each run is one submit
-(the callback stores the ranking and its comparisons) plus rendering the next item.
+(the callback stores the ranking and its comparisons) plus rendering the next item. The same again with the
+seeded set in the 'uncertain' queue order (random uncertainties, 20% random share), side by side.
 """
 
 import argparse
+import json
 import os
 import random
 import tempfile
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import median, percentile, save
-from data import annotation, builtin
+from data import annotation, builtin, uncertainty, versions
 from data.rankings import ranking_to_pairs
 from data.store import now, open_db, to_json
 
@@ -77,6 +79,8 @@ def time_submits(name: str, submits: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--submits", type=int, default=100)
+    parser.add_argument("--orders", nargs="+", choices=["oldest", "uncertain"], default=["oldest", "uncertain"],
+                        help="queue orders of the seeded set, timed one after the other")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.db"
@@ -89,22 +93,38 @@ def main() -> None:
         seed(db, n_prompts=10_000, k=4, n_rankings=50_000, n_annotators=100)
         seeded_s = time.perf_counter() - started
         counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("prompts", "completions", "rankings", "comparisons")}
-        annotation.annotator_id(db, "newcomer")
-        new = time_submits("newcomer", args.submits)
-        veteran = time_submits("annotator-1", args.submits)  # already ranked ~500 items: the NOT EXISTS filter works hardest
-        me = annotation.annotator_id(db, "newcomer")
-        data_only = []
-        for _ in range(args.submits):
-            started = time.perf_counter()
-            item = annotation.next_item(db, me)
-            annotation.progress(db, me)
-            annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3], repeat_of=item.repeat_of)
-            data_only.append(time.perf_counter() - started)
-    ms = lambda xs: {"p50_ms": round(1000 * median(xs), 1), "p95_ms": round(1000 * percentile(xs, 0.95), 1)}  # noqa: E731
-    save("annotate_latency", {"database": counts, "seed_seconds": round(seeded_s, 1), "submits": args.submits,
-                              "page_newcomer": ms(new), "page_veteran_500_ranked": ms(veteran),
-                              "data_layer_only": ms(data_only)})
+        results = {}
+        for order in args.orders:  # side by side in one run: the same store, the same machine load
+            uncertain_order(db) if order == "uncertain" else uncertainty.set_queue_order(db, "bench", "oldest")
+            results[order] = time_queue(db, f"newcomer-{order}", f"annotator-{1 + len(results)}", args.submits)
+            print(order, json.dumps(results[order]), flush=True)
+    save("annotate_latency", {"database": counts, "seed_seconds": round(seeded_s, 1), "submits": args.submits, **results})
 
+
+def uncertain_order(db) -> None:
+    """The bench set in the 'uncertain' order, each item with a random uncertainty (as a scoring job leaves them)."""
+    version = versions.register_version(db, "reward", f"rm-bench-{time.time_ns()}", "/nowhere")
+    with db.atomic():
+        db.execute("UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5")
+    scores = [(row[0], random.Random(row[0]).random()) for row in db.execute("SELECT id FROM items")]
+    uncertainty.store_uncertainty(db, version, scores)
+    uncertainty.set_queue_order(db, "bench", "uncertain", random_share=0.2)
+
+
+def time_queue(db, newcomer: str, veteran: str, submits: int) -> dict:
+    """Submit-to-next through the page for a new annotator and one with ~500 rankings, and through the data layer."""
+    me = annotation.annotator_id(db, newcomer)
+    new = time_submits(newcomer, submits)
+    old = time_submits(veteran, submits)  # already ranked ~500 items: the NOT EXISTS filter works hardest
+    data_only = []
+    for _ in range(submits):
+        started = time.perf_counter()
+        item = annotation.next_item(db, me)
+        annotation.progress(db, me)
+        annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3], repeat_of=item.repeat_of)
+        data_only.append(time.perf_counter() - started)
+    ms = lambda xs: {"p50_ms": round(1000 * median(xs), 1), "p95_ms": round(1000 * percentile(xs, 0.95), 1)}  # noqa: E731
+    return {"page_newcomer": ms(new), "page_veteran_500_ranked": ms(old), "data_layer_only": ms(data_only)}
 
 if __name__ == "__main__":
     main()

@@ -1,15 +1,24 @@
-"""The whole loop on the real embedded models, with a scripted annotator.
+"""The whole loop on the real embedded models, with a scripted annotator whose preference is not about length.
 
-    python -m bench.closed_loop [--prompts 32 --steps 20]
+    python -m bench.closed_loop [--rankings 96] [--held-out 32] [--steps 20] [--dpo-epochs 3] [--preference reader]
 
-The embedded SmolLM2 writes K=4 completions for each built-in prompt; a scripted annotator who
-prefers concise answers (about 20 words; every word off costs the same) ranks them, ties allowed;
-a reward model (the shipped MiniLM) trains on those rankings; RLOO with LoRA updates the generator
-against that reward model for 20 steps. On the 8 held-out prompts, the new generator's samples are
-compared with the old one's (same prompts, same seed) under the scripted preference itself.
+128 everyday-advice prompts (8 question templates x 16 topics, shuffled) go into one prompt set; the embedded
+SmolLM2 writes K=4 completions for each (64 new tokens, the generation job). A scripted annotator ranks the items of
+the first `--rankings` prompts only, ties allowed; the last `--held-out` prompts are never ranked. Its preference,
+`reader`, is an answer that speaks to the reader rather than about itself: ten times (second-person words minus
+first-person-singular words) per word, a density that does not grow with length (`--preference concise` is the
+old length preference, for comparison). From those same rankings:
+- the reward model (the shipped MiniLM) trains, then RLOO with LoRA updates the generator against it;
+- DPO with LoRA trains the starting generator on the rankings directly.
+On the held-out prompts each new generator's samples are compared with the starting generator's (same prompts,
+same seed, 4 samples each) under the scripted preference itself: the win rate, and the length-controlled win rate
+(only new-old pairs whose lengths differ by at most 10% of the mean or 2 words; the policy update's own rule).
+Issue 11's targets, for at least one path with at most 100 rankings: win rate >= 0.70, length-controlled >= 0.60.
 """
 
 import argparse
+import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -19,12 +28,41 @@ from bench.policy import concise
 from data import annotation, builtin, items, jobs, versions
 from data.rankings import ranks_to_groups
 from data.store import open_db
-from policy.config import GenerationConfig, PolicyConfig
+from policy.config import DPOConfig, GenerationConfig, PolicyConfig
+from policy.dpo import run_dpo
 from policy.generate import run_generation, sample
 from policy.models import load_generator
 from policy.train import run_policy_training
 from rm.config import RewardConfig
 from rm.train import run_reward_training
+from training.diagnostics import length_controlled_win_rate
+
+PROMPT_SET = "loop"
+TOPICS = ["learning a new language", "saving money", "running", "keeping houseplants", "cooking for one",
+          "sleeping better", "working from home", "job interviews", "reading more books", "moving to a new city",
+          "making friends as an adult", "learning to draw", "organising a small kitchen", "writing a cover letter",
+          "studying for exams", "planning a weekend trip"]
+TEMPLATES = ["Give me advice on {t}.", "What should a beginner know about {t}?", "I'm struggling with {t}. Any tips?",
+             "What are the first steps in {t}?", "What is the hardest part of {t}, and how can I deal with it?",
+             "How much time per week should I spend on {t}?", "What are common mistakes in {t}?",
+             "Is {t} worth the effort? Give me an honest answer."]
+SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself|you're|you've|you'll|you'd)\b", re.IGNORECASE)
+FIRST_PERSON = re.compile(r"\b(i|me|my|mine|myself|i'm|i've|i'll|i'd)\b", re.IGNORECASE)
+
+
+def reader(text: str) -> float:
+    """The scripted preference: speak to the reader, not about yourself. Per word, so length alone does not pay."""
+    words = max(1, len(text.split()))
+    return 10 * (len(SECOND_PERSON.findall(text)) - len(FIRST_PERSON.findall(text))) / words
+
+
+PREFERENCES = {"reader": reader, "concise": concise}
+
+
+def loop_prompts() -> list[str]:
+    prompts = [template.format(t=topic) for topic in TOPICS for template in TEMPLATES]
+    random.Random(0).shuffle(prompts)
+    return prompts
 
 
 def as_job(db, db_path, kind, run, config) -> dict:
@@ -34,55 +72,99 @@ def as_job(db, db_path, kind, run, config) -> dict:
     return jobs.get_job(db, job_id)["result"]
 
 
-def scripted_rankings(db) -> int:
-    """Rank every item by the scripted preference; equal scores tie."""
+def scripted_rankings(db, prompt_ids: list[int], preference) -> int:
+    """Rank the items of these prompts by the scripted preference (rounded to 2 decimals: equal scores tie)."""
     me = annotation.annotator_id(db, "scripted")
-    item_ids = [row[0] for row in db.execute("SELECT id FROM items")]
+    item_ids = [row[0] for row in db.execute(
+        f"SELECT id FROM items WHERE prompt_id IN ({','.join('?' * len(prompt_ids))}) ORDER BY id", prompt_ids)]
     for item_id in item_ids:
         completions = annotation.completions_of(db, item_id)
-        scores = sorted({concise(c.text) for c in completions}, reverse=True)
-        groups = ranks_to_groups({c.position: scores.index(concise(c.text)) for c in completions})
+        score = {c.position: round(preference(c.text), 2) for c in completions}
+        levels = sorted(set(score.values()), reverse=True)
+        groups = ranks_to_groups({p: levels.index(s) for p, s in score.items()})
         annotation.submit_ranking(db, item_id, me, groups, list(range(len(completions))))
     return len(item_ids)
 
 
+def held_out_comparison(db, version_ids: dict[str, int], prompts: list[str], preference) -> dict:
+    """Each version's samples on the held-out prompts against the starting generator's, under the scripted preference."""
+    texts = {}
+    for name, version_id in version_ids.items():
+        model, tokenizer = load_generator(versions.get_version(db, version_id)["path"])
+        per_prompt = sample(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts], k=4, temperature=0.8,
+                            top_p=1.0, max_new_tokens=64, seed=7)
+        texts[name] = [s.text for samples in per_prompt for s in samples]
+        del model
+    words = lambda xs: [len(t.split()) for t in xs]  # noqa: E731
+    before = texts.pop("before")
+    report = {"before": {"preference": mean(map(preference, before)), "words": mean(words(before))}}
+    for name, after in texts.items():
+        gain = [preference(a) - preference(b) for a, b in zip(after, before)]
+        length_gain = [a - b for a, b in zip(words(after), words(before))]
+        tolerance = max(2.0, 0.1 * mean(words(after) + words(before)))
+        lc, lc_pairs = length_controlled_win_rate(gain, length_gain, tolerance)
+        report[name] = {"preference": mean(map(preference, after)), "words": mean(words(after)),
+                        "win_rate": mean([1.0 if g > 0 else 0.5 if g == 0 else 0.0 for g in gain]),
+                        "lc_win_rate": lc, "lc_pairs": lc_pairs, "pairs": len(gain),
+                        "examples": [{"before": b, "after": a} for a, b in list(zip(after, before))[:3]]}
+    return report
+
+
+def mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rankings", type=int, default=96, help="prompts whose item the script ranks (one ranking each)")
+    parser.add_argument("--held-out", type=int, default=32, help="prompts never ranked, for the before/after comparison")
+    parser.add_argument("--steps", type=int, default=20, help="RLOO steps")
+    parser.add_argument("--dpo-epochs", type=int, default=3)
+    parser.add_argument("--preference", choices=sorted(PREFERENCES), default="reader")
     args = parser.parse_args()
+    preference = PREFERENCES[args.preference]
+    prompts = loop_prompts()[:args.rankings + args.held_out]
     timings = {}
     with tempfile.TemporaryDirectory() as folder:
         db_path = Path(folder) / "loop.db"
         db = open_db(db_path)
         builtin.init_db(db)
-        db.execute("DELETE FROM completions"); db.execute("DELETE FROM items")  # noqa: E702  generate afresh
+        items.ensure_prompt_set(db, PROMPT_SET)
+        prompt_ids = [items.add_prompt(db, PROMPT_SET, p, source="bench")[0] for p in prompts]
+        start = versions.active_version(db, "generator")["id"]
+
+        def timed(name, kind, run, config):
+            started = time.perf_counter()
+            result = as_job(db, db_path, kind, run, config)
+            timings[f"{name}_s"] = round(time.perf_counter() - started, 1)
+            print(f"{name}: {timings[f'{name}_s']} s · {result}", flush=True)
+            return result
+
+        timed("generation", "generate", run_generation, GenerationConfig(prompt_set=PROMPT_SET, k=4, max_new_tokens=64))
+        ranked = scripted_rankings(db, prompt_ids[:args.rankings], preference)
+        reward = timed("reward_model", "train_rm", run_reward_training,
+                       RewardConfig(prompt_sets=PROMPT_SET, epochs=3, name="rm-loop"))
+        rloo = timed("rloo", "train_policy", run_policy_training,
+                     PolicyConfig(prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out,
+                                  steps=args.steps, name="rloo-loop"))
+        dpo = timed("dpo", "dpo", run_dpo, DPOConfig(generator_version=start, prompt_sets=PROMPT_SET,
+                                                      epochs=args.dpo_epochs, name="dpo-loop"))
         started = time.perf_counter()
-        as_job(db, db_path, "generate", run_generation, GenerationConfig(k=4, max_new_tokens=64))
-        timings["generation_s"] = time.perf_counter() - started
-        ranked = scripted_rankings(db)
-        started = time.perf_counter()
-        reward = as_job(db, db_path, "train_rm", run_reward_training, RewardConfig(epochs=3))
-        timings["reward_model_s"] = time.perf_counter() - started
-        started = time.perf_counter()
-        policy = as_job(db, db_path, "train_policy", run_policy_training, PolicyConfig(steps=args.steps))
-        timings["policy_s"] = time.perf_counter() - started
-        held_out = [p["text"] for p in items.prompts_of_set(db, items.BUILTIN_SET)][-8:]
-        texts = {}
-        for name, version in (("before", versions.version_named(db, "generator", versions.EMBEDDED_GENERATOR_NAME)),
-                              ("after", versions.get_version(db, policy["version"]))):
-            model, tokenizer = load_generator(version["path"])
-            per_prompt = sample(model, tokenizer, held_out, k=4, temperature=0.8, top_p=1.0, max_new_tokens=64, seed=7)
-            texts[name] = [s.text for samples in per_prompt for s in samples]
-    wins = [1.0 if concise(a) > concise(b) else 0.5 if concise(a) == concise(b) else 0.0 for a, b in zip(texts["after"], texts["before"])]
-    words = lambda xs: sum(len(t.split()) for t in xs) / len(xs)  # noqa: E731
+        comparison = held_out_comparison(db, {"before": start, "rloo": rloo["version"], "dpo": dpo["version"]},
+                                         prompts[args.rankings:], preference)
+        timings["held_out_sampling_s"] = round(time.perf_counter() - started, 1)
+    for name in ("rloo", "dpo"):
+        r = comparison[name]
+        print(f"{name}: win rate {r['win_rate']:.2f}, length-controlled {r['lc_win_rate']} on {r['lc_pairs']} pairs; "
+              f"{args.preference} {comparison['before']['preference']:.2f} -> {r['preference']:.2f}; "
+              f"words {comparison['before']['words']:.1f} -> {r['words']:.1f}")
     save("closed_loop", {
-        "rankings": ranked, "reward_model_val_accuracy": reward["val/accuracy"], "policy_steps": args.steps,
-        "policy_eval_under_reward_model": {k: v for k, v in policy.items() if k.startswith("val/")},
-        "held_out_scripted_win_rate": sum(wins) / len(wins),
-        "held_out_mean_words_before": words(texts["before"]), "held_out_mean_words_after": words(texts["after"]),
-        "held_out_scripted_score_before": sum(map(concise, texts["before"])) / len(wins),
-        "held_out_scripted_score_after": sum(map(concise, texts["after"])) / len(wins),
-        **{k: round(v, 1) for k, v in timings.items()}, "peak_rss_mb": peak_rss_mb()})
+        "preference": args.preference, "rankings": ranked, "held_out_prompts": args.held_out,
+        "reward_model": {k: reward.get(k) for k in ("val/accuracy", "val/loss")},
+        "rloo_steps": args.steps, "rloo_eval_under_reward_model": {k: v for k, v in rloo.items() if k.startswith("val/")},
+        "dpo_epochs": args.dpo_epochs, "dpo_eval": {k: v for k, v in dpo.items() if k.startswith("val/")},
+        "held_out_scripted": comparison, **timings, "peak_rss_mb": peak_rss_mb()})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from data import accounts, builtin, export, importing, items, jobs, leaderboard, quality, store
+from data import accounts, builtin, export, importing, items, jobs, leaderboard, quality, store, uncertainty
 from data.store import open_db, resolve_db_path
 
 
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("backup", help="copy the live database to a file (SQLite's online backup: safe while the app runs)")
     p.add_argument("out", type=Path)
     p = commands.add_parser("stats-refresh", help="bring the stored quality statistics and the model leaderboard's counts up to date (the Quality screens do it too)")
+    p = commands.add_parser("queue-order", help="serve a prompt set oldest first, or least certain to the active reward model "
+                                               "first (then score it: python -m rm.uncertainty)")
+    p.add_argument("set")
+    p.add_argument("order", choices=sorted(uncertainty.QUEUE_ORDERS))
+    p.add_argument("--random-share", type=float, default=0.2, help="share of an 'uncertain' queue served at random (default 0.2)")
     p = commands.add_parser("jobs", help="list recent jobs")
     p.add_argument("--limit", type=int, default=20)
     p = commands.add_parser("cancel", help="cancel a running job")
@@ -95,6 +100,9 @@ def _run(db, args):
     if args.command == "export-completions":
         args.out.write_bytes(export.completions_jsonl(db, args.set))
         return {"file": str(args.out)}
+    if args.command == "queue-order":
+        uncertainty.set_queue_order(db, args.set, args.order, args.random_share)
+        return {"set": args.set, **uncertainty.queue_settings(db, args.set)}
     if args.command == "jobs":
         return [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "created_at")}
                 for j in jobs.list_jobs(db, args.limit)]

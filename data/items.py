@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
@@ -91,8 +92,8 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
     created = now()
     prompt_set, prompt = db.execute("SELECT prompt_set, text FROM prompts WHERE id = ?", [prompt_id]).fetchone()
     item_id = db.execute(
-        "INSERT INTO items (prompt_id, job_id, origin, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), created],
+        "INSERT INTO items (prompt_id, job_id, origin, content_hash, draw, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), random.random(), created],
     ).lastrowid
     db["completions"].insert_all(
         (

@@ -39,6 +39,7 @@ JOB_MODULES = {
     "sft": "policy.sft",
     "dpo": "policy.dpo",
     "export": "data.export",
+    "score_queue": "rm.uncertainty",
 }
 HEARTBEAT_S = 2.0
 LOST_AFTER_S = 60.0

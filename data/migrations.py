@@ -410,3 +410,25 @@ def m0016_metric_names(db):
             db.execute(
                 f"""UPDATE {table} SET {column} = json_remove(json_set({column}, '$."{new}"', json_extract({column}, '$."{old}"')), '$."{old}"')
                     WHERE CASE WHEN json_valid({column}) THEN json_type({column}, '$."{old}"') END IS NOT NULL""")
+
+
+@migrations()
+def m0017_uncertain_queue(db):
+    # A prompt set's queue order: 'oldest' (fewest rankings, then oldest first) or 'uncertain' (fewest rankings, then
+    # the items the reward model is least sure about), with `random_share` of its items served at random instead.
+    db.execute("""ALTER TABLE prompt_sets ADD COLUMN queue_order TEXT NOT NULL DEFAULT 'oldest'
+                  CHECK (queue_order IN ('oldest', 'uncertain'))""")
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN random_share REAL NOT NULL DEFAULT 0.2 CHECK (random_share BETWEEN 0 AND 1)")
+    # How unsure a reward model is about the order of an item's completions (1: a coin flip on every pair, 0: sure),
+    # and which version said so; NULL: not scored.
+    db.execute("ALTER TABLE items ADD COLUMN uncertainty REAL")
+    db.execute("ALTER TABLE items ADD COLUMN uncertainty_version INTEGER REFERENCES model_versions(id)")
+    # The queue's key among items with as many rankings, higher first: the uncertainty in an 'uncertain' set, else 0.
+    db.execute("ALTER TABLE items ADD COLUMN priority REAL NOT NULL DEFAULT 0")
+    db.execute("DROP INDEX items_queue")
+    db.execute("CREATE INDEX items_queue_priority ON items (n_rankings, priority DESC, id)")
+    # A fixed uniform draw per item: the random share of the queue walks it from a random point, so which item comes
+    # after a gap of taken ones has nothing to do with its content.
+    db.execute("ALTER TABLE items ADD COLUMN draw REAL NOT NULL DEFAULT 0")
+    db.execute("UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5")
+    db.execute("CREATE INDEX items_queue_draw ON items (n_rankings, draw)")

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from data import conversation, generators, items, versions
+from data import conversation, generators, items, uncertainty, versions
 from data.items import NewCompletion
 from data.jobs import job_main
 from data.store import write_transaction
@@ -142,9 +142,21 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         job.log(f"batch {b}: {len(batch)} prompts x {config.k}, {tokens} tokens so far, "
                 f"{time.perf_counter() - batch_started:.1f} s")
     elapsed = time.perf_counter() - started
+    score_new_items(db, config, job)
     return {"items": len(prompts), "completions": len(prompts) * config.k, "tokens": tokens,
             "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"] if version else None,
             "remote": {g.name: n for g, n in mix}}
+
+
+def score_new_items(db, config: GenerationConfig, job) -> None:
+    """In a set served least certain first, the new items get the active reward model's uncertainty now."""
+    reward = versions.active_version(db, "reward")
+    if reward is None or uncertainty.queue_settings(db, config.prompt_set)["queue_order"] != "uncertain":
+        return
+    from rm.score import RewardScorer  # the reward model's code only where a set asks for it
+    from rm.uncertainty import refresh_queue
+
+    refresh_queue(db, RewardScorer(reward["path"], config.device), reward["id"], job.log, prompt_sets=[config.prompt_set])
 
 
 def prompts_to_generate(db, config: GenerationConfig, version: dict | None, remote_names: list[str]) -> list[dict]:

@@ -7,12 +7,13 @@ each process trains on its share of the batches, gradients are averaged, and the
 records the job and writes the version (training/parallel.py).
 """
 
+import random
 import time
 from dataclasses import asdict
 
 import torch
 
-from data import versions
+from data import uncertainty, versions
 from data.jobs import job_main
 from training import diagnostics, use_bf16, warmup_then_decay
 from training.parallel import DataParallel
@@ -21,8 +22,11 @@ from rm.config import RewardConfig
 from rm.data import make_batches
 from rm.loss import kwise_loss, pairwise_accuracy
 from rm.model import new_reward_model, save_reward_model
+from rm.score import RewardScorer
+from rm.uncertainty import refresh_queue
 
 CALIBRATION_BUCKETS = 5
+LEARNING_CURVE_SHARES = (0.25, 0.5)  # of the training prompts, for the learning curve
 
 
 class NotEnoughData(ValueError):
@@ -103,15 +107,37 @@ def calibration_table(diff: torch.Tensor) -> list[dict]:
 
 
 def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None,
-                       parallel: DataParallel | None = None):
-    """Split by prompt, check there is enough, fit. Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
+                       parallel: DataParallel | None = None, log=lambda line: None):
+    """Split by prompt, check there is enough, fit (and with `config.learning_curve`, fit on a quarter and a half of
+    the training prompts too). Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
     examples = [e for e in examples if len(e.groups) > 1]  # an all-tied ranking implies no pair
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
     check_enough(train, validation)
     model, tokenizer, metrics = fit(train, validation, config, on_step, parallel)
     metrics.update(diagnostics.length_rule_accuracy(train, validation))
+    if config.learning_curve:
+        metrics["val/learning_curve"] = learning_curve(train, validation, config, metrics, parallel, log)
     return model, tokenizer, metrics, {"train": sorted({e.prompt_id for e in train}),
                                        "validation": sorted({e.prompt_id for e in validation})}
+
+
+def learning_curve(train, validation, config: RewardConfig, full: dict, parallel: DataParallel | None = None,
+                   log=lambda line: None) -> list[dict]:
+    """Held-out accuracy against the number of training rankings: models trained from scratch on a quarter and on a
+    half of the training prompts (nested, the same held-out prompts), then the full model's own figure."""
+    prompts = sorted({e.prompt_id for e in train})
+    random.Random(config.seed).shuffle(prompts)
+    points = []
+    for share in LEARNING_CURVE_SHARES:
+        kept = set(prompts[:max(1, round(share * len(prompts)))])
+        subset = [e for e in train if e.prompt_id in kept]
+        if n_pairs(subset) == 0:
+            continue
+        log(f"learning curve: training on {len(subset)} of {len(train)} rankings")
+        _, _, metrics = fit(subset, validation, config, parallel=parallel)
+        points.append({"rankings": len(subset), "accuracy": metrics["val/accuracy"]})
+        log(f"learning curve: {len(subset)} rankings -> held-out accuracy {metrics['val/accuracy']:.3f}")
+    return points + [{"rankings": len(train), "accuracy": full["val/accuracy"]}]
 
 
 def fit(train, validation, config: RewardConfig, on_step=lambda step, total, metrics: None, parallel: DataParallel | None = None):
@@ -175,7 +201,7 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
         eta = (time.perf_counter() - started) / step * (total - step)
         job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · ETA {eta:.0f} s")
 
-    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel)
+    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel, job.log)
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves
         return {}
     name = config.name or versions.default_version_name("rm")
@@ -184,6 +210,8 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
     version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
                                            activate=config.activate)
     job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs")
+    if config.activate and uncertainty.sets_in_uncertain_order(db):  # the queues follow the new active model at once
+        refresh_queue(db, RewardScorer.from_model(model, tokenizer, config), version_id, job.log)
     return {"version": version_id, "name": name, "val/accuracy": round(metrics["val/accuracy"], 4),
             "val/loss": round(metrics["val/loss"], 4)}
 

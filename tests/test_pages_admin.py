@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from ui.navigation import ADMIN_SCREENS
-from data import annotation, jobs, quality, versions
+from data import annotation, jobs, quality, uncertainty, versions
 from data.store import open_db
 from tests.test_pages import start, unescaped
 
@@ -32,6 +32,36 @@ def test_every_admin_screen_opens_without_an_exception(app_db, screen):
 def test_the_overview_shows_counts(app_db):
     metrics = {m.label: m.value for m in start("pages/data/overview.py").metric}
     assert metrics["Prompts"] == "40" and metrics["Completions"] == "160"
+
+
+def test_admin_puts_a_set_in_the_uncertain_order_and_its_items_get_scored(app_db, monkeypatch):
+    started = []
+    create_only(monkeypatch, started)
+    at = start("pages/data/overview.py")
+    at.selectbox(key="order-builtin").set_value("uncertain").run()
+    at.number_input(key="share-builtin").set_value(0.3)
+    at.button(key="save-builtin").click().run()
+    assert not at.exception and uncertainty.queue_settings(app_db, "builtin") == {"queue_order": "uncertain", "random_share": 0.3}
+    assert started == [] and "No active reward model" in at.warning[0].value  # nothing to score with yet
+    version = versions.register_version(app_db, "reward", "rm-x", "/nowhere", activate=True)
+    at.button(key="save-builtin").click().run()
+    assert [kind for kind, _ in started] == ["score_queue"] and "started as job" in unescaped(at.success[0])
+    assert any("0 of 40 open items scored by rm-x" in unescaped(c) for c in at.caption)
+    uncertainty.store_uncertainty(app_db, version, [(1, 0.5)])
+    assert any("1 of 40 open items" in unescaped(c) for c in start("pages/data/overview.py").caption)
+
+
+def test_making_a_reward_model_active_rescores_the_uncertain_queues(app_db, monkeypatch):
+    started = []
+    create_only(monkeypatch, started)
+    for name in ("rm-a", "rm-b"):
+        versions.register_version(app_db, "reward", name, "/nowhere", activate=True)
+    at = start("pages/train/reward.py")
+    at.button(key=next(b.key for b in at.button if b.label == "Make active")).click().run()
+    assert started == []  # no set in the 'uncertain' order: nothing to rescore
+    uncertainty.set_queue_order(app_db, "builtin", "uncertain")
+    at.button(key=next(b.key for b in at.button if b.label == "Make active")).click().run()
+    assert [(kind, args["reward_version"]) for kind, args in started] == [("score_queue", None)]
 
 
 def test_admin_imports_pasted_prompts_once(app_db):

@@ -25,6 +25,7 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
     in_form(at.number_input, "train-rm", "Epochs").set_value(3)
     in_form(at.number_input, "train-rm", "Learning rate").set_value(3e-3)
+    next(c for c in at.checkbox if c.label == "Learning curve").check()
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     assert not at.exception
     assert "Reward-model training started as job" in unescaped(at.success[0])
@@ -45,6 +46,9 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     assert shown["95% interval"] == f"{low:.0%} – {high:.0%}"
     assert active["metrics"]["val/length_rule_accuracy"] == 0.5  # "good answer" and "bad answer": same length
     assert any("length" in unescaped(m) or "Held-out accuracy" in unescaped(m) for m in [*at.success, *at.warning])
+    curve = active["metrics"]["val/learning_curve"]  # a quarter, a half and all of the 19 training prompts
+    assert [p["rankings"] for p in curve] == [5, 10, 19] and curve[-1]["accuracy"] == active["metrics"]["val/accuracy"]
+    assert any(c.value.startswith("Learning curve") for c in at.caption)
     # Inspect: the ranked item's completions ordered by reward next to the human ranks.
     at.toggle[0].set_value(True).run()
     frames = [d.value for d in at.dataframe]

@@ -126,3 +126,30 @@ def test_after_the_first_eos_a_sample_is_padding(tiny_small_vocab_generator):
         row = row.tolist()
         if tokenizer.eos_token_id in row:
             assert all(t == 0 for t in row[row.index(tokenizer.eos_token_id) + 1:])
+
+
+def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_reward_model(db, db_path, tiny_generator,
+                                                                                         tiny_encoder, tmp_path):
+    from data import items, jobs, uncertainty
+    from policy.config import GenerationConfig
+    from policy.generate import run_generation
+    from rm.config import RewardConfig
+    from rm.model import new_reward_model, save_reward_model
+
+    config = RewardConfig(backbone=tiny_encoder)
+    save_reward_model(*new_reward_model(config), config, {}, tmp_path / "rm")
+    reward = versions.register_version(db, "reward", "rm-untrained", str(tmp_path / "rm"), activate=True)
+    versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    for name, order in (("plain", "oldest"), ("doubtful", "uncertain")):
+        items.ensure_prompt_set(db, name)
+        items.add_prompt(db, name, f"a prompt of {name}")
+        uncertainty.set_queue_order(db, name, order)
+    db.conn.commit()
+    for name in ("plain", "doubtful"):
+        job_id = jobs.create_job(db, "generate", {})
+        with jobs.running_job(db_path, job_id) as (job, result):
+            result.update(run_generation(db, GenerationConfig(prompt_set=name, k=3, max_new_tokens=4), job))
+    scored = db.execute("""SELECT p.prompt_set, i.uncertainty_version, i.uncertainty, i.priority FROM items i
+                           JOIN prompts p ON p.id = i.prompt_id ORDER BY i.id""").fetchall()
+    assert scored[0] == ("plain", None, None, 0)
+    assert scored[1][:2] == ("doubtful", reward) and 0 < scored[1][2] <= 1 and scored[1][3] == scored[1][2]

@@ -229,5 +229,10 @@ def test_the_held_out_accuracy_comes_with_an_interval_and_a_length_only_rule_bes
     good = reward_model_verdict({"val/accuracy": 0.8, "val/accuracy_ci": [0.72, 0.87], "val/length_rule": "longer",
                                  "val/length_rule_accuracy": 0.55})
     assert good == [(True, 'Held-out accuracy 80% (95% interval 72%–87%), +25% over the rule "the longer answer wins".')]
+    steep = reward_model_verdict({"val/accuracy": 0.8, "val/accuracy_ci": [0.72, 0.87], "val/length_rule": "longer",
+                                  "val/length_rule_accuracy": 0.55,
+                                  "val/learning_curve": [{"rankings": 40, "accuracy": 0.7}, {"rankings": 80, "accuracy": 0.8}]})
+    assert steep[0] == (False, "Probably too few rankings for a policy update: held-out accuracy is still rising steeply with "
+                               "more rankings (70% at 40 rankings, 80% at 80). Rank more items, then retrain.")
     shorter = [RankingExample(i, "q", ["a", "a b c"], [[0], [1]]) for i in range(3)]
     assert length_rule_accuracy(shorter, shorter)["val/length_rule"] == "shorter"

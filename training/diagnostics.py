@@ -72,9 +72,13 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
     lines = []
     if accuracy is None:
         return lines
+    rising = still_rising(metrics.get("val/learning_curve") or [])
     if interval and interval[0] <= 0.5:
         lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy {accuracy:.0%} (95% interval "
                              f"{interval[0]:.0%}–{interval[1]:.0%}) cannot be told apart from chance. Rank more items, then retrain."))
+    elif rising:
+        lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy is still rising steeply with "
+                             f"more rankings ({rising}). Rank more items, then retrain."))
     if by_length is not None and accuracy - by_length < 0.05:
         lines.append((False, f"The rule \"the {rule} answer wins\" scores {by_length:.0%} on the same held-out pairs: most of "
                              "what this reward model learned may be length, and a policy update will chase it."))
@@ -82,6 +86,24 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
         beyond = f", {accuracy - by_length:+.0%} over the rule \"the {rule} answer wins\"" if by_length is not None else ""
         lines.append((True, f"Held-out accuracy {accuracy:.0%} (95% interval {interval[0]:.0%}–{interval[1]:.0%}){beyond}."))
     return lines
+
+
+def still_rising(curve: list[dict], per_doubling: float = 0.03) -> str | None:
+    """How the learning curve's last doubling of rankings raised held-out accuracy, when by at least `per_doubling`;
+    else None. The curve is [{"rankings", "accuracy"}] by growing size.
+
+    >>> still_rising([{"rankings": 20, "accuracy": 0.55}, {"rankings": 40, "accuracy": 0.6}, {"rankings": 80, "accuracy": 0.66}])
+    '60% at 40 rankings, 66% at 80'
+    >>> still_rising([{"rankings": 40, "accuracy": 0.7}, {"rankings": 80, "accuracy": 0.71}]) is None
+    True
+    """
+    if len(curve) < 2:
+        return None
+    before, last = curve[-2], curve[-1]
+    doublings = math.log2(last["rankings"] / before["rankings"]) if before["rankings"] else 0
+    if doublings <= 0 or (last["accuracy"] - before["accuracy"]) / doublings < per_doubling:
+        return None
+    return f"{before['accuracy']:.0%} at {before['rankings']} rankings, {last['accuracy']:.0%} at {last['rankings']}"
 
 
 def verdict(metrics: dict) -> list[tuple[bool, str]]:

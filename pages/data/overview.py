@@ -1,22 +1,61 @@
-"""Data overview: headline counts, and N (rankings wanted per item) for each prompt set."""
+"""Data overview: headline counts, and per prompt set N (rankings wanted per item) and the order of its queue."""
 
 import streamlit as st
 
-from data import items
-from ui.session import screen
+from data import items, uncertainty, versions
+from rm.config import UncertaintyConfig
+from ui.jobs import launch
+from ui.session import flash, screen
 from ui.text import safe_markdown
 
 COUNTS = ("prompts", "completions", "rankings", "comparisons", "items", "skips", "annotators", "demonstrations")
+
+
+def set_row(db, prompt_set: dict, queue: dict, reward: dict | None) -> None:
+    """One prompt set: N, its queue order and random share, saved together; for the 'uncertain' order, how many of
+    its open items the active reward model has scored."""
+    name = prompt_set["name"]
+    with st.container(border=True):
+        st.markdown(f"**{safe_markdown(name)}** · {prompt_set['prompts']:,} prompts · {queue['open']:,} items open")
+        n_column, order_column, share_column, save_column = st.columns([1, 3, 1, 1], vertical_alignment="bottom")
+        n = n_column.number_input("N", 1, 20, prompt_set["rankings_wanted"], key=f"n-{name}")
+        orders = list(uncertainty.QUEUE_ORDERS)
+        order = order_column.selectbox("Queue order", orders, index=orders.index(queue["queue_order"]),
+                                       format_func=uncertainty.QUEUE_ORDERS.get, key=f"order-{name}")
+        share = share_column.number_input("Random share", 0.0, 1.0, float(queue["random_share"]), 0.05, key=f"share-{name}",
+                                          disabled=order != "uncertain",
+                                          help="of the least-certain-first queue, served at random instead, so its "
+                                               "rankings stay fit to evaluate a reward model on")
+        if save_column.button("Save", key=f"save-{name}"):
+            items.set_rankings_wanted(db, name, int(n))
+            uncertainty.set_queue_order(db, name, order, float(share))
+            flash("success", f"{name}: {int(n)} rankings per item; {uncertainty.QUEUE_ORDERS[order].lower()}.")
+            if order == "uncertain" and reward and uncertainty.items_to_score(db, reward["id"], [name]):
+                launch("score_queue", UncertaintyConfig(prompt_sets=name), f"Scoring {name}'s open items")
+            st.rerun()
+        if queue["queue_order"] == "uncertain":
+            uncertain_status(queue, reward)
+
+
+def uncertain_status(queue: dict, reward: dict | None) -> None:
+    if reward is None:
+        st.warning("No active reward model: this queue serves its items oldest first until one is trained or made active.")
+        return
+    text = (f"{queue['scored']:,} of {queue['open']:,} open items scored by {reward['name']}; "
+            f"{queue['random_share']:.0%} of the queue is served at random.")
+    if queue["scored"] < queue["open"]:
+        text += " Unscored items come after the scored ones (a scoring job runs when a reward model is made active)."
+    st.caption(safe_markdown(text))
+
 
 with screen("Overview") as (db, user):
     counts = items.counts(db)
     for column, name in zip(st.columns(4) * 2, COUNTS):
         column.metric(name.capitalize(), f"{counts[name]:,}")
-    st.markdown("**Prompt sets** · N is how many rankings each item gets before it leaves every queue.")
+    st.markdown("**Prompt sets** · N is how many rankings each item gets before it leaves every queue. The queue "
+                "serves items with the fewest rankings first; among those, oldest first, or those the active reward "
+                "model is least sure about.")
+    reward = versions.active_version(db, "reward")
+    queues = uncertainty.queue_overview(db, reward["id"] if reward else None)
     for prompt_set in items.prompt_sets(db):
-        left, middle, right = st.columns([3, 2, 1], vertical_alignment="bottom")
-        left.markdown(f"{safe_markdown(prompt_set['name'])} · {prompt_set['prompts']:,} prompts")
-        n = middle.number_input("N", 1, 20, prompt_set["rankings_wanted"], key=f"n-{prompt_set['name']}")
-        if right.button("Save", key=f"save-n-{prompt_set['name']}"):
-            items.set_rankings_wanted(db, prompt_set["name"], int(n))
-            st.toast(safe_markdown(f"{prompt_set['name']}: {int(n)} rankings per item"))
+        set_row(db, prompt_set, queues[prompt_set["name"]], reward)

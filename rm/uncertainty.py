@@ -1,0 +1,80 @@
+"""How unsure a reward model is about each open item: what the 'uncertain' queue order serves first.
+
+    python -m rm.uncertainty [--reward-version N] [--prompt-sets a,b] [--rescore]
+
+Also the job `score_queue`, started when an admin makes a reward model active or puts a set in that order; a
+reward-model training that activates its model, and a generation into such a set, score in their own process.
+"""
+
+import time
+
+import torch
+
+from data import uncertainty, versions
+from data.jobs import job_main
+from rm.config import UncertaintyConfig
+from rm.score import RewardScorer
+
+ITEMS_PER_WRITE = 256  # items scored between two writes (and two progress reports)
+
+
+def ranking_uncertainty(rewards: torch.Tensor) -> float:
+    """How unsure the Bradley-Terry model is of the order of one item's K completions: the mean over its pairs of
+    1 - |2 P(i beats j) - 1|, 1 when every pair is a coin flip, towards 0 when it is sure of every pair.
+
+    >>> ranking_uncertainty(torch.tensor([0.3, 0.3, 0.3]))
+    1.0
+    >>> round(ranking_uncertainty(torch.tensor([5.0, 0.0])), 4)  # P = 0.9933
+    0.0134
+    """
+    i, j = torch.triu_indices(len(rewards), len(rewards), offset=1)  # [P] each pair once
+    p_first = torch.sigmoid(rewards[i] - rewards[j])  # [P] P(completion i is ranked above j)
+    return (1 - (2 * p_first - 1).abs()).mean().item()
+
+
+def refresh_queue(db, scorer: RewardScorer, reward_version_id: int, log, progress=lambda done, total, text: None,
+                  prompt_sets: list[str] | None = None, rescore: bool = False, still_wanted=lambda: True) -> int:
+    """Score the open items of the 'uncertain' sets (or of these sets) and store each one's uncertainty, a chunk at a
+    time so that the queue improves while it runs. Stops early when `still_wanted()` turns false (another reward
+    model became active). Returns the number of items scored."""
+    item_ids = uncertainty.items_to_score(db, reward_version_id, prompt_sets, rescore)
+    if not item_ids:
+        log("queue: no open item to score in a set in the 'uncertain' order")
+        return 0
+    log(f"queue: scoring {len(item_ids):,} open items with reward model version {reward_version_id}")
+    started, done = time.perf_counter(), 0
+    for start in range(0, len(item_ids), ITEMS_PER_WRITE):
+        if not still_wanted():
+            log(f"queue: stopped after {done:,} items: another reward model is active now")
+            break
+        rows = uncertainty.completions_to_score(db, item_ids[start:start + ITEMS_PER_WRITE])
+        rewards = scorer.score([prompt for _, prompt, _ in rows], [text for _, _, text in rows])  # [completions]
+        per_item: dict[int, list[int]] = {}
+        for index, (item_id, _, _) in enumerate(rows):
+            per_item.setdefault(item_id, []).append(index)
+        uncertainty.store_uncertainty(db, reward_version_id,
+                                      [(item_id, ranking_uncertainty(rewards[at])) for item_id, at in per_item.items()])
+        done += len(per_item)
+        rate = done / (time.perf_counter() - started)
+        progress(done, len(item_ids), f"{done:,}/{len(item_ids):,} items scored · {rate:.0f} items/s · "
+                                      f"ETA {(len(item_ids) - done) / rate:.0f} s")
+    return done
+
+
+def run_uncertainty(db, config: UncertaintyConfig, job) -> dict:
+    """Job body: load the reward model, score the open items, store their uncertainty."""
+    version = versions.version_or_active(db, "reward", config.reward_version)
+    job.log(f"reward model {version['name']} ({version['path']})")
+    scorer = RewardScorer(version["path"], config.device, config.batch_size)
+    sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
+
+    def still_active() -> bool:  # the active model's scores are what the queue should follow
+        active = versions.active_version(db, "reward")
+        return config.reward_version is not None or (active is not None and active["id"] == version["id"])
+
+    scored = refresh_queue(db, scorer, version["id"], job.log, job.progress, sets, config.rescore, still_active)
+    return {"reward_version": version["id"], "items": scored}
+
+
+if __name__ == "__main__":
+    raise SystemExit(job_main("score_queue", UncertaintyConfig, run_uncertainty))

@@ -1,0 +1,194 @@
+"""The 'uncertain' queue order: least certain items first, a random share, scored by the active reward model."""
+
+import pytest
+import torch
+
+from data import annotation, gold, items, jobs, uncertainty, versions
+from rm.config import RewardConfig, UncertaintyConfig
+from rm.score import RewardScorer
+from rm.train import run_reward_training
+from rm.uncertainty import ranking_uncertainty, refresh_queue, run_uncertainty
+from tests.conftest import add_items, rank_by
+
+UNSURE = [0.1, 0.9, 0.5, 0.7, 0.3, 0.2]  # the uncertainty stored for items 0..5
+
+
+@pytest.fixture
+def queue(db):
+    """Six items of set 'test', no repeats, scored by a (registered) reward model version."""
+    item_ids = add_items(db, len(UNSURE))
+    annotation.set_repeat_settings(db, "test", share=0.0, gap=1)
+    version = versions.register_version(db, "reward", "rm-a", "/nowhere")
+    uncertainty.store_uncertainty(db, version, list(zip(item_ids, UNSURE)))
+    return item_ids, version
+
+
+def served_order(db, annotator: str, n: int) -> list[int]:
+    me = annotation.annotator_id(db, annotator)
+    served = []
+    for _ in range(n):
+        item = annotation.next_item(db, me)
+        served.append(item.id)
+        annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3])
+    return served
+
+
+def test_the_default_order_ignores_uncertainty(db, queue):
+    item_ids, _ = queue
+    assert served_order(db, "ann", 6) == item_ids
+
+
+def test_the_uncertain_order_serves_the_least_certain_first(db, queue):
+    item_ids, _ = queue
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.0)
+    by_doubt = [i for _, i in sorted(zip(UNSURE, item_ids), reverse=True)]
+    assert served_order(db, "ann", 6) == by_doubt
+    uncertainty.set_queue_order(db, "test", "oldest")
+    assert db.execute("SELECT MAX(priority) FROM items").fetchone()[0] == 0  # back to oldest first
+
+
+def test_fewer_rankings_still_come_first(db, queue):
+    item_ids, _ = queue
+    items.set_rankings_wanted(db, "test", 2)
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.0)
+    rank_by(db, [item_ids[1]], len, annotator="bob")  # the least certain item has a ranking already
+    assert served_order(db, "ann", 5)[0] == item_ids[3]  # the next least certain of those with none
+    assert served_order(db, "cy", 6)[0] == item_ids[1]  # all have one ranking now: the least certain first again
+
+
+def test_new_scores_change_the_queue_at_once_and_unscored_items_come_last(db, queue):
+    item_ids, version = queue
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.0)
+    uncertainty.store_uncertainty(db, version, [(item_ids[5], 0.95)])
+    new_item = add_items(db, 1)[0]  # not scored: priority 0
+    served = served_order(db, "ann", 7)
+    assert served[0] == item_ids[5] and served[-1] == new_item
+
+
+def test_the_random_share_serves_other_items_and_a_reload_keeps_the_draw(db, queue):
+    item_ids, _ = queue
+    items.set_rankings_wanted(db, "test", 1000)  # room for 200 annotators' reservations
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.5)
+    first_served = [annotation.next_item(db, annotation.annotator_id(db, f"a{n}")).id for n in range(200)]
+    share_top = first_served.count(item_ids[1]) / len(first_served)
+    assert 0.5 < share_top < 0.7  # the top item, plus its 1-in-6 chance as a random pick: about 0.58
+    assert len(set(first_served)) == 6  # every item is drawn sometimes
+    again = [annotation.next_item(db, annotation.annotator_id(db, f"a{n}")).id for n in range(200)]
+    assert again == first_served  # each one holds the item it was served
+
+
+def test_a_random_pick_stays_in_the_set_and_level(db, queue):
+    item_ids, _ = queue
+    other = add_items(db, 4, prompt_set="other")  # oldest first, not scored
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=1.0)
+    served = set(served_order(db, "ann", 6))
+    assert served == set(item_ids)  # the 'uncertain' set's items rank first among items with no ranking
+    assert served_order(db, "ann", 4) == other
+
+
+def test_items_to_score_are_the_open_items_of_uncertain_sets_not_yet_scored(db, queue):
+    item_ids, version = queue
+    assert uncertainty.items_to_score(db, version) == []  # no set in the 'uncertain' order
+    uncertainty.set_queue_order(db, "test", "uncertain")
+    assert uncertainty.items_to_score(db, version) == []  # all scored by this version
+    other_version = versions.register_version(db, "reward", "rm-b", "/nowhere")
+    rank_by(db, item_ids[:1], len)  # ranked: no longer open
+    gold.set_gold(db, item_ids[1], [[0], [1], [2], [3]])  # gold: never in the queue
+    add_items(db, 2, prompt_set="other")  # a set in the default order
+    assert uncertainty.items_to_score(db, other_version) == item_ids[2:]
+    assert uncertainty.items_to_score(db, version, rescore=True) == item_ids[2:]
+    assert uncertainty.items_to_score(db, other_version, prompt_sets=["other"]) == [7, 8]
+
+
+def test_the_overview_counts_open_and_scored_items_per_set(db, queue):
+    item_ids, version = queue
+    add_items(db, 3, prompt_set="other")
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.25)
+    rank_by(db, item_ids[:2], len)
+    overview = uncertainty.queue_overview(db, version)
+    assert overview["test"] == {"queue_order": "uncertain", "random_share": 0.25, "open": 4, "scored": 4}
+    assert overview["other"] == {"queue_order": "oldest", "random_share": 0.2, "open": 3, "scored": 0}
+
+
+def test_settings_are_checked(db, queue):
+    with pytest.raises(ValueError, match="unknown queue order"):
+        uncertainty.set_queue_order(db, "test", "hardest")
+    with pytest.raises(ValueError, match="random share"):
+        uncertainty.set_queue_order(db, "test", "uncertain", random_share=1.5)
+    with pytest.raises(ValueError, match="no prompt set"):
+        uncertainty.set_queue_order(db, "nope", "uncertain")
+
+
+def test_uncertainty_is_one_for_ties_and_falls_with_the_reward_gap():
+    assert ranking_uncertainty(torch.zeros(4)) == 1.0
+    gaps = [ranking_uncertainty(torch.tensor([g, 0.0])) for g in (0.1, 1.0, 3.0)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 0.1
+    assert ranking_uncertainty(torch.tensor([3.0, 0.0])) == ranking_uncertainty(torch.tensor([0.0, 3.0]))
+
+
+def trained_reward_model(db, db_path, tiny_encoder, activate=True):
+    """A tiny reward model trained (as the job does) on 30 rankings of set 's': 'good'/'great' answers win."""
+    items.ensure_prompt_set(db, "s")
+    ids = []
+    for i in range(30):
+        prompt_id, _ = items.add_prompt(db, "s", f"question number {i}")
+        ids.append(items.add_item(db, prompt_id, [items.NewCompletion(t) for t in ("good answer", "bad answer", "great answer", "poor answer")]))
+    db.conn.commit()
+    rank_by(db, ids, lambda text: text.split()[0] in ("good", "great"))
+    job_id = jobs.create_job(db, "train_rm", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_reward_training(db, RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False,
+                                                           name="rm-tiny", activate=activate), job))
+    return versions.version_named(db, "reward", "rm-tiny")
+
+
+def open_pairs(db, prompt_set: str) -> list[int]:
+    """Items of a set whose completions a trained model is sure about (good vs bad) or not (good vs great)."""
+    items.ensure_prompt_set(db, prompt_set)
+    ids = []
+    for i, texts in enumerate([("good answer", "bad answer"), ("good answer", "great answer"), ("poor answer", "great answer")]):
+        prompt_id, _ = items.add_prompt(db, prompt_set, f"new question {i}")
+        ids.append(items.add_item(db, prompt_id, [items.NewCompletion(t) for t in texts]))
+    db.conn.commit()
+    return ids
+
+
+def test_the_job_scores_the_open_items_and_the_queue_serves_the_doubtful_first(db, db_path, tiny_encoder):
+    version = trained_reward_model(db, db_path, tiny_encoder)
+    sure, unsure, sure_too = open_pairs(db, "fresh")
+    uncertainty.set_queue_order(db, "fresh", "uncertain", random_share=0.0)
+    annotation.set_repeat_settings(db, "fresh", share=0.0, gap=1)
+    job_id = jobs.create_job(db, "score_queue", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_uncertainty(db, UncertaintyConfig(), job))
+    assert jobs.get_job(db, job_id)["result"] == {"reward_version": version["id"], "items": 3}
+    stored = dict(db.execute("SELECT id, uncertainty FROM items WHERE id IN (?, ?, ?)", [sure, unsure, sure_too]).fetchall())
+    assert stored[unsure] > max(stored[sure], stored[sure_too])
+    assert annotation.next_item(db, annotation.annotator_id(db, "ann")).id == unsure
+
+
+def test_training_an_active_reward_model_rescores_the_uncertain_sets(db, db_path, tiny_encoder):
+    fresh = open_pairs(db, "fresh")
+    uncertainty.set_queue_order(db, "fresh", "uncertain")
+    version = trained_reward_model(db, db_path, tiny_encoder)
+    assert {row[0] for row in db.execute("SELECT uncertainty_version FROM items WHERE id IN (?, ?, ?)", fresh)} == {version["id"]}
+    # the training set 's' is in the default order: its items are not scored
+    assert db.execute("SELECT COUNT(*) FROM items WHERE uncertainty IS NOT NULL").fetchone()[0] == 3
+
+
+def test_scoring_stops_when_another_reward_model_becomes_active(db, db_path, tiny_encoder):
+    version = trained_reward_model(db, db_path, tiny_encoder)
+    open_pairs(db, "fresh")
+    uncertainty.set_queue_order(db, "fresh", "uncertain")
+    lines = []
+    scored = refresh_queue(db, RewardScorer(version["path"], "cpu"), version["id"], lines.append, still_wanted=lambda: False)
+    assert scored == 0 and "another reward model is active" in lines[-1]
+
+
+def test_the_command_line_sets_the_order(db, db_path, queue, capsys):
+    from data.__main__ import main
+
+    assert main(["--db", str(db_path), "queue-order", "test", "uncertain", "--random-share", "0.1"]) == 0
+    assert uncertainty.queue_settings(db, "test") == {"queue_order": "uncertain", "random_share": 0.1}
+    assert main(["--db", str(db_path), "queue-order", "nope", "uncertain"]) == 2
+    assert "no prompt set 'nope'" in capsys.readouterr().err
