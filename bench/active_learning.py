@@ -1,6 +1,6 @@
 """Does serving the reward model's least certain items first make a ranking worth more? A simulation on real data.
 
-    python -m bench.active_learning [--seeds 2] [--pool 600] [--round 50] [--rounds 5]
+    python -m bench.active_learning [--seeds 2] [--pool 600] [--round 50] [--rounds 5] [--resume]
 
 The annotator is scripted with a fixed preference: the human choice of each shared HH-RLHF comparison (an item
 of two completions, chosen and rejected). Each strategy starts from the same random first round, then picks each
@@ -15,13 +15,14 @@ accuracy. Target of issue 11: the same held-out accuracy with >= 30% fewer ranki
 """
 
 import argparse
+import json
 import random
 import statistics
 import time
 
 import torch
 
-from bench.common import save
+from bench.common import OUT, save
 from bench.hh import load_split
 from rm.config import RewardConfig
 from rm.score import RewardScorer
@@ -83,14 +84,20 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=200)
     parser.add_argument("--round", type=int, default=50, help="rankings per round (the first round is random for both)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds of bench/out/active_learning.json (same settings) and run only the next ones")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     train, held = load_split()
     pool_all = [as_example(p) for p in train if p.chosen.strip() and p.rejected.strip() and p.chosen.strip() != p.rejected.strip()]
     held_out = [as_example(p) for p in held if p.chosen.strip() and p.rejected.strip() and p.chosen.strip() != p.rejected.strip()][:args.held_out]
-    config = RewardConfig(seed=0)
     results = {"random": [], "uncertain": []}
-    for seed in range(args.seeds):
+    settings = {"pool": args.pool, "held_out": len(held_out), "per_round": args.round, "rounds": args.rounds}
+    previous = json.loads((OUT / "active_learning.json").read_text()) if args.resume else None
+    if previous and all(previous[k] == v for k, v in settings.items()):
+        results = previous["runs"]  # seeds 0..n-1 of an earlier run with the same settings: only the next ones run
+        print(f"resuming after {len(results['random'])} seeds from {OUT / 'active_learning.json'}", flush=True)
+    for seed in range(len(results["random"]), args.seeds):
         rng = random.Random(1000 + seed)
         pool = rng.sample(pool_all, args.pool)
         first, rest = pool[:args.round], pool[args.round:]
@@ -103,7 +110,7 @@ def main() -> None:
     target = mean_curve["random"][-1]
     needed = next((n for n, a in zip(sizes, mean_curve["uncertain"]) if a >= target), None)
     save("active_learning", {
-        "pool": args.pool, "held_out": len(held_out), "per_round": args.round, "rounds": args.rounds, "seeds": args.seeds,
+        **settings, "seeds": args.seeds,
         "random_share_in_uncertain_order": RANDOM_SHARE, "rankings": sizes,
         "mean_held_out_accuracy": {s: [round(a, 4) for a in c] for s, c in mean_curve.items()},
         "random_final_accuracy": round(target, 4), "uncertain_rankings_to_reach_it": needed,

@@ -44,6 +44,7 @@ JOB_MODULES = {
 HEARTBEAT_S = 2.0
 LOST_AFTER_S = 60.0
 LOG_TAIL_CHARS = 8000
+PRINT_EVERY_S = 10.0  # how often a training loop's progress is printed
 LOCK_RETRY_S = 0.5  # pause between tries of a job's own write while another process holds the write lock
 
 
@@ -203,11 +204,22 @@ class Job:
         self.id = job_id
         self.args = from_json(db.execute("SELECT args FROM jobs WHERE id = ?", [job_id]).fetchone()[0])
         self.cancelled = threading.Event()
+        self.started = self.printed = time.perf_counter()
 
     def progress(self, done: float, total: float, message: str = "") -> None:
         self._raise_if_cancelled()
         _write(self.db, "UPDATE jobs SET progress = ?, message = ? WHERE id = ?",
                [min(1.0, done / total) if total else 0.0, message, self.id], between_tries=self._raise_if_cancelled)
+
+    def step_progress(self, step: int, total: int, text: str) -> None:
+        """Progress of a training loop, "step 3/40 · <text> · ETA 80 s" (the ETA from the job's start), on the job's
+        card and, every PRINT_EVERY_S and at the last step, on the terminal (or the job's log file)."""
+        now_ = time.perf_counter()
+        message = f"step {step}/{total} · {text} · ETA {(now_ - self.started) / step * (total - step):.0f} s"
+        self.progress(step, total, message)
+        if step == total or now_ - self.printed >= PRINT_EVERY_S:
+            self.printed = now_
+            print(message, flush=True)
 
     def log(self, line: str) -> None:
         print(line, flush=True)
@@ -234,6 +246,9 @@ class HelperProcess:
         self.db, self.id, self.args = db, None, {}
 
     def progress(self, done: float, total: float, message: str = "") -> None:
+        pass
+
+    def step_progress(self, step: int, total: int, text: str) -> None:
         pass
 
     def log(self, line: str) -> None:

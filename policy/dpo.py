@@ -224,14 +224,11 @@ def run_dpo(db, config: DPOConfig, job) -> dict:
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()
-    started = time.perf_counter()
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
         if "train/loss" in metrics:
-            eta = (time.perf_counter() - started) / step * (total - step)
-            job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · "
-                                      f"pair accuracy {metrics['train/accuracy']:.2f} · ETA {eta:.0f} s")
+            job.step_progress(step, total, f"loss {metrics['train/loss']:.3f} · pair accuracy {metrics['train/accuracy']:.2f}")
 
     trainer, metrics = fit(model, tokenizer, train, validation, config, on_step)
     job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "

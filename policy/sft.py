@@ -188,13 +188,11 @@ def run_sft(db, config: SFTConfig, job) -> dict:
     model, tokenizer = load_generator(start["path"], str(parallel.device))
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    started = time.perf_counter()
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
         if "train/loss" in metrics:
-            eta = (time.perf_counter() - started) / step * (total - step)
-            job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · ETA {eta:.0f} s")
+            job.step_progress(step, total, f"loss {metrics['train/loss']:.3f}")
 
     model, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
     parallel.wait()

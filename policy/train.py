@@ -535,12 +535,10 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     if full_weights:
         model = model.merge_and_unload()
     scorer = RewardScorer(reward["path"], str(device))
-    started = time.perf_counter()
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
-        eta = (time.perf_counter() - started) / step * (total - step)
-        job.progress(step, total, f"step {step}/{total} · reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f} · ETA {eta:.0f} s")
+        job.step_progress(step, total, f"reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f}")
 
     trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step)
     name = config.name or versions.default_version_name("policy")

@@ -194,12 +194,10 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
     parallel = DataParallel(config.device)
     examples = parallel.share(load_rankings(db, split(config.prompt_sets), split(config.annotators)) if parallel.is_main else None)
     job.log(f"{len(examples)} rankings, {n_pairs(examples)} comparisons; backbone {config.backbone}")
-    started = time.perf_counter()
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
-        eta = (time.perf_counter() - started) / step * (total - step)
-        job.progress(step, total, f"step {step}/{total} · loss {metrics['train/loss']:.3f} · ETA {eta:.0f} s")
+        job.step_progress(step, total, f"loss {metrics['train/loss']:.3f}")
 
     model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel, job.log)
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves

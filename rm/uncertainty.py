@@ -54,10 +54,12 @@ def refresh_queue(db, scorer: RewardScorer, reward_version_id: int, log, progres
             per_item.setdefault(item_id, []).append(index)
         uncertainty.store_uncertainty(db, reward_version_id,
                                       [(item_id, ranking_uncertainty(rewards[at])) for item_id, at in per_item.items()])
-        done += len(per_item)
+        before, done = done, done + len(per_item)
         rate = done / (time.perf_counter() - started)
-        progress(done, len(item_ids), f"{done:,}/{len(item_ids):,} items scored · {rate:.0f} items/s · "
-                                      f"ETA {(len(item_ids) - done) / rate:.0f} s")
+        message = f"{done:,}/{len(item_ids):,} items scored · {rate:.0f} items/s · ETA {(len(item_ids) - done) / rate:.0f} s"
+        progress(done, len(item_ids), message)
+        if 10 * done // len(item_ids) > 10 * before // len(item_ids):  # every tenth, in the log and the terminal
+            log(f"queue: {message}")
     return done
 
 

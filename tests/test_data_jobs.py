@@ -250,3 +250,15 @@ def test_a_second_generation_for_the_same_prompts_and_generator_is_refused(db):
     other_set = jobs.create_job(db, "generate", {"prompt_set": "t", "generator_version": generator})
     jobs.request_cancel(db, first)
     assert jobs.create_job(db, "generate", {"prompt_set": "s", "generator_version": generator}) > other_set
+
+
+def test_a_training_loop_reports_steps_with_an_eta_on_the_card_and_the_terminal(db, db_path, capsys, monkeypatch):
+    monkeypatch.setattr(jobs, "PRINT_EVERY_S", 3600.0)  # only the last step is printed
+    job_id = jobs.create_job(db, "train_rm", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        job.started -= 10  # ten seconds into the job
+        job.step_progress(1, 4, "loss 0.700")
+        card = jobs.get_job(db, job_id)
+        assert card["progress"] == 0.25 and card["message"].startswith("step 1/4 · loss 0.700 · ETA 3")  # 30 s left
+        job.step_progress(4, 4, "loss 0.100")
+    assert capsys.readouterr().out.splitlines() == ["step 4/4 · loss 0.100 · ETA 0 s"]
