@@ -103,9 +103,7 @@ def main() -> None:
 
 def uncertain_order(db) -> None:
     """The bench set in the 'uncertain' order, each item with a random uncertainty (as a scoring job leaves them)."""
-    version = versions.register_version(db, "reward", f"rm-bench-{time.time_ns()}", "/nowhere")
-    with db.atomic():
-        db.execute("UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5")
+    version = versions.register_version(db, "reward", f"rm-bench-{time.time_ns()}", "/nowhere", activate=True)
     scores = [(row[0], random.Random(row[0]).random()) for row in db.execute("SELECT id FROM items")]
     uncertainty.store_uncertainty(db, version, scores)
     uncertainty.set_queue_order(db, "bench", "uncertain", random_share=0.2)

@@ -120,7 +120,7 @@ def next_item(db: Database, annotator: int) -> Item | None:
     """The item to show this annotator, reserved for them: the one they already hold, else a gold item when one is
     due, else now and then a repeat of an item they ranked (self-consistency, unannounced), else the open item with
     the fewest rankings (among equals: oldest first, or in a set in the 'uncertain' order, the item the reward model
-    is least sure about, now and then one at random; see data.uncertainty). None when nothing is left."""
+    is least sure about, its random share interleaved; see data.uncertainty). None when nothing is left."""
     now_ = now()
     with write_transaction(db):
         db.execute("DELETE FROM reservations WHERE expires_at <= ?", [now_])
@@ -143,41 +143,18 @@ def _fresh_item(db: Database, annotator: int, now_: str) -> tuple[int, int | Non
     gold_item = gold.gold_item_due(db, annotator)  # gold goes to everyone, at its set's rate
     if gold_item:
         return gold_item, None
-    params = {"annotator": annotator, "now": now_}
-    row = db.execute(f"""SELECT i.id, i.n_rankings, s.name, s.queue_order, s.random_share {_OPEN_ITEMS}
-                         ORDER BY i.n_rankings, i.priority DESC, i.id LIMIT 1""", params).fetchone()
+    row = db.execute(f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.n_rankings, i.priority DESC, i.id LIMIT 1",
+                     {"annotator": annotator, "now": now_}).fetchone()
     if row is None:  # repeats only mix into a queue: an annotator who is done is not served repeats alone
         return None
-    item_id, n_rankings, prompt_set, order, random_share = row
-    answered = _answers_given(db, annotator)
-    if order == "uncertain":
-        item_id = _random_item_instead(db, params, answered, n_rankings, prompt_set, random_share) or item_id
-    return _repeat_due(db, annotator, now_, answered) or (item_id, None)
+    return _repeat_due(db, annotator, now_) or (row[0], None)
 
 
-def _answers_given(db: Database, annotator: int) -> int:
-    return db.execute("""SELECT (SELECT COUNT(*) FROM rankings WHERE annotator_id = :a)
-                                + (SELECT COUNT(*) FROM repeat_rankings WHERE annotator_id = :a)""", {"a": annotator}).fetchone()[0]
-
-
-def _random_item_instead(db: Database, params: dict, answered: int, n_rankings: int, prompt_set: str,
-                         random_share: float) -> int | None:
-    """With probability `random_share`, an open item of the set with as few rankings, picked without regard to the
-    reward model: the first one from a random point of the items' fixed uniform draws (wrapping around). The draw is
-    fixed by the annotator and their count of answers, so a reload does not change it."""
-    rng = random.Random(f"queue:{params['annotator']}:{answered}")
-    if rng.random() >= random_share:
-        return None
-    # `+s.name`: not a lookup key, so SQLite walks items_queue_draw in order and stops at the first open one (17 ms -> 0.01 ms at 10k items)
-    same_level = f"SELECT i.id {_OPEN_ITEMS} AND i.n_rankings = :n AND +s.name = :set AND i.draw {{}} :start ORDER BY i.draw LIMIT 1"
-    values = {**params, "n": n_rankings, "set": prompt_set, "start": rng.random()}
-    row = db.execute(same_level.format(">="), values).fetchone() or db.execute(same_level.format("<"), values).fetchone()
-    return row[0] if row else None
-
-
-def _repeat_due(db: Database, annotator: int, now_: str, answered: int) -> tuple[int, int] | None:
+def _repeat_due(db: Database, annotator: int, now_: str) -> tuple[int, int] | None:
     """(item, ranking) to ask again, with probability its set's `repeat_share`. The draw depends only on the annotator
     and how many answers they have given, so a reload does not change it."""
+    answered = db.execute("""SELECT (SELECT COUNT(*) FROM rankings WHERE annotator_id = :a)
+                                    + (SELECT COUNT(*) FROM repeat_rankings WHERE annotator_id = :a)""", {"a": annotator}).fetchone()[0]
     draw = repeat_draw(annotator, answered)
     if draw >= db.execute("SELECT COALESCE(MAX(repeat_share), 0) FROM prompt_sets").fetchone()[0]:
         return None  # most draws: no set repeats this often, and no need to look for a candidate

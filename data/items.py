@@ -2,12 +2,11 @@
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
-from data import conversation
+from data import conversation, uncertainty
 from data.rankings import MAX_K, MIN_K, RankingError
 from data.store import now, to_json, write_transaction
 
@@ -52,6 +51,13 @@ def set_rankings_wanted(db: Database, prompt_set: str, n: int) -> None:
         db.execute("UPDATE prompt_sets SET rankings_wanted = ? WHERE name = ?", [n, prompt_set])
 
 
+def set_queue(db: Database, prompt_set: str, rankings_wanted: int, order: str, random_share: float) -> None:
+    """The set's N and queue order (`uncertainty.set_queue_order`), in one transaction."""
+    with write_transaction(db):
+        set_rankings_wanted(db, prompt_set, rankings_wanted)
+        uncertainty.set_queue_order(db, prompt_set, order, random_share)
+
+
 def prompt_sets(db: Database) -> list[dict]:
     return list(
         db.query(
@@ -92,8 +98,8 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
     created = now()
     prompt_set, prompt = db.execute("SELECT prompt_set, text FROM prompts WHERE id = ?", [prompt_id]).fetchone()
     item_id = db.execute(
-        "INSERT INTO items (prompt_id, job_id, origin, content_hash, draw, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), random.random(), created],
+        "INSERT INTO items (prompt_id, job_id, origin, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), created],
     ).lastrowid
     db["completions"].insert_all(
         (
@@ -113,6 +119,7 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
             for position, c in enumerate(completions)
         )
     )
+    uncertainty.set_priorities(db, "id = ?", [item_id])  # in a set's random share, its place in the queue is set now
     return item_id
 
 

@@ -63,6 +63,9 @@ def create_job(db: Database, kind: str, args: dict) -> int:
             versions.check_version_name(db, versions.VERSION_KIND_OF_JOB[kind], args.get("name") or "")
         if kind == "generate":
             _refuse_second_generation(db, args)
+        if kind == "score_queue":  # a newer scoring supersedes: one at a time, with the model active now
+            for (other,) in db.execute("SELECT id FROM jobs WHERE kind = 'score_queue' AND status IN ('queued', 'running')").fetchall():
+                request_cancel(db, other)
         return db.execute(
             "INSERT INTO jobs (kind, args, created_at) VALUES (?, ?, ?)", [kind, to_json(args), now()]
         ).lastrowid

@@ -415,7 +415,7 @@ def m0016_metric_names(db):
 @migrations()
 def m0017_uncertain_queue(db):
     # A prompt set's queue order: 'oldest' (fewest rankings, then oldest first) or 'uncertain' (fewest rankings, then
-    # the items the reward model is least sure about), with `random_share` of its items served at random instead.
+    # the items the reward model is least sure about), with `random_share` of its items served in random order instead.
     db.execute("""ALTER TABLE prompt_sets ADD COLUMN queue_order TEXT NOT NULL DEFAULT 'oldest'
                   CHECK (queue_order IN ('oldest', 'uncertain'))""")
     db.execute("ALTER TABLE prompt_sets ADD COLUMN random_share REAL NOT NULL DEFAULT 0.2 CHECK (random_share BETWEEN 0 AND 1)")
@@ -423,12 +423,13 @@ def m0017_uncertain_queue(db):
     # and which version said so; NULL: not scored.
     db.execute("ALTER TABLE items ADD COLUMN uncertainty REAL")
     db.execute("ALTER TABLE items ADD COLUMN uncertainty_version INTEGER REFERENCES model_versions(id)")
-    # The queue's key among items with as many rankings, higher first: the uncertainty in an 'uncertain' set, else 0.
+    # The queue's key among items with as many rankings, higher first (data/uncertainty.set_priorities).
     db.execute("ALTER TABLE items ADD COLUMN priority REAL NOT NULL DEFAULT 0")
     db.execute("DROP INDEX items_queue")
     db.execute("CREATE INDEX items_queue_priority ON items (n_rankings, priority DESC, id)")
-    # A fixed uniform draw per item: the random share of the queue walks it from a random point, so which item comes
-    # after a gap of taken ones has nothing to do with its content.
+    # A fixed uniform draw per item, whatever inserts it: the items of an 'uncertain' set whose draw is below its
+    # random share are served in the order of their draw, a uniform sample of the set (data/uncertainty.py).
     db.execute("ALTER TABLE items ADD COLUMN draw REAL NOT NULL DEFAULT 0")
-    db.execute("UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5")
-    db.execute("CREATE INDEX items_queue_draw ON items (n_rankings, draw)")
+    db.execute("UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5")  # uniform in [0, 1)
+    db.execute("""CREATE TRIGGER items_draw AFTER INSERT ON items WHEN NEW.draw = 0
+                  BEGIN UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5 WHERE id = NEW.id; END""")

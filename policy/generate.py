@@ -149,14 +149,9 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
 
 
 def score_new_items(db, config: GenerationConfig, job) -> None:
-    """In a set served least certain first, the new items get the active reward model's uncertainty now."""
-    reward = versions.active_version(db, "reward")
-    if reward is None or uncertainty.queue_settings(db, config.prompt_set)["queue_order"] != "uncertain":
-        return
-    from rm.score import RewardScorer  # the reward model's code only where a set asks for it
-    from rm.uncertainty import refresh_queue
-
-    refresh_queue(db, RewardScorer(reward["path"], config.device), reward["id"], job.log, prompt_sets=[config.prompt_set])
+    """In a set served least certain first, the new items get the active reward model's uncertainty (a job of its own)."""
+    if scoring := uncertainty.score_in_background(db, [config.prompt_set]):
+        job.log(f"job {scoring} scores the new items for the least-certain-first queue")
 
 
 def prompts_to_generate(db, config: GenerationConfig, version: dict | None, remote_names: list[str]) -> list[dict]:

@@ -39,9 +39,8 @@ class RewardConfig:
 
 @dataclass
 class UncertaintyConfig:
-    """Score the open items of the sets in the 'uncertain' queue order with a reward model: how unsure it is of each."""
+    """Score the open items of the sets in the 'uncertain' queue order with the active reward model: how unsure it is of each."""
 
-    reward_version: int | None = field(default=None, metadata={"help": "reward model version id; none: the active one"})
     prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets; empty: every set in the 'uncertain' order"})
     rescore: bool = field(default=False, metadata={"help": "score again the items this version has already scored"})
     batch_size: int = field(default=64, metadata={"help": "completions scored per forward pass"})

@@ -22,8 +22,6 @@ from rm.config import RewardConfig
 from rm.data import make_batches
 from rm.loss import kwise_loss, pairwise_accuracy
 from rm.model import new_reward_model, save_reward_model
-from rm.score import RewardScorer
-from rm.uncertainty import refresh_queue
 
 CALIBRATION_BUCKETS = 5
 LEARNING_CURVE_SHARES = (0.25, 0.5)  # of the training prompts, for the learning curve
@@ -208,8 +206,8 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
     version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
                                            activate=config.activate)
     job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs")
-    if config.activate and uncertainty.sets_in_uncertain_order(db):  # the queues follow the new active model at once
-        refresh_queue(db, RewardScorer.from_model(model, tokenizer, config), version_id, job.log)
+    if config.activate and (scoring := uncertainty.score_in_background(db)):  # the queues follow the new active model
+        job.log(f"job {scoring} scores the least-certain-first queues with it")
     return {"version": version_id, "name": name, "val/accuracy": round(metrics["val/accuracy"], 4),
             "val/loss": round(metrics["val/loss"], 4)}
 

@@ -1,9 +1,10 @@
 """How unsure a reward model is about each open item: what the 'uncertain' queue order serves first.
 
-    python -m rm.uncertainty [--reward-version N] [--prompt-sets a,b] [--rescore]
+    python -m rm.uncertainty [--prompt-sets a,b] [--rescore true]
 
-Also the job `score_queue`, started when an admin makes a reward model active or puts a set in that order; a
-reward-model training that activates its model, and a generation into such a set, score in their own process.
+The job `score_queue`, with the active reward model. It is started (data.uncertainty.score_in_background) when an
+admin makes a reward model active or puts a set in the 'uncertain' order, when a reward-model training activates
+its model, and when a generation adds items to such a set. A newer one supersedes any still queued or running.
 """
 
 import time
@@ -33,10 +34,10 @@ def ranking_uncertainty(rewards: torch.Tensor) -> float:
 
 
 def refresh_queue(db, scorer: RewardScorer, reward_version_id: int, log, progress=lambda done, total, text: None,
-                  prompt_sets: list[str] | None = None, rescore: bool = False, still_wanted=lambda: True) -> int:
+                  prompt_sets: list[str] | None = None, rescore: bool = False) -> int:
     """Score the open items of the 'uncertain' sets (or of these sets) and store each one's uncertainty, a chunk at a
-    time so that the queue improves while it runs. Stops early when `still_wanted()` turns false (another reward
-    model became active). Returns the number of items scored."""
+    time so that the queue improves while it runs. Stops when this model is no longer the active one (the store then
+    refuses its scores). Returns the number of items scored and stored."""
     item_ids = uncertainty.items_to_score(db, reward_version_id, prompt_sets, rescore)
     if not item_ids:
         log("queue: no open item to score in a set in the 'uncertain' order")
@@ -44,16 +45,15 @@ def refresh_queue(db, scorer: RewardScorer, reward_version_id: int, log, progres
     log(f"queue: scoring {len(item_ids):,} open items with reward model version {reward_version_id}")
     started, done = time.perf_counter(), 0
     for start in range(0, len(item_ids), ITEMS_PER_WRITE):
-        if not still_wanted():
-            log(f"queue: stopped after {done:,} items: another reward model is active now")
-            break
         rows = uncertainty.completions_to_score(db, item_ids[start:start + ITEMS_PER_WRITE])
         rewards = scorer.score([prompt for _, prompt, _ in rows], [text for _, _, text in rows])  # [completions]
         per_item: dict[int, list[int]] = {}
         for index, (item_id, _, _) in enumerate(rows):
             per_item.setdefault(item_id, []).append(index)
-        uncertainty.store_uncertainty(db, reward_version_id,
-                                      [(item_id, ranking_uncertainty(rewards[at])) for item_id, at in per_item.items()])
+        if not uncertainty.store_uncertainty(db, reward_version_id,
+                                             [(item_id, ranking_uncertainty(rewards[at])) for item_id, at in per_item.items()]):
+            log(f"queue: stopped after {done:,} items: another reward model is active now (its own scoring job takes over)")
+            break
         before, done = done, done + len(per_item)
         rate = done / (time.perf_counter() - started)
         message = f"{done:,}/{len(item_ids):,} items scored · {rate:.0f} items/s · ETA {(len(item_ids) - done) / rate:.0f} s"
@@ -64,17 +64,12 @@ def refresh_queue(db, scorer: RewardScorer, reward_version_id: int, log, progres
 
 
 def run_uncertainty(db, config: UncertaintyConfig, job) -> dict:
-    """Job body: load the reward model, score the open items, store their uncertainty."""
-    version = versions.version_or_active(db, "reward", config.reward_version)
+    """Job body: load the active reward model, score the open items, store their uncertainty."""
+    version = versions.version_or_active(db, "reward", None)
     job.log(f"reward model {version['name']} ({version['path']})")
     scorer = RewardScorer(version["path"], config.device, config.batch_size)
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
-
-    def still_active() -> bool:  # the active model's scores are what the queue should follow
-        active = versions.active_version(db, "reward")
-        return config.reward_version is not None or (active is not None and active["id"] == version["id"])
-
-    scored = refresh_queue(db, scorer, version["id"], job.log, job.progress, sets, config.rescore, still_active)
+    scored = refresh_queue(db, scorer, version["id"], job.log, job.progress, sets, config.rescore)
     return {"reward_version": version["id"], "items": scored}
 
 

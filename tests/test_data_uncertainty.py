@@ -1,5 +1,8 @@
 """The 'uncertain' queue order: least certain items first, a random share, scored by the active reward model."""
 
+import random
+import statistics
+
 import pytest
 import torch
 
@@ -18,7 +21,7 @@ def queue(db):
     """Six items of set 'test', no repeats, scored by a (registered) reward model version."""
     item_ids = add_items(db, len(UNSURE))
     annotation.set_repeat_settings(db, "test", share=0.0, gap=1)
-    version = versions.register_version(db, "reward", "rm-a", "/nowhere")
+    version = versions.register_version(db, "reward", "rm-a", "/nowhere", activate=True)
     uncertainty.store_uncertainty(db, version, list(zip(item_ids, UNSURE)))
     return item_ids, version
 
@@ -65,25 +68,62 @@ def test_new_scores_change_the_queue_at_once_and_unscored_items_come_last(db, qu
     assert served[0] == item_ids[5] and served[-1] == new_item
 
 
-def test_the_random_share_serves_other_items_and_a_reload_keeps_the_draw(db, queue):
-    item_ids, _ = queue
-    items.set_rankings_wanted(db, "test", 1000)  # room for 200 annotators' reservations
-    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.5)
-    first_served = [annotation.next_item(db, annotation.annotator_id(db, f"a{n}")).id for n in range(200)]
-    share_top = first_served.count(item_ids[1]) / len(first_served)
-    assert 0.5 < share_top < 0.7  # the top item, plus its 1-in-6 chance as a random pick: about 0.58
-    assert len(set(first_served)) == 6  # every item is drawn sometimes
-    again = [annotation.next_item(db, annotation.annotator_id(db, f"a{n}")).id for n in range(200)]
-    assert again == first_served  # each one holds the item it was served
+def test_the_random_share_is_a_uniform_sample_served_among_the_least_certain(db):
+    """The reviewer's case: N=1 and a queue that drains. The items of the random share are fixed in advance by their
+    draw, so those ranked are a uniform sample of the set whatever the reward model thought of them."""
+    item_ids = add_items(db, 600)
+    annotation.set_repeat_settings(db, "test", share=0.0, gap=1)
+    version = versions.register_version(db, "reward", "rm-a", "/nowhere", activate=True)
+    doubt = {i: random.Random(i).random() for i in item_ids}
+    uncertainty.store_uncertainty(db, version, list(doubt.items()))
+    uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.2)
+    in_share = {i for i, draw in db.execute("SELECT id, draw FROM items") if draw < 0.2}
+    assert 0.15 < len(in_share) / len(item_ids) < 0.25
+    served = served_order(db, "ann", 200)  # the first third of the queue
+    sampled = [doubt[i] for i in served if i in in_share]
+    chosen = [doubt[i] for i in served if i not in in_share]
+    everyone = statistics.mean(doubt.values())
+    assert 0.1 < len(sampled) / len(served) < 0.35
+    assert abs(statistics.mean(sampled) - everyone) < 0.1  # the random share: like the whole set
+    assert statistics.mean(chosen) > everyone + 0.25  # the rest: the least certain
+    draws = dict(db.execute("SELECT id, draw FROM items").fetchall())
+    assert [draws[i] for i in served if i in in_share] == sorted((draws[i] for i in served if i in in_share), reverse=True)
 
 
-def test_a_random_pick_stays_in_the_set_and_level(db, queue):
+def test_with_a_share_of_one_the_set_is_served_in_the_order_of_its_draws_and_by_rankings_first(db, queue):
     item_ids, _ = queue
-    other = add_items(db, 4, prompt_set="other")  # oldest first, not scored
+    items.set_rankings_wanted(db, "test", 2)
     uncertainty.set_queue_order(db, "test", "uncertain", random_share=1.0)
-    served = set(served_order(db, "ann", 6))
-    assert served == set(item_ids)  # the 'uncertain' set's items rank first among items with no ranking
-    assert served_order(db, "ann", 4) == other
+    rank_by(db, [item_ids[0]], len, annotator="bob")
+    draws = dict(db.execute("SELECT id, draw FROM items").fetchall())
+    by_draw = sorted(item_ids[1:], key=draws.get, reverse=True)
+    assert served_order(db, "ann", 6) == by_draw + [item_ids[0]]
+
+
+def test_only_the_active_reward_models_scores_are_stored(db, queue):
+    item_ids, version = queue
+    versions.register_version(db, "reward", "rm-b", "/nowhere", activate=True)
+    assert uncertainty.store_uncertainty(db, version, [(item_ids[0], 0.99)]) == 0
+    assert db.execute("SELECT uncertainty FROM items WHERE id = ?", [item_ids[0]]).fetchone()[0] == UNSURE[0]
+
+
+def test_a_store_from_before_the_queue_order_gets_draws_and_keeps_its_order(tmp_path):
+    from sqlite_utils import Database
+
+    from data.migrations import migrations
+
+    old = Database(tmp_path / "old.db")
+    migrations.apply(old, stop_before="m0017_uncertain_queue")
+    old.execute("INSERT INTO prompt_sets (name, created_at) VALUES ('s', 'now')")
+    old.execute("INSERT INTO prompts (id, prompt_set, text, created_at) VALUES (1, 's', 'p', 'now')")
+    old.conn.executemany("INSERT INTO items (id, prompt_id, created_at) VALUES (?, 1, 'now')", [(i,) for i in range(1, 51)])
+    old.conn.commit()
+    migrations.apply(old)
+    draws = [row[0] for row in old.execute("SELECT draw FROM items")]
+    assert all(0 < d < 1 for d in draws) and len(set(draws)) == 50
+    assert old.execute("SELECT MAX(priority), MIN(queue_order) FROM items, prompt_sets").fetchone() == (0, "oldest")
+    old.execute("INSERT INTO items (id, prompt_id, created_at) VALUES (51, 1, 'now')")  # any insert gets a draw
+    assert 0 < old.execute("SELECT draw FROM items WHERE id = 51").fetchone()[0] < 1
 
 
 def test_items_to_score_are_the_open_items_of_uncertain_sets_not_yet_scored(db, queue):
@@ -126,7 +166,7 @@ def test_uncertainty_is_one_for_ties_and_falls_with_the_reward_gap():
     assert ranking_uncertainty(torch.tensor([3.0, 0.0])) == ranking_uncertainty(torch.tensor([0.0, 3.0]))
 
 
-def trained_reward_model(db, db_path, tiny_encoder, activate=True):
+def trained_reward_model(db, db_path, tiny_encoder, name="rm-tiny"):
     """A tiny reward model trained (as the job does) on 30 rankings of set 's': 'good'/'great' answers win."""
     items.ensure_prompt_set(db, "s")
     ids = []
@@ -138,8 +178,8 @@ def trained_reward_model(db, db_path, tiny_encoder, activate=True):
     job_id = jobs.create_job(db, "train_rm", {})
     with jobs.running_job(db_path, job_id) as (job, result):
         result.update(run_reward_training(db, RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False,
-                                                           name="rm-tiny", activate=activate), job))
-    return versions.version_named(db, "reward", "rm-tiny")
+                                                           name=name), job))
+    return versions.version_named(db, "reward", name)
 
 
 def open_pairs(db, prompt_set: str) -> list[int]:
@@ -167,22 +207,47 @@ def test_the_job_scores_the_open_items_and_the_queue_serves_the_doubtful_first(d
     assert annotation.next_item(db, annotation.annotator_id(db, "ann")).id == unsure
 
 
-def test_training_an_active_reward_model_rescores_the_uncertain_sets(db, db_path, tiny_encoder):
-    fresh = open_pairs(db, "fresh")
+@pytest.fixture
+def started(monkeypatch, db_path):
+    """The scoring jobs started in the background, created but not spawned (the spawn is covered in test_data_jobs)."""
+    calls = []
+
+    def create(path, kind, args):
+        calls.append((kind, args))
+        from data.store import open_db
+        return jobs.create_job(open_db(path), kind, args)
+
+    monkeypatch.setattr(jobs, "start_job", create)
+    return calls
+
+
+def test_training_an_active_reward_model_starts_the_queue_scoring(db, db_path, tiny_encoder, started):
+    trained_reward_model(db, db_path, tiny_encoder)
+    assert started == []  # no set in the 'uncertain' order
+    open_pairs(db, "fresh")
     uncertainty.set_queue_order(db, "fresh", "uncertain")
-    version = trained_reward_model(db, db_path, tiny_encoder)
-    assert {row[0] for row in db.execute("SELECT uncertainty_version FROM items WHERE id IN (?, ?, ?)", fresh)} == {version["id"]}
-    # the training set 's' is in the default order: its items are not scored
-    assert db.execute("SELECT COUNT(*) FROM items WHERE uncertainty IS NOT NULL").fetchone()[0] == 3
+    trained_reward_model(db, db_path, tiny_encoder, name="rm-tiny-2")
+    assert started == [("score_queue", {"prompt_sets": "fresh"})]
+
+
+def test_a_new_scoring_job_supersedes_the_one_still_queued(db, started):
+    add_items(db, 2)
+    uncertainty.set_queue_order(db, "test", "uncertain")
+    assert uncertainty.score_in_background(db) is None  # no active reward model
+    versions.register_version(db, "reward", "rm-a", "/nowhere", activate=True)
+    first, second = uncertainty.score_in_background(db), uncertainty.score_in_background(db)
+    assert [jobs.get_job(db, j)["status"] for j in (first, second)] == ["cancelled", "queued"]
 
 
 def test_scoring_stops_when_another_reward_model_becomes_active(db, db_path, tiny_encoder):
     version = trained_reward_model(db, db_path, tiny_encoder)
     open_pairs(db, "fresh")
     uncertainty.set_queue_order(db, "fresh", "uncertain")
+    versions.register_version(db, "reward", "rm-newer", "/nowhere", activate=True)
     lines = []
-    scored = refresh_queue(db, RewardScorer(version["path"], "cpu"), version["id"], lines.append, still_wanted=lambda: False)
+    scored = refresh_queue(db, RewardScorer(version["path"], "cpu"), version["id"], lines.append)
     assert scored == 0 and "another reward model is active" in lines[-1]
+    assert db.execute("SELECT COUNT(*) FROM items WHERE uncertainty IS NOT NULL").fetchone()[0] == 0
 
 
 def test_the_command_line_sets_the_order(db, db_path, queue, capsys):

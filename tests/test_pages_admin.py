@@ -45,7 +45,8 @@ def test_admin_puts_a_set_in_the_uncertain_order_and_its_items_get_scored(app_db
     assert started == [] and "No active reward model" in at.warning[0].value  # nothing to score with yet
     version = versions.register_version(app_db, "reward", "rm-x", "/nowhere", activate=True)
     at.button(key="save-builtin").click().run()
-    assert [kind for kind, _ in started] == ["score_queue"] and "started as job" in unescaped(at.success[0])
+    assert started == [("score_queue", {"prompt_sets": "builtin"})]
+    assert "Job 1 scores its open items with the active reward model" in unescaped(at.success[0])
     assert any("0 of 40 open items scored by rm-x" in unescaped(c) for c in at.caption)
     uncertainty.store_uncertainty(app_db, version, [(1, 0.5)])
     assert any("1 of 40 open items" in unescaped(c) for c in start("pages/data/overview.py").caption)
@@ -61,7 +62,8 @@ def test_making_a_reward_model_active_rescores_the_uncertain_queues(app_db, monk
     assert started == []  # no set in the 'uncertain' order: nothing to rescore
     uncertainty.set_queue_order(app_db, "builtin", "uncertain")
     at.button(key=next(b.key for b in at.button if b.label == "Make active")).click().run()
-    assert [(kind, args["reward_version"]) for kind, args in started] == [("score_queue", None)]
+    assert started == [("score_queue", {"prompt_sets": "builtin"})]
+    assert "Job 1 scores the least-certain-first queues" in unescaped(at.success[0])
 
 
 def test_admin_imports_pasted_prompts_once(app_db):

@@ -129,12 +129,13 @@ def test_after_the_first_eos_a_sample_is_padding(tiny_small_vocab_generator):
 
 
 def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_reward_model(db, db_path, tiny_generator,
-                                                                                         tiny_encoder, tmp_path):
+                                                                                         tiny_encoder, tmp_path, monkeypatch):
     from data import items, jobs, uncertainty
     from policy.config import GenerationConfig
     from policy.generate import run_generation
-    from rm.config import RewardConfig
+    from rm.config import RewardConfig, UncertaintyConfig
     from rm.model import new_reward_model, save_reward_model
+    from rm.uncertainty import run_uncertainty
 
     config = RewardConfig(backbone=tiny_encoder)
     save_reward_model(*new_reward_model(config), config, {}, tmp_path / "rm")
@@ -143,12 +144,18 @@ def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_rewa
     for name, order in (("plain", "oldest"), ("doubtful", "uncertain")):
         items.ensure_prompt_set(db, name)
         items.add_prompt(db, name, f"a prompt of {name}")
-        uncertainty.set_queue_order(db, name, order)
+        uncertainty.set_queue_order(db, name, order, random_share=0.0)
     db.conn.commit()
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or jobs.create_job(db, kind, args))
     for name in ("plain", "doubtful"):
         job_id = jobs.create_job(db, "generate", {})
         with jobs.running_job(db_path, job_id) as (job, result):
             result.update(run_generation(db, GenerationConfig(prompt_set=name, k=3, max_new_tokens=4), job))
+    assert started == [("score_queue", {"prompt_sets": "doubtful"})]  # its own job: the generation is done
+    [scoring] = jobs.list_jobs(db, kind="score_queue")
+    with jobs.running_job(db_path, scoring["id"]) as (job, result):  # run that job here
+        result.update(run_uncertainty(db, UncertaintyConfig(prompt_sets="doubtful"), job))
     scored = db.execute("""SELECT p.prompt_set, i.uncertainty_version, i.uncertainty, i.priority FROM items i
                            JOIN prompts p ON p.id = i.prompt_id ORDER BY i.id""").fetchall()
     assert scored[0] == ("plain", None, None, 0)

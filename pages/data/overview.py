@@ -3,8 +3,6 @@
 import streamlit as st
 
 from data import items, uncertainty, versions
-from rm.config import UncertaintyConfig
-from ui.jobs import launch
 from ui.session import flash, screen
 from ui.text import safe_markdown
 
@@ -24,27 +22,34 @@ def set_row(db, prompt_set: dict, queue: dict, reward: dict | None) -> None:
                                        format_func=uncertainty.QUEUE_ORDERS.get, key=f"order-{name}")
         share = share_column.number_input("Random share", 0.0, 1.0, float(queue["random_share"]), 0.05, key=f"share-{name}",
                                           disabled=order != "uncertain",
-                                          help="of the least-certain-first queue, served at random instead, so its "
-                                               "rankings stay fit to evaluate a reward model on")
+                                          help="of the set's items, served in random order among the least certain "
+                                               "ones: their rankings are a uniform sample of the set")
         if save_column.button("Save", key=f"save-{name}"):
-            items.set_rankings_wanted(db, name, int(n))
-            uncertainty.set_queue_order(db, name, order, float(share))
-            flash("success", f"{name}: {int(n)} rankings per item; {uncertainty.QUEUE_ORDERS[order].lower()}.")
-            if order == "uncertain" and reward and uncertainty.items_to_score(db, reward["id"], [name]):
-                launch("score_queue", UncertaintyConfig(prompt_sets=name), f"Scoring {name}'s open items")
-            st.rerun()
+            save(db, name, int(n), order, float(share))
         if queue["queue_order"] == "uncertain":
             uncertain_status(queue, reward)
 
 
+def save(db, name: str, n: int, order: str, share: float) -> None:
+    """The set's N and queue order in one transaction; then, in the 'uncertain' order, a scoring job if items wait."""
+    items.set_queue(db, name, n, order, share)
+    message = f"{name}: {n} rankings per item; {uncertainty.QUEUE_ORDERS[order].lower()}."
+    if order == "uncertain" and (job_id := uncertainty.score_in_background(db, [name])):
+        message += f" Job {job_id} scores its open items with the active reward model: follow it under Jobs."
+    flash("success", message)
+    st.rerun()
+
+
 def uncertain_status(queue: dict, reward: dict | None) -> None:
     if reward is None:
-        st.warning("No active reward model: this queue serves its items oldest first until one is trained or made active.")
+        st.warning("No active reward model: until one is trained or made active, this queue serves its random share "
+                   "first, then the other items oldest first.")
         return
     text = (f"{queue['scored']:,} of {queue['open']:,} open items scored by {reward['name']}; "
             f"{queue['random_share']:.0%} of the queue is served at random.")
     if queue["scored"] < queue["open"]:
-        text += " Unscored items come after the scored ones (a scoring job runs when a reward model is made active)."
+        text += (" The others keep an earlier model's score, or come after the scored ones until the scoring job "
+                 "(started when a reward model is made active) reaches them.")
     st.caption(safe_markdown(text))
 
 

@@ -4,12 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from data import annotation, items, uncertainty, versions
-from rm.config import EMBEDDED_ENCODER, RewardConfig, UncertaintyConfig
+from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
 from ui.jobs import launch, latest_job, version_picker
 from ui.models import reward_scorer
 from ui.session import flash, screen
-from ui.text import safe_markdown
 
 BACKBONES = {
     EMBEDDED_ENCODER: "all-MiniLM-L6-v2 (encoder, embedded, fast)",
@@ -69,9 +68,11 @@ def models_list(db) -> None:
     chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active"):
         versions.set_active(db, chosen["id"])
-        st.toast(safe_markdown(f"{chosen['name']} is now the active reward model"))
-        if uncertainty.sets_in_uncertain_order(db):  # the least-certain-first queues follow the active model
-            launch("score_queue", UncertaintyConfig(), "Scoring the least-certain-first queues with it")
+        message = f"{chosen['name']} is now the active reward model."
+        if job_id := uncertainty.score_in_background(db):  # the least-certain-first queues follow the active model
+            message += f" Job {job_id} scores the least-certain-first queues with it: follow it under Jobs."
+        flash("success", message)
+        st.rerun()
     active = versions.active_version(db, "reward")
     if active and "val/accuracy_ci" in active["metrics"]:
         m = active["metrics"]
