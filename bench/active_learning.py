@@ -6,8 +6,9 @@ The annotator is scripted with a fixed preference: the human choice of each shar
 of two completions, chosen and rejected). Each strategy starts from the same random first round, then picks each
 next round of rankings from the unranked pool:
 - random: uniformly;
-- uncertain: the items whose two completions the current reward model scores closest (smallest |reward gap|),
-  mixed with 20% random items, as the queue would serve them;
+- uncertain: as the app's 'uncertain' queue order serves them (data/uncertainty.py): the items the current reward
+  model is least sure about (rm.uncertainty.ranking_uncertainty: for two completions, the smallest |reward gap|),
+  with a random share of 20% of the items fixed in advance by a uniform draw and interleaved;
 then retrains the reward model (the embedded MiniLM, the app's defaults: 2 epochs, 256 tokens) from scratch on all
 rankings so far and measures its accuracy on the same held-out comparisons. Reports accuracy against the number of
 rankings per strategy and seed, and how many rankings the uncertain order needs to reach the random order's final
@@ -27,6 +28,7 @@ from bench.hh import load_split
 from rm.config import RewardConfig
 from rm.score import RewardScorer
 from rm.train import fit
+from rm.uncertainty import ranking_uncertainty
 from training.rankings import RankingExample
 
 RANDOM_SHARE = 0.2
@@ -42,20 +44,21 @@ def accuracy(scorer: RewardScorer, examples: list[RankingExample]) -> float:
     return ((gap > 0).float() + 0.5 * (gap == 0).float()).mean().item()
 
 
-def uncertain_first(scorer: RewardScorer, pool: list[RankingExample], n: int, rng: random.Random) -> list[RankingExample]:
-    """n items: (1 - RANDOM_SHARE) of them with the smallest |reward gap|, the rest uniformly from what is left."""
+def uncertain_first(scorer: RewardScorer, pool: list[RankingExample], draws: dict[int, float], n: int) -> list[RankingExample]:
+    """The n items the queue would serve next in the 'uncertain' order (data/uncertainty.py): by priority, the item's
+    uncertainty (rm.uncertainty.ranking_uncertainty), or for the random share (its fixed draw below RANDOM_SHARE)
+    draw / RANDOM_SHARE."""
     rewards = scorer.score([e.prompt for e in pool for _ in e.completions], [c for e in pool for c in e.completions]).view(-1, 2)
-    order = (rewards[:, 0] - rewards[:, 1]).abs().argsort().tolist()  # most uncertain first
-    n_uncertain = round(n * (1 - RANDOM_SHARE))
-    picked = order[:n_uncertain]
-    rest = order[n_uncertain:]
-    picked += rng.sample(rest, min(n - n_uncertain, len(rest)))
-    return [pool[i] for i in picked]
+    priority = [draws[e.prompt_id] / RANDOM_SHARE if draws[e.prompt_id] < RANDOM_SHARE else ranking_uncertainty(r)
+                for e, r in zip(pool, rewards)]
+    order = sorted(range(len(pool)), key=lambda i: -priority[i])
+    return [pool[i] for i in order[:n]]
 
 
 def curve(strategy: str, first: list[RankingExample], pool: list[RankingExample], held_out: list[RankingExample],
           rounds: int, per_round: int, seed: int, config: RewardConfig) -> list[dict]:
     rng = random.Random(seed)
+    draws = {e.prompt_id: rng.random() for e in pool}  # each item's fixed uniform draw, as stored on insert
     ranked, pool, points = list(first), list(pool), []
     for r in range(rounds):
         started = time.perf_counter()
@@ -66,7 +69,7 @@ def curve(strategy: str, first: list[RankingExample], pool: list[RankingExample]
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         if r == rounds - 1:
             break
-        chosen = rng.sample(pool, per_round) if strategy == "random" else uncertain_first(scorer, pool, per_round, rng)
+        chosen = rng.sample(pool, per_round) if strategy == "random" else uncertain_first(scorer, pool, draws, per_round)
         chosen_ids = {id(e) for e in chosen}
         ranked += chosen
         pool = [e for e in pool if id(e) not in chosen_ids]

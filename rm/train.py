@@ -105,7 +105,8 @@ def calibration_table(diff: torch.Tensor) -> list[dict]:
 
 
 def train_reward_model(examples, config: RewardConfig, on_step=lambda step, total, metrics: None,
-                       parallel: DataParallel | None = None, log=lambda line: None):
+                       parallel: DataParallel | None = None, log=lambda line: None,
+                       progress=lambda done, total, text: None):
     """Split by prompt, check there is enough, fit (and with `config.learning_curve`, fit on a quarter and a half of
     the training prompts too). Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
     examples = [e for e in examples if len(e.groups) > 1]  # an all-tied ranking implies no pair
@@ -114,25 +115,27 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
     model, tokenizer, metrics = fit(train, validation, config, on_step, parallel)
     metrics.update(diagnostics.length_rule_accuracy(train, validation))
     if config.learning_curve:
-        metrics["val/learning_curve"] = learning_curve(train, validation, config, metrics, parallel, log)
+        metrics["val/learning_curve"] = learning_curve(train, validation, config, metrics, parallel, log, progress)
     return model, tokenizer, metrics, {"train": sorted({e.prompt_id for e in train}),
                                        "validation": sorted({e.prompt_id for e in validation})}
 
 
 def learning_curve(train, validation, config: RewardConfig, full: dict, parallel: DataParallel | None = None,
-                   log=lambda line: None) -> list[dict]:
+                   log=lambda line: None, progress=lambda done, total, text: None) -> list[dict]:
     """Held-out accuracy against the number of training rankings: models trained from scratch on a quarter and on a
     half of the training prompts (nested, the same held-out prompts), then the full model's own figure."""
     prompts = sorted({e.prompt_id for e in train})
     random.Random(config.seed).shuffle(prompts)
     points = []
-    for share in LEARNING_CURVE_SHARES:
+    for n, share in enumerate(LEARNING_CURVE_SHARES, 1):
         kept = set(prompts[:max(1, round(share * len(prompts)))])
         subset = [e for e in train if e.prompt_id in kept]
         if n_pairs(subset) == 0:
             continue
         log(f"learning curve: training on {len(subset)} of {len(train)} rankings")
-        _, _, metrics = fit(subset, validation, config, parallel=parallel)
+        text = f"learning curve {n}/{len(LEARNING_CURVE_SHARES)}: {len(subset)} rankings"
+        _, _, metrics = fit(subset, validation, config, lambda step, total, _: progress(step, total, f"{text} · step {step}/{total}"),
+                            parallel)
         points.append({"rankings": len(subset), "accuracy": metrics["val/accuracy"]})
         log(f"learning curve: {len(subset)} rankings -> held-out accuracy {metrics['val/accuracy']:.3f}")
     return points + [{"rankings": len(train), "accuracy": full["val/accuracy"]}]
@@ -197,7 +200,7 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
         job.metrics(step, metrics)
         job.step_progress(step, total, f"loss {metrics['train/loss']:.3f}")
 
-    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel, job.log)
+    model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel, job.log, job.progress)
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves
         return {}
     name = config.name or versions.default_version_name("rm")
