@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import median, percentile, save
-from data import annotation, builtin, uncertainty, versions
+from data import accounts, annotation, builtin, uncertainty, versions
 from data.rankings import ranking_to_pairs
 from data.store import now, open_db, to_json
 
@@ -92,6 +92,7 @@ def main() -> None:
         started = time.perf_counter()
         seed(db, n_prompts=10_000, k=4, n_rankings=50_000, n_annotators=100)
         seeded_s = time.perf_counter() - started
+        accounts.create_user(db, "admin", "admin-password", role="admin")  # past the first-admin set-up
         counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("prompts", "completions", "rankings", "comparisons")}
         results = {}
         for order in args.orders:  # side by side in one run: the same store, the same machine load
@@ -111,7 +112,7 @@ def uncertain_order(db) -> None:
 
 def time_queue(db, newcomer: str, veteran: str, submits: int) -> dict:
     """Submit-to-next through the page for a new annotator and one with ~500 rankings, and through the data layer."""
-    me = annotation.annotator_id(db, newcomer)
+    me = accounts.create_user(db, newcomer, "a-long-password").id
     new = time_submits(newcomer, submits)
     old = time_submits(veteran, submits)  # already ranked ~500 items: the NOT EXISTS filter works hardest
     data_only = []
