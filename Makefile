@@ -59,6 +59,8 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.sft
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.policy --steps 20
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.reward_model
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.dpo --train 128 --validation 96
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.active_learning --seeds 5 --rounds 4 --round 50 --pool 400 --held-out 300
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.closed_loop
 
 clean:

@@ -76,10 +76,6 @@ def curve(strategy: str, first: list[RankingExample], pool: list[RankingExample]
     return points
 
 
-def rankings_to_reach(points: list[dict], target: float) -> int | None:
-    return next((p["rankings"] for p in points if p["held_out_accuracy"] >= target), None)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=2)
@@ -95,9 +91,10 @@ def main() -> None:
     pool_all = [as_example(p) for p in train if p.chosen.strip() and p.rejected.strip() and p.chosen.strip() != p.rejected.strip()]
     held_out = [as_example(p) for p in held if p.chosen.strip() and p.rejected.strip() and p.chosen.strip() != p.rejected.strip()][:args.held_out]
     results = {"random": [], "uncertain": []}
-    settings = {"pool": args.pool, "held_out": len(held_out), "per_round": args.round, "rounds": args.rounds}
+    settings = {"pool": args.pool, "held_out": len(held_out), "per_round": args.round, "rounds": args.rounds,
+                "uncertain_order": "the app's queue: a random share fixed by each item's draw"}
     previous = json.loads((OUT / "active_learning.json").read_text()) if args.resume else None
-    if previous and all(previous[k] == v for k, v in settings.items()):
+    if previous and all(previous.get(k) == v for k, v in settings.items()):
         results = previous["runs"]  # seeds 0..n-1 of an earlier run with the same settings: only the next ones run
         print(f"resuming after {len(results['random'])} seeds from {OUT / 'active_learning.json'}", flush=True)
     for seed in range(len(results["random"]), args.seeds):
@@ -107,18 +104,36 @@ def main() -> None:
         for strategy in results:
             config = RewardConfig(seed=seed)
             results[strategy].append(curve(strategy, first, rest, held_out, args.rounds, args.round, seed, config))
-    mean_curve = {s: [statistics.mean(run[i]["held_out_accuracy"] for run in runs) for i in range(args.rounds)]
+        summarise_and_save(settings, results)  # after every seed: a long run stopped early keeps what it measured
+
+
+def summarise_and_save(settings: dict, results: dict) -> None:
+    rounds = settings["rounds"]
+    mean_curve = {s: [statistics.mean(run[i]["held_out_accuracy"] for run in runs) for i in range(rounds)]
                   for s, runs in results.items()}
     sizes = [p["rankings"] for p in results["random"][0]]
     target = mean_curve["random"][-1]
-    needed = next((n for n, a in zip(sizes, mean_curve["uncertain"]) if a >= target), None)
+    needed = rankings_to_reach_interpolated(sizes, mean_curve["uncertain"], target)
     save("active_learning", {
-        **settings, "seeds": args.seeds,
+        **settings, "seeds": len(results["random"]),
         "random_share_in_uncertain_order": RANDOM_SHARE, "rankings": sizes,
         "mean_held_out_accuracy": {s: [round(a, 4) for a in c] for s, c in mean_curve.items()},
         "random_final_accuracy": round(target, 4), "uncertain_rankings_to_reach_it": needed,
         "saving": None if needed is None else round(1 - needed / sizes[-1], 3), "runs": results})
 
+
+def rankings_to_reach_interpolated(sizes: list[int], accuracy: list[float], target: float) -> float | None:
+    """The number of rankings at which a curve first reaches the target, linearly interpolated between rounds.
+
+    >>> rankings_to_reach_interpolated([50, 100, 150], [0.5, 0.6, 0.7], 0.65)
+    125.0
+    """
+    for (n0, a0), (n1, a1) in zip(zip(sizes, accuracy), zip(sizes[1:], accuracy[1:])):
+        if a0 >= target:
+            return float(n0)
+        if a1 >= target:
+            return round(n0 + (n1 - n0) * (target - a0) / (a1 - a0), 1)
+    return float(sizes[-1]) if accuracy[-1] >= target else None
 
 if __name__ == "__main__":
     main()

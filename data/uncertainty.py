@@ -106,11 +106,11 @@ def score_in_background(db: Database, prompt_sets: list[str] | None = None) -> i
 
 def queue_overview(db: Database, reward_version_id: int | None) -> dict[str, dict]:
     """Per prompt set: its order, random share, open items, and how many of them this reward model has scored.
-    One pass over the open items (an admin screen: tens of ms at 100k items)."""
+    One pass over the open items (an admin screen: ~0.1 s at 100k open items)."""
     sets = {name: {"queue_order": order, "random_share": share, "open": 0, "scored": 0}
             for name, order, share in db.execute("SELECT name, queue_order, random_share FROM prompt_sets")}
     for name, open_, scored in db.execute(
-            f"SELECT p.prompt_set, COUNT(*), COALESCE(SUM(i.uncertainty_version IS ?), 0) {_OPEN} GROUP BY p.prompt_set",
+            f"SELECT p.prompt_set, COUNT(*), COALESCE(SUM(i.uncertainty_version = ?), 0) {_OPEN} GROUP BY p.prompt_set",
             [reward_version_id]):
         sets[name].update(open=open_, scored=scored)
     return sets

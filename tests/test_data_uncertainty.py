@@ -148,6 +148,7 @@ def test_the_overview_counts_open_and_scored_items_per_set(db, queue):
     overview = uncertainty.queue_overview(db, version)
     assert overview["test"] == {"queue_order": "uncertain", "random_share": 0.25, "open": 4, "scored": 4}
     assert overview["other"] == {"queue_order": "oldest", "random_share": 0.2, "open": 3, "scored": 0}
+    assert uncertainty.queue_overview(db, None)["other"]["scored"] == 0  # no active reward model: none scored
 
 
 def test_settings_are_checked(db, queue):
