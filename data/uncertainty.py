@@ -15,9 +15,9 @@ from sqlite_utils import Database
 from data import versions
 from data.store import db_file, to_json, write_transaction
 
-QUEUE_ORDERS = {
-    "oldest": "Fewest rankings, then oldest first",
-    "uncertain": "Fewest rankings, then least certain to the active reward model first",
+QUEUE_ORDERS = {  # among items with as many rankings
+    "oldest": "Oldest first",
+    "uncertain": "Least certain first (active reward model)",
 }
 
 # Open items: served to annotators, not gold, still short of their set's rankings.

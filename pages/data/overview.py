@@ -46,7 +46,7 @@ def uncertain_status(queue: dict, reward: dict | None) -> None:
                    "first, then the other items oldest first.")
         return
     text = (f"{queue['scored']:,} of {queue['open']:,} open items scored by {reward['name']}; "
-            f"{queue['random_share']:.0%} of the queue is served at random.")
+            f"{queue['random_share']:.0%} of its items are served in random order.")
     if queue["scored"] < queue["open"]:
         text += (" The others keep an earlier model's score, or come after the scored ones until the scoring job "
                  "(started when a reward model is made active) reaches them.")
