@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p = commands.add_parser("stats-refresh", help="bring the stored quality statistics and the model leaderboard's counts up to date (the Quality screens do it too)")
     p = commands.add_parser("queue-order", help="serve a prompt set oldest first, or least certain to the active reward model "
-                                               "first (then score it: python -m rm.uncertainty)")
+                                               "first (a background job then scores its open items)")
     p.add_argument("set")
     p.add_argument("order", choices=sorted(uncertainty.QUEUE_ORDERS))
-    p.add_argument("--random-share", type=float, default=0.2, help="share of an 'uncertain' queue served at random (default 0.2)")
+    p.add_argument("--random-share", type=float, default=0.2, help="share of the set's items served in random order (default 0.2)")
     p = commands.add_parser("jobs", help="list recent jobs")
     p.add_argument("--limit", type=int, default=20)
     p = commands.add_parser("cancel", help="cancel a running job")
@@ -102,7 +102,8 @@ def _run(db, args):
         return {"file": str(args.out)}
     if args.command == "queue-order":
         uncertainty.set_queue_order(db, args.set, args.order, args.random_share)
-        return {"set": args.set, **uncertainty.queue_settings(db, args.set)}
+        return {"set": args.set, **uncertainty.queue_settings(db, args.set),
+                "scoring_job": uncertainty.score_in_background(db, [args.set])}
     if args.command == "jobs":
         return [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "created_at")}
                 for j in jobs.list_jobs(db, args.limit)]

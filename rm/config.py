@@ -42,6 +42,6 @@ class UncertaintyConfig:
     """Score the open items of the sets in the 'uncertain' queue order with the active reward model: how unsure it is of each."""
 
     prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets; empty: every set in the 'uncertain' order"})
-    rescore: bool = field(default=False, metadata={"help": "score again the items this version has already scored"})
+    rescore: bool = field(default=False, metadata={"help": "score again the items the active model has already scored"})
     batch_size: int = field(default=64, metadata={"help": "completions scored per forward pass"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
