@@ -1,6 +1,7 @@
 """The whole loop on the real embedded models, with a scripted annotator whose preference is not about length.
 
-    python -m bench.closed_loop [--rankings 96] [--held-out 32] [--steps 20] [--dpo-epochs 3] [--preference reader]
+    python -m bench.closed_loop [--rankings 96] [--held-out 32] [--steps 20] [--dpo-epochs 3] [--dpo-learning-rate 5e-5]
+                                [--paths rloo dpo] [--preference reader] [--out closed_loop]
 
 128 everyday-advice prompts (8 question templates x 16 topics, shuffled) go into one prompt set; the embedded
 SmolLM2 writes K=4 completions for each (64 new tokens, the generation job). A scripted annotator ranks the items of
@@ -121,7 +122,10 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=32, help="prompts never ranked, for the before/after comparison")
     parser.add_argument("--steps", type=int, default=20, help="RLOO steps")
     parser.add_argument("--dpo-epochs", type=int, default=3)
+    parser.add_argument("--dpo-learning-rate", type=float, default=DPOConfig.learning_rate)
+    parser.add_argument("--paths", nargs="+", choices=["rloo", "dpo"], default=["rloo", "dpo"])
     parser.add_argument("--preference", choices=sorted(PREFERENCES), default="reader")
+    parser.add_argument("--out", default="closed_loop", help="result file name under bench/out/")
     args = parser.parse_args()
     preference = PREFERENCES[args.preference]
     prompts = loop_prompts()[:args.rankings + args.held_out]
@@ -145,25 +149,29 @@ def main() -> None:
         ranked = scripted_rankings(db, prompt_ids[:args.rankings], preference)
         reward = timed("reward_model", "train_rm", run_reward_training,
                        RewardConfig(prompt_sets=PROMPT_SET, epochs=3, name="rm-loop"))
-        rloo = timed("rloo", "train_policy", run_policy_training,
-                     PolicyConfig(prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out,
-                                  steps=args.steps, name="rloo-loop"))
-        dpo = timed("dpo", "dpo", run_dpo, DPOConfig(generator_version=start, prompt_sets=PROMPT_SET,
-                                                      epochs=args.dpo_epochs, name="dpo-loop"))
+        results = {}
+        if "rloo" in args.paths:
+            results["rloo"] = timed("rloo", "train_policy", run_policy_training,
+                                    PolicyConfig(prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out,
+                                                 steps=args.steps, name="rloo-loop"))
+        if "dpo" in args.paths:
+            results["dpo"] = timed("dpo", "dpo", run_dpo, DPOConfig(generator_version=start, prompt_sets=PROMPT_SET,
+                                                                    epochs=args.dpo_epochs, learning_rate=args.dpo_learning_rate,
+                                                                    name="dpo-loop"))
         started = time.perf_counter()
-        comparison = held_out_comparison(db, {"before": start, "rloo": rloo["version"], "dpo": dpo["version"]},
+        comparison = held_out_comparison(db, {"before": start, **{name: r["version"] for name, r in results.items()}},
                                          prompts[args.rankings:], preference)
         timings["held_out_sampling_s"] = round(time.perf_counter() - started, 1)
-    for name in ("rloo", "dpo"):
+    for name in results:
         r = comparison[name]
         print(f"{name}: win rate {r['win_rate']:.2f}, length-controlled {r['lc_win_rate']} on {r['lc_pairs']} pairs; "
               f"{args.preference} {comparison['before']['preference']:.2f} -> {r['preference']:.2f}; "
               f"words {comparison['before']['words']:.1f} -> {r['words']:.1f}")
-    save("closed_loop", {
+    save(args.out, {
         "preference": args.preference, "rankings": ranked, "held_out_prompts": args.held_out,
-        "reward_model": {k: reward.get(k) for k in ("val/accuracy", "val/loss")},
-        "rloo_steps": args.steps, "rloo_eval_under_reward_model": {k: v for k, v in rloo.items() if k.startswith("val/")},
-        "dpo_epochs": args.dpo_epochs, "dpo_eval": {k: v for k, v in dpo.items() if k.startswith("val/")},
+        "reward_model": {k: reward.get(k) for k in ("val/accuracy", "val/loss")}, "rloo_steps": args.steps,
+        "dpo_epochs": args.dpo_epochs, "dpo_learning_rate": args.dpo_learning_rate,
+        **{f"{name}_eval": {k: v for k, v in r.items() if k.startswith("val/")} for name, r in results.items()},
         "held_out_scripted": comparison, **timings, "peak_rss_mb": peak_rss_mb()})
 
 
