@@ -3,6 +3,7 @@
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,15 @@ class Timer:
 
     def __exit__(self, *_):
         self.seconds = time.perf_counter() - self.start
+
+
+def run_in_own_process(module: str, *args) -> dict:
+    """`python -m module args` in a process of its own (so its peak RSS is its own); the JSON of its last stdout line."""
+    command = [sys.executable, "-m", module, *map(str, args)]
+    output = subprocess.run(command, capture_output=True, text=True)
+    if output.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def save(name: str, result: dict) -> None:

@@ -14,14 +14,12 @@ human choice, measured by the same function for both. Each arm runs in its own p
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
 
-from bench.common import peak_rss_mb, save
+from bench.common import peak_rss_mb, run_in_own_process, save
 from bench.hh import load_split
 from data import conversation
 from policy.config import DPOConfig
@@ -130,11 +128,7 @@ def main() -> None:
         return
     results = {}
     for arm in ("trl", "ours"):
-        command = [sys.executable, "-m", "bench.dpo", "--arm", arm, "--train", str(args.train), "--validation", str(args.validation)]
-        output = subprocess.run(command, capture_output=True, text=True)
-        if output.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
-        results[arm] = json.loads(output.stdout.strip().splitlines()[-1])
+        results[arm] = run_in_own_process("bench.dpo", "--arm", arm, "--train", args.train, "--validation", args.validation)
         print(f"{arm}: {results[arm]['pair_tokens_per_s']:.0f} tokens/s, held-out accuracy {results[arm]['held_out_accuracy']:.3f}",
               flush=True)
     save("dpo", {**results, "speedup": results["ours"]["pair_tokens_per_s"] / results["trl"]["pair_tokens_per_s"],

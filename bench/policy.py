@@ -13,14 +13,12 @@ the same way: 4 samples for each of 8 held-out prompts from the trained and the 
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
 
-from bench.common import peak_rss_mb, save
+from bench.common import peak_rss_mb, run_in_own_process, save
 from data.builtin import PROMPTS_FILE
 from data.importing import parse_prompts
 from policy.config import PolicyConfig
@@ -125,11 +123,7 @@ def run_trl(steps: int, model_path: str) -> dict:
 
 
 def run_arm(arm: str, steps: int, model_path: str) -> dict:
-    command = [sys.executable, "-m", "bench.policy", "--arm", arm, "--steps", str(steps), "--model", model_path]
-    output = subprocess.run(command, capture_output=True, text=True)
-    if output.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
-    result = json.loads(output.stdout.strip().splitlines()[-1])
+    result = run_in_own_process("bench.policy", "--arm", arm, "--steps", steps, "--model", model_path)
     print(f"{arm}: {result['seconds_per_step']:.1f} s/step, reward {result['reward_first_3']:.2f} -> {result['reward_last_3']:.2f}", flush=True)
     return result
 

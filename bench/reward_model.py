@@ -14,14 +14,12 @@ every one of the held-out pairs, scored with truncation at max_length.
 import argparse
 import json
 import random
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
 
-from bench.common import peak_rss_mb, save
+from bench.common import peak_rss_mb, run_in_own_process, save
 from bench.hh import HumanPair, load_split
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from rm.data import make_batches
@@ -156,13 +154,9 @@ def trl_accuracy(model, tok, held: list[RankingExample]) -> tuple[float, int]:
 
 
 def run_arm(arm: str, kind: str, fraction: float, quick: bool) -> dict:
-    command = [sys.executable, "-m", "bench.reward_model", "--arm", arm, "--kind", kind, "--fraction", str(fraction)]
-    command += ["--quick"] if quick else []
     started = time.time()
-    output = subprocess.run(command, capture_output=True, text=True)
-    if output.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
-    result = json.loads(output.stdout.strip().splitlines()[-1])
+    result = run_in_own_process("bench.reward_model", "--arm", arm, "--kind", kind, "--fraction", fraction,
+                                *(["--quick"] if quick else []))
     print(f"{arm:>4} {kind:>5} {fraction:.2f}: {result['pairs_per_s']:.1f} pairs/s, accuracy {result['held_out_accuracy']:.3f} "
           f"({time.time() - started:.0f} s)", flush=True)
     return result

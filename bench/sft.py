@@ -11,14 +11,12 @@ function on the same held-out demonstrations. Each arm runs in its own process.
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
 
-from bench.common import peak_rss_mb, save
+from bench.common import peak_rss_mb, run_in_own_process, save
 from bench.hh import load_split
 from policy.config import SFTConfig
 from policy.models import load_generator
@@ -92,11 +90,7 @@ def main() -> None:
         return
     results = {}
     for arm in ("trl", "ours"):
-        command = [sys.executable, "-m", "bench.sft", "--arm", arm, "--train", str(args.train), "--validation", str(args.validation)]
-        output = subprocess.run(command, capture_output=True, text=True)
-        if output.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-3000:]}")
-        results[arm] = json.loads(output.stdout.strip().splitlines()[-1])
+        results[arm] = run_in_own_process("bench.sft", "--arm", arm, "--train", args.train, "--validation", args.validation)
         print(f"{arm}: {results[arm]['tokens_per_s']:.0f} tokens/s, validation loss {results[arm]['val_loss']:.3f}", flush=True)
     save("sft", {**results, "tokens_per_s_ratio": results["ours"]["tokens_per_s"] / results["trl"]["tokens_per_s"],
                  "val_loss_difference": results["ours"]["val_loss"] - results["trl"]["val_loss"]})
