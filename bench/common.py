@@ -44,8 +44,22 @@ def run_in_own_process(module: str, *args) -> dict:
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
+def trl_precision() -> dict:
+    """TRL's training arguments for the precision our `auto` picks on this machine: TRL's own default (bf16) is as
+    slow as ours was on a CPU without native bf16, so each ratio compares like with like (issue 27)."""
+    import torch
+
+    from training.precision import use_bf16
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return {"bf16": use_bf16("auto", device)}
+
+
 def save(name: str, result: dict) -> None:
+    """bench/out/NAME.json: the command, the processor it ran on, the result."""
+    from training.precision import processor
+
     OUT.mkdir(exist_ok=True)
-    result = {"command": " ".join(sys.orig_argv), **result}
+    result = {"command": " ".join(sys.orig_argv), "processor": processor(), **result}
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from bench.common import peak_rss_mb, run_in_own_process, save
+from bench.common import peak_rss_mb, run_in_own_process, save, trl_precision
 from bench.hh import load_split
 from data import conversation
 from policy.config import DPOConfig
@@ -79,10 +79,12 @@ def held_out_accuracy(policy, tokenizer, validation: list[RankingExample]) -> fl
 def run_ours(n_train: int, n_validation: int) -> dict:
     from policy.dpo import fit
 
-    model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=torch.bfloat16)
-    train, validation = pairs(n_train, n_validation, tokenizer)
+    from policy.train import load_dtype
+
     config = DPOConfig(beta=BETA, learning_rate=LEARNING_RATE, rankings_per_step=PAIRS_PER_STEP, epochs=1, lora=True,
                        lora_rank=LORA_RANK, max_length=MAX_LENGTH, eval_samples=0)
+    model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))
+    train, validation = pairs(n_train, n_validation, tokenizer)
     started = time.perf_counter()
     trainer, metrics = fit(model, tokenizer, train, validation[:1], config)
     seconds = time.perf_counter() - started  # includes two one-ranking evaluations: a few hundred ms
@@ -107,7 +109,8 @@ def run_trl(n_train: int, n_validation: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         args = TRLDPOConfig(output_dir=out, beta=BETA, learning_rate=LEARNING_RATE, per_device_train_batch_size=PAIRS_PER_STEP,
                             num_train_epochs=1, max_length=MAX_LENGTH, report_to=[], save_strategy="no", seed=0,
-                            disable_tqdm=True, logging_steps=1, use_cpu=not torch.cuda.is_available())
+                            disable_tqdm=True, logging_steps=1, use_cpu=not torch.cuda.is_available(),
+                            **trl_precision())
         trainer = DPOTrainer(model=folder, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
         output = trainer.train()
         seconds = output.metrics["train_runtime"]

@@ -18,12 +18,13 @@ import time
 
 import torch
 
-from bench.common import peak_rss_mb, run_in_own_process, save
+from bench.common import peak_rss_mb, run_in_own_process, save, trl_precision
 from data.builtin import PROMPTS_FILE
 from data.importing import parse_prompts
 from policy.config import PolicyConfig
 from policy.models import load_generator
 from training import EMBEDDED_GENERATOR, pick_device, resolve_model_path
+from training.precision import use_bf16
 
 K, PROMPTS_PER_STEP, NEW_TOKENS, HELD_OUT = 4, 4, 64, 8
 
@@ -51,7 +52,7 @@ def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
     rewards = {}
     for name, m in (("after", model), ("before", start_model)):
         torch.manual_seed(1234)
-        with torch.autocast(m.device.type, dtype=torch.bfloat16):
+        with torch.autocast(m.device.type, dtype=torch.bfloat16, enabled=use_bf16("auto", m.device)):
             rollout = sample_rollout(m, tokenizer, held, K, NEW_TOKENS, temperature)
         rewards[name] = torch.tensor([concise(t) for t in rollout.texts])
     diff = rewards["after"] - rewards["before"]
@@ -102,7 +103,8 @@ def run_trl(steps: int, model_path: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         args = RLOOConfig(output_dir=out, per_device_train_batch_size=K * PROMPTS_PER_STEP, num_generations=K,
                           max_completion_length=NEW_TOKENS, max_steps=steps, report_to=[], logging_steps=1,
-                          save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+                          save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+                          **trl_precision())
         trainer = RLOOTrainer(model=folder, reward_funcs=[concise_reward], args=args, train_dataset=dataset)
         started = time.perf_counter()
         trainer.train()

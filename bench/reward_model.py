@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from bench.common import peak_rss_mb, run_in_own_process, save
+from bench.common import peak_rss_mb, run_in_own_process, save, trl_precision
 from bench.hh import HumanPair, load_split
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from rm.data import make_batches
@@ -125,7 +125,7 @@ def run_trl(kind: str, fraction: float, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as out:
         args = TRLRewardConfig(output_dir=out, num_train_epochs=1, max_length=MAX_LENGTH, eos_token=tok.sep_token,
                                report_to=[], save_strategy="no", seed=0, disable_tqdm=True,
-                               use_cpu=not torch.cuda.is_available())
+                               use_cpu=not torch.cuda.is_available(), **trl_precision())
         trainer = RewardTrainer(model=resolve_backbone(EMBEDDED_ENCODER), args=args, train_dataset=dataset, processing_class=tok)
         kept = len(trainer.train_dataset)
         tokens = sum(len(x) + len(y) for x, y in zip(trainer.train_dataset["chosen_ids"], trainer.train_dataset["rejected_ids"]))

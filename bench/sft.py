@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.common import peak_rss_mb, run_in_own_process, save
+from bench.common import peak_rss_mb, run_in_own_process, save, trl_precision
 from bench.hh import load_split
 from policy.config import SFTConfig
 from policy.models import load_generator
@@ -70,7 +70,8 @@ def run_trl(n_train: int, n_validation: int) -> dict:
                                  "completion": [[{"role": "assistant", "content": r["response"]}] for r in train]})
     with tempfile.TemporaryDirectory() as out:
         args = TRLSFTConfig(output_dir=out, num_train_epochs=1, max_length=MAX_LENGTH, per_device_train_batch_size=BATCH,
-                            report_to=[], save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+                            report_to=[], save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+                            **trl_precision())
         trainer = SFTTrainer(model=folder, args=args, train_dataset=dataset)
         tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
         output = trainer.train()

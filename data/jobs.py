@@ -1,11 +1,13 @@
-"""Background jobs: long work (generation, training) runs in its own process.
+"""Background jobs: long work (generation, training) runs in its own process, one heavy job at a time.
 
-The admin page starts a job with `start_job`, which spawns `python -m <module> --db ... --job N`.
-The job process wraps its work in `running_job`, which records progress, a log tail,
-metrics, the result or the error in the `jobs` table, and beats a heartbeat so that a
-crashed or killed process is noticed. Cancelling sets a flag that the heartbeat thread
-turns into a KeyboardInterrupt in the worker. The same modules run from the command line:
-without `--job` they create their own job row and run in the foreground.
+The admin page queues a job with `start_job`; `dispatch` starts the queued jobs that fit in what the running ones
+leave free (the rule is `data.scheduler.plan`), each as `python -m <module> --db ... --job N` with its share of
+the threads and GPUs. A job that ends (or is found lost) dispatches the next, so the store is the queue and it
+survives restarts. The job process wraps its work in `running_job`, which records its phase, progress, a log tail,
+metrics, the result or the error in the `jobs` table, and beats a heartbeat so that a crashed or killed process is
+noticed. Cancelling sets a flag that the heartbeat thread turns into a KeyboardInterrupt in the worker. The same
+modules run from the command line: without `--job` they create their own job row, wait their turn in the same
+queue, and run in the foreground.
 """
 
 import _thread
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from data import versions
+from data import scheduler, versions
 from data.items import BUILTIN_SET
 from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
 
@@ -46,15 +48,19 @@ LOST_AFTER_S = 60.0
 LOG_TAIL_CHARS = 8000
 PRINT_EVERY_S = 10.0  # how often a training loop's progress is printed
 LOCK_RETRY_S = 0.5  # pause between tries of a job's own write while another process holds the write lock
+WAIT_POLL_S = 1.0  # how often a command-line job waiting in line asks for its turn
+SILENT_AFTER_S = 30.0  # a running job that has not reported for this long is shown as silent, with its last phase
+UNFINISHED = ('queued', 'running')
 
 
 class JobCancelled(Exception):
     """Raised inside a job when an admin cancelled it."""
 
 
-def create_job(db: Database, kind: str, args: dict) -> int:
+def create_job(db: Database, kind: str, args: dict, launcher: str = "app") -> int:
     """Queue a job, refusing at once what would fail or clash later (a bad or taken version name, a second
-    generation for the same prompts and generator). Checked and inserted in one transaction."""
+    generation for the same prompts and generator). Checked and inserted in one transaction, with what it needs
+    (threads, GPUs, memory: data.scheduler.needs). `launcher` 'cli': the calling process runs it when its turn comes."""
     if kind not in JOB_MODULES:
         raise ValueError(f"unknown job kind {kind!r}: use one of {sorted(JOB_MODULES)}")
     mark_lost_jobs(db)  # a crashed job must not block new ones
@@ -66,9 +72,28 @@ def create_job(db: Database, kind: str, args: dict) -> int:
         if kind == "score_queue":  # a newer scoring supersedes: one at a time, with the model active now
             for (other,) in db.execute("SELECT id FROM jobs WHERE kind = 'score_queue' AND status IN ('queued', 'running')").fetchall():
                 request_cancel(db, other)
-        return db.execute(
-            "INSERT INTO jobs (kind, args, created_at) VALUES (?, ?, ?)", [kind, to_json(args), now()]
-        ).lastrowid
+        need = scheduler.needs(kind, args, scheduler.machine_capacity(), scheduler.weights_mb(_model_path(db, kind, args)))
+        job_id = db.execute(
+            """INSERT INTO jobs (kind, args, created_at, num_cpus, num_gpus, memory, launcher, pid, phase)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'waiting in line')""",
+            [kind, to_json(args), now(), need.num_cpus, need.num_gpus, need.memory, launcher,
+             os.getpid() if launcher == "cli" else None]).lastrowid
+        db.execute("UPDATE jobs SET position = id WHERE id = ?", [job_id])
+        return job_id
+
+
+def _model_path(db: Database, kind: str, args: dict) -> str | None:
+    """The main model a job loads, for its memory estimate."""
+    if kind in ("generate", "train_policy", "sft", "dpo"):
+        version = args.get("generator_version")
+        row = (versions.get_version(db, version) if version is not None else versions.active_version(db, "generator"))
+        return row and row["path"]
+    if kind == "train_rm":
+        return args.get("backbone") or "embedded:all-MiniLM-L6-v2"
+    if kind == "score_queue":
+        row = versions.active_version(db, "reward")
+        return row and row["path"]
+    return None
 
 
 def _refuse_second_generation(db: Database, args: dict) -> None:
@@ -91,20 +116,114 @@ def _generation_target(db: Database, args: dict) -> tuple[str, int | None]:
 
 
 def start_job(db_path: str | os.PathLike, kind: str, args: dict) -> int:
-    """Create a job and run it in a new process. Returns at once with the job id."""
+    """Queue a job and start it in a process of its own as soon as what it needs is free. Returns at once with its id."""
     db_path = resolve_db_path(db_path).resolve()
     db = open_db(db_path)
     job_id = create_job(db, kind, args)
-    log_file = open(job_log_path(db_path, job_id), "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", JOB_MODULES[kind], "--db", str(db_path), "--job", str(job_id)],
-        cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log_file.close()
-    with db.atomic():
-        db.execute("UPDATE jobs SET pid = ? WHERE id = ? AND pid IS NULL", [process.pid, job_id])
+    dispatch(db_path)
     return job_id
+
+
+def dispatch(db_path: str | os.PathLike, own: int | None = None) -> bool:
+    """Start every queued job that fits now (`data.scheduler.plan`), each in a new process. Claimed inside one write
+    transaction, so two app processes never start a job twice. `own`: a command-line job waiting in this process;
+    returns whether it may run now (command-line jobs are only ever started by their own process)."""
+    db_path = resolve_db_path(db_path).resolve()
+    db = open_db(db_path)
+    try:
+        if own is None and db.execute("SELECT 1 FROM jobs WHERE status = 'queued' AND claimed_at IS NULL LIMIT 1").fetchone() is None:
+            return False
+        with write_transaction(db):
+            holding, queued = _queue_rows(db)
+            decisions = scheduler.plan(scheduler.machine_capacity(), holding, queued)
+            launcher = {job["id"]: job["launcher"] for job in queued}
+            claimed = [d for d in decisions if d.start and (launcher[d.job_id] == "app" or d.job_id == own)]
+            for d in claimed:
+                db.execute("""UPDATE jobs SET claimed_at = ?, gpus = ?, phase = 'starting its process', phase_started_at = ?,
+                              reported_at = ? WHERE id = ? AND claimed_at IS NULL""",
+                           [now(), ",".join(map(str, d.gpus)), now(), now(), d.job_id])
+        for d in claimed:
+            if d.job_id != own:
+                _spawn(db, db_path, d.job_id, d.gpus)
+        return any(d.job_id == own for d in claimed)
+    finally:
+        db.close()
+
+
+def _queue_rows(db: Database) -> tuple[list[dict], list[dict]]:
+    """(holding, queued): the running and starting jobs with what they hold, the waiting ones in line order."""
+    columns = "id, kind, num_cpus, num_gpus, memory, gpus, launcher"
+    holding = [{**row, "gpus": tuple(int(g) for g in row["gpus"].split(",") if g)} for row in db.query(
+        f"SELECT {columns} FROM jobs WHERE status = 'running' OR (status = 'queued' AND claimed_at IS NOT NULL)")]
+    queued = list(db.query(f"SELECT {columns} FROM jobs WHERE status = 'queued' AND claimed_at IS NULL ORDER BY position, id"))
+    return holding, queued
+
+
+def _spawn(db: Database, db_path: Path, job_id: int, gpus: tuple[int, ...]) -> None:
+    """`python -m MODULE --db ... --job N` with the job's share of threads (and only its GPUs visible)."""
+    kind, num_cpus = db.execute("SELECT kind, num_cpus FROM jobs WHERE id = ?", [job_id]).fetchone()
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, num_cpus)), "MKL_NUM_THREADS": str(max(1, num_cpus))}
+    if scheduler.gpu_count():
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))  # none given: none visible
+    try:
+        with open(job_log_path(db_path, job_id), "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", JOB_MODULES[kind], "--db", str(db_path), "--job", str(job_id)],
+                cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=env)
+    except OSError as error:
+        _finish(db, job_id, "failed", error=f"could not start the job's process: {error}")
+        return
+    _write(db, "UPDATE jobs SET pid = ? WHERE id = ? AND pid IS NULL", [process.pid, job_id])
+
+
+def queue_places(db: Database) -> dict[int, dict]:
+    """For each job waiting in line: its place (1 = next) and what it waits for, as its card and the CLI say it."""
+    holding, queued = _queue_rows(db)
+    decisions = scheduler.plan(scheduler.machine_capacity(), holding, queued)
+    return {d.job_id: {"place": place, "waits_for": d.waits_for or "nothing (starting)", "starting": d.start}
+            for place, d in enumerate(decisions, 1)}
+
+
+def wait_for_turn(db_path: str | os.PathLike, job_id: int, say=print) -> bool:
+    """A command-line job waits in line like any other. True when it may run; False when it was cancelled meanwhile."""
+    db, said = open_db(db_path), 0.0
+    try:
+        while not dispatch(db_path, own=job_id):
+            if db.execute("SELECT status FROM jobs WHERE id = ?", [job_id]).fetchone()[0] != "queued":
+                return False
+            if time.monotonic() - said >= PRINT_EVERY_S:
+                said, place = time.monotonic(), queue_places(db).get(job_id, {})
+                say(f"job {job_id} waits in line ({ordinal(place.get('place', 1))}), for {place.get('waits_for', 'free resources')}")
+            time.sleep(WAIT_POLL_S)
+        return True
+    finally:
+        db.close()
+
+
+def ordinal(n: int) -> str:
+    """
+    >>> [ordinal(n) for n in (1, 2, 3, 4, 11, 22)]
+    ['1st', '2nd', '3rd', '4th', '11th', '22nd']
+    """
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def move_up(db: Database, job_id: int) -> None:
+    """Swap a waiting job with the one just ahead of it in line."""
+    with write_transaction(db):
+        line = [row[0] for row in db.execute(
+            "SELECT id FROM jobs WHERE status = 'queued' AND claimed_at IS NULL ORDER BY position, id")]
+        if job_id not in line:
+            raise ValueError(f"job {job_id} is not waiting in line: only a queued job can be moved up")
+        at = line.index(job_id)
+        if at == 0:
+            return
+        ahead = line[at - 1]
+        (mine,), (theirs,) = (db.execute("SELECT position FROM jobs WHERE id = ?", [i]).fetchone() for i in (job_id, ahead))
+        db.execute("UPDATE jobs SET position = ? WHERE id = ?", [theirs, job_id])
+        db.execute("UPDATE jobs SET position = ? WHERE id = ?", [mine if mine != theirs else theirs + 0.5, ahead])
 
 
 def job_log_path(db_path: str | os.PathLike, job_id: int) -> Path:
@@ -117,8 +236,8 @@ def job_log_path(db_path: str | os.PathLike, job_id: int) -> Path:
 def request_cancel(db: Database, job_id: int) -> None:
     with db.atomic():
         db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", [job_id])
-        db.execute(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued' AND pid IS NULL",
+        db.execute(  # not started yet: cancelled at once (a command-line job waiting in line sees it and stops)
+            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued' AND claimed_at IS NULL",
             [now(), job_id],
         )
 
@@ -151,10 +270,16 @@ def mark_lost_jobs(db: Database) -> None:
     ).fetchall()
     lost = [job_id for job_id, kind, pid, heartbeat_at, created_at in rows
             if _is_lost(job_id, kind, pid, heartbeat_at or created_at)]
+    # claimed by a scheduler that died before its process started
+    lost += [job_id for job_id, claimed_at in db.execute(
+        "SELECT id, claimed_at FROM jobs WHERE status = 'queued' AND claimed_at IS NOT NULL AND pid IS NULL").fetchall()
+        if _seconds_since(claimed_at) > LOST_AFTER_S]
     for job_id in lost:
         _mark_lost(db, job_id)
     if lost:
         versions.sweep_staging(db)
+        if not db.conn.in_transaction:
+            dispatch(db_file(db))  # what the lost jobs held is free again
 
 
 def _is_lost(job_id: int, kind: str, pid: int, last_beat: str) -> bool:
@@ -207,18 +332,32 @@ class Job:
         self.id = job_id
         self.args = from_json(db.execute("SELECT args FROM jobs WHERE id = ?", [job_id]).fetchone()[0])
         self.cancelled = threading.Event()
-        self.started = self.printed = time.perf_counter()
+        self.started = self.printed = self.phase_started = time.perf_counter()
+
+    def phase(self, name: str) -> None:
+        """What the job does from now on ("loading the model", "training", "evaluating", "saving"): on its card with
+        the time spent in it, and on the terminal. Progress and the ETA of `step_progress` count from here."""
+        self._raise_if_cancelled()
+        self.phase_started = time.perf_counter()
+        print(f"job {self.id}: {name}", flush=True)
+        _write(self.db, "UPDATE jobs SET phase = ?, phase_started_at = ?, reported_at = ?, progress = 0, message = '' WHERE id = ?",
+               [name, now(), now(), self.id], between_tries=self._raise_if_cancelled)
+
+    def fact(self, name: str, value: str) -> None:
+        """Something the job chose on the way that its card shows (`precision: fp32 (...)`), also in its log."""
+        self.log(f"{name}: {value}")
+        _write(self.db, "UPDATE jobs SET facts = json_set(facts, '$.' || ?, ?) WHERE id = ?", [name, value, self.id])
 
     def progress(self, done: float, total: float, message: str = "") -> None:
         self._raise_if_cancelled()
-        _write(self.db, "UPDATE jobs SET progress = ?, message = ? WHERE id = ?",
-               [min(1.0, done / total) if total else 0.0, message, self.id], between_tries=self._raise_if_cancelled)
+        _write(self.db, "UPDATE jobs SET progress = ?, message = ?, reported_at = ? WHERE id = ?",
+               [min(1.0, done / total) if total else 0.0, message, now(), self.id], between_tries=self._raise_if_cancelled)
 
     def step_progress(self, step: int, total: int, text: str) -> None:
-        """Progress of a training loop, "step 3/40 · <text> · ETA 80 s" (the ETA from the job's start), on the job's
-        card and, every PRINT_EVERY_S and at the last step, on the terminal (or the job's log file)."""
+        """Progress of a loop, "step 3/40 · <text> · ETA 80 s" (the ETA of the current phase, from its start), on the
+        job's card and, every PRINT_EVERY_S and at the last step, on the terminal (or the job's log file)."""
         now_ = time.perf_counter()
-        message = f"step {step}/{total} · {text} · ETA {(now_ - self.started) / step * (total - step):.0f} s"
+        message = f"step {step}/{total} · {text} · ETA {(now_ - self.phase_started) / step * (total - step):.0f} s"
         self.progress(step, total, message)
         if step == total or now_ - self.printed >= PRINT_EVERY_S:
             self.printed = now_
@@ -257,6 +396,12 @@ class HelperProcess:
     def log(self, line: str) -> None:
         pass
 
+    def phase(self, name: str) -> None:
+        pass
+
+    def fact(self, name: str, value: str) -> None:
+        pass
+
     def metrics(self, step: int, values: dict) -> None:
         pass
 
@@ -289,8 +434,9 @@ def _write(db: Database, sql: str, params: list, between_tries=lambda: None) -> 
 def running_job(db_path: str | os.PathLike, job_id: int):
     """Run the body as job `job_id`: status, heartbeat, cancellation, result or error."""
     db = open_db(db_path)
-    _write(db, "UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ? WHERE id = ?",
-           [os.getpid(), now(), now(), job_id])
+    _write(db, """UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ?, claimed_at = COALESCE(claimed_at, ?),
+                  phase = 'starting', phase_started_at = ?, reported_at = ? WHERE id = ?""",
+           [os.getpid(), now(), now(), now(), now(), now(), job_id])
     job = Job(db, job_id)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(db_path, job, stop), daemon=True)
@@ -309,14 +455,23 @@ def running_job(db_path: str | os.PathLike, job_id: int):
     finally:
         stop.set()
         restore_sigterm()
+        _dispatch_next(db_path)
+
+
+def _dispatch_next(db_path) -> None:
+    """What this job held is free: start whatever waits. A failure here must not change how the job ended."""
+    try:
+        dispatch(db_path)
+    except Exception as error:  # the next page load or job end dispatches again
+        print(f"could not start the next queued job: {error}", file=sys.stderr, flush=True)
 
 
 def _finish(db: Database, job_id: int, status: str, error: str | None = None, result: dict | None = None) -> None:
     """Record the outcome, unless the job was already ended (marked lost, say): that is not overwritten."""
-    _write(db, """UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?,
+    _write(db, """UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, phase = ?,
                       progress = CASE WHEN ? = 'done' THEN 1 ELSE progress END
                   WHERE id = ? AND status IN ('queued', 'running')""",
-           [status, error, None if result is None else to_json(result), now(), status, job_id])
+           [status, error, None if result is None else to_json(result), now(), status, status, job_id])
 
 
 def _heartbeat(db_path, job: Job, stop: threading.Event) -> None:
@@ -375,9 +530,13 @@ def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:
         try:
             config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
                                    if getattr(args, f.name) is not None})
-            job_id = create_job(db, kind, dataclasses.asdict(config))
+            job_id = create_job(db, kind, dataclasses.asdict(config), launcher="cli")
         except ValueError as error:  # a bad flag or a refused job: say so before any work starts
             parser.error(str(error))
+        print(f"job {job_id} ({kind}) queued", flush=True)
+        if not wait_for_turn(db_path, job_id):
+            print(f"job {job_id} was cancelled while it waited", flush=True)
+            return 1
         print(f"job {job_id} ({kind}) started", flush=True)
     else:
         job_id = args.job

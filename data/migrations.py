@@ -433,3 +433,35 @@ def m0017_uncertain_queue(db):
     db.execute("UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5")  # uniform in [0, 1)
     db.execute("""CREATE TRIGGER items_draw AFTER INSERT ON items WHEN NEW.draw = 0
                   BEGIN UPDATE items SET draw = random() / 18446744073709551616.0 + 0.5 WHERE id = NEW.id; END""")
+
+
+@migrations()
+def m0018_job_queue(db):
+    # The job queue (data/scheduler.py): what each job needs, where it stands in line, which GPUs it was given; a job
+    # is 'starting' while it is queued and claimed by a scheduler (claimed_at) but its process has not said 'running'.
+    # launcher: 'app' jobs are started by whichever scheduler claims them; 'cli' jobs wait in their own process.
+    for column in ("num_cpus INTEGER NOT NULL DEFAULT 0", "num_gpus INTEGER NOT NULL DEFAULT 0",
+                   "memory INTEGER NOT NULL DEFAULT 0", "gpus TEXT NOT NULL DEFAULT ''", "position REAL",
+                   "claimed_at TEXT", "launcher TEXT NOT NULL DEFAULT 'app'",
+                   # what the job is doing now (loading the model, training, evaluating...), since when, and when it
+                   # last reported anything; facts: what it chose on the way (precision, ...), shown on its card
+                   "phase TEXT NOT NULL DEFAULT ''", "phase_started_at TEXT", "reported_at TEXT",
+                   "facts TEXT NOT NULL DEFAULT '{}'"):
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    db.execute("UPDATE jobs SET position = id")
+    db.execute("UPDATE jobs SET claimed_at = created_at WHERE status = 'queued' AND pid IS NOT NULL")
+    db.execute("CREATE INDEX jobs_queue ON jobs (status, position)")
+
+
+@migrations()
+def m0019_version_events(db):
+    # Who made a version active (or deleted it) and when: the Models screen's history, the start of an audit log.
+    db.execute("""CREATE TABLE model_version_events (
+        id INTEGER PRIMARY KEY,
+        version_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('activated', 'deleted')),
+        by TEXT NOT NULL,
+        at TEXT NOT NULL
+    )""")

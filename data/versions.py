@@ -1,4 +1,9 @@
-"""Model versions: generators (the policy) and reward models, one active of each kind."""
+"""Model versions: generators (the policy) and reward models, one active of each kind.
+
+Training registers a version; it becomes active only when the admin asked for it and its evaluation passed the gate
+(training.gate). An admin activates, rolls back to or deletes any version here (the Models screen, `python -m data
+versions`); each change is recorded with who made it and when.
+"""
 
 import os
 import re
@@ -10,6 +15,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from data.accounts import User, require_admin
 from data.store import db_file, from_json, now, to_json, write_transaction
 
 EMBEDDED_GENERATOR_NAME = "SmolLM2-135M-Instruct (embedded)"
@@ -27,9 +33,9 @@ STAGING_MAX_AGE_S = 24 * 3600
 
 def register_version(
     db: Database, kind: str, name: str, path: str, parent_id: int | None = None,
-    config: dict | None = None, metrics: dict | None = None, activate: bool = False,
+    config: dict | None = None, metrics: dict | None = None, activate: bool = False, by: str = "its training job (asked, gate passed)",
 ) -> int:
-    """Register a finished model folder (or a Hugging Face id) as a new version."""
+    """Register a finished model folder (or a Hugging Face id) as a new version; `by`: who activates it, if it is."""
     with write_transaction(db):
         _check_not_registered(db, kind, name)
         version_id = db.execute(
@@ -38,14 +44,73 @@ def register_version(
             [kind, name, str(path), parent_id, to_json(config or {}), to_json(metrics or {}), now()],
         ).lastrowid
         if activate:
-            set_active(db, version_id)
+            set_active(db, version_id, by=by)
     return version_id
 
 
-def set_active(db: Database, version_id: int) -> None:
+def set_active(db: Database, version_id: int, actor: User | None = None, by: str = "") -> None:
+    """Make a version the active one of its kind (activate, or roll back to an earlier one), recording who did it.
+    `actor`: the admin asking on a screen, re-checked inside the transaction; `by`: a name for other callers."""
     with write_transaction(db):
-        kind = get_version(db, version_id)["kind"]
-        db.execute("UPDATE model_versions SET is_active = (id = ?) WHERE kind = ?", [version_id, kind])
+        require_admin(db, actor)
+        version = get_version(db, version_id)
+        db.execute("UPDATE model_versions SET is_active = (id = ?) WHERE kind = ?", [version_id, version["kind"]])
+        _record(db, version, "activated", actor.name if actor else by or "training job")
+
+
+def _record(db: Database, version: dict, action: str, by: str) -> None:
+    db.execute("INSERT INTO model_version_events (version_id, kind, name, action, by, at) VALUES (?, ?, ?, ?, ?, ?)",
+               [version["id"], version["kind"], version["name"], action, by, now()])
+
+
+def version_events(db: Database, limit: int = 50) -> list[dict]:
+    """The newest activations and deletions first."""
+    return list(db.query("SELECT * FROM model_version_events ORDER BY id DESC LIMIT ?", [limit]))
+
+
+def uses_of(db: Database, version_id: int) -> list[str]:
+    """What keeps a version from being deleted: being active, another version trained from it, completions it wrote
+    (they are data), a queued or running job that will load it."""
+    version = get_version(db, version_id)
+    uses = ["it is the active one"] if version["is_active"] else []
+    uses += [f"version {name!r} was trained from it" for (name,) in db.execute(
+        "SELECT name FROM model_versions WHERE parent_id = ?", [version_id])]
+    (written,) = db.execute("SELECT count(*) FROM completions WHERE generator_version_id = ?", [version_id]).fetchone()
+    if written:
+        uses.append(f"{written:,} completions were written by it")
+    key = "generator_version" if version["kind"] == "generator" else "reward_version"
+    uses += [f"job {job_id} ({status}) will use it" for job_id, status in db.execute(
+        f"SELECT id, status FROM jobs WHERE status IN ('queued', 'running') AND json_extract(args, '$.{key}') = ?",
+        [version_id])]
+    return uses
+
+
+def delete_version(db: Database, version_id: int, actor: User | None = None, by: str = "") -> None:
+    """Delete a version nothing uses, and its folder when it lies under models/ (a local path or Hugging Face id
+    registered from elsewhere is never touched)."""
+    with write_transaction(db):
+        require_admin(db, actor)
+        version = get_version(db, version_id)
+        uses = uses_of(db, version_id)
+        if uses:
+            raise ValueError(f"version {version['name']!r} is in use and was not deleted: {'; '.join(uses)}")
+        db.execute("DELETE FROM model_versions WHERE id = ?", [version_id])
+        _record(db, version, "deleted", actor.name if actor else by or "command line")
+    folder = Path(version["path"])
+    if folder.is_dir() and models_dir(db).resolve() in folder.resolve().parents:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def lineage(db: Database, version: dict) -> dict:
+    """Where a version came from: its parent, the job that made it, what that job trained on."""
+    parent = get_version(db, version["parent_id"])["name"] if version["parent_id"] else None
+    job = db.execute(
+        """SELECT id, kind FROM jobs WHERE status = 'done' AND json_extract(result, '$.version') = ?
+           AND kind IN ('train_rm', 'sft', 'train_policy', 'dpo') ORDER BY id LIMIT 1""", [version["id"]]).fetchone()
+    config, metrics = version["config"], version["metrics"]
+    data = config.get("prompt_sets") or config.get("prompt_set") or ("all prompt sets" if job else "")
+    seen = metrics.get("train/rankings") or metrics.get("train/demonstrations")
+    return {"parent": parent, "job": job[0] if job else None, "data": data, "examples": seen}
 
 
 def get_version(db: Database, version_id: int) -> dict:

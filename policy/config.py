@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
+from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
 @dataclass
@@ -23,13 +24,13 @@ class GenerationConfig:
         "help": "skip prompts that already have an item from the same sources (this generator version, and the "
                 "remote generators of the mix)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
-    bf16: bool = field(default=True, metadata={"help": "sample under bf16 autocast where the device has it (faster; "
-                                                       "the softmax and sampling stay fp32)"})
+    bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; the softmax and sampling stay fp32"})
     remote: str = field(default="", metadata={
         "help": "remote generators writing part of each item, NAME=COUNT comma-separated (e.g. llama=2): arena-style "
                 "items; the generator version writes the rest of the K, nothing when the counts add up to K"})
 
     def __post_init__(self):
+        self.bf16 = normalise_bf16(self.bf16)
         if not 2 <= self.k <= 9:
             raise ValueError(f"k must be between 2 and 9 completions per prompt, got {self.k}")
         remote = sum(parse_mix(self.remote).values())
@@ -78,13 +79,14 @@ class PolicyConfig:
     value_coef: float = field(default=0.1, metadata={"help": "ppo: weight of the value loss"})
     gae_lambda: float = field(default=0.95, metadata={"help": "ppo: GAE lambda (gamma is 1)"})
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; log-probs are computed in fp32"})
+    bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: policy-<date>-<time>"})
-    activate: bool = field(default=True, metadata={"help": "make the new generator the active one (it writes the next completions)"})
+    activate: bool = field(default=False, metadata={"help": "make the new generator the active one if its held-out evaluation passes the gate (training.gate)"})
 
     def __post_init__(self):
+        self.bf16 = normalise_bf16(self.bf16)
         if self.algorithm not in ("rloo", "reinforce", "ppo"):
             raise ValueError(f"algorithm must be rloo, reinforce or ppo, got {self.algorithm!r}")
         if self.algorithm == "rloo" and self.k < 2:
@@ -109,11 +111,14 @@ class SFTConfig:
     early_stop_patience: int = field(default=1, metadata={"help": "stop after this many epochs without a better validation loss"})
     lora: bool = field(default=False, metadata={"help": "train a LoRA adapter (peft) instead of all weights"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; the loss is computed in fp32"})
+    bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; the loss is computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: sft-<date>-<time>"})
-    activate: bool = field(default=True, metadata={"help": "make the new generator the active one"})
+    activate: bool = field(default=False, metadata={"help": "make the new generator the active one if its held-out evaluation passes the gate (training.gate)"})
+
+    def __post_init__(self):
+        self.bf16 = normalise_bf16(self.bf16)
 
 
 @dataclass
@@ -138,13 +143,14 @@ class DPOConfig:
         "help": "samples per held-out prompt for the KL to the reference (and the reward model's win rate when one is "
                 "active); 0: skip"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion in that evaluation"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products; log-probs are computed in fp32"})
+    bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: dpo-<date>-<time>"})
-    activate: bool = field(default=True, metadata={"help": "make the new generator the active one"})
+    activate: bool = field(default=False, metadata={"help": "make the new generator the active one if its held-out evaluation passes the gate (training.gate)"})
 
     def __post_init__(self):
+        self.bf16 = normalise_bf16(self.bf16)
         if self.loss not in ("sigmoid", "ipo"):
             raise ValueError(f"loss must be sigmoid or ipo, got {self.loss!r}")
         if self.beta <= 0:

@@ -27,8 +27,9 @@ from data.rankings import Pair, ranking_to_pairs
 from policy.config import DPOConfig, PolicyConfig
 from policy.models import load_generator, save_generator_version
 from policy.sft import encode_demonstration
-from policy.train import PolicyTrainer, Rollout, completion_logprobs, with_lora_adapter
-from training import pick_device, release_freed_memory, use_bf16, warmup_then_decay
+from policy.train import PolicyTrainer, Rollout, completion_logprobs, load_dtype, with_lora_adapter
+from training import gate, model_config, pick_device, release_freed_memory, warmup_then_decay
+from training.precision import precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt
 
 EVAL_PROMPTS = 16
@@ -93,7 +94,7 @@ class PreferenceTrainer:
 
     def __init__(self, model, tokenizer, config: DPOConfig, total_steps: int):
         self.config, self.tokenizer, self.device = config, tokenizer, model.device
-        self.bf16 = use_bf16(config.bf16, self.device)
+        self.bf16 = use_bf16(config.bf16, self.device, model.config)
         if config.lora:
             self.policy = with_lora_adapter(model, config.lora_rank, self.bf16)
             self.reference = None  # the adapter switched off
@@ -219,8 +220,11 @@ def run_dpo(db, config: DPOConfig, job) -> dict:
     job.log(f"DPO ({config.loss}, beta {config.beta}) of {start['name']} on {len(train)} rankings "
             f"({len(validation)} held out); LoRA {'on' if config.lora else 'off'}")
     device = pick_device(config.device)
-    dtype = torch.bfloat16 if config.lora and use_bf16(config.bf16, device) else torch.float32
-    model, tokenizer = load_generator(start["path"], str(device), dtype)
+    start_config = model_config(start["path"])
+    precision = precision_for(config.bf16, device, start_config)
+    job.fact("precision", str(precision))
+    job.phase("loading the generator")
+    model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device, start_config))
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()
@@ -230,6 +234,7 @@ def run_dpo(db, config: DPOConfig, job) -> dict:
         if "train/loss" in metrics:
             job.step_progress(step, total, f"loss {metrics['train/loss']:.3f} · pair accuracy {metrics['train/accuracy']:.2f}")
 
+    job.phase(f"training on {len(train)} rankings")
     trainer, metrics = fit(model, tokenizer, train, validation, config, on_step)
     job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "
             f"on {metrics['val/pairs']} pairs")
@@ -241,12 +246,15 @@ def run_dpo(db, config: DPOConfig, job) -> dict:
 
             scorer = RewardScorer(reward["path"], str(device))
             job.log(f"evaluating against the active reward model {reward['name']}")
+        job.phase("evaluating: samples on held-out prompts")
         metrics.update(held_out_evaluation(trainer, tokenizer, validation, config, scorer))
+    job.phase("saving")
     trained = trainer.policy.merge_and_unload() if full_weights and config.lora else trainer.policy
     name = config.name or versions.default_version_name("dpo")
-    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json")
-    job.log(f"saved {name}")
-    return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items()
+    activate, activation = gate.decide(config.activate, gate.generator_gate(metrics))
+    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate)
+    job.log(f"saved {name}; {activation}")
+    return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), **{k: round(v, 4) for k, v in metrics.items()
                                                     if k.startswith("val/") and isinstance(v, float)}}
 
 

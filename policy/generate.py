@@ -19,7 +19,7 @@ from policy.config import GenerationConfig
 from policy.models import load_generator
 from policy.remote import sample_remote
 from policy.sampling import sample_tokens
-from training import use_bf16
+from training.precision import precision_for, use_bf16
 
 
 @dataclass
@@ -107,15 +107,18 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     model = tokenizer = None
     if k_local:
         job.log(f"loading generator {version['name']} ({version['path']})")
+        job.phase("loading the generator")
         model, tokenizer = load_generator(version["path"], config.device)
+        job.fact("precision", str(precision_for(config.bf16, model.device, model.config)))
 
     def autocast():
-        bf16 = model is not None and use_bf16(config.bf16, model.device)
+        bf16 = model is not None and use_bf16(config.bf16, model.device, model.config)
         return torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     for g, n in mix:
         job.log(f"remote generator {g.name}: {n} per item from {g.model} at {g.base_url}, {g.concurrency} requests at a time")
     params = {k: v for k, v in asdict(config).items() if k in ("k", "temperature", "top_p", "max_new_tokens")}
+    job.phase(f"sampling {len(prompts)} prompts x {config.k}")
     tokens, started = 0, time.perf_counter()
     for b, start in enumerate(range(0, len(prompts), config.prompts_per_batch)):
         batch = prompts[start:start + config.prompts_per_batch]

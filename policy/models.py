@@ -26,8 +26,10 @@ def load_generator(path: str, device: str = "auto", dtype: torch.dtype = torch.f
     return model.to(pick_device(device)).eval(), tokenizer
 
 
-def save_generator_version(db, model, tokenizer, name: str, parent_id: int, config, metrics: dict, config_file: str) -> int:
-    """Write a trained generator (full weights or a LoRA adapter) atomically and register it as a version."""
+def save_generator_version(db, model, tokenizer, name: str, parent_id: int, config, metrics: dict, config_file: str,
+                           activate: bool = False) -> int:
+    """Write a trained generator (full weights or a LoRA adapter) atomically and register it as a version (made
+    active only when `activate`: the job decides that through training.gate)."""
     from dataclasses import asdict
 
     from data import versions
@@ -40,4 +42,4 @@ def save_generator_version(db, model, tokenizer, name: str, parent_id: int, conf
 
     folder = versions.save_atomically(db, "generator", name, write)
     return versions.register_version(db, "generator", name, str(folder), parent_id=parent_id, config=asdict(config),
-                                     metrics=metrics, activate=config.activate)
+                                     metrics=metrics, activate=activate)

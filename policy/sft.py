@@ -20,7 +20,8 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version
-from training import use_bf16, warmup_then_decay
+from training import gate, warmup_then_decay
+from training.precision import precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
 
@@ -120,7 +121,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     torch.manual_seed(config.seed)
     parallel = parallel or DataParallel(str(model.device))
     device = parallel.device
-    bf16 = use_bf16(config.bf16, device)
+    bf16 = use_bf16(config.bf16, device, model.config)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -185,25 +186,31 @@ def run_sft(db, config: SFTConfig, job) -> dict:
                          "write some on the Annotate page (Write demonstrations) or import them")
     job.log(f"SFT of {start['name']} on {len(train)} demonstrations ({len(validation)} held out)"
             + (f", {parallel.processes} processes" if parallel.processes > 1 else ""))
+    job.phase("loading the generator")
     model, tokenizer = load_generator(start["path"], str(parallel.device))
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    precision = precision_for(config.bf16, parallel.device, model.config)
+    job.fact("precision", str(precision))
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
         if "train/loss" in metrics:
             job.step_progress(step, total, f"loss {metrics['train/loss']:.3f}")
 
+    job.phase(f"training on {len(train)} demonstrations")
     model, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
     parallel.wait()
     if not job.writes:  # one process of several: the first one saves
         return {}
     model.eval()
+    job.phase("saving")
     name = config.name or versions.default_version_name("sft")
 
-    version_id = save_generator_version(db, model, tokenizer, name, start["id"], config, metrics, "sft_config.json")
-    job.log(f"saved {name}: validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}")
-    return {"version": version_id, "name": name, "val/loss": round(metrics["val/loss"], 4),
+    activate, activation = gate.decide(config.activate, gate.sft_gate(metrics))
+    version_id = save_generator_version(db, model, tokenizer, name, start["id"], config, metrics, "sft_config.json", activate)
+    job.log(f"saved {name}: validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}; {activation}")
+    return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), "val/loss": round(metrics["val/loss"], 4),
             "val/perplexity": round(metrics["val/perplexity"], 2)}
 
 

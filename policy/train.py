@@ -26,7 +26,8 @@ from policy.config import PolicyConfig
 from policy.generate import Prompt, chat_inputs, completion_lengths, eos_token_ids, prompt_messages
 from policy.models import load_generator, save_generator_version
 from policy.sampling import sample_tokens
-from training import diagnostics, pick_device, release_freed_memory, use_bf16
+from training import diagnostics, gate, model_config, pick_device, release_freed_memory
+from training.precision import precision_for, use_bf16
 
 EXAMPLES_SAVED = 8
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -215,7 +216,7 @@ class PolicyTrainer:
         self.tokenizer = tokenizer
         self.scorer = scorer
         self.device = model.device
-        self.bf16 = use_bf16(config.bf16, self.device)
+        self.bf16 = use_bf16(config.bf16, self.device, model.config)
         if config.lora:
             self.policy = with_lora_adapter(model, config.lora_rank, self.bf16)
             self.reference = None  # the base model with the adapter switched off
@@ -244,7 +245,7 @@ class PolicyTrainer:
         adapter switched off): `evaluate` and `kl_to_reference`, sampling from the policy as it is."""
         self = cls.__new__(cls)
         self.config, self.tokenizer, self.scorer, self.device = config, tokenizer, scorer, policy.device
-        self.bf16 = use_bf16(config.bf16, self.device)
+        self.bf16 = use_bf16(config.bf16, self.device, policy.config)
         self.policy, self.reference, self.sampler, self.value_head = policy, reference, None, None
         return self
 
@@ -442,6 +443,7 @@ class PolicyTrainer:
                      "after": new.texts[i], "after_reward": round(new_scores[i].item(), 3)} for i in biggest]
         return {"val/reward_before": old_scores.mean().item(), "val/reward_after": new_scores.mean().item(),
                 "val/kl": kl.mean().item(), "val/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
+                "val/win_pairs": len(diff),
                 **dict(zip(("val/lc_win_rate", "val/lc_pairs"), diagnostics.length_controlled_win_rate(
                     reward_gain, length_gain, tolerance=max(2.0, 0.1 * torch.cat([new_lengths, old_lengths]).mean().item())))),
                 "val/reward_length_corr": diagnostics.correlation(new_scores.tolist(), new_lengths.tolist()),
@@ -475,10 +477,12 @@ def shaped_to_the_rankings(config: PolicyConfig, limits: dict, log=print) -> Pol
     return replace(config, **changes) if changes else config
 
 
-def load_dtype(config: PolicyConfig, device: torch.device) -> torch.dtype:
-    """The dtype to load the starting generator in: bf16 for LoRA in bf16 (its frozen base is kept in bf16, so the
-    fp32 copy is never made), fp32 for full weights (trained in fp32 under bf16 autocast)."""
-    return torch.bfloat16 if config.lora and use_bf16(config.bf16, device) else torch.float32
+def load_dtype(config, device: torch.device, model_config=None) -> torch.dtype:
+    """The dtype to load the starting generator in (policy update and DPO): bf16 for LoRA where bf16 is the chosen
+    precision (its frozen base is kept in bf16, so the fp32 copy is never made), fp32 for full weights (trained in fp32
+    under bf16 autocast) and wherever fp32 was chosen (bf16 weights on a CPU without native bf16 are several times
+    slower, issue 27)."""
+    return torch.bfloat16 if config.lora and use_bf16(config.bf16, device, model_config) else torch.float32
 
 
 def split_prompts(prompts: list[Prompt], eval_prompts: int) -> tuple[list[Prompt], list[Prompt]]:
@@ -498,8 +502,8 @@ def prompt_batches(prompts: list[Prompt], per_step: int, steps: int, seed: int):
 
 
 def train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyConfig,
-                 on_step=lambda step, total, metrics: None):
-    """The loop on in-memory prompts. Returns (trainer, metrics)."""
+                 on_step=lambda step, total, metrics: None, on_phase=lambda name: None):
+    """The loop on in-memory prompts. Returns (trainer, metrics). `on_phase` hears when the held-out evaluation starts."""
     torch.manual_seed(config.seed)
     trainer = PolicyTrainer(model, tokenizer, scorer, config)
     history = []
@@ -510,6 +514,7 @@ def train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config: 
     final = {"steps": config.steps, "reward/first_steps": _mean(history[:3], "reward/mean"),
              "reward/last_steps": _mean(history[-3:], "reward/mean"), "time/step_median": sorted(h["time/step"] for h in history)[len(history) // 2]}
     if eval_prompts:
+        on_phase(f"evaluating on {len(eval_prompts)} held-out prompts")
         final.update(trainer.evaluate(eval_prompts, seed=config.seed + 1))
     return trainer, final
 
@@ -530,7 +535,11 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
     job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
             f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}")
     device = pick_device(config.device)
-    model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device))
+    start_config = model_config(start["path"])
+    precision = precision_for(config.bf16, device, start_config)
+    job.fact("precision", str(precision))
+    job.phase("loading the generator and the reward model")
+    model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device, start_config))
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()
@@ -540,13 +549,17 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
         job.metrics(step, metrics)
         job.step_progress(step, total, f"reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f}")
 
-    trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step)
+    job.phase(f"training: {config.steps} steps of {config.prompts_per_step} prompts x {config.k} samples")
+    trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase)
+    job.phase("saving")
     name = config.name or versions.default_version_name("policy")
     trained = trainer.trained_model()
     if full_weights and config.lora:
         trained = trained.merge_and_unload()
 
-    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json")
+    activate, activation = gate.decide(config.activate, gate.generator_gate(metrics))
+    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
+    job.log(activation)
     job.log(f"saved {name}: reward {metrics.get('val/reward_before', float('nan')):.3f} -> {metrics.get('val/reward_after', float('nan')):.3f}, "
             f"win rate {metrics.get('val/win_rate', float('nan')):.2f} ({metrics.get('val/lc_win_rate') or float('nan'):.2f} "
             f"among {metrics.get('val/lc_pairs', 0)} pairs of similar length), "
@@ -554,7 +567,8 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
             f"{metrics.get('val/capped_after', float('nan')):.0%}")
     for _, line in diagnostics.verdict(metrics):
         job.log(line)
-    return {"version": version_id, "name": name, **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
+    return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
+            **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from training import EMBEDDED_ENCODER  # noqa: F401  (the default backbone)
+from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
 @dataclass
@@ -20,17 +21,19 @@ class RewardConfig:
     batch_size: int = field(default=16, metadata={"help": "completions encoded per step (whole rankings, so K-wise pairs stay together)"})
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out (split by prompt)"})
     seed: int = field(default=0, metadata={"help": "split, shuffle and initialisation seed"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for matrix products (about 4x faster on recent CPUs)"})
+    bf16: str = field(default="auto", metadata={"help": BF16_HELP})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets to train on; empty: all"})
     annotators: str = field(default="", metadata={"help": "comma-separated annotators to train on; empty: all"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: rm-<date>-<time>"})
-    activate: bool = field(default=True, metadata={"help": "make the new version the active reward model"})
+    activate: bool = field(default=False, metadata={
+        "help": "make the new version the active reward model if its held-out accuracy passes the gate (training.gate)"})
     learning_curve: bool = field(default=False, metadata={
         "help": "also train on a quarter and a half of the training prompts and report held-out accuracy at each size "
                 "(about 75% more time): is it still rising with more rankings?"})
 
     def __post_init__(self):
+        self.bf16 = normalise_bf16(self.bf16)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.batch_size < 2:

@@ -48,6 +48,11 @@ class RewardModel(nn.Module):
         self.classifier = classifier
         self.kind = backbone_kind(classifier.config)
 
+    @property
+    def config(self):
+        """The classifier's transformers config (its sizes decide the precision: training.precision)."""
+        return self.classifier.config
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, attention_mask [N, T] -> rewards [N]."""
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
@@ -66,6 +71,10 @@ class LegacyRewardModel(nn.Module):
         self.backbone = backbone
         self.kind = kind
         self.head = nn.Linear(backbone.config.hidden_size, 1)
+
+    @property
+    def config(self):
+        return self.backbone.config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, attention_mask [N, T] -> rewards [N]."""

@@ -6,7 +6,8 @@ import torch
 
 from data import versions
 from data.rankings import LETTERS, ranking_to_pairs
-from training import pick_device, use_bf16
+from training import pick_device
+from training.precision import use_bf16
 from training.rankings import load_rankings
 from rm.data import encode
 from rm.model import load_reward_model, trained_prompt_ids
@@ -35,7 +36,7 @@ class RewardScorer:
         if len(prompts) != len(completions):
             raise ValueError(f"got {len(prompts)} prompts for {len(completions)} completions")
         rewards = []
-        bf16 = use_bf16(self.config.bf16, self.device)
+        bf16 = use_bf16(self.config.bf16, self.device, self.model.config)
         for start in range(0, len(prompts), self.batch_size):
             encoded = encode(self.tokenizer, self.model.kind, prompts[start:start + self.batch_size],
                              completions[start:start + self.batch_size], self.config.max_length)
@@ -49,7 +50,7 @@ class RewardScorer:
 def active_scorer(db, device: str = "auto") -> RewardScorer:
     version = versions.active_version(db, "reward")
     if version is None:
-        raise LookupError("no active reward model: train one on the admin page (Reward model tab) or pick one")
+        raise LookupError("no active reward model: train one on the Train → Reward model screen or pick one")
     return RewardScorer(version["path"], device)
 
 

@@ -15,7 +15,8 @@ import torch
 
 from data import uncertainty, versions
 from data.jobs import job_main
-from training import diagnostics, use_bf16, warmup_then_decay
+from training import diagnostics, gate, model_config, warmup_then_decay
+from training.precision import precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import load_rankings, n_pairs, split_by_prompt
 from rm.config import RewardConfig
@@ -146,8 +147,8 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
     torch.manual_seed(config.seed)
     parallel = parallel or DataParallel(config.device)  # under `accelerate launch`: this process's share, gradients averaged
     device = parallel.device
-    bf16 = use_bf16(config.bf16, device)
     model, tokenizer = new_reward_model(config)
+    bf16 = use_bf16(config.bf16, device, model.config)
     parallel.prepare(model).train()
     report = on_step if parallel.is_main else lambda step, total, metrics: None
     val_batches = make_batches(validation, tokenizer, model.kind, config.max_length, config.batch_size * 2, shuffle=False)
@@ -195,6 +196,9 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
     parallel = DataParallel(config.device)
     examples = parallel.share(load_rankings(db, split(config.prompt_sets), split(config.annotators)) if parallel.is_main else None)
     job.log(f"{len(examples)} rankings, {n_pairs(examples)} comparisons; backbone {config.backbone}")
+    precision = precision_for(config.bf16, parallel.device, model_config(config.backbone))
+    job.fact("precision", str(precision))
+    job.phase(f"training on {len(examples)} rankings")
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
@@ -203,15 +207,17 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
     model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel, job.log, job.progress)
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves
         return {}
+    job.phase("saving")
     name = config.name or versions.default_version_name("rm")
     folder = versions.save_atomically(db, "reward", name,
                                       lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids))
+    activate, activation = gate.decide(config.activate, gate.reward_model_gate(metrics))
     version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
-                                           activate=config.activate)
-    job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs")
-    if config.activate and (scoring := uncertainty.score_in_background(db)):  # the queues follow the new active model
+                                           activate=activate)
+    job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs; {activation}")
+    if activate and (scoring := uncertainty.score_in_background(db)):  # the queues follow the new active model
         job.log(f"job {scoring} scores the least-certain-first queues with it")
-    return {"version": version_id, "name": name, "val/accuracy": round(metrics["val/accuracy"], 4),
+    return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), "val/accuracy": round(metrics["val/accuracy"], 4),
             "val/loss": round(metrics["val/loss"], 4)}
 
 

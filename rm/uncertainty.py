@@ -67,7 +67,9 @@ def run_uncertainty(db, config: UncertaintyConfig, job) -> dict:
     """Job body: load the active reward model, score the open items, store their uncertainty."""
     version = versions.version_or_active(db, "reward", None)
     job.log(f"reward model {version['name']} ({version['path']})")
+    job.phase("loading the reward model")
     scorer = RewardScorer(version["path"], config.device, config.batch_size)
+    job.phase("scoring the open items")
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
     scored = refresh_queue(db, scorer, version["id"], job.log, job.progress, sets, config.rescore)
     return {"reward_version": version["id"], "items": scored}

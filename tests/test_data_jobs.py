@@ -256,7 +256,7 @@ def test_a_training_loop_reports_steps_with_an_eta_on_the_card_and_the_terminal(
     monkeypatch.setattr(jobs, "PRINT_EVERY_S", 3600.0)  # only the last step is printed
     job_id = jobs.create_job(db, "train_rm", {})
     with jobs.running_job(db_path, job_id) as (job, result):
-        job.started -= 10  # ten seconds into the job
+        job.phase_started -= 10  # ten seconds into the phase
         job.step_progress(1, 4, "loss 0.700")
         card = jobs.get_job(db, job_id)
         assert card["progress"] == 0.25 and card["message"].startswith("step 1/4 · loss 0.700 · ETA 3")  # 30 s left

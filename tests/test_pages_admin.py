@@ -89,7 +89,7 @@ def test_admin_starts_a_generation_job_and_a_second_is_refused(app_db, monkeypat
     at = start("pages/data/generate.py")
     at.slider[0].set_value(3)
     at.button(key="FormSubmitter:generate-Start generation").click().run()
-    assert not at.exception and "started as job" in unescaped(at.success[0])
+    assert not at.exception and "queued as job 1: starting now" in unescaped(at.success[0])
     [(kind, args)] = started
     assert kind == "generate" and args["k"] == 3 and args["prompt_set"] == "builtin"
     assert any("Job 1" in m.value and "queued" in m.value for m in at.markdown)
@@ -103,7 +103,7 @@ def test_admin_cancels_a_running_job(app_db):
                    [os.getpid(), job_id])
     app_db.conn.commit()
     at = start("pages/operate/jobs.py")
-    assert at.get("progress")[0].proto.text == "3/40 prompts"
+    assert "3/40 prompts" in at.get("progress")[0].proto.text
     at.button(key=f"jobs-cancel-{job_id}").click().run()
     assert app_db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()[0] == 1
 
@@ -143,7 +143,7 @@ def test_admin_starts_fine_tuning(app_db, monkeypatch):
     at = start("pages/train/sft.py")
     next(n for n in at.number_input if n.label == "Epochs (at most)").set_value(2)
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
-    assert not at.exception and "Fine-tuning started as job" in unescaped(at.success[0])
+    assert not at.exception and "Fine-tuning queued as job" in unescaped(at.success[0])
     [(kind, args)] = started
     assert kind == "sft" and args["epochs"] == 2
 
@@ -224,3 +224,23 @@ def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     warnings = [unescaped(w) for w in at.warning]
     assert any(w.startswith("The gain is explained by length") for w in warnings)
     assert any("stopped hitting the length cap" in w for w in warnings)
+
+
+def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(app_db, monkeypatch):
+    monkeypatch.setenv("RLHF_GPUS", "0")
+    running = jobs.create_job(app_db, "train_rm", {})
+    app_db.execute("""UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = created_at, claimed_at = created_at,
+                      started_at = '2026-01-01T00:00:00+00:00', phase = 'training on 96 rankings',
+                      phase_started_at = '2026-01-01T00:00:00+00:00', reported_at = '2026-01-01T00:00:00+00:00',
+                      message = 'step 3/40 · loss 0.6 · ETA 80 s', facts = '{"precision": "fp32 (no native bf16)"}'
+                      WHERE id = ?""", [os.getpid(), running])
+    app_db.conn.commit()
+    waiting = jobs.create_job(app_db, "dpo", {})
+    at = start("pages/operate/jobs.py")
+    texts = [p.proto.text for p in at.get("progress")]
+    assert texts[0] == f"1st in line, waiting for job {running} (reward-model training)"  # newest first
+    assert texts[1].startswith("training on 96 rankings · ") and "step 3/40" in texts[1] and "in all" in texts[1]
+    assert "no report for" in texts[1] and "(last: training on 96 rankings)" in texts[1]
+    assert any(unescaped(c) == "Precision: fp32 (no native bf16)" for c in at.caption)
+    at.button(key=f"jobs-up-{waiting}").click().run()  # alone in line: stays first, no error
+    assert not at.exception

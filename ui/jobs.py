@@ -1,12 +1,16 @@
-"""Jobs on the admin screens: start one from a config form, follow it live, cancel it; pick a model version."""
+"""Jobs on the admin screens: queue one from a config form, follow it live (its place in line, its phase, elapsed
+time and ETA), move it up or cancel it; pick a model version."""
 
+import json
 from dataclasses import asdict
+from datetime import datetime, timezone
 
 import pandas as pd
 import streamlit as st
 
 from data import jobs
-from ui.session import db_path, flash, require
+from data.scheduler import KIND_NAMES
+from ui.session import db_path, flash, require, session_db
 from ui.text import safe_markdown
 
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
@@ -17,10 +21,22 @@ def launch(kind: str, config, what: str) -> None:
     """Start a background job from a trainer's config dataclass, say so on the next run, and rerun."""
     try:
         job_id = jobs.start_job(db_path(), kind, asdict(config))
-        flash("success", f"{what} started as job {job_id}: follow it below or under Jobs.")
+        place = jobs.queue_places(session_db()).get(job_id)
+        flash("success", f"{what} queued as job {job_id}: " + (
+            f"{jobs.ordinal(place['place'])} in line, waiting for {place['waits_for']}." if place and not place["starting"]
+            else "starting now.")
+            + " Follow it below or under Jobs.")
     except (ValueError, LookupError) as error:
         flash("error", str(error))
     st.rerun()
+
+
+def activate_checkbox(column) -> bool:
+    """The launch forms' opt-in: training never makes its version active unless asked, and then only past the gate."""
+    return column.checkbox("Make it active if it passes the gate", False,
+                           help="only when its held-out evaluation says it is better (training.gate: a win rate whose 95% "
+                                "interval is above 0.5 on 30+ pairs and holds at similar length; a reward model that beats "
+                                "the length-only rule). Otherwise make it active yourself under Train → Models.")
 
 
 def version_label(version: dict) -> str:
@@ -38,20 +54,38 @@ def cancel(db, job_id: int) -> None:
     jobs.request_cancel(db, job_id)
 
 
-def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: str = "jobs") -> None:
-    """One job: status, progress with ETA, cancel, optional live metric charts, result, error, log."""
+def move_up(db, job_id: int) -> None:
+    require(db, "admin")
+    try:
+        jobs.move_up(db, job_id)
+    except ValueError as error:  # it started meanwhile
+        flash("info", str(error))
+
+
+def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: str = "jobs",
+             queue: dict[int, dict] | None = None) -> None:
+    """One job: status, its place in line or its phase with elapsed time and ETA, cancel and move up, optional live
+    metric charts, what it chose (precision), result, error, log."""
     with st.container(border=True):
         left, right = st.columns([5, 1], vertical_alignment="center")
-        left.markdown(f"{STATUS_ICONS[job['status']]} **Job {job['id']}** · {job['kind']} · {job['status']} · "
-                      f"created {job['created_at'][:19].replace('T', ' ')} UTC")
-        if job["status"] in ("queued", "running"):
-            left.progress(job["progress"], text=job["message"] or "starting…")
+        left.markdown(f"{STATUS_ICONS[job['status']]} **Job {job['id']}** · {KIND_NAMES.get(job['kind'], job['kind'])} · "
+                      f"{job['status']} · created {job['created_at'][:19].replace('T', ' ')} UTC")
+        if job["status"] in jobs.UNFINISHED:
+            left.progress(job["progress"], text=status_line(job, (queue if queue is not None else jobs.queue_places(db)).get(job["id"])))
             if right.button("Cancel", key=f"{place}-cancel-{job['id']}"):
                 cancel(db, job["id"])
+            if job["status"] == "queued" and not job["claimed_at"] and right.button("Move up", key=f"{place}-up-{job['id']}"):
+                move_up(db, job["id"])
+        elif job["started_at"] and job["finished_at"]:
+            left.caption(f"ran {duration(seconds_between(job['started_at'], job['finished_at']))}"
+                         + (f" after waiting {duration(seconds_between(job['created_at'], job['started_at']))} in line"
+                            if seconds_between(job["created_at"], job["started_at"]) >= 5 else ""))
+        for name, value in json.loads(job.get("facts") or "{}").items():
+            st.caption(safe_markdown(f"{name.capitalize()}: {value}"))
         if charts:
             metric_charts(jobs.job_metrics(db, job["id"]), charts)
         if job["result"]:
-            st.caption(safe_markdown(f"Result: {job['result']}"))
+            result_table(job["result"])
         if job["status"] == "cancelled":
             st.info("Cancelled by an admin.")
         elif job["error"]:
@@ -75,13 +109,62 @@ def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
             column.line_chart(frame[present].dropna(how="all"), height=200)
 
 
+def status_line(job: dict, place: dict | None) -> str:
+    """What an unfinished job's card says: its place in line and what it waits for, or its phase with the time spent
+    in it and its progress message; a job silent for over SILENT_AFTER_S says what it was last doing."""
+    if job["status"] == "queued" and not job["claimed_at"]:
+        if place and not place["starting"]:
+            return f"{jobs.ordinal(place['place'])} in line, waiting for {place['waits_for']}"
+        return "starting"
+    now = datetime.now(timezone.utc).isoformat()
+    line = f"{job['phase'] or 'starting'} · {duration(seconds_between(job['phase_started_at'] or job['created_at'], now))}"
+    if job["message"]:
+        line += f" · {job['message']}"
+    if job["started_at"]:
+        line += f" · {duration(seconds_between(job['started_at'], now))} in all"
+    silent = seconds_between(job["reported_at"] or job["created_at"], now)
+    if silent > jobs.SILENT_AFTER_S:
+        line += f" · no report for {duration(silent)} (last: {job['phase'] or 'starting'})"
+    return line
+
+
+def seconds_between(start: str, end: str) -> float:
+    return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+
+
+def duration(seconds: float) -> str:
+    """
+    >>> duration(42.4), duration(192), duration(7325)
+    ('42 s', '3 min 12 s', '2 h 2 min')
+    """
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def result_table(result: dict) -> None:
+    """A job's result as a table of named rows, not a dict."""
+    rows = [{"": name, "value": value if isinstance(value, str) else json.dumps(value)} for name, value in result.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 @st.fragment(run_every=2)
 def latest_job(db, kind: str, charts: dict[str, list[str]], place: str) -> None:
-    """The newest job of a kind, refreshed every 2 s: progress, live curves, cancel. Re-checks the admin each time."""
+    """The newest job of a kind, refreshed every 2 s: progress, live curves, cancel. Re-checks the admin each time.
+    When that job finishes, the whole screen reruns once, so lists and results above it show what it made."""
     require(db, "admin")
     recent = jobs.list_jobs(db, limit=1, kind=kind)
-    if recent:
-        job_card(db, recent[0], charts=charts, place=place)
+    if not recent:
+        return
+    job_card(db, recent[0], charts=charts, place=place)
+    seen, key = recent[0]["status"], f"job-status-{place}"
+    was = st.session_state.get(key)
+    st.session_state[key] = (recent[0]["id"], seen)
+    if was and was[0] == recent[0]["id"] and was[1] in jobs.UNFINISHED and seen not in jobs.UNFINISHED:
+        st.rerun(scope="app")
 
 
 @st.fragment(run_every=2)
@@ -90,5 +173,6 @@ def recent_jobs(db, limit: int = 15) -> None:
     listed = jobs.list_jobs(db, limit=limit)
     if not listed:
         st.caption("No jobs yet.")
+    queue = jobs.queue_places(db)
     for job in listed:
-        job_card(db, job)
+        job_card(db, job, queue=queue)

@@ -18,7 +18,8 @@ ADMIN_SCREENS = {  # section: [(file under pages/, title, icon)]; a file's name 
                 ("quality/items", "Item consensus", "leaderboard"), ("quality/gold", "Gold items", "star"),
                 ("quality/models", "Model leaderboard", "trophy")],
     "Train": [("train/sft", "Demonstrations & SFT", "edit_note"), ("train/reward", "Reward model", "emoji_events"),
-              ("train/policy", "Policy update", "model_training"), ("train/dpo", "Preference optimisation (DPO)", "thumbs_up_down")],
+              ("train/policy", "Policy update", "model_training"), ("train/dpo", "Preference optimisation (DPO)", "thumbs_up_down"),
+              ("train/versions", "Models", "inventory_2")],
     "Operate": [("operate/team", "Team", "manage_accounts"), ("operate/jobs", "Jobs", "pending_actions"),
                 ("operate/export", "Export", "download")],
 }

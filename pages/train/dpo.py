@@ -6,7 +6,7 @@ import streamlit as st
 from data import items, versions
 from policy.config import DPOConfig
 from training.diagnostics import verdict
-from ui.jobs import launch, latest_job, version_label, version_picker
+from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
 from ui.session import screen
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
@@ -35,11 +35,12 @@ def train_form(db) -> None:
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 5e-7)")
         margin_weight = right.checkbox("Weight pairs by rank gap", defaults.margin_weight,
                                        help="D > C > A: D>A counts twice as much as D>C")
+        activate = activate_checkbox(st)
         if st.form_submit_button("Start preference optimisation", type="primary"):
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=",".join(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
-                                    name=name.strip()), "Preference optimisation")
+                                    name=name.strip(), activate=activate), "Preference optimisation")
 
 
 def trained_versions(db) -> None:

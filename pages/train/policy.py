@@ -6,7 +6,7 @@ import streamlit as st
 from data import items, versions
 from policy.config import GenerationConfig, PolicyConfig
 from training.diagnostics import verdict
-from ui.jobs import launch, latest_job, version_label, version_picker
+from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
 from ui.session import screen
 
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
@@ -41,12 +41,13 @@ def train_form(db) -> None:
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 1e-5)")
         eval_prompts = middle.number_input("Held-out prompts", 0, 1000, defaults.eval_prompts)
         name = right.text_input("Version name", placeholder="policy-<date>-<time>", help="letters, digits, '.', '_' and '-'")
+        activate = activate_checkbox(st)
         if st.form_submit_button("Start policy update", type="primary"):
             launch("train_policy", PolicyConfig(
                 algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"], prompt_set=prompt_set,
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
-                name=name.strip()), "Policy update")
+                name=name.strip(), activate=activate), "Policy update")
 
 
 def compare_and_use(db) -> None:

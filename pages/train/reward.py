@@ -6,9 +6,9 @@ import streamlit as st
 from data import annotation, items, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from ui.jobs import launch, latest_job, version_picker
+from ui.jobs import activate_checkbox, launch, latest_job, version_picker
 from ui.models import reward_scorer
-from ui.session import flash, screen
+from ui.session import flash, require, screen
 
 BACKBONES = {
     EMBEDDED_ENCODER: "all-MiniLM-L6-v2 (encoder, embedded, fast)",
@@ -39,6 +39,7 @@ def train_form(db) -> None:
         name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
         curve = st.checkbox("Learning curve", help="also trains on a quarter and a half of the training prompts (about 75% "
                                                    "more time), to show whether accuracy still rises with more rankings")
+        activate = activate_checkbox(st)
         if st.form_submit_button("Start training", type="primary"):
             backbone = other.strip() if choice == "other" else choice
             if not backbone:
@@ -48,7 +49,7 @@ def train_form(db) -> None:
                                             batch_size=int(batch_size), max_length=int(max_length),
                                             validation_fraction=float(validation_fraction), seed=int(seed),
                                             prompt_sets=",".join(prompt_sets), annotators=",".join(annotators), name=name.strip(),
-                                            learning_curve=curve),
+                                            learning_curve=curve, activate=activate),
                    "Reward-model training")
 
 
@@ -67,7 +68,7 @@ def models_list(db) -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active"):
-        versions.set_active(db, chosen["id"])
+        versions.set_active(db, chosen["id"], actor=require(db, "admin"))
         message = f"{chosen['name']} is now the active reward model."
         if job_id := uncertainty.score_in_background(db):  # the least-certain-first queues follow the active model
             message += f" Job {job_id} scores the least-certain-first queues with it: follow it under Jobs."

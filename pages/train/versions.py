@@ -1,0 +1,75 @@
+"""Models: every generator and reward-model version, where it came from, how good it is and what uses it; make any
+one active (or roll back to an earlier one), delete one nothing uses; who changed what, when."""
+
+import pandas as pd
+import streamlit as st
+
+from data import uncertainty, versions
+from training.gate import evaluation_summary, gate_for
+from ui.jobs import version_label
+from ui.session import flash, guarded, screen
+
+KINDS = {"generator": "Generators", "reward": "Reward models"}
+
+
+def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
+    rows = []
+    for v in listed[::-1]:
+        origin = versions.lineage(db, v)
+        rows.append({"id": v["id"], "name": v["name"], "active": v["is_active"], "from": origin["parent"] or "",
+                     "job": origin["job"], "trained on": origin["data"], "examples": origin["examples"],
+                     "evaluation": evaluation_summary(v["metrics"]), "used by": "; ".join(versions.uses_of(db, v["id"])),
+                     "created": v["created_at"][:16].replace("T", " ")})
+    return pd.DataFrame(rows)
+
+
+@guarded("admin")
+def activate(db, user, version_id: int) -> None:
+    versions.set_active(db, version_id, actor=user)
+    version = versions.get_version(db, version_id)
+    message = f"{version['name']} is now the active {version['kind']}."
+    if version["kind"] == "reward" and (job_id := uncertainty.score_in_background(db)):
+        message += f" Job {job_id} scores the least-certain-first queues with it."
+    flash("success", message)
+
+
+@guarded("admin")
+def delete(db, user, version_id: int) -> None:
+    name = versions.get_version(db, version_id)["name"]
+    try:
+        versions.delete_version(db, version_id, actor=user)
+        flash("success", f"Deleted {name}.")
+    except ValueError as error:
+        flash("error", str(error))
+
+
+def manage(db, kind: str) -> None:
+    listed = versions.list_versions(db, kind)
+    st.subheader(KINDS[kind])
+    if not listed:
+        st.caption("None yet: train one under Train.")
+        return
+    st.dataframe(versions_frame(db, listed), hide_index=True,
+                 column_config={"evaluation": st.column_config.TextColumn(width="large"),
+                                "used by": st.column_config.TextColumn(width="medium")})
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
+    passes, why = gate_for(kind, chosen["metrics"])
+    (st.success if passes else st.warning)(f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
+    buttons = right.columns(2)
+    buttons[0].button("Make active", key=f"activate-{kind}", disabled=chosen["is_active"], on_click=activate,
+                      args=(chosen["id"],), help="also to roll back to an earlier version; the gate is advice here, your call")
+    uses = versions.uses_of(db, chosen["id"])
+    buttons[1].button("Delete", key=f"delete-{kind}", disabled=bool(uses), on_click=delete, args=(chosen["id"],),
+                      help="in use: " + "; ".join(uses) if uses else "removes the version and its folder under models/")
+
+
+with screen("Models") as (db, user):
+    st.caption("Training makes a version active only when you ask for it and its held-out evaluation passes the gate; "
+               "here you can make any version active, roll back, or delete one that nothing uses.")
+    for kind in KINDS:
+        manage(db, kind)
+    events = versions.version_events(db)
+    if events:
+        st.subheader("History")
+        st.dataframe(pd.DataFrame(events)[["at", "action", "kind", "name", "by"]], hide_index=True)

@@ -1,0 +1,126 @@
+"""When a trained version may make itself active: only when the admin asked for it and its evaluation says it is better.
+
+A policy update or DPO run: the held-out win rate against the starting generator, judged by the reward model, must
+have its 95% lower bound above 0.5 on at least MIN_PAIRS pairs, and the win rate among answers of similar length
+must agree (above 0.5): a gain that is only length does not count. A reward model: its held-out accuracy's lower
+bound must beat both a coin and the length-only rule on the same pairs. SFT: the validation loss must have fallen.
+Each gate returns (passes, why), and the job says why in its log and result.
+"""
+
+import math
+
+MIN_PAIRS = 30
+Z95 = 1.96
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (ties counted as half a success).
+
+    >>> [round(x, 3) for x in wilson_interval(4, 4)]
+    [0.51, 1.0]
+    >>> [round(x, 3) for x in wilson_interval(24, 32)]
+    [0.579, 0.867]
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def generator_gate(metrics: dict) -> tuple[bool, str]:
+    """A policy update's or DPO run's held-out evaluation against its start.
+
+    >>> generator_gate({"val/win_rate": 1.0, "val/win_pairs": 4})
+    (False, 'too few held-out pairs to tell: 4, need at least 30 (hold out more prompts or samples)')
+    >>> generator_gate({"val/win_rate": 0.8, "val/win_pairs": 64, "val/lc_win_rate": 0.7, "val/lc_pairs": 20})[0]
+    True
+    """
+    win, n = metrics.get("val/win_rate"), int(metrics.get("val/win_pairs") or 0)
+    if win is None:
+        return False, "no held-out win rate (no reward model judged it): compare it on the Models screen and activate it by hand"
+    if n < MIN_PAIRS:
+        return False, f"too few held-out pairs to tell: {n}, need at least {MIN_PAIRS} (hold out more prompts or samples)"
+    low, high = wilson_interval(win * n, n)
+    if low <= 0.5:
+        return False, f"win rate {win:.2f} on {n} pairs, 95% interval {low:.2f}-{high:.2f}: not shown better than the start"
+    lc = metrics.get("val/lc_win_rate")
+    if lc is None:
+        return False, (f"win rate {win:.2f} (95% interval {low:.2f}-{high:.2f}) but too few answers of similar length to "
+                       "rule out that the gain is length")
+    if lc <= 0.5:
+        return False, f"win rate {win:.2f}, but {lc:.2f} among answers of similar length: the gain looks like length"
+    return True, f"win rate {win:.2f} on {n} pairs (95% interval {low:.2f}-{high:.2f}), {lc:.2f} at similar length"
+
+
+def reward_model_gate(metrics: dict) -> tuple[bool, str]:
+    """
+    >>> reward_model_gate({"val/accuracy": 0.7, "val/accuracy_ci": [0.62, 0.78], "val/length_rule_accuracy": 0.55})[0]
+    True
+    >>> reward_model_gate({"val/accuracy": 0.6, "val/accuracy_ci": [0.45, 0.75], "val/length_rule_accuracy": 0.5})[1]
+    'held-out accuracy 0.60, 95% interval 0.45-0.75: its lower bound does not beat the length-only rule (0.50)'
+    """
+    accuracy, interval = metrics.get("val/accuracy"), metrics.get("val/accuracy_ci")
+    if accuracy is None or not interval:
+        return False, "no held-out accuracy: too few rankings held out to judge it"
+    rule = max(0.5, metrics.get("val/length_rule_accuracy") or 0.5)
+    if interval[0] <= rule:
+        return False, (f"held-out accuracy {accuracy:.2f}, 95% interval {interval[0]:.2f}-{interval[1]:.2f}: its lower bound "
+                       f"does not beat the length-only rule ({rule:.2f})")
+    return True, f"held-out accuracy {accuracy:.2f} (95% interval {interval[0]:.2f}-{interval[1]:.2f}) beats the length-only rule ({rule:.2f})"
+
+
+def sft_gate(metrics: dict) -> tuple[bool, str]:
+    """
+    >>> sft_gate({"val/loss_before": 2.0, "val/loss": 1.5})
+    (True, 'validation loss 2.000 -> 1.500')
+    """
+    before, after = metrics.get("val/loss_before"), metrics.get("val/loss")
+    if before is None or after is None or after >= before:
+        return False, f"validation loss did not fall ({before} -> {after})"
+    return True, f"validation loss {before:.3f} -> {after:.3f}"
+
+
+def decide(asked: bool, gate: tuple[bool, str]) -> tuple[bool, str]:
+    """(activate, the sentence for the job's log and result)."""
+    passes, why = gate
+    if not asked:
+        return False, f"not made active (not asked for; make it active on the Models screen): {why}"
+    return (True, f"made active: {why}") if passes else (False, f"not made active: {why}")
+
+
+def evaluation_summary(metrics: dict) -> str:
+    """One line for the Models table: the figure its gate reads, with its n and 95% interval.
+
+    >>> evaluation_summary({"val/win_rate": 0.75, "val/win_pairs": 32, "val/lc_win_rate": 0.6})
+    'win rate 0.75 (n=32, 95% 0.58-0.87); 0.60 at similar length'
+    >>> evaluation_summary({"val/win_rate": 1.0, "val/win_pairs": 4})
+    'win rate: too few to tell (n=4)'
+    """
+    if metrics.get("val/win_rate") is not None:
+        win, n = metrics["val/win_rate"], int(metrics.get("val/win_pairs") or 0)
+        if n < MIN_PAIRS:
+            return f"win rate: too few to tell (n={n})"
+        low, high = wilson_interval(win * n, n)
+        lc = metrics.get("val/lc_win_rate")
+        return f"win rate {win:.2f} (n={n}, 95% {low:.2f}-{high:.2f})" + (f"; {lc:.2f} at similar length" if lc is not None else "")
+    if metrics.get("val/accuracy_ci"):
+        low, high = metrics["val/accuracy_ci"]
+        rule = metrics.get("val/length_rule_accuracy")
+        return (f"accuracy {metrics['val/accuracy']:.2f} (n={metrics.get('val/pairs', '?')} pairs, 95% {low:.2f}-{high:.2f})"
+                + (f"; length rule {rule:.2f}" if rule is not None else ""))
+    if metrics.get("val/loss") is not None and metrics.get("val/loss_before") is not None:
+        return f"validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}"
+    if metrics.get("val/accuracy") is not None:
+        return f"held-out pair accuracy {metrics['val/accuracy']:.2f} (n={metrics.get('val/pairs', '?')})"
+    return ""
+
+
+def gate_for(kind: str, metrics: dict) -> tuple[bool, str]:
+    """The gate that applies to a stored version: a reward model's, an SFT run's or a policy update's / DPO's."""
+    if kind == "reward":
+        return reward_model_gate(metrics)
+    if "val/win_rate" not in metrics and "val/loss_before" in metrics:
+        return sft_gate(metrics)
+    return generator_gate(metrics)
