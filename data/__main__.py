@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from data import accounts, builtin, export, importing, items, jobs, leaderboard, quality, store, uncertainty, versions
+from data import accounts, builtin, export, importing, items, jobs, leaderboard, prompt_sets, quality, store, uncertainty, versions
 from data.store import open_db, resolve_db_path
 
 
@@ -53,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("set")
     p.add_argument("order", choices=sorted(uncertainty.QUEUE_ORDERS))
     p.add_argument("--random-share", type=float, default=0.2, help="share of the set's items served in random order (default 0.2)")
+    commands.add_parser("sets", help="the prompt sets: status, priority, items, rankings done and wanted, pace, assigned annotators")
+    p = commands.add_parser("set", help="change a prompt set: status, priority, who it is served to, its targets; or delete it")
+    p.add_argument("name")
+    p.add_argument("--status", choices=prompt_sets.STATUSES, help="active: served; paused: not now; archived: done, kept")
+    p.add_argument("--priority", type=int, help="higher is served first (default 0; ties keep the usual order)")
+    p.add_argument("--assign", help="comma-separated annotators: the only ones it is served to")
+    p.add_argument("--assign-all", action="store_true", help="serve it to everyone again")
+    p.add_argument("--rankings-wanted", type=int, help="N: rankings per item")
+    p.add_argument("--overlap", type=float, help="share of items (0-1) that want --overlap-rankings rankings, for agreement")
+    p.add_argument("--overlap-rankings", type=int, help="rankings each overlap item wants (at least 2)")
+    p.add_argument("--delete", action="store_true", help="delete the set: only when nothing of it was ranked or written")
     p = commands.add_parser("jobs", help="the job queue: list (default), start KIND --args JSON, cancel ID, up ID")
     p.add_argument("action", nargs="?", choices=["list", "start", "cancel", "up"], default="list")
     p.add_argument("target", nargs="?", help="start: the job kind; cancel, up: the job id")
@@ -118,6 +129,15 @@ def _run(db, args):
         return {"cancel_requested": args.job}
     if args.command == "versions":
         return _versions(db, args)
+    if args.command == "sets":
+        return prompt_sets.progress(db)
+    if args.command == "set":
+        if args.delete:
+            return prompt_sets.delete_set(db, args.name)
+        assign = [] if args.assign_all else [a for a in args.assign.split(",") if a.strip()] if args.assign else None
+        return prompt_sets.configure(db, args.name, status=args.status, priority=args.priority, assign=assign,
+                                     rankings_wanted=args.rankings_wanted, overlap_share=args.overlap,
+                                     overlap_rankings=args.overlap_rankings)
 
 
 def _jobs(db, args):

@@ -10,6 +10,7 @@ from sqlite_utils import Database
 from data import agreement, gold, guidelines, quality
 from data.conversation import as_messages
 from data.rankings import ranking_to_pairs, tie_count, validate_ranking
+from data.prompt_sets import SERVED_TO, WANTED
 from data.store import from_json, now, to_json, write_transaction
 
 FLAGS = ("all are bad", "offensive/unsafe", "prompt unclear")
@@ -83,19 +84,21 @@ def annotator_names(db: Database) -> list[str]:
 
 # Items this annotator has neither ranked nor skipped, whose prompt set still wants rankings
 # once the rankings in progress elsewhere (live reservations of other annotators, repeats aside) are counted.
-_OPEN_ITEMS = """
+_OPEN_ITEMS = f"""
     FROM items i
     JOIN prompts p ON p.id = i.prompt_id
     JOIN prompt_sets s ON s.name = p.prompt_set
-    WHERE i.origin = 'sampled' AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id)
+    WHERE i.origin = 'sampled' AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id) AND {SERVED_TO}
       AND i.n_rankings + (SELECT COUNT(*) FROM reservations v WHERE v.item_id = i.id AND v.annotator_id != :annotator
-                          AND v.expires_at > :now AND v.repeat_of IS NULL) < s.rankings_wanted
+                          AND v.expires_at > :now AND v.repeat_of IS NULL) < {WANTED}
       AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id AND r.annotator_id = :annotator)
 """
 
 # The reservation this annotator still holds and has not answered: a first ranking, or a repeat of one.
-_HELD = """
-    SELECT v.item_id, v.repeat_of FROM reservations v WHERE v.annotator_id = :annotator AND v.expires_at > :now
+_HELD = f"""
+    SELECT v.item_id, v.repeat_of FROM reservations v
+    JOIN items i ON i.id = v.item_id JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
+    WHERE v.annotator_id = :annotator AND v.expires_at > :now AND {SERVED_TO}
       AND CASE WHEN v.repeat_of IS NULL
                THEN NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = v.item_id AND r.annotator_id = :annotator)
                ELSE NOT EXISTS (SELECT 1 FROM repeat_rankings x WHERE x.ranking_id = v.repeat_of) END
@@ -143,7 +146,7 @@ def _fresh_item(db: Database, annotator: int, now_: str) -> tuple[int, int | Non
     gold_item = gold.gold_item_due(db, annotator)  # gold goes to everyone, at its set's rate
     if gold_item:
         return gold_item, None
-    row = db.execute(f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.n_rankings, i.priority DESC, i.id LIMIT 1",
+    row = db.execute(f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.set_priority DESC, i.n_rankings, i.priority DESC, i.id LIMIT 1",
                      {"annotator": annotator, "now": now_}).fetchone()
     if row is None:  # repeats only mix into a queue: an annotator who is done is not served repeats alone
         return None

@@ -37,6 +37,7 @@ from sqlite_utils import Database
 
 from data import agreement, conversation, jobs, quality
 from data.rankings import tie_count
+from data.prompt_sets import WANTED
 from data.store import from_json
 
 KINDS = ("pairs", "rankings")
@@ -107,7 +108,7 @@ class ExportFilter:
             clauses.append(f"a.name NOT IN ({', '.join('?' * len(self.exclude_annotators))})")
             params.extend(self.exclude_annotators)
         if self.complete_only:
-            clauses.append("i.n_rankings >= (SELECT rankings_wanted FROM prompt_sets WHERE name = p.prompt_set)")
+            clauses.append(f"i.n_rankings >= (SELECT {WANTED} FROM prompt_sets s WHERE s.name = p.prompt_set)")
         if self.since:
             clauses.append("r.created_at >= ?")
             params.append(_day(self.since).isoformat())

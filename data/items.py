@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from sqlite_utils import Database
 
 from data import conversation, uncertainty
+from data.prompt_sets import BUILTIN_SET, pause_demo_if_first
 from data.rankings import MAX_K, MIN_K, RankingError
 from data.store import now, to_json, write_transaction
-
-BUILTIN_SET = "builtin"
 
 
 @dataclass
@@ -120,6 +119,7 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
         )
     )
     uncertainty.set_priorities(db, "id = ?", [item_id])  # in a set's random share, its place in the queue is set now
+    pause_demo_if_first(db, prompt_set, item_id)
     return item_id
 
 

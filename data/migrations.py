@@ -465,3 +465,27 @@ def m0019_version_events(db):
         by TEXT NOT NULL,
         at TEXT NOT NULL
     )""")
+
+
+@migrations()
+def m0020_prompt_set_projects(db):
+    # A prompt set is a project (data/prompt_sets.py): served or not (status), before other sets or after (priority,
+    # higher first, copied onto its items so the queue stays one index walk), to everyone or to the annotators
+    # assigned to it, with a share of its items (fixed by each item's draw) wanting more rankings for agreement.
+    db.execute("""ALTER TABLE prompt_sets ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
+                  CHECK (status IN ('active', 'paused', 'archived'))""")
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN overlap_share REAL NOT NULL DEFAULT 0 CHECK (overlap_share BETWEEN 0 AND 1)")
+    db.execute("ALTER TABLE prompt_sets ADD COLUMN overlap_rankings INTEGER NOT NULL DEFAULT 2 CHECK (overlap_rankings >= 1)")
+    db.execute("""CREATE TABLE set_assignments (
+        prompt_set TEXT NOT NULL REFERENCES prompt_sets(name) ON DELETE CASCADE,
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        PRIMARY KEY (prompt_set, annotator_id)
+    )""")
+    db.execute("ALTER TABLE items ADD COLUMN set_priority INTEGER NOT NULL DEFAULT 0")
+    db.execute("DROP INDEX items_queue_priority")
+    db.execute("CREATE INDEX items_queue_set ON items (set_priority DESC, n_rankings, priority DESC, id)")
+    db.execute("""CREATE TRIGGER items_set_priority AFTER INSERT ON items
+                  BEGIN UPDATE items SET set_priority = (SELECT s.priority FROM prompts p JOIN prompt_sets s
+                                                          ON s.name = p.prompt_set WHERE p.id = NEW.prompt_id)
+                        WHERE id = NEW.id; END""")

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from data import agreement
 from data.gold import passes
 from data.rankings import LETTERS, MAX_K, tie_count, validate_order, validate_ranking
+from data.prompt_sets import WANTED
 from data.store import from_json, write_transaction
 
 REFRESH_BATCH = 500  # rankings per write transaction, so annotators never wait long behind a catch-up
@@ -292,7 +293,7 @@ def data_health(db: Database) -> dict:
     refresh(db)
     ties, pairs = db.execute("SELECT TOTAL(ties), TOTAL(pairs) FROM annotator_stats").fetchone()
     covered, total = db.execute(
-        """SELECT SUM(i.n_rankings >= s.rankings_wanted), COUNT(*) FROM items i JOIN prompts p ON p.id = i.prompt_id
+        f"""SELECT SUM(i.n_rankings >= {WANTED}), COUNT(*) FROM items i JOIN prompts p ON p.id = i.prompt_id
            JOIN prompt_sets s ON s.name = p.prompt_set WHERE i.origin = 'sampled'""").fetchone()
     flagged = db.execute("SELECT COUNT(DISTINCT item_id) FROM rankings WHERE flags != '[]'").fetchone()[0]
     return {"tie_rate": ties / pairs if pairs else None, "flagged_items": flagged, "covered_items": covered or 0,

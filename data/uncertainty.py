@@ -2,8 +2,8 @@
 
 Each item may carry an `uncertainty` in [0, 1] from the active reward model (`rm.uncertainty` computes it: 1 when
 every pair of its completions is a coin flip to that model, 0 when it is sure of every pair). The queue sorts the
-open items by their number of rankings, then by `items.priority`, highest first: one walk of the index
-`items_queue_priority`. In a set in the 'uncertain' order, an item's priority is its uncertainty (0 until scored),
+open items by their set's priority, their number of rankings, then by `items.priority`, highest first: one walk of the index
+`items_queue_set`. In a set in the 'uncertain' order, an item's priority is its uncertainty (0 until scored),
 except for the set's random share: the items whose fixed uniform `draw` (set once, at insert) is below
 `random_share` get draw / random_share, a uniform number that has nothing to do with their content. Those items
 are served interleaved with the others, and the ones ranked so far are a uniform sample of the set, whatever the
@@ -13,6 +13,7 @@ reward model thought. In an 'oldest' set every priority is 0 (oldest first, as b
 from sqlite_utils import Database
 
 from data import versions
+from data.prompt_sets import WANTED
 from data.store import db_file, to_json, write_transaction
 
 QUEUE_ORDERS = {  # among items with as many rankings
@@ -21,8 +22,8 @@ QUEUE_ORDERS = {  # among items with as many rankings
 }
 
 # Open items: served to annotators, not gold, still short of their set's rankings.
-_OPEN = """FROM items i JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
-           WHERE i.origin = 'sampled' AND i.n_rankings < s.rankings_wanted
+_OPEN = f"""FROM items i JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
+           WHERE i.origin = 'sampled' AND i.n_rankings < {WANTED}
              AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id)"""
 
 

@@ -121,7 +121,7 @@ def test_a_store_from_before_the_queue_order_gets_draws_and_keeps_its_order(tmp_
     migrations.apply(old)
     draws = [row[0] for row in old.execute("SELECT draw FROM items")]
     assert all(0 < d < 1 for d in draws) and len(set(draws)) == 50
-    assert old.execute("SELECT MAX(priority), MIN(queue_order) FROM items, prompt_sets").fetchone() == (0, "oldest")
+    assert old.execute("SELECT MAX(items.priority), MIN(queue_order) FROM items, prompt_sets").fetchone() == (0, "oldest")
     old.execute("INSERT INTO items (id, prompt_id, created_at) VALUES (51, 1, 'now')")  # any insert gets a draw
     assert 0 < old.execute("SELECT draw FROM items WHERE id = 51").fetchone()[0] < 1
 
@@ -179,7 +179,7 @@ def trained_reward_model(db, db_path, tiny_encoder, name="rm-tiny"):
     job_id = jobs.create_job(db, "train_rm", {})
     with jobs.running_job(db_path, job_id) as (job, result):
         result.update(run_reward_training(db, RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False,
-                                                           name=name), job))
+                                                           name=name, activate=True), job))
     return versions.version_named(db, "reward", name)
 
 

@@ -102,8 +102,9 @@ def test_a_dpo_job_learns_from_the_store_and_registers_a_child_version(db, db_pa
         result.update(run_dpo(db, config(name="tiny-dpo", epochs=2, eval_samples=2, max_new_tokens=6), job))
     done = jobs.get_job(db, job_id)
     assert done["status"] == "done", done["error"]
-    version = versions.active_version(db, "generator")
-    assert version["name"] == "tiny-dpo" and version["parent_id"] == start
+    version = versions.get_version(db, done["result"]["version"])
+    assert version["name"] == "tiny-dpo" and version["parent_id"] == start and not version["is_active"]  # not asked for
+    assert done["result"]["activation"].startswith("not made active (not asked for")
     assert version["metrics"]["train/rankings"] + version["metrics"]["val/rankings"] == 10
     assert version["metrics"]["val/accuracy"] >= version["metrics"]["val/accuracy_before"]
     assert "val/kl" in version["metrics"]

@@ -108,7 +108,7 @@ def test_sft_job_registers_a_version_that_reloads_identically_and_generates(db, 
     demonstrations.import_demonstrations(db, [demonstrations.Demonstration(p, r) for p, r in DEMOS], "s")
     job_id = jobs.create_job(db, "sft", {})
     with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_sft(db, SFTConfig(epochs=2, learning_rate=1e-3, bf16=False, name="tiny-sft"), job))
+        result.update(run_sft(db, SFTConfig(epochs=2, learning_rate=1e-3, bf16=False, name="tiny-sft", activate=True), job))
     assert jobs.get_job(db, job_id)["status"] == "done"
     new = versions.active_version(db, "generator")
     assert new["name"] == "tiny-sft" and new["parent_id"] == start and "val/perplexity" in new["metrics"]

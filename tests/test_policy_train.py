@@ -106,8 +106,9 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
         result.update(run_policy_training(db, policy_config, job))
     done = jobs.get_job(db, job_id)
     assert done["status"] == "done", done["error"]
-    new = versions.active_version(db, "generator")
+    new = versions.get_version(db, done["result"]["version"])
     assert new["name"] == "tiny-lora" and new["parent_id"] == start
+    assert versions.active_version(db, "generator")["id"] == start  # not asked to activate: the start stays active
     assert {"val/reward_before", "val/reward_after", "val/kl", "val/win_rate"} <= set(new["metrics"])
     assert len(jobs.job_metrics(db, job_id)) == 2
     first, _ = load_generator(new["path"])

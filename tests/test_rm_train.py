@@ -111,13 +111,14 @@ def scripted_db(db, n_prompts=30):
 def test_training_job_saves_registers_and_reloads_with_identical_scores(db, db_path, tiny_encoder):
     scripted_db(db)
     job_id = jobs.create_job(db, "train_rm", {})
-    config = RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False, name="rm-test")
+    config = RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False, name="rm-test", activate=True)
     with jobs.running_job(db_path, job_id) as (job, result):
         result.update(run_reward_training(db, config, job))
     assert jobs.get_job(db, job_id)["status"] == "done"
     assert len(jobs.job_metrics(db, job_id)) > 3
     version = versions.active_version(db, "reward")
     assert version["name"] == "rm-test" and version["metrics"]["val/accuracy"] > 0.9
+    assert jobs.get_job(db, job_id)["result"]["activation"].startswith("made active: held-out accuracy")
     folder = version["path"]
     assert not [p for p in (db_path.parent / "models" / "reward").iterdir() if p.name.startswith(".")]  # no staging left
     scorer = RewardScorer(folder, "cpu")

@@ -1,20 +1,25 @@
-"""Data overview: headline counts, and per prompt set N (rankings wanted per item) and the order of its queue."""
+"""Data overview: headline counts; per prompt set (a project) its progress against its targets, whether and to whom
+it is served, its priority, N (rankings wanted per item), overlap, and the order of its queue."""
 
 import streamlit as st
 
-from data import items, uncertainty, versions
+from data import annotation, items, prompt_sets, uncertainty, versions
 from ui.session import flash, screen
 from ui.text import safe_markdown
 
 COUNTS = ("prompts", "completions", "rankings", "comparisons", "items", "skips", "annotators", "demonstrations")
 
 
-def set_row(db, prompt_set: dict, queue: dict, reward: dict | None) -> None:
-    """One prompt set: N, its queue order and random share, saved together; for the 'uncertain' order, how many of
-    its open items the active reward model has scored."""
+def set_row(db, user, prompt_set: dict, project: dict, queue: dict, reward: dict | None, people: list[str]) -> None:
+    """One prompt set: its progress, its project settings, then N, its queue order and random share, saved together;
+    for the 'uncertain' order, how many of its open items the active reward model has scored."""
     name = prompt_set["name"]
     with st.container(border=True):
-        st.markdown(f"**{safe_markdown(name)}** · {prompt_set['prompts']:,} prompts · {queue['open']:,} items open")
+        st.markdown(f"**{safe_markdown(name)}** · {project['status']} · priority {project['priority']} · "
+                    f"{prompt_set['prompts']:,} prompts · {queue['open']:,} items open · served to "
+                    + (safe_markdown(", ".join(project["assigned"])) if project["assigned"] else "everyone"))
+        progress_bar(project)
+        project_settings(db, user, name, project, people)
         n_column, order_column, share_column, save_column = st.columns([1, 3, 1, 1], vertical_alignment="bottom")
         n = n_column.number_input("N", 1, 20, prompt_set["rankings_wanted"], key=f"n-{name}")
         orders = list(uncertainty.QUEUE_ORDERS)
@@ -28,6 +33,38 @@ def set_row(db, prompt_set: dict, queue: dict, reward: dict | None) -> None:
             save(db, name, int(n), order, float(share))
         if queue["queue_order"] == "uncertain":
             uncertain_status(queue, reward)
+
+
+def progress_bar(project: dict) -> None:
+    """Rankings done against what the set's targets want, with the team's pace and an ETA at that pace."""
+    wanted, done = project["wanted"], project["done"]
+    pace = (f" · {project['per_day']:g} rankings a day over the last week"
+            + (f" · about {project['eta_days']:g} days left at that pace" if project["eta_days"] else "")
+            if project["per_day"] else " · no rankings in the last week")
+    st.progress(done / wanted if wanted else 0.0,
+                text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete){pace}")
+
+
+def project_settings(db, user, name: str, project: dict, people: list[str]) -> None:
+    status_column, priority_column, people_column = st.columns([1, 1, 3])
+    status = status_column.selectbox("Status", prompt_sets.STATUSES, index=prompt_sets.STATUSES.index(project["status"]),
+                                     key=f"status-{name}", help="active: served; paused: not now; archived: done, kept")
+    priority = priority_column.number_input("Priority", -100, 100, int(project["priority"]), key=f"priority-{name}",
+                                            help="higher is served first; ties keep the usual order")
+    assign = people_column.multiselect("Served to (empty: everyone)", people, default=project["assigned"], key=f"assign-{name}")
+    share_column, overlap_column, save_column = st.columns([2, 2, 1], vertical_alignment="bottom")
+    share = share_column.number_input("Overlap share", 0.0, 1.0, float(project["overlap_share"]), 0.05, key=f"overlap-{name}",
+                                      help="share of the items (fixed in advance) that get more rankings, for agreement")
+    overlap = overlap_column.number_input("Rankings per overlap item", 2, 20, int(project["overlap_rankings"]),
+                                          key=f"overlap-n-{name}")
+    if save_column.button("Save project", key=f"project-{name}"):
+        try:
+            prompt_sets.configure(db, name, actor=user, status=status, priority=int(priority), assign=assign,
+                                  overlap_share=float(share), overlap_rankings=int(overlap))
+            flash("success", f"{name}: {status}, priority {int(priority)}, served to {', '.join(assign) or 'everyone'}.")
+        except ValueError as error:
+            flash("error", str(error))
+        st.rerun()
 
 
 def save(db, name: str, n: int, order: str, share: float) -> None:
@@ -57,10 +94,14 @@ with screen("Overview") as (db, user):
     counts = items.counts(db)
     for column, name in zip(st.columns(4) * 2, COUNTS):
         column.metric(name.capitalize(), f"{counts[name]:,}")
-    st.markdown("**Prompt sets** · N is how many rankings each item gets before it leaves every queue. The queue "
-                "serves items with the fewest rankings first; among those, oldest first, or those the active reward "
-                "model is least sure about.")
+    st.markdown("**Prompt sets** · each is a project. The queue serves only active sets, only to the annotators a set "
+                "is served to, the highest priority first; then items with the fewest rankings first, and among those "
+                "oldest first, or those the active reward model is least sure about. N is how many rankings each item "
+                "gets before it leaves every queue (more for the overlap share). The built-in demo set is paused when "
+                "your first own set gets items.")
     reward = versions.active_version(db, "reward")
     queues = uncertainty.queue_overview(db, reward["id"] if reward else None)
+    projects = {p["name"]: p for p in prompt_sets.progress(db)}
+    people = annotation.annotator_names(db)
     for prompt_set in items.prompt_sets(db):
-        set_row(db, prompt_set, queues[prompt_set["name"]], reward)
+        set_row(db, user, prompt_set, projects[prompt_set["name"]], queues[prompt_set["name"]], reward, people)

@@ -1,0 +1,145 @@
+"""Prompt sets as projects: whether a set is served (status), before which others (priority), to whom (assigned
+annotators; none: everyone), and its targets (N rankings per item, and a share of items that want more for agreement).
+
+The queue (`data.annotation.next_item`) serves only active sets, only to the annotators a set is assigned to, highest
+priority first, then fewest rankings first. The built-in demo set is paused when the first other set gets items, so
+a new project is not served after the demo (`pause_demo_if_first`). An item wants OVERLAP_WANTED rankings: the set's N,
+or for the overlap share of its items (fixed in advance by each item's draw) the overlap N.
+"""
+
+from sqlite_utils import Database
+
+from data.accounts import User, require_admin
+from data.store import now, write_transaction
+
+STATUSES = ("active", "paused", "archived")
+BUILTIN_SET = "builtin"
+# How many rankings an item of set `s` wants (`i`: items): N, or for its overlap share, at least the overlap N. The
+# share is picked by the fractional part of draw * 7919, a uniform number unrelated to the uncertainty queue's use of
+# the draw (its random share), so the two samples are independent.
+WANTED = """(CASE WHEN (i.draw * 7919.0) - CAST(i.draw * 7919.0 AS INTEGER) < s.overlap_share
+                 THEN MAX(s.rankings_wanted, s.overlap_rankings) ELSE s.rankings_wanted END)"""
+# The sets :annotator may be served: active, and assigned to them or to nobody.
+SERVED_TO = """s.status = 'active' AND (NOT EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = s.name)
+               OR EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = s.name AND a.annotator_id = :annotator))"""
+
+
+def get_set(db: Database, name: str) -> dict:
+    row = next(iter(db.query("SELECT * FROM prompt_sets WHERE name = ?", [name])), None)
+    if row is None:
+        known = ", ".join(r[0] for r in db.execute("SELECT name FROM prompt_sets ORDER BY created_at"))
+        raise LookupError(f"there is no prompt set named {name!r}: the sets are {known or 'none yet'}")
+    return {**row, "assigned": assigned(db, name)}
+
+
+def assigned(db: Database, name: str) -> list[str]:
+    return [r[0] for r in db.execute("""SELECT n.name FROM set_assignments a JOIN annotators n ON n.id = a.annotator_id
+                                        WHERE a.prompt_set = ? ORDER BY n.name""", [name])]
+
+
+def configure(db: Database, name: str, actor: User | None = None, status: str | None = None, priority: int | None = None,
+              assign: list[str] | None = None, rankings_wanted: int | None = None, overlap_share: float | None = None,
+              overlap_rankings: int | None = None) -> dict:
+    """Change what is given of a set's settings, in one transaction; `assign`: the annotators it is served to ([]:
+    everyone). Refuses an unknown set, status or annotator, and a target out of range, naming what to use instead."""
+    with write_transaction(db):
+        require_admin(db, actor)
+        get_set(db, name)
+        if status is not None:
+            if status not in STATUSES:
+                raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+            db.execute("UPDATE prompt_sets SET status = ? WHERE name = ?", [status, name])
+        if priority is not None:
+            db.execute("UPDATE prompt_sets SET priority = ? WHERE name = ?", [int(priority), name])
+            db.execute("UPDATE items SET set_priority = ? WHERE prompt_id IN (SELECT id FROM prompts WHERE prompt_set = ?)",
+                       [int(priority), name])
+        if rankings_wanted is not None:
+            if rankings_wanted < 1:
+                raise ValueError(f"rankings wanted per item must be at least 1, got {rankings_wanted}")
+            db.execute("UPDATE prompt_sets SET rankings_wanted = ? WHERE name = ?", [rankings_wanted, name])
+        if overlap_share is not None:
+            if not 0 <= overlap_share <= 1:
+                raise ValueError(f"the overlap share is a fraction of the items between 0 and 1, got {overlap_share}")
+            db.execute("UPDATE prompt_sets SET overlap_share = ? WHERE name = ?", [overlap_share, name])
+        if overlap_rankings is not None:
+            if overlap_rankings < 2:
+                raise ValueError(f"overlap items need at least 2 rankings each (for agreement), got {overlap_rankings}")
+            db.execute("UPDATE prompt_sets SET overlap_rankings = ? WHERE name = ?", [overlap_rankings, name])
+        if assign is not None:
+            _assign(db, name, assign)
+    return get_set(db, name)
+
+
+def _assign(db: Database, name: str, annotators: list[str]) -> None:
+    ids = []
+    for who in annotators:
+        row = db.execute("SELECT id FROM annotators WHERE name = ?", [who.strip()]).fetchone()
+        if row is None:
+            raise ValueError(f"there is no annotator named {who.strip()!r}: create the account first (Team)")
+        ids.append(row[0])
+    db.execute("DELETE FROM set_assignments WHERE prompt_set = ?", [name])
+    db.conn.executemany("INSERT OR IGNORE INTO set_assignments (prompt_set, annotator_id) VALUES (?, ?)",
+                        [(name, i) for i in ids])
+
+
+def pause_demo_if_first(db: Database, prompt_set: str, item_id: int) -> bool:
+    """Pause the built-in demo set when `item_id` is the first item of any other set. Call inside add_item's
+    transaction. True when it paused it."""
+    if prompt_set == BUILTIN_SET:
+        return False
+    earlier = db.execute("""SELECT 1 FROM items i JOIN prompts p ON p.id = i.prompt_id
+                            WHERE p.prompt_set != ? AND i.id != ? LIMIT 1""", [BUILTIN_SET, item_id]).fetchone()
+    if earlier:
+        return False
+    return db.execute("UPDATE prompt_sets SET status = 'paused' WHERE name = ? AND status = 'active'",
+                      [BUILTIN_SET]).rowcount > 0
+
+
+def delete_set(db: Database, name: str, actor: User | None = None) -> dict:
+    """Delete a set nothing of which was ranked, skipped or written as a demonstration: its prompts, items and
+    completions. A set with answers is archived instead (kept, served to no one)."""
+    with write_transaction(db):
+        require_admin(db, actor)
+        get_set(db, name)
+        (answered,) = db.execute("""SELECT (SELECT COUNT(*) FROM rankings r JOIN items i ON i.id = r.item_id
+                                             JOIN prompts p ON p.id = i.prompt_id WHERE p.prompt_set = :s)
+                                          + (SELECT COUNT(*) FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id
+                                             WHERE p.prompt_set = :s)""", {"s": name}).fetchone()
+        if answered:
+            raise ValueError(f"prompt set {name!r} has {answered:,} rankings or demonstrations: archive it instead "
+                             "(it is then served to no one, and its data stays)")
+        counts = {"items": 0, "prompts": 0}
+        for item_id, in db.execute("""SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
+                                      WHERE p.prompt_set = ?""", [name]).fetchall():
+            for table in ("reservations", "gold", "completions", "stats_dirty"):
+                db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
+            db.execute("DELETE FROM items WHERE id = ?", [item_id])
+            counts["items"] += 1
+        counts["prompts"] = db.execute("DELETE FROM prompts WHERE prompt_set = ?", [name]).rowcount
+        db.execute("DELETE FROM guidelines WHERE prompt_set = ?", [name])
+        db.execute("DELETE FROM prompt_sets WHERE name = ?", [name])
+    return {"deleted": name, **counts}
+
+
+def progress(db: Database) -> list[dict]:
+    """Per set: settings, items, the rankings its targets want and have, the team's pace over the last 7 days and an
+    ETA at that pace. One grouped query over items (the pace from the rankings index on created_at)."""
+    rows = list(db.query(f"""
+        SELECT s.name, s.status, s.priority, s.rankings_wanted, s.overlap_share, s.overlap_rankings,
+               COUNT(i.id) AS items, COALESCE(SUM({WANTED}), 0) AS wanted,
+               COALESCE(SUM(MIN(i.n_rankings, {WANTED})), 0) AS done,
+               COALESCE(SUM(i.n_rankings >= {WANTED}), 0) AS complete
+        FROM prompt_sets s
+        LEFT JOIN prompts p ON p.prompt_set = s.name
+        LEFT JOIN items i ON i.prompt_id = p.id AND i.origin = 'sampled'
+        GROUP BY s.name ORDER BY s.priority DESC, s.created_at"""))
+    week = db.execute("""SELECT p.prompt_set, COUNT(*) FROM rankings r JOIN items i ON i.id = r.item_id
+                         JOIN prompts p ON p.id = i.prompt_id
+                         WHERE r.created_at >= strftime('%Y-%m-%dT%H:%M:%S', 'now', '-7 days') AND r.skipped = 0 GROUP BY p.prompt_set""").fetchall()
+    pace = {name: n / 7 for name, n in week}
+    for row in rows:
+        row["assigned"] = assigned(db, row["name"])
+        row["per_day"] = round(pace.get(row["name"], 0.0), 1)
+        left = row["wanted"] - row["done"]
+        row["eta_days"] = round(left / row["per_day"], 1) if row["per_day"] and left else (0.0 if not left else None)
+    return rows

@@ -1,0 +1,135 @@
+"""Prompt sets as projects: status, priority, assigned annotators, overlap targets, progress (issue 20)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from data import annotation, builtin, jobs, prompt_sets
+from data.items import BUILTIN_SET
+from tests.conftest import add_items
+
+
+def served_set(db, who: str) -> str | None:
+    item = annotation.next_item(db, annotation.annotator_id(db, who))
+    return None if item is None else item.prompt_set
+
+
+@pytest.fixture
+def demo(db):
+    builtin.init_db(db)
+    return db
+
+
+def test_the_demo_is_paused_when_the_first_own_set_gets_items(demo):
+    assert prompt_sets.get_set(demo, BUILTIN_SET)["status"] == "active"
+    add_items(demo, 3, prompt_set="mine")
+    assert prompt_sets.get_set(demo, BUILTIN_SET)["status"] == "paused"
+    assert served_set(demo, "alice") == "mine"
+    prompt_sets.configure(demo, BUILTIN_SET, status="active")  # the admin wants it back: a second set leaves it alone
+    add_items(demo, 1, prompt_set="second")
+    assert prompt_sets.get_set(demo, BUILTIN_SET)["status"] == "active"
+
+
+def test_a_set_with_a_higher_priority_is_served_before_the_demo(demo):
+    add_items(demo, 2, prompt_set="mine")
+    prompt_sets.configure(demo, BUILTIN_SET, status="active")
+    assert served_set(demo, "alice") == BUILTIN_SET  # equal priority: the oldest items first
+    prompt_sets.configure(demo, "mine", priority=5)
+    assert served_set(demo, "bob") == "mine"
+
+
+def test_a_paused_set_serves_nothing_even_an_item_already_held(db):
+    add_items(db, 2, prompt_set="only")
+    held = annotation.next_item(db, annotation.annotator_id(db, "alice"))
+    assert held.prompt_set == "only"
+    prompt_sets.configure(db, "only", status="paused")
+    assert served_set(db, "alice") is None and served_set(db, "bob") is None
+    prompt_sets.configure(db, "only", status="archived")
+    assert served_set(db, "carol") is None
+
+
+def test_an_unassigned_annotator_never_sees_an_assigned_set(db):
+    add_items(db, 4, prompt_set="private")
+    annotation.annotator_id(db, "alice"), annotation.annotator_id(db, "bob")
+    db.conn.commit()
+    prompt_sets.configure(db, "private", assign=["alice"])
+    assert served_set(db, "bob") is None
+    assert served_set(db, "alice") == "private"
+    assert annotation.items_left(db, annotation.annotator_id(db, "bob")) == 0
+    prompt_sets.configure(db, "private", assign=[])
+    assert served_set(db, "bob") == "private"
+    with pytest.raises(ValueError, match="no annotator named 'nobody'"):
+        prompt_sets.configure(db, "private", assign=["nobody"])
+
+
+def test_the_overlap_share_wants_more_rankings_of_its_items_only(db):
+    add_items(db, 200, prompt_set="s")
+    prompt_sets.configure(db, "s", overlap_share=0.2, overlap_rankings=3)
+    [row] = prompt_sets.progress(db)
+    overlap_items = (row["wanted"] - 200) / 2
+    assert 20 <= overlap_items <= 60  # about a fifth of 200, fixed by each item's draw
+    prompt_sets.configure(db, "s", overlap_share=1.0)
+    assert prompt_sets.progress(db)[0]["wanted"] == 600
+
+
+def test_an_item_in_the_overlap_share_is_served_to_a_second_annotator(db):
+    [item] = add_items(db, 1, prompt_set="s")
+    first = annotation.next_item(db, annotation.annotator_id(db, "alice"))
+    annotation.submit_ranking(db, first.id, annotation.annotator_id(db, "alice"), [[0], [1], [2], [3]],
+                              annotation.display_order(first.id, annotation.annotator_id(db, "alice"), 4))
+    assert served_set(db, "bob") is None  # N = 1: done
+    prompt_sets.configure(db, "s", overlap_share=1.0, overlap_rankings=2)
+    assert served_set(db, "bob") == "s"
+
+
+def test_progress_counts_rankings_against_the_targets(db):
+    ids = add_items(db, 3, prompt_set="s")
+    me = annotation.annotator_id(db, "alice")
+    for _ in ids[:2]:
+        item = annotation.next_item(db, me)
+        annotation.submit_ranking(db, item.id, me, [[0], [1], [2], [3]], annotation.display_order(item.id, me, 4))
+    [row] = prompt_sets.progress(db)
+    assert (row["items"], row["wanted"], row["done"], row["complete"]) == (3, 3, 2, 2)
+    assert row["per_day"] == pytest.approx(2 / 7, abs=0.05) and row["eta_days"] == pytest.approx(1 / (2 / 7), rel=0.2)
+
+
+def test_settings_errors_name_the_remedy(db):
+    add_items(db, 1, prompt_set="s")
+    with pytest.raises(LookupError, match="no prompt set named 'nope': the sets are s"):
+        prompt_sets.configure(db, "nope", priority=1)
+    with pytest.raises(ValueError, match="status must be one of active, paused, archived"):
+        prompt_sets.configure(db, "s", status="done")
+    with pytest.raises(ValueError, match="at least 2 rankings"):
+        prompt_sets.configure(db, "s", overlap_rankings=1)
+
+
+def test_a_set_is_deleted_only_when_nothing_of_it_was_answered(db):
+    add_items(db, 2, prompt_set="ranked")
+    add_items(db, 2, prompt_set="fresh")
+    prompt_sets.configure(db, "fresh", priority=-1)
+    me = annotation.annotator_id(db, "alice")
+    item = annotation.next_item(db, me)
+    annotation.submit_ranking(db, item.id, me, [[0], [1], [2], [3]], annotation.display_order(item.id, me, 4))
+    with pytest.raises(ValueError, match="archive it instead"):
+        prompt_sets.delete_set(db, "ranked")
+    assert prompt_sets.delete_set(db, "fresh") == {"deleted": "fresh", "items": 2, "prompts": 2}
+    with pytest.raises(LookupError):
+        prompt_sets.get_set(db, "fresh")
+
+
+def test_the_command_line_lists_and_changes_sets(db, db_path):
+    add_items(db, 2, prompt_set="mine")
+    annotation.annotator_id(db, "alice")
+    db.conn.commit()
+    run = lambda *args: subprocess.run([sys.executable, "-m", "data", "--db", str(db_path), *args],  # noqa: E731
+                                       capture_output=True, text=True, cwd=jobs.PROJECT_ROOT)
+    changed = json.loads(run("set", "mine", "--priority", "3", "--assign", "alice", "--overlap", "0.5",
+                             "--overlap-rankings", "2", "--status", "paused").stdout)
+    assert (changed["priority"], changed["assigned"], changed["overlap_share"], changed["status"]) == (3, ["alice"], 0.5, "paused")
+    [listed] = json.loads(run("sets").stdout)
+    assert listed["name"] == "mine" and listed["items"] == 2 and listed["assigned"] == ["alice"]
+    assert json.loads(run("set", "mine", "--assign-all").stdout)["assigned"] == []
+    refused = run("set", "mine", "--status", "done")
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr
