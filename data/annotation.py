@@ -24,6 +24,12 @@ class Completion:
     id: int
     position: int
     text: str
+    finish_reason: str | None = None  # "length": cut at the token cap (n_tokens), so the answer may be unfinished
+    n_tokens: int | None = None
+
+    @property
+    def cut(self) -> bool:
+        return self.finish_reason == "length"
 
 
 @dataclass
@@ -202,7 +208,7 @@ def set_repeat_settings(db: Database, prompt_set: str, share: float, gap: int) -
 
 def completions_of(db: Database, item_id: int) -> list[Completion]:
     rows = db.execute(
-        "SELECT id, position, text FROM completions WHERE item_id = ? ORDER BY position", [item_id]
+        "SELECT id, position, text, finish_reason, n_tokens FROM completions WHERE item_id = ? ORDER BY position", [item_id]
     ).fetchall()
     return [Completion(*row) for row in rows]
 

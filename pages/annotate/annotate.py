@@ -219,12 +219,14 @@ def compare_dialog(item, order: list[int]) -> None:
 
 
 def completion_card(item, shown: int, position: int) -> None:
-    """One completion: its letter and length, the text (a long tail one click away), and its rank control."""
-    letter, text = LETTERS[shown], item.completions[position].text
+    """One completion: its letter and length (and whether it was cut at the token cap), the text (a long tail one click away), and its rank control."""
+    completion = item.completions[position]
+    letter, text = LETTERS[shown], completion.text
     head, tail = split_long(text)
     with st.container(border=True):
         st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
-        st.caption(f"{word_count(text)} words")
+        st.caption(f"{word_count(text)} words" + (f" · :orange[cut at {completion.n_tokens or 'the'} token cap: it may be "
+                                                   "unfinished]" if completion.cut else ""))
         st.markdown(safe_markdown(head))
         if tail:
             with st.expander(f"Read the rest: {word_count(tail)} more words"):

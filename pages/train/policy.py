@@ -6,6 +6,7 @@ import streamlit as st
 from data import items, versions
 from policy.config import GenerationConfig, PolicyConfig
 from training.diagnostics import verdict
+from training.gate import MIN_PAIRS, evaluation_summary, wilson_interval
 from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
 from ui.session import screen
 
@@ -50,6 +51,17 @@ def train_form(db) -> None:
                 name=name.strip(), activate=activate), "Policy update")
 
 
+def win_rate_text(metrics: dict) -> str:
+    """The win rate with its n and 95% interval; below 30 pairs, "too few to tell" (older versions: the figure alone)."""
+    n = metrics.get("val/win_pairs")
+    if n is None:
+        return f"{metrics['val/win_rate']:.0%}"
+    if n < MIN_PAIRS:
+        return f"too few to tell (n={n})"
+    low, high = wilson_interval(metrics["val/win_rate"] * n, n)
+    return f"{metrics['val/win_rate']:.0%} ({low:.0%}–{high:.0%}, n={n})"
+
+
 def compare_and_use(db) -> None:
     trained = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
     st.markdown("**Compare** the updated generators with where they started, on held-out prompts")
@@ -59,7 +71,9 @@ def compare_and_use(db) -> None:
     version = st.selectbox("Updated generator", trained[::-1], format_func=version_label)
     metrics = version["metrics"]
     for column, (label, key, fmt) in zip(st.columns(4), EVAL_METRICS):
-        if key in metrics:
+        if key == "val/win_rate" and key in metrics:
+            column.metric(label, win_rate_text(metrics), help=evaluation_summary(metrics) or None)
+        elif key in metrics:
             column.metric(label, fmt.format(metrics[key]))
     if "val/lc_win_rate" in metrics:
         lc, length, capped, corr = st.columns(4)

@@ -93,7 +93,8 @@ def models_list(db) -> None:
         left.caption("Calibration on held-out pairs: predicted P(better) against how often humans agreed")
         left.dataframe(pd.DataFrame(active["metrics"]["calibration"]).round(3), hide_index=True)
         right.caption("Reward distribution on held-out completions (deciles)")
-        right.bar_chart(pd.Series(active["metrics"]["reward/quantiles"], index=[f"{q}%" for q in range(0, 101, 10)]), height=220)
+        quantiles = pd.DataFrame({"percentile": range(0, 101, 10), "reward": active["metrics"]["reward/quantiles"]})
+        right.bar_chart(quantiles, x="percentile", y="reward", height=220)  # a numeric axis: 0, 10, ..., 100
 
 
 def inspect(db) -> None:

@@ -1,0 +1,43 @@
+"""A project through the screens (issue 20): the Overview steers prompt sets; cut answers are marked for annotators."""
+
+from data import accounts, annotation, builtin, items, prompt_sets
+from data.store import open_db
+from tests.test_pages import start, unescaped
+
+
+def test_the_overview_pauses_prioritises_and_assigns_a_set(app_db):
+    accounts.create_user(app_db, "alice", "alice-password")
+    items.ensure_prompt_set(app_db, "mine")
+    prompt_id, _ = items.add_prompt(app_db, "mine", "A prompt of my own")
+    items.add_item(app_db, prompt_id, [items.NewCompletion(t) for t in ("one", "two")])
+    app_db.conn.commit()
+    at = start("pages/data/overview.py")
+    assert not at.exception
+    assert any("builtin" in m.value and "paused" in m.value for m in at.markdown)  # paused by the first own set
+    bars = [p.proto.text for p in at.get("progress")]
+    assert any(text.startswith("0 of 1 rankings wanted (0 of 1 items complete)") for text in bars)
+    at.number_input(key="priority-mine").set_value(7)
+    at.multiselect(key="assign-mine").set_value(["alice"])
+    at.button(key="project-mine").click().run()
+    assert not at.exception and "mine: active, priority 7, served to alice." in unescaped(at.success[0])
+    assert prompt_sets.get_set(app_db, "mine")["priority"] == 7 and prompt_sets.get_set(app_db, "mine")["assigned"] == ["alice"]
+    at.selectbox(key="status-mine").set_value("paused")
+    at.button(key="project-mine").click().run()
+    assert prompt_sets.get_set(app_db, "mine")["status"] == "paused"
+
+
+def test_a_completion_cut_at_the_cap_is_marked_on_its_card(db_path, monkeypatch):
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    db = open_db(db_path)
+    items.ensure_prompt_set(db, "cut")
+    prompt_id, _ = items.add_prompt(db, "cut", "Tell me a long story.")
+    items.add_item(db, prompt_id, [items.NewCompletion("Once upon a time there", n_tokens=128, finish_reason="length"),
+                                   items.NewCompletion("The end.", n_tokens=3, finish_reason="eos")])
+    db.conn.commit()
+    builtin.init_db(db)
+    accounts.create_user(db, "admin", "admin-password", role="admin")
+    accounts.create_user(db, "alice", "alice-password")
+    at = start(user="alice")
+    captions = [unescaped(c) for c in at.caption]
+    assert sum("cut at 128 token cap" in c for c in captions) == 1
+    assert annotation.completions_of(db, 1)[0].cut
