@@ -108,6 +108,16 @@ def refresh(db: Database, on_progress=None) -> int:
             on_progress(done, total)
 
 
+def take_back(db: Database, ranking_id: int, item_id: int, groups: str) -> None:
+    """Before a counted ranking is deleted (an undo), inside that transaction: subtract its pairs from the counts."""
+    if ranking_id > db.execute("SELECT last_ranking_id FROM leaderboard_state").fetchone()[0]:
+        return
+    for (item, a, b), (wins_a, wins_b, ties) in _count_pairs(db, [(ranking_id, item_id, groups)]).items():
+        db.execute("""UPDATE model_pair_counts SET wins_a = wins_a - ?, wins_b = wins_b - ?, ties = ties - ?
+                      WHERE item_id = ? AND model_a = ? AND model_b = ?""", [wins_a, wins_b, ties, item, a, b])
+    db.execute("DELETE FROM model_pair_counts WHERE item_id = ? AND wins_a = 0 AND wins_b = 0 AND ties = 0", [item_id])
+
+
 def _count_pairs(db: Database, rankings: list[tuple]) -> dict[tuple, list[int]]:
     """Per (item, model a, model b) with a < b: [a's wins, b's wins, ties] in these rankings (id, item, JSON groups)."""
     models: dict[int, dict[int, str]] = {}

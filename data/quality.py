@@ -56,6 +56,23 @@ def refresh(db: Database, on_progress=None) -> int:
             return read
 
 
+def take_back(db: Database, ranking_id: int, item_id: int, day: str, sampled: bool) -> None:
+    """Before a counted ranking is deleted (an undo), inside that transaction: take its item's contributions away while
+    the ranking still exists, take it off its day's count, and have the next refresh count the item again without it.
+    A ranking the statistics have not read yet needs nothing."""
+    last, state = db.execute("SELECT last_ranking_id, coincidences FROM stats_state").fetchone()
+    if ranking_id > last:
+        return
+    _count_days(db, Counter({day: -1}))
+    if not sampled:  # only sampled items have statistics
+        return
+    coincidences, sums = {int(m): np.array(c) for m, c in json.loads(state).items()}, {}
+    _forget_items(db, [item_id], "?", coincidences, sums)
+    _add_to_annotators(db, sums)
+    db.execute("UPDATE stats_state SET coincidences = ?", [json.dumps({m: c.tolist() for m, c in coincidences.items() if c.any()})])
+    mark_dirty(db, item_id)
+
+
 def mark_dirty(db: Database, item_id: int) -> None:
     """Have the next refresh recompute this item (its gold answer changed)."""
     db.execute("INSERT OR IGNORE INTO stats_dirty (item_id) VALUES (?)", [item_id])

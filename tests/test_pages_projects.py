@@ -41,3 +41,20 @@ def test_a_completion_cut_at_the_cap_is_marked_on_its_card(db_path, monkeypatch)
     captions = [unescaped(c) for c in at.caption]
     assert sum("cut at 128 token cap" in c for c in captions) == 1
     assert annotation.completions_of(db, 1)[0].cut
+
+
+def test_an_annotator_undoes_a_submission_from_the_annotate_screen(app_db):
+    accounts.create_user(app_db, "alice", "alice-password")
+    at = start(user="alice")
+    assert not any(b.label == "Undo last" for b in at.button)  # nothing to take back yet
+    typed = next(k for k in at.session_state if str(k).endswith("-typed"))
+    at.text_input(key=typed).input("A > B > C > D")
+    next(b for b in at.button if b.label == "Submit ranking").click().run()
+    assert "Saved" in unescaped(at.success[0])
+    me = annotation.annotator_id(app_db, "alice")
+    ranked_item = app_db.execute("SELECT item_id FROM rankings WHERE annotator_id = ?", [me]).fetchone()[0]
+    next(b for b in at.button if b.label == "Undo last").click().run()
+    assert not at.exception and "Taken back" in unescaped(at.info[0])
+    assert app_db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [me]).fetchone()[0] == 0
+    assert typed in at.session_state  # the same item is the current one again (its widgets' keys)
+    assert annotation.next_item(app_db, me).id == ranked_item

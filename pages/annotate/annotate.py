@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from data import annotation, demonstrations
+from data import annotation, demonstrations, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from data.store import StoreBusy
@@ -24,7 +24,7 @@ SIDE_BY_SIDE = "side-by-side"  # the layout of the completions, this session
 SEEN = "guidelines-seen"  # (prompt set, version) shown open once in this session; collapsed after
 EARLIER_WORDS = 120  # earlier turns of a conversation longer than this start collapsed
 AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
-SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **F** flags · **G** guidelines · **D** compare two · "
+SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **U** undo the last · **F** flags · **G** guidelines · **D** compare two · "
              "**L** layout · **Tab** / **Shift+Tab** move between controls, **←** **→** within ranks or flags, **Space** "
              "picks · **Esc** closes")
 # "/" puts the cursor in the ranking field and "f" on the first flag (Streamlit buttons take shortcuts; nothing focuses a field).
@@ -102,6 +102,15 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
     except StoreBusy as busy:
         keep_entries(item)
         flash("warning", f"{busy} Your ranking is NOT saved yet; what you entered is kept: press Submit again.")
+
+
+@guarded()
+def take_back_last(db, user) -> None:
+    try:
+        undo.undo_last(db, user.id)
+        flash("info", "Taken back: your last answer is deleted and its item is your current one again.")
+    except ValueError as error:
+        flash("error", str(error))
 
 
 @guarded()
@@ -257,8 +266,8 @@ def ranking_bar(item, order: list[int]) -> None:
         skip_column.form_submit_button("Skip", on_click=submit, args=(item, order, True), shortcut="S", width="stretch")
 
 
-def tools(item, order: list[int]) -> None:
-    """The row above the completions: guidelines, compare two, layout."""
+def tools(item, order: list[int], can_undo: bool) -> None:
+    """The row above the completions: guidelines, compare two, layout, and undo while the last answer may be taken back."""
     side_by_side = st.session_state.get(SIDE_BY_SIDE, True)
     with st.container(horizontal=True):
         if item.guideline and st.button("Guidelines", icon=":material/menu_book:", shortcut="G"):
@@ -267,6 +276,9 @@ def tools(item, order: list[int]) -> None:
             compare_dialog(item, order)
         st.button("Stacked view" if side_by_side else "Side by side", icon=":material/view_agenda:" if side_by_side else
                   ":material/view_column:", shortcut="L", on_click=flip_layout)
+        if can_undo:
+            st.button("Undo last", icon=":material/undo:", shortcut="U", on_click=take_back_last,
+                      help=f"take back your last ranking or skip (within {undo.UNDO_WINDOW_S // 60} minutes)")
 
 
 db = session_db()
@@ -280,6 +292,8 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     show_flash()
     if item is None:
         st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
+        if undo.undoable(db, user.id):
+            st.button("Undo last", icon=":material/undo:", shortcut="U", on_click=take_back_last)
         st.stop()
     restore_entries()
 
@@ -289,7 +303,7 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     show_guidelines(item)
     show_prompt(item)
     st.subheader(f"{item.k} candidate replies" if is_conversation(item.messages) else f"{item.k} completions")
-    tools(item, order)
+    tools(item, order, undo.undoable(db, user.id) is not None)
     show_completions(item, order)
     st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{item_key(item)}-flags", on_change="ignore")
     st.text_input("Comment (optional)", key=f"{item_key(item)}-comment", on_change="ignore")
