@@ -326,3 +326,30 @@ def test_a_narrow_screen_stacks_the_completions(chat_server, page):
     boxes = card_boxes(page, 4)
     assert all(abs(box["x"] - boxes[0]["x"]) < 5 for box in boxes)  # one column
     assert all(later["y"] > earlier["y"] + 20 for earlier, later in zip(boxes, boxes[1:]))
+
+
+def in_viewport(page, locator) -> bool:
+    box = locator.bounding_box()
+    return box is not None and 0 <= box["y"] and box["y"] + min(box["height"], 40) <= page.viewport_size["height"]
+
+
+def test_each_new_item_opens_at_the_top_and_a_refused_ranking_is_said_beside_the_field(server, browser):
+    url, db = server
+    page = new_page(browser, width=1280)
+    log_in(page, url, "alice", "alice-password")
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    field = page.get_by_role("textbox", name="Ranking, best first")
+    field.fill("A > A")  # refused: a letter twice
+    field.press("Enter")
+    refusal = page.get_by_text("Not saved:").first
+    refusal.wait_for(timeout=30_000)
+    assert in_viewport(page, refusal)  # beside the pinned field, not 1,000 px above it
+    page.evaluate("""() => { for (const s of document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"]'))
+                               s.scrollTop = s.scrollHeight; window.scrollTo(0, document.body.scrollHeight); }""")
+    assert not in_viewport(page, page.get_by_role("heading", name="Prompt"))  # scrolled to the bottom
+    field.fill("D > C > A = B")
+    field.press("Enter")
+    page.get_by_text("1 ranked, 40 left").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    assert in_viewport(page, page.get_by_role("heading", name="Prompt"))  # the next item's prompt is in view
+    assert in_viewport(page, page.get_by_text("Saved: D > C > A = B"))

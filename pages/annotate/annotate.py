@@ -27,8 +27,18 @@ AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assist
 SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **U** undo the last · **F** flags · **G** guidelines · **D** compare two · "
              "**L** layout · **Tab** / **Shift+Tab** move between controls, **←** **→** within ranks or flags, **Space** "
              "picks · **Esc** closes")
+REFUSED = "ranking-refused"  # why the last typed ranking was refused: shown beside the ranking field
 # "/" puts the cursor in the ranking field and "f" on the first flag (Streamlit buttons take shortcuts; nothing focuses a field).
+# A new item opens at the top (its prompt, the "Saved" echo and first-time guidelines in view), whatever the scroll
+# position the last one was submitted from.
 FOCUS_KEYS_JS = """<script>
+if (window.__rankingItem !== "ITEM_ID") {
+  window.__rankingItem = "ITEM_ID";
+  window.scrollTo(0, 0);
+  for (const scroller of document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main')) {
+    scroller.scrollTop = 0;
+  }
+}
 if (!window.__rankingKeys) {
   window.__rankingKeys = true;
   const targets = {"/": 'input[aria-label="Ranking, best first"]', "f": '[aria-label="Flags"] button'};
@@ -98,7 +108,7 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
             count_one_down()
         flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
     except (RankingError, ValueError) as error:
-        flash("error", str(error))
+        st.session_state[REFUSED] = str(error)  # shown beside the field, where the annotator is looking
     except StoreBusy as busy:
         keep_entries(item)
         flash("warning", f"{busy} Your ranking is NOT saved yet; what you entered is kept: press Submit again.")
@@ -264,6 +274,8 @@ def ranking_bar(item, order: list[int]) -> None:
         submit_column.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False),
                                          width="stretch")
         skip_column.form_submit_button("Skip", on_click=submit, args=(item, order, True), shortcut="S", width="stretch")
+        if refused := st.session_state.pop(REFUSED, None):
+            st.error(safe_markdown(f"Not saved: {refused}"))
 
 
 def tools(item, order: list[int], can_undo: bool) -> None:
@@ -309,5 +321,5 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     st.text_input("Comment (optional)", key=f"{item_key(item)}-comment", on_change="ignore")
     demonstration_from(item, order)
     st.caption("Keyboard: " + SHORTCUTS)
-    st.html(FOCUS_KEYS_JS, unsafe_allow_javascript=True)
+    st.html(FOCUS_KEYS_JS.replace("ITEM_ID", str(item.id)), unsafe_allow_javascript=True)
     ranking_bar(item, order)
