@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from data import accounts, builtin, export, importing, items, jobs, leaderboard, prompt_sets, quality, store, uncertainty, versions
+from data import (accounts, builtin, export, importing, items, jobs, leaderboard, prompt_sets, quality, review, store,
+                  uncertainty, versions)
 from data.store import open_db, resolve_db_path
 
 
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", help="last day, YYYY-MM-DD")
     p.add_argument("--annotator", action="append", help="only this annotator (repeatable)")
     p.add_argument("--prompt-set", action="append", help="only this prompt set (repeatable)")
+    p.add_argument("--keep-excluded", action="store_true",
+                   help="pairs: also rejected rankings and those flagged 'all are bad' or 'offensive/unsafe'")
     p.add_argument("--conversational", choices=export.CONVERSATIONAL, default="auto",
                    help="pairs as TRL's conversational format (lists of messages); auto: when any prompt is a conversation")
     p = commands.add_parser("export-completions", help="write a prompt set's items in the completions import format")
@@ -53,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("set")
     p.add_argument("order", choices=sorted(uncertainty.QUEUE_ORDERS))
     p.add_argument("--random-share", type=float, default=0.2, help="share of the set's items served in random order (default 0.2)")
+    p = commands.add_parser("review", help="review rankings: list a queue (default flagged), or accept ID, reject ID --reason, send-back ID")
+    p.add_argument("action", nargs="?", choices=["list", "accept", "reject", "send-back"], default="list")
+    p.add_argument("ranking", nargs="?", help="the ranking id to decide on")
+    p.add_argument("--queue", choices=list(review.QUEUES), default="flagged")
+    p.add_argument("--reason", default="", help="why (needed to reject)")
+    p.add_argument("--limit", type=int, default=50)
     commands.add_parser("sets", help="the prompt sets: status, priority, items, rankings done and wanted, pace, assigned annotators")
     p = commands.add_parser("set", help="change a prompt set: status, priority, who it is served to, its targets; or delete it")
     p.add_argument("name")
@@ -106,7 +115,7 @@ def _run(db, args):
     if args.command == "import-hh":
         return importing.import_hh_pairs(db, importing.parse_hh_pairs(args.file.read_bytes(), args.annotator), args.set)
     if args.command == "export":
-        where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set)
+        where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set, keep_excluded=args.keep_excluded)
         rows = export.write_export(db, args.kind, args.format, args.out, where, on_progress=_print_progress,
                                    conversational=args.conversational)
         return {"rows": rows, "file": str(args.out)}
@@ -129,6 +138,8 @@ def _run(db, args):
         return {"cancel_requested": args.job}
     if args.command == "versions":
         return _versions(db, args)
+    if args.command == "review":
+        return _review(db, args)
     if args.command == "sets":
         return prompt_sets.progress(db)
     if args.command == "set":
@@ -173,6 +184,19 @@ def _versions(db, args):
     name = versions.get_version(db, version_id)["name"]
     versions.delete_version(db, version_id, by="command line")
     return {"deleted": name}
+
+
+def _review(db, args):
+    if args.action == "list":
+        return review.review_queue(db, args.queue, args.limit)
+    ranking_id = _number(args.ranking, "ranking id")
+    if args.action == "accept":
+        review.accept(db, ranking_id)
+    elif args.action == "reject":
+        review.reject(db, ranking_id, args.reason)
+    else:
+        review.send_back(db, ranking_id, args.reason or "sent back for another ranking")
+    return {"ranking": ranking_id, "action": args.action}
 
 
 def _number(text, what: str) -> int:

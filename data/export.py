@@ -38,6 +38,7 @@ from sqlite_utils import Database
 from data import agreement, conversation, jobs, quality
 from data.rankings import tie_count
 from data.prompt_sets import WANTED
+from data.review import EXCLUDED_FROM_TRAINING
 from data.store import from_json
 
 KINDS = ("pairs", "rankings")
@@ -61,7 +62,7 @@ SCHEMAS = {  # one fixed schema per kind: every Parquet row group, and the colum
         ("prompt", pa.string()), ("messages", MESSAGES), ("completions", pa.list_(pa.string())), ("models", pa.list_(pa.string())),
         ("ranking", pa.list_(pa.list_(pa.int64()))), ("ties", pa.int64()), ("display_order", pa.list_(pa.int64())),
         ("flags", pa.list_(pa.string())), ("comment", pa.string()), ("seconds", pa.float64()), ("created_at", pa.string()),
-        ("guideline_version", pa.int64()),
+        ("guideline_version", pa.int64()), ("review", pa.string()), ("review_reason", pa.string()),
         ("consensus_strength", pa.list_(pa.float64())), ("consensus_low", pa.list_(pa.float64())),
         ("consensus_high", pa.list_(pa.float64())), *_QUALITY_COLUMNS]),
 }
@@ -70,6 +71,7 @@ CONVERSATIONAL_PAIRS = SCHEMAS["pairs"].set(0, pa.field("prompt", MESSAGES)).set
 # NOT INDEXED: rankings are read by rowid range, so ORDER BY r.id needs no sort and each page costs only
 # its own rows (with an index on a filter column, SQLite would sort every match again for every page).
 UNFILTERED = "r.skipped = 0"  # the clause of an export without filters
+DEFAULT_PAIRS = f"{UNFILTERED} AND NOT {EXCLUDED_FROM_TRAINING}"  # the pairs export without filters
 _FROM = {
     "pairs": """FROM rankings r NOT INDEXED JOIN comparisons c ON c.ranking_id = r.id JOIN annotators a ON a.id = r.annotator_id
                 JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id""",
@@ -86,7 +88,7 @@ _PAIRS_PAGE = """SELECT p.text, cc.text, rc.text, a.name, r.id, r.item_id, c.mar
                  LEFT JOIN model_versions rv ON rv.id = rc.generator_version_id
                  WHERE {clause} AND r.id >= ? AND (r.id > ? OR c.id > ?) ORDER BY r.id, c.id LIMIT ?"""
 _RANKINGS_PAGE = """SELECT r.id, r.item_id, a.name, p.prompt_set, p.text, r.groups, r.display_order, r.flags, r.comment,
-                           r.seconds, r.created_at, p.messages, r.guideline_version
+                           r.seconds, r.created_at, p.messages, r.guideline_version, r.review, r.review_reason
                     {from_} WHERE {clause} AND r.id > ? ORDER BY r.id LIMIT ?"""
 
 
@@ -100,10 +102,14 @@ class ExportFilter:
     complete_only: bool = False  # only items with all the rankings their prompt set wants
     min_agreement: float | None = None  # annotators whose agreement with the others is at least this
     min_gold_accuracy: float | None = None  # annotators who pass at least this share of their gold items
+    keep_excluded: bool = False  # pairs: also rejected rankings and those flagged all bad or offensive (data.review)
 
-    def where(self) -> tuple[str, list]:
-        """SQL conditions on rankings r, annotators a, prompts p, items i (the quality bar apart: see `passes`)."""
+    def where(self, kind: str = "pairs") -> tuple[str, list]:
+        """SQL conditions on rankings r, annotators a, prompts p, items i (the quality bar apart: see `passes`). Pairs
+        leave out what the review excluded from training unless `keep_excluded`; rankings keep it, with its columns."""
         clauses, params = [UNFILTERED], []
+        if kind == "pairs" and not self.keep_excluded:
+            clauses.append(f"NOT {EXCLUDED_FROM_TRAINING}")
         if self.exclude_annotators:
             clauses.append(f"a.name NOT IN ({', '.join('?' * len(self.exclude_annotators))})")
             params.extend(self.exclude_annotators)
@@ -141,6 +147,8 @@ class ExportConfig:
     prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets to export; empty: all"})
     exclude_annotators: str = field(default="", metadata={"help": "comma-separated annotators to leave out"})
     complete_only: bool = field(default=False, metadata={"help": "only items with all the rankings their prompt set wants"})
+    keep_excluded: bool = field(default=False, metadata={
+        "help": "pairs: also rejected rankings and those flagged 'all are bad' or 'offensive/unsafe' (left out by default)"})
     min_agreement: float | None = field(default=None, metadata={"help": "only annotators whose agreement with the others is at least this"})
     min_gold_accuracy: float | None = field(default=None, metadata={"help": "only annotators who pass at least this share of their gold items"})
     conversational: str = field(default="auto", metadata={
@@ -158,7 +166,8 @@ class ExportConfig:
     def export_filter(self) -> ExportFilter:
         split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
         return ExportFilter(self.since or None, self.until or None, split(self.annotators), split(self.prompt_sets),
-                            split(self.exclude_annotators), self.complete_only, self.min_agreement, self.min_gold_accuracy)
+                            split(self.exclude_annotators), self.complete_only, self.min_agreement, self.min_gold_accuracy,
+                            self.keep_excluded)
 
 
 def _day(text: str) -> datetime.date:
@@ -218,7 +227,7 @@ def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | Bin
     if isinstance(out, (str, os.PathLike)):
         return _write_file(db, kind, fmt, Path(out), where, on_progress, conversational)
     annotators = annotator_quality(db)
-    clause, params = _conditions(db, where, annotators)
+    clause, params = _conditions(db, where, annotators, kind)
     as_messages = _conversational(db, kind, clause, params, conversational)
     chunks = _chunks(db, kind, clause, params, annotators, CHUNK_ROWS, as_messages)
     if on_progress:
@@ -279,7 +288,7 @@ def zip_folder(folder: Path) -> bytes:
 def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: str, rows: int, name: str) -> str:
     """The README.md of a dataset export: YAML metadata `load_dataset` reads, then what the data is and how it was made."""
     annotators = annotator_quality(db)
-    clause, params = _conditions(db, where, annotators)
+    clause, params = _conditions(db, where, annotators, kind)
     rankings, people, items_, prompts, sets = db.execute(
         f"""SELECT COUNT(*), COUNT(DISTINCT r.annotator_id), COUNT(DISTINCT r.item_id), COUNT(DISTINCT i.prompt_id),
                    COUNT(DISTINCT p.prompt_set) {_FROM["rankings"]} WHERE {clause}""", params).fetchone()
@@ -354,7 +363,7 @@ def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: s
 def count_rows(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> int:
     """Rows the export will have, quality bar included (one SQL count)."""
     _check_kind(kind)
-    return _count(db, kind, *_conditions(db, where, annotator_quality(db)))
+    return _count(db, kind, *_conditions(db, where, annotator_quality(db), kind))
 
 
 def preview(db: Database, kind: str, where: ExportFilter = ExportFilter(), rows: int = 50,
@@ -375,7 +384,7 @@ def export_frame(db: Database, kind: str, where: ExportFilter = ExportFilter(), 
     """The whole export (or its first `rows` rows) as one frame: for small exports only (write_export scales)."""
     _check_kind(kind)
     annotators = annotator_quality(db)
-    clause, params = _conditions(db, where, annotators)
+    clause, params = _conditions(db, where, annotators, kind)
     as_messages = _conversational(db, kind, clause, params, conversational)
     chunks = _chunks(db, kind, clause, params, annotators, rows or CHUNK_ROWS, as_messages)
     records = next(chunks) if rows else [r for chunk in chunks for r in chunk]
@@ -454,9 +463,9 @@ def annotator_quality(db: Database) -> dict[str, dict[str, float | None]]:
             "annotator_gold_accuracy": {r["annotator"]: r["gold_accuracy"] for r in table}}
 
 
-def _conditions(db: Database, where: ExportFilter, annotators: dict) -> tuple[str, list]:
+def _conditions(db: Database, where: ExportFilter, annotators: dict, kind: str) -> tuple[str, list]:
     """The filter as SQL; the quality bar becomes the names of the annotators who clear it (few, unlike their rows)."""
-    clause, params = where.where()
+    clause, params = where.where(kind)
     if where.min_agreement is None and where.min_gold_accuracy is None:
         return clause, params
     agreement, accuracy = annotators["annotator_agreement"], annotators["annotator_gold_accuracy"]
@@ -464,12 +473,18 @@ def _conditions(db: Database, where: ExportFilter, annotators: dict) -> tuple[st
     return f"{clause} AND a.name IN (SELECT value FROM json_each(?))", [*params, json.dumps(names)]
 
 
+def _any_excluded(db: Database) -> bool:
+    """Whether any ranking is rejected or flagged bad (the partial indexes on rejected and flagged rankings)."""
+    return db.execute(f"""SELECT EXISTS (SELECT 1 FROM rankings r WHERE r.review = 'rejected')
+                                 OR EXISTS (SELECT 1 FROM rankings r WHERE r.flags != '[]' AND {EXCLUDED_FROM_TRAINING})""").fetchone()[0] == 1
+
+
 _COUNT_ALL = {"pairs": "SELECT COUNT(*) FROM comparisons",  # every comparison comes from a ranking, never a skip
               "rankings": "SELECT COUNT(*) FROM rankings WHERE skipped = 0"}
 
 
 def _count(db: Database, kind: str, clause: str, params: list) -> int:
-    if clause == UNFILTERED:  # no joins needed: 10 ms instead of 1.8 s at 2.5M pairs
+    if clause == UNFILTERED or (clause == DEFAULT_PAIRS and not _any_excluded(db)):  # no joins: 10 ms instead of 1.8 s at 2.5M pairs
         return db.execute(_COUNT_ALL[kind]).fetchone()[0]
     return db.execute(f"SELECT COUNT(*) {_FROM[kind]} WHERE {clause}", params).fetchone()[0]
 
@@ -531,12 +546,13 @@ def _ranking_chunks(db: Database, clause: str, params: list, chunk: int) -> Iter
 
 def _ranking_record(row: tuple, texts: list[str], models: list[str | None], consensus: dict) -> dict:
     (ranking_id, item_id, annotator, prompt_set, prompt, groups, display_order, flags, comment, seconds, created_at,
-     messages, guideline_version) = row
+     messages, guideline_version, review, review_reason) = row
     groups = from_json(groups)
     return {"ranking_id": ranking_id, "item_id": item_id, "annotator": annotator, "prompt_set": prompt_set, "prompt": prompt,
             "messages": conversation.as_messages(prompt, messages), "completions": texts, "models": models, "ranking": groups,
             "ties": tie_count(groups), "display_order": from_json(display_order), "flags": from_json(flags), "comment": comment,
-            "seconds": seconds, "created_at": created_at, "guideline_version": guideline_version, **consensus}
+            "seconds": seconds, "created_at": created_at, "guideline_version": guideline_version, "review": review,
+            "review_reason": review_reason, **consensus}
 
 
 def _consensus(k: int, rankings: tuple[str, ...]) -> dict:

@@ -29,7 +29,7 @@ RIDGE = 1e-3  # a whisper of prior so that a model that never lost gets a finite
 REFRESH_BATCH = 5_000  # rankings read per query while catching up
 # Rankings after the watermark that say something about models: not skipped, of items served to annotators.
 _NEW_RANKINGS = """FROM rankings r JOIN items i ON i.id = r.item_id
-                   WHERE r.id > ? AND r.skipped = 0 AND i.origin = 'sampled'"""
+                   WHERE r.id > ? AND r.skipped = 0 AND r.review != 'rejected' AND i.origin = 'sampled'"""
 _MODELS_OF_ITEMS = """SELECT c.item_id, c.position, COALESCE(v.name, c.model_name, 'unknown')
                       FROM completions c LEFT JOIN model_versions v ON v.id = c.generator_version_id
                       WHERE c.item_id IN (SELECT value FROM json_each(?))"""

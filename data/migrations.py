@@ -489,3 +489,22 @@ def m0020_prompt_set_projects(db):
                   BEGIN UPDATE items SET set_priority = (SELECT s.priority FROM prompts p JOIN prompt_sets s
                                                           ON s.name = p.prompt_set WHERE p.id = NEW.prompt_id)
                         WHERE id = NEW.id; END""")
+
+
+@migrations()
+def m0021_review(db):
+    # A review pass over rankings (data/review.py): '' not reviewed, 'accepted', or 'rejected' (kept and marked, left out
+    # of training, agreement and exports unless asked for); who decided, when and why; and every action in an audit log.
+    db.execute("ALTER TABLE rankings ADD COLUMN review TEXT NOT NULL DEFAULT '' CHECK (review IN ('', 'accepted', 'rejected'))")
+    db.execute("ALTER TABLE rankings ADD COLUMN review_reason TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE rankings ADD COLUMN reviewed_by TEXT")
+    db.execute("ALTER TABLE rankings ADD COLUMN reviewed_at TEXT")
+    db.execute("CREATE INDEX rankings_rejected ON rankings (item_id) WHERE review = 'rejected'")
+    db.execute("""CREATE TABLE review_events (
+        id INTEGER PRIMARY KEY,
+        ranking_id INTEGER NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('accept', 'reject', 'send back')),
+        reason TEXT NOT NULL DEFAULT '',
+        by TEXT NOT NULL,
+        at TEXT NOT NULL
+    )""")

@@ -56,14 +56,15 @@ def refresh(db: Database, on_progress=None) -> int:
             return read
 
 
-def take_back(db: Database, ranking_id: int, item_id: int, day: str, sampled: bool) -> None:
-    """Before a counted ranking is deleted (an undo), inside that transaction: take its item's contributions away while
-    the ranking still exists, take it off its day's count, and have the next refresh count the item again without it.
-    A ranking the statistics have not read yet needs nothing."""
+def take_back(db: Database, ranking_id: int, item_id: int, day: str | None, sampled: bool) -> None:
+    """Before a counted ranking is deleted (an undo, `day`: its day's count goes down too) or rejected (day None),
+    inside that transaction: take its item's contributions away while the ranking still counts, and have the next
+    refresh count the item again without it. A ranking the statistics have not read yet needs nothing."""
     last, state = db.execute("SELECT last_ranking_id, coincidences FROM stats_state").fetchone()
     if ranking_id > last:
         return
-    _count_days(db, Counter({day: -1}))
+    if day is not None:
+        _count_days(db, Counter({day: -1}))
     if not sampled:  # only sampled items have statistics
         return
     coincidences, sums = {int(m): np.array(c) for m, c in json.loads(state).items()}, {}
@@ -91,6 +92,7 @@ def _refresh_items(db: Database, item_ids: list[int], coincidences: dict[int, np
     rankings: dict[int, list] = {}
     for row in db.execute(f"""SELECT r.item_id, r.id, r.annotator_id, a.name, r.groups, r.display_order, r.seconds FROM rankings r
                               JOIN annotators a ON a.id = r.annotator_id WHERE r.item_id IN ({marks}) AND r.skipped = 0
+                              AND r.review != 'rejected'
                               ORDER BY r.item_id, r.id""", item_ids):
         rankings.setdefault(row[0], []).append(row[1:])
     lengths: dict[int, list[int]] = {}
@@ -321,7 +323,7 @@ def item_consensus(db: Database, item_id: int) -> list[dict]:
     """The consensus order of one item from its rankings: Bradley-Terry strengths with 95% intervals."""
     rankings = [from_json(row[0]) for row in db.execute(
         """SELECT r.groups FROM rankings r JOIN items i ON i.id = r.item_id
-           WHERE r.item_id = ? AND r.skipped = 0 AND i.origin = 'sampled' ORDER BY r.id""", [item_id])]
+           WHERE r.item_id = ? AND r.skipped = 0 AND r.review != 'rejected' AND i.origin = 'sampled' ORDER BY r.id""", [item_id])]
     if not rankings:
         return []
     k = db.execute("SELECT COUNT(*) FROM completions WHERE item_id = ?", [item_id]).fetchone()[0]

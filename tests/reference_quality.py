@@ -18,7 +18,7 @@ def _rankings(db: Database) -> list[dict]:
         """SELECT r.item_id, a.name AS annotator, r.groups, r.display_order, r.seconds, r.flags, r.created_at,
                   (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
            FROM rankings r JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id
-           WHERE r.skipped = 0 AND i.origin = 'sampled' ORDER BY r.id""")
+           WHERE r.skipped = 0 AND r.review != 'rejected' AND i.origin = 'sampled' ORDER BY r.id""")
     return [{**r, "groups": from_json(r["groups"]), "display_order": from_json(r["display_order"]),
              "flags": from_json(r["flags"])} for r in rows]
 

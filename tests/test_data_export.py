@@ -277,7 +277,7 @@ def test_a_dataset_folder_loads_with_datasets_and_carries_a_card(ranked, tmp_pat
 
     folder = tmp_path / "exports" / f"{kind}-dataset"
     rows = export.write_export(ranked, kind, export.DATASET, folder, export.ExportFilter(prompt_sets=["set-a"]))
-    loaded = load_dataset(str(folder))
+    loaded = load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))  # not ~/.cache: its key ignores the schema
     assert list(loaded) == ["train"] and loaded["train"].num_rows == rows > 0
     assert loaded["train"].column_names == export.schema(kind).names
     card = (folder / "README.md").read_text()

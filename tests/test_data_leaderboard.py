@@ -116,9 +116,9 @@ _MODEL_OF = """(SELECT c.id, c.item_id, COALESCE(v.name, c.model_name, 'unknown'
 REFERENCE_WINS = f"""SELECT r.item_id, w.model, l.model, COUNT(*)
     FROM comparisons x JOIN rankings r ON r.id = x.ranking_id JOIN items i ON i.id = r.item_id
     JOIN {_MODEL_OF} w ON w.id = x.chosen_id JOIN {_MODEL_OF} l ON l.id = x.rejected_id
-    WHERE i.origin = 'sampled' AND w.model != l.model GROUP BY r.item_id, w.model, l.model"""
+    WHERE i.origin = 'sampled' AND r.review != 'rejected' AND w.model != l.model GROUP BY r.item_id, w.model, l.model"""
 REFERENCE_PAIRS = f"""WITH per_model AS (SELECT item_id, model, COUNT(*) AS n FROM {_MODEL_OF} GROUP BY item_id, model),
-         ranked AS (SELECT item_id, COUNT(*) AS n FROM rankings WHERE skipped = 0 GROUP BY item_id)
+         ranked AS (SELECT item_id, COUNT(*) AS n FROM rankings WHERE skipped = 0 AND review != 'rejected' GROUP BY item_id)
     SELECT a.item_id, a.model, b.model, ranked.n * a.n * b.n FROM ranked JOIN items i ON i.id = ranked.item_id
     JOIN per_model a ON a.item_id = ranked.item_id JOIN per_model b ON b.item_id = ranked.item_id AND a.model < b.model
     WHERE i.origin = 'sampled'"""

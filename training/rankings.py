@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from data.review import EXCLUDED_FROM_TRAINING
 from data.rankings import ranking_to_pairs
 from data.store import from_json
 
@@ -18,9 +19,11 @@ class RankingExample:
     messages: list[dict] | None = None  # a conversation's messages before the answer; None for a plain prompt
 
 
-def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None) -> list[RankingExample]:
-    """Every submitted ranking (skips excluded), optionally only some prompt sets or annotators."""
-    clauses, params = ["r.skipped = 0"], []
+def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None,
+                  keep_excluded: bool = False) -> list[RankingExample]:
+    """Every submitted ranking (skips excluded), optionally only some prompt sets or annotators. Rejected rankings and
+    those flagged "all are bad" or "offensive/unsafe" are left out unless `keep_excluded` (data.review)."""
+    clauses, params = ["r.skipped = 0"] + ([] if keep_excluded else [f"NOT {EXCLUDED_FROM_TRAINING}"]), []
     for column, values in (("p.prompt_set", prompt_sets), ("a.name", annotators)):
         if values:
             clauses.append(f"{column} IN ({', '.join('?' * len(values))})")

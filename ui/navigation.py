@@ -16,7 +16,7 @@ ADMIN_SCREENS = {  # section: [(file under pages/, title, icon)]; a file's name 
              ("data/guidelines", "Guidelines", "menu_book"), ("data/generate", "Generate", "auto_awesome")],
     "Quality": [("quality/agreement", "Agreement & health", "handshake"), ("quality/annotators", "Annotators", "groups"),
                 ("quality/items", "Item consensus", "leaderboard"), ("quality/gold", "Gold items", "star"),
-                ("quality/models", "Model leaderboard", "trophy")],
+                ("quality/models", "Model leaderboard", "trophy"), ("quality/review", "Review", "rate_review")],
     "Train": [("train/sft", "Demonstrations & SFT", "edit_note"), ("train/reward", "Reward model", "emoji_events"),
               ("train/policy", "Policy update", "model_training"), ("train/dpo", "Preference optimisation (DPO)", "thumbs_up_down"),
               ("train/versions", "Models", "inventory_2")],

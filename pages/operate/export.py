@@ -28,9 +28,11 @@ def filter_form(db) -> export.ExportFilter:
         min_agreement = left.slider("Minimum agreement with the other annotators", 0.0, 1.0, 0.0, 0.05)
         min_gold = right.slider("Minimum gold accuracy", 0.0, 1.0, 0.0, 0.05)
         complete_only = st.checkbox("Only items with all N rankings")
+        keep_excluded = st.checkbox("Pairs: also rejected rankings and those flagged all bad or offensive",
+                                    help="left out by default, as the trainers leave them out (Quality → Review)")
     since, until = (str(dates[0]), str(dates[-1])) if len(dates) else (None, None)
     return export.ExportFilter(since, until, chosen_annotators or None, chosen_sets or None, excluded or None, complete_only,
-                               min_agreement or None, min_gold or None)
+                               min_agreement or None, min_gold or None, keep_excluded)
 
 
 def files_list(db) -> None:
@@ -82,6 +84,7 @@ with screen("Export") as (db, user):
             kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}-{secrets.token_hex(3)}{'' if fmt == export.DATASET else '.' + fmt}"), since=where.since or "", until=where.until or "",
             annotators=",".join(where.annotators or []), prompt_sets=",".join(where.prompt_sets or []),
             exclude_annotators=",".join(where.exclude_annotators or []), complete_only=where.complete_only,
+            keep_excluded=where.keep_excluded,
             min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy, conversational=conversational), "Export")
     latest_job(db, "export", {}, "export")
     files_list(db)

@@ -1,0 +1,111 @@
+"""The review pass: queues of rankings worth a second look, and what a reviewer decides about one.
+
+Queues: rankings flagged by their annotator, rankings with a comment, items skipped by several annotators, gold
+items failed, and items whose rankings disagree most. Actions on an unreviewed ranking: accept it; reject it with a
+reason (kept and marked, and left out of training, agreement, the leaderboard and exports unless asked for); or send
+it back (rejected, and the item returns to the queue for another annotator). Every action is in `review_events`.
+
+Flags that speak against a ranking as training data ("all are bad", "offensive/unsafe") keep it out of the trainers
+and the pairs export by default too, reviewed or not (`EXCLUDED_FROM_TRAINING`).
+"""
+
+from sqlite_utils import Database
+
+from data import leaderboard, quality
+from data.accounts import User, require_admin
+from data.store import from_json, now, write_transaction
+
+QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment", "skipped": "items skipped by 2+ annotators",
+          "gold": "gold items failed", "disagreement": "items whose rankings disagree most"}
+BAD_FLAGS = ("all are bad", "offensive/unsafe")
+# Rankings kept out of the trainers and the pairs export unless asked for (r: rankings).
+EXCLUDED_FROM_TRAINING = f"""(r.review = 'rejected' OR EXISTS (SELECT 1 FROM json_each(r.flags)
+                              WHERE value IN ({', '.join(repr(f) for f in BAD_FLAGS)})))"""
+_COLUMNS = """r.id AS ranking_id, r.item_id, a.name AS annotator, r.skipped, r.groups, r.flags, r.comment, r.review,
+              r.review_reason, r.created_at, p.prompt_set, substr(p.text, 1, 200) AS prompt"""
+_FROM = """FROM rankings r JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id
+           JOIN prompts p ON p.id = i.prompt_id"""
+_QUEUE_SQL = {
+    "flagged": f"SELECT {_COLUMNS} {_FROM} WHERE r.flags != '[]' ORDER BY r.review != '', r.id DESC LIMIT ?",
+    "comments": f"SELECT {_COLUMNS} {_FROM} WHERE r.comment != '' ORDER BY r.review != '', r.id DESC LIMIT ?",
+    "skipped": f"""SELECT {_COLUMNS} {_FROM} WHERE r.item_id IN (SELECT item_id FROM rankings WHERE skipped = 1
+                   GROUP BY item_id HAVING COUNT(*) >= 2) ORDER BY r.item_id DESC, r.id LIMIT ?""",
+    "gold": f"""SELECT {_COLUMNS} {_FROM} JOIN ranking_stats s ON s.ranking_id = r.id WHERE s.gold_passed = 0
+                ORDER BY r.review != '', r.id DESC LIMIT ?""",
+    "disagreement": f"""SELECT {_COLUMNS} {_FROM} JOIN item_stats s ON s.item_id = r.item_id
+                        WHERE s.agree + s.disagree > 0
+                        ORDER BY 1.0 * s.agree / (s.agree + s.disagree), r.item_id, r.id LIMIT ?""",
+}
+
+
+def review_queue(db: Database, queue: str, limit: int = 100) -> list[dict]:
+    """The rankings of one queue, unreviewed first (skipped items and disagreement: grouped by item)."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown review queue {queue!r}: use one of {', '.join(QUEUES)}")
+    if queue in ("gold", "disagreement"):
+        quality.refresh(db)  # their figures come from the statistics tables
+    return [{**row, "groups": from_json(row["groups"]), "flags": from_json(row["flags"])}
+            for row in db.query(_QUEUE_SQL[queue], [limit])]
+
+
+def queue_sizes(db: Database) -> dict[str, int]:
+    """Unreviewed rankings in the flagged and comments queues (indexed counts)."""
+    return {"flagged": db.execute("SELECT COUNT(*) FROM rankings WHERE flags != '[]' AND review = ''").fetchone()[0],
+            "comments": db.execute("SELECT COUNT(*) FROM rankings WHERE comment != '' AND review = ''").fetchone()[0]}
+
+
+def accept(db: Database, ranking_id: int, actor: User | None = None, by: str = "") -> None:
+    with write_transaction(db):
+        require_admin(db, actor)
+        _unreviewed(db, ranking_id)
+        _decide(db, ranking_id, "accepted", "", actor.name if actor else by or "command line")
+        _record(db, ranking_id, "accept", "", actor, by)
+
+
+def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None, by: str = "",
+           send_back: bool = False) -> None:
+    """Mark a ranking rejected: the statistics and leaderboard counts forget it, exports and trainers leave it out.
+    `send_back`: its item also needs one more ranking, so the queue serves it to another annotator."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("say why the ranking is rejected (the annotator and the audit log see the reason)")
+    with write_transaction(db):
+        require_admin(db, actor)
+        row = _unreviewed(db, ranking_id)
+        if not row["skipped"]:
+            quality.take_back(db, ranking_id, row["item_id"], None, row["origin"] == "sampled")
+            if row["origin"] == "sampled":
+                leaderboard.take_back(db, ranking_id, row["item_id"], row["groups"])
+            if send_back:
+                db.execute("UPDATE items SET n_rankings = n_rankings - 1 WHERE id = ?", [row["item_id"]])
+        _decide(db, ranking_id, "rejected", reason, actor.name if actor else by or "command line")
+        _record(db, ranking_id, "send back" if send_back else "reject", reason, actor, by)
+
+
+def send_back(db: Database, ranking_id: int, reason: str = "sent back for another ranking", actor: User | None = None,
+              by: str = "") -> None:
+    reject(db, ranking_id, reason, actor, by, send_back=True)
+
+
+def review_events(db: Database, limit: int = 50) -> list[dict]:
+    return list(db.query("SELECT * FROM review_events ORDER BY id DESC LIMIT ?", [limit]))
+
+
+def _unreviewed(db: Database, ranking_id: int) -> dict:
+    row = next(iter(db.query("""SELECT r.item_id, r.skipped, r.groups, r.review, i.origin FROM rankings r
+                                JOIN items i ON i.id = r.item_id WHERE r.id = ?""", [ranking_id])), None)
+    if row is None:
+        raise LookupError(f"there is no ranking {ranking_id}: see `python -m data review` for the queues")
+    if row["review"]:
+        raise ValueError(f"ranking {ranking_id} was already reviewed ({row['review']}): a decision is not changed")
+    return row
+
+
+def _decide(db: Database, ranking_id: int, review: str, reason: str, by: str) -> None:
+    db.execute("UPDATE rankings SET review = ?, review_reason = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
+               [review, reason, by, now(), ranking_id])
+
+
+def _record(db: Database, ranking_id: int, action: str, reason: str, actor: User | None, by: str) -> None:
+    db.execute("INSERT INTO review_events (ranking_id, action, reason, by, at) VALUES (?, ?, ?, ?, ?)",
+               [ranking_id, action, reason, actor.name if actor else by or "command line", now()])

@@ -1,0 +1,67 @@
+"""Review: rankings worth a second look, queue by queue; accept, reject with a reason, or send back; the audit log."""
+
+import pandas as pd
+import streamlit as st
+
+from data import review
+from data.rankings import groups_to_text
+from ui.session import flash, guarded, screen
+from ui.text import safe_markdown
+
+
+@guarded("admin")
+def decide(db, user, ranking_id: int, action: str, reason_key: str) -> None:
+    reason = st.session_state.get(reason_key) or ""
+    try:
+        if action == "accept":
+            review.accept(db, ranking_id, actor=user)
+        elif action == "reject":
+            review.reject(db, ranking_id, reason, actor=user)
+        else:
+            review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user)
+        flash("success", f"Ranking {ranking_id}: {action} recorded.")
+    except (ValueError, LookupError) as error:
+        flash("error", str(error))
+
+
+def queue_table(rows: list[dict]) -> None:
+    st.dataframe(pd.DataFrame([{
+        "ranking": r["ranking_id"], "item": r["item_id"], "set": r["prompt_set"], "annotator": r["annotator"],
+        "ranking given": "skipped" if r["skipped"] else groups_to_text(r["groups"]),  # stored letters, as in exports
+        "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": r["review"] or "—", "prompt": r["prompt"]}
+        for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
+
+
+def actions(db, rows: list[dict]) -> None:
+    open_rows = [r for r in rows if not r["review"]]
+    if not open_rows:
+        st.caption("Everything in this queue has been reviewed.")
+        return
+    chosen = st.selectbox("Ranking to decide on", open_rows, format_func=lambda r: f"ranking {r['ranking_id']} by "
+                          f"{r['annotator']} of item {r['item_id']}", key="review-pick")
+    reason_key = f"review-reason-{chosen['ranking_id']}"
+    st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
+    accept, reject, send_back = st.columns(3)
+    accept.button("Accept", on_click=decide, args=(chosen["ranking_id"], "accept", reason_key), width="stretch")
+    reject.button("Reject", on_click=decide, args=(chosen["ranking_id"], "reject", reason_key), width="stretch",
+                  help="kept and marked; left out of training, agreement, the leaderboard and the pairs export")
+    send_back.button("Send back", on_click=decide, args=(chosen["ranking_id"], "send back", reason_key), width="stretch",
+                     help="rejected, and the item returns to the queue for another annotator")
+
+
+with screen("Review") as (db, user):
+    sizes = review.queue_sizes(db)
+    st.caption(safe_markdown(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented rankings await review. "
+                             "Rankings flagged \"all are bad\" or \"offensive/unsafe\" are left out of training and the "
+                             "pairs export whether reviewed or not."))
+    queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue")
+    rows = review.review_queue(db, queue or "flagged")
+    if not rows:
+        st.info("Nothing in this queue.")
+    else:
+        queue_table(rows)
+        actions(db, rows)
+    events = review.review_events(db)
+    if events:
+        st.subheader("Audit log")
+        st.dataframe(pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by"]], hide_index=True)

@@ -1,0 +1,121 @@
+"""The review pass: queues, accept / reject / send back, exclusions from training and exports, exact statistics (issue 20)."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from data import annotation, export, jobs, leaderboard, quality, review
+from tests.conftest import add_items
+from tests.test_data_leaderboard import random_rankings, reference_counts, stored_counts
+from tests.test_data_quality import assert_equal_to_reference, rank_randomly
+from tests.test_pages import start, unescaped
+from training.rankings import load_rankings
+
+
+def rank(db, who: str, item_id: int, flags=(), comment="") -> int:
+    me = annotation.annotator_id(db, who)
+    return annotation.submit_ranking(db, item_id, me, [[0], [1], [2], [3]], [0, 1, 2, 3], flags=list(flags),
+                                     comment=comment).ranking_id
+
+
+def test_all_bad_and_rejected_rankings_leave_training_and_the_pairs_export(db):
+    first, second, third = add_items(db, 3)
+    rank(db, "alice", first, flags=["all are bad"])
+    kept = rank(db, "alice", second)
+    rejected = rank(db, "alice", third, flags=["prompt unclear"])
+    review.reject(db, rejected, "ranked without reading")
+    assert [e.prompt for e in load_rankings(db)] == ["prompt 1"]
+    assert len(load_rankings(db, keep_excluded=True)) == 3
+    pairs = export.export_frame(db, "pairs")
+    assert len(pairs) == 6 and export.count_rows(db, "pairs") == 6  # one ranking of 4: 6 pairs
+    assert export.count_rows(db, "pairs", export.ExportFilter(keep_excluded=True)) == 18
+    rankings = export.export_frame(db, "rankings")  # the rankings export keeps all, with the review columns
+    assert list(rankings["review"]) == ["", "", "rejected"] and rankings["review_reason"].iloc[2] == "ranked without reading"
+    assert kept
+
+
+def test_the_queues_find_flags_comments_and_repeated_skips(db):
+    ids = add_items(db, 3)
+    flagged = rank(db, "alice", ids[0], flags=["offensive/unsafe"])
+    commented = rank(db, "alice", ids[1], comment="B and C are the same")
+    for who in ("bob", "carol"):
+        annotation.skip_item(db, ids[2], annotation.annotator_id(db, who), [0, 1, 2, 3])
+    assert [r["ranking_id"] for r in review.review_queue(db, "flagged")] == [flagged]
+    assert [r["ranking_id"] for r in review.review_queue(db, "comments")] == [commented]
+    assert {r["item_id"] for r in review.review_queue(db, "skipped")} == {ids[2]}
+    assert review.queue_sizes(db) == {"flagged": 1, "comments": 1}
+    review.accept(db, flagged, by="tester")
+    assert review.queue_sizes(db)["flagged"] == 0
+    with pytest.raises(ValueError, match="already reviewed"):
+        review.reject(db, flagged, "changed my mind")
+    with pytest.raises(ValueError, match="say why"):
+        review.reject(db, commented, "  ")
+    with pytest.raises(ValueError, match="unknown review queue"):
+        review.review_queue(db, "nope")
+
+
+def test_send_back_serves_the_item_to_another_annotator(db):
+    [item] = add_items(db, 1)
+    ranking = rank(db, "alice", item)
+    assert annotation.next_item(db, annotation.annotator_id(db, "bob")) is None  # N = 1: done
+    review.send_back(db, ranking, by="tester")
+    assert annotation.next_item(db, annotation.annotator_id(db, "bob")).id == item
+    assert annotation.next_item(db, annotation.annotator_id(db, "alice")) is None  # not to the same annotator
+    assert [(e["action"], e["by"]) for e in review.review_events(db)] == [("send back", "tester")]
+
+
+@pytest.mark.parametrize("seed_", [0, 1])
+def test_statistics_after_rejections_equal_a_recount(db, seed_):
+    rng = random.Random(seed_)
+    ids = add_items(db, 20)
+    rank_randomly(db, ids, [f"annotator-{i}" for i in range(4)], rng)
+    quality.refresh(db)
+    answered = [r[0] for r in db.execute("SELECT id FROM rankings WHERE skipped = 0 ORDER BY id")]
+    for ranking_id in rng.sample(answered, 6):
+        review.reject(db, ranking_id, "test")
+    assert_equal_to_reference(db)
+
+
+def test_leaderboard_counts_after_rejections_equal_a_recount(db):
+    rng = random.Random(11)
+    random_rankings(db, rng, 30)
+    leaderboard.refresh(db)
+    for ranking_id in rng.sample([r[0] for r in db.execute("SELECT id FROM rankings WHERE skipped = 0")], 8):
+        review.send_back(db, ranking_id, by="tester")
+    assert stored_counts(db) == reference_counts(db)
+
+
+def test_a_reviewed_ranking_cannot_be_undone(db):
+    from data import undo
+
+    [item] = add_items(db, 1)
+    ranking = rank(db, "alice", item)
+    review.accept(db, ranking, by="tester")
+    with pytest.raises(ValueError, match="nothing to undo"):
+        undo.undo_last(db, annotation.annotator_id(db, "alice"))
+
+
+def test_the_review_screen_rejects_with_a_reason(app_db):
+    [item] = add_items(app_db, 1, prompt_set="mine")
+    ranking = rank(app_db, "alice", item, flags=["all are bad"])
+    at = start("pages/quality/review.py")
+    assert not at.exception and list(at.dataframe[0].value["ranking"]) == [ranking]
+    at.text_input(key=f"review-reason-{ranking}").input("every answer is fine, flag was a mistake")
+    next(b for b in at.button if b.label == "Reject").click().run()
+    assert not at.exception and f"Ranking {ranking}: reject recorded." in unescaped(at.success[0])
+    assert app_db.execute("SELECT review, reviewed_by FROM rankings WHERE id = ?", [ranking]).fetchone() == ("rejected", "admin")
+    assert list(at.dataframe[-1].value["action"]) == ["reject"]
+
+
+def test_the_command_line_lists_and_decides(db, db_path):
+    [item] = add_items(db, 1)
+    ranking = rank(db, "alice", item, comment="unsure")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "data", "--db", str(db_path), "review", *args],  # noqa: E731
+                                       capture_output=True, text=True, cwd=jobs.PROJECT_ROOT)
+    assert [r["ranking_id"] for r in json.loads(run("--queue", "comments").stdout)] == [ranking]
+    refused = run("reject", str(ranking))
+    assert refused.returncode == 2 and "say why" in refused.stderr
+    assert json.loads(run("reject", str(ranking), "--reason", "guessing").stdout) == {"ranking": ranking, "action": "reject"}
