@@ -41,6 +41,9 @@ def seed_store(path: Path, prompts: int, rankings: int, annotators: int) -> dict
     with db.atomic():
         db.execute("""UPDATE rankings SET seconds = (abs(random()) % 60000) / 1000.0,
                       created_at = strftime('%Y-%m-%dT12:00:00.000+00:00', '2026-09-01', '+' || (id % 60) || ' days')""")
+        # For the Review screen: 2% of rankings flagged, 1.4% with a comment.
+        db.execute("""UPDATE rankings SET flags = CASE WHEN id % 100 = 0 THEN '["all are bad"]' WHEN id % 100 = 1
+                      THEN '["prompt unclear"]' ELSE flags END, comment = CASE WHEN id % 70 = 0 THEN 'unsure' ELSE comment END""")
         # Arena-style items for the model leaderboard: two completions from each of two of three models.
         db.execute("""UPDATE completions SET generator_version_id = NULL,
                       model_name = 'model-' || char(97 + (item_id + position / 2) % 3)""")

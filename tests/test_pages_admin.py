@@ -242,5 +242,8 @@ def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(a
     assert texts[1].startswith("training on 96 rankings · ") and "step 3/40" in texts[1] and "in all" in texts[1]
     assert "no report for" in texts[1] and "(last: training on 96 rankings)" in texts[1]
     assert any(unescaped(c) == "Precision: fp32 (no native bf16)" for c in at.caption)
-    at.button(key=f"jobs-up-{waiting}").click().run()  # alone in line: stays first, no error
-    assert not at.exception
+    assert not [b for b in at.button if b.key == f"jobs-up-{waiting}"]  # first in line: nothing to move up past
+    behind = jobs.create_job(app_db, "sft", {})
+    at.run()
+    at.button(key=f"jobs-up-{behind}").click().run()
+    assert not at.exception and jobs.queue_places(app_db)[behind]["place"] == 1

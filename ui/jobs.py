@@ -71,10 +71,11 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
         left.markdown(f"{STATUS_ICONS[job['status']]} **Job {job['id']}** · {KIND_NAMES.get(job['kind'], job['kind'])} · "
                       f"{job['status']} · created {job['created_at'][:19].replace('T', ' ')} UTC")
         if job["status"] in jobs.UNFINISHED:
-            left.progress(job["progress"], text=status_line(job, (queue if queue is not None else jobs.queue_places(db)).get(job["id"])))
+            in_line = (queue if queue is not None else jobs.queue_places(db)).get(job["id"])
+            left.progress(job["progress"], text=status_line(job, in_line))
             if right.button("Cancel", key=f"{place}-cancel-{job['id']}"):
                 cancel(db, job["id"])
-            if job["status"] == "queued" and not job["claimed_at"] and right.button("Move up", key=f"{place}-up-{job['id']}"):
+            if in_line and in_line["place"] > 1 and not job["claimed_at"] and right.button("Move up", key=f"{place}-up-{job['id']}"):
                 move_up(db, job["id"])
         elif job["started_at"] and job["finished_at"]:
             left.caption(f"ran {duration(seconds_between(job['started_at'], job['finished_at']))}"
