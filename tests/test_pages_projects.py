@@ -58,3 +58,8 @@ def test_an_annotator_undoes_a_submission_from_the_annotate_screen(app_db):
     assert app_db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [me]).fetchone()[0] == 0
     assert typed in at.session_state  # the same item is the current one again (its widgets' keys)
     assert annotation.next_item(app_db, me).id == ranked_item
+
+
+def test_agreement_without_overlap_says_what_to_do(app_db):
+    at = start("pages/quality/agreement.py")
+    assert not at.exception and any("Agreement needs overlap" in unescaped(i) for i in at.info)

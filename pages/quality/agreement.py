@@ -21,6 +21,10 @@ with screen("Agreement & health") as (db, user):
     columns[2].metric("Krippendorff's α (ordinal)", number(summary["krippendorff_alpha"]),
                       help=f"over the {summary['shared_items']:,} items ranked by two or more annotators")
     columns[3].metric("Coverage", percent(health["coverage"]), help=f"{health['covered_items']:,} of {health['items']:,} items have N rankings")
+    if not summary["shared_items"]:
+        st.info("Agreement needs overlap: no item has been ranked by two annotators yet. Give a prompt set an overlap "
+                "share (a fixed share of its items that want 2 or more rankings) or raise its N on the Overview.")
+        st.page_link("pages/data/overview.py", label="Set the overlap on Data → Overview", icon=":material/dashboard:")
     columns = st.columns(4)
     columns[0].metric("Tie rate", percent(health["tie_rate"]))
     columns[1].metric("Flagged items", f"{health['flagged_items']:,}")
