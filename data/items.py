@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlite_utils import Database
 
 from data import conversation, uncertainty
-from data.prompt_sets import BUILTIN_SET, pause_demo_if_first
+from data.prompt_sets import BUILTIN_SET, configure, pause_demo_if_first
 from data.rankings import MAX_K, MIN_K, RankingError
 from data.store import now, to_json, write_transaction
 
@@ -57,12 +57,20 @@ def set_queue(db: Database, prompt_set: str, rankings_wanted: int, order: str, r
         uncertainty.set_queue_order(db, prompt_set, order, random_share)
 
 
+def configure_set(db: Database, name: str, actor, project: dict, rankings_wanted: int, order: str, random_share: float) -> None:
+    """A set's project settings (`prompt_sets.configure`), N and queue order (`set_queue`), in one transaction."""
+    with write_transaction(db):
+        configure(db, name, actor=actor, **project)
+        set_queue(db, name, rankings_wanted, order, random_share)
+
+
 def prompt_sets(db: Database) -> list[dict]:
+    """Every set, those served first (active, then by priority), so a form's default is the set being worked on."""
     return list(
         db.query(
             """SELECT s.name, s.rankings_wanted, s.gold_every, COUNT(p.id) AS prompts
                FROM prompt_sets s LEFT JOIN prompts p ON p.prompt_set = s.name
-               GROUP BY s.name ORDER BY s.created_at"""
+               GROUP BY s.name ORDER BY s.status = 'active' DESC, s.status = 'paused' DESC, s.priority DESC, s.created_at"""
         )
     )
 

@@ -136,7 +136,9 @@ def progress(db: Database) -> list[dict]:
     week = db.execute("""SELECT p.prompt_set, COUNT(*) FROM rankings r JOIN items i ON i.id = r.item_id
                          JOIN prompts p ON p.id = i.prompt_id
                          WHERE r.created_at >= strftime('%Y-%m-%dT%H:%M:%S', 'now', '-7 days') AND r.skipped = 0 GROUP BY p.prompt_set""").fetchall()
-    pace = {name: n / 7 for name, n in week}
+    age_days = {name: max(1.0, min(7.0, days)) for name, days in db.execute(
+        "SELECT name, julianday('now') - julianday(created_at) FROM prompt_sets")}  # a new set: its pace since it began
+    pace = {name: n / age_days.get(name, 7.0) for name, n in week}
     for row in rows:
         row["assigned"] = assigned(db, row["name"])
         row["per_day"] = round(pace.get(row["name"], 0.0), 1)

@@ -78,6 +78,10 @@ def uses_of(db: Database, version_id: int) -> list[str]:
     (written,) = db.execute("SELECT count(*) FROM completions WHERE generator_version_id = ?", [version_id]).fetchone()
     if written:
         uses.append(f"{written:,} completions were written by it")
+    if version["kind"] == "reward":
+        uses += [f"generator {name!r} was trained against it" for (name,) in db.execute(
+            "SELECT name FROM model_versions WHERE kind = 'generator' AND json_extract(config, '$.reward_version') = ?",
+            [version_id])]
     key = "generator_version" if version["kind"] == "generator" else "reward_version"
     uses += [f"job {job_id} ({status}) will use it" for job_id, status in db.execute(
         f"SELECT id, status FROM jobs WHERE status IN ('queued', 'running') AND json_extract(args, '$.{key}') = ?",
@@ -104,13 +108,15 @@ def delete_version(db: Database, version_id: int, actor: User | None = None, by:
 def lineage(db: Database, version: dict) -> dict:
     """Where a version came from: its parent, the job that made it, what that job trained on."""
     parent = get_version(db, version["parent_id"])["name"] if version["parent_id"] else None
+    reward_id = version["config"].get("reward_version")
+    reward = next((r[0] for r in db.execute("SELECT name FROM model_versions WHERE id = ?", [reward_id])), None) if reward_id else None
     job = db.execute(
         """SELECT id, kind FROM jobs WHERE status = 'done' AND json_extract(result, '$.version') = ?
            AND kind IN ('train_rm', 'sft', 'train_policy', 'dpo') ORDER BY id LIMIT 1""", [version["id"]]).fetchone()
     config, metrics = version["config"], version["metrics"]
     data = config.get("prompt_sets") or config.get("prompt_set") or ("all prompt sets" if job else "")
     seen = metrics.get("train/rankings") or metrics.get("train/demonstrations")
-    return {"parent": parent, "job": job[0] if job else None, "data": data, "examples": seen}
+    return {"parent": parent, "reward_model": reward, "job": job[0] if job else None, "data": data, "examples": seen}
 
 
 def get_version(db: Database, version_id: int) -> dict:

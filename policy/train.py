@@ -529,6 +529,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
 
     start = versions.version_or_active(db, "generator", config.generator_version)
     reward = versions.version_or_active(db, "reward", config.reward_version)
+    config = replace(config, generator_version=start["id"], reward_version=reward["id"])  # the version records what it used
     prompts = [conversation.as_messages(p["text"], p["messages"]) for p in items.prompts_of_set(db, config.prompt_set)]
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
     config = shaped_to_the_rankings(config, items.ranked_generation_limits(db), job.log)

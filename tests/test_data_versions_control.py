@@ -19,7 +19,7 @@ def three_generators(db, tmp_path):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"0" * 10)
     first = versions.register_version(db, "generator", "policy-1", str(folder), parent_id=base["id"],
-                                      metrics={"val/win_rate": 1.0, "val/win_pairs": 4})
+                                      config={"algorithm": "rloo"}, metrics={"val/win_rate": 1.0, "val/win_pairs": 4})
     second = versions.register_version(db, "generator", "policy-2", str(tmp_path / "elsewhere"), parent_id=first)
     return base["id"], first, second
 

@@ -240,7 +240,7 @@ def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(a
     texts = [p.proto.text for p in at.get("progress")]
     assert texts[0] == f"1st in line, waiting for job {running} (reward-model training)"  # newest first
     assert texts[1].startswith("training on 96 rankings · ") and "step 3/40" in texts[1] and "in all" in texts[1]
-    assert "no report for" in texts[1] and "(last: training on 96 rankings)" in texts[1]
+    assert "last progress report" in texts[1] and "its process is alive, still training on 96 rankings" in texts[1]
     assert any(unescaped(c) == "Precision: fp32 (no native bf16)" for c in at.caption)
     assert not [b for b in at.button if b.key == f"jobs-up-{waiting}"]  # first in line: nothing to move up past
     behind = jobs.create_job(app_db, "sft", {})

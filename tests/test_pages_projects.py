@@ -18,11 +18,11 @@ def test_the_overview_pauses_prioritises_and_assigns_a_set(app_db):
     assert any(text.startswith("0 of 1 rankings wanted (0 of 1 items complete)") for text in bars)
     at.number_input(key="priority-mine").set_value(7)
     at.multiselect(key="assign-mine").set_value(["alice"])
-    at.button(key="project-mine").click().run()
-    assert not at.exception and "mine: active, priority 7, served to alice." in unescaped(at.success[0])
+    at.button(key="save-mine").click().run()
+    assert not at.exception and "mine: active, priority 7, served to alice; 1 rankings per item" in unescaped(at.success[0])
     assert prompt_sets.get_set(app_db, "mine")["priority"] == 7 and prompt_sets.get_set(app_db, "mine")["assigned"] == ["alice"]
     at.selectbox(key="status-mine").set_value("paused")
-    at.button(key="project-mine").click().run()
+    at.button(key="save-mine").click().run()
     assert prompt_sets.get_set(app_db, "mine")["status"] == "paused"
 
 

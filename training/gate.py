@@ -10,6 +10,7 @@ Each gate returns (passes, why), and the job says why in its log and result.
 import math
 
 MIN_PAIRS = 30
+MIN_HELD_OUT_RANKINGS = 5
 Z95 = 1.96
 
 
@@ -39,7 +40,8 @@ def generator_gate(metrics: dict) -> tuple[bool, str]:
     """
     win, n = metrics.get("val/win_rate"), int(metrics.get("val/win_pairs") or 0)
     if win is None:
-        return False, "no held-out win rate (no reward model judged it): compare it on the Models screen and activate it by hand"
+        return False, ("no held-out win rate (no reward model judged it): read its samples and make it active by hand "
+                       "on the Models screen if you trust it")
     if n < MIN_PAIRS:
         return False, f"too few held-out pairs to tell: {n}, need at least {MIN_PAIRS} (hold out more prompts or samples)"
     low, high = wilson_interval(win * n, n)
@@ -56,19 +58,24 @@ def generator_gate(metrics: dict) -> tuple[bool, str]:
 
 def reward_model_gate(metrics: dict) -> tuple[bool, str]:
     """
-    >>> reward_model_gate({"val/accuracy": 0.7, "val/accuracy_ci": [0.62, 0.78], "val/length_rule_accuracy": 0.55})[0]
+    >>> reward_model_gate({"val/accuracy": 0.7, "val/accuracy_ci": [0.62, 0.78], "val/length_rule_accuracy": 0.55, "val/rankings": 30})[0]
     True
     >>> reward_model_gate({"val/accuracy": 0.6, "val/accuracy_ci": [0.45, 0.75], "val/length_rule_accuracy": 0.5})[1]
-    'held-out accuracy 0.60, 95% interval 0.45-0.75: its lower bound does not beat the length-only rule (0.50)'
+    'held-out accuracy 0.60, 95% interval 0.45-0.75: its lower bound does not beat a coin (0.50)'
     """
     accuracy, interval = metrics.get("val/accuracy"), metrics.get("val/accuracy_ci")
     if accuracy is None or not interval:
         return False, "no held-out accuracy: too few rankings held out to judge it"
-    rule = max(0.5, metrics.get("val/length_rule_accuracy") or 0.5)
-    if interval[0] <= rule:
+    n = metrics.get("val/rankings")
+    if n is not None and n < MIN_HELD_OUT_RANKINGS:  # its interval resamples whole rankings: from one, it is no interval
+        return False, (f"too few held-out rankings to tell: {n}, need at least {MIN_HELD_OUT_RANKINGS} (rank more, or hold "
+                       "out a larger share)")
+    rule = metrics.get("val/length_rule_accuracy") or 0.0
+    bar, what = (rule, f"the length-only rule ({rule:.2f})") if rule > 0.5 else (0.5, "a coin (0.50)")
+    if interval[0] <= bar:
         return False, (f"held-out accuracy {accuracy:.2f}, 95% interval {interval[0]:.2f}-{interval[1]:.2f}: its lower bound "
-                       f"does not beat the length-only rule ({rule:.2f})")
-    return True, f"held-out accuracy {accuracy:.2f} (95% interval {interval[0]:.2f}-{interval[1]:.2f}) beats the length-only rule ({rule:.2f})"
+                       f"does not beat {what}")
+    return True, f"held-out accuracy {accuracy:.2f} (95% interval {interval[0]:.2f}-{interval[1]:.2f}) beats {what}"
 
 
 def sft_gate(metrics: dict) -> tuple[bool, str]:
@@ -117,10 +124,14 @@ def evaluation_summary(metrics: dict) -> str:
     return ""
 
 
-def gate_for(kind: str, metrics: dict) -> tuple[bool, str]:
-    """The gate that applies to a stored version: a reward model's, an SFT run's or a policy update's / DPO's."""
-    if kind == "reward":
+def gate_for(version: dict) -> tuple[bool, str]:
+    """The gate that applies to a stored version (data.versions): a reward model's, an SFT run's (its config has
+    early stopping), a policy update's or DPO run's; a generator trained by none of them has nothing to compare with."""
+    config, metrics = version["config"], version["metrics"]
+    if version["kind"] == "reward":
         return reward_model_gate(metrics)
-    if "val/win_rate" not in metrics and "val/loss_before" in metrics:
+    if "early_stop_patience" in config:
         return sft_gate(metrics)
-    return generator_gate(metrics)
+    if "algorithm" in config or "beta" in config:
+        return generator_gate(metrics)
+    return False, "not trained here (a starting or registered model): no evaluation against a start to gate on"

@@ -78,15 +78,16 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
             if in_line and in_line["place"] > 1 and not job["claimed_at"] and right.button("Move up", key=f"{place}-up-{job['id']}"):
                 move_up(db, job["id"])
         elif job["started_at"] and job["finished_at"]:
-            left.caption(f"ran {duration(seconds_between(job['started_at'], job['finished_at']))}"
-                         + (f" after waiting {duration(seconds_between(job['created_at'], job['started_at']))} in line"
-                            if seconds_between(job["created_at"], job["started_at"]) >= 5 else ""))
-        for name, value in json.loads(job.get("facts") or "{}").items():
+            waited = seconds_between(job["created_at"], job["claimed_at"] or job["created_at"])
+            left.caption(f"ran {duration(seconds_between(job['claimed_at'] or job['started_at'], job['finished_at']))}"
+                         + (f" after waiting {duration(waited)} in line" if waited >= 5 else ""))
+        facts = json.loads(job.get("facts") or "{}")
+        for name, value in facts.items():
             st.caption(safe_markdown(f"{name.capitalize()}: {value}"))
         if charts:
             metric_charts(jobs.job_metrics(db, job["id"]), charts)
         if job["result"]:
-            result_table(job["result"])
+            result_table({k: v for k, v in job["result"].items() if k not in facts})
         if job["status"] == "cancelled":
             st.info("Cancelled by an admin.")
         elif job["error"]:
@@ -125,7 +126,9 @@ def status_line(job: dict, place: dict | None) -> str:
         line += f" · {duration(seconds_between(job['started_at'], now))} in all"
     silent = seconds_between(job["reported_at"] or job["created_at"], now)
     if silent > jobs.SILENT_AFTER_S:
-        line += f" · no report for {duration(silent)} (last: {job['phase'] or 'starting'})"
+        alive = job["heartbeat_at"] and seconds_between(job["heartbeat_at"], now) < jobs.SILENT_AFTER_S
+        line += (f" · last progress report {duration(silent)} ago; its process is alive, still {job['phase'] or 'starting'}"
+                 if alive else f" · no sign of life for {duration(silent)} (last: {job['phase'] or 'starting'})")
     return line
 
 
@@ -148,8 +151,10 @@ def duration(seconds: float) -> str:
 
 def result_table(result: dict) -> None:
     """A job's result as a table of named rows, not a dict."""
-    rows = [{"": name, "value": value if isinstance(value, str) else json.dumps(value)} for name, value in result.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    rows = [{"": name.replace("_", " "), "value": value if isinstance(value, str) else json.dumps(value)}
+            for name, value in result.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.TextColumn(width="large")})
 
 
 @st.fragment(run_every=2)

@@ -145,7 +145,7 @@ def flip_layout() -> None:
 
 def write_demonstrations(db) -> None:
     """The "write demonstrations" queue: prompts that have none yet."""
-    prompt = demonstrations.next_prompt_without_demonstration(db, st.session_state.get("skipped-prompts", []))
+    prompt = demonstrations.next_prompt_without_demonstration(db, st.session_state.get("skipped-prompts", []), user.id)
     show_flash()
     if prompt is None:
         st.success("Every prompt has a demonstration. Thank you!")
@@ -304,6 +304,7 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     show_flash()
     if item is None:
         st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
+        st.button("Check for new items", icon=":material/refresh:")  # a click reruns the screen, which asks the queue again
         if undo.undoable(db, user.id):
             st.button("Undo last", icon=":material/undo:", shortcut="U", on_click=take_back_last)
         st.stop()

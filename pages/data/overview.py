@@ -11,17 +11,28 @@ COUNTS = ("prompts", "completions", "rankings", "comparisons", "items", "skips",
 
 
 def set_row(db, user, prompt_set: dict, project: dict, queue: dict, reward: dict | None, people: list[str]) -> None:
-    """One prompt set: its progress, its project settings, then N, its queue order and random share, saved together;
-    for the 'uncertain' order, how many of its open items the active reward model has scored."""
+    """One prompt set: its progress; its status, priority, who it is served to, N, overlap and queue order, all saved
+    together by one button; for the 'uncertain' order, how many of its open items the active reward model has scored."""
     name = prompt_set["name"]
     with st.container(border=True):
         st.markdown(f"**{safe_markdown(name)}** · {project['status']} · priority {project['priority']} · "
                     f"{prompt_set['prompts']:,} prompts · {queue['open']:,} items open · served to "
                     + (safe_markdown(", ".join(project["assigned"])) if project["assigned"] else "everyone"))
         progress_bar(project)
-        project_settings(db, user, name, project, people)
-        n_column, order_column, share_column, save_column = st.columns([1, 3, 1, 1], vertical_alignment="bottom")
-        n = n_column.number_input("N", 1, 20, prompt_set["rankings_wanted"], key=f"n-{name}")
+        status_column, priority_column, people_column = st.columns([1, 1, 3])
+        status = status_column.selectbox("Status", prompt_sets.STATUSES, index=prompt_sets.STATUSES.index(project["status"]),
+                                         key=f"status-{name}", help="active: served; paused: not now; archived: done, kept")
+        priority = priority_column.number_input("Priority", -100, 100, int(project["priority"]), key=f"priority-{name}",
+                                                help="higher is served first; ties keep the usual order")
+        assign = people_column.multiselect("Served to (empty: everyone)", people, default=project["assigned"], key=f"assign-{name}")
+        n_column, overlap_share_column, overlap_column = st.columns(3)
+        n = n_column.number_input("N (rankings per item)", 1, 20, prompt_set["rankings_wanted"], key=f"n-{name}")
+        overlap_share = overlap_share_column.number_input(
+            "Overlap share", 0.0, 1.0, float(project["overlap_share"]), 0.05, key=f"overlap-{name}",
+            help="share of the items (fixed in advance) that get more rankings, for agreement")
+        overlap = overlap_column.number_input("Rankings per overlap item", 2, 20, int(project["overlap_rankings"]),
+                                              key=f"overlap-n-{name}")
+        order_column, share_column, save_column = st.columns([3, 1, 1], vertical_alignment="bottom")
         orders = list(uncertainty.QUEUE_ORDERS)
         order = order_column.selectbox("Queue order", orders, index=orders.index(queue["queue_order"]),
                                        format_func=uncertainty.QUEUE_ORDERS.get, key=f"order-{name}")
@@ -29,8 +40,9 @@ def set_row(db, user, prompt_set: dict, project: dict, queue: dict, reward: dict
                                           disabled=order != "uncertain",
                                           help="of the set's items, served in random order among the least certain "
                                                "ones: their rankings are a uniform sample of the set")
-        if save_column.button("Save", key=f"save-{name}"):
-            save(db, name, int(n), order, float(share))
+        if save_column.button("Save", key=f"save-{name}", type="primary"):
+            save(db, user, name, dict(status=status, priority=int(priority), assign=assign, overlap_share=float(overlap_share),
+                                      overlap_rankings=int(overlap)), int(n), order, float(share))
         if queue["queue_order"] == "uncertain":
             uncertain_status(queue, reward)
 
@@ -38,39 +50,24 @@ def set_row(db, user, prompt_set: dict, project: dict, queue: dict, reward: dict
 def progress_bar(project: dict) -> None:
     """Rankings done against what the set's targets want, with the team's pace and an ETA at that pace."""
     wanted, done = project["wanted"], project["done"]
-    pace = (f" · {project['per_day']:g} rankings a day over the last week"
+    pace = (f" · {project['per_day']:g} rankings a day lately"
             + (f" · about {project['eta_days']:g} days left at that pace" if project["eta_days"] else "")
             if project["per_day"] else " · no rankings in the last week")
     st.progress(done / wanted if wanted else 0.0,
                 text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete){pace}")
 
 
-def project_settings(db, user, name: str, project: dict, people: list[str]) -> None:
-    status_column, priority_column, people_column = st.columns([1, 1, 3])
-    status = status_column.selectbox("Status", prompt_sets.STATUSES, index=prompt_sets.STATUSES.index(project["status"]),
-                                     key=f"status-{name}", help="active: served; paused: not now; archived: done, kept")
-    priority = priority_column.number_input("Priority", -100, 100, int(project["priority"]), key=f"priority-{name}",
-                                            help="higher is served first; ties keep the usual order")
-    assign = people_column.multiselect("Served to (empty: everyone)", people, default=project["assigned"], key=f"assign-{name}")
-    share_column, overlap_column, save_column = st.columns([2, 2, 1], vertical_alignment="bottom")
-    share = share_column.number_input("Overlap share", 0.0, 1.0, float(project["overlap_share"]), 0.05, key=f"overlap-{name}",
-                                      help="share of the items (fixed in advance) that get more rankings, for agreement")
-    overlap = overlap_column.number_input("Rankings per overlap item", 2, 20, int(project["overlap_rankings"]),
-                                          key=f"overlap-n-{name}")
-    if save_column.button("Save project", key=f"project-{name}"):
-        try:
-            prompt_sets.configure(db, name, actor=user, status=status, priority=int(priority), assign=assign,
-                                  overlap_share=float(share), overlap_rankings=int(overlap))
-            flash("success", f"{name}: {status}, priority {int(priority)}, served to {', '.join(assign) or 'everyone'}.")
-        except ValueError as error:
-            flash("error", str(error))
+def save(db, user, name: str, project: dict, n: int, order: str, share: float) -> None:
+    """Everything the set's row shows, in one transaction; then, in the 'uncertain' order, a scoring job if items wait."""
+    try:
+        items.configure_set(db, name, user, project, n, order, share)
+    except (ValueError, LookupError) as error:
+        flash("error", str(error))
         st.rerun()
-
-
-def save(db, name: str, n: int, order: str, share: float) -> None:
-    """The set's N and queue order in one transaction; then, in the 'uncertain' order, a scoring job if items wait."""
-    items.set_queue(db, name, n, order, share)
-    message = f"{name}: {n} rankings per item; {uncertainty.QUEUE_ORDERS[order].lower()}."
+    served = ", ".join(project["assign"]) or "everyone"
+    message = (f"{name}: {project['status']}, priority {project['priority']}, served to {served}; {n} rankings per item, "
+               f"{project['overlap_share']:.0%} of items want {project['overlap_rankings']}; "
+               f"{uncertainty.QUEUE_ORDERS[order].lower()}.")
     if order == "uncertain" and (job_id := uncertainty.score_in_background(db, [name])):
         message += f" Job {job_id} scores its open items with the active reward model: follow it under Jobs."
     flash("success", message)

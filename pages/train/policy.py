@@ -57,7 +57,7 @@ def win_rate_text(metrics: dict) -> str:
     if n is None:
         return f"{metrics['val/win_rate']:.0%}"
     if n < MIN_PAIRS:
-        return f"too few to tell (n={n})"
+        return f"too few (n={n})"
     low, high = wilson_interval(metrics["val/win_rate"] * n, n)
     return f"{metrics['val/win_rate']:.0%} ({low:.0%}–{high:.0%}, n={n})"
 

@@ -17,6 +17,7 @@ def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
     for v in listed[::-1]:
         origin = versions.lineage(db, v)
         rows.append({"id": v["id"], "name": v["name"], "active": v["is_active"], "from": origin["parent"] or "",
+                     **({"against": origin["reward_model"] or ""} if v["kind"] == "generator" else {}),
                      "job": origin["job"], "trained on": origin["data"], "examples": origin["examples"],
                      "evaluation": evaluation_summary(v["metrics"]), "used by": "; ".join(versions.uses_of(db, v["id"])),
                      "created": v["created_at"][:16].replace("T", " ")})
@@ -54,7 +55,7 @@ def manage(db, kind: str) -> None:
                                 "used by": st.column_config.TextColumn(width="medium")})
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
-    passes, why = gate_for(kind, chosen["metrics"])
+    passes, why = gate_for(chosen)
     (st.success if passes else st.warning)(f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
     buttons = right.columns(2)
     buttons[0].button("Make active", key=f"activate-{kind}", disabled=chosen["is_active"], on_click=activate,
