@@ -9,12 +9,13 @@ import streamlit as st
 
 from data.store import StoreBusy
 from ui.navigation import logged_out_navigation, navigation
-from ui.session import log_out, session_db, signed_in
+from ui.session import log_out, session_db, signed_in, sync_cookie
 
 st.set_page_config(page_title="RLHF loop", page_icon=":material/reorder:", layout="wide")
 try:
     db = session_db()
     user = signed_in(db)
+    sync_cookie()
     if user is None:
         page = st.navigation(logged_out_navigation(), position="hidden")
     else:

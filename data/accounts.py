@@ -1,4 +1,4 @@
-"""Accounts and roles: admins and annotators, passwords stored only as salted scrypt hashes.
+"""Accounts and roles: admins, reviewers and annotators, passwords stored only as salted scrypt hashes.
 
 Every session remembers the account's `session_epoch` it logged in under; disabling an account,
 resetting its password or changing its role bumps the epoch, which ends every older session.
@@ -19,7 +19,8 @@ from sqlite_utils import Database
 
 from data.store import now, write_transaction
 
-ROLES = ("admin", "annotator")
+ROLES = ("admin", "reviewer", "annotator")  # each can do what the ones after it can
+SESSION_HOURS = 12  # a log-in survives reloads for a working day
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 MIN_PASSWORD = 8
 FREE_FAILURES = {"name": 5, "client": 20}  # failed log-ins before each further try has to wait
@@ -45,6 +46,14 @@ class User:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in ("admin", "reviewer")
+
+    def has_role(self, role: str) -> bool:
+        """At least `role`: an admin reviews and annotates, a reviewer annotates."""
+        return ROLES.index(self.role) <= ROLES.index(role)
 
 
 def hash_password(password: str) -> str:
@@ -88,7 +97,7 @@ def create_user(db: Database, name: str, password: str | None, role: str = "anno
     name = _check_new(name, password, role)
     hashed = hash_password(password) if password is not None else None
     with write_transaction(db):
-        _still_admin(db, actor)
+        require_admin(db, actor)
         existing = db.execute("SELECT id, password_hash, origin FROM annotators WHERE name = ?", [name]).fetchone()
         if existing and (existing[1] is not None or existing[2] == "account"):
             raise AuthError(f"an account named {name!r} exists already")
@@ -198,7 +207,7 @@ def single_sign_on_user(db: Database, email: str) -> User | None:
 def set_disabled(db: Database, actor: User | None, name: str, disabled: bool) -> None:
     """Disable (ending every session of the account) or enable an account."""
     with write_transaction(db):
-        _still_admin(db, actor)
+        require_admin(db, actor)
         target = _target(db, name)
         if disabled:
             _refuse_losing_admin(db, actor, target, "disable")
@@ -210,7 +219,7 @@ def set_role(db: Database, actor: User | None, name: str, role: str) -> None:
     if role not in ROLES:
         raise AuthError(f"role must be one of {ROLES}, got {role!r}")
     with write_transaction(db):
-        _still_admin(db, actor)
+        require_admin(db, actor)
         target = _target(db, name)
         if role != "admin":
             _refuse_losing_admin(db, actor, target, "demote")
@@ -224,7 +233,7 @@ def reset_password(db: Database, actor: User, name: str, password: str) -> int:
         raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
     hashed = hash_password(password)
     with write_transaction(db):
-        _still_admin(db, actor)
+        require_admin(db, actor)
         target = _target(db, name)
         db.execute("UPDATE annotators SET password_hash = ?, origin = 'account', session_epoch = session_epoch + 1 WHERE id = ?",
                    [hashed, target["id"]])
@@ -233,16 +242,49 @@ def reset_password(db: Database, actor: User, name: str, password: str) -> int:
 
 def require_admin(db: Database, actor: User | None) -> None:
     """Inside a change's own transaction: `actor` (None: the command line or a job) is still an enabled admin."""
-    _still_admin(db, actor)
+    require_role(db, actor, "admin")
 
 
-def _still_admin(db: Database, actor: User | None) -> None:
-    """Inside the change's own transaction: the asking session is still an enabled admin's, so a change made
-    meanwhile (disabled, demoted, reset) cannot be raced by a click already on its way."""
+def require_role(db: Database, actor: User | None, role: str) -> None:
+    """Inside the change's own transaction: the asking session is still an enabled account of at least `role`, so a
+    change made meanwhile (disabled, demoted, reset) cannot be raced by a click already on its way."""
     if actor is not None:
         current = session_user(db, actor.id, actor.epoch)
-        if current is None or not current.is_admin:
-            raise AuthError("your session has ended or you are no longer an admin: log in again")
+        if current is None or not current.has_role(role):
+            raise AuthError(f"your session has ended or you are no longer {'an' if role[0] in 'aeiou' else 'a'} {role}: "
+                            "log in again")
+
+
+def open_session(db: Database, user: User, hours: float = SESSION_HOURS) -> str:
+    """A token the browser keeps so that a reload stays logged in; the store keeps only its hash."""
+    token = secrets.token_urlsafe(32)
+    stamp = datetime.datetime.fromisoformat(now())
+    expires = (stamp + datetime.timedelta(hours=hours)).isoformat(timespec="milliseconds")
+    with write_transaction(db):
+        db.execute("DELETE FROM sessions WHERE expires_at < ?", [stamp.isoformat(timespec="milliseconds")])
+        db.execute("INSERT INTO sessions (token_hash, annotator_id, epoch, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                   [_token_hash(token), user.id, user.epoch, stamp.isoformat(timespec="milliseconds"), expires])
+    return token
+
+
+def resume_session(db: Database, token: str) -> User | None:
+    """The account of an unexpired session token, if nothing ended that session since (log-out, disabling, a password
+    reset, a role change)."""
+    if not token or len(token) > 100:
+        return None
+    row = db.execute("SELECT annotator_id, epoch FROM sessions WHERE token_hash = ? AND expires_at > ?",
+                     [_token_hash(token), now()]).fetchone()
+    return session_user(db, *row) if row else None
+
+
+def end_session(db: Database, token: str) -> None:
+    """Log-out: the token stops working at once, in every tab that holds it."""
+    with write_transaction(db):
+        db.execute("DELETE FROM sessions WHERE token_hash = ?", [_token_hash(token)])
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _target(db: Database, name: str) -> dict:

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from sqlite_utils import Database
 
-from data.accounts import User, _still_admin
+from data.accounts import User, require_admin
 from data.store import now, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def save_remote_generator(db: Database, g: RemoteGenerator, actor: User | None) 
     check_remote_generator(g)
     settings = {k: v for k, v in asdict(g).items() if k not in ("id", "name")}
     with write_transaction(db):
-        _still_admin(db, actor)
+        require_admin(db, actor)
         if db.execute("SELECT 1 FROM model_versions WHERE kind = 'generator' AND name = ?", [g.name]).fetchone():
             raise ValueError(f"a generator version is named {g.name!r}: give the remote generator another name, so "
                              "completions and the leaderboard tell them apart")
@@ -88,7 +88,7 @@ def save_remote_generator(db: Database, g: RemoteGenerator, actor: User | None) 
 def delete_remote_generator(db: Database, name: str, actor: User | None) -> None:
     """Forget a remote generator; its completions keep their provenance."""
     with write_transaction(db):
-        _still_admin(db, actor)
+        require_admin(db, actor)
         db.execute("DELETE FROM remote_generators WHERE name = ?", [name])
 
 

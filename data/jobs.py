@@ -86,7 +86,10 @@ def _model_path(db: Database, kind: str, args: dict) -> str | None:
     """The main model a job loads, for its memory estimate."""
     if kind in ("generate", "train_policy", "sft", "dpo"):
         version = args.get("generator_version")
-        row = (versions.get_version(db, version) if version is not None else versions.active_version(db, "generator"))
+        try:
+            row = versions.get_version(db, version) if version is not None else versions.active_version(db, "generator")
+        except LookupError:  # the job itself says so if it needs the model; a remote-only mix never loads it
+            return None
         return row and row["path"]
     if kind == "train_rm":
         return args.get("backbone") or "embedded:all-MiniLM-L6-v2"

@@ -508,3 +508,28 @@ def m0021_review(db):
         by TEXT NOT NULL,
         at TEXT NOT NULL
     )""")
+
+
+@migrations()
+def m0022_reviewers_and_sessions(db):
+    # A third role between annotator and admin: reviewers annotate and use the Review screen. The role's CHECK was
+    # added by ALTER TABLE (m0004), so it is widened in the stored schema, as SQLite's ALTER TABLE page describes for
+    # loosening a CHECK constraint (no row changes, the on-disk format is the same); then the schema version moves on.
+    old, new = "CHECK (role IN ('admin', 'annotator'))", "CHECK (role IN ('admin', 'reviewer', 'annotator'))"
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'annotators'", [old, new])
+    db.execute("PRAGMA writable_schema = OFF")
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+    # A log-in survives a reload: the browser keeps a random token (a cookie), the store only its SHA-256. A session
+    # ends at its expiry, at log-out (its row goes), and, as before, when the account's session epoch moves.
+    db.execute("""CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        epoch INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    )""")
+    db.execute("CREATE INDEX sessions_expiry ON sessions (expires_at)")
+    # An annotator may change their own ranking until it is reviewed (data/undo.py): when they last did.
+    db.execute("ALTER TABLE rankings ADD COLUMN edited_at TEXT")

@@ -12,7 +12,7 @@ and the pairs export by default too, reviewed or not (`EXCLUDED_FROM_TRAINING`).
 from sqlite_utils import Database
 
 from data import leaderboard, quality
-from data.accounts import User, require_admin
+from data.accounts import User, require_role
 from data.store import from_json, now, write_transaction
 
 QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment", "skipped": "items skipped by 2+ annotators",
@@ -56,8 +56,7 @@ def queue_sizes(db: Database) -> dict[str, int]:
 
 def accept(db: Database, ranking_id: int, actor: User | None = None, by: str = "") -> None:
     with write_transaction(db):
-        require_admin(db, actor)
-        _unreviewed(db, ranking_id)
+        _unreviewed(db, ranking_id, actor)
         _decide(db, ranking_id, "accepted", "", actor.name if actor else by or "command line")
         _record(db, ranking_id, "accept", "", actor, by)
 
@@ -70,8 +69,7 @@ def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None
     if not reason:
         raise ValueError("say why the ranking is rejected (the annotator and the audit log see the reason)")
     with write_transaction(db):
-        require_admin(db, actor)
-        row = _unreviewed(db, ranking_id)
+        row = _unreviewed(db, ranking_id, actor)
         if not row["skipped"]:
             quality.take_back(db, ranking_id, row["item_id"], None, row["origin"] == "sampled")
             if row["origin"] == "sampled":
@@ -91,11 +89,16 @@ def review_events(db: Database, limit: int = 50) -> list[dict]:
     return list(db.query("SELECT * FROM review_events ORDER BY id DESC LIMIT ?", [limit]))
 
 
-def _unreviewed(db: Database, ranking_id: int) -> dict:
-    row = next(iter(db.query("""SELECT r.item_id, r.skipped, r.groups, r.review, i.origin FROM rankings r
+def _unreviewed(db: Database, ranking_id: int, actor: User | None) -> dict:
+    """The ranking a reviewer (`actor`, still a reviewer or admin; None: the command line) may decide on: not yet
+    reviewed, and not their own."""
+    require_role(db, actor, "reviewer")
+    row = next(iter(db.query("""SELECT r.item_id, r.annotator_id, r.skipped, r.groups, r.review, i.origin FROM rankings r
                                 JOIN items i ON i.id = r.item_id WHERE r.id = ?""", [ranking_id])), None)
     if row is None:
         raise LookupError(f"there is no ranking {ranking_id}: see `python -m data review` for the queues")
+    if actor is not None and row["annotator_id"] == actor.id:
+        raise ValueError(f"ranking {ranking_id} is your own: another reviewer or an admin decides on it")
     if row["review"]:
         raise ValueError(f"ranking {ranking_id} was already reviewed ({row['review']}): a decision is not changed")
     return row

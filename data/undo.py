@@ -1,16 +1,20 @@
-"""Taking back a submission: an annotator's last ranking or skip, within UNDO_WINDOW_S, is deleted and its item
-returns to them as their current one. The derived statistics (quality tables, leaderboard counts, the item's N)
-stay equal to a recount: each is told before the ranking goes (`quality.take_back`, `leaderboard.take_back`)."""
+"""An annotator's second thoughts. Undo: their last ranking or skip, within UNDO_WINDOW_S, is deleted and its item
+returns to them as their current one. Edit: one of their recent rankings gets a new order (My rankings), until it has
+been reviewed. The derived statistics (quality tables, leaderboard counts, the item's N) stay equal to a recount:
+each is told before a ranking goes (`quality.take_back`, `leaderboard.take_back`), and an edited ranking is stored
+again under a new id, which the next refresh reads like any new one."""
 
 import datetime
 
 from sqlite_utils import Database
 
 from data import leaderboard, quality
-from data.annotation import RESERVATION_S
-from data.store import now, write_transaction
+from data.annotation import RESERVATION_S, completions_of, submit_ranking
+from data.rankings import validate_ranking
+from data.store import from_json, now, write_transaction
 
 UNDO_WINDOW_S = 600
+MY_RANKINGS = 30  # how many of their newest rankings an annotator sees (and may still edit) under My rankings
 
 
 def undoable(db: Database, annotator: int) -> dict | None:
@@ -22,9 +26,14 @@ def undoable(db: Database, annotator: int) -> dict | None:
            WHERE r.annotator_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT 1""", [annotator])), None)  # index walk
     if row is None or row["created_at"] < cutoff or row["review"]:  # a reviewed ranking stays as it was judged
         return None
-    blocked = db.execute("""SELECT (SELECT COUNT(*) FROM repeat_rankings WHERE ranking_id = :id)
-                                 + (SELECT COUNT(*) FROM demonstrations WHERE implicit_ranking_id = :id)""", {"id": row["id"]}).fetchone()[0]
-    return None if blocked else row
+    return None if _blocked(db, row["id"]) else row
+
+
+def _blocked(db: Database, ranking_id: int) -> bool:
+    """Asked again as a self-consistency repeat (the repeat was compared with it) or the source of a demonstration."""
+    return db.execute("""SELECT (SELECT COUNT(*) FROM repeat_rankings WHERE ranking_id = :id)
+                              + (SELECT COUNT(*) FROM demonstrations WHERE implicit_ranking_id = :id)""",
+                      {"id": ranking_id}).fetchone()[0] > 0
 
 
 def undo_last(db: Database, annotator: int) -> int:
@@ -34,16 +43,61 @@ def undo_last(db: Database, annotator: int) -> int:
         if row is None:
             raise ValueError(f"nothing to undo: only your last ranking or skip of the last {UNDO_WINDOW_S // 60} minutes "
                              "can be taken back")
-        if not row["skipped"]:
-            quality.take_back(db, row["id"], row["item_id"], row["created_at"][:10], row["origin"] == "sampled")
-            if row["origin"] == "sampled":
-                leaderboard.take_back(db, row["id"], row["item_id"], row["groups"])
-            db.execute("UPDATE items SET n_rankings = n_rankings - 1 WHERE id = ?", [row["item_id"]])
-        db.execute("DELETE FROM comparisons WHERE ranking_id = ?", [row["id"]])
-        db.execute("DELETE FROM stats_unreadable WHERE ranking_id = ?", [row["id"]])
-        db.execute("DELETE FROM rankings WHERE id = ?", [row["id"]])
+        _delete(db, row)
         db.execute("DELETE FROM reservations WHERE annotator_id = ?", [annotator])  # the item shown meanwhile waits
         expires = (datetime.datetime.fromisoformat(now()) + datetime.timedelta(seconds=RESERVATION_S)).isoformat(timespec="milliseconds")
         db.execute("INSERT OR REPLACE INTO reservations (item_id, annotator_id, expires_at, repeat_of) VALUES (?, ?, ?, NULL)",
                    [row["item_id"], annotator, expires])
     return row["item_id"]
+
+
+def my_rankings(db: Database, annotator: int, limit: int = MY_RANKINGS) -> list[dict]:
+    """This annotator's newest rankings and skips, with what they were shown (prompt, display order) and whether
+    each can still be edited (a ranking, not reviewed, not repeated, not a demonstration's source)."""
+    rows = db.query(
+        """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.edited_at, r.review,
+                  r.review_reason, p.prompt_set, substr(p.text, 1, 160) AS prompt,
+                  (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
+           FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
+           WHERE r.annotator_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT ?""", [annotator, limit])
+    out = []
+    for row in rows:
+        row = {**row, "groups": from_json(row["groups"]), "display_order": from_json(row["display_order"])}
+        row["editable"] = not row["skipped"] and not row["review"] and not _blocked(db, row["id"])
+        out.append(row)
+    return out
+
+
+def edit_ranking(db: Database, annotator: int, ranking_id: int, groups: list[list[int]]) -> int:
+    """Give one of this annotator's own rankings a new order (`groups` of stored positions), keeping its flags,
+    comment, timing and guideline version. Returns the ranking's new id."""
+    with write_transaction(db):
+        row = next(iter(db.query(
+            """SELECT r.*, i.origin FROM rankings r JOIN items i ON i.id = r.item_id
+               WHERE r.id = ? AND r.annotator_id = ?""", [ranking_id, annotator])), None)
+        if row is None:
+            raise LookupError(f"ranking {ranking_id} is not one of yours")
+        if row["skipped"] or row["review"] or _blocked(db, ranking_id):
+            raise ValueError("this ranking can no longer be changed: " + (
+                "it was a skip" if row["skipped"] else f"it was reviewed ({row['review']})" if row["review"]
+                else "it was asked again or a demonstration was made from it"))
+        groups = validate_ranking(groups, len(completions_of(db, row["item_id"])))
+        if groups == from_json(row["groups"]):
+            return ranking_id
+        _delete(db, row)
+        new_id = submit_ranking(db, row["item_id"], annotator, groups, from_json(row["display_order"]), row["seconds"],
+                                from_json(row["flags"]), row["comment"], row["guideline_version"]).ranking_id
+        db.execute("UPDATE rankings SET created_at = ?, edited_at = ? WHERE id = ?", [row["created_at"], now(), new_id])
+    return new_id
+
+
+def _delete(db: Database, row: dict) -> None:
+    """Delete one ranking or skip (`row`: id, item_id, skipped, groups, created_at, origin), every statistic told first."""
+    if not row["skipped"]:
+        quality.take_back(db, row["id"], row["item_id"], row["created_at"][:10], row["origin"] == "sampled")
+        if row["origin"] == "sampled":
+            leaderboard.take_back(db, row["id"], row["item_id"], row["groups"])
+        db.execute("UPDATE items SET n_rankings = n_rankings - 1 WHERE id = ?", [row["item_id"]])
+    db.execute("DELETE FROM comparisons WHERE ranking_id = ?", [row["id"]])
+    db.execute("DELETE FROM stats_unreadable WHERE ranking_id = ?", [row["id"]])
+    db.execute("DELETE FROM rankings WHERE id = ?", [row["id"]])

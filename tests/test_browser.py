@@ -196,6 +196,31 @@ def test_an_annotator_sees_only_annotate(server, page):
     assert "Create account" not in other.locator("[data-testid=stMain]").inner_text() and nav_links(other) == []
 
 
+def test_a_reload_keeps_the_annotator_logged_in_until_log_out_or_a_role_change(server, browser):
+    url, db = server
+    page = new_page(browser, width=1280)  # the sidebar, with Log out, open
+    log_in(page, url, "alice", "alice-password")
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    page.wait_for_function("document.cookie.includes('rlhf_session=')", timeout=10_000)
+    page.reload()
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)  # no log-in form: the session survived
+    assert page.get_by_role("button", name="Log in").count() == 0
+    page.goto(url)  # opening the address again (as a new tab) too
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    page.reload()
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)  # logged out stays logged out
+
+    log_in(page, url, "alice", "alice-password")
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    page.wait_for_function("document.cookie.includes('rlhf_session=')", timeout=10_000)
+    accounts.set_role(db, None, "alice", "reviewer")  # an admin's change ends her sessions, the remembered one too
+    page.reload()
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+
+
 def test_an_admin_moves_through_every_screen_without_an_exception(server, browser, tmp_path):
     from ui.navigation import ADMIN_SCREENS
 
@@ -207,7 +232,7 @@ def test_an_admin_moves_through_every_screen_without_an_exception(server, browse
     assert nav_links(admin) == ["Annotate", *titles]
     for title in titles:
         admin.locator("[data-testid=stSidebarNav] a").filter(has_text=title).first.click()
-        admin.get_by_role("heading", name=title).wait_for(timeout=30_000)
+        admin.get_by_role("heading", name=title, exact=True).wait_for(timeout=30_000)
         admin.wait_for_timeout(300)
         assert admin.locator("[data-testid=stException]").count() == 0, title
         assert "This screen failed" not in admin.locator("[data-testid=stMain]").inner_text(), title

@@ -165,3 +165,42 @@ def test_a_change_raced_by_a_demotion_is_refused_inside_its_transaction(db):
         with pytest.raises(accounts.AuthError, match="no longer an admin"):
             change()
     assert accounts.active_user(db, "sneaky") is None and accounts.authenticate(db, "root", "a-long-password")
+
+
+@pytest.mark.parametrize("change", ["log out", "disable", "reset", "role", "expiry"])
+def test_a_remembered_session_resumes_until_log_out_an_account_change_or_its_expiry(db, change, monkeypatch):
+    root = admin(db)
+    accounts.create_user(db, "ann", "a-long-password")
+    ann = accounts.authenticate(db, "ann", "a-long-password")
+    token = accounts.open_session(db, ann)
+    assert accounts.resume_session(db, token) == ann and accounts.resume_session(db, token + "x") is None
+    assert db.execute("SELECT COUNT(*) FROM sessions WHERE token_hash = ?", [token]).fetchone()[0] == 0  # only its hash
+    {"log out": lambda: accounts.end_session(db, token),
+     "disable": lambda: accounts.set_disabled(db, root, "ann", True),
+     "reset": lambda: accounts.reset_password(db, root, "ann", "another-password"),
+     "role": lambda: accounts.set_role(db, root, "ann", "reviewer"),
+     "expiry": lambda: monkeypatch.setattr(accounts, "now", lambda: "2999-01-01T00:00:00.000+00:00")}[change]()
+    assert accounts.resume_session(db, token) is None
+
+
+def test_the_reviewer_role_sits_between_annotator_and_admin(db_path):
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from data.migrations import migrations
+
+    old = Database(sqlite3.connect(db_path))  # a store from before reviewers: its CHECK knew two roles
+    migrations.apply(old, stop_before="m0022_reviewers_and_sessions")
+    old.execute("INSERT INTO annotators (name, role, created_at) VALUES ('root', 'admin', 'x')")
+    old.conn.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        old.execute("INSERT INTO annotators (name, role, created_at) VALUES ('early', 'reviewer', 'x')")
+    old.conn.rollback()
+    migrations.apply(old)
+    assert old.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    reviewer = accounts.create_user(old, "rev", "a-long-password", role="reviewer")
+    assert reviewer.can_review and reviewer.has_role("annotator") and not reviewer.has_role("admin")
+    assert not accounts.User(9, "ann", "annotator").can_review and accounts.User(1, "root", "admin").has_role("reviewer")
+    with pytest.raises(sqlite3.IntegrityError):
+        old.execute("UPDATE annotators SET role = 'owner' WHERE name = 'rev'")  # the CHECK still holds

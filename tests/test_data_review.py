@@ -119,3 +119,22 @@ def test_the_command_line_lists_and_decides(db, db_path):
     refused = run("reject", str(ranking))
     assert refused.returncode == 2 and "say why" in refused.stderr
     assert json.loads(run("reject", str(ranking), "--reason", "guessing").stdout) == {"ranking": ranking, "action": "reject"}
+
+
+def test_reviewers_decide_on_others_rankings_never_their_own_and_annotators_not_at_all(db):
+    from data import accounts
+
+    first, second = add_items(db, 2)
+    reviewer = accounts.create_user(db, "rita", "a-long-password", role="reviewer")
+    annotator = accounts.create_user(db, "alice", "a-long-password")
+    own = annotation.submit_ranking(db, first, reviewer.id, [[0], [1], [2], [3]], [0, 1, 2, 3], flags=["prompt unclear"]).ranking_id
+    theirs = rank(db, "alice", second, flags=["prompt unclear"])
+    with pytest.raises(ValueError, match="your own"):
+        review.accept(db, own, actor=reviewer)
+    with pytest.raises(accounts.AuthError, match="no longer a reviewer"):
+        review.reject(db, own, "looks rushed", actor=annotator)
+    review.reject(db, theirs, "looks rushed", actor=reviewer)
+    assert review.review_events(db)[0]["by"] == "rita"
+    accounts.set_role(db, None, "rita", "annotator")  # demoted: the old session can decide nothing more
+    with pytest.raises(accounts.AuthError):
+        review.accept(db, own, actor=reviewer)

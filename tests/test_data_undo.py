@@ -71,3 +71,49 @@ def test_the_leaderboard_counts_after_undo_equal_a_recount(db):
     for who in ("ann", "bob", "cat"):
         undo.undo_last(db, annotation.annotator_id(db, who))
     assert stored_counts(db) == reference_counts(db)
+
+
+def test_an_annotator_edits_their_own_ranking_until_it_is_reviewed(db):
+    from data import review
+
+    first, second = add_items(db, 2)
+    me, other = annotation.annotator_id(db, "alice"), annotation.annotator_id(db, "bob")
+    ranking = annotation.submit_ranking(db, first, me, [[0], [1], [2, 3]], [0, 1, 2, 3], seconds=12.0, flags=["prompt unclear"],
+                                        comment="close call").ranking_id
+    created = db.execute("SELECT created_at FROM rankings WHERE id = ?", [ranking]).fetchone()[0]
+    with pytest.raises(LookupError, match="not one of yours"):
+        undo.edit_ranking(db, other, ranking, [[3], [2], [1], [0]])
+    with pytest.raises(ValueError):
+        undo.edit_ranking(db, me, ranking, [[3], [2]])  # not every completion
+    edited = undo.edit_ranking(db, me, ranking, [[3], [2], [1], [0]])
+    row = db.execute("SELECT groups, seconds, flags, comment, created_at, edited_at FROM rankings WHERE id = ?", [edited]).fetchone()
+    assert row[:5] == ("[[3], [2], [1], [0]]", 12.0, '["prompt unclear"]', "close call", created) and row[5]
+    assert db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 1
+    assert db.execute("SELECT n_rankings FROM items WHERE id = ?", [first]).fetchone()[0] == 1
+    assert db.execute("SELECT COUNT(*) FROM comparisons WHERE ranking_id = ?", [edited]).fetchone()[0] == 6
+    assert [r["editable"] for r in undo.my_rankings(db, me)] == [True]
+    review.accept(db, edited, by="rita")
+    assert [r["editable"] for r in undo.my_rankings(db, me)] == [False]
+    with pytest.raises(ValueError, match="reviewed"):
+        undo.edit_ranking(db, me, edited, [[0], [1], [2], [3]])
+    assert second
+
+
+@pytest.mark.parametrize("seed_", [0, 1])
+def test_the_statistics_and_leaderboard_after_edits_equal_a_recount(db, seed_):
+    rng = random.Random(seed_)
+    ids = add_items(db, 20)
+    names = [f"annotator-{i}" for i in range(4)]
+    rank_randomly(db, ids, names, rng)
+    random_rankings(db, rng, 30)  # items of named models, for the leaderboard (by ann, bob and cat)
+    quality.refresh(db)
+    leaderboard.refresh(db)  # counted before the edits
+    for name in [*names, "ann", "bob", "cat"]:
+        me = annotation.annotator_id(db, name)
+        for row in undo.my_rankings(db, me)[:3]:
+            if row["editable"]:
+                order = list(range(row["k"]))
+                rng.shuffle(order)
+                undo.edit_ranking(db, me, row["id"], [[p] for p in order])
+    assert_equal_to_reference(db)
+    assert stored_counts(db) == reference_counts(db)

@@ -117,6 +117,25 @@ def test_annotator_edits_a_completion_into_a_demonstration(app_db):
     assert demo["source"] == "edited" and demo["text"].endswith("And a better ending.") and demo["implicit_ranking_id"]
 
 
+def test_an_annotator_changes_a_ranking_under_my_rankings_until_it_is_reviewed(app_db):
+    from data import review
+
+    at = annotate_as(app_db, "gus")
+    at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed"))).input("A > B > C > D")
+    button(at, "Submit ranking").click().run()
+    at.radio(key="task").set_value("My rankings").run()
+    assert not at.exception and at.dataframe[0].value["your ranking"].tolist() == ["A > B > C > D"]
+    [ranking] = [k for k in at.session_state if str(k).startswith("edit-") and str(k)[5:].isdigit()]
+    at.text_input(key=ranking).input("D > C > A = B")
+    at.button(key=f"FormSubmitter:{ranking}-form-Save the change").click().run()
+    assert "Changed: D > C > A = B" in unescaped(at.success[0])
+    assert at.dataframe[0].value["your ranking"].tolist() == ["D > C > A = B"]
+    assert app_db.execute("SELECT COUNT(*), MIN(edited_at) IS NOT NULL FROM rankings").fetchone() == (1, 1)
+    review.accept(app_db, app_db.execute("SELECT id FROM rankings").fetchone()[0], by="rita")
+    at.run()
+    assert at.dataframe[0].value["status"].tolist() == ["accepted"] and not at.selectbox
+
+
 def test_write_demonstrations_queue(app_db):
     at = annotate_as(app_db, "fay")
     at.radio(key="task").set_value("Write demonstrations").run()

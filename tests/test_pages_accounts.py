@@ -158,11 +158,11 @@ def test_the_live_jobs_fragment_re_checks_the_account_on_its_own(app_db):
     assert "session has ended" in unescaped(at.error[0])
 
 
-@pytest.mark.parametrize("user", ["ivy", None])
+@pytest.mark.parametrize("user", ["ivy", "rita the reviewer", None])
 @pytest.mark.parametrize("screen", ["operate/team", "data/import", "train/reward", "operate/export", "operate/jobs"])
-def test_admin_screens_render_nothing_for_annotators_or_logged_out_sessions(app_db, user, screen):
+def test_admin_screens_render_nothing_for_annotators_reviewers_or_logged_out_sessions(app_db, user, screen):
     if user:
-        accounts.create_user(app_db, user, "a-long-password")
+        accounts.create_user(app_db, user, "a-long-password", role="reviewer" if "reviewer" in user else "annotator")
     at = start(user=user)
     try:
         at.switch_page(f"pages/{screen}.py").run()
@@ -190,3 +190,26 @@ def test_single_sign_on_maps_an_enabled_account_only(app_db):
 
     annotation.annotator_id(app_db, "contractor@vendor.example")  # a name from an imported file
     assert "no enabled account here" in sso_app("contractor@vendor.example").error[0].value
+
+
+def test_a_reviewer_gets_annotate_and_review_and_decides_on_others_rankings_only(app_db):
+    from data import annotation, review
+
+    accounts.create_user(app_db, "rita", "a-long-password", role="reviewer")
+    accounts.create_user(app_db, "alice", "a-long-password")
+    items = [row[0] for row in app_db.execute("SELECT id FROM items ORDER BY id LIMIT 2")]
+    for who, item in (("rita", items[0]), ("alice", items[1])):
+        annotation.submit_ranking(app_db, item, annotation.annotator_id(app_db, who), [[0], [1], [2], [3]], [0, 1, 2, 3],
+                                  flags=["prompt unclear"])
+    at = start("pages/quality/review.py", user="rita")
+    assert not at.exception and at.title[0].value == "Review"
+    assert [o for o in at.selectbox(key="review-pick").options] == [f"ranking 2 by alice of item {items[1]}"]
+    at.text_input(key="review-reason-2").input("ranked in 2 seconds")
+    next(b for b in at.button if b.label == "Reject").click().run()
+    assert [e["by"] for e in review.review_events(app_db)] == ["rita"]
+    at = start(user="alice")
+    try:
+        at.switch_page("pages/quality/review.py").run()
+    except Exception:  # noqa: BLE001  not a page of an annotator's navigation at all
+        pass
+    assert not any(t.value == "Review" for t in at.title) and not any(b.label == "Reject" for b in at.button)

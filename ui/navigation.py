@@ -24,6 +24,7 @@ ADMIN_SCREENS = {  # section: [(file under pages/, title, icon)]; a file's name 
                 ("operate/export", "Export", "download")],
 }
 ANNOTATE = "annotate/annotate"
+REVIEWER_SCREENS = [("quality/review", "Review", "rate_review")]  # a reviewer's screens beside Annotate
 
 
 def logged_out_navigation() -> list:
@@ -35,6 +36,9 @@ def logged_out_navigation() -> list:
 
 def navigation(user) -> dict:
     annotate = st.Page(f"pages/{ANNOTATE}.py", title="Annotate", icon=":material/reorder:", default=True)
+    if user.can_review and not user.is_admin:  # reviewers: Annotate and Review, no admin screen even by URL
+        return {"Annotate": [annotate], "Quality": [st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:")
+                                                    for file, title, icon in REVIEWER_SCREENS]}
     if not user.is_admin:  # annotators are never served an admin screen, not even by URL
         return {"": [annotate]}
     return {"Annotate": [annotate], **{

@@ -17,6 +17,7 @@ from data.store import StoreBusy, db_file, open_db, resolve_db_path
 from ui.text import safe_markdown
 
 SESSION_ENDED = "Your session has ended (log-in changed or account disabled): log in again."
+COOKIE = "rlhf_session"  # the browser's session token: a reload, a new tab or a deep link stays logged in
 
 
 def db_path():
@@ -57,9 +58,12 @@ def sso_configured() -> bool:
         return False
 
 
-def start_session(user: accounts.User) -> None:
+def start_session(user: accounts.User, remember: bool = True) -> None:
+    """Log this tab in as `user`; with `remember`, a new session token goes to the browser (`sync_cookie`)."""
     clear_session()
     st.session_state.account = (user.id, user.epoch)
+    if remember:
+        st.session_state.cookie = accounts.open_session(session_db(), user, accounts.SESSION_HOURS)
 
 
 def clear_session() -> None:
@@ -69,6 +73,26 @@ def clear_session() -> None:
             del st.session_state[key]
 
 
+def browser_token() -> str:
+    try:
+        token = st.context.cookies.get(COOKIE)
+    except Exception:  # noqa: BLE001  no request context (bare mode)
+        return ""
+    return token if isinstance(token, str) else ""  # AppTest's context has no real cookies
+
+
+def sync_cookie() -> None:
+    """Write a new session token to the browser, or clear it after a log-out (once, on the run after the change).
+    The cookie is readable by the page's scripts (Streamlit cannot set an HttpOnly one); it is SameSite=Strict,
+    Secure over HTTPS, and worthless after log-out, its expiry or any change that ends the account's sessions."""
+    token = st.session_state.pop("cookie", None)
+    if token is None:
+        return
+    age = int(accounts.SESSION_HOURS * 3600) if token else 0
+    st.html(f"""<script>document.cookie = "{COOKIE}={token}; Path=/; Max-Age={age}; SameSite=Strict"
+                + (location.protocol === "https:" ? "; Secure" : "");</script>""", unsafe_allow_javascript=True)
+
+
 def signed_in(db) -> accounts.User | None:
     """The logged-in account, re-read from the store: None once it is disabled, reset or changed role.
 
@@ -76,6 +100,10 @@ def signed_in(db) -> accounts.User | None:
     """
     account = st.session_state.get("account")
     user = accounts.session_user(db, *account) if account else None
+    if user is None and not account and (token := browser_token()):  # a reload or a new tab of a logged-in browser
+        user = accounts.resume_session(db, token)
+        if user:
+            start_session(user, remember=False)
     if user is None and sso_configured() and st.user.get("is_logged_in") and st.user.get("email_verified") is not False:
         user = accounts.single_sign_on_user(db, st.user.get("email") or "")
         if user:
@@ -88,8 +116,8 @@ def signed_in(db) -> accounts.User | None:
 def require(db, role: str = "annotator") -> accounts.User:
     """The asking account, or stop this screen (or fragment) with a message."""
     user = signed_in(db)
-    if user is None or (role == "admin" and not user.is_admin):
-        st.error(SESSION_ENDED if user is None else "This screen is for admins.")
+    if user is None or not user.has_role(role):
+        st.error(SESSION_ENDED if user is None else f"This screen is for {role}s.")
         st.stop()
     return user
 
@@ -101,8 +129,8 @@ def guarded(role: str = "annotator"):
         def run(*args, **kwargs):
             db = session_db()
             user = signed_in(db)
-            if user is None or (role == "admin" and not user.is_admin):
-                flash("error", SESSION_ENDED if user is None else "Only admins can do that.")
+            if user is None or not user.has_role(role):
+                flash("error", SESSION_ENDED if user is None else f"Only {role}s can do that.")
                 return None
             return callback(db, user, *args, **kwargs)
         return run
@@ -110,7 +138,10 @@ def guarded(role: str = "annotator"):
 
 
 def log_out() -> None:
+    if token := browser_token():
+        accounts.end_session(session_db(), token)
     clear_session()
+    st.session_state.cookie = ""  # cleared in the browser on the next run
     if sso_configured() and st.user.get("is_logged_in"):
         st.logout()
 

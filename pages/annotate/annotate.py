@@ -135,6 +135,55 @@ def save_demonstration(db, user, prompt_id: int, key: str, source_completion_id:
         flash("warning", f"{busy} Your demonstration is NOT saved yet and is kept: press Save again.")
 
 
+@guarded()
+def save_edit(db, user, ranking: dict, key: str) -> None:
+    try:
+        groups = ranking_from_input(st.session_state.get(key) or "", [None] * ranking["k"], ranking["display_order"])
+        undo.edit_ranking(db, user.id, ranking["id"], groups)
+        flash("success", f"Changed: {shown_text(groups, ranking['display_order'])}")
+    except (RankingError, ValueError, LookupError) as error:
+        flash("error", f"Not changed: {error}")
+
+
+def status_of(ranking: dict) -> str:
+    if ranking["review"]:
+        return ranking["review"] + (f": {ranking['review_reason']}" if ranking["review_reason"] else "")
+    return "skipped" if ranking["skipped"] else "can be changed" if ranking["editable"] else "kept (asked again or used)"
+
+
+def my_rankings(db, user) -> None:
+    """The annotator's newest rankings, with the letters they saw; one that is not reviewed yet can be changed."""
+    rows = undo.my_rankings(db, user.id)
+    show_flash()
+    if not rows:
+        st.info("You have not ranked anything yet.")
+        st.stop()
+    st.caption(f"Your {len(rows)} newest answers. A ranking can be changed until a reviewer has looked at it; "
+               f"your last one can also be taken back (U) for {undo.UNDO_WINDOW_S // 60} minutes.")
+    st.dataframe([{"ranked": r["created_at"][:16].replace("T", " ") + (" (changed)" if r["edited_at"] else ""),
+                   "set": r["prompt_set"], "prompt": r["prompt"],
+                   "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
+                   "status": status_of(r)} for r in rows], hide_index=True,
+                 column_config={"prompt": st.column_config.TextColumn(width="large")})
+    editable = [r for r in rows if r["editable"]]
+    if not editable:
+        st.stop()
+    chosen = st.selectbox("Change a ranking", editable, key="edit-pick", format_func=lambda r: (
+        f"{shown_text(r['groups'], r['display_order'])} · {r['prompt'][:60]}"))
+    item = annotation.get_item(db, chosen["item_id"])
+    with st.expander("The prompt and completions, as you saw them", expanded=True):
+        st.markdown(safe_markdown(item.prompt))
+        for letter, position in zip(LETTERS, chosen["display_order"]):
+            st.markdown(f":violet-badge[Completion **{letter}**]")
+            st.markdown(safe_markdown(item.completions[position].text))
+    key = f"edit-{chosen['id']}"
+    with st.form(f"{key}-form", border=False):
+        st.text_input("New ranking, best first", key=key, value=shown_text(chosen["groups"], chosen["display_order"]),
+                      help="The letters you saw; '=' ties two completions.")
+        st.form_submit_button("Save the change", type="primary", on_click=save_edit, args=(chosen, key))
+    st.stop()
+
+
 def skip_prompt(prompt_id: int) -> None:
     st.session_state.setdefault("skipped-prompts", []).append(prompt_id)
 
@@ -296,9 +345,12 @@ def tools(item, order: list[int], can_undo: bool) -> None:
 db = session_db()
 user = require(db)
 with error_boundary(details=False):  # an annotator never sees a traceback
-    mode = st.radio("Task", ["Rank completions", "Write demonstrations"], horizontal=True, key="task", label_visibility="collapsed")
+    mode = st.radio("Task", ["Rank completions", "Write demonstrations", "My rankings"], horizontal=True, key="task",
+                    label_visibility="collapsed")
     if mode == "Write demonstrations":
         write_demonstrations(db)
+    if mode == "My rankings":
+        my_rankings(db, user)
     item = annotation.next_item(db, user.id)  # a busy store: the boundary keeps what was entered and offers a retry
     st.caption(f"Ranking as **{user.name}** · {annotation.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
     show_flash()

@@ -19,7 +19,7 @@ def create_account(db, user) -> None:
         flash("error", str(error))
 
 
-ACTIONS = ("reset password", "disable", "enable", "make admin", "make annotator")
+ACTIONS = ("reset password", "disable", "enable", "make admin", "make reviewer", "make annotator")
 
 
 @guarded("admin")
@@ -50,7 +50,9 @@ with screen("Team") as (db, user):
         st.markdown("**New account**")
         st.text_input("Name (or e-mail, for single sign-on)", key="new-name")
         st.text_input("Password (empty: single sign-on only)", type="password", key="new-password")
-        st.radio("Role", accounts.ROLES[::-1], horizontal=True, key="new-role")
+        st.radio("Role", accounts.ROLES[::-1], horizontal=True, key="new-role",
+                 help="annotator: ranks and writes demonstrations; reviewer: also the Review screen (accept, reject, "
+                      "send back others' rankings); admin: everything")
         st.form_submit_button("Create account", type="primary", on_click=create_account)
     with right.form("change-user"):
         st.markdown("**Change an account** · disabling, a password reset or a new role ends its open sessions")

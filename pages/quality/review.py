@@ -9,7 +9,7 @@ from ui.session import flash, guarded, screen
 from ui.text import safe_markdown
 
 
-@guarded("admin")
+@guarded("reviewer")
 def decide(db, user, ranking_id: int, action: str, reason_key: str) -> None:
     reason = st.session_state.get(reason_key) or ""
     try:
@@ -32,10 +32,10 @@ def queue_table(rows: list[dict]) -> None:
         for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
 
 
-def actions(db, rows: list[dict]) -> None:
-    open_rows = [r for r in rows if not r["review"]]
+def actions(db, user, rows: list[dict]) -> None:
+    open_rows = [r for r in rows if not r["review"] and r["annotator"] != user.name]  # nobody reviews their own
     if not open_rows:
-        st.caption("Everything in this queue has been reviewed.")
+        st.caption("Everything in this queue has been reviewed (your own rankings are for another reviewer).")
         return
     chosen = st.selectbox("Ranking to decide on", open_rows, format_func=lambda r: f"ranking {r['ranking_id']} by "
                           f"{r['annotator']} of item {r['item_id']}", key="review-pick")
@@ -49,7 +49,7 @@ def actions(db, rows: list[dict]) -> None:
                      help="rejected, and the item returns to the queue for another annotator")
 
 
-with screen("Review") as (db, user):
+with screen("Review", role="reviewer") as (db, user):
     sizes = review.queue_sizes(db)
     st.caption(safe_markdown(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented rankings await review. "
                              "Rankings flagged \"all are bad\" or \"offensive/unsafe\" are left out of training and the "
@@ -60,7 +60,7 @@ with screen("Review") as (db, user):
         st.info("Nothing in this queue.")
     else:
         queue_table(rows)
-        actions(db, rows)
+        actions(db, user, rows)
     events = review.review_events(db)
     if events:
         st.subheader("Audit log")
