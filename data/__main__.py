@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overlap", type=float, help="share of items (0-1) that want --overlap-rankings rankings, for agreement")
     p.add_argument("--overlap-rankings", type=int, help="rankings each overlap item wants (at least 2)")
     p.add_argument("--delete", action="store_true", help="delete the set: only when nothing of it was ranked or written")
+    p.add_argument("--withdraw-cut", action="store_true",
+                   help="delete its unanswered items with a completion cut at the token cap (generate again, higher cap)")
     p = commands.add_parser("jobs", help="the job queue: list (default), start KIND --args JSON, cancel ID, up ID")
     p.add_argument("action", nargs="?", choices=["list", "start", "cancel", "up"], default="list")
     p.add_argument("target", nargs="?", help="start: the job kind; cancel, up: the job id")
@@ -145,6 +147,8 @@ def _run(db, args):
     if args.command == "set":
         if args.delete:
             return prompt_sets.delete_set(db, args.name)
+        if args.withdraw_cut:
+            return {"set": args.name, "withdrawn_items": prompt_sets.withdraw_cut_items(db, args.name)}
         assign = [] if args.assign_all else [a for a in args.assign.split(",") if a.strip()] if args.assign else None
         return prompt_sets.configure(db, args.name, status=args.status, priority=args.priority, assign=assign,
                                      rankings_wanted=args.rankings_wanted, overlap_share=args.overlap,

@@ -108,17 +108,51 @@ def delete_set(db: Database, name: str, actor: User | None = None) -> dict:
         if answered:
             raise ValueError(f"prompt set {name!r} has {answered:,} rankings or demonstrations: archive it instead "
                              "(it is then served to no one, and its data stays)")
-        counts = {"items": 0, "prompts": 0}
-        for item_id, in db.execute("""SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
-                                      WHERE p.prompt_set = ?""", [name]).fetchall():
-            for table in ("reservations", "gold", "completions", "stats_dirty"):
-                db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
-            db.execute("DELETE FROM items WHERE id = ?", [item_id])
-            counts["items"] += 1
+        counts = {"items": _delete_items(db, [row[0] for row in db.execute(
+            "SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE p.prompt_set = ?", [name])])}
         counts["prompts"] = db.execute("DELETE FROM prompts WHERE prompt_set = ?", [name]).rowcount
         db.execute("DELETE FROM guidelines WHERE prompt_set = ?", [name])
         db.execute("DELETE FROM prompt_sets WHERE name = ?", [name])
     return {"deleted": name, **counts}
+
+
+def cut_answers(db: Database, name: str) -> dict:
+    """The set's generated completions, how many were cut at their token cap, and how many unanswered items with a
+    cut completion `withdraw_cut_items` would take out."""
+    total, cut = db.execute("""SELECT COUNT(*), COALESCE(SUM(c.finish_reason = 'length'), 0) FROM completions c
+                               JOIN items i ON i.id = c.item_id JOIN prompts p ON p.id = i.prompt_id
+                               WHERE p.prompt_set = ? AND i.origin = 'sampled'""", [name]).fetchone()
+    return {"completions": total, "cut": cut, "withdrawable": len(_cut_unanswered(db, name))}
+
+
+def withdraw_cut_items(db: Database, name: str, actor: User | None = None) -> int:
+    """Delete the set's items that have a completion cut at its token cap and no answer yet (no ranking or skip, no
+    demonstration from them), so that the next generation (which skips prompts that have an item) samples their
+    prompts again, under a higher cap. Returns how many items went."""
+    with write_transaction(db):
+        require_admin(db, actor)
+        get_set(db, name)
+        return _delete_items(db, _cut_unanswered(db, name))
+
+
+def _cut_unanswered(db: Database, name: str) -> list[int]:
+    return [row[0] for row in db.execute(
+        """SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
+           WHERE p.prompt_set = ? AND i.origin = 'sampled'
+             AND EXISTS (SELECT 1 FROM completions c WHERE c.item_id = i.id AND c.finish_reason = 'length')
+             AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id)
+             AND NOT EXISTS (SELECT 1 FROM repeat_rankings r WHERE r.item_id = i.id)
+             AND NOT EXISTS (SELECT 1 FROM demonstrations d JOIN completions c ON c.id = d.source_completion_id
+                             WHERE c.item_id = i.id)""", [name])]
+
+
+def _delete_items(db: Database, item_ids: list[int]) -> int:
+    """Delete unanswered items with their completions and whatever holds them (reservations, gold, a pending recount)."""
+    for item_id in item_ids:
+        for table in ("reservations", "gold", "completions", "stats_dirty"):
+            db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
+        db.execute("DELETE FROM items WHERE id = ?", [item_id])
+    return len(item_ids)
 
 
 def progress(db: Database) -> list[dict]:

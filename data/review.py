@@ -1,13 +1,18 @@
 """The review pass: queues of rankings worth a second look, and what a reviewer decides about one.
 
 Queues: rankings flagged by their annotator, rankings with a comment, items skipped by several annotators, gold
-items failed, and items whose rankings disagree most. Actions on an unreviewed ranking: accept it; reject it with a
+items failed, items whose rankings disagree most, and the rankings of annotators whose pace or pattern is off (a
+median time far below the team's, nearly everything tied, the first-shown completion ranked best far more often than
+chance). Actions on an unreviewed ranking: accept it; reject it with a
 reason (kept and marked, and left out of training, agreement, the leaderboard and exports unless asked for); or send
 it back (rejected, and the item returns to the queue for another annotator). Every action is in `review_events`.
 
 Flags that speak against a ranking as training data ("all are bad", "offensive/unsafe") keep it out of the trainers
 and the pairs export by default too, reviewed or not (`EXCLUDED_FROM_TRAINING`).
 """
+
+import math
+import statistics
 
 from sqlite_utils import Database
 
@@ -16,7 +21,9 @@ from data.accounts import User, require_role
 from data.store import from_json, now, write_transaction
 
 QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment", "skipped": "items skipped by 2+ annotators",
-          "gold": "gold items failed", "disagreement": "items whose rankings disagree most"}
+          "gold": "gold items failed", "disagreement": "items whose rankings disagree most",
+          "pattern": "annotators whose pace or pattern is off"}
+PATTERN_MIN_RANKINGS = 10  # an annotator's figures mean something from here on
 BAD_FLAGS = ("all are bad", "offensive/unsafe")
 # Rankings kept out of the trainers and the pairs export unless asked for (r: rankings).
 EXCLUDED_FROM_TRAINING = f"""(r.review = 'rejected' OR EXISTS (SELECT 1 FROM json_each(r.flags)
@@ -39,13 +46,48 @@ _QUEUE_SQL = {
 
 
 def review_queue(db: Database, queue: str, limit: int = 100) -> list[dict]:
-    """The rankings of one queue, unreviewed first (skipped items and disagreement: grouped by item)."""
+    """The rankings of one queue, unreviewed first (skipped items and disagreement: grouped by item; pattern: with
+    why each annotator is in it)."""
     if queue not in QUEUES:
         raise ValueError(f"unknown review queue {queue!r}: use one of {', '.join(QUEUES)}")
+    if queue == "pattern":
+        return _pattern_queue(db, limit)
     if queue in ("gold", "disagreement"):
         quality.refresh(db)  # their figures come from the statistics tables
     return [{**row, "groups": from_json(row["groups"]), "flags": from_json(row["flags"])}
             for row in db.query(_QUEUE_SQL[queue], [limit])]
+
+
+def off_pattern(db: Database) -> dict[str, str]:
+    """Annotators (name: why) with PATTERN_MIN_RANKINGS or more rankings whose median time is under a third of the
+    team's (the median of 3+ annotators' medians), who tie 90% of pairs or more, or who rank the completion shown
+    first best more often than chance by over 3 standard errors. From the incremental statistics (one row each)."""
+    table = [r for r in quality.annotator_table(db) if r["rankings"] >= PATTERN_MIN_RANKINGS]
+    medians = [r["median_seconds"] for r in table if r["median_seconds"] is not None]
+    team = statistics.median(medians) if len(medians) >= 3 else None
+    found = {}
+    for r in table:
+        why = []
+        if team and r["median_seconds"] is not None and r["median_seconds"] < team / 3:
+            why.append(f"median {r['median_seconds']:.1f} s a ranking against the team's {team:.1f} s")
+        if r["tie_rate"] is not None and r["tie_rate"] >= 0.9:
+            why.append(f"{r['tie_rate']:.0%} of pairs tied")
+        seen, chance, n = r["first_shown_ranked_best"], r["first_shown_expected"], r["rankings"]
+        if 0 < chance < 1 and (seen - chance) / math.sqrt(chance * (1 - chance) / n) > 3:
+            why.append(f"the first completion shown ranked best {seen:.0%} of {n} times (chance: {chance:.0%})")
+        if why:
+            found[r["annotator"]] = "; ".join(why)
+    return found
+
+
+def _pattern_queue(db: Database, limit: int) -> list[dict]:
+    why = off_pattern(db)
+    if not why:
+        return []
+    rows = db.query(f"""SELECT {_COLUMNS} {_FROM} WHERE a.name IN ({', '.join('?' * len(why))})
+                        ORDER BY r.review != '', r.id DESC LIMIT ?""", [*why, limit])
+    return [{**row, "groups": from_json(row["groups"]), "flags": from_json(row["flags"]), "why": why[row["annotator"]]}
+            for row in rows]
 
 
 def queue_sizes(db: Database) -> dict[str, int]:

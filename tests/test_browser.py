@@ -122,7 +122,8 @@ def test_rank_an_item_with_a_tie_from_the_keyboard_and_html_stays_inert(server, 
     assert page.evaluate("window.__pwned") is None
     assert page.locator("[data-testid=stMain] img[src=x]").count() == 0
     scripts = [s.inner_html() for s in page.locator("[data-testid=stMain] script").all()]
-    assert all("__rankingKeys" in script and "pwned" not in script for script in scripts)  # only the page's own keys
+    own = ("__rankingKeys", "rlhf_session=")  # the page's own keys and the session cookie, set once after log-in
+    assert all(any(mark in script for mark in own) and "pwned" not in script for script in scripts)
     assert page.locator("a[href^='javascript']").count() == 0
     # Markdown in completions loads nothing and links nowhere; the labels cannot be imitated.
     assert not [u for u in page.requests if "127.0.0.1:9/" in u]  # the beacon was never fetched

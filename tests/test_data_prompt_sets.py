@@ -133,3 +133,24 @@ def test_the_command_line_lists_and_changes_sets(db, db_path):
     assert json.loads(run("set", "mine", "--assign-all").stdout)["assigned"] == []
     refused = run("set", "mine", "--status", "done")
     assert refused.returncode == 2 and "invalid choice" in refused.stderr
+
+
+def test_unanswered_items_with_a_cut_answer_can_be_withdrawn_and_generated_again(db, db_path):
+    from data import items
+    from data.items import NewCompletion
+
+    items.ensure_prompt_set(db, "long")
+    made = []
+    for n, reasons in enumerate([("eos", "eos"), ("length", "eos"), ("eos", "length"), ("length", "length")]):
+        prompt_id, _ = items.add_prompt(db, "long", f"Tell a long story {n}.")
+        made.append(items.add_item(db, prompt_id, [NewCompletion(f"story {n} {r}", finish_reason=r, n_tokens=8) for r in reasons]))
+    db.conn.commit()
+    me = annotation.annotator_id(db, "alice")
+    annotation.submit_ranking(db, made[3], me, [[0], [1]], [0, 1])  # answered: stays whatever its answers
+    assert prompt_sets.cut_answers(db, "long") == {"completions": 8, "cut": 4, "withdrawable": 2}
+    out = subprocess.run([sys.executable, "-m", "data", "--db", str(db_path), "set", "long", "--withdraw-cut"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["withdrawn_items"] == 2, out.stderr
+    assert [row[0] for row in db.execute("SELECT id FROM items ORDER BY id")] == [made[0], made[3]]
+    assert db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 4
+    assert prompt_sets.cut_answers(db, "long")["withdrawable"] == 0

@@ -138,3 +138,27 @@ def test_reviewers_decide_on_others_rankings_never_their_own_and_annotators_not_
     accounts.set_role(db, None, "rita", "annotator")  # demoted: the old session can decide nothing more
     with pytest.raises(accounts.AuthError):
         review.accept(db, own, actor=reviewer)
+
+
+def test_the_pattern_queue_finds_the_rushed_the_all_ties_and_the_first_shown_best(db):
+    ids = add_items(db, 12)
+    rng = random.Random(3)
+    for who in ("ann", "bob", "cat", "speedy", "firsty"):
+        me = annotation.annotator_id(db, who)
+        for item in ids:
+            order = annotation.display_order(item, me, 4)
+            if who == "speedy":
+                groups, seconds = [[0, 1, 2, 3]], 2.0
+            elif who == "firsty":
+                groups, seconds = [[p] for p in order], 30.0
+            else:
+                positions = [0, 1, 2, 3]
+                rng.shuffle(positions)
+                groups, seconds = [[p] for p in positions], 30.0 + rng.random()
+            annotation.submit_ranking(db, item, me, groups, order, seconds=seconds)
+    why = review.off_pattern(db)
+    assert set(why) == {"speedy", "firsty"}, why
+    assert "against the team's" in why["speedy"] and "100% of pairs tied" in why["speedy"]
+    assert "first completion shown ranked best 100% of 12 times (chance: 25%)" in why["firsty"]
+    queue = review.review_queue(db, "pattern")
+    assert {r["annotator"] for r in queue} == {"speedy", "firsty"} and len(queue) == 24 and all(r["why"] for r in queue)

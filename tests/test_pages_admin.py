@@ -159,7 +159,7 @@ def test_the_quality_screens_show_agreement_and_biases(app_db):
     rank_two(app_db)
     at = start("pages/quality/agreement.py")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Pairwise agreement"] == "80%" and metrics["Krippendorff's α (ordinal)"] != "–"
+    assert metrics["Pairwise agreement"].startswith("80% (n=") and metrics["Krippendorff's α (ordinal)"] != "–"
     at = start("pages/quality/annotators.py")
     assert len(at.get("vega_lite_chart")) >= 2  # position bias, length bias
     table = next(d.value for d in at.dataframe if "annotator" in d.value.columns)
@@ -212,14 +212,14 @@ def test_a_screen_that_fails_says_so_on_that_screen_only(app_db, tiny_encoder):
 
 def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     start_id = versions.active_version(app_db, "generator")["id"]
-    metrics = {"val/reward_before": -1.0, "val/reward_after": 0.2, "val/win_rate": 0.8, "val/kl": 2.0, "val/lc_win_rate": 0.48, "val/lc_pairs": 25,
+    metrics = {"val/reward_before": -1.0, "val/reward_after": 0.2, "val/win_rate": 0.8, "val/kl": 2.0, "val/lc_win_rate": 0.48, "val/lc_pairs": 40,
                "val/reward_length_corr": -0.93, "val/length_before": 60, "val/length_after": 21, "val/capped_before": 0.7,
                "val/capped_after": 0.1, "examples": [{"prompt": "p", "before": "long", "before_reward": -1.0, "after": "s", "after_reward": 0.2}]}
     versions.register_version(app_db, "generator", "policy-short", "/nowhere", parent_id=start_id, metrics=metrics)
     at = start("pages/train/policy.py")
     assert not at.exception
     shown = {m.label: m.value for m in at.metric}
-    assert shown["Win rate at similar length"] == "48%" and shown["Length before → after"] == "60 → 21 tokens"
+    assert shown["Win rate at similar length"].startswith("48% (") and shown["Win rate at similar length"].endswith("n=40)") and shown["Length before → after"] == "60 → 21 tokens"
     assert shown["Cut at the cap, before → after"] == "70% → 10%"
     warnings = [unescaped(w) for w in at.warning]
     assert any(w.startswith("The gain is explained by length") for w in warnings)
@@ -247,3 +247,19 @@ def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(a
     at.run()
     at.button(key=f"jobs-up-{behind}").click().run()
     assert not at.exception and jobs.queue_places(app_db)[behind]["place"] == 1
+
+
+def test_the_generate_screen_counts_cut_answers_and_withdraws_the_unanswered_ones(app_db):
+    from data import items, prompt_sets
+    from data.items import NewCompletion
+
+    items.ensure_prompt_set(app_db, "long")
+    prompt_id, _ = items.add_prompt(app_db, "long", "Tell a long story.")
+    items.add_item(app_db, prompt_id, [NewCompletion("Once upon", finish_reason="length"), NewCompletion("The end.", finish_reason="eos")])
+    app_db.conn.commit()
+    at = start("pages/data/generate.py")
+    at.selectbox(key="cut-set").set_value("long").run()
+    assert any("1 of 2 completions (50%) were cut" in unescaped(c) for c in at.caption)
+    next(b for b in at.button if b.label == "Withdraw those 1 items").click().run()
+    assert not at.exception and "1 unanswered items with cut answers withdrawn" in unescaped(at.success[0])
+    assert prompt_sets.cut_answers(app_db, "long") == {"completions": 0, "cut": 0, "withdrawable": 0}

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from data import generators, items, versions
+from data import generators, items, prompt_sets, versions
 from data.accounts import AuthError
 from policy.config import GenerationConfig
 from policy.remote import RemoteGenerationError, check_server
@@ -45,6 +45,32 @@ def check_remote(db, user, name: str) -> None:
               f"{name}: {g.base_url} answers and {served} (models: {', '.join(models[:10]) or 'none listed'}).")
     except (RemoteGenerationError, LookupError) as error:
         flash("error", f"{name}: {error}")
+
+
+@guarded("admin")
+def withdraw_cut(db, user, prompt_set: str) -> None:
+    try:
+        n = prompt_sets.withdraw_cut_items(db, prompt_set, user)
+        flash("success", f"{n:,} unanswered items with cut answers withdrawn from {prompt_set}: generate again (with a higher "
+                         "cap, 'skip prompts already done' on) to sample their prompts afresh.")
+    except (ValueError, LookupError, AuthError) as error:
+        flash("error", str(error))
+
+
+def cut_answers_section(db, sets: list[str]) -> None:
+    """How many of a set's completions were cut at the token cap, and a way to take the unanswered ones out."""
+    st.subheader("Answers cut at the token cap")
+    prompt_set = st.selectbox("Prompt set", sets, key="cut-set")
+    counts = prompt_sets.cut_answers(db, prompt_set)
+    if not counts["completions"]:
+        st.caption("No generated completions in this set yet.")
+        return
+    st.caption(f"{counts['cut']:,} of {counts['completions']:,} completions ({counts['cut'] / counts['completions']:.0%}) "
+               "were cut at their cap; annotators see them marked \"cut\". "
+               f"{counts['withdrawable']:,} items with a cut answer have no ranking yet.")
+    if counts["withdrawable"]:
+        st.button(f"Withdraw those {counts['withdrawable']:,} items", on_click=withdraw_cut, args=(prompt_set,),
+                  help="deletes them (nothing of them was answered), so the next generation samples their prompts again")
 
 
 def generation_form(db, local_generators: list[dict], remotes: list, sets: list[str]) -> None:
@@ -118,4 +144,5 @@ with screen("Generate") as (db, user):
         st.stop()
     generation_form(db, local_generators, remotes, sets)
     latest_job(db, "generate", {}, "generate")
+    cut_answers_section(db, sets)
     remote_generators_section(db, remotes)

@@ -7,20 +7,20 @@ from data import quality
 from ui.session import screen
 from ui.widgets import statistics_caught_up
 
-percent = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
+percent = lambda x, n=None: "–" if x is None else f"{x:.0%}" + (f" (n={n:,})" if n is not None else "")  # noqa: E731
 number = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
 
 with screen("Agreement & health") as (db, user):
     statistics_caught_up(db)
     summary, health = quality.agreement_summary(db), quality.data_health(db)
     columns = st.columns(4)
-    columns[0].metric("Pairwise agreement", percent(summary["pairwise_agreement"]),
+    columns[0].metric("Pairwise agreement", percent(summary["pairwise_agreement"], summary["pairs_both_ordered"]),
                       help=f"{summary['pairs_both_ordered']:,} pairs both annotators ordered; "
                            f"{summary['pairs_one_tied']:,} tied by one only, {summary['pairs_both_tied']:,} by both")
     columns[1].metric("Kendall's τ-b", number(summary["kendall_tau_b"]), help="mean over pairs of annotators on shared items")
     columns[2].metric("Krippendorff's α (ordinal)", number(summary["krippendorff_alpha"]),
                       help=f"over the {summary['shared_items']:,} items ranked by two or more annotators")
-    columns[3].metric("Coverage", percent(health["coverage"]), help=f"{health['covered_items']:,} of {health['items']:,} items have N rankings")
+    columns[3].metric("Coverage", percent(health["coverage"], health["items"]), help=f"{health['covered_items']:,} of {health['items']:,} items have N rankings")
     if not summary["shared_items"]:
         st.info("Agreement needs overlap: no item has been ranked by two annotators yet. Give a prompt set an overlap "
                 "share (a fixed share of its items that want 2 or more rankings) or raise its N on the Overview.")

@@ -28,7 +28,8 @@ def queue_table(rows: list[dict]) -> None:
     st.dataframe(pd.DataFrame([{
         "ranking": r["ranking_id"], "item": r["item_id"], "set": r["prompt_set"], "annotator": r["annotator"],
         "ranking given": "skipped" if r["skipped"] else groups_to_text(r["groups"]),  # stored letters, as in exports
-        "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": r["review"] or "—", "prompt": r["prompt"]}
+        "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": r["review"] or "—", "prompt": r["prompt"],
+        **({"why": r["why"]} if "why" in r else {})}
         for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
 
 

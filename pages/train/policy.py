@@ -51,15 +51,17 @@ def train_form(db) -> None:
                 name=name.strip(), activate=activate), "Policy update")
 
 
-def win_rate_text(metrics: dict) -> str:
-    """The win rate with its n and 95% interval; below 30 pairs, "too few to tell" (older versions: the figure alone)."""
-    n = metrics.get("val/win_pairs")
+def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "val/win_pairs") -> str:
+    """A win rate with its n and 95% interval; below 30 pairs, "too few to tell" (older versions: the figure alone)."""
+    n, rate = metrics.get(pairs_key), metrics.get(key)
+    if rate is None:
+        return "—" if n is None else f"too few (n={n})"
     if n is None:
-        return f"{metrics['val/win_rate']:.0%}"
+        return f"{rate:.0%}"
     if n < MIN_PAIRS:
         return f"too few (n={n})"
-    low, high = wilson_interval(metrics["val/win_rate"] * n, n)
-    return f"{metrics['val/win_rate']:.0%} ({low:.0%}–{high:.0%}, n={n})"
+    low, high = wilson_interval(rate * n, n)
+    return f"{rate:.0%} ({low:.0%}–{high:.0%}, n={n})"
 
 
 def compare_and_use(db) -> None:
@@ -77,10 +79,9 @@ def compare_and_use(db) -> None:
             column.metric(label, fmt.format(metrics[key]))
     if "val/lc_win_rate" in metrics:
         lc, length, capped, corr = st.columns(4)
-        lc_win = metrics["val/lc_win_rate"]
-        lc.metric("Win rate at similar length", "—" if lc_win is None else f"{lc_win:.0%}",
+        lc.metric("Win rate at similar length", win_rate_text(metrics, "val/lc_win_rate", "val/lc_pairs"),
                   help=f"among the {metrics.get('val/lc_pairs', 0)} new-old pairs of one prompt whose lengths differ by at most "
-                       "10% (or 2 tokens); '—' when fewer than 8: the lengths barely overlap")
+                       f"10% (or 2 tokens); too few to tell below {MIN_PAIRS}: the lengths barely overlap")
         length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens")
         capped.metric("Cut at the cap, before → after", f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}")
         corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")

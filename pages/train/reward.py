@@ -78,7 +78,9 @@ def models_list(db) -> None:
     if active and "val/accuracy_ci" in active["metrics"]:
         m = active["metrics"]
         left, middle, right = st.columns(3)
-        left.metric("Held-out accuracy", f"{m['val/accuracy']:.0%}", help="pairs of held-out prompts the reward model orders as people did")
+        left.metric("Held-out accuracy", f"{m['val/accuracy']:.0%} (n={m.get('val/pairs', '?')})",
+                    help=f"pairs of held-out prompts the reward model orders as people did: {m.get('val/pairs', '?')} pairs "
+                         f"from {m.get('val/rankings', '?')} rankings")
         middle.metric("95% interval", f"{m['val/accuracy_ci'][0]:.0%} – {m['val/accuracy_ci'][1]:.0%}",
                       help="resampling whole held-out rankings")
         right.metric(f"\"The {m['val/length_rule']} answer wins\"", f"{m['val/length_rule_accuracy']:.0%}",
@@ -117,7 +119,8 @@ def inspect(db) -> None:
     if st.button("Measure agreement with human rankings on held-out prompts"):
         result = held_out_agreement(db, scorer)
         if result["pairs"]:
-            st.metric("Held-out pairwise agreement", f"{result['accuracy']:.1%}", help=f"{result['pairs']} pairs from {result['rankings']} rankings")
+            st.metric("Held-out pairwise agreement", f"{result['accuracy']:.1%} (n={result['pairs']})",
+                      help=f"{result['pairs']} pairs from {result['rankings']} rankings")
         else:
             st.info("No rankings of held-out prompts yet.")
 
