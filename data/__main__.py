@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from data import (accounts, builtin, export, importing, items, jobs, leaderboard, prompt_sets, quality, review, store,
-                  uncertainty, versions)
+from data import (accounts, builtin, export, formats, importing, items, jobs, leaderboard, prompt_sets, quality, review,
+                  store, uncertainty, versions)
 from data.store import open_db, resolve_db_path
 
 
@@ -20,6 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("create-user", help="create an account; the password is read from stdin or prompted for")
     p.add_argument("name")
     p.add_argument("--role", choices=accounts.ROLES, default="annotator")
+    p = commands.add_parser("import", help="import a preference file: TRL pairs, scored completions (UltraFeedback), Chatbot "
+                                           "Arena battles, OpenAssistant trees, HH-RLHF, or this app's rankings/completions")
+    p.add_argument("file", type=Path, help=".jsonl, .json, .csv (flat formats) or .parquet")
+    p.add_argument("--format", choices=["auto", *formats.FORMATS], default="auto", help="auto: recognised by its columns")
+    p.add_argument("--set", default="imported", help="prompt set for its prompts")
+    p.add_argument("--annotator", help="who the rankings are stored under when the file names nobody (default: the format's name)")
+    p.add_argument("--score-key", help="scored: the score to rank by (default overall_score; or an aspect, e.g. helpfulness)")
+    p.add_argument("--skip-invalid", action="store_true", help="import the valid lines and report the refused ones")
+    p.add_argument("--rejects", type=Path, help="write the refused lines (with why) to this JSONL file")
     p = commands.add_parser("import-prompts", help="import prompts from .txt (one per line), .csv or .jsonl")
     p.add_argument("file", type=Path)
     p.add_argument("--set", default="default", help="prompt set to add them to")
@@ -107,6 +116,8 @@ def _run(db, args):
         return {"created": user.name, "role": user.role}
     if args.command == "stats":
         return items.counts(db)
+    if args.command == "import":
+        return _import(db, args)
     if args.command == "import-prompts":
         rows = importing.parse_prompts(args.file.read_bytes(), importing.format_of(args.file.name))
         return importing.import_prompts(db, rows, args.set)
@@ -207,6 +218,25 @@ def _number(text, what: str) -> int:
     if text is None or not str(text).isdigit():
         raise ValueError(f"give the {what} as a number (see `python -m data jobs` or `python -m data versions`)")
     return int(text)
+
+
+def _import(db, args) -> dict:
+    """Read, store, then bring the quality statistics and the leaderboard's counts up to date (with progress), so the
+    first screen opened afterwards has nothing to catch up."""
+    try:
+        read = formats.read(args.file.read_bytes(), args.file.name, args.format, args.annotator, args.score_key,
+                            args.skip_invalid)
+    except importing.RefusedLines as refused:
+        if args.rejects:
+            importing.write_rejects(refused.refused, args.rejects)
+        raise
+    print(f"read {len(read.rows):,} rows in the {read.fmt} format", file=sys.stderr, flush=True)
+    if args.rejects and read.rows.refused:
+        importing.write_rejects(read.rows.refused, args.rejects)
+    result = formats.import_read(db, read, args.set)
+    result["statistics_caught_up"] = quality.refresh(db, on_progress=_print_refresh)
+    leaderboard.refresh(db, on_progress=_print_refresh)
+    return {**result, **({"rejects": str(args.rejects)} if args.rejects and read.rows.refused else {})}
 
 
 def _print_progress(done: int, total: int) -> None:

@@ -133,15 +133,14 @@ def authenticate(db: Database, name: str, password: str, client: str | None = No
     """The account for this name and password; the same answer, in the same time, for an unknown name."""
     name = name.strip()
     keys = [f"name:{name.casefold()}"] + ([f"client:{client}"] if client else [])
-    wait = seconds_to_wait(db, keys)
-    if wait:
-        raise TooManyFailures(f"too many failed log-ins: try again in {wait} s")
-    row = db.execute("SELECT id, password_hash, disabled FROM annotators WHERE name = ?", [name]).fetchone()
-    if not verify_password(password, row[1] if row and row[1] else _dummy_hash()) or row is None:
+    with write_transaction(db):  # the try is counted before scrypt runs: tries sent together cannot all pass the check
+        wait = seconds_to_wait(db, keys)
+        if wait:
+            raise TooManyFailures(f"too many failed log-ins: try again in {wait} s")
         _record_failure(db, keys)
-        raise AuthError("wrong name or password")
-    if row[2]:
-        raise AuthError("this account is disabled: ask an admin")
+    row = db.execute("SELECT id, password_hash, disabled FROM annotators WHERE name = ?", [name]).fetchone()
+    if not verify_password(password, row[1] if row and row[1] else _dummy_hash()) or row is None or row[2]:
+        raise AuthError("wrong name or password")  # a disabled account's right password learns nothing more
     with write_transaction(db):
         db.execute(f"DELETE FROM login_failures WHERE key IN ({', '.join('?' * len(keys))})", keys)
     return _user(db, row[0])

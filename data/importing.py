@@ -1,6 +1,9 @@
 """Import prompts, completions made elsewhere, exported rankings and HH-RLHF pairs. All or nothing.
 
-Parsers are pure: bytes in, rows out, or a `BadImportFile` naming the line and the problem.
+Parsers are pure: bytes in, rows out (a `Parsed` list, with the lines it refused), or a `BadImportFile` naming
+every refused line and its problem (`RefusedLines`: the first MAX_LISTED of them, then a count). With
+`skip_invalid` the valid rows are kept and the refused ones reported. data/formats.py reads the public preference
+formats (TRL, scored completions, Chatbot Arena, OpenAssistant) into the same rows.
 A prompt is text or a conversation: a `messages` list, or a `prompt` text that is an HH-RLHF
 transcript ("Human: ...\n\nAssistant: ...\n\nHuman: ..."); see data/conversation.py.
 The `import_*` functions then write every row in one transaction, skipping (and counting) what
@@ -24,13 +27,101 @@ PROMPT_FORMATS = ("txt", "csv", "jsonl")
 COMPLETION_META = ("n_tokens", "finish_reason", "seed", "params", "gen_seconds")
 
 
+MAX_LISTED = 100  # refused lines listed in a message; the rest are counted (all of them go to a rejects file)
+
+
 class BadImportFile(ValueError):
     """An import file that cannot be read; nothing from it was stored."""
 
     def __init__(self, line: int | None, problem: str):
         where = f"line {line}: " if line else ""
         super().__init__(f"{where}{problem}. Nothing was imported.")
-        self.line = line
+        self.line, self.problem = line, problem
+
+
+@dataclass
+class Refusal:
+    """A line (or row) of a file that was not imported, why, and its text as the file had it (for a rejects file)."""
+
+    line: int | None
+    problem: str
+    text: str = ""
+
+
+class RefusedLines(BadImportFile):
+    """Lines of a file are refused: every one is named (the first MAX_LISTED), and nothing was imported."""
+
+    def __init__(self, refused: list[Refusal], valid: int):
+        self.refused, self.valid = refused, valid
+        first = refused[0]
+        hint = (f" The other {valid:,} rows are valid: import them alone with --skip-invalid (the Import screen: "
+                "'Leave out the refused lines')." if valid else "")
+        lines = [f"line {r.line}: {r.problem}" if r.line else r.problem for r in refused[:MAX_LISTED]]
+        more = [f"… and {len(refused) - MAX_LISTED:,} more (--rejects FILE writes them all)"] if len(refused) > MAX_LISTED else []
+        summary = f"{lines[0]}. Nothing was imported." if len(refused) == 1 else \
+            f"{len(refused):,} lines are refused. Nothing was imported."
+        ValueError.__init__(self, "\n".join([summary + hint, *(lines[1:] if len(refused) == 1 else lines), *more]))
+        self.line, self.problem = first.line, first.problem
+
+
+class Parsed(list):
+    """The rows read from a file, the lines refused (`refused`, with why) and how many empty answers it holds."""
+
+    def __init__(self, rows=(), refused=()):
+        super().__init__(rows)
+        self.refused: list[Refusal] = list(refused)
+
+    def accepted(self, skip_invalid: bool, what: str) -> "Parsed":
+        """These rows, unless a line was refused (then `RefusedLines`, unless `skip_invalid`) or none is left."""
+        if self.refused and (not skip_invalid or not self):
+            raise RefusedLines(self.refused, len(self))
+        if not self:
+            raise BadImportFile(None, f"the file holds no {what}")
+        return self
+
+
+def read_rows(records, to_rows) -> Parsed:
+    """Rows from (line, record or the BadImportFile it is, raw text) triples: `to_rows(record, line)` gives a row, a
+    list of rows or None (nothing to import); a `BadImportFile` it raises refuses that line only."""
+    parsed = Parsed()
+    for line, record, raw in records:
+        try:
+            if isinstance(record, BadImportFile):
+                raise record
+            out = to_rows(record, line)
+        except BadImportFile as error:
+            parsed.refused.append(Refusal(error.line or line, error.problem, raw))
+            continue
+        if isinstance(out, list):
+            parsed.extend(out)
+        elif out is not None:
+            parsed.append(out)
+    return parsed
+
+
+def write_rejects(refused: list[Refusal], path) -> int:
+    """The refused lines in a file, to fix and import again; returns how many."""
+    Path(path).write_text(rejects_jsonl(refused), encoding="utf-8")
+    return len(refused)
+
+
+def rejects_jsonl(refused: list[Refusal]) -> str:
+    """The refused lines as JSONL: {"line", "problem", "text": the line as the file had it}."""
+    return "".join(json.dumps({"line": r.line, "problem": r.problem, "text": r.text}, ensure_ascii=False) + "\n" for r in refused)
+
+
+def noticed(rows) -> dict:
+    """What an import's result adds when there is any: the empty answers kept, the lines left out (`skip_invalid`)."""
+    return {**({"empty_answers": n} if (n := empty_answers(rows)) else {}), **left_out(rows)}
+
+
+def left_out(rows) -> dict:
+    return {"lines_left_out": len(rows.refused)} if getattr(rows, "refused", None) else {}
+
+
+def empty_answers(rows) -> int:
+    """Completions that are empty or whitespace (a model that answered nothing): kept, shown as "(empty answer)"."""
+    return sum(not (c if isinstance(c, str) else c.text).strip() for row in rows for c in row.completions)
 
 
 @dataclass
@@ -104,39 +195,46 @@ def format_of(filename: str) -> str:
     return {"ndjson": "jsonl", "json": "jsonl", "text": "txt", "tsv": "csv"}.get(suffix, suffix)
 
 
-def parse_prompts(data: bytes, fmt: str) -> list[PromptRow]:
+def parse_prompts(data: bytes, fmt: str, skip_invalid: bool = False) -> Parsed:
     """Prompts from pasted text (one per line), CSV (a `prompt` column) or JSONL (a `prompt` or `messages` key)."""
     text = decode(data)
     parsers = {"txt": _prompts_from_lines, "csv": _prompts_from_csv, "jsonl": _prompts_from_jsonl}
     if fmt not in parsers:
         raise BadImportFile(None, f"cannot import prompts from .{fmt}: use {', '.join(PROMPT_FORMATS)}")
-    rows = parsers[fmt](text)
-    if not rows:
-        raise BadImportFile(None, "the file holds no prompts")
-    return rows
+    return parsers[fmt](text).accepted(skip_invalid, "prompts")
 
 
-def _prompts_from_lines(text: str) -> list[PromptRow]:
-    return [PromptRow(line.strip(), source="pasted") for line in text.splitlines() if line.strip()]
+def _prompts_from_lines(text: str) -> Parsed:
+    return Parsed(PromptRow(line.strip(), source="pasted") for line in text.splitlines() if line.strip())
 
 
-def _prompts_from_csv(text: str) -> list[PromptRow]:
+def _prompts_from_csv(text: str) -> Parsed:
+    def prompt_row(record: dict, line: int) -> PromptRow:
+        text, messages = prompt_of({"prompt": record.get("prompt")}, line)
+        return PromptRow(text, record.get("source") or None,
+                         [t.strip() for t in record.get("tags", "").replace(";", ",").split(",") if t.strip()], messages)
+
+    return read_rows(csv_dicts(text, required=("prompt",), optional_columns="source, tags"), prompt_row)
+
+
+def csv_dicts(text: str, required: tuple[str, ...] = (), optional_columns: str = ""):
+    """(line, record keyed by the lower-cased header, raw line) for each non-blank CSV record; a record with the wrong
+    number of fields is refused on its own line. A broken quote stops the reading (nothing after it can be trusted)."""
     records = csv_records(text)
     _, first = next(records, (1, []))
     header = [h.strip().lower() for h in first]
-    if "prompt" not in header:
-        raise BadImportFile(1, f"the CSV header needs a 'prompt' column (optional: source, tags); found {header}")
-    rows = []
+    missing = [c for c in required if c not in header]
+    if missing:
+        also = f" (optional: {optional_columns})" if optional_columns else ""
+        raise BadImportFile(1, f"the CSV header needs a {' and a '.join(repr(c) for c in missing)} column{also}; found {header}")
     for line, values in records:
         if not any(v.strip() for v in values):
             continue
+        raw = ",".join(values)
         if len(values) != len(header):
-            raise BadImportFile(line, f"expected {len(header)} columns as in the header, found {len(values)}")
-        record = dict(zip(header, values))
-        text, messages = prompt_of({"prompt": record.get("prompt")}, line)
-        rows.append(PromptRow(text, record.get("source") or None,
-                              [t.strip() for t in record.get("tags", "").replace(";", ",").split(",") if t.strip()], messages))
-    return rows
+            yield line, BadImportFile(line, f"expected {len(header)} columns as in the header, found {len(values)}"), raw
+        else:
+            yield line, dict(zip(header, values)), raw
 
 
 def csv_records(text: str):
@@ -161,16 +259,16 @@ def _csv_problem(message: str) -> str:
     return f'not valid CSV ({message}): quote fields holding commas or quotes, and write a quote inside a field as ""'
 
 
-def _prompts_from_jsonl(text: str) -> list[PromptRow]:
-    rows = []
-    for line, record in json_lines(text):
+def _prompts_from_jsonl(text: str) -> Parsed:
+    def prompt_row(record: dict, line: int) -> PromptRow:
         tags = record.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadImportFile(line, "'tags' must be a list of strings")
         source = optional(record, "source", str, "a string", line)
         text, messages = prompt_of(record, line)
-        rows.append(PromptRow(text, source, tags, messages))
-    return rows
+        return PromptRow(text, source, tags, messages)
+
+    return read_rows(json_records(text), prompt_row)
 
 
 def prompt_of(record: dict, line: int) -> tuple[str, list[dict] | None]:
@@ -203,7 +301,7 @@ def _messages_of(record: dict, line: int) -> list[dict] | None:
     return None
 
 
-def parse_completions(data: bytes) -> list[CompletionsRow]:
+def parse_completions(data: bytes, skip_invalid: bool = False) -> Parsed:
     """JSONL lines of {"prompt": str, "completions": [str, ...], "model": optional str}.
 
     A conversation comes as "messages" (ending with the user turn the completions answer) instead of "prompt".
@@ -211,17 +309,16 @@ def parse_completions(data: bytes) -> list[CompletionsRow]:
     A completion may also be an object with "text" and the optional provenance keys
     n_tokens, finish_reason, seed, params, gen_seconds.
     """
-    rows = []
-    for line, record in json_lines(decode(data)):
-        text, messages = prompt_of(record, line)
-        completions = record.get("completions")
-        if not isinstance(completions, list) or not MIN_K <= len(completions) <= MAX_K:
-            raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} completions")
-        model = optional(record, "model", str, "a string", line)
-        rows.append(CompletionsRow(text, [_completion(c, model, line) for c in completions], messages))
-    if not rows:
-        raise BadImportFile(None, "the file holds no completions")
-    return rows
+    return read_rows(json_records(decode(data)), completions_row).accepted(skip_invalid, "completions")
+
+
+def completions_row(record: dict, line: int) -> CompletionsRow:
+    text, messages = prompt_of(record, line)
+    completions = record.get("completions")
+    if not isinstance(completions, list) or not MIN_K <= len(completions) <= MAX_K:
+        raise BadImportFile(line, f"'completions' must be a list of {MIN_K} to {MAX_K} completions")
+    model = optional(record, "model", str, "a string", line)
+    return CompletionsRow(text, [_completion(c, model, line) for c in completions], messages)
 
 
 # Provenance keys of a completion object: (accepts the value, what it must be).
@@ -248,21 +345,19 @@ def _completion(value, model: str | None, line: int) -> NewCompletion:
     return NewCompletion(completion_text(value["text"], line), model_name=model, **meta)
 
 
-def completion_text(value: str, line: int) -> str:
-    if not value.strip():
-        raise BadImportFile(line, "a completion is blank: remove it, or the row if fewer than 2 are left")
+def completion_text(value, line: int) -> str:
+    """A completion's text: any string, an empty one included (a model that answered nothing is data to rank)."""
+    if not isinstance(value, str):
+        raise BadImportFile(line, f"a completion must be a string, got {type(value).__name__} {value!r}"[:300])
     return value
 
 
-def parse_rankings(data: bytes) -> list[RankingRow]:
+def parse_rankings(data: bytes, skip_invalid: bool = False) -> Parsed:
     """Rows of a rankings export (kind `rankings`, JSONL), each checked against one schema."""
-    rows = [_ranking_row(record, line) for line, record in json_lines(decode(data))]
-    if not rows:
-        raise BadImportFile(None, "the file holds no rankings")
-    return rows
+    return read_rows(json_records(decode(data)), ranking_row).accepted(skip_invalid, "rankings")
 
 
-def _ranking_row(record: dict, line: int) -> RankingRow:
+def ranking_row(record: dict, line: int) -> RankingRow:
     completions = record.get("completions")
     if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions) \
             or not MIN_K <= len(completions) <= MAX_K:
@@ -274,7 +369,7 @@ def _ranking_row(record: dict, line: int) -> RankingRow:
         messages=messages,
         completions=[completion_text(c, line) for c in completions],
         ranking=_checked(validate_ranking, record.get("ranking"), k, "ranking", line),
-        annotator=required_text(record.get("annotator"), "annotator", line),
+        annotator=annotator_name(record.get("annotator"), line),
         display_order=_checked(validate_order, record.get("display_order"), k, "display_order", line, allow_null=True),
         seconds=optional(record, "seconds", seconds_ok, "a number of seconds, 0 or more", line),
         created_at=_created_at(record.get("created_at"), line),
@@ -288,31 +383,38 @@ def _ranking_row(record: dict, line: int) -> RankingRow:
     return row
 
 
-def parse_hh_pairs(data: bytes, annotator: str = "hh-rlhf") -> HHPairs:
+def parse_hh_pairs(data: bytes, annotator: str = "hh-rlhf", skip_invalid: bool = False) -> HHPairs:
     """HH-RLHF JSONL ({"chosen": dialogue, "rejected": dialogue}) as rankings by `annotator`: chosen above rejected.
 
     Each pair is one item of 2 completions: the prompt is the dialogue up to its last user turn, the
-    completions the two final assistant replies. Pairs with an empty reply or two equal replies cannot
-    be ranked and are left out, by line number (HH-RLHF holds a few).
+    completions the two final assistant replies (an empty reply is kept: an empty answer). A pair whose
+    two replies are the same cannot be ranked and is left out, by line number (HH-RLHF holds a few).
     """
-    annotator = required_text(annotator, "annotator", 0)
-    rows, skipped = [], []
-    for line, record in json_lines(decode(data)):
-        chosen, rejected = (_dialogue(record, key, line) for key in ("chosen", "rejected"))
-        try:
-            messages, chosen_reply, rejected_reply = conversation.split_hh_pair(chosen, rejected)
-            messages = conversation.validate_messages(messages)
-        except conversation.BadConversation as error:
-            raise BadImportFile(line, f"not an HH-RLHF pair: {error}") from None
-        if not chosen_reply or not rejected_reply or chosen_reply == rejected_reply:
+    annotator = annotator_name(annotator, 0)
+    skipped = []
+
+    def pair_row(record: dict, line: int) -> RankingRow | None:
+        row = hh_row(record, line, annotator)
+        if row.completions[0] == row.completions[1]:
             skipped.append(line)
-            continue
-        plain = not conversation.is_conversation(messages)
-        rows.append(RankingRow(text=conversation.transcript(messages), messages=None if plain else messages,
-                               completions=[chosen_reply, rejected_reply], ranking=[[0], [1]], annotator=annotator))
-    if not rows:
-        raise BadImportFile(None, "the file holds no HH-RLHF pairs to rank")
-    return HHPairs(rows, skipped)
+            return None
+        return row
+
+    parsed = read_rows(json_records(decode(data)), pair_row).accepted(skip_invalid, "HH-RLHF pairs to rank")
+    return HHPairs(parsed, skipped)
+
+
+def hh_row(record: dict, line: int, annotator: str) -> RankingRow:
+    """One HH-RLHF pair as a ranking of its two final replies, chosen over rejected."""
+    chosen, rejected = (_dialogue(record, key, line) for key in ("chosen", "rejected"))
+    try:
+        messages, chosen_reply, rejected_reply = conversation.split_hh_pair(chosen, rejected)
+        messages = conversation.validate_messages(messages)
+    except conversation.BadConversation as error:
+        raise BadImportFile(line, f"not an HH-RLHF pair: {error}") from None
+    plain = not conversation.is_conversation(messages)
+    return RankingRow(text=conversation.transcript(messages), messages=None if plain else messages,
+                      completions=[chosen_reply, rejected_reply], ranking=[[0], [1]], annotator=annotator)
 
 
 def _dialogue(record: dict, key: str, line: int) -> str:
@@ -362,22 +464,33 @@ def _flags(value, line: int) -> list[str]:
 
 
 def json_lines(text: str):
-    """(line number, object) for each non-blank line of JSONL text."""
+    """(line number, object) for each non-blank line of JSONL text; the first bad line raises."""
+    for number, record, _ in json_records(text):
+        if isinstance(record, BadImportFile):
+            raise record
+        yield number, record
+
+
+def json_records(text: str):
+    """(line number, object or the BadImportFile that line is, the line) for each non-blank line of JSONL text."""
     # Only "\n" ends a line: JSON strings may hold U+2028 or U+0085, which str.splitlines() would split on.
     for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise BadImportFile(number, f"not valid JSON ({error.msg} at column {error.colno})") from None
-        except (ValueError, RecursionError):
-            raise BadImportFile(number, "not readable JSON: nested too deeply or a number too long") from None
-        if not isinstance(record, dict):
-            raise BadImportFile(number, "each line must be a JSON object")
-        if not _encodable(raw, record):
-            raise BadImportFile(number, "a string holds an escape that is no character (a lone \\ud800-\\udfff surrogate)")
-        yield number, record
+        if raw.strip():
+            yield number, _json_object(raw, number), raw
+
+
+def _json_object(raw: str, number: int) -> dict | BadImportFile:
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as error:
+        return BadImportFile(number, f"not valid JSON ({error.msg} at column {error.colno})")
+    except (ValueError, RecursionError):
+        return BadImportFile(number, "not readable JSON: nested too deeply or a number too long")
+    if not isinstance(record, dict):
+        return BadImportFile(number, "each line must be a JSON object")
+    if not _encodable(raw, record):
+        return BadImportFile(number, "a string holds an escape that is no character (a lone \\ud800-\\udfff surrogate)")
+    return record
 
 
 def _encodable(raw: str, record: dict) -> bool:
@@ -392,23 +505,45 @@ def _encodable(raw: str, record: dict) -> bool:
 
 
 def required_text(value, name: str, line: int) -> str:
+    if isinstance(value, list) and name == "prompt":
+        raise BadImportFile(line, "'prompt' is a list (of messages?): give a conversation as 'messages', or import the "
+                                  "file with --format trl, which reads TRL's conversational prompts")
     if not isinstance(value, str) or not value.strip():
         raise BadImportFile(line, f"'{name}' is missing or empty")
     return value.strip()
 
 
+def annotator_name(value, line: int) -> str:
+    """An annotator's name from a file: text of at most 200 characters with no control character (no ANSI escape)."""
+    name = required_text(value, "annotator", line)
+    if len(name) > 200 or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name):
+        raise BadImportFile(line, f"'annotator' must be at most 200 characters with no control characters, got {name[:40]!r}…")
+    return name
+
+
+def set_name(value: str) -> str:
+    """A prompt set's name as an import is given it: not blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadImportFile(None, "name the prompt set to import into (a blank name is refused)")
+    if len(value.strip()) > 200 or any(ord(ch) < 32 for ch in value):
+        raise BadImportFile(None, "a prompt set's name is at most 200 characters with no control characters")
+    return value.strip()
+
+
 def import_prompts(db: Database, rows: list[PromptRow], prompt_set: str) -> dict:
     """Add the prompts to the set in one transaction; texts already in the set are left alone."""
+    prompt_set = set_name(prompt_set)
     with write_transaction(db):
         items.ensure_prompt_set(db, prompt_set)
         added = sum(items.add_prompt(db, prompt_set, r.prompt, r.source, r.tags)[1] for r in rows)
-    return {"added": added, "already_present": len(rows) - added}
+    return {"added": added, "already_present": len(rows) - added, **left_out(rows)}
 
 
 def import_completions(db: Database, rows: list[CompletionsRow], prompt_set: str,
                        generator_version_id: int | None = None) -> dict:
     """One item per row, in one transaction; a row whose item the set already holds is counted, not added."""
-    counts = {"items": 0, "already_present": 0, "completions": 0}
+    prompt_set = set_name(prompt_set)
+    counts = {"items": 0, "already_present": 0, "completions": 0, **noticed(rows)}
     with write_transaction(db):
         for row in rows:
             for c in row.completions:
@@ -426,16 +561,18 @@ def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imp
     gave that item is counted as already present. Annotators named in the file get disabled
     accounts (provenance only).
     """
-    counts = {"rankings": 0, "already_present": 0, "items": 0}
+    prompt_set = set_name(prompt_set)
+    counts = {"rankings": 0, "already_present": 0, "items": 0, **noticed(rows)}
+    names = _Names(db)
     with write_transaction(db):
         for row in rows:
             models = row.models or [None] * len(row.completions)
             item_id, is_new = find_or_add_item(db, row.prompt_set or prompt_set, row.prompt,
                                                [NewCompletion(t, model_name=m) for t, m in zip(row.completions, models)],
-                                               "imported rankings")
+                                               "imported rankings", names.ensured_sets)
             counts["items"] += is_new
             submitted = annotation.submit_ranking(
-                db, item_id, _provenance_annotator(db, item_id, row.annotator), row.ranking,
+                db, item_id, names.provenance_annotator(item_id, row.annotator), row.ranking,
                 row.display_order or list(range(len(row.completions))), row.seconds, row.flags, row.comment)
             if submitted.was_new and (row.created_at or row.guideline_version):
                 db.execute("UPDATE rankings SET created_at = COALESCE(?, created_at), guideline_version = ? WHERE id = ?",
@@ -449,21 +586,38 @@ def import_hh_pairs(db: Database, pairs: HHPairs, prompt_set: str = "hh-rlhf") -
     return {**import_rankings(db, pairs.rows, prompt_set), "pairs_left_out": len(pairs.skipped_lines)}
 
 
-def _provenance_annotator(db: Database, item_id: int, name: str) -> int:
-    """Who an imported ranking is stored under. A name in a file never earns a local account credit: a ranking
-    by 'ann' goes to 'ann (imported)', unless the account 'ann' already ranked this very item (the file is
-    this store's own export, imported again)."""
-    name = name.strip()
-    account = db.execute("SELECT id FROM annotators WHERE name = ? AND origin = 'account'", [name]).fetchone()
-    if account and not db.execute("SELECT 1 FROM rankings WHERE item_id = ? AND annotator_id = ?", [item_id, account[0]]).fetchone():
-        name = f"{name} (imported)"
-    return annotation.annotator_id(db, name)
+class _Names:
+    """What one import looks up again and again (annotators' ids, whether a name is a local account, the prompt sets
+    made), asked once each inside the import's transaction."""
+
+    def __init__(self, db: Database):
+        self.db, self.ids, self.accounts, self.ensured_sets = db, {}, {}, set()
+
+    def provenance_annotator(self, item_id: int, name: str) -> int:
+        """Who an imported ranking is stored under. A name in a file never earns a local account credit: a ranking
+        by 'ann' goes to 'ann (imported)', unless the account 'ann' already ranked this very item (the file is
+        this store's own export, imported again)."""
+        name = name.strip()
+        if name not in self.accounts:
+            row = self.db.execute("SELECT id FROM annotators WHERE name = ? AND origin = 'account'", [name]).fetchone()
+            self.accounts[name] = row[0] if row else None
+        account = self.accounts[name]
+        if account is not None and not self.db.execute("SELECT 1 FROM rankings WHERE item_id = ? AND annotator_id = ?",
+                                                        [item_id, account]).fetchone():
+            name = f"{name} (imported)"
+        if name not in self.ids:
+            self.ids[name] = annotation.annotator_id(self.db, name)
+        return self.ids[name]
 
 
 def find_or_add_item(db: Database, prompt_set: str, prompt: str | list[dict], completions: list[NewCompletion],
-                     source: str) -> tuple[int, bool]:
-    """The item with this content (set, prompt, completion texts in order), added if new. Returns (id, was_new)."""
-    items.ensure_prompt_set(db, prompt_set)
+                     source: str, ensured_sets: set | None = None) -> tuple[int, bool]:
+    """The item with this content (set, prompt, completion texts in order), added if new. Returns (id, was_new).
+    `ensured_sets`: the sets this import already made sure of."""
+    if ensured_sets is None or prompt_set not in ensured_sets:
+        items.ensure_prompt_set(db, prompt_set)
+        if ensured_sets is not None:
+            ensured_sets.add(prompt_set)
     prompt_id, _ = items.add_prompt(db, prompt_set, prompt, source=source)
     text = prompt if isinstance(prompt, str) else conversation.transcript(prompt)
     existing = items.item_with_content(db, items.content_hash(prompt_set, text, [c.text for c in completions]))

@@ -108,24 +108,11 @@ def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job
         "INSERT INTO items (prompt_id, job_id, origin, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), created],
     ).lastrowid
-    db["completions"].insert_all(
-        (
-            {
-                "item_id": item_id,
-                "position": position,
-                "text": c.text,
-                "generator_version_id": c.generator_version_id,
-                "model_name": c.model_name,
-                "params": to_json(c.params),
-                "seed": c.seed,
-                "n_tokens": c.n_tokens,
-                "finish_reason": c.finish_reason,
-                "gen_seconds": c.gen_seconds,
-                "created_at": created,
-            }
-            for position, c in enumerate(completions)
-        )
-    )
+    db.conn.executemany(  # plain executemany: sqlite-utils' insert_all builds its query anew for each item
+        """INSERT INTO completions (item_id, position, text, generator_version_id, model_name, params, seed, n_tokens,
+                                    finish_reason, gen_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [(item_id, position, c.text, c.generator_version_id, c.model_name, to_json(c.params), c.seed, c.n_tokens,
+          c.finish_reason, c.gen_seconds, created) for position, c in enumerate(completions)])
     uncertainty.set_priorities(db, "id = ?", [item_id])  # in a set's random share, its place in the queue is set now
     pause_demo_if_first(db, prompt_set, item_id)
     return item_id

@@ -187,13 +187,16 @@ def shown_text(groups: list[list[int]], shown_order: list[int]) -> str:
     return groups_to_text([sorted(shown_order.index(p) for p in group) for group in groups])
 
 
-def seconds_ok(value) -> bool:
-    """Time spent on a ranking: a finite, non-negative number of seconds.
+MAX_SECONDS = 10**9  # about 32 years: more is no time anybody spent, and a bigger integer would not fit SQLite
 
-    >>> [seconds_ok(v) for v in (4.5, 0, -1, float("nan"), "slow", True)]
-    [True, True, False, False, False, False]
+
+def seconds_ok(value) -> bool:
+    """Time spent on a ranking: a finite number of seconds, 0 or more, under MAX_SECONDS.
+
+    >>> [seconds_ok(v) for v in (4.5, 0, -1, float("nan"), "slow", True, 18446744073709551616)]
+    [True, True, False, False, False, False, False]
     """
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < MAX_SECONDS
 
 
 def utc_timestamp(value) -> str | None:

@@ -119,7 +119,7 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         job.log(f"remote generator {g.name}: {n} per item from {g.model} at {g.base_url}, {g.concurrency} requests at a time")
     params = {k: v for k, v in asdict(config).items() if k in ("k", "temperature", "top_p", "max_new_tokens")}
     job.phase(f"sampling {len(prompts)} prompts x {config.k}")
-    tokens, started, cut, written = 0, time.perf_counter(), 0, 0
+    tokens, started, cut, written, empty = 0, time.perf_counter(), 0, 0, 0
     for b, start in enumerate(range(0, len(prompts), config.prompts_per_batch)):
         batch = prompts[start:start + config.prompts_per_batch]
         batch_started = time.perf_counter()
@@ -138,6 +138,7 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
                 if mix:
                     random.Random(f"{config.seed}:{prompt['id']}").shuffle(completions)
                 items.add_item(db, prompt["id"], completions, job_id=job.id)
+                empty += sum(not c.text.strip() for c in completions)  # kept: an empty answer is ranked like any other
         ended = [s.finish_reason for samples in local for s in samples] + [
             s.finish_reason for _, samples in remote for row in samples for s in row]
         cut, written = cut + ended.count("length"), written + len(ended)
@@ -152,7 +153,10 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     if cut:
         job.log(f"{cut} of {written} completions ({cut / written:.0%}) were cut at the cap of {config.max_new_tokens} tokens: "
                 "annotators see them marked; raise max_new_tokens for finished answers")
-    return {"items": len(prompts), "completions": len(prompts) * config.k, "cut_at_cap": f"{cut} of {written}", "tokens": tokens,
+    if empty:
+        job.log(f"{empty} completions are empty (the model answered nothing): kept, shown as \"(empty answer)\"")
+    return {"items": len(prompts), "completions": len(prompts) * config.k, "cut_at_cap": f"{cut} of {written}",
+            **({"empty_answers": empty} if empty else {}), "tokens": tokens,
             "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"] if version else None,
             "remote": {g.name: n for g, n in mix}}
 

@@ -1,5 +1,6 @@
 """End to end in Debian's Chromium: the real app served on a free port, driven by Playwright."""
 
+import json
 import os
 import re
 import shutil
@@ -379,3 +380,30 @@ def test_each_new_item_opens_at_the_top_and_a_refused_ranking_is_said_beside_the
     page.wait_for_timeout(500)
     assert in_viewport(page, page.get_by_role("heading", name="Prompt"))  # the next item's prompt is in view
     assert in_viewport(page, page.get_by_text("Saved: D > C > A = B"))
+
+
+def test_an_upload_shows_its_detected_format_then_every_refused_line_and_imports_the_rest(server, browser, tmp_path):
+    url, db = server
+    good = [json.dumps({"prompt": f"Question {i}?", "chosen": "A careful answer.", "rejected": "No."}) for i in range(4)]
+    bad = ['{"prompt": "Q?", "chosen": 5, "rejected": "No."}', "{broken", '{"prompt": "", "chosen": "a", "rejected": "b"}']
+    upload = tmp_path / "pairs.jsonl"
+    upload.write_text("\n".join(good[:2] + bad + good[2:]))
+    admin = new_page(browser, width=1280)
+    log_in(admin, url, "admin", "admin-password")
+    admin.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    admin.locator("[data-testid=stSidebarNav] a").filter(has_text="Import").first.click()
+    admin.get_by_text("Preference file").wait_for(timeout=30_000)
+    admin.locator("[data-testid=stFileUploaderDropzoneInput]").nth(1).set_input_files(str(upload))
+    admin.get_by_text("4 rankings read").wait_for(timeout=30_000)
+    main = admin.locator("[data-testid=stMain]")
+    assert "Format: trl" in main.inner_text() and "3 lines are refused" in main.inner_text()
+    admin.locator("[data-testid=stCode]").filter(has_text="line 5:").wait_for(timeout=30_000)
+    text = main.inner_text()
+    for line, problem in ((3, "'chosen' and 'rejected' must both be strings"), (4, "not valid JSON"), (5, "'prompt' is missing")):
+        assert f"line {line}: {problem}" in text, text[-1500:]
+    admin.get_by_text("Leave out the refused lines").click()
+    admin.get_by_role("button", name="Import 4 rankings (the refused lines left out)").click()
+    admin.get_by_text("Imported:").wait_for(timeout=30_000)
+    assert "4 rankings" in main.inner_text() and "3 lines left out" in main.inner_text()
+    assert db.execute("SELECT COUNT(*) FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id "
+                      "WHERE p.prompt_set = 'imported'").fetchone()[0] == 4

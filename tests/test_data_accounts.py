@@ -204,3 +204,31 @@ def test_the_reviewer_role_sits_between_annotator_and_admin(db_path):
     assert not accounts.User(9, "ann", "annotator").can_review and accounts.User(1, "root", "admin").has_role("reviewer")
     with pytest.raises(sqlite3.IntegrityError):
         old.execute("UPDATE annotators SET role = 'owner' WHERE name = 'rev'")  # the CHECK still holds
+
+
+def test_log_in_back_off_cannot_be_raced_by_tries_sent_together(db_path):
+    """Finding 3 of the third trust pass: 12 tries at once (11 wrong, then the right one) used to all reach scrypt."""
+    import threading
+
+    from data.store import open_db
+
+    accounts.create_user(open_db(db_path), "target", "the-right-password")
+    answers, start = [], threading.Barrier(12)
+
+    def attempt(password: str) -> None:
+        own = open_db(db_path)
+        start.wait()
+        try:
+            accounts.authenticate(own, "target", password)
+            answers.append("in")
+        except accounts.TooManyFailures:
+            answers.append("throttled")
+        except accounts.AuthError:
+            answers.append("wrong")
+
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in [f"guess-{i:02d}-xx" for i in range(11)] + ["the-right-password"]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers.count("throttled") >= 12 - accounts.FREE_FAILURES["name"] and answers.count("wrong") <= accounts.FREE_FAILURES["name"]

@@ -226,14 +226,16 @@ MALFORMED = [
     ("rankings", rankings_file({"comment": 5}), 2),
     ("rankings", rankings_file({"prompt_set": " "}), 2),
     ("rankings", rankings_file({"item_id": 1.5}), 2),
-    ("rankings", rankings_file({"completions": ["a", "  "]}), 2),
+    ("rankings", rankings_file({"seconds": 18446744073709551616}), 2),
+    ("rankings", rankings_file({"annotator": "\x1b[31mred"}), 2),
+    ("rankings", rankings_file({"annotator": "x" * 1_000_000}), 2),
     ("rankings", rankings_file({"completions": ["a"] * 10, "ranking": [list(range(10))]}), 2),
     ("rankings", rankings_file({"completions": ["a", 2]}), 2),
     ("rankings", rankings_file(DEEP), 2),
     ("rankings", rankings_file(RANKING_WITH % ('"seconds": 1' + "0" * 5000)), 2),
     ("rankings", rankings_file(RANKING_WITH % '"comment": "\\ud800"'), 2),
-    ("completions", completions_file({"completions": ["a", " \n\t"]}), 2),
-    ("completions", completions_file({"completions": [{"text": ""}, "b"]}), 2),
+    ("completions", completions_file({"completions": ["a", True]}), 2),
+    ("completions", completions_file({"completions": [{"text": "a", "gen_seconds": 18446744073709551616}, "b"]}), 2),
     ("completions", completions_file({"completions": [{"text": "a", "n_tokens": -1}, "b"]}), 2),
     ("completions", completions_file({"completions": [{"text": "a", "n_tokens": True}, "b"]}), 2),
     ("completions", completions_file({"completions": [{"text": "a", "seed": 2 ** 70}, "b"]}), 2),
@@ -273,9 +275,43 @@ def test_an_unterminated_csv_quote_says_how_to_close_it():
         importing.parse_prompts(b'prompt\n"what about\nthis\n', "csv")
 
 
-def test_blank_completions_are_refused():
-    with pytest.raises(BadImportFile, match="line 1: a completion is blank"):
-        importing.parse_completions(jsonl({"prompt": "p", "completions": ["a", "   "]}))
+def test_an_empty_answer_is_kept_and_counted_but_a_blank_prompt_or_a_number_is_not(db):
+    rows = importing.parse_completions(jsonl({"prompt": "p", "completions": ["a", "   "]}, {"prompt": "q", "completions": ["", "b"]}))
+    assert importing.import_completions(db, rows, "s") == {"items": 2, "already_present": 0, "completions": 4, "empty_answers": 2}
+    assert annotation.get_item(db, 1).completions[1].text == "   "
+    for bad, message in (({"prompt": " ", "completions": ["a", "b"]}, "'prompt' is missing or empty"),
+                         ({"prompt": "p", "completions": ["a", 5]}, "each completion must be a string or an object"),
+                         ({"prompt": "p", "completions": [""]}, "'completions' must be a list of 2 to 9")):
+        with pytest.raises(BadImportFile, match=message):
+            importing.parse_completions(jsonl(bad))
+
+
+def test_every_refused_line_is_named_at_once_and_the_valid_ones_can_be_imported_alone(db, tmp_path):
+    good = {"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]], "annotator": "ann"}
+    lines = [json.dumps({**good, "prompt": f"p{i}"}) for i in range(150)]
+    for i in range(5, 150, 2):  # 73 bad lines of three kinds
+        lines[i] = ["{not json", json.dumps({**good, "ranking": "A > B"}), json.dumps({**good, "prompt": ""})][i % 3]
+    data = "\n".join(lines).encode()
+    with pytest.raises(importing.RefusedLines) as error:
+        importing.parse_rankings(data)
+    message = str(error.value)
+    assert message.startswith("73 lines are refused. Nothing was imported. The other 77 rows are valid")
+    assert "line 6: 'prompt' is missing" in message and "line 8: bad ranking" in message and "line 10: not valid JSON" in message
+    assert len(error.value.refused) == 73 and message.count("\nline ") == 73  # all listed: under 100
+    rows = importing.parse_rankings(data, skip_invalid=True)
+    assert len(rows) == 77 and importing.import_rankings(db, rows)["lines_left_out"] == 73
+    assert importing.write_rejects(rows.refused, tmp_path / "rejects.jsonl") == 73
+    first = json.loads((tmp_path / "rejects.jsonl").read_text().splitlines()[0])
+    assert first == {"line": 6, "problem": "'prompt' is missing or empty", "text": lines[5]}
+    many = "\n".join(["{bad"] * 250).encode()
+    with pytest.raises(importing.RefusedLines, match="250 lines are refused") as error:
+        importing.parse_rankings(many, skip_invalid=True)  # nothing valid: refused even when skipping
+    assert str(error.value).count("\nline ") == 100 and "… and 150 more" in str(error.value)
+
+
+def test_a_blank_prompt_set_name_is_refused(db):
+    with pytest.raises(BadImportFile, match="name the prompt set"):
+        importing.import_prompts(db, importing.parse_prompts(b"one", "txt"), "  ")
 
 
 def test_optional_ranking_keys_may_be_null_and_times_are_stored_in_utc(db):
@@ -348,19 +384,21 @@ def hh_pair(prompt: str, chosen: str, rejected: str) -> dict:
 HH_FILE = jsonl(
     hh_pair(HH_PROMPT, "Why did the chicken cross the road?", "No."),
     hh_pair("\n\nHuman: What is 2+2?", "4.", "5."),
-    hh_pair("\n\nHuman: Say nothing", "", "Ok"),  # an empty reply (HH-RLHF holds a few): left out
+    hh_pair("\n\nHuman: Say nothing", "", "Ok"),  # an empty reply (HH-RLHF holds a few): an empty answer, kept
+    hh_pair("\n\nHuman: Echo", "Same.", "Same."),  # two equal replies: nothing to prefer, left out
 )
 
 
 def test_hh_rlhf_pairs_become_items_ranked_chosen_over_rejected(db):
     pairs = importing.parse_hh_pairs(HH_FILE)
-    assert pairs.skipped_lines == [3] and [r.ranking for r in pairs.rows] == [[[0], [1]], [[0], [1]]]
-    assert importing.import_hh_pairs(db, pairs) == {"rankings": 2, "already_present": 0, "items": 2, "pairs_left_out": 1}
+    assert pairs.skipped_lines == [4] and [r.ranking for r in pairs.rows] == [[[0], [1]]] * 3
+    assert importing.import_hh_pairs(db, pairs) == {"rankings": 3, "already_present": 0, "items": 3, "empty_answers": 1,
+                                                     "pairs_left_out": 1}
     assert importing.import_hh_pairs(db, importing.parse_hh_pairs(HH_FILE)) == {
-        "rankings": 0, "already_present": 2, "items": 0, "pairs_left_out": 1}
+        "rankings": 0, "already_present": 3, "items": 0, "empty_answers": 1, "pairs_left_out": 1}
     assert comparison_texts(db) == sorted([
         ("Human: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke.", "Why did the chicken cross the road?", "No.", 1, "hh-rlhf"),
-        ("What is 2+2?", "4.", "5.", 1, "hh-rlhf")])
+        ("What is 2+2?", "4.", "5.", 1, "hh-rlhf"), ("Say nothing", "", "Ok", 1, "hh-rlhf")])
     assert annotation.get_item(db, 1).messages == CHAT[1:] and stored_prompts(db)[1] == ("What is 2+2?", None)
     assert db.execute("SELECT DISTINCT prompt_set FROM prompts").fetchall() == [("hh-rlhf",)]
 
@@ -368,7 +406,7 @@ def test_hh_rlhf_pairs_become_items_ranked_chosen_over_rejected(db):
 def test_hh_pairs_by_another_annotator_rank_the_same_items(db):
     importing.import_hh_pairs(db, importing.parse_hh_pairs(HH_FILE))
     assert importing.import_hh_pairs(db, importing.parse_hh_pairs(HH_FILE, annotator="second pass")) == {
-        "rankings": 2, "already_present": 0, "items": 0, "pairs_left_out": 1}
+        "rankings": 3, "already_present": 0, "items": 0, "empty_answers": 1, "pairs_left_out": 1}
 
 
 @pytest.mark.parametrize("record, message", [
@@ -410,4 +448,4 @@ def test_hh_pairs_import_from_the_command_line(db, db_path, tmp_path):
 
     (tmp_path / "hh.jsonl").write_bytes(HH_FILE)
     assert main(["--db", str(db_path), "import-hh", str(tmp_path / "hh.jsonl"), "--set", "hh"]) == 0
-    assert db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 2
+    assert db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 3

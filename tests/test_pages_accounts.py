@@ -41,7 +41,7 @@ def test_a_disabled_account_is_logged_out_and_cannot_log_in(app_db):
     assert "Ranking as **hal**" in at.main.caption[0].value
     accounts.set_disabled(app_db, accounts.active_user(app_db, "admin"), "hal", True)
     assert_logged_out(at.run())
-    assert "disabled" in log_in_form(start(user=None), "hal", "a-long-password").error[0].value
+    assert "wrong name or password" in log_in_form(start(user=None), "hal", "a-long-password").error[0].value  # as a wrong one
 
 
 def test_a_password_reset_ends_the_old_session(app_db):
@@ -134,7 +134,7 @@ def test_admin_creates_disables_and_promotes_accounts(app_db):
     assert accounts.active_user(app_db, "jo").is_admin
     at.radio(key="change-action").set_value("disable")
     at.button(key="FormSubmitter:change-user-Apply").click().run()
-    with pytest.raises(accounts.AuthError, match="disabled"):
+    with pytest.raises(accounts.AuthError, match="wrong name or password"):  # a disabled account learns nothing more
         accounts.authenticate(app_db, "jo", "a-long-password")
 
 
@@ -174,10 +174,12 @@ def test_admin_screens_render_nothing_for_annotators_reviewers_or_logged_out_ses
     assert [u["name"] for u in accounts.list_users(app_db)] == ["admin"] + ([user] if user else [])
 
 
-def sso_app(email: str) -> AppTest:
+def sso_app(email: str, verified: bool | None = True, trust_provider: bool = False) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.secrets["auth"] = SSO
-    at.user = {"is_logged_in": True, "email": email}
+    if trust_provider:
+        at.secrets["rlhf"] = {"sso_emails_verified": True}
+    at.user = {"is_logged_in": True, "email": email, **({} if verified is None else {"email_verified": verified})}
     return at.run()
 
 
@@ -190,6 +192,14 @@ def test_single_sign_on_maps_an_enabled_account_only(app_db):
 
     annotation.annotator_id(app_db, "contractor@vendor.example")  # a name from an imported file
     assert "no enabled account here" in sso_app("contractor@vendor.example").error[0].value
+
+
+@pytest.mark.parametrize("verified, trust_provider, let_in", [(True, False, True), (None, False, False), (False, False, False),
+                                                              (None, True, True), (False, True, False)])
+def test_single_sign_on_needs_a_verified_email_unless_the_admin_trusts_the_provider(app_db, verified, trust_provider, let_in):
+    accounts.create_user(app_db, "sso@example.com", None)
+    at = sso_app("sso@example.com", verified, trust_provider)
+    assert ("Ranking as **sso@example.com**" in " ".join(c.value for c in at.main.caption)) == let_in
 
 
 def test_a_reviewer_gets_annotate_and_review_and_decides_on_others_rankings_only(app_db):

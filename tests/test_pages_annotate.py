@@ -125,3 +125,18 @@ def test_a_repeat_is_served_unannounced_in_a_new_order_and_stored_apart(chat_db)
     assert repeat["display_order"] != first[2]  # shown in another order than the first time
     assert chat_db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM comparisons) FROM rankings").fetchone() == rankings_before
     assert caption.split("·")[1] == at.caption[0].value.split("·")[1]  # not counted as a new ranking
+
+
+def test_an_empty_answer_is_shown_as_such_and_ranked_like_any_other(db_path, monkeypatch):
+    monkeypatch.setenv("RLHF_DB", str(db_path))
+    db = open_db(db_path)
+    items.ensure_prompt_set(db, "terse")
+    prompt_id, _ = items.add_prompt(db, "terse", "Say something.")
+    items.add_item(db, prompt_id, [items.NewCompletion("Something."), items.NewCompletion("  ")])
+    db.conn.commit()
+    accounts.create_user(db, "alice", "alice-password")
+    at = start(user="alice")
+    assert sum("(empty answer)" in m.value for m in at.markdown) == 1
+    at.text_input(key=typed_key(at)).input("A > B")
+    button(at, "Submit ranking").click().run()
+    assert db.execute("SELECT groups FROM rankings").fetchone()[0] is not None

@@ -30,7 +30,10 @@ def test_the_export_screen_shows_conversational_pairs_and_writes_the_chosen_form
     assert [args["conversational"] for args in started] == ["no"]
 
 
-def test_the_import_screen_offers_hh_rlhf_pairs(app_db):
+def test_the_import_screen_names_every_preference_format_hh_rlhf_among_them(app_db):
+    from data import formats
+
     at = start("pages/data/import.py")
     assert not at.exception
-    assert any(t.label == "Ranked by" and t.value == "hh-rlhf" for t in at.text_input)
+    listed = " ".join(c.value for c in at.caption)
+    assert all(f"`{name}`" in listed for name in formats.FORMATS) and "HH-RLHF" in listed

@@ -58,6 +58,18 @@ def sso_configured() -> bool:
         return False
 
 
+def sso_email_verified() -> bool:
+    """The provider says it verified the e-mail (`email_verified: true`), or the admin says it verifies every address
+    (`sso_emails_verified = true` under [rlhf] in .streamlit/secrets.toml): a missing claim is not a verified one."""
+    claim = st.user.get("email_verified")
+    if claim is not None:
+        return claim is True
+    try:
+        return st.secrets.get("rlhf", {}).get("sso_emails_verified") is True
+    except Exception:  # noqa: BLE001  no secrets.toml
+        return False
+
+
 def start_session(user: accounts.User, remember: bool = True) -> None:
     """Log this tab in as `user`; with `remember`, a new session token goes to the browser (`sync_cookie`)."""
     clear_session()
@@ -104,7 +116,7 @@ def signed_in(db) -> accounts.User | None:
         user = accounts.resume_session(db, token)
         if user:
             start_session(user, remember=False)
-    if user is None and sso_configured() and st.user.get("is_logged_in") and st.user.get("email_verified") is not False:
+    if user is None and sso_configured() and st.user.get("is_logged_in") and sso_email_verified():
         user = accounts.single_sign_on_user(db, st.user.get("email") or "")
         if user:
             start_session(user)

@@ -27,6 +27,7 @@ AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assist
 SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **U** undo the last · **F** flags · **G** guidelines · **D** compare two · "
              "**L** layout · **Tab** / **Shift+Tab** move between controls, **←** **→** within ranks or flags, **Space** "
              "picks · **Esc** closes")
+EMPTY_ANSWER = ":gray[*(empty answer)*]"  # a model that answered nothing: ranked like any other answer
 REFUSED = "ranking-refused"  # why the last typed ranking was refused: shown beside the ranking field
 # "/" puts the cursor in the ranking field and "f" on the first flag (Streamlit buttons take shortcuts; nothing focuses a field).
 # A new item opens at the top (its prompt, the "Saved" echo and first-time guidelines in view), whatever the scroll
@@ -175,7 +176,7 @@ def my_rankings(db, user) -> None:
         st.markdown(safe_markdown(item.prompt))
         for letter, position in zip(LETTERS, chosen["display_order"]):
             st.markdown(f":violet-badge[Completion **{letter}**]")
-            st.markdown(safe_markdown(item.completions[position].text))
+            st.markdown(safe_markdown(item.completions[position].text) if item.completions[position].text.strip() else EMPTY_ANSWER)
     key = f"edit-{chosen['id']}"
     with st.form(f"{key}-form", border=False):
         st.text_input("New ranking, best first", key=key, value=shown_text(chosen["groups"], chosen["display_order"]),
@@ -295,7 +296,7 @@ def completion_card(item, shown: int, position: int) -> None:
         st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
         st.caption(f"{word_count(text)} words" + (f" · :orange[cut at {completion.n_tokens or 'the'} token cap: it may be "
                                                    "unfinished]" if completion.cut else ""))
-        st.markdown(safe_markdown(head))
+        st.markdown(safe_markdown(head) if text.strip() else EMPTY_ANSWER)
         if tail:
             with st.expander(f"Read the rest: {word_count(tail)} more words"):
                 st.markdown(safe_markdown(tail))
