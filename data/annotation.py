@@ -15,6 +15,7 @@ from data.store import from_json, now, to_json, write_transaction
 
 FLAGS = ("all are bad", "offensive/unsafe", "prompt unclear")
 RESERVATION_S = 600  # how long an item shown to an annotator is held for them
+MAX_COMMENT = 5_000  # characters: a note on an item, not a document
 REPEAT_AFTER_S = 24 * 3600  # a ranking this old may be asked again whatever the gap
 MAX_REPEAT_SHARE = 0.5
 
@@ -228,7 +229,10 @@ def progress(db: Database, annotator: int) -> Progress:
 
 
 def ranked_count(db: Database, annotator: int) -> int:
-    return db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ? AND skipped = 0", [annotator]).fetchone()[0]
+    """What the annotator has ranked, self-consistency repeats included (a count that stood still would give them away)."""
+    return db.execute("""SELECT (SELECT COUNT(*) FROM rankings WHERE annotator_id = :a AND skipped = 0)
+                              + (SELECT COUNT(*) FROM repeat_rankings WHERE annotator_id = :a AND skipped = 0)""",
+                      {"a": annotator}).fetchone()[0]
 
 
 def items_left(db: Database, annotator: int) -> int:
@@ -288,6 +292,8 @@ def _store(db, item_id, annotator, groups, shown_order, seconds, flags, comment,
     unknown = [f for f in flags if f not in FLAGS]
     if unknown:
         raise ValueError(f"unknown flags {unknown}: use {list(FLAGS)}")
+    if len(comment) > MAX_COMMENT:
+        raise ValueError(f"the comment is {len(comment):,} characters: keep it under {MAX_COMMENT:,}")
     with write_transaction(db):
         if repeat_of is not None:  # only as served (Item.repeat_of): an import or a script never makes a repeat
             return _store_repeat(db, item_id, annotator, groups, shown_order, seconds, flags, comment, guideline_version,

@@ -17,11 +17,19 @@ TRANSCRIPT_LABELS = {"system": "System", "user": "Human", "assistant": "Assistan
 def as_messages(text: str, messages_json: str | None = None) -> list[dict]:
     """The prompt as messages: the stored conversation, or one user turn holding the text.
 
+    A stored conversation that is no longer valid (a corrupted row, a role such as "tool") is shown as its text, in
+    one user turn, so the item can still be read, ranked or skipped.
+
     >>> as_messages("Hi")
     [{'role': 'user', 'content': 'Hi'}]
+    >>> as_messages("Human: Hi", '[{"role": "tool", "content": "x"}]')
+    [{'role': 'user', 'content': 'Human: Hi'}]
     """
     if messages_json:
-        return json.loads(messages_json)
+        try:
+            return validate_messages(json.loads(messages_json))
+        except (ValueError, TypeError, RecursionError):  # BadConversation is a ValueError
+            pass
     return [{"role": "user", "content": text}]
 
 

@@ -19,6 +19,9 @@ class Demonstration:
     response: str
 
 
+MAX_DEMONSTRATION = 50_000  # characters: longer than any answer a generator here is trained to give
+
+
 def save_demonstration(db: Database, prompt_id: int, annotator: int, text: str,
                        source_completion_id: int | None = None, seconds: float | None = None) -> int:
     """Store a demonstration; one edited from a shown completion is also ranked above it.
@@ -30,6 +33,8 @@ def save_demonstration(db: Database, prompt_id: int, annotator: int, text: str,
     text = text.strip()
     if not text:
         raise ValueError("write the answer you wish the model had given before saving")
+    if len(text) > MAX_DEMONSTRATION:
+        raise ValueError(f"the answer is {len(text):,} characters: keep a demonstration under {MAX_DEMONSTRATION:,}")
     with write_transaction(db):
         existing = db.execute("SELECT id FROM demonstrations WHERE prompt_id = ? AND annotator_id = ? AND text = ?",
                               [prompt_id, annotator, text]).fetchone()

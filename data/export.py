@@ -22,6 +22,7 @@ import functools
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -236,7 +237,8 @@ def write_export(db: Database, kind: str, fmt: str, out: str | os.PathLike | Bin
 
 
 def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilter, on_progress, conversational: str) -> int:
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)  # one per writer
+    sweep_partials(path.parent)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)  # one per writer
     partial = Path(partial)
     try:
         with os.fdopen(handle, "wb") as file:
@@ -248,6 +250,28 @@ def _write_file(db: Database, kind: str, fmt: str, path: Path, where: ExportFilt
     return rows
 
 
+def sweep_partials(folder: Path) -> int:
+    """Remove what killed export writers left (`.NAME.PID.XXXX.partial`, the PID no longer running); returns how many."""
+    swept = 0
+    for leftover in Path(folder).glob(".*.partial"):
+        pid = next((int(part) for part in reversed(leftover.name.split(".")[:-2]) if part.isdigit()), None)
+        if pid is None or _alive(pid):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        swept += 1
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_dataset(db: Database, kind: str, folder: Path, where: ExportFilter = ExportFilter(), on_progress=None,
                   conversational: str = "auto") -> int:
     """A Hugging Face dataset folder: data/train.parquet and a README.md dataset card (counts, provenance, agreement,
@@ -255,7 +279,8 @@ def write_dataset(db: Database, kind: str, folder: Path, where: ExportFilter = E
     if folder.exists():
         raise ValueError(f"{folder} exists already: choose a new folder for the dataset (nothing is overwritten)")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    sweep_partials(folder.parent)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", suffix=".partial", dir=folder.parent))
     try:
         (partial / "data").mkdir()
         rows = _write_file(db, kind, "parquet", partial / "data" / "train.parquet", where, on_progress, conversational)
@@ -337,7 +362,7 @@ def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: s
         "",
         "Completions of the exported items, by model (generator version, remote model or imported model name):",
         "",
-        *[f"- {model}: {n:,}" for model, n in models],
+        *[f"- {inert(model)}: {n:,}" for model, n in models],
         "",
         "Each row keeps its annotator, ranking, item, prompt set, guideline version and time. Annotator names are the "
         "app's account names: replace them before sharing if they identify people.",
@@ -351,13 +376,24 @@ def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: s
         "",
         "## Filters used",
         "",
-        *([f"- {k}: {v}" for k, v in filters.items()] or ["- none: every non-skipped ranking"]),
+        *([f"- {k}: {inert(str(v))}" for k, v in filters.items()] or ["- none: every non-skipped ranking"]),
         "",
         "## Columns",
         "",
         ", ".join(f"`{c}`" for c in schema(kind, as_messages).names),
         "",
     ])
+
+
+def inert(text: str, limit: int = 200) -> str:
+    r"""A name from the data (a model named in an imported file, an annotator) as plain text in the card's Markdown: one
+    line, cut to `limit`, every Markdown and HTML character escaped, so it cannot add an image, a link or a section.
+
+    >>> print(inert("![x](h.png)\n## License"))
+    \!\[x\]\(h\.png\) \#\# License
+    """
+    line = " ".join(text.split())[:limit]
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", line)
 
 
 def count_rows(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> int:

@@ -24,7 +24,9 @@ SECRETS_FILES = (PROJECT_ROOT / ".streamlit" / "secrets.toml", Path.home() / ".s
 # (AWS_SECRET_ACCESS_KEY, HF_TOKEN, ...) as a bearer token to a URL of their choice.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,90}_API_KEY")
 SECRETS_TABLE = "remote_api_keys"  # in secrets.toml: [remote_api_keys] VLLM_API_KEY = "..."
-LOOKS_LIKE_A_KEY = re.compile(r"^(sk-|sk_|hf_|gsk_|xai-|AIza)|^[A-Za-z0-9_\-]{32,}$")
+# A key pasted where its variable's name belongs: a provider's prefix, or 32+ characters of mixed case (a variable
+# name is upper case, however long: AZURE_OPENAI_DEPLOYMENT_EU_API_KEY is a name).
+LOOKS_LIKE_A_KEY = re.compile(r"^(sk-|sk_|hf_|gsk_|xai-|AIza)|^(?=.*[a-z])[A-Za-z0-9_\-]{32,}$")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
@@ -93,7 +95,25 @@ def delete_remote_generator(db: Database, name: str, actor: User | None) -> None
 
 
 def remote_generators(db: Database) -> list[RemoteGenerator]:
-    return [_from_row(row) for row in db.execute("SELECT id, name, settings FROM remote_generators ORDER BY name")]
+    """The registered remote generators today's rules accept (see `refused_remote_generators` for the others)."""
+    return [g for g in (_or_problem(row) for row in _rows(db)) if isinstance(g, RemoteGenerator)]
+
+
+def refused_remote_generators(db: Database) -> list[dict]:
+    """Rows saved under older rules that today's refuse (say a key variable no longer allowed): name and why, so an
+    admin can remove or re-save them; nothing uses them meanwhile."""
+    return [{"name": row[1], "problem": g} for row in _rows(db) if isinstance(g := _or_problem(row), str)]
+
+
+def _rows(db: Database) -> list:
+    return db.execute("SELECT id, name, settings FROM remote_generators ORDER BY name").fetchall()
+
+
+def _or_problem(row) -> RemoteGenerator | str:
+    try:
+        return _from_row(row)
+    except (ValueError, TypeError) as error:
+        return str(error)
 
 
 def remote_generator(db: Database, name: str) -> RemoteGenerator:

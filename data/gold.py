@@ -11,7 +11,13 @@ def set_gold(db: Database, item_id: int, expected: list[list[int]]) -> None:
     completions or only some (a pair with an expected winner is [[winner], [loser]])."""
     if not ranking_to_pairs(expected):
         raise ValueError("a gold answer must order at least one pair, e.g. A > B")
+    positions = [p for group in expected for p in group]
+    if len(positions) != len(set(positions)) or any(not group for group in expected):
+        raise ValueError("a gold answer names each completion at most once (A > A or A > B > A could never be passed)")
     with write_transaction(db):
+        k = db.execute("SELECT COUNT(*) FROM completions WHERE item_id = ?", [item_id]).fetchone()[0]
+        if not k or not all(isinstance(p, int) and 0 <= p < k for p in positions):
+            raise ValueError(f"item {item_id} has {k} completions: a gold answer orders only those")
         db.execute("INSERT OR REPLACE INTO gold (item_id, expected, created_at) VALUES (?, ?, ?)", [item_id, to_json(expected), now()])
         from data import quality  # quality grades with this module's `passes`
 

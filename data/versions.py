@@ -192,6 +192,9 @@ def _check_not_registered(db: Database, kind: str, name: str) -> None:
     if version_named(db, kind, name) is not None:
         raise ValueError(f"a {kind} version named {name!r} exists already: type another name, "
                          "or leave it empty for a dated one")
+    if kind == "generator" and db.execute("SELECT 1 FROM remote_generators WHERE name = ?", [name]).fetchone():
+        raise ValueError(f"a remote generator is named {name!r}: a generator version needs a name of its own (completions "
+                         "carry their source's name), type another one")
 
 
 def _job_making(db: Database, kind: str, name: str) -> int | None:

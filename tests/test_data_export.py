@@ -1,5 +1,6 @@
 import io
 import json
+import os
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -300,3 +301,31 @@ def test_a_dataset_zip_holds_the_folder(ranked):
 
     names = zipfile.ZipFile(io.BytesIO(export.dataset_zip(ranked, "pairs", name="prefs"))).namelist()
     assert sorted(names) == ["prefs/README.md", "prefs/data/train.parquet"]
+
+
+def test_what_a_killed_export_writer_left_is_swept_by_the_next_export(db, tmp_path):
+    """Finding 19 of the third trust pass: a killed export job left a hidden .partial file that nothing removed."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f".pairs.jsonl.{dead.pid}.k3x9q2zz.partial"
+    leftover.write_text("half a file")
+    mine = tmp_path / f".other.jsonl.{os.getpid()}.abcdefgh.partial"  # a writer still running: kept
+    mine.write_text("being written")
+    export.write_export(db, "pairs", "jsonl", tmp_path / "pairs.jsonl")
+    assert not leftover.exists() and mine.exists() and (tmp_path / "pairs.jsonl").exists()
+
+
+def test_the_dataset_card_shows_model_names_from_imported_files_as_text(db, tmp_path):
+    """Finding 20 of the third trust pass: an imported model name added an image and a fake License section."""
+    from data import importing
+
+    hostile = "evil ![pixel](http://tracker.example/p.png)\n## License\nAll rights reserved"
+    rows = importing.parse_rankings(json.dumps({"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]],
+                                                "annotator": "x", "models": [hostile, "fine"]}).encode())
+    importing.import_rankings(db, rows)
+    export.write_export(db, "pairs", export.DATASET, tmp_path / "card")
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "![pixel]" not in card and "\n## License" not in card and "\\!\\[pixel\\]" in card

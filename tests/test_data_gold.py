@@ -52,3 +52,12 @@ def test_exports_filter_by_quality_and_keep_provenance(db):
     row = rankings[rankings.item_id == ids[0]].iloc[0]
     assert len(row.consensus_strength) == 2 and row.consensus_strength[0] > row.consensus_strength[1]
     assert all(lo <= s <= hi for lo, s, hi in zip(row.consensus_low, row.consensus_strength, row.consensus_high))
+
+
+@pytest.mark.parametrize("expected", [[[0], [0]], [[0], [1], [0]], [[0], []], [[0], [7]]])
+def test_an_impossible_gold_answer_is_refused(db, expected):
+    """Finding 15 of the third trust pass: A > A or A > B > A was accepted, and nobody could pass it."""
+    [item] = add_items(db, 1)
+    with pytest.raises(ValueError, match="at most once|orders only those|at least one pair"):
+        gold.set_gold(db, item, expected)
+    assert db.execute("SELECT COUNT(*) FROM gold").fetchone()[0] == 0

@@ -162,3 +162,17 @@ def test_the_pattern_queue_finds_the_rushed_the_all_ties_and_the_first_shown_bes
     assert "first completion shown ranked best 100% of 12 times (chance: 25%)" in why["firsty"]
     queue = review.review_queue(db, "pattern")
     assert {r["annotator"] for r in queue} == {"speedy", "firsty"} and len(queue) == 24 and all(r["why"] for r in queue)
+
+
+def test_a_huge_comment_or_demonstration_is_refused(db):
+    """Finding 18 of the third trust pass: a 20 MB comment was stored."""
+    from data import demonstrations
+
+    [item] = add_items(db, 1)
+    me = annotation.annotator_id(db, "alice")
+    with pytest.raises(ValueError, match="keep it under 5,000"):
+        annotation.submit_ranking(db, item, me, [[0], [1], [2], [3]], [0, 1, 2, 3], comment="x" * 20_000_000)
+    prompt_id = db.execute("SELECT prompt_id FROM items WHERE id = ?", [item]).fetchone()[0]
+    with pytest.raises(ValueError, match="keep a demonstration under 50,000"):
+        demonstrations.save_demonstration(db, prompt_id, me, "y" * 60_000)
+    assert db.execute("SELECT (SELECT COUNT(*) FROM rankings) + (SELECT COUNT(*) FROM demonstrations)").fetchone()[0] == 0

@@ -124,7 +124,9 @@ def test_a_repeat_is_served_unannounced_in_a_new_order_and_stored_apart(chat_db)
     assert (repeat["ranking_id"], repeat["item_id"]) == (first[0], first[1])
     assert repeat["display_order"] != first[2]  # shown in another order than the first time
     assert chat_db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM comparisons) FROM rankings").fetchone() == rankings_before
-    assert caption.split("·")[1] == at.caption[0].value.split("·")[1]  # not counted as a new ranking
+    ranked = lambda text: int(text.split("·")[1].split()[0])  # noqa: E731  "… · 12 ranked, 28 left"
+    assert ranked(at.caption[0].value) == ranked(caption) + 1  # counted like any ranking: nothing gives a repeat away
+    assert not any("repeat" in str(key) for key in at.session_state)  # widget keys reach the page's DOM
 
 
 def test_an_empty_answer_is_shown_as_such_and_ranked_like_any_other(db_path, monkeypatch):
@@ -140,3 +142,14 @@ def test_an_empty_answer_is_shown_as_such_and_ranked_like_any_other(db_path, mon
     at.text_input(key=typed_key(at)).input("A > B")
     button(at, "Submit ranking").click().run()
     assert db.execute("SELECT groups FROM rankings").fetchone()[0] is not None
+
+
+def test_a_corrupted_conversation_row_is_shown_as_text_and_can_be_skipped(chat_db):
+    """Finding 16 of the third trust pass: a stored message with role 'tool' blocked every annotator it was served to."""
+    chat_db.execute("""UPDATE prompts SET messages = '[{"role": "tool", "content": "x"}, {"role": "user", "content": "y"}]'
+                       WHERE prompt_set = 'chat'""")
+    chat_db.conn.commit()
+    at = start(user="alice")
+    assert not at.exception and not at.error
+    button(at, "Skip").click().run()
+    assert chat_db.execute("SELECT skipped FROM rankings").fetchone() == (1,)

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from data import builtin, generators, items, jobs
+from data import builtin, generators, items, jobs, versions
 from data.generators import RemoteGenerator
 from data.store import db_file, open_db
 from policy.config import GenerationConfig
@@ -120,7 +120,7 @@ def generation_job(db_path, argv: list[str]) -> dict:
 
 @pytest.mark.parametrize("field, value, message", [
     ("api_key_env", "sk-proj-abcdefghijklmnop", "looks like an API key itself"),
-    ("api_key_env", "A" * 40, "looks like an API key itself"),
+    ("api_key_env", "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5zZ", "looks like an API key itself"),
     ("api_key_env", "MY KEY", "name a variable that ends in _API_KEY"),
     ("api_key_env", "AWS_SECRET_ACCESS_KEY", "name a variable that ends in _API_KEY"),
     ("api_key_env", "HF_TOKEN", "name a variable that ends in _API_KEY"),
@@ -132,6 +132,11 @@ def generation_job(db_path, argv: list[str]) -> dict:
 def test_a_remote_generator_that_would_fail_or_store_a_secret_is_refused(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         remote("http://127.0.0.1:1/v1", **{field: value})
+
+
+def test_a_long_upper_case_variable_name_is_a_name_not_a_key():
+    """Finding 11 of the third trust pass: names of 32+ characters were refused as "looks like an API key"."""
+    assert remote("http://127.0.0.1:1/v1", api_key_env="AZURE_OPENAI_DEPLOYMENT_EU_API_KEY").api_key_env.endswith("_API_KEY")
 
 
 def test_registering_keeps_the_variable_name_and_never_the_key(db, monkeypatch):
@@ -325,3 +330,27 @@ def test_skip_done_looks_for_an_item_from_the_same_mix_of_sources(db, tiny_gener
     arena = items.prompts_without_item_from(db, "s", tiny, ["remote"])
     remote_only = items.prompts_without_item_from(db, "s", None, ["remote"])
     assert local_only == [] and [p["text"] for p in arena] == ["one"] and [p["text"] for p in remote_only] == ["one"]
+
+
+def test_a_generator_version_cannot_take_a_remote_generators_name(db):
+    """Finding 12 of the third trust pass: the name check ran one way only (remote names against versions)."""
+    generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", name="shared-name"), None)
+    with pytest.raises(ValueError, match="a remote generator is named 'shared-name'"):
+        versions.check_version_name(db, "generator", "shared-name")
+    with pytest.raises(ValueError, match="a remote generator is named"):
+        versions.register_version(db, "generator", "shared-name", "/nowhere")
+    versions.check_version_name(db, "reward", "shared-name")  # a reward model's names are apart
+
+
+def test_a_remote_generator_saved_under_older_rules_is_shown_apart_and_removable(app_db):
+    """Finding 8 of the third trust pass: one such row broke the whole Generate screen, its Remove button included."""
+    from tests.test_pages import start
+
+    app_db.execute("INSERT INTO remote_generators (name, settings, created_at) VALUES ('old', ?, 'x')",
+                   [json.dumps({"base_url": "http://h/v1", "model": "m", "api_key_env": "HF_TOKEN"})])
+    app_db.conn.commit()
+    assert generators.remote_generators(app_db) == [] and generators.refused_remote_generators(app_db)[0]["name"] == "old"
+    at = start("pages/data/generate.py")
+    assert not at.exception and any("Remote generator old is not used" in w.value for w in at.warning)
+    at.button(key="remove-refused-old").click().run()
+    assert generators.refused_remote_generators(app_db) == []

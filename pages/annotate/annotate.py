@@ -5,6 +5,7 @@ a rank control on each, and the ranking bar pinned to the bottom of the window, 
 scrolling past every answer. Everything has a key: the shortcuts are listed on the page.
 """
 
+import hashlib
 import time
 
 import streamlit as st
@@ -70,8 +71,9 @@ def count_one_down() -> None:
 
 
 def item_key(item) -> str:
-    """The prefix of this showing's widget and timer keys: a repeat of an item gets its own (its time starts afresh)."""
-    return f"item-{item.id}" if item.repeat_of is None else f"item-{item.id}-repeat-{item.repeat_of}"
+    """The prefix of this showing's widget and timer keys: a repeat of an item gets its own (its time starts afresh).
+    Opaque, as widget keys reach the page: nothing in it tells a repeat from a first showing."""
+    return "item-" + hashlib.sha256(f"{item.id}:{item.repeat_of}".encode()).hexdigest()[:12]
 
 
 def entry_keys(item) -> list[str]:
@@ -98,14 +100,13 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
     try:
         if skipped:
             annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment, **context)
-            if item.repeat_of is None:
-                count_one_down()
+            count_one_down()  # a repeat too: the counts move as for any item, so nothing gives a repeat away
             flash("info", "Skipped.")
             return
         ranks = [st.session_state.get(f"{key}-rank-{i}") for i in range(item.k)]
         groups = ranking_from_input(st.session_state.get(f"{key}-typed") or "", ranks, order)
         saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment, **context)
-        if saved.was_new and item.repeat_of is None:
+        if saved.was_new:
             count_one_down()
         flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
     except (RankingError, ValueError) as error:
@@ -372,8 +373,8 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     tools(item, order, undo.undoable(db, user.id) is not None)
     show_completions(item, order)
     st.pills("Flags", annotation.FLAGS, selection_mode="multi", key=f"{item_key(item)}-flags", on_change="ignore")
-    st.text_input("Comment (optional)", key=f"{item_key(item)}-comment", on_change="ignore")
+    st.text_input("Comment (optional)", key=f"{item_key(item)}-comment", on_change="ignore", max_chars=annotation.MAX_COMMENT)
     demonstration_from(item, order)
     st.caption("Keyboard: " + SHORTCUTS)
-    st.html(FOCUS_KEYS_JS.replace("ITEM_ID", str(item.id)), unsafe_allow_javascript=True)
+    st.html(FOCUS_KEYS_JS.replace("ITEM_ID", item_key(item)), unsafe_allow_javascript=True)
     ranking_bar(item, order)

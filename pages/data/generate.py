@@ -104,8 +104,18 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
             launch("generate", config, "Generation")
 
 
+def refused_remotes(db) -> None:
+    """Remote generators saved under older rules that today's refuse: said, not used, and removable."""
+    for row in generators.refused_remote_generators(db):
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.warning(f"Remote generator {row['name']} is not used: {row['problem']}. Remove it, or save it again below "
+                     "with settings that pass.")
+        right.button("Remove", key=f"remove-refused-{row['name']}", on_click=delete_remote, args=(row["name"],), width="stretch")
+
+
 def remote_generators_section(db, remotes: list) -> None:
     st.subheader("Remote generators")
+    refused_remotes(db)
     st.caption("Models served over an OpenAI-compatible API (vLLM, llama.cpp's server, TGI, Ollama, a hosted API). "
                "The API key stays in an environment variable named …_API_KEY (or under [remote_api_keys] in "
                ".streamlit/secrets.toml) on the machine that runs the app: only its name is stored.")
