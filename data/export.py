@@ -376,7 +376,7 @@ def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: s
         "",
         "## Filters used",
         "",
-        *([f"- {k}: {inert(str(v))}" for k, v in filters.items()] or ["- none: every non-skipped ranking"]),
+        *([f"- {k}: {filter_text(v)}" for k, v in filters.items()] or ["- none: every non-skipped ranking"]),
         "",
         "## Columns",
         "",
@@ -387,13 +387,23 @@ def dataset_card(db: Database, kind: str, where: ExportFilter, conversational: s
 
 def inert(text: str, limit: int = 200) -> str:
     r"""A name from the data (a model named in an imported file, an annotator) as plain text in the card's Markdown: one
-    line, cut to `limit`, every Markdown and HTML character escaped, so it cannot add an image, a link or a section.
+    line, cut to `limit`, every inline Markdown and HTML character escaped, so it cannot add an image, a link or a
+    section. The text always follows "- label: " on its line, so line-start marks (#, -, +, 1.) stay plain.
 
     >>> print(inert("![x](h.png)\n## License"))
-    \!\[x\]\(h\.png\) \#\# License
+    \!\[x\]\(h.png\) ## License
     """
     line = " ".join(text.split())[:limit]
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", line)
+    return re.sub(r"([\\`*_{}\[\]()!|<>~&])", r"\\\1", line)
+
+
+def filter_text(value) -> str:
+    """One filter's value in the card: a list as its names joined by commas, each inert.
+
+    >>> filter_text(["set-a", "b_2"])
+    'set-a, b\\_2'
+    """
+    return ", ".join(inert(str(v)) for v in value) if isinstance(value, list) else inert(str(value))
 
 
 def count_rows(db: Database, kind: str, where: ExportFilter = ExportFilter()) -> int:

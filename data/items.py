@@ -99,22 +99,23 @@ def add_prompt(db: Database, prompt_set: str, prompt: str | list[dict], source: 
 
 def add_item(db: Database, prompt_id: int, completions: list[NewCompletion], job_id: int | None = None,
              origin: str = "sampled") -> int:
-    """Store one prompt's K completions as an item to rank. Call inside a transaction."""
+    """Store one prompt's K completions as an item to rank: its own transaction, or a part of the caller's."""
     if not MIN_K <= len(completions) <= MAX_K:
         raise RankingError(f"need between {MIN_K} and {MAX_K} completions to rank, got {len(completions)}")
-    created = now()
-    prompt_set, prompt = db.execute("SELECT prompt_set, text FROM prompts WHERE id = ?", [prompt_id]).fetchone()
-    item_id = db.execute(
-        "INSERT INTO items (prompt_id, job_id, origin, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), created],
-    ).lastrowid
-    db.conn.executemany(  # plain executemany: sqlite-utils' insert_all builds its query anew for each item
-        """INSERT INTO completions (item_id, position, text, generator_version_id, model_name, params, seed, n_tokens,
-                                    finish_reason, gen_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [(item_id, position, c.text, c.generator_version_id, c.model_name, to_json(c.params), c.seed, c.n_tokens,
-          c.finish_reason, c.gen_seconds, created) for position, c in enumerate(completions)])
-    uncertainty.set_priorities(db, "id = ?", [item_id])  # in a set's random share, its place in the queue is set now
-    pause_demo_if_first(db, prompt_set, item_id)
+    with write_transaction(db):
+        created = now()
+        prompt_set, prompt = db.execute("SELECT prompt_set, text FROM prompts WHERE id = ?", [prompt_id]).fetchone()
+        item_id = db.execute(
+            "INSERT INTO items (prompt_id, job_id, origin, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            [prompt_id, job_id, origin, content_hash(prompt_set, prompt, [c.text for c in completions]), created],
+        ).lastrowid
+        db.conn.executemany(  # plain executemany: sqlite-utils' insert_all builds its query anew for each item
+            """INSERT INTO completions (item_id, position, text, generator_version_id, model_name, params, seed, n_tokens,
+                                        finish_reason, gen_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [(item_id, position, c.text, c.generator_version_id, c.model_name, to_json(c.params), c.seed, c.n_tokens,
+              c.finish_reason, c.gen_seconds, created) for position, c in enumerate(completions)])
+        uncertainty.set_priorities(db, "id = ?", [item_id])  # in a set's random share, its place in the queue is set now
+        pause_demo_if_first(db, prompt_set, item_id)
     return item_id
 
 

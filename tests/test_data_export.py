@@ -284,7 +284,7 @@ def test_a_dataset_folder_loads_with_datasets_and_carries_a_card(ranked, tmp_pat
     card = (folder / "README.md").read_text()
     assert card.startswith("---\n# license: fill this in") and "license: null" in card
     assert f"| rows | {rows:,} |" in card and "| annotators | 2 |" in card and "| prompt sets | 1 |" in card
-    assert "- prompt_sets: ['set-a']" in card and "pairwise agreement" in card
+    assert "- prompt_sets: set-a\n" in card and "pairwise agreement" in card
     assert [p.name for p in folder.parent.iterdir()] == [f"{kind}-dataset"]  # no partial folder left
 
 

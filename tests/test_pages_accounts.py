@@ -223,3 +223,21 @@ def test_a_reviewer_gets_annotate_and_review_and_decides_on_others_rankings_only
     except Exception:  # noqa: BLE001  not a page of an annotator's navigation at all
         pass
     assert not any(t.value == "Review" for t in at.title) and not any(b.label == "Reject" for b in at.button)
+
+
+def test_logging_in_while_another_process_holds_the_store_says_so_without_a_traceback(app_db, monkeypatch):
+    """Finding 17 of the third trust pass: a logged-out visitor got a raw stack trace."""
+    import os
+    import sqlite3
+
+    from data import store
+
+    accounts.create_user(app_db, "kim", "a-long-password")
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.3)
+    blocker = sqlite3.connect(os.environ["RLHF_DB"])
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    at = log_in_form(start(user=None), "kim", "a-long-password")
+    assert not at.exception and "store is busy" in unescaped(at.warning[0]) and "account" not in at.session_state
+    blocker.rollback()
+    at = log_in_form(start(user=None), "kim", "a-long-password")
+    assert "account" in at.session_state

@@ -12,6 +12,7 @@ import sys
 import streamlit as st
 
 from data import accounts
+from data.store import StoreBusy
 from ui.session import flash, session_db, show_flash, sso_configured, start_session
 
 
@@ -40,6 +41,8 @@ def log_in() -> None:
         start_session(user)
     except accounts.AuthError as error:
         flash("error", str(error))
+    except StoreBusy as busy:  # another process held the store's write lock too long: say so, never a traceback
+        flash("warning", f"{busy} Log in again in a moment.")
 
 
 def create_first_admin() -> None:
