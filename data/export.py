@@ -398,10 +398,10 @@ def inert(text: str, limit: int = 200) -> str:
 
 
 def filter_text(value) -> str:
-    """One filter's value in the card: a list as its names joined by commas, each inert.
+    r"""One filter's value in the card: a list as its names joined by commas, each inert.
 
-    >>> filter_text(["set-a", "b_2"])
-    'set-a, b\\_2'
+    >>> print(filter_text(["set-a", "b_2"]))
+    set-a, b\_2
     """
     return ", ".join(inert(str(v)) for v in value) if isinstance(value, list) else inert(str(value))
 

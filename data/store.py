@@ -43,8 +43,9 @@ def open_db(path: str | os.PathLike | None = None) -> Database:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     db.execute("PRAGMA synchronous=NORMAL")
-    with write_transaction(db):
-        migrations.apply(db)
+    if migrations.pending(db):  # a read: opening an up-to-date store never waits for the write lock
+        with write_transaction(db):
+            migrations.apply(db)  # re-checks what is pending under the lock: two openers apply each migration once
     return db
 
 

@@ -209,6 +209,10 @@ def test_a_reload_keeps_the_annotator_logged_in_until_log_out_or_a_role_change(s
     assert page.get_by_role("button", name="Log in").count() == 0
     page.goto(url)  # opening the address again (as a new tab) too
     page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    page.goto(f"{url}/annotate")  # a shared link to the ranking screen: the screen, no "Page not found"
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    assert "Page not found" not in page.content() and page.get_by_role("button", name="Log in").count() == 0
 
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)

@@ -41,6 +41,20 @@ def length_controlled_win_rate(reward_gain: list[float], length_gain: list[float
     return (sum(similar) / len(similar) if len(similar) >= min_pairs else None), len(similar)
 
 
+def similar_length_text(metrics: dict) -> str:
+    """The length-controlled win rate in words for a log line, its pair count beside it.
+
+    >>> similar_length_text({"val/lc_win_rate": 0.625, "val/lc_pairs": 40})
+    '0.62 among 40 pairs of similar length'
+    >>> similar_length_text({"val/lc_win_rate": None, "val/lc_pairs": 3})
+    'too few pairs of similar length to tell (3)'
+    """
+    win, pairs = metrics.get("val/lc_win_rate"), metrics.get("val/lc_pairs", 0)
+    if win is None:
+        return f"too few pairs of similar length to tell ({pairs})"
+    return f"{win:.2f} among {pairs} pairs of similar length"
+
+
 def length_rule_accuracy(train: list, validation: list) -> dict:
     """Held-out accuracy of the rule "the longer answer wins" (or "the shorter", whichever the training rankings
     favour), counted in words, on the same pairs as the reward model; equal lengths count half.

@@ -35,12 +35,15 @@ def logged_out_navigation() -> list:
 
 
 def navigation(user) -> dict:
-    annotate = st.Page(f"pages/{ANNOTATE}.py", title="Annotate", icon=":material/reorder:", default=True)
+    # the default page is served at "/" but reserves its own name too, so it takes "home" and leaves /annotate to an alias:
+    # a shared /annotate link (or a log-in that began there) opens the ranking screen, not "Page not found"
+    annotate = [st.Page(f"pages/{ANNOTATE}.py", title="Annotate", icon=":material/reorder:", url_path="home", default=True),
+                st.Page(f"pages/{ANNOTATE}.py", title="Annotate", url_path=ANNOTATE.split("/")[-1], visibility="hidden")]
     if user.can_review and not user.is_admin:  # reviewers: Annotate and Review, no admin screen even by URL
-        return {"Annotate": [annotate], "Quality": [st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:")
+        return {"Annotate": annotate, "Quality": [st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:")
                                                     for file, title, icon in REVIEWER_SCREENS]}
     if not user.is_admin:  # annotators are never served an admin screen, not even by URL
-        return {"": [annotate]}
-    return {"Annotate": [annotate], **{
+        return {"": annotate}
+    return {"Annotate": annotate, **{
         section: [st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:") for file, title, icon in screens]
         for section, screens in ADMIN_SCREENS.items()}}
