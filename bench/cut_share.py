@@ -73,13 +73,13 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=768, help="the generous cap the completions are sampled under")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-builtin", type=int, default=None, metavar="CAP")
-    parser.add_argument("--out", default="cut_share")
+    parser.add_argument("--out", default=None, help="bench/out/NAME.json; default cut_share_CAP")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, Timer() as timer:
         rows = generate(Path(folder), args.k, args.cap, args.seed)
     lengths = sorted(r["n_tokens"] for r in rows)
     ended = [r["n_tokens"] for r in rows if r["finish_reason"] == "eos"]
-    save(args.out, {
+    save(args.out or f"cut_share_{args.cap}", {
         "completions": len(rows), "k": args.k, "sampled_under_cap": args.cap, "seconds": round(timer.seconds, 1),
         "ended_within_cap": len(ended), "default_cap": GenerationConfig.max_new_tokens,
         "tokens_quantiles": {q: lengths[min(len(lengths) - 1, int(q / 100 * len(lengths)))] for q in (50, 75, 90, 95)},

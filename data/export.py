@@ -41,6 +41,7 @@ from data.rankings import tie_count
 from data.prompt_sets import WANTED
 from data.review import EXCLUDED_FROM_TRAINING
 from data.store import from_json
+from data.versions import process_alive
 
 KINDS = ("pairs", "rankings")
 CONVERSATIONAL = ("auto", "yes", "no")  # pairs as TRL's conversational format: when a prompt is a conversation, always, never
@@ -255,21 +256,11 @@ def sweep_partials(folder: Path) -> int:
     swept = 0
     for leftover in Path(folder).glob(".*.partial"):
         pid = next((int(part) for part in reversed(leftover.name.split(".")[:-2]) if part.isdigit()), None)
-        if pid is None or _alive(pid):
+        if pid is None or process_alive(pid):
             continue
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         swept += 1
     return swept
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_dataset(db: Database, kind: str, folder: Path, where: ExportFilter = ExportFilter(), on_progress=None,
