@@ -65,12 +65,13 @@ def configure_set(db: Database, name: str, actor, project: dict, rankings_wanted
 
 
 def prompt_sets(db: Database) -> list[dict]:
-    """Every set, those served first (active, then by priority), so a form's default is the set being worked on."""
+    """Every set, those served first (active, then by priority, then the newest), so a form's default is the set being
+    worked on: a new project comes before the demo set from its import on, and keeps its place when the demo pauses."""
     return list(
         db.query(
             """SELECT s.name, s.rankings_wanted, s.gold_every, COUNT(p.id) AS prompts
                FROM prompt_sets s LEFT JOIN prompts p ON p.prompt_set = s.name
-               GROUP BY s.name ORDER BY s.status = 'active' DESC, s.status = 'paused' DESC, s.priority DESC, s.created_at"""
+               GROUP BY s.name ORDER BY s.status = 'active' DESC, s.status = 'paused' DESC, s.priority DESC, s.created_at DESC, s.rowid DESC"""
         )
     )
 

@@ -533,3 +533,9 @@ def m0022_reviewers_and_sessions(db):
     db.execute("CREATE INDEX sessions_expiry ON sessions (expires_at)")
     # An annotator may change their own ranking until it is reviewed (data/undo.py): when they last did.
     db.execute("ALTER TABLE rankings ADD COLUMN edited_at TEXT")
+
+
+@migrations()
+def m0023_review_events_by_ranking(db):
+    # An annotator's My rankings says "sent back" apart from "rejected": the last review action of each of their rankings.
+    db.execute("CREATE INDEX review_events_ranking ON review_events (ranking_id, id)")

@@ -15,9 +15,12 @@ from data.store import now, write_transaction
 STATUSES = ("active", "paused", "archived")
 BUILTIN_SET = "builtin"
 # How many rankings an item of set `s` wants (`i`: items): N, or for its overlap share, at least the overlap N. The
-# share is picked by the fractional part of draw * 7919, a uniform number unrelated to the uncertainty queue's use of
-# the draw (its random share), so the two samples are independent.
-WANTED = """(CASE WHEN (i.draw * 7919.0) - CAST(i.draw * 7919.0 AS INTEGER) < s.overlap_share
+# share is picked by the golden-ratio sequence of item ids, frac(id * 0.618...): any run of consecutive ids (a set's
+# items) spreads evenly over [0, 1), so a share s of n items gives s * n overlap items give or take 2 (for n up to
+# 200; the error grows like log n), even for a small set (a random draw gave 0 of 6 at s = 0.5), and the sample has
+# nothing to do with the items' content.
+OVERLAP_POINT = "((i.id * 0.6180339887498949) - CAST(i.id * 0.6180339887498949 AS INTEGER))"
+WANTED = f"""(CASE WHEN {OVERLAP_POINT} < s.overlap_share
                  THEN MAX(s.rankings_wanted, s.overlap_rankings) ELSE s.rankings_wanted END)"""
 # The sets :annotator may be served: active, and assigned to them or to nobody.
 SERVED_TO = """s.status = 'active' AND (NOT EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = s.name)
@@ -162,7 +165,8 @@ def progress(db: Database) -> list[dict]:
         SELECT s.name, s.status, s.priority, s.rankings_wanted, s.overlap_share, s.overlap_rankings,
                COUNT(i.id) AS items, COALESCE(SUM({WANTED}), 0) AS wanted,
                COALESCE(SUM(MIN(i.n_rankings, {WANTED})), 0) AS done,
-               COALESCE(SUM(i.n_rankings >= {WANTED}), 0) AS complete
+               COALESCE(SUM(i.n_rankings >= {WANTED}), 0) AS complete,
+               COALESCE(SUM(i.id IS NOT NULL AND {OVERLAP_POINT} < s.overlap_share), 0) AS overlap_items
         FROM prompt_sets s
         LEFT JOIN prompts p ON p.prompt_set = s.name
         LEFT JOIN items i ON i.prompt_id = p.id AND i.origin = 'sampled'

@@ -308,12 +308,13 @@ def rankings_per_day(db: Database) -> list[dict]:
 
 
 def data_health(db: Database) -> dict:
-    """Tie rate, flagged items and coverage (items with all the rankings their prompt set wants)."""
+    """Tie rate, flagged items and coverage (items with all the rankings their prompt set wants, among the items of
+    the sets being served: a paused demo set's or an archived set's items are not work left)."""
     refresh(db)
     ties, pairs = db.execute("SELECT TOTAL(ties), TOTAL(pairs) FROM annotator_stats").fetchone()
     covered, total = db.execute(
         f"""SELECT SUM(i.n_rankings >= {WANTED}), COUNT(*) FROM items i JOIN prompts p ON p.id = i.prompt_id
-           JOIN prompt_sets s ON s.name = p.prompt_set WHERE i.origin = 'sampled'""").fetchone()
+           JOIN prompt_sets s ON s.name = p.prompt_set WHERE i.origin = 'sampled' AND s.status = 'active'""").fetchone()
     flagged = db.execute("SELECT COUNT(DISTINCT item_id) FROM rankings WHERE flags != '[]'").fetchone()[0]
     return {"tie_rate": ties / pairs if pairs else None, "flagged_items": flagged, "covered_items": covered or 0,
             "items": total, "coverage": (covered or 0) / total if total else None}

@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from data import leaderboard, quality
 from data.accounts import User, require_role
+from data.rankings import validate_order
 from data.store import from_json, now, write_transaction
 
 QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment", "skipped": "items skipped by 2+ annotators",
@@ -29,7 +30,8 @@ BAD_FLAGS = ("all are bad", "offensive/unsafe")
 EXCLUDED_FROM_TRAINING = f"""(r.review = 'rejected' OR EXISTS (SELECT 1 FROM json_each(r.flags)
                               WHERE value IN ({', '.join(repr(f) for f in BAD_FLAGS)})))"""
 _COLUMNS = """r.id AS ranking_id, r.item_id, a.name AS annotator, r.skipped, r.groups, r.flags, r.comment, r.review,
-              r.review_reason, r.created_at, p.prompt_set, substr(p.text, 1, 200) AS prompt"""
+              r.review_reason, r.created_at, p.prompt_set, substr(p.text, 1, 200) AS prompt, r.display_order,
+              (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k"""
 _FROM = """FROM rankings r JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id
            JOIN prompts p ON p.id = i.prompt_id"""
 _QUEUE_SQL = {
@@ -54,8 +56,16 @@ def review_queue(db: Database, queue: str, limit: int = 100) -> list[dict]:
         return _pattern_queue(db, limit)
     if queue in ("gold", "disagreement"):
         quality.refresh(db)  # their figures come from the statistics tables
-    return [{**row, "groups": from_json(row["groups"]), "flags": from_json(row["flags"])}
-            for row in db.query(_QUEUE_SQL[queue], [limit])]
+    return [_row(row) for row in db.query(_QUEUE_SQL[queue], [limit])]
+
+
+def _row(row: dict) -> dict:
+    """A queue row with its JSON read; the display order as the annotator saw it (the stored order if unreadable)."""
+    try:
+        order = validate_order(from_json(row["display_order"]), row["k"])
+    except (TypeError, ValueError, RecursionError):
+        order = list(range(row["k"]))
+    return {**row, "groups": from_json(row["groups"]), "flags": from_json(row["flags"]), "display_order": order}
 
 
 def off_pattern(db: Database) -> dict[str, str]:
@@ -86,8 +96,19 @@ def _pattern_queue(db: Database, limit: int) -> list[dict]:
         return []
     rows = db.query(f"""SELECT {_COLUMNS} {_FROM} WHERE a.name IN ({', '.join('?' * len(why))})
                         ORDER BY r.review != '', r.id DESC LIMIT ?""", [*why, limit])
-    return [{**row, "groups": from_json(row["groups"]), "flags": from_json(row["flags"]), "why": why[row["annotator"]]}
-            for row in rows]
+    return [{**_row(row), "why": why[row["annotator"]]} for row in rows]
+
+
+def training_counts(db: Database) -> dict[str, int]:
+    """The rankings and comparisons the trainers learn from: all of them but those left out (`EXCLUDED_FROM_TRAINING`),
+    which are counted through the partial indexes of rejected and flagged rankings, so this stays cheap at any size."""
+    total, comparisons = (db.execute("SELECT COUNT(*) FROM rankings WHERE skipped = 0").fetchone()[0],
+                          db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0])
+    left_out, left_out_pairs = db.execute(f"""
+        SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM comparisons c WHERE c.ranking_id = e.id)), 0) FROM (
+            SELECT r.id FROM rankings r WHERE r.review = 'rejected' AND r.skipped = 0
+            UNION SELECT r.id FROM rankings r WHERE r.flags != '[]' AND r.skipped = 0 AND {EXCLUDED_FROM_TRAINING}) e""").fetchone()
+    return {"rankings": total - left_out, "comparisons": comparisons - left_out_pairs, "left_out": left_out}
 
 
 def queue_sizes(db: Database) -> dict[str, int]:

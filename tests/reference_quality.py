@@ -98,12 +98,12 @@ def rankings_per_day(db: Database) -> list[dict]:
 
 
 def data_health(db: Database) -> dict:
-    """Tie rate, flagged items and coverage (items with all the rankings their prompt set wants)."""
+    """Tie rate, flagged items and coverage (items with all the rankings their prompt set wants, in active sets)."""
     rankings = _rankings(db)
     pairs = sum(r["k"] * (r["k"] - 1) // 2 for r in rankings)
     covered, total = db.execute(
         """SELECT SUM(i.n_rankings >= s.rankings_wanted), COUNT(*) FROM items i JOIN prompts p ON p.id = i.prompt_id
-           JOIN prompt_sets s ON s.name = p.prompt_set WHERE i.origin = 'sampled'""").fetchone()
+           JOIN prompt_sets s ON s.name = p.prompt_set WHERE i.origin = 'sampled' AND s.status = 'active'""").fetchone()
     flagged = db.execute("SELECT COUNT(DISTINCT item_id) FROM rankings WHERE flags != '[]'").fetchone()[0]
     return {"tie_rate": sum(tie_count(r["groups"]) for r in rankings) / pairs if pairs else None,
             "flagged_items": flagged, "covered_items": covered or 0, "items": total,

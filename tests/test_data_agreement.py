@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from data import agreement, annotation, items, quality
+from data import agreement, annotation, items, prompt_sets, quality
 from data.rankings import ranking_to_pairs, ranks_to_groups
 from tests.conftest import add_items
 
@@ -112,6 +112,9 @@ def test_dashboard_figures_from_the_store(db):
     assert table["bob"]["tie_rate"] == pytest.approx(1 / 3) and table["bob"]["median_seconds"] == 5.0
     assert table["bob"]["agreement_with_others"] == 1.0
     health = quality.data_health(db)
-    assert health["flagged_items"] == 1 and health["coverage"] == 1.0
+    assert health["flagged_items"] == 1 and health["coverage"] == 1.0 and health["items"] == 4
+    add_items(db, 6, k=3, prompt_set="demo")
+    prompt_sets.configure(db, "demo", status="paused")  # a paused set's unranked items are not work left
+    assert quality.data_health(db)["coverage"] == 1.0 and quality.data_health(db)["items"] == 4
     consensus = quality.item_consensus(db, ids[0])
     assert consensus[0]["completion"] == "C"

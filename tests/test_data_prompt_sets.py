@@ -69,9 +69,18 @@ def test_the_overlap_share_wants_more_rankings_of_its_items_only(db):
     prompt_sets.configure(db, "s", overlap_share=0.2, overlap_rankings=3)
     [row] = prompt_sets.progress(db)
     overlap_items = (row["wanted"] - 200) / 2
-    assert 20 <= overlap_items <= 60  # about a fifth of 200, fixed by each item's draw
+    assert 38 <= overlap_items == row["overlap_items"] <= 42  # a fifth of 200, give or take 2, fixed in advance
     prompt_sets.configure(db, "s", overlap_share=1.0)
     assert prompt_sets.progress(db)[0]["wanted"] == 600
+
+
+@pytest.mark.parametrize("before", [0, 1, 5, 17])
+def test_a_small_set_gets_its_overlap_share_evenly_not_by_chance(db, before):
+    """The Chromium walk: at a share of 0.5, a random draw per item left 0 of 6 items for agreement."""
+    add_items(db, before, prompt_set="earlier")  # the new set's ids start anywhere
+    add_items(db, 6, prompt_set="small")
+    prompt_sets.configure(db, "small", overlap_share=0.5, overlap_rankings=2)
+    assert 2 <= next(p for p in prompt_sets.progress(db) if p["name"] == "small")["overlap_items"] <= 4
 
 
 def test_an_item_in_the_overlap_share_is_served_to_a_second_annotator(db):

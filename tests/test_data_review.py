@@ -176,3 +176,15 @@ def test_a_huge_comment_or_demonstration_is_refused(db):
     with pytest.raises(ValueError, match="keep a demonstration under 50,000"):
         demonstrations.save_demonstration(db, prompt_id, me, "y" * 60_000)
     assert db.execute("SELECT (SELECT COUNT(*) FROM rankings) + (SELECT COUNT(*) FROM demonstrations)").fetchone()[0] == 0
+
+
+def test_the_trainers_counts_leave_out_rejected_and_all_bad_rankings(db):
+    """The Chromium walk: the Reward model screen said "Train on 12 rankings" when 2 of them were rejected."""
+    first, second, third = add_items(db, 3)
+    rank(db, "alice", first)
+    rejected = rank(db, "alice", second)
+    rank(db, "alice", third, flags=["all are bad"])
+    assert review.training_counts(db) == {"rankings": 2, "comparisons": 12, "left_out": 1}
+    review.reject(db, rejected, "rushed", by="rita")
+    assert review.training_counts(db) == {"rankings": 1, "comparisons": 6, "left_out": 2}
+    assert review.training_counts(db)["rankings"] == len(load_rankings(db))

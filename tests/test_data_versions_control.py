@@ -103,7 +103,8 @@ def test_the_models_screen_activates_and_cannot_delete_what_is_used(app_db, tmp_
     assert "'policy-2' was trained from it" in frame.set_index("name").loc["policy-1", "used by"]
     at.selectbox(key="pick-generator").set_value(next(v for v in versions.list_versions(app_db, "generator") if v["id"] == first)).run()
     assert any("too few held-out pairs" in unescaped(w) for w in at.warning)
-    assert at.button(key="delete-generator").disabled
+    assert at.button(key="delete-generator").disabled and at.button(key="activate-generator").disabled
+    at.checkbox(key=f"override-generator-{first}").check().run()  # below the gate: the admin says they read why
     at.button(key="activate-generator").click().run()
     assert versions.active_version(app_db, "generator")["id"] == first
     assert "policy-1 is now the active generator" in unescaped(at.success[0])

@@ -136,6 +136,17 @@ def test_an_annotator_changes_a_ranking_under_my_rankings_until_it_is_reviewed(a
     assert at.dataframe[0].value["status"].tolist() == ["accepted"] and not at.selectbox
 
 
+def test_my_rankings_says_sent_back_apart_from_rejected(app_db):
+    from data import review
+
+    at = annotate_as(app_db, "gus")
+    at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed"))).input("A > B > C > D")
+    button(at, "Submit ranking").click().run()
+    review.send_back(app_db, app_db.execute("SELECT id FROM rankings").fetchone()[0], "read the prompt again", by="rita")
+    at.radio(key="task").set_value("My rankings").run()
+    assert at.dataframe[0].value["status"].tolist() == ["sent back (another annotator ranks it): read the prompt again"]
+
+
 def test_write_demonstrations_queue(app_db):
     at = annotate_as(app_db, "fay")
     at.radio(key="task").set_value("Write demonstrations").run()

@@ -1,5 +1,7 @@
 """Log-in, the first admin, and every callback and fragment re-checking who is asking (AppTest)."""
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -208,12 +210,19 @@ def test_a_reviewer_gets_annotate_and_review_and_decides_on_others_rankings_only
     accounts.create_user(app_db, "rita", "a-long-password", role="reviewer")
     accounts.create_user(app_db, "alice", "a-long-password")
     items = [row[0] for row in app_db.execute("SELECT id FROM items ORDER BY id LIMIT 2")]
-    for who, item in (("rita", items[0]), ("alice", items[1])):
-        annotation.submit_ranking(app_db, item, annotation.annotator_id(app_db, who), [[0], [1], [2], [3]], [0, 1, 2, 3],
-                                  flags=["prompt unclear"])
+    for who, item in (("rita", items[0]), ("alice", items[1])):  # alice saw stored answer 2 as A, 0 as B, 3 as C, 1 as D
+        annotation.submit_ranking(app_db, item, annotation.annotator_id(app_db, who), [[0], [1], [2], [3]], [2, 0, 3, 1],
+                                  flags=["prompt unclear"], comment="B is the only complete one")
     at = start("pages/quality/review.py", user="rita")
     assert not at.exception and at.title[0].value == "Review"
     assert [o for o in at.selectbox(key="review-pick").options] == [f"ranking 2 by alice of item {items[1]}"]
+    # the reviewer reads the ranking, the comment's letters and the answers as alice saw them, not in the stored order
+    assert at.dataframe[0].value["ranking given"].tolist() == ["B > D > A > C", "B > D > A > C"]
+    shown = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown]
+    assert "**alice** ranked: **B > D > A > C**" in shown[0] and "B is the only complete one" in shown[0]
+    third_answer = app_db.execute("SELECT text FROM completions WHERE item_id = ? AND position = 2", [items[1]]).fetchone()[0]
+    first_badge = next(i for i, text in enumerate(shown) if "Completion **A**" in text)
+    assert third_answer.split()[0] in shown[first_badge + 1]
     at.text_input(key="review-reason-2").input("ranked in 2 seconds")
     next(b for b in at.button if b.label == "Reject").click().run()
     assert [e["by"] for e in review.review_events(app_db)] == ["rita"]

@@ -303,6 +303,16 @@ def test_a_gain_that_length_explains_or_that_cannot_be_told_apart_from_length_is
     assert not good and "lengths barely overlap the old ones' (3 pairs of similar length" in line
 
 
+def test_a_win_rate_on_a_few_held_out_pairs_is_called_too_few_to_judge_not_length():
+    """The Chromium walk: 4 pairs read "the gain cannot be told apart from length" beside "win rate: too few (n=2)"."""
+    from training.diagnostics import verdict
+
+    lines = verdict({"val/win_rate": 0.75, "val/win_pairs": 4, "val/lc_win_rate": None, "val/lc_pairs": 4,
+                     "val/length_before": 48, "val/length_after": 48, "val/capped_before": 1.0, "val/capped_after": 1.0})
+    assert lines == [(False, "Too few held-out pairs to judge: 4 (at least 30 needed); a win rate of 75% on so few says "
+                             "nothing yet. Hold out more prompts or samples, then read the examples.")]
+
+
 def test_a_gain_at_equal_length_is_called_good_news():
     from training.diagnostics import verdict
 

@@ -104,6 +104,8 @@ def evaluation_summary(metrics: dict) -> str:
     'win rate 0.75 (n=32, 95% 0.58-0.87); 0.60 at similar length'
     >>> evaluation_summary({"val/win_rate": 1.0, "val/win_pairs": 4})
     'win rate: too few to tell (n=4)'
+    >>> evaluation_summary({"val/accuracy": 0.5, "val/accuracy_ci": [0.5, 0.5], "val/rankings": 1, "val/pairs": 6})
+    'accuracy 0.50: too few to tell (1 held-out ranking, 6 pairs)'
     """
     if metrics.get("val/win_rate") is not None:
         win, n = metrics["val/win_rate"], int(metrics.get("val/win_pairs") or 0)
@@ -112,6 +114,10 @@ def evaluation_summary(metrics: dict) -> str:
         low, high = wilson_interval(win * n, n)
         lc = metrics.get("val/lc_win_rate")
         return f"win rate {win:.2f} (n={n}, 95% {low:.2f}-{high:.2f})" + (f"; {lc:.2f} at similar length" if lc is not None else "")
+    rankings = metrics.get("val/rankings")
+    if metrics.get("val/accuracy_ci") and rankings is not None and rankings < MIN_HELD_OUT_RANKINGS:
+        return (f"accuracy {metrics['val/accuracy']:.2f}: too few to tell ({rankings} held-out "
+                f"ranking{'s' if rankings != 1 else ''}, {metrics.get('val/pairs', '?')} pairs)")
     if metrics.get("val/accuracy_ci"):
         low, high = metrics["val/accuracy_ci"]
         rule = metrics.get("val/length_rule_accuracy")

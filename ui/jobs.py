@@ -10,6 +10,7 @@ import streamlit as st
 
 from data import jobs
 from data.scheduler import KIND_NAMES
+from training.gate import evaluation_summary
 from ui.session import db_path, flash, require, session_db
 from ui.text import safe_markdown
 
@@ -44,9 +45,10 @@ def version_label(version: dict) -> str:
 
 
 def version_picker(column, label: str, versions_: list[dict], key: str | None = None) -> dict:
-    """A select box of model versions, the active one preselected."""
-    return column.selectbox(label, versions_, format_func=version_label, key=key,
-                            index=next((i for i, v in enumerate(versions_) if v["is_active"]), 0))
+    """A select box of model versions, the active one preselected, each with the figure its gate reads (so a reward
+    model at chance is not picked unawares)."""
+    return column.selectbox(label, versions_, key=key, index=next((i for i, v in enumerate(versions_) if v["is_active"]), 0),
+                            format_func=lambda v: version_label(v) + (f" · {summary}" if (summary := evaluation_summary(v["metrics"])) else ""))
 
 
 def cancel(db, job_id: int) -> None:
@@ -151,10 +153,15 @@ def duration(seconds: float) -> str:
 
 def result_table(result: dict) -> None:
     """A job's result as a table of named rows, not a dict."""
+    shown = {name: value for name, value in result.items() if value not in (None, "", {}, [])}  # nothing to say: no row
+    sentences = {name: value for name, value in shown.items() if isinstance(value, str) and len(value) > 60}
     rows = [{"": name.replace("_", " "), "value": value if isinstance(value, str) else json.dumps(value)}
-            for name, value in result.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"value": st.column_config.TextColumn(width="large")})
+            for name, value in shown.items() if name not in sentences]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={"value": st.column_config.TextColumn(width="large")})
+    for name, value in sentences.items():  # a sentence (why a version was or was not made active) is read whole
+        st.caption(safe_markdown(f"**{name.replace('_', ' ')}**: {value}"))
 
 
 @st.fragment(run_every=2)

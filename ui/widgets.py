@@ -3,6 +3,12 @@
 import streamlit as st
 
 from data import quality
+from data.conversation import is_conversation
+from data.rankings import LETTERS
+from ui.text import safe_markdown
+
+AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
+EMPTY_ANSWER = ":gray[*(empty answer)*]"  # a model that answered nothing: ranked like any other answer
 
 
 def statistics_caught_up(db) -> None:
@@ -13,3 +19,24 @@ def statistics_caught_up(db) -> None:
     if unreadable:
         st.warning(f"{len(unreadable):,} stored rankings cannot be read and are left out of these figures "
                    f"(ids {', '.join(map(str, unreadable[:10]))}{' …' if len(unreadable) > 10 else ''}).")
+
+
+def turn(message: dict) -> None:
+    """One turn of a conversation, as a chat bubble."""
+    with st.chat_message(message["role"], avatar=AVATARS[message["role"]]):
+        st.markdown(safe_markdown(message["content"]))
+
+
+def as_shown(item, display_order: list[int]) -> None:
+    """An item as its annotator saw it: the prompt (or conversation), then each completion under the letter it had,
+    marked when cut at the token cap. For a ranking read later (My rankings, Review): letters in comments match."""
+    if is_conversation(item.messages):
+        for message in item.messages:
+            turn(message)
+    else:
+        with st.container(border=True):
+            st.markdown(safe_markdown(item.prompt))
+    for letter, position in zip(LETTERS, display_order):
+        completion = item.completions[position]
+        st.markdown(f":violet-badge[Completion **{letter}**]" + (" :orange-badge[cut at the token cap]" if completion.cut else ""))
+        st.markdown(safe_markdown(completion.text) if completion.text.strip() else EMPTY_ANSWER)

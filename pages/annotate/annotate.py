@@ -17,6 +17,7 @@ from data.store import StoreBusy
 from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
 from ui.text import safe_markdown
+from ui.widgets import EMPTY_ANSWER, as_shown, turn
 
 KEPT = "kept-entries"  # what an annotator entered, kept across a run that could not reach the store
 LEFT = "items-left"  # (count, when counted): the count visits every open item, so it is redone at most every 30 s
@@ -24,11 +25,9 @@ RECOUNT_S = 30
 SIDE_BY_SIDE = "side-by-side"  # the layout of the completions, this session
 SEEN = "guidelines-seen"  # (prompt set, version) shown open once in this session; collapsed after
 EARLIER_WORDS = 120  # earlier turns of a conversation longer than this start collapsed
-AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
 SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **U** undo the last · **F** flags · **G** guidelines · **D** compare two · "
              "**L** layout · **Tab** / **Shift+Tab** move between controls, **←** **→** within ranks or flags, **Space** "
              "picks · **Esc** closes")
-EMPTY_ANSWER = ":gray[*(empty answer)*]"  # a model that answered nothing: ranked like any other answer
 REFUSED = "ranking-refused"  # why the last typed ranking was refused: shown beside the ranking field
 # "/" puts the cursor in the ranking field and "f" on the first flag (Streamlit buttons take shortcuts; nothing focuses a field).
 # A new item opens at the top (its prompt, the "Saved" echo and first-time guidelines in view), whatever the scroll
@@ -149,7 +148,8 @@ def save_edit(db, user, ranking: dict, key: str) -> None:
 
 def status_of(ranking: dict) -> str:
     if ranking["review"]:
-        return ranking["review"] + (f": {ranking['review_reason']}" if ranking["review_reason"] else "")
+        decision = "sent back (another annotator ranks it)" if ranking["review_action"] == "send back" else ranking["review"]
+        return decision + (f": {ranking['review_reason']}" if ranking["review_reason"] else "")
     return "skipped" if ranking["skipped"] else "can be changed" if ranking["editable"] else "kept (asked again or used)"
 
 
@@ -166,7 +166,8 @@ def my_rankings(db, user) -> None:
                    "set": r["prompt_set"], "prompt": r["prompt"],
                    "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
                    "status": status_of(r)} for r in rows], hide_index=True,
-                 column_config={"prompt": st.column_config.TextColumn(width="large")})
+                 column_config={"prompt": st.column_config.TextColumn(width="large"),
+                                "status": st.column_config.TextColumn(width="large")})
     editable = [r for r in rows if r["editable"]]
     if not editable:
         st.stop()
@@ -174,10 +175,7 @@ def my_rankings(db, user) -> None:
         f"{shown_text(r['groups'], r['display_order'])} · {r['prompt'][:60]}"))
     item = annotation.get_item(db, chosen["item_id"])
     with st.expander("The prompt and completions, as you saw them", expanded=True):
-        st.markdown(safe_markdown(item.prompt))
-        for letter, position in zip(LETTERS, chosen["display_order"]):
-            st.markdown(f":violet-badge[Completion **{letter}**]")
-            st.markdown(safe_markdown(item.completions[position].text) if item.completions[position].text.strip() else EMPTY_ANSWER)
+        as_shown(item, chosen["display_order"])
     key = f"edit-{chosen['id']}"
     with st.form(f"{key}-form", border=False):
         st.text_input("New ranking, best first", key=key, value=shown_text(chosen["groups"], chosen["display_order"]),
@@ -225,12 +223,6 @@ def demonstration_from(item, order: list[int]) -> None:
         st.text_area("Your answer", value=source.text if source else "", key=key, height=200)
         st.button("Save demonstration", key=f"{key}-save", on_click=save_demonstration,
                   args=(item.prompt_id, key, source.id if source else None, f"{item_key(item)}-shown-at"))
-
-
-def turn(message: dict) -> None:
-    """One turn of a conversation, as a chat bubble."""
-    with st.chat_message(message["role"], avatar=AVATARS[message["role"]]):
-        st.markdown(safe_markdown(message["content"]))
 
 
 def show_prompt(item) -> None:

@@ -53,8 +53,11 @@ def progress_bar(project: dict) -> None:
     pace = (f" · {project['per_day']:g} rankings a day lately"
             + (f" · about {project['eta_days']:g} days left at that pace" if project["eta_days"] else "")
             if project["per_day"] else " · no rankings in the last week")
+    overlap = (f" · {project['overlap_items']:,} overlap items (for agreement)" if project["overlap_share"] and project["items"]
+               else "")
     st.progress(done / wanted if wanted else 0.0,
-                text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete){pace}")
+                text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete)"
+                     f"{overlap}{pace}")
 
 
 def save(db, user, name: str, project: dict, n: int, order: str, share: float) -> None:

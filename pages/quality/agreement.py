@@ -20,7 +20,7 @@ with screen("Agreement & health") as (db, user):
     columns[1].metric("Kendall's τ-b", number(summary["kendall_tau_b"]), help="mean over pairs of annotators on shared items")
     columns[2].metric("Krippendorff's α (ordinal)", number(summary["krippendorff_alpha"]),
                       help=f"over the {summary['shared_items']:,} items ranked by two or more annotators")
-    columns[3].metric("Coverage", percent(health["coverage"], health["items"]), help=f"{health['covered_items']:,} of {health['items']:,} items have N rankings")
+    columns[3].metric("Coverage", percent(health["coverage"], health["items"]), help=f"{health['covered_items']:,} of the {health['items']:,} items of active prompt sets have the rankings their set wants")
     if not summary["shared_items"]:
         st.info("Agreement needs overlap: no item has been ranked by two annotators yet. Give a prompt set an overlap "
                 "share (a fixed share of its items that want 2 or more rankings) or raise its N on the Overview.")

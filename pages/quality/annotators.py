@@ -15,6 +15,7 @@ PERCENT_COLUMNS = {"agreement_with_others": "agreement with others", "self_agree
 
 def bias_chart(table: pd.DataFrame, columns: list[str], rule: float | None = None):
     long = table.melt(id_vars="annotator", value_vars=columns, var_name="figure", value_name="share").dropna()
+    long["figure"] = long["figure"].map(PERCENT_COLUMNS)  # the legend in words, not column names
     bars = alt.Chart(long).mark_bar().encode(
         x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")), y="annotator:N",
         color="figure:N", yOffset="figure:N")
@@ -38,7 +39,11 @@ with screen("Annotators") as (db, user):
     if table.empty:
         st.caption("No rankings yet.")
         st.stop()
-    st.dataframe(with_self_agreement(table, quality.self_agreement(db)), hide_index=True, column_config={
+    shown = with_self_agreement(table, quality.self_agreement(db))
+    for column in (*PERCENT_COLUMNS, "median_seconds", "self_tau_b"):  # a figure with nothing to go on yet: blank, not "None"
+        if column in shown:
+            shown[column] = pd.to_numeric(shown[column], errors="coerce")
+    st.dataframe(shown, hide_index=True, column_config={
         "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
         "repeats": st.column_config.NumberColumn(help="items they ranked again when served a second time, unannounced (skipped repeats left out)"),
         "self_tau_b": st.column_config.NumberColumn("self τ-b", format="%.2f", help="mean Kendall τ-b with their first ranking"),

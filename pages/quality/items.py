@@ -24,7 +24,8 @@ with screen("Item consensus") as (db, user):
         st.stop()
     st.caption(f"Item {item_id}: Bradley-Terry strength of each completion from its rankings, with a 95% bootstrap interval "
                "(with a single ranking, the interval cannot show any doubt).")
-    st.dataframe(pd.DataFrame(consensus).round(3), hide_index=True)
+    table = pd.DataFrame(consensus).drop(columns=["position"], errors="ignore").round(3)  # the letter says the position
+    st.dataframe(table.rename(columns={"mean_rank": "mean rank (1 = best)"}), hide_index=True)
     with st.expander("The completions"):
         for completion in annotation.completions_of(db, item_id):
             st.markdown(f":violet-badge[Completion **{LETTERS[completion.position]}**]")

@@ -3,10 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from data import review
-from data.rankings import groups_to_text
+from data import annotation, review
+from data.rankings import shown_text
 from ui.session import flash, guarded, screen
 from ui.text import safe_markdown
+from ui.widgets import as_shown
 
 
 @guarded("reviewer")
@@ -27,7 +28,8 @@ def decide(db, user, ranking_id: int, action: str, reason_key: str) -> None:
 def queue_table(rows: list[dict]) -> None:
     st.dataframe(pd.DataFrame([{
         "ranking": r["ranking_id"], "item": r["item_id"], "set": r["prompt_set"], "annotator": r["annotator"],
-        "ranking given": "skipped" if r["skipped"] else groups_to_text(r["groups"]),  # stored letters, as in exports
+        # the letters the annotator saw (their comment uses them), not the stored order of the exports
+        "ranking given": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
         "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": r["review"] or "—", "prompt": r["prompt"],
         **({"why": r["why"]} if "why" in r else {})}
         for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
@@ -40,6 +42,12 @@ def actions(db, user, rows: list[dict]) -> None:
         return
     chosen = st.selectbox("Ranking to decide on", open_rows, format_func=lambda r: f"ranking {r['ranking_id']} by "
                           f"{r['annotator']} of item {r['item_id']}", key="review-pick")
+    with st.expander("The prompt and completions, as the annotator saw them", expanded=True):
+        given = "skipped" if chosen["skipped"] else shown_text(chosen["groups"], chosen["display_order"])
+        st.markdown(safe_markdown(f"**{chosen['annotator']}** ranked: **{given}**"
+                                  + (f" · flags: {', '.join(chosen['flags'])}" if chosen["flags"] else "")
+                                  + (f" · comment: “{chosen['comment']}”" if chosen["comment"] else "")))
+        as_shown(annotation.get_item(db, chosen["item_id"]), chosen["display_order"])
     reason_key = f"review-reason-{chosen['ranking_id']}"
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
     accept, reject, send_back = st.columns(3)

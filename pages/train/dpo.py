@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from data import items, versions
+from data import items, review, versions
 from policy.config import DPOConfig
 from training.diagnostics import verdict
 from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
@@ -56,7 +56,9 @@ def trained_versions(db) -> None:
 
 
 with screen("Preference optimisation (DPO)") as (db, user):
-    st.markdown(f"Learns from the **{items.counts(db)['rankings']:,} rankings** directly: every pair a ranking implies "
+    counts = review.training_counts(db)
+    left_out = f" ({counts['left_out']:,} rejected or flagged all bad/unsafe left out)" if counts["left_out"] else ""
+    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} directly: every pair a ranking implies "
                 "(ties give none), the reference being the starting generator. The Policy update screen compares any "
                 "trained generator with where it started.")
     train_form(db)

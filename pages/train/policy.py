@@ -6,9 +6,10 @@ import streamlit as st
 from data import items, versions
 from policy.config import GenerationConfig, PolicyConfig
 from training.diagnostics import verdict
-from training.gate import MIN_PAIRS, evaluation_summary, wilson_interval
+from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
 from ui.session import screen
+from ui.text import safe_markdown
 
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
 TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
@@ -23,6 +24,13 @@ def train_form(db) -> None:
         st.info("Train a reward model first (Train → Reward model): the policy update optimises its score.")
         return
     defaults = PolicyConfig()
+    if not any(v["is_active"] for v in rewards):
+        newest = rewards[-1]
+        st.warning(safe_markdown(f"No reward model is active: {newest['name']} was not made active "
+                                 f"({gate_for(newest)[1]}). A policy update against a reward model that cannot be told "
+                                 "from chance learns noise: rank more, retrain, or make one active under Train → Models "
+                                 "if you trust it."))
+    ranked_cap = items.ranked_generation_limits(db)["max_new_tokens"] or 0
     with st.form("train-policy"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
@@ -37,7 +45,10 @@ def train_form(db) -> None:
         left, middle, right = st.columns(3)
         learning_rate = left.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
         kl_coef = middle.number_input("KL coefficient β", 0.0, 10.0, defaults.kl_coef, 0.01)
-        max_new_tokens = right.number_input("Max new tokens", 8, 1024, defaults.max_new_tokens, 8)
+        max_new_tokens = right.number_input(
+            "Max new tokens", 8, 1024, max(defaults.max_new_tokens, min(ranked_cap, 1024)), 8,
+            help=f"at least the cap the ranked completions were sampled with ({ranked_cap or 'unknown'}): a shorter cap cuts "
+                 "answers where the reward model never saw them cut, so the job raises a lower value to it")
         left, middle, right = st.columns(3)
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 1e-5)")
         eval_prompts = middle.number_input("Held-out prompts", 0, 1000, defaults.eval_prompts)

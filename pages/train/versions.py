@@ -57,9 +57,13 @@ def manage(db, kind: str) -> None:
     chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
     passes, why = gate_for(chosen)
     (st.success if passes else st.warning)(f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
+    # past the gate, one click; otherwise the admin says they read why (a rollback to a starting model included)
+    confirmed = passes or chosen["is_active"] or st.checkbox(
+        "Make it active although its gate does not pass", key=f"override-{kind}-{chosen['id']}")
     buttons = right.columns(2)
-    buttons[0].button("Make active", key=f"activate-{kind}", disabled=chosen["is_active"], on_click=activate,
-                      args=(chosen["id"],), help="also to roll back to an earlier version; the gate is advice here, your call")
+    buttons[0].button("Make active", key=f"activate-{kind}", disabled=chosen["is_active"] or not confirmed, on_click=activate,
+                      args=(chosen["id"],), help="also to roll back to an earlier version; below the gate, tick the box "
+                                                 "above first: your call, recorded with your name")
     uses = versions.uses_of(db, chosen["id"])
     buttons[1].button("Delete", key=f"delete-{kind}", disabled=bool(uses), on_click=delete, args=(chosen["id"],),
                       help="in use: " + "; ".join(uses) if uses else "removes the version and its folder under models/")
