@@ -1,5 +1,7 @@
 """Policy update: train the generator against the reward model, watch it, compare before/after, use it."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -11,11 +13,22 @@ from ui.jobs import activate_checkbox, launch, latest_job, version_label, versio
 from ui.session import screen
 from ui.text import safe_markdown
 
+RANKED_CAP = "ranked-cap"  # (cap, when read) for this session
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
 TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
                    "Reward-length correlation": ["policy/reward_length_corr"], "Ended before the cap": ["policy/ended"]}
 EVAL_METRICS = [("Reward before", "val/reward_before", "{:.3f}"), ("Reward after", "val/reward_after", "{:.3f}"),
                 ("Win rate vs start", "val/win_rate", "{:.0%}"), ("KL to start", "val/kl", "{:.3f}")]
+
+
+def ranked_completions_cap(db) -> int:
+    """The longest token cap the ranked completions were sampled with (0: unknown). It reads every ranked item's
+    completions, so a session re-reads it at most once a minute, not on every run of this screen."""
+    cached = st.session_state.get(RANKED_CAP)
+    if cached is None or time.monotonic() - cached[1] > 60:
+        cached = (items.ranked_generation_limits(db)["max_new_tokens"] or 0, time.monotonic())
+        st.session_state[RANKED_CAP] = cached
+    return cached[0]
 
 
 def train_form(db) -> None:
@@ -30,7 +43,7 @@ def train_form(db) -> None:
                                  f"({gate_for(newest)[1]}). A policy update against a reward model that cannot be told "
                                  "from chance learns noise: rank more, retrain, or make one active under Train → Models "
                                  "if you trust it."))
-    ranked_cap = items.ranked_generation_limits(db)["max_new_tokens"] or 0
+    ranked_cap = ranked_completions_cap(db)
     with st.form("train-policy"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
