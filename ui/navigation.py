@@ -30,8 +30,9 @@ REVIEWER_SCREENS = [("quality/review", "Review", "rate_review")]  # a reviewer's
 def logged_out_navigation() -> list:
     """The log-in screen, under every screen's address too: a deep link shows the form, then its screen."""
     addresses = [file.split("/")[-1] for screens in [[(ANNOTATE, "", "")], *ADMIN_SCREENS.values()] for file, _, _ in screens]
-    return [st.Page(login_page, title="Log in", icon=":material/login:", url_path="login", default=True),
-            *(st.Page(login_page, title="Log in", url_path=address) for address in addresses)]
+    # the default page is served at "/" and reserves its own name, so it takes "home" and /login is an alias
+    return [st.Page(login_page, title="Log in", icon=":material/login:", url_path="home", default=True),
+            *(st.Page(login_page, title="Log in", url_path=address) for address in ["login", *addresses])]
 
 
 def navigation(user) -> dict:

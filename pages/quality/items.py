@@ -15,7 +15,8 @@ with screen("Item consensus") as (db, user):
         st.stop()
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     item = left.selectbox("One of the 200 newest ranked items", ranked,
-                          format_func=lambda r: f"#{r['id']} · {r['n_rankings']} rankings · {r['prompt'][:70]}")
+                          format_func=lambda r: f"#{r['id']} · {r['n_rankings']} ranking{'s' if r['n_rankings'] != 1 else ''} · "
+                                                f"{r['prompt'][:70]}")
     typed = right.number_input("…or any item id (0: the one on the left)", 0, value=0)
     item_id = int(typed) or item["id"]
     consensus = quality.item_consensus(db, item_id)
@@ -23,7 +24,8 @@ with screen("Item consensus") as (db, user):
         st.info(f"Item {item_id} has no rankings to build a consensus from (or does not exist).")
         st.stop()
     st.caption(f"Item {item_id}: Bradley-Terry strength of each completion from its rankings, with a 95% bootstrap interval "
-               "(with a single ranking, the interval cannot show any doubt).")
+               "(with a single ranking, the interval cannot show any doubt). Letters are the stored order, as in the exports: each "
+               "annotator saw the answers shuffled (Quality → Review shows a ranking as its annotator saw it).")
     table = pd.DataFrame(consensus).drop(columns=["position"], errors="ignore").round(3)  # the letter says the position
     st.dataframe(table.rename(columns={"mean_rank": "mean rank (1 = best)"}), hide_index=True)
     with st.expander("The completions"):

@@ -57,7 +57,8 @@ def trained_versions(db) -> None:
 
 with screen("Preference optimisation (DPO)") as (db, user):
     counts = review.training_counts(db)
-    left_out = f" ({counts['left_out']:,} rejected or flagged all bad/unsafe left out)" if counts["left_out"] else ""
+    left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or unsafe)"
+                if counts["left_out"] else "")
     st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} directly: every pair a ranking implies "
                 "(ties give none), the reference being the starting generator. The Policy update screen compares any "
                 "trained generator with where it started.")

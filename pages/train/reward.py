@@ -22,7 +22,8 @@ TRAINING_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pairwise accuracy": ["tr
 
 def train_form(db) -> None:
     counts = review.training_counts(db)
-    left_out = (f" ({counts['left_out']:,} rejected or flagged all bad/unsafe are left out; Quality → Review)"
+    left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
+                f"unsafe; Quality → Review)"
                 if counts["left_out"] else "")
     st.markdown(f"**Train** on {counts['rankings']:,} rankings ({counts['comparisons']:,} comparisons){left_out}. "
                 "Defaults work; the split is by prompt.")

@@ -18,7 +18,7 @@ def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
         origin = versions.lineage(db, v)
         rows.append({"id": v["id"], "name": v["name"], "active": v["is_active"], "from": origin["parent"] or "",
                      **({"against": origin["reward_model"] or ""} if v["kind"] == "generator" else {}),
-                     "job": origin["job"], "trained on": origin["data"], "examples": origin["examples"],
+                     "job": origin["job"] or "", "trained on": origin["data"] or "", "examples": origin["examples"] or "",
                      "evaluation": evaluation_summary(v["metrics"]), "used by": "; ".join(versions.uses_of(db, v["id"])),
                      "created": v["created_at"][:16].replace("T", " ")})
     return pd.DataFrame(rows)
@@ -56,7 +56,9 @@ def manage(db, kind: str) -> None:
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
     passes, why = gate_for(chosen)
-    (st.success if passes else st.warning)(f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
+    starting = not passes and why.startswith("not trained here")  # a starting model has nothing to be judged against
+    (st.success if passes else st.info if starting else st.warning)(
+        f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
     # past the gate, one click; otherwise the admin says they read why (a rollback to a starting model included)
     confirmed = passes or chosen["is_active"] or st.checkbox(
         "Make it active although its gate does not pass", key=f"override-{kind}-{chosen['id']}")
@@ -77,4 +79,6 @@ with screen("Models") as (db, user):
     events = versions.version_events(db)
     if events:
         st.subheader("History")
-        st.dataframe(pd.DataFrame(events)[["at", "action", "kind", "name", "by"]], hide_index=True)
+        history = pd.DataFrame(events)[["at", "action", "kind", "name", "by"]]
+        history["at"] = history["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
+        st.dataframe(history, hide_index=True)
