@@ -10,7 +10,9 @@ WRITERS, EACH, OVERLAP = 32, 50, 2
 
 
 def test_32_concurrent_annotators_each_submit_50_rankings(db, db_path):
-    add_items(db, WRITERS * EACH // OVERLAP, k=3)  # exactly enough items for everyone at overlap 2
+    # enough items for everyone at overlap 2, and one more per writer: with exactly enough, the last free slot can fall
+    # on an item its annotator already ranked (CI once ended 1,599 of 1,600 that way), which is right, not a loss
+    add_items(db, WRITERS * EACH // OVERLAP + WRITERS, k=3)
     items.set_rankings_wanted(db, "test", OVERLAP)
     annotation.set_repeat_settings(db, "test", share=0.0, gap=20)  # first rankings only here: repeats in test_data_repeats
     errors, submitted = [], []
