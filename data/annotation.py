@@ -9,11 +9,11 @@ from sqlite_utils import Database
 
 from data import agreement, gold, guidelines, quality
 from data.conversation import as_messages
-from data.rankings import ranking_to_pairs, tie_count, validate_ranking
+from data.guidelines import Guideline
+from data.rankings import FLAGS, ranking_to_pairs, tie_count, validate_ranking
 from data.prompt_sets import SERVED_TO, WANTED
 from data.store import from_json, now, to_json, write_transaction
 
-FLAGS = ("all are bad", "offensive/unsafe", "prompt unclear")
 RESERVATION_S = 600  # how long an item shown to an annotator is held for them
 MAX_COMMENT = 5_000  # characters: a note on an item, not a document
 REPEAT_AFTER_S = 24 * 3600  # a ranking this old may be asked again whatever the gap
@@ -47,12 +47,6 @@ class Item:
     @property
     def k(self) -> int:
         return len(self.completions)
-
-
-@dataclass(frozen=True)
-class Guideline:
-    version: int
-    text: str  # Markdown
 
 
 @dataclass

@@ -4,21 +4,28 @@ Saving a different text adds version n+1; nothing is overwritten, so each rankin
 version it was made under (`rankings.guideline_version`) and agreement can be split by version.
 """
 
+from dataclasses import dataclass
+
 from sqlite_utils import Database
 
-from data import annotation  # the module, not its names: annotation imports this module too
 from data.accounts import AuthError
 from data.store import now, write_transaction
 
 
-def current_guidelines(db: Database, prompt_set: str) -> "annotation.Guideline | None":
+@dataclass(frozen=True)
+class Guideline:
+    version: int
+    text: str  # Markdown
+
+
+def current_guidelines(db: Database, prompt_set: str) -> Guideline | None:
     """The newest version of the set's guidelines; None while it has none."""
     row = db.execute("SELECT version, text FROM guidelines WHERE prompt_set = ? ORDER BY version DESC LIMIT 1",
                      [prompt_set]).fetchone()
-    return annotation.Guideline(*row) if row else None
+    return Guideline(*row) if row else None
 
 
-def save_guidelines(db: Database, prompt_set: str, text: str, actor_id: int) -> "annotation.Guideline":
+def save_guidelines(db: Database, prompt_set: str, text: str, actor_id: int) -> Guideline:
     """Make `text` the set's guidelines: version n+1, or the current version unchanged when the text is the same.
 
     Only an enabled admin may, checked inside the write transaction (a demotion on its way cannot race it).
@@ -35,7 +42,7 @@ def save_guidelines(db: Database, prompt_set: str, text: str, actor_id: int) -> 
         version = current.version + 1 if current else 1
         db.execute("INSERT INTO guidelines (prompt_set, version, text, author_id, created_at) VALUES (?, ?, ?, ?, ?)",
                    [prompt_set, version, text, actor_id, now()])
-    return annotation.Guideline(version, text)
+    return Guideline(version, text)
 
 
 def guideline_history(db: Database, prompt_set: str) -> list[dict]:

@@ -1,12 +1,11 @@
 """Prompts, prompt sets and items (one prompt with the K completions an annotator ranks)."""
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
 from data import conversation, uncertainty
+from data.content import content_hash
 from data.prompt_sets import BUILTIN_SET, configure, pause_demo_if_first
 from data.rankings import MAX_K, MIN_K, RankingError
 from data.store import now, to_json, write_transaction
@@ -24,15 +23,6 @@ class NewCompletion:
     n_tokens: int | None = None
     finish_reason: str | None = None
     gen_seconds: float | None = None
-
-
-def content_hash(prompt_set: str, prompt: str, completions: list[str]) -> str:
-    """What identifies an item's content: the same set, prompt and completions in the same order.
-
-    >>> content_hash("s", "p", ["a", "b"]) == content_hash("s", "p", ["a", "b"]) != content_hash("s", "p", ["b", "a"])
-    True
-    """
-    return hashlib.sha256(json.dumps([prompt_set, prompt, completions], ensure_ascii=False).encode()).hexdigest()
 
 
 def ensure_prompt_set(db: Database, name: str, rankings_wanted: int = 1) -> None:

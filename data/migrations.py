@@ -2,6 +2,9 @@
 
 from sqlite_utils import Migrations
 
+from data.content import content_hash
+from data.rankings import FLAGS, repaired_ranking
+
 migrations = Migrations("rlhf-loop")
 
 SCHEMA_0001 = [
@@ -196,8 +199,6 @@ def m0006_team_safety(db):
         )""")
     # An item's content (set, prompt, completions): importing the same file twice finds the item it made.
     db.execute("ALTER TABLE items ADD COLUMN content_hash TEXT")
-    from data.items import content_hash
-
     texts: dict[int, list[str]] = {}
     for item_id, text in db.execute("SELECT item_id, text FROM completions ORDER BY item_id, position"):
         texts.setdefault(item_id, []).append(text)
@@ -211,8 +212,6 @@ def m0006_team_safety(db):
 def m0009_import_repair_rankings(db):
     # Older importers stored rankings unchecked (0.0 for 0, "slow" seconds, rankings missing a completion):
     # make every row readable; a ranking beyond repair becomes a skip and loses its comparisons.
-    from data.annotation import FLAGS
-    from data.rankings import repaired_ranking
 
     rows = list(db.query(
         """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.seconds, r.flags, r.created_at,

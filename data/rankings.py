@@ -13,6 +13,8 @@ import numbers
 import re
 from dataclasses import dataclass
 
+FLAGS = ("all are bad", "offensive/unsafe", "prompt unclear")  # what an annotator may flag a ranking with
+
 MIN_K, MAX_K = 2, 9
 LETTERS = "ABCDEFGHI"
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from data import jobs
 from data.scheduler import KIND_NAMES
-from training.gate import evaluation_summary
+from training.gate import evaluation_summary, gate_for
 from ui.session import db_path, flash, require, session_db
 from ui.text import safe_markdown
 
@@ -38,6 +38,14 @@ def activate_checkbox(column) -> bool:
                            help="only when its held-out evaluation says it is better (training.gate: a win rate whose 95% "
                                 "interval is above 0.5 on 30+ pairs and holds at similar length; a reward model that beats "
                                 "the length-only rule). Otherwise make it active yourself under Train → Models.")
+
+
+def activation_confirmed(version: dict, say_why: bool = True) -> bool:
+    """Whether "Make active" may be pressed: at once past the version's gate (or when it is active already); below the
+    gate, once the admin ticks that they make it active anyway (a rollback to a starting model included)."""
+    passes, why = gate_for(version)
+    label = "Make it active although its gate does not pass" + (f": {why}" if say_why else "")
+    return passes or version["is_active"] or st.checkbox(safe_markdown(label), key=f"override-{version['kind']}-{version['id']}")
 
 
 def version_label(version: dict) -> str:

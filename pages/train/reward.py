@@ -6,11 +6,9 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from training.gate import gate_for
-from ui.jobs import activate_checkbox, launch, latest_job, version_picker
+from ui.jobs import activate_checkbox, activation_confirmed, launch, latest_job, version_picker
 from ui.models import reward_scorer
 from ui.session import flash, require, screen
-from ui.text import safe_markdown
 
 BACKBONES = {
     EMBEDDED_ENCODER: "all-MiniLM-L6-v2 (encoder, embedded, fast)",
@@ -72,10 +70,7 @@ def models_list(db) -> None:
         "created": v["created_at"][:19]} for v in models]), hide_index=True)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
-    passes, why = gate_for(chosen)
-    confirmed = passes or chosen["is_active"] or st.checkbox(
-        safe_markdown(f"Make it active although its gate does not pass: {why}"), key=f"override-reward-{chosen['id']}")
-    if right.button("Make active", disabled=not confirmed):
+    if right.button("Make active", disabled=not activation_confirmed(chosen)):
         versions.set_active(db, chosen["id"], actor=require(db, "admin"))
         message = f"{chosen['name']} is now the active reward model."
         if job_id := uncertainty.score_in_background(db):  # the least-certain-first queues follow the active model

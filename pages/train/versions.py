@@ -6,7 +6,7 @@ import streamlit as st
 
 from data import uncertainty, versions
 from training.gate import evaluation_summary, gate_for
-from ui.jobs import version_label
+from ui.jobs import activation_confirmed, version_label
 from ui.session import flash, guarded, screen
 
 KINDS = {"generator": "Generators", "reward": "Reward models"}
@@ -59,9 +59,7 @@ def manage(db, kind: str) -> None:
     starting = not passes and why.startswith("not trained here")  # a starting model has nothing to be judged against
     (st.success if passes else st.info if starting else st.warning)(
         f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
-    # past the gate, one click; otherwise the admin says they read why (a rollback to a starting model included)
-    confirmed = passes or chosen["is_active"] or st.checkbox(
-        "Make it active although its gate does not pass", key=f"override-{kind}-{chosen['id']}")
+    confirmed = activation_confirmed(chosen, say_why=False)  # why is in the message above
     buttons = right.columns(2)
     buttons[0].button("Make active", key=f"activate-{kind}", disabled=chosen["is_active"] or not confirmed, on_click=activate,
                       args=(chosen["id"],), help="also to roll back to an earlier version; below the gate, tick the box "
