@@ -164,10 +164,14 @@ def counts(db: Database) -> dict[str, int]:
 
 
 def ranked_items(db: Database, limit: int = 200) -> list[dict]:
-    """Items served to annotators (not the hidden ones of edited demonstrations) with a ranking, newest first."""
+    """Items served to annotators (not the hidden ones of edited demonstrations) with a ranking that counts (not a
+    skip, not rejected), newest first, with how many they have."""
     return list(db.query(
-        f"""SELECT i.id, p.text AS prompt, i.n_rankings FROM items i JOIN prompts p ON p.id = i.prompt_id
-            WHERE i.n_rankings > 0 AND i.origin = 'sampled' ORDER BY i.id DESC LIMIT {int(limit)}"""))
+        f"""SELECT * FROM (SELECT i.id, p.text AS prompt, (SELECT COUNT(*) FROM rankings r WHERE r.item_id = i.id
+                                  AND r.skipped = 0 AND r.review != 'rejected') AS n_rankings
+                           FROM items i JOIN prompts p ON p.id = i.prompt_id
+                           WHERE i.n_rankings > 0 AND i.origin = 'sampled' ORDER BY i.id DESC)
+            WHERE n_rankings > 0 LIMIT {int(limit)}"""))
 
 
 def items_of_set(db: Database, prompt_set: str, limit: int = 500) -> list[dict]:

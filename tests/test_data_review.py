@@ -188,3 +188,13 @@ def test_the_trainers_counts_leave_out_rejected_and_all_bad_rankings(db):
     review.reject(db, rejected, "rushed", by="rita")
     assert review.training_counts(db) == {"rankings": 1, "comparisons": 6, "left_out": 2}
     assert review.training_counts(db)["rankings"] == len(load_rankings(db))
+
+
+def test_an_item_whose_only_ranking_was_rejected_is_not_listed_as_ranked(db):
+    """The Chromium walk: Item consensus opened on an item whose one ranking was rejected ("no rankings to build…")."""
+    from data import items
+
+    first, second = add_items(db, 2)
+    rank(db, "alice", first)
+    review.reject(db, rank(db, "alice", second), "rushed", by="rita")
+    assert [(row["id"], row["n_rankings"]) for row in items.ranked_items(db)] == [(first, 1)]
