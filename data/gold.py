@@ -2,7 +2,8 @@
 
 from sqlite_utils import Database
 
-from data.rankings import ranking_to_pairs
+from data import quality
+from data.rankings import passes_gold, ranking_to_pairs
 from data.store import from_json, now, to_json, write_transaction
 
 
@@ -19,8 +20,6 @@ def set_gold(db: Database, item_id: int, expected: list[list[int]]) -> None:
         if not k or not all(isinstance(p, int) and 0 <= p < k for p in positions):
             raise ValueError(f"item {item_id} has {k} completions: a gold answer orders only those")
         db.execute("INSERT OR REPLACE INTO gold (item_id, expected, created_at) VALUES (?, ?, ?)", [item_id, to_json(expected), now()])
-        from data import quality  # quality grades with this module's `passes`
-
         quality.mark_dirty(db, item_id)  # its rankings are graded anew
 
 
@@ -32,23 +31,13 @@ def set_gold_every(db: Database, prompt_set: str, every: int) -> None:
         db.execute("UPDATE prompt_sets SET gold_every = ? WHERE name = ?", [every, prompt_set])
 
 
-def passes(expected: list[list[int]], groups: list[list[int]]) -> bool:
-    """Whether a ranking orders every pair the gold answer orders the same way (a tie fails).
-
-    >>> passes([[2], [0]], [[2], [1], [0]]), passes([[2], [0]], [[0, 2], [1]])
-    (True, False)
-    """
-    rank = {p: g for g, group in enumerate(groups) for p in group}
-    return all(rank[p.chosen] < rank[p.rejected] for p in ranking_to_pairs(expected))
-
-
 def gold_results(db: Database) -> list[dict]:
     """Every ranking of a gold item, graded."""
     rows = db.query("""SELECT r.id AS ranking_id, a.name AS annotator, r.item_id, r.groups, g.expected
                        FROM rankings r JOIN gold g ON g.item_id = r.item_id JOIN annotators a ON a.id = r.annotator_id
                        WHERE r.skipped = 0 ORDER BY r.id""")
     return [{"ranking_id": r["ranking_id"], "annotator": r["annotator"], "item_id": r["item_id"],
-             "passed": passes(from_json(r["expected"]), from_json(r["groups"]))} for r in rows]
+             "passed": passes_gold(from_json(r["expected"]), from_json(r["groups"]))} for r in rows]
 
 
 def accuracy_by_annotator(db: Database) -> dict[str, float]:
@@ -73,8 +62,6 @@ def gold_item_due(db: Database, annotator: int) -> int | None:
 
 def summary(db: Database) -> tuple[int, int]:
     """(gold rankings graded, of which passed), from the statistics kept in the store."""
-    from data import quality
-
     quality.refresh(db)
     graded, passed = db.execute("SELECT TOTAL(gold_rankings), TOTAL(gold_passed) FROM annotator_stats").fetchone()
     return int(graded), int(passed)

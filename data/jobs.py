@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from data import scheduler, versions
-from data.items import BUILTIN_SET
+from data.prompt_sets import BUILTIN_SET
 from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

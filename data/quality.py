@@ -15,8 +15,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from data import agreement
-from data.gold import passes
-from data.rankings import LETTERS, MAX_K, tie_count, validate_order, validate_ranking
+from data.rankings import LETTERS, MAX_K, passes_gold, tie_count, validate_order, validate_ranking
 from data.prompt_sets import WANTED
 from data.store import from_json, write_transaction
 
@@ -160,7 +159,7 @@ def _ranking_row(item_id: int, ranking: tuple, groups: dict, lengths: list[int],
             "ties": tie_count(mine), "agree": consensus.agree, "disagree": consensus.disagree,
             "first_best": int(from_json(display_order)[0] in mine[0]), "expected_first": len(mine[0]) / k,
             "longer_wins": longer_wins, "length_pairs": length_pairs,
-            "gold_passed": None if expected is None else int(passes(expected, mine)), "seconds": seconds}
+            "gold_passed": None if expected is None else int(passes_gold(expected, mine)), "seconds": seconds}
 
 
 def _count_for_annotators(sums: dict[int, Counter], rows: list[dict], sign: int) -> None:

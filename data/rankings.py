@@ -47,6 +47,16 @@ def ranking_to_pairs(groups: list[list[int]]) -> list[Pair]:
     return pairs
 
 
+def passes_gold(expected: list[list[int]], groups: list[list[int]]) -> bool:
+    """Whether a ranking orders every pair the gold answer `expected` orders the same way (a tie fails).
+
+    >>> passes_gold([[2], [0]], [[2], [1], [0]]), passes_gold([[2], [0]], [[0, 2], [1]])
+    (True, False)
+    """
+    rank = {p: g for g, group in enumerate(groups) for p in group}
+    return all(rank[p.chosen] < rank[p.rejected] for p in ranking_to_pairs(expected))
+
+
 def is_int(value) -> bool:
     """A whole number as JSON gives it: True and 0.0 are not positions.
 

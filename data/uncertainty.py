@@ -12,7 +12,7 @@ reward model thought. In an 'oldest' set every priority is 0 (oldest first, as b
 
 from sqlite_utils import Database
 
-from data import versions
+from data import jobs, versions
 from data.prompt_sets import WANTED
 from data.store import db_file, to_json, write_transaction
 
@@ -96,8 +96,6 @@ def store_uncertainty(db: Database, reward_version_id: int, values: list[tuple[i
 def score_in_background(db: Database, prompt_sets: list[str] | None = None) -> int | None:
     """Start a `score_queue` job when the active reward model has open items left to score in the sets in the
     'uncertain' order (or in those of these sets). Returns its id, or None when there is nothing to score."""
-    from data import jobs  # data.jobs needs data.items, which needs this module
-
     active = versions.active_version(db, "reward")
     sets = [s for s in sets_in_uncertain_order(db) if prompt_sets is None or s in prompt_sets]
     if active is None or not sets or not items_to_score(db, active["id"], sets):
