@@ -11,7 +11,7 @@ from data import agreement, gold, guidelines, quality
 from data.conversation import as_messages
 from data.guidelines import Guideline
 from data.rankings import FLAGS, ranking_to_pairs, tie_count, validate_ranking
-from data.prompt_sets import SERVED_TO, WANTED
+from data.prompt_sets import OPEN_ITEMS, SERVED_TO, WANTED
 from data.store import from_json, now, to_json, write_transaction
 
 RESERVATION_S = 600  # how long an item shown to an annotator is held for them
@@ -83,13 +83,11 @@ def annotator_names(db: Database) -> list[str]:
     return [row[0] for row in db.execute("SELECT name FROM annotators ORDER BY name")]
 
 
-# Items this annotator has neither ranked nor skipped, whose prompt set still wants rankings
-# once the rankings in progress elsewhere (live reservations of other annotators, repeats aside) are counted.
-_OPEN_ITEMS = f"""
-    FROM items i
-    JOIN prompts p ON p.id = i.prompt_id
-    JOIN prompt_sets s ON s.name = p.prompt_set
-    WHERE i.origin = 'sampled' AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id) AND {SERVED_TO}
+# The open items (prompt_sets.OPEN_ITEMS) in sets served to this annotator that they have neither ranked nor skipped,
+# and that their set still wants once the rankings in progress elsewhere (live reservations of other annotators,
+# repeats aside) are counted: a stricter form of the open items' own `n_rankings < WANTED`.
+_OPEN_TO_ANNOTATOR = f"""
+    {OPEN_ITEMS} AND {SERVED_TO}
       AND i.n_rankings + (SELECT COUNT(*) FROM reservations v WHERE v.item_id = i.id AND v.annotator_id != :annotator
                           AND v.expires_at > :now AND v.repeat_of IS NULL) < {WANTED}
       AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id AND r.annotator_id = :annotator)
@@ -147,7 +145,7 @@ def _fresh_item(db: Database, annotator: int, now_: str) -> tuple[int, int | Non
     gold_item = gold.gold_item_due(db, annotator)  # gold goes to everyone, at its set's rate
     if gold_item:
         return gold_item, None
-    row = db.execute(f"SELECT i.id {_OPEN_ITEMS} ORDER BY i.set_priority DESC, i.n_rankings, i.priority DESC, i.id LIMIT 1",
+    row = db.execute(f"SELECT i.id {_OPEN_TO_ANNOTATOR} ORDER BY i.set_priority DESC, i.n_rankings, i.priority DESC, i.id LIMIT 1",
                      {"annotator": annotator, "now": now_}).fetchone()
     if row is None:  # repeats only mix into a queue: an annotator who is done is not served repeats alone
         return None
@@ -231,7 +229,7 @@ def ranked_count(db: Database, annotator: int) -> int:
 
 def items_left(db: Database, annotator: int) -> int:
     """How many items this annotator could still be served. It visits every open item: at 100k items, call it sparingly."""
-    return db.execute(f"SELECT COUNT(*) {_OPEN_ITEMS}", {"annotator": annotator, "now": now()}).fetchone()[0]
+    return db.execute(f"SELECT COUNT(*) {_OPEN_TO_ANNOTATOR}", {"annotator": annotator, "now": now()}).fetchone()[0]
 
 
 def display_order(item_id: int, annotator: int, k: int, repeat: bool = False) -> list[int]:

@@ -22,6 +22,11 @@ BUILTIN_SET = "builtin"
 OVERLAP_POINT = "((i.id * 0.6180339887498949) - CAST(i.id * 0.6180339887498949 AS INTEGER))"
 WANTED = f"""(CASE WHEN {OVERLAP_POINT} < s.overlap_share
                  THEN MAX(s.rankings_wanted, s.overlap_rankings) ELSE s.rankings_wanted END)"""
+# Open items, as a FROM clause (items i, prompts p, prompt_sets s) to extend with AND: made to be ranked (sampled, not
+# gold) and still short of the rankings their set wants. The annotator's queue narrows it (data.annotation), the
+# uncertainty scoring visits all of it (data.uncertainty).
+OPEN_ITEMS = f"""FROM items i JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
+    WHERE i.origin = 'sampled' AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id) AND i.n_rankings < {WANTED}"""
 # The sets :annotator may be served: active, and assigned to them or to nobody.
 SERVED_TO = """s.status = 'active' AND (NOT EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = s.name)
                OR EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = s.name AND a.annotator_id = :annotator))"""

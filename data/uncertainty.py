@@ -13,7 +13,7 @@ reward model thought. In an 'oldest' set every priority is 0 (oldest first, as b
 from sqlite_utils import Database
 
 from data import jobs, versions
-from data.prompt_sets import WANTED
+from data.prompt_sets import OPEN_ITEMS
 from data.store import db_file, to_json, write_transaction
 
 QUEUE_ORDERS = {  # among items with as many rankings
@@ -21,10 +21,6 @@ QUEUE_ORDERS = {  # among items with as many rankings
     "uncertain": "Least certain first (active reward model)",
 }
 
-# Open items: served to annotators, not gold, still short of their set's rankings.
-_OPEN = f"""FROM items i JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
-           WHERE i.origin = 'sampled' AND i.n_rankings < {WANTED}
-             AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id)"""
 
 
 def set_priorities(db: Database, where: str, params) -> None:
@@ -68,7 +64,7 @@ def items_to_score(db: Database, reward_version_id: int, prompt_sets: list[str] 
     (with `rescore`: all of them)."""
     sets = prompt_sets if prompt_sets is not None else sets_in_uncertain_order(db)
     return [row[0] for row in db.execute(
-        f"""SELECT i.id {_OPEN} AND p.prompt_set IN (SELECT value FROM json_each(:sets))
+        f"""SELECT i.id {OPEN_ITEMS} AND p.prompt_set IN (SELECT value FROM json_each(:sets))
             AND (:rescore OR i.uncertainty_version IS NOT :version) ORDER BY i.id""",
         {"sets": to_json(list(sets)), "version": reward_version_id, "rescore": int(rescore)})]
 
@@ -109,7 +105,7 @@ def queue_overview(db: Database, reward_version_id: int | None) -> dict[str, dic
     sets = {name: {"queue_order": order, "random_share": share, "open": 0, "scored": 0}
             for name, order, share in db.execute("SELECT name, queue_order, random_share FROM prompt_sets")}
     for name, open_, scored in db.execute(
-            f"SELECT p.prompt_set, COUNT(*), COALESCE(SUM(i.uncertainty_version = ?), 0) {_OPEN} GROUP BY p.prompt_set",
+            f"SELECT p.prompt_set, COUNT(*), COALESCE(SUM(i.uncertainty_version = ?), 0) {OPEN_ITEMS} GROUP BY p.prompt_set",
             [reward_version_id]):
         sets[name].update(open=open_, scored=scored)
     return sets
