@@ -50,7 +50,7 @@ def seed_store(path: Path, prompts: int, rankings: int, annotators: int) -> dict
     seeded = time.perf_counter() - started
     admin = accounts.create_user(db, "admin", "admin-password", role="admin")
     for version in ("Prefer the correct answer.", "Prefer the correct answer; then the shorter."):  # agreement by version
-        guidelines.save_guidelines(db, "bench", version, admin.id)
+        guidelines.save_guidelines(db, "bench", version, admin)
     started = time.perf_counter()
     quality.refresh(db, on_progress=lambda done, total: print(f"\r  statistics: {done:,}/{total:,}", end="", file=sys.stderr))
     print(file=sys.stderr)

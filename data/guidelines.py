@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from data.accounts import AuthError
+from data.accounts import User, require_admin
 from data.store import now, write_transaction
 
 
@@ -25,15 +25,15 @@ def current_guidelines(db: Database, prompt_set: str) -> Guideline | None:
     return Guideline(*row) if row else None
 
 
-def save_guidelines(db: Database, prompt_set: str, text: str, actor_id: int) -> Guideline:
+def save_guidelines(db: Database, prompt_set: str, text: str, actor: User) -> Guideline:
     """Make `text` the set's guidelines: version n+1, or the current version unchanged when the text is the same.
 
-    Only an enabled admin may, checked inside the write transaction (a demotion on its way cannot race it).
+    Only an admin's unexpired session may, checked inside the write transaction (a demotion on its way cannot race it).
     """
     if not text.strip():
         raise ValueError("guidelines cannot be blank: write what a better completion looks like for this set")
     with write_transaction(db):
-        _still_admin(db, actor_id)
+        require_admin(db, actor)
         if db.execute("SELECT 1 FROM prompt_sets WHERE name = ?", [prompt_set]).fetchone() is None:
             raise ValueError(f"there is no prompt set {prompt_set!r}: import prompts into it first")
         current = current_guidelines(db, prompt_set)
@@ -41,7 +41,7 @@ def save_guidelines(db: Database, prompt_set: str, text: str, actor_id: int) -> 
             return current
         version = current.version + 1 if current else 1
         db.execute("INSERT INTO guidelines (prompt_set, version, text, author_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                   [prompt_set, version, text, actor_id, now()])
+                   [prompt_set, version, text, actor.id, now()])
     return Guideline(version, text)
 
 
@@ -50,9 +50,3 @@ def guideline_history(db: Database, prompt_set: str) -> list[dict]:
     return list(db.query(
         """SELECT g.version, g.text, a.name AS author, g.created_at FROM guidelines g
            LEFT JOIN annotators a ON a.id = g.author_id WHERE g.prompt_set = ? ORDER BY g.version DESC""", [prompt_set]))
-
-
-def _still_admin(db: Database, actor_id: int) -> None:
-    row = db.execute("SELECT role, disabled FROM annotators WHERE id = ?", [actor_id]).fetchone()
-    if row is None or row[0] != "admin" or row[1]:
-        raise AuthError("only an enabled admin can change guidelines: log in again as one")

@@ -275,7 +275,7 @@ def chat_server(tmp_path):
     admin = accounts.create_user(db, "admin", "admin-password", role="admin")
     accounts.create_user(db, "alice", "alice-password")
     guidelines.save_guidelines(db, "chat", "## Ranking chat replies\n\nPrefer the **correct** reply; "
-                               "between two correct ones, the clearer.", admin.id)
+                               "between two correct ones, the clearer.", admin)
     url, process = serve(db_path)
     yield url, db
     process.terminate()

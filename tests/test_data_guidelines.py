@@ -17,9 +17,9 @@ def admin(db):
 
 def test_each_new_text_is_a_new_version_and_the_same_text_is_not(db, admin):
     assert guidelines.current_guidelines(db, "test") is None and guidelines.guideline_history(db, "test") == []
-    assert guidelines.save_guidelines(db, "test", "Prefer *correct* answers.", admin.id) == Guideline(1, "Prefer *correct* answers.")
-    assert guidelines.save_guidelines(db, "test", "Prefer *correct* answers.", admin.id).version == 1
-    guidelines.save_guidelines(db, "test", "Prefer correct, then short answers.", admin.id)
+    assert guidelines.save_guidelines(db, "test", "Prefer *correct* answers.", admin) == Guideline(1, "Prefer *correct* answers.")
+    assert guidelines.save_guidelines(db, "test", "Prefer *correct* answers.", admin).version == 1
+    guidelines.save_guidelines(db, "test", "Prefer correct, then short answers.", admin)
     assert guidelines.current_guidelines(db, "test") == Guideline(2, "Prefer correct, then short answers.")
     history = guidelines.guideline_history(db, "test")
     assert [(h["version"], h["author"]) for h in history] == [(2, "admin"), (1, "admin")]
@@ -28,22 +28,24 @@ def test_each_new_text_is_a_new_version_and_the_same_text_is_not(db, admin):
 
 def test_guidelines_belong_to_their_set(db, admin):
     add_items(db, 1, k=2, prompt_set="other")
-    guidelines.save_guidelines(db, "test", "For test.", admin.id)
+    guidelines.save_guidelines(db, "test", "For test.", admin)
     assert guidelines.current_guidelines(db, "other") is None
-    assert guidelines.save_guidelines(db, "other", "For other.", admin.id).version == 1
+    assert guidelines.save_guidelines(db, "other", "For other.", admin).version == 1
 
 
-@pytest.mark.parametrize("change", ["annotator", "disabled", "demoted"])
-def test_only_an_enabled_admin_can_write_guidelines(db, admin, change):
-    actor = accounts.create_user(db, "ann", "ann-password").id if change == "annotator" else admin.id
+@pytest.mark.parametrize("change", ["annotator", "disabled", "demoted", "password reset"])
+def test_only_an_admin_session_still_current_can_write_guidelines(db, admin, change):
+    actor = accounts.create_user(db, "ann", "ann-password") if change == "annotator" else admin
     if change != "annotator":
         accounts.create_user(db, "boss", "boss-password", role="admin")
         boss = accounts.active_user(db, "boss")
         if change == "disabled":
             accounts.set_disabled(db, boss, "admin", True)
-        else:
+        elif change == "demoted":
             accounts.set_role(db, boss, "admin", "annotator")
-    with pytest.raises(accounts.AuthError, match="only an enabled admin"):
+        else:  # still an enabled admin, but this session is older than the new password
+            accounts.reset_password(db, boss, "admin", "new-admin-password")
+    with pytest.raises(accounts.AuthError, match="session has ended or you are no longer an admin"):
         guidelines.save_guidelines(db, "test", "Anything.", actor)
     assert guidelines.current_guidelines(db, "test") is None
 
@@ -51,7 +53,7 @@ def test_only_an_enabled_admin_can_write_guidelines(db, admin, change):
 @pytest.mark.parametrize("prompt_set, text, message", [("test", "  \n", "cannot be blank"), ("missing", "Text.", "no prompt set")])
 def test_blank_guidelines_and_unknown_sets_are_refused(db, admin, prompt_set, text, message):
     with pytest.raises(ValueError, match=message):
-        guidelines.save_guidelines(db, prompt_set, text, admin.id)
+        guidelines.save_guidelines(db, prompt_set, text, admin)
 
 
 def by_guideline_read_everything(db) -> list[dict]:
@@ -68,7 +70,7 @@ def test_agreement_by_guideline_version_is_kept_incrementally(db, admin):
     ids = add_items(db, 12, k=3) + add_items(db, 6, k=3, prompt_set="other")
     names = [annotation.annotator_id(db, name) for name in ("alice", "bob", "carol")]
     for batch in (ids[:9], ids[9:]):
-        guidelines.save_guidelines(db, "test", f"Version for items {batch[0]} on.", admin.id)
+        guidelines.save_guidelines(db, "test", f"Version for items {batch[0]} on.", admin)
         for item in batch:
             for me in names:
                 groups = [[p] for p in rng.sample(range(3), 3)]

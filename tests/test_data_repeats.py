@@ -183,7 +183,7 @@ def test_a_repeat_held_by_one_annotator_does_not_hold_the_item_from_others(db, a
 
 
 def test_served_items_carry_the_current_guidelines_and_rankings_store_their_version(db, alice):
-    admin = create_user(db, "admin", "admin-password", role="admin").id
+    admin = create_user(db, "admin", "admin-password", role="admin")
     assert annotation.next_item(db, alice).guideline is None
     guidelines.save_guidelines(db, "test", "Prefer **short** answers.", admin)
     item = rank_next(db, alice)

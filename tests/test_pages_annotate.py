@@ -64,14 +64,14 @@ def guidelines_shown(at):
 
 def test_guidelines_open_on_first_view_collapse_after_and_the_ranking_records_their_version(chat_db):
     admin = accounts.active_user(chat_db, "admin")
-    guidelines.save_guidelines(chat_db, "chat", "Prefer **correct** answers; then the shorter one.", admin.id)
+    guidelines.save_guidelines(chat_db, "chat", "Prefer **correct** answers; then the shorter one.", admin)
     at = start(user="alice")
     assert guidelines_shown(at).label == "Guidelines for this set (version 1)" and guidelines_shown(at).proto.expanded
     assert "Prefer **correct** answers" in guidelines_shown(at).markdown[0].value
     at.run()
     assert not guidelines_shown(at).proto.expanded  # seen: one click away, out of the way
 
-    guidelines.save_guidelines(chat_db, "chat", "Prefer correct answers; ties are fine.", admin.id)
+    guidelines.save_guidelines(chat_db, "chat", "Prefer correct answers; ties are fine.", admin)
     at.run()  # a new version is new to this session, so it opens again
     assert guidelines_shown(at).label.endswith("(version 2)") and guidelines_shown(at).proto.expanded
     at.text_input(key=typed_key(at)).input("B > A > C = D")

@@ -44,7 +44,7 @@ def test_the_guidelines_screen_renders_nothing_for_annotators(app_db):
 
 def rank_twice(db) -> None:
     """alice and bob rank two items, one under guidelines version 1; alice ranks one of hers again."""
-    admin = accounts.active_user(db, "admin").id
+    admin = accounts.active_user(db, "admin")
     first, second = [row[0] for row in db.execute("SELECT id FROM items ORDER BY id LIMIT 2")]
     guidelines.save_guidelines(db, "builtin", "Prefer correct answers.", admin)
     for name, groups in (("alice", [[0], [1], [2, 3]]), ("bob", [[0], [2], [1], [3]])):

@@ -12,7 +12,7 @@ from ui.text import safe_markdown
 def save_text(db, user, prompt_set: str, key: str) -> None:
     before = guidelines.current_guidelines(db, prompt_set)
     try:
-        saved = guidelines.save_guidelines(db, prompt_set, st.session_state.get(key, ""), user.id)
+        saved = guidelines.save_guidelines(db, prompt_set, st.session_state.get(key, ""), user)
     except ValueError as error:  # AuthError is one too
         flash("error", str(error))
         return
