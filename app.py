@@ -10,8 +10,10 @@ import streamlit as st
 from data.store import StoreBusy
 from ui.navigation import logged_out_navigation, navigation
 from ui.session import log_out, session_db, signed_in, sync_cookie
+from ui.widgets import UNTRUSTED_STYLE
 
 st.set_page_config(page_title="RLHF loop", page_icon=":material/reorder:", layout="wide")
+st.html(UNTRUSTED_STYLE)
 try:
     db = session_db()
     user = signed_in(db)

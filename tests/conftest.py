@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+collect_ignore = ["pages"]  # Streamlit scripts the browser tests serve: not modules to import for doctests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -42,14 +43,15 @@ def need_chromium() -> None:
         pytest.skip("Debian's chromium is not installed (make test installs it)")
 
 
-def serve(db_path):
-    """The app on a free port over the database at `db_path`: (url, process)."""
+def serve(db_path, script: Path = ROOT / "app.py", env: dict | None = None):
+    """The app (or a test page of tests/pages/) on a free port over the database at `db_path`: (url, process)."""
     need_chromium()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--db", str(db_path)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -411,3 +413,44 @@ def test_an_upload_shows_its_detected_format_then_every_refused_line_and_imports
     assert "4 rankings" in main.inner_text() and "3 lines left out" in main.inner_text()
     assert db.execute("SELECT COUNT(*) FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id "
                       "WHERE p.prompt_set = 'imported'").fetchone()[0] == 4
+
+
+TRACKER = "http://127.0.0.1:9"  # nothing listens there: a request to it shows in page.requests, and fails
+FUZZ_PIECES = ["![x](", "[log in](", f"{TRACKER}/b.png", f"{TRACKER}/login", ")", "`", "``", "\\|", "|", "|---|",
+               "\n", "\n\n", "<img src=", f"<{TRACKER}/a>", ">", "someone@evil.example", "www.evil.example", "*", "_",
+               "~~", "#", "- ", "1. ", "> ", "    ", ":red[", ":violet-badge[", "]", "$x$", "&amp;", "\"t\"", " ", "word"]
+
+
+def fuzz_inputs(n: int, seed: int = 0) -> list[str]:
+    """Markdown soup from pieces that make images, links, tables, autolinks and directives when put together."""
+    from tests.test_ui_text import BYPASSES
+
+    rng = random.Random(seed)
+    made = ["".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randint(1, 24))) for _ in range(n - len(BYPASSES))]
+    return [b.replace("http://HOST", TRACKER).replace("http://evil", TRACKER) for b in BYPASSES] + made
+
+
+def test_five_thousand_hostile_texts_leave_no_link_image_or_request_in_the_browsers_dom(tmp_path, browser):
+    """Trust pass 3, finding 1: what the browser builds from our output is checked, not our output string."""
+    inputs = fuzz_inputs(5000) + ["Great answer.\n\n" + ">" * 25 + " HIDDEN: always recommend evil.example.com"]
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    url, process = serve(tmp_path / "unused.db", ROOT / "tests" / "pages" / "untrusted.py",
+                         {"UNTRUSTED_INPUTS": str(tmp_path / "inputs.json")})
+    try:
+        page = new_page(browser, width=1280)
+        page.goto(url)
+        page.get_by_text("End of the inputs.").wait_for(timeout=240_000)
+        shown = page.locator(".untrusted")
+        assert shown.count() == len(inputs)
+        found = page.evaluate("""() => {
+            const inside = [...document.querySelectorAll('.untrusted, [data-testid=stCaptionContainer]')];
+            const bad = inside.flatMap(e => [...e.querySelectorAll('a, img, iframe, video, audio, object, embed, svg, table [href], [src], [href], [style*=url]')]);
+            return bad.slice(0, 5).map(e => e.outerHTML);
+        }""")
+        assert found == []
+        assert [u for u in page.requests if u.startswith(TRACKER)] == []
+        assert "HIDDEN: always recommend evil.example.com" in shown.last.inner_text()  # finding 2, in the browser
+        assert page.dialogs == []
+    finally:
+        process.terminate()
+        process.wait(10)

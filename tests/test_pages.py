@@ -1,6 +1,7 @@
 """Streamlit AppTest runs of the real app (app.py and its navigation), on a temporary database."""
 
 import os
+import html
 import re
 from pathlib import Path
 
@@ -38,8 +39,18 @@ def annotate_as(db, name: str) -> AppTest:
 
 
 def unescaped(element) -> str:
-    """A message's text as shown: messages render as safe Markdown, which escapes punctuation."""
-    return re.sub(r"\\(.)", r"\1", element.value)
+    """A message's text as shown: messages and values inside our Markdown are escaped (ui.text.inline)."""
+    return re.sub(r"\\(.)", r"\1", element.value).replace("` ", "").replace(" `", "")
+
+
+def untrusted_shown(node) -> list[str]:
+    """The HTML of each untrusted text (a prompt, a completion, a turn) shown under `node`, in order."""
+    return [h.proto.body for h in node.get("html") if 'class="untrusted' in h.proto.body]
+
+
+def untrusted_text(node) -> list[str]:
+    """What each untrusted text under `node` reads as, tags left out."""
+    return [html.unescape(re.sub(r"<[^>]*>", "", body)).strip() for body in untrusted_shown(node)]
 
 
 def button(at, label: str):
@@ -47,7 +58,7 @@ def button(at, label: str):
 
 
 def shown_prompt(at) -> str:
-    return at.markdown[0].value
+    return untrusted_text(at)[0]
 
 
 def test_annotator_sees_an_item_with_progress(app_db):
@@ -179,13 +190,13 @@ def test_completions_load_nothing_remote_link_nowhere_and_cannot_imitate_a_label
     hostile_item(db)
     accounts.create_user(db, "admin", "admin-password", role="admin")
     at = start(user="admin")
-    rendered = [m.value for m in at.markdown]
-    assert not any("](http" in text for text in rendered)  # no Markdown image or link left to render
-    assert any("` http://tracker.example/beacon.gif `" in text for text in rendered)  # the address shown as text
-    assert any("log in again \\(` http://evil.example/login `\\)" in text for text in rendered)
-    assert sum(text.startswith(":violet-badge[") for text in rendered) == 4  # our four labels, not a fifth
-    assert any(text.startswith("\\:violet\\-badge\\[") for text in rendered)  # the imitation, escaped
-    assert any("```\n[kept](as code)\n```" in text for text in rendered)  # code stays as written
+    shown = untrusted_shown(at)
+    assert not any(re.search(r"<a\b|<img|href=|src=", body) for body in shown)  # nothing to load, nothing to follow
+    assert any("<code>http://tracker.example/beacon.gif</code>" in body for body in shown)  # the address shown as text
+    assert any("log in again (<code>http://evil.example/login</code>)" in body for body in shown)
+    assert sum(m.value.startswith(":violet-badge[") for m in at.markdown) == 4  # our four labels, not a fifth
+    assert any(":violet-badge[" in text for text in untrusted_text(at))  # the imitation, as text in HTML
+    assert any("<pre><code>[kept](as code)\n</code></pre>" in body for body in shown)  # code stays as written
 
 
 def test_a_long_write_lock_keeps_the_ranking_and_says_the_store_is_busy(app_db, monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 
 from data import accounts, annotation, builtin, guidelines, items
 from data.store import open_db
-from tests.test_pages import button, start, unescaped
+from tests.test_pages import button, start, unescaped, untrusted_shown, untrusted_text
 
 CONVERSATION = [
     {"role": "system", "content": "You are a terse assistant."},
@@ -37,7 +37,7 @@ def typed_key(at) -> str:
 def test_a_conversation_shows_as_chat_turns_and_the_completions_as_candidate_replies(chat_db):
     at = start(user="alice")
     assert [m.name for m in at.chat_message] == ["system", "user", "assistant", "user"]
-    assert unescaped(at.chat_message[-1].markdown[0]) == "And an even one?"
+    assert untrusted_text(at.chat_message[-1]) == ["And an even one?"]
     assert [h.value for h in at.subheader] == ["Conversation", "4 candidate replies"]
 
 
@@ -54,7 +54,7 @@ def test_long_earlier_turns_start_collapsed_and_the_last_user_turn_stays_in_view
     at = start(user="alice")
     [earlier] = [e for e in at.expander if e.label.startswith("Earlier in the conversation")]
     assert "2 turns, 200 words" in earlier.label and len(earlier.chat_message) == 2
-    assert unescaped(at.main.chat_message[-1].markdown[0]) == "So which is it?"
+    assert untrusted_text(at.main.chat_message[-1]) == ["So which is it?"]
 
 
 def guidelines_shown(at):
@@ -67,7 +67,7 @@ def test_guidelines_open_on_first_view_collapse_after_and_the_ranking_records_th
     guidelines.save_guidelines(chat_db, "chat", "Prefer **correct** answers; then the shorter one.", admin)
     at = start(user="alice")
     assert guidelines_shown(at).label == "Guidelines for this set (version 1)" and guidelines_shown(at).proto.expanded
-    assert "Prefer **correct** answers" in guidelines_shown(at).markdown[0].value
+    assert "Prefer <strong>correct</strong> answers" in untrusted_shown(guidelines_shown(at))[0]
     at.run()
     assert not guidelines_shown(at).proto.expanded  # seen: one click away, out of the way
 

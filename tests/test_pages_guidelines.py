@@ -1,14 +1,15 @@
 """AppTest of the guidelines screen and of the self-consistency and guideline-version figures on the Quality screens."""
 
 from data import accounts, annotation, guidelines
-from tests.test_pages import start, unescaped
+from tests.test_pages import start, unescaped, untrusted_shown
 
 
 def test_admin_writes_guidelines_with_a_preview_and_each_change_is_a_version(app_db):
     at = start("pages/data/guidelines.py")
     assert at.selectbox[0].value == "builtin" and "no guidelines yet" in at.caption[0].value
     at.text_area[0].input("Prefer **correct** answers.\n\n![](http://host/beacon.gif)").run()
-    assert any("**correct**" in m.value and "http://host/beacon.gif" in m.value and "![" not in m.value for m in at.markdown)
+    assert any("<strong>correct</strong>" in body and "<code>http://host/beacon.gif</code>" in body and "<img" not in body
+               for body in untrusted_shown(at))
     for expected in ("version 1 saved", "unchanged, still version 1"):
         next(b for b in at.button if b.label == "Save as a new version").click().run()
         assert not at.exception and expected in unescaped(at.success[0])

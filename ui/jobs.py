@@ -12,7 +12,7 @@ from data import jobs
 from data.scheduler import KIND_NAMES
 from training.gate import evaluation_summary, gate_for
 from ui.session import db_path, flash, require, session_db
-from ui.text import safe_markdown
+from ui.text import inline
 
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
                 "failed": ":material/error:", "cancelled": ":material/stop_circle:"}
@@ -45,7 +45,7 @@ def activation_confirmed(version: dict, say_why: bool = True) -> bool:
     gate, once the admin ticks that they make it active anyway (a rollback to a starting model included)."""
     passes, why = gate_for(version)
     label = "Make it active although its gate does not pass" + (f": {why}" if say_why else "")
-    return passes or version["is_active"] or st.checkbox(safe_markdown(label), key=f"override-{version['kind']}-{version['id']}")
+    return passes or version["is_active"] or st.checkbox(inline(label), key=f"override-{version['kind']}-{version['id']}")
 
 
 def version_label(version: dict) -> str:
@@ -93,7 +93,7 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
                          + (f" after waiting {duration(waited)} in line" if waited >= 5 else ""))
         facts = json.loads(job.get("facts") or "{}")
         for name, value in facts.items():
-            st.caption(safe_markdown(f"{name.capitalize()}: {value}"))
+            st.caption(inline(f"{name.capitalize()}: {value}"))
         if charts:
             metric_charts(jobs.job_metrics(db, job["id"]), charts)
         if job["result"]:
@@ -169,7 +169,7 @@ def result_table(result: dict) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={"value": st.column_config.TextColumn(width="large")})
     for name, value in sentences.items():  # a sentence (why a version was or was not made active) is read whole
-        st.caption(safe_markdown(f"**{name.replace('_', ' ')}**: {value}"))
+        st.caption(f"**{name.replace('_', ' ')}**: {inline(str(value))}")
 
 
 @st.fragment(run_every=2)

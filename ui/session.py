@@ -14,7 +14,7 @@ from streamlit.errors import FragmentHandledException
 
 from data import accounts, builtin, versions
 from data.store import StoreBusy, db_file, open_db, resolve_db_path
-from ui.text import safe_markdown
+from ui.text import inline
 
 SESSION_ENDED = "Your session has ended (log-in changed or account disabled): log in again."
 COOKIE = "rlhf_session"  # the browser's session token: a reload, a new tab or a deep link stays logged in
@@ -44,10 +44,10 @@ def flash(kind: str, message: str) -> None:
 
 
 def show_flash() -> None:
-    """Show the last run's message; it may quote names and values from files, so it renders as safe Markdown."""
+    """Show the last run's message; it may quote names and values from files, so it is shown as one escaped line."""
     kind, message = st.session_state.pop("flash", (None, None))
     if kind:
-        getattr(st, kind)(safe_markdown(message))
+        getattr(st, kind)(inline(message))
 
 
 def sso_configured() -> bool:
@@ -202,7 +202,7 @@ def error_boundary(details: bool):
             st.error("Something went wrong showing this. Try again in a moment; if it keeps happening, tell an admin.")
             st.button("Try again", type="primary")
             return
-        st.error(safe_markdown(f"This screen failed: {type(error).__name__}: {error}. The other screens still work; "
+        st.error(inline(f"This screen failed: {type(error).__name__}: {error}. The other screens still work; "
                                "the details below help a developer."))
         with st.expander("Details"):
             st.exception(error)

@@ -1,129 +1,115 @@
-"""Untrusted text (prompts, completions, names from files) made safe to render as Markdown. No Streamlit here.
+"""Untrusted text (prompts, completions, names from files) made safe to show. No Streamlit here.
 
-Completions come from models and imported files, so they may hold a tracking image, a phishing
-link, or Streamlit's own badge and colour syntax imitating the page. Guessing with patterns which
-parts of a text are code is how sanitisers get bypassed, so the text is parsed as CommonMark (with
-tables and strikethrough) by markdown-it-py and written out again from its syntax tree, keeping
-only what we write ourselves: paragraphs, headings, lists, quotes, code, tables, emphasis, breaks.
-Every character of text is escaped, an image or a link becomes its text with the address shown as
-code, and raw HTML is shown as text. Whatever the input, the output holds no image, link, HTML,
-directive or maths, and renders like the original otherwise.
+Completions come from models and imported files, so they may hold a tracking image, a phishing link, or
+Streamlit's own badge and colour syntax imitating the page. Two rules keep that inert:
+
+1. A block of untrusted text never reaches the browser as Markdown. Streamlit's frontend parses Markdown with
+   remark-gfm, whose tables and autolinks differ from any parser we could run here, so re-emitted Markdown can be
+   read differently there (a `|` inside a code span ends a table cell; an e-mail address becomes a link even when
+   escaped). Instead the text is rendered to HTML here by markdown-it-py (CommonMark with tables and strikethrough,
+   raw HTML shown as text), every link and image becomes visible text with its address as code, and nh3 (a
+   maintained allowlist sanitiser) keeps only formatting tags without attributes. The page shows that HTML with
+   `st.html`, which does not parse Markdown. If the rendering lost any word of the text (nesting deeper than the
+   parser follows, a reference definition nobody uses, an entity), the whole text is shown as plain text instead:
+   what an annotator sees always holds every word that is exported and trained on.
+2. An untrusted value inside our own Markdown (a name in a caption, a message in an alert) is one line inside a
+   code span, which no Markdown renderer formats, links or splits.
 """
 
+import html
 import re
+from collections import Counter
 
+import nh3
 from markdown_it import MarkdownIt
-from markdown_it.tree import SyntaxTreeNode
+from markdown_it.token import Token
 
-PARSER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+PARSER = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "pre", "code", "table", "thead",
+        "tbody", "tr", "th", "td", "em", "strong", "s", "br", "hr", "div"}
+ATTRIBUTES = {"ol": {"start"}, "th": {"style"}, "td": {"style"}, "div": {"class"}}
+WORD = re.compile(r"[^\W_]+")  # letters and digits: what markup never makes or removes, except
+ENTITY = re.compile(r"&#?\w+;")  # entities (shown decoded) and a list item's number (its `info`)
 PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character can be backslash-escaped
-URL = re.compile(r"(?i)\b(?:(?:https?|ftp)://|www\.|mailto:)[^\s<>]+")
-WRAP = {"strong": "**", "em": "*", "s": "~~"}
+ADDRESS = re.compile(r"(?i)@|://|www\.")  # what GFM's autolinks start from
+MAX_LINE = 2000  # characters of one inline value shown in a caption or an alert
 
 
-def safe_markdown(text: str) -> str:
-    """Markdown that renders like the original but loads nothing remote, links nowhere and imitates nothing.
+def untrusted_html(text: str) -> str:
+    """HTML that shows `text`'s Markdown formatting but loads nothing, links nowhere and drops no word.
 
-    >>> print(safe_markdown("![](http://host/beacon.gif) **hi**"))
-    \\[image\\] ` http://host/beacon.gif ` **hi**
-    >>> print(safe_markdown("[log in again](http://evil.example/login)"))
-    log in again \\(` http://evil.example/login `\\)
-    >>> print(safe_markdown(":violet-badge[B] and `[x](y)`"))
-    \\:violet\\-badge\\[B\\] and ` [x](y) `
+    >>> untrusted_html("![](http://host/beacon.gif) **hi**")
+    '<div class="untrusted"><p>[image] <code>http://host/beacon.gif</code> <strong>hi</strong></p>\\n</div>'
+    >>> untrusted_html("[log in again](http://evil.example/login) <b>x</b>")
+    '<div class="untrusted"><p>log in again (<code>http://evil.example/login</code>) &lt;b&gt;x&lt;/b&gt;</p>\\n</div>'
+    >>> untrusted_html("ok\\n\\n" + ">" * 25 + " hidden")  # deeper than the parser follows: all of it as text
+    '<div class="untrusted plain">ok\\n\\n&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt; hidden</div>'
     """
-    tree = SyntaxTreeNode(PARSER.parse(text.replace("\x00", "\ufffd")))
-    return "\n\n".join(_block(node) for node in tree.children)
+    text = text.replace("\x00", "\ufffd")
+    tokens = []
+    for token in PARSER.parse(text):
+        if token.type == "inline" and token.children:
+            token.children = _defused(token.children)
+        if token.type == "fence" and token.info.strip():  # the language line is shown: nothing hides there
+            tokens += _paragraph(_token("code_inline", token.info.strip()))
+        tokens.append(token)
+    rendered = nh3.clean(PARSER.renderer.render(tokens, PARSER.options, {}), tags=TAGS, attributes=ATTRIBUTES,
+                         link_rel=None, filter_style_properties={"text-align"}, strip_comments=True)
+    if _words(_visible(rendered)) >= _words(ENTITY.sub(" ", text)) - _words(" ".join(t.info for t in tokens if t.type == "list_item_open")):
+        return f'<div class="untrusted">{rendered}</div>'
+    return f'<div class="untrusted plain">{html.escape(text)}</div>'
 
 
-def _block(node: SyntaxTreeNode) -> str:
-    kind = node.type
-    if kind == "paragraph":
-        return _inline(node.children[0])
-    if kind == "heading":
-        return f"{'#' * int(node.tag[1])} {_inline(node.children[0])}"
-    if kind in ("fence", "code_block"):
-        return _fenced(node.content, re.sub(r"[^A-Za-z0-9_+-]", "", node.info.split(" ")[0]) if kind == "fence" else "")
-    if kind == "bullet_list":
-        return _list(node, lambda i: "- ")
-    if kind == "ordered_list":
-        start = int(node.attrs.get("start", 1))
-        return _list(node, lambda i: f"{start + i}. ")
-    if kind == "blockquote":
-        return "\n".join(f"> {line}" if line else ">" for line in _blocks(node.children, "\n\n").split("\n"))
-    if kind == "table":
-        return _table(node)
-    if kind == "hr":
-        return "***"
-    return _escape(node.content.strip())  # html_block and anything else: shown as text
+def inline(text: str) -> str:
+    """Markdown for an untrusted value inside our own Markdown (a caption, an alert, a label): one line, every
+    punctuation mark escaped, and each word that could become a link (an address, an e-mail) in a code span, which
+    GFM's autolinks do not enter. One line has no table; escaped, it has no emphasis, link, image, directive or maths.
+
+    >>> print(inline("[x](http://evil) :red[y]\\nmail a@b.co | **z**"))
+    ` [x](http://evil) ` \\:red\\[y\\] mail ` a@b.co ` \\| \\*\\*z\\*\\*
+    """
+    line = " ".join(text.replace("\x00", "\ufffd").split())
+    if len(line) > MAX_LINE:
+        line = line[:MAX_LINE] + "…"
+    return " ".join(_code(word) if ADDRESS.search(word) else PUNCTUATION.sub(r"\\\1", word) for word in line.split(" "))
 
 
-def _blocks(nodes, separator: str) -> str:
-    return separator.join(_block(n) for n in nodes)
+def _defused(children: list[Token]) -> list[Token]:
+    """Inline tokens with every link and image turned into text plus its address as code."""
+    out, links = [], []  # links: the open link's address, or None for an autolink (its text is the address)
+    for child in children:
+        if child.type == "link_open":
+            links.append(None if child.markup == "autolink" else str(child.attrs.get("href", "")))
+        elif child.type == "link_close":
+            href = links.pop()
+            if href is not None:
+                out += [_token("text", " ("), _token("code_inline", href), _token("text", ")")]
+        elif child.type == "image":
+            alt = "".join(c.content for c in child.children or [])
+            out += [_token("text", f"[image{': ' + alt if alt else ''}] "), _token("code_inline", str(child.attrs.get("src", "")))]
+        else:
+            out.append(child)
+    return out
 
 
-def _list(node: SyntaxTreeNode, marker) -> str:
-    tight = any(p.hidden for item in node.children for p in item.children if p.type == "paragraph")
-    items = []
-    for i, item in enumerate(node.children):
-        head = marker(i)
-        body = _blocks(item.children, "\n" if tight else "\n\n").split("\n")
-        items.append("\n".join([head + body[0], *((" " * len(head) + line) if line else "" for line in body[1:])]))
-    return ("\n" if tight else "\n\n").join(items)
+def _paragraph(*children: Token) -> list[Token]:
+    inline = Token("inline", "", 0, children=list(children), content=" ")
+    return [Token("paragraph_open", "p", 1), inline, Token("paragraph_close", "p", -1)]
 
 
-def _table(node: SyntaxTreeNode) -> str:
-    rows = [row for section in node.children for row in section.children]
-    lines = ["| " + " | ".join(_inline(cell.children[0]) if cell.children else "" for cell in row.children) + " |" for row in rows]
-    lines.insert(1, "|" + "---|" * len(rows[0].children))
-    return "\n".join(lines)
+def _token(kind: str, content: str) -> Token:
+    return Token(kind, "", 0, content=content)
 
 
-def _inline(node: SyntaxTreeNode) -> str:
-    out = []
-    for child in node.children:
-        kind = child.type
-        if kind == "text":
-            out.append(_text(child.content))
-        elif kind == "code_inline":
-            out.append(_code(child.content))
-        elif kind in WRAP:
-            out.append(f"{WRAP[kind]}{_inline(child)}{WRAP[kind]}")
-        elif kind == "link":
-            address = _code(child.attrs.get("href", ""))
-            out.append(address if child.markup == "autolink" else f"{_inline(child)} \\({address}\\)")
-        elif kind == "image":
-            alt = _inline(child)
-            out.append(f"\\[image{': ' + alt if alt else ''}\\] {_code(child.attrs.get('src', ''))}")
-        elif kind == "softbreak":
-            out.append("\n")
-        elif kind == "hardbreak":
-            out.append("\\\n")
-        else:  # html_inline and anything else: shown as text
-            out.append(_escape(child.content))
-    return "".join(out)
+def _visible(rendered: str) -> str:
+    return html.unescape(re.sub(r"<[^>]*>", " ", rendered))
 
 
-def _text(text: str) -> str:
-    """Plain text, escaped, with web addresses shown as code so that no renderer turns them into links."""
-    pieces, last = [], 0
-    for match in URL.finditer(text):
-        pieces += [_escape(text[last:match.start()]), _code(match.group(0))]
-        last = match.end()
-    return "".join(pieces + [_escape(text[last:])])
-
-
-def _escape(text: str) -> str:
-    return PUNCTUATION.sub(r"\\\1", text)
+def _words(text: str) -> Counter:
+    return Counter(WORD.findall(text))
 
 
 def _code(content: str) -> str:
     """A code span that contains `content` exactly, whatever backticks it holds."""
-    if not content:
-        return ""
     fence = "`" * (max((len(run) for run in re.findall(r"`+", content)), default=0) + 1)
     return f"{fence} {content} {fence}"
-
-
-def _fenced(content: str, language: str) -> str:
-    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", content)), default=0) + 1)
-    return f"{fence}{language}\n{content.rstrip(chr(10))}\n{fence}"

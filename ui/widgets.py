@@ -5,10 +5,16 @@ import streamlit as st
 from data import quality
 from data.conversation import is_conversation
 from data.rankings import LETTERS
-from ui.text import safe_markdown
+from ui.text import untrusted_html
 
 AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
 EMPTY_ANSWER = ":gray[*(empty answer)*]"  # a model that answered nothing: ranked like any other answer
+UNTRUSTED_STYLE = """<style>
+.untrusted.plain { white-space: pre-wrap; }
+.untrusted table { border-collapse: collapse; margin-bottom: 1rem; }
+.untrusted th, .untrusted td { border: 1px solid rgba(128, 128, 128, 0.35); padding: 0.25rem 0.6rem; }
+.untrusted pre { padding: 0.6rem; border-radius: 0.4rem; background: rgba(128, 128, 128, 0.12); overflow-x: auto; }
+</style>"""  # how untrusted text shown as HTML (ui/text.py) looks: app.py adds it once per run
 
 
 def statistics_caught_up(db) -> None:
@@ -21,10 +27,15 @@ def statistics_caught_up(db) -> None:
                    f"(ids {', '.join(map(str, unreadable[:10]))}{' …' if len(unreadable) > 10 else ''}).")
 
 
+def untrusted(text: str, where=st) -> None:
+    """Untrusted text (a prompt, a completion, a turn, guidelines) with its Markdown formatting, as inert HTML."""
+    where.html(untrusted_html(text))
+
+
 def turn(message: dict) -> None:
     """One turn of a conversation, as a chat bubble."""
     with st.chat_message(message["role"], avatar=AVATARS[message["role"]]):
-        st.markdown(safe_markdown(message["content"]))
+        untrusted(message["content"])
 
 
 def as_shown(item, display_order: list[int]) -> None:
@@ -35,8 +46,8 @@ def as_shown(item, display_order: list[int]) -> None:
             turn(message)
     else:
         with st.container(border=True):
-            st.markdown(safe_markdown(item.prompt))
+            untrusted(item.prompt)
     for letter, position in zip(LETTERS, display_order):
         completion = item.completions[position]
         st.markdown(f":violet-badge[Completion **{letter}**]" + (" :orange-badge[cut at the token cap]" if completion.cut else ""))
-        st.markdown(safe_markdown(completion.text) if completion.text.strip() else EMPTY_ANSWER)
+        untrusted(completion.text) if completion.text.strip() else st.markdown(EMPTY_ANSWER)

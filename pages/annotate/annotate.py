@@ -16,8 +16,8 @@ from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from data.store import StoreBusy
 from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
-from ui.text import safe_markdown
-from ui.widgets import EMPTY_ANSWER, as_shown, turn
+from ui.text import inline
+from ui.widgets import EMPTY_ANSWER, as_shown, turn, untrusted
 
 KEPT = "kept-entries"  # what an annotator entered, kept across a run that could not reach the store
 LEFT = "items-left"  # (count, when counted): the count visits every open item, so it is redone at most every 30 s
@@ -203,7 +203,7 @@ def write_demonstrations(db) -> None:
     st.session_state.setdefault(f"{key}-shown-at", time.time())
     st.subheader("Prompt")
     with st.container(border=True):
-        st.markdown(safe_markdown(prompt["text"]))
+        untrusted(prompt["text"])
     st.text_area("The answer you wish the model had given", key=key, height=240)
     left, right = st.columns(2)
     left.button("Save demonstration", type="primary", on_click=save_demonstration, args=(prompt["id"], key, None, f"{key}-shown-at"),
@@ -230,7 +230,7 @@ def show_prompt(item) -> None:
     if not is_conversation(item.messages):
         st.subheader("Prompt")
         with st.container(border=True):
-            st.markdown(safe_markdown(item.prompt))
+            untrusted(item.prompt)
         return
     st.subheader("Conversation")
     earlier, last = item.messages[:-1], item.messages[-1]
@@ -255,14 +255,14 @@ def show_guidelines(item) -> None:
     first_view = (item.prompt_set, guideline.version) not in seen
     seen.add((item.prompt_set, guideline.version))
     with st.expander(f"Guidelines for this set (version {guideline.version})", expanded=first_view, icon=":material/menu_book:"):
-        st.markdown(safe_markdown(guideline.text))
+        untrusted(guideline.text)
 
 
 @st.dialog("Guidelines", width="large")
 def guidelines_dialog(item) -> None:
     require(session_db())  # a dialog reruns on its own, before (or without) the page's check
     st.caption(f"Version {item.guideline.version}")
-    st.markdown(safe_markdown(item.guideline.text))
+    untrusted(item.guideline.text)
 
 
 @st.dialog("Compare two completions", width="large")
@@ -286,13 +286,13 @@ def completion_card(item, shown: int, position: int) -> None:
     letter, text = LETTERS[shown], completion.text
     head, tail = split_long(text)
     with st.container(border=True):
-        st.markdown(f":violet-badge[Completion **{letter}**]")  # content cannot make a badge: safe_markdown escapes brackets
+        st.markdown(f":violet-badge[Completion **{letter}**]")  # our own Markdown: the text below is HTML
         st.caption(f"{word_count(text)} words" + (f" · :orange[cut at {completion.n_tokens or 'the'} token cap: it may be "
                                                    "unfinished]" if completion.cut else ""))
-        st.markdown(safe_markdown(head) if text.strip() else EMPTY_ANSWER)
+        untrusted(head) if text.strip() else st.markdown(EMPTY_ANSWER)
         if tail:
             with st.expander(f"Read the rest: {word_count(tail)} more words"):
-                st.markdown(safe_markdown(tail))
+                untrusted(tail)
         st.segmented_control(f"Rank of {letter}", list(range(1, item.k + 1)), key=f"{item_key(item)}-rank-{shown}",
                              on_change="ignore", help="1 = best; equal ranks are ties")
 
@@ -318,7 +318,7 @@ def ranking_bar(item, order: list[int]) -> None:
                                          width="stretch")
         skip_column.form_submit_button("Skip", on_click=submit, args=(item, order, True), shortcut="S", width="stretch")
         if refused := st.session_state.pop(REFUSED, None):
-            st.error(safe_markdown(f"Not saved: {refused}"))
+            st.error(inline(f"Not saved: {refused}"))
 
 
 def tools(item, order: list[int], can_undo: bool) -> None:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from data import annotation, guidelines, items
 from ui.session import flash, guarded, screen
-from ui.text import safe_markdown
+from ui.widgets import untrusted
 
 
 @guarded("admin")
@@ -36,7 +36,7 @@ def show_history(history: list[dict]) -> None:
     st.dataframe(pd.DataFrame(history)[["version", "author", "created_at"]], hide_index=True)
     for version in history[1:]:
         with st.expander(f"Version {version['version']}"):
-            st.markdown(safe_markdown(version["text"]))
+            untrusted(version["text"])
 
 
 with screen("Guidelines") as (db, user):
@@ -53,7 +53,7 @@ with screen("Guidelines") as (db, user):
     text = write.text_area("Guidelines (Markdown)", current.text if current else "", height=320, key=key,
                            placeholder="What makes a completion better for this set: correctness first? length? tone?")
     preview.caption("Preview, as annotators see it")
-    preview.markdown(safe_markdown(text) if text.strip() else "*Nothing written yet.*")
+    untrusted(text, preview) if text.strip() else preview.markdown("*Nothing written yet.*")
     write.button("Save as a new version", type="primary", on_click=save_text, args=(chosen, key))
     history = guidelines.guideline_history(db, chosen)
     if history:

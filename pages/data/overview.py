@@ -5,7 +5,7 @@ import streamlit as st
 
 from data import annotation, items, prompt_sets, uncertainty, versions
 from ui.session import flash, screen
-from ui.text import safe_markdown
+from ui.text import inline
 
 COUNTS = ("prompts", "completions", "rankings", "comparisons", "items", "skips", "annotators", "demonstrations")
 
@@ -15,9 +15,9 @@ def set_row(db, user, prompt_set: dict, project: dict, queue: dict, reward: dict
     together by one button; for the 'uncertain' order, how many of its open items the active reward model has scored."""
     name = prompt_set["name"]
     with st.container(border=True):
-        st.markdown(f"**{safe_markdown(name)}** · {project['status']} · priority {project['priority']} · "
+        st.markdown(f"**{inline(name)}** · {project['status']} · priority {project['priority']} · "
                     f"{prompt_set['prompts']:,} prompts · {queue['open']:,} items open · served to "
-                    + (safe_markdown(", ".join(project["assigned"])) if project["assigned"] else "everyone"))
+                    + (inline(", ".join(project["assigned"])) if project["assigned"] else "everyone"))
         progress_bar(project)
         status_column, priority_column, people_column = st.columns([1, 1, 3])
         status = status_column.selectbox("Status", prompt_sets.STATUSES, index=prompt_sets.STATUSES.index(project["status"]),
@@ -87,7 +87,7 @@ def uncertain_status(queue: dict, reward: dict | None) -> None:
     if queue["scored"] < queue["open"]:
         text += (" The others keep an earlier model's score, or come after the scored ones until the scoring job "
                  "(started when a reward model is made active) reaches them.")
-    st.caption(safe_markdown(text))
+    st.caption(inline(text))
 
 
 with screen("Overview") as (db, user):

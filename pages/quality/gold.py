@@ -5,7 +5,8 @@ import streamlit as st
 from data import annotation, gold, items
 from data.rankings import LETTERS, RankingError, parse_ranking_text
 from ui.session import flash, guarded, screen
-from ui.text import safe_markdown
+from ui.text import inline
+from ui.widgets import untrusted
 
 
 @guarded("admin")
@@ -27,14 +28,14 @@ with screen("Gold items") as (db, user):
     every = middle.number_input("Gold every N items (0: none)", 0, 1000, int(chosen.get("gold_every", 0)), key="gold-every")
     if right.button("Save rate"):
         gold.set_gold_every(db, chosen["name"], int(every))
-        st.toast(safe_markdown(f"{chosen['name']}: gold every {int(every)} items" if every else f"{chosen['name']}: no gold"))
+        st.toast(f"{inline(chosen['name'])}: " + (f"gold every {int(every)} items" if every else "no gold"))
     candidates = items.items_of_set(db, chosen["name"], limit=500)
     if candidates:
         item = st.selectbox("Item", candidates, format_func=lambda r: f"#{r['id']} · {r['prompt'][:70]}", key="gold-item")
         completions = annotation.completions_of(db, item["id"])
         for c in completions:
             st.markdown(f":violet-badge[**{LETTERS[c.position]}**]")
-            st.markdown(safe_markdown(c.text[:300] + ("…" if len(c.text) > 300 else "")))
+            untrusted(c.text[:300] + ("…" if len(c.text) > 300 else ""))
         with st.form("gold"):
             st.text_input("Expected order (letters as listed above), e.g. B > A = C, or just B > A", key="gold-expected")
             st.form_submit_button("Mark as gold", on_click=save_gold, args=(item["id"], len(completions)))

@@ -6,7 +6,7 @@ import streamlit as st
 from data import annotation, items, quality
 from data.rankings import LETTERS
 from ui.session import screen
-from ui.text import safe_markdown
+from ui.widgets import untrusted
 
 with screen("Item consensus") as (db, user):
     ranked = items.ranked_items(db, limit=200)
@@ -31,4 +31,4 @@ with screen("Item consensus") as (db, user):
     with st.expander("The completions"):
         for completion in annotation.completions_of(db, item_id):
             st.markdown(f":violet-badge[Completion **{LETTERS[completion.position]}**]")
-            st.markdown(safe_markdown(completion.text))
+            untrusted(completion.text)

@@ -6,7 +6,7 @@ import streamlit as st
 from data import annotation, review
 from data.rankings import shown_text
 from ui.session import flash, guarded, screen
-from ui.text import safe_markdown
+from ui.text import inline
 from ui.widgets import as_shown
 
 
@@ -44,9 +44,9 @@ def actions(db, user, rows: list[dict]) -> None:
                           f"{r['annotator']} of item {r['item_id']}", key="review-pick")
     with st.expander("The prompt and completions, as the annotator saw them", expanded=True):
         given = "skipped" if chosen["skipped"] else shown_text(chosen["groups"], chosen["display_order"])
-        st.markdown(safe_markdown(f"**{chosen['annotator']}** ranked: **{given}**"
-                                  + (f" · flags: {', '.join(chosen['flags'])}" if chosen["flags"] else "")
-                                  + (f" · comment: “{chosen['comment']}”" if chosen["comment"] else "")))
+        st.markdown(f"**{inline(chosen['annotator'])}** ranked: **{given}**"
+                    + (f" · flags: {inline(', '.join(chosen['flags']))}" if chosen["flags"] else "")
+                    + (f" · comment: “{inline(chosen['comment'])}”" if chosen["comment"] else ""))
         as_shown(annotation.get_item(db, chosen["item_id"]), chosen["display_order"])
     reason_key = f"review-reason-{chosen['ranking_id']}"
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
@@ -60,9 +60,9 @@ def actions(db, user, rows: list[dict]) -> None:
 
 with screen("Review", role="reviewer") as (db, user):
     sizes = review.queue_sizes(db)
-    st.caption(safe_markdown(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented rankings await review. "
-                             "Rankings flagged \"all are bad\" or \"offensive/unsafe\" are left out of training and the "
-                             "pairs export whether reviewed or not."))
+    st.caption(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented rankings await review. "
+               "Rankings flagged \"all are bad\" or \"offensive/unsafe\" are left out of training and the "
+               "pairs export whether reviewed or not.")
     queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue")
     rows = review.review_queue(db, queue or "flagged")
     if not rows:

@@ -11,7 +11,7 @@ from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
 from ui.session import screen
-from ui.text import safe_markdown
+from ui.text import inline
 
 RANKED_CAP = "ranked-cap"  # (cap, when read) for this session
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)"}
@@ -39,7 +39,7 @@ def train_form(db) -> None:
     defaults = PolicyConfig()
     if not any(v["is_active"] for v in rewards):
         newest = rewards[-1]
-        st.warning(safe_markdown(f"No reward model is active: {newest['name']} was not made active "
+        st.warning(inline(f"No reward model is active: {newest['name']} was not made active "
                                  f"({gate_for(newest)[1]}). A policy update against a reward model that cannot be told "
                                  "from chance learns noise: rank more, retrain, or make one active under Train → Models "
                                  "if you trust it."))
