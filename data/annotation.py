@@ -11,7 +11,7 @@ from data import agreement, gold, guidelines, quality
 from data.conversation import as_messages
 from data.guidelines import Guideline
 from data.rankings import FLAGS, ranking_to_pairs, tie_count, validate_ranking
-from data.prompt_sets import OPEN_ITEMS, SERVED_TO, WANTED
+from data.prompt_sets import OPEN_ITEMS, SERVED_TO, WANTED, get_set, update_settings
 from data.store import from_json, now, to_json, write_transaction
 
 RESERVATION_S = 600  # how long an item shown to an annotator is held for them
@@ -182,10 +182,8 @@ def repeat_draw(annotator: int, answered: int) -> float:
 
 def repeat_settings(db: Database, prompt_set: str) -> dict:
     """The set's self-consistency settings: `repeat_share` of the queue, after `repeat_gap` rankings (or a day)."""
-    row = db.execute("SELECT repeat_share, repeat_gap FROM prompt_sets WHERE name = ?", [prompt_set]).fetchone()
-    if row is None:
-        raise ValueError(f"there is no prompt set {prompt_set!r}")
-    return {"repeat_share": row[0], "repeat_gap": row[1]}
+    settings = get_set(db, prompt_set)
+    return {"repeat_share": settings["repeat_share"], "repeat_gap": settings["repeat_gap"]}
 
 
 def set_repeat_settings(db: Database, prompt_set: str, share: float, gap: int) -> None:
@@ -194,9 +192,7 @@ def set_repeat_settings(db: Database, prompt_set: str, share: float, gap: int) -
         raise ValueError(f"the repeat share is between 0 and {MAX_REPEAT_SHARE:.0%} of the queue, got {share:.0%}")
     if gap < 1:
         raise ValueError(f"the repeat gap is at least 1 ranking, got {gap}")
-    with write_transaction(db):
-        if db.execute("UPDATE prompt_sets SET repeat_share = ?, repeat_gap = ? WHERE name = ?", [share, gap, prompt_set]).rowcount == 0:
-            raise ValueError(f"there is no prompt set {prompt_set!r}")
+    update_settings(db, prompt_set, repeat_share=share, repeat_gap=gap)
 
 
 def completions_of(db: Database, item_id: int) -> list[Completion]:

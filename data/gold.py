@@ -3,6 +3,7 @@
 from sqlite_utils import Database
 
 from data import quality
+from data.prompt_sets import update_settings
 from data.rankings import passes_gold, ranking_to_pairs
 from data.store import from_json, now, to_json, write_transaction
 
@@ -27,8 +28,7 @@ def set_gold_every(db: Database, prompt_set: str, every: int) -> None:
     """Serve a gold item every `every` items (0: never)."""
     if every < 0:
         raise ValueError("the gold rate is every N items, N >= 0")
-    with write_transaction(db):
-        db.execute("UPDATE prompt_sets SET gold_every = ? WHERE name = ?", [every, prompt_set])
+    update_settings(db, prompt_set, gold_every=every)
 
 
 def gold_results(db: Database) -> list[dict]:

@@ -6,7 +6,7 @@ from sqlite_utils import Database
 
 from data import conversation, uncertainty
 from data.content import content_hash
-from data.prompt_sets import BUILTIN_SET, configure, pause_demo_if_first
+from data.prompt_sets import BUILTIN_SET, configure, pause_demo_if_first, update_settings
 from data.rankings import MAX_K, MIN_K, RankingError
 from data.store import now, to_json, write_transaction
 
@@ -36,8 +36,7 @@ def set_rankings_wanted(db: Database, prompt_set: str, n: int) -> None:
     """N: how many rankings each item of the set needs before it leaves every queue."""
     if n < 1:
         raise ValueError(f"rankings wanted per item must be at least 1, got {n}")
-    with write_transaction(db):
-        db.execute("UPDATE prompt_sets SET rankings_wanted = ? WHERE name = ?", [n, prompt_set])
+    update_settings(db, prompt_set, rankings_wanted=n)
 
 
 def set_queue(db: Database, prompt_set: str, rankings_wanted: int, order: str, random_share: float) -> None:

@@ -5,6 +5,9 @@ The queue (`data.annotation.next_item`) serves only active sets, only to the ann
 priority first, then fewest rankings first. The built-in demo set is paused when the first other set gets items, so
 a new project is not served after the demo (`pause_demo_if_first`). An item wants OVERLAP_WANTED rankings: the set's N,
 or for the overlap share of its items (fixed in advance by each item's draw) the overlap N.
+
+Every setting of a set is written through `update_settings`, which refuses a set that does not exist; the modules
+that give a setting its meaning (gold's rate, the repeats, the queue order, N) check its value and call it.
 """
 
 from sqlite_utils import Database
@@ -32,12 +35,36 @@ SERVED_TO = """s.status = 'active' AND (NOT EXISTS (SELECT 1 FROM set_assignment
                OR EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = s.name AND a.annotator_id = :annotator))"""
 
 
+# Every setting of a set; all of them are written through `update_settings`.
+SETTINGS = frozenset({"status", "priority", "rankings_wanted", "overlap_share", "overlap_rankings", "gold_every",
+                      "repeat_share", "repeat_gap", "queue_order", "random_share"})
+
+
+class UnknownSet(LookupError, ValueError):
+    """A prompt set that does not exist. Also a ValueError, so a form that shows refused input shows this one too."""
+
+
+def _unknown(db: Database, name: str) -> UnknownSet:
+    known = ", ".join(r[0] for r in db.execute("SELECT name FROM prompt_sets ORDER BY created_at"))
+    return UnknownSet(f"there is no prompt set named {name!r}: "
+                      + (f"the sets are {known}" if known else "there are none yet, import prompts to make one"))
+
+
 def get_set(db: Database, name: str) -> dict:
     row = next(iter(db.query("SELECT * FROM prompt_sets WHERE name = ?", [name])), None)
     if row is None:
-        known = ", ".join(r[0] for r in db.execute("SELECT name FROM prompt_sets ORDER BY created_at"))
-        raise LookupError(f"there is no prompt set named {name!r}: the sets are {known or 'none yet'}")
+        raise _unknown(db, name)
     return {**row, "assigned": assigned(db, name)}
+
+
+def update_settings(db: Database, name: str, **settings) -> None:
+    """Write these settings of the set (`gold_every=5`), checked by the caller, in one transaction or the caller's.
+    An unknown set is refused (UnknownSet, naming the sets there are) rather than updating nothing."""
+    assert settings and set(settings) <= SETTINGS, f"not prompt set settings: {sorted(set(settings) - SETTINGS)}"
+    columns = ", ".join(f"{column} = ?" for column in settings)
+    with write_transaction(db):
+        if db.execute(f"UPDATE prompt_sets SET {columns} WHERE name = ?", [*settings.values(), name]).rowcount == 0:
+            raise _unknown(db, name)
 
 
 def assigned(db: Database, name: str) -> list[str]:
@@ -56,23 +83,23 @@ def configure(db: Database, name: str, actor: User | None = None, status: str | 
         if status is not None:
             if status not in STATUSES:
                 raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-            db.execute("UPDATE prompt_sets SET status = ? WHERE name = ?", [status, name])
+            update_settings(db, name, status=status)
         if priority is not None:
-            db.execute("UPDATE prompt_sets SET priority = ? WHERE name = ?", [int(priority), name])
+            update_settings(db, name, priority=int(priority))
             db.execute("UPDATE items SET set_priority = ? WHERE prompt_id IN (SELECT id FROM prompts WHERE prompt_set = ?)",
                        [int(priority), name])
         if rankings_wanted is not None:
             if rankings_wanted < 1:
                 raise ValueError(f"rankings wanted per item must be at least 1, got {rankings_wanted}")
-            db.execute("UPDATE prompt_sets SET rankings_wanted = ? WHERE name = ?", [rankings_wanted, name])
+            update_settings(db, name, rankings_wanted=rankings_wanted)
         if overlap_share is not None:
             if not 0 <= overlap_share <= 1:
                 raise ValueError(f"the overlap share is a fraction of the items between 0 and 1, got {overlap_share}")
-            db.execute("UPDATE prompt_sets SET overlap_share = ? WHERE name = ?", [overlap_share, name])
+            update_settings(db, name, overlap_share=overlap_share)
         if overlap_rankings is not None:
             if overlap_rankings < 2:
                 raise ValueError(f"overlap items need at least 2 rankings each (for agreement), got {overlap_rankings}")
-            db.execute("UPDATE prompt_sets SET overlap_rankings = ? WHERE name = ?", [overlap_rankings, name])
+            update_settings(db, name, overlap_rankings=overlap_rankings)
         if assign is not None:
             _assign(db, name, assign)
     return get_set(db, name)

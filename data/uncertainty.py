@@ -13,7 +13,7 @@ reward model thought. In an 'oldest' set every priority is 0 (oldest first, as b
 from sqlite_utils import Database
 
 from data import jobs, versions
-from data.prompt_sets import OPEN_ITEMS
+from data.prompt_sets import OPEN_ITEMS, get_set, update_settings
 from data.store import db_file, to_json, write_transaction
 
 QUEUE_ORDERS = {  # among items with as many rankings
@@ -35,10 +35,8 @@ def set_priorities(db: Database, where: str, params) -> None:
 
 
 def queue_settings(db: Database, prompt_set: str) -> dict:
-    row = db.execute("SELECT queue_order, random_share FROM prompt_sets WHERE name = ?", [prompt_set]).fetchone()
-    if row is None:
-        raise ValueError(f"there is no prompt set {prompt_set!r}")
-    return {"queue_order": row[0], "random_share": row[1]}
+    settings = get_set(db, prompt_set)
+    return {"queue_order": settings["queue_order"], "random_share": settings["random_share"]}
 
 
 def set_queue_order(db: Database, prompt_set: str, order: str, random_share: float = 0.2) -> None:
@@ -51,7 +49,7 @@ def set_queue_order(db: Database, prompt_set: str, order: str, random_share: flo
     with write_transaction(db):
         if queue_settings(db, prompt_set) == {"queue_order": order, "random_share": random_share}:
             return
-        db.execute("UPDATE prompt_sets SET queue_order = ?, random_share = ? WHERE name = ?", [order, random_share, prompt_set])
+        update_settings(db, prompt_set, queue_order=order, random_share=random_share)
         set_priorities(db, "prompt_id IN (SELECT id FROM prompts WHERE prompt_set = ?)", [prompt_set])
 
 

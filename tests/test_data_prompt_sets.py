@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from data import annotation, builtin, jobs, prompt_sets
+from data import annotation, builtin, gold, items, jobs, prompt_sets, uncertainty
 from data.items import BUILTIN_SET
 from tests.conftest import add_items
 
@@ -102,6 +102,31 @@ def test_progress_counts_rankings_against_the_targets(db):
     [row] = prompt_sets.progress(db)
     assert (row["items"], row["wanted"], row["done"], row["complete"]) == (3, 3, 2, 2)
     assert row["per_day"] == 2.0 and row["eta_days"] == 0.5  # a set younger than a day: its pace per day since it began
+
+
+SETTERS = {
+    "configure": lambda db, name: prompt_sets.configure(db, name, priority=1),
+    "rankings wanted": lambda db, name: items.set_rankings_wanted(db, name, 3),
+    "queue": lambda db, name: items.set_queue(db, name, 3, "uncertain", 0.2),
+    "gold rate": lambda db, name: gold.set_gold_every(db, name, 5),
+    "repeats": lambda db, name: annotation.set_repeat_settings(db, name, 0.1, 5),
+    "queue order": lambda db, name: uncertainty.set_queue_order(db, name, "uncertain"),
+}
+
+
+@pytest.mark.parametrize("setter", SETTERS)
+def test_every_setter_refuses_an_unknown_set_and_names_the_known_ones(db, setter):
+    add_items(db, 1, prompt_set="s")
+    before = list(db.query("SELECT * FROM prompt_sets"))
+    with pytest.raises(LookupError, match="there is no prompt set named 'nope': the sets are s$"):
+        SETTERS[setter](db, "nope")
+    assert list(db.query("SELECT * FROM prompt_sets")) == before
+    SETTERS[setter](db, "s")  # the same call on a set that exists goes through
+
+
+def test_an_unknown_set_with_no_set_at_all_says_how_to_make_one(db):
+    with pytest.raises(prompt_sets.UnknownSet, match="none yet, import prompts to make one"):
+        gold.set_gold_every(db, "nope", 5)
 
 
 def test_settings_errors_name_the_remedy(db):

@@ -258,4 +258,4 @@ def test_the_command_line_sets_the_order(db, db_path, queue, capsys):
     assert uncertainty.queue_settings(db, "test") == {"queue_order": "uncertain", "random_share": 0.1}
     assert '"scoring_job": null' in capsys.readouterr().out  # every item already scored by the active model
     assert main(["--db", str(db_path), "queue-order", "nope", "uncertain"]) == 2
-    assert "no prompt set 'nope'" in capsys.readouterr().err
+    assert "no prompt set named 'nope'" in capsys.readouterr().err
