@@ -3,12 +3,19 @@
 The store keeps where a model is served and how to sample it, and the NAME of the environment
 variable (or `.streamlit/secrets.toml` key) that holds its API key: never the key itself, so no
 key reaches the database, a backup, an export, a job's log or a page.
+
+Where a key may go is decided on the server, never on the page: each key variable is bound to the base URLs it may
+be sent to (`[remote_api_key_urls]` in secrets.toml, or `<NAME>_URLS` in the environment); a generator at any other
+address gets no key. Link-local addresses (a cloud's metadata service at 169.254.169.254) are refused unless the
+server allows them. Any key value that comes back in a server's error is replaced before it is shown or stored.
 """
+
+import ipaddress
+import socket
 
 import json
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,14 +23,16 @@ from urllib.parse import urlparse
 from sqlite_utils import Database
 
 from data.accounts import User, require_admin
+from data.secrets import SECRETS_TABLE, scrub_secrets, secret, secret_files
 from data.store import now, write_transaction
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRETS_FILES = (PROJECT_ROOT / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml")  # Streamlit's places
 # Only variables named for the purpose: an admin on the web page must not be able to send any server secret
 # (AWS_SECRET_ACCESS_KEY, HF_TOKEN, ...) as a bearer token to a URL of their choice.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,90}_API_KEY")
-SECRETS_TABLE = "remote_api_keys"  # in secrets.toml: [remote_api_keys] VLLM_API_KEY = "..."
+URLS_TABLE = "remote_api_key_urls"  # in secrets.toml: [remote_api_key_urls] VLLM_API_KEY = ["http://gpu-box:8000/v1"]
+URLS_SUFFIX = "_URLS"  # or the environment: VLLM_API_KEY_URLS="http://gpu-box:8000/v1 https://api.example.com/v1"
+LINK_LOCAL_SETTING = "RLHF_ALLOW_LINK_LOCAL"  # =1 in the environment (or allow_link_local = true in secrets.toml)
+METADATA_HOSTS = {"metadata", "metadata.google.internal", "metadata.azure.com", "instance-data"}
 # A key pasted where its variable's name belongs: a provider's prefix, or 32+ characters of mixed case (a variable
 # name is upper case, however long: AZURE_OPENAI_DEPLOYMENT_EU_API_KEY is a name).
 LOOKS_LIKE_A_KEY = re.compile(r"^(sk-|sk_|hf_|gsk_|xai-|AIza)|^(?=.*[a-z])[A-Za-z0-9_\-]{32,}$")
@@ -57,6 +66,9 @@ def check_remote_generator(g: RemoteGenerator) -> None:
         raise ValueError(f"the base URL must be an http(s) address such as http://localhost:8080/v1, got {g.base_url!r}")
     if url.username or url.password or url.query:
         raise ValueError("put no credentials or query in the base URL: the key goes in an environment variable")
+    if _link_local(url.hostname or "") and not link_local_allowed():
+        raise ValueError(f"{url.hostname} is a link-local or metadata address (where a cloud machine keeps its own "
+                         f"credentials): refused unless the server sets {LINK_LOCAL_SETTING}=1")
     if not (g.model or "").strip():
         raise ValueError("say which model the server should run (its name in the server's /v1/models)")
     if g.api_key_env and LOOKS_LIKE_A_KEY.search(g.api_key_env):
@@ -129,19 +141,86 @@ def _from_row(row) -> RemoteGenerator:
 
 
 def api_key(g: RemoteGenerator) -> str | None:
-    """The key, read when a job needs it: the environment variable, else that name in secrets.toml's [remote_api_keys]."""
+    """The key, read when a job needs it: the environment variable, else that name in secrets.toml's [remote_api_keys];
+    only for a base URL the server bound that variable to."""
     if not g.api_key_env:
         return None
     check_remote_generator(g)  # a name stored before the rules tightened is refused here too
+    check_bound(g)
     if os.environ.get(g.api_key_env):
         return os.environ[g.api_key_env]
-    for path in SECRETS_FILES:
-        if path.is_file():
-            value = tomllib.loads(path.read_text()).get(SECRETS_TABLE, {}).get(g.api_key_env)
-            if isinstance(value, str) and value:
-                return value
+    value = secret(SECRETS_TABLE, g.api_key_env)
+    if isinstance(value, str) and value:
+        return value
     raise LookupError(f"remote generator {g.name!r} reads its API key from {g.api_key_env}, which is not set: export "
                       f"{g.api_key_env}=... where the app runs, or add it under [{SECRETS_TABLE}] in .streamlit/secrets.toml")
+
+
+def bound_urls(name: str) -> list[str]:
+    """The base URLs the server lets key variable `name` be sent to: $<name>_URLS, else secrets.toml's list."""
+    if os.environ.get(name + URLS_SUFFIX):
+        return re.split(r"[\s,]+", os.environ[name + URLS_SUFFIX].strip())
+    urls = secret(URLS_TABLE, name) or []
+    return [urls] if isinstance(urls, str) else [u for u in urls if isinstance(u, str)]
+
+
+def check_bound(g: RemoteGenerator) -> None:
+    """Refuse to send `g.api_key_env` anywhere but the base URLs (or paths under them) bound to it on the server."""
+    allowed = bound_urls(g.api_key_env)
+    if not allowed:
+        raise PermissionError(f"{g.api_key_env} is bound to no address, so it is sent nowhere: on the server, add "
+                              f'{g.api_key_env} = ["{g.base_url}"] under [{URLS_TABLE}] in .streamlit/secrets.toml '
+                              f"(or export {g.api_key_env}{URLS_SUFFIX}={g.base_url})")
+    if not any(_under(g.base_url, url) for url in allowed):
+        raise PermissionError(f"{g.api_key_env} may be sent only to {', '.join(allowed)}, not to {g.base_url}: use "
+                              f"one of those, or bind the key to this address on the server ([{URLS_TABLE}])")
+
+
+def _under(url: str, allowed: str) -> bool:
+    """Same scheme, host and port, and a path at or under the allowed one (whole segments)."""
+    a, b = urlparse(url), urlparse(allowed)
+    if (a.scheme, (a.hostname or "").lower(), _port(a)) != (b.scheme, (b.hostname or "").lower(), _port(b)):
+        return False
+    base = b.path.rstrip("/")
+    return a.path.rstrip("/") == base or a.path.startswith(base + "/")
+
+
+def _port(url) -> int | None:
+    try:
+        return url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:
+        return None
+
+
+def _link_local(host: str) -> bool:
+    host = host.strip("[]").lower().rstrip(".")
+    if host in METADATA_HOSTS:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_link_local
+
+
+def refuse_link_local_resolution(g: RemoteGenerator) -> None:
+    """Before connecting: refuse a host name that resolves to a link-local address (a name pointing at the metadata
+    service), unless the server allows it. A name that does not resolve is left to the client's own error."""
+    host = urlparse(g.base_url).hostname or ""
+    if link_local_allowed():
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return
+    if any(_link_local(a.split("%")[0]) for a in addresses):
+        raise PermissionError(f"{host} resolves to a link-local address (a cloud's metadata service): refused unless "
+                              f"the server sets {LINK_LOCAL_SETTING}=1")
+
+
+def link_local_allowed() -> bool:
+    return os.environ.get(LINK_LOCAL_SETTING) == "1" or any(doc.get("allow_link_local") is True for doc in secret_files())
 
 
 def parse_mix(text: str) -> dict[str, int]:

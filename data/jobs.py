@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from data import scheduler, versions
 from data.prompt_sets import BUILTIN_SET
+from data.secrets import scrub_secrets
 from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -309,7 +310,7 @@ def _mark_lost(db: Database, job_id: int) -> None:
     error = "the job's process ended without reporting (crashed or killed)"
     log_path = job_log_path(db_file(db), job_id)
     if log_path.exists():
-        error += ". Last output:\n" + log_path.read_text(errors="replace")[-2000:]
+        error += ". Last output:\n" + scrub_secrets(log_path.read_text(errors="replace")[-2000:])
     with write_transaction(db):
         db.execute(
             "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
@@ -470,6 +471,7 @@ def _dispatch_next(db_path) -> None:
 
 
 def _finish(db: Database, job_id: int, status: str, error: str | None = None, result: dict | None = None) -> None:
+    error = None if error is None else scrub_secrets(error)  # a remote server's error may echo its key
     """Record the outcome, unless the job was already ended (marked lost, say): that is not overwritten."""
     _write(db, """UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, phase = ?,
                       progress = CASE WHEN ? = 'done' THEN 1 ELSE progress END

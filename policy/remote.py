@@ -10,7 +10,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from data.generators import RemoteGenerator, api_key
+from data.generators import RemoteGenerator, api_key, refuse_link_local_resolution, scrub_secrets
 
 MESSAGE_CHARS = 300  # of a server's error text quoted in ours
 
@@ -33,6 +33,7 @@ class RemoteSample:
 def client_for(g: RemoteGenerator):
     import openai
 
+    refuse_link_local_resolution(g)
     return openai.OpenAI(base_url=g.base_url, api_key=api_key(g) or "no-key", timeout=g.timeout_s, max_retries=g.retries)
 
 
@@ -99,9 +100,10 @@ def check_server(g: RemoteGenerator, timeout_s: float = 5.0) -> list[str]:
     """The models the server lists (GET /v1/models), in one quick try: for the admin's "Check" button."""
     import openai
 
+    refuse_link_local_resolution(g)
     client = openai.OpenAI(base_url=g.base_url, api_key=api_key(g) or "no-key", timeout=timeout_s, max_retries=0)
     try:
-        return [m.id for m in client.models.list()]
+        return [scrub_secrets(str(m.id)) for m in client.models.list()]
     except openai.APIConnectionError as error:
         raise RemoteGenerationError(f"cannot reach {g.base_url} ({type(error).__name__}): is the server running, "
                                     "and is the base URL right (it usually ends in /v1)?") from None
@@ -115,5 +117,6 @@ def check_server(g: RemoteGenerator, timeout_s: float = 5.0) -> list[str]:
 
 
 def _short(text: str) -> str:
-    text = " ".join(str(text).split())
+    """A server's text for our message: one line, any key it echoes removed, cut to MESSAGE_CHARS."""
+    text = scrub_secrets(" ".join(str(text).split()))
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + "…"

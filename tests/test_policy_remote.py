@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from data import builtin, generators, items, jobs, versions
+from data import secrets as data_secrets
 from data.generators import RemoteGenerator
 from data.store import db_file, open_db
 from policy.config import GenerationConfig
@@ -70,7 +71,7 @@ class FakeServer(http.server.ThreadingHTTPServer):
     """A server that is not what it claims: `answer(n)` gives (status, body) for the n-th chat request."""
 
     def __init__(self, answer):
-        self.answer, self.requests = answer, 0
+        self.answer, self.requests, self.authorizations = answer, 0, []
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -81,8 +82,12 @@ class FakeServer(http.server.ThreadingHTTPServer):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802  GET /v1/models: the admin's Check
+        self.do_POST()
+
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.authorizations.append(self.headers.get("Authorization"))
         with self.server.lock:
             self.server.requests += 1
             n = self.server.requests
@@ -141,6 +146,7 @@ def test_a_long_upper_case_variable_name_is_a_name_not_a_key():
 
 def test_registering_keeps_the_variable_name_and_never_the_key(db, monkeypatch):
     monkeypatch.setenv("REMOTE_TEST_API_KEY", "the-secret-value-42")
+    monkeypatch.setenv("REMOTE_TEST_API_KEY_URLS", "http://127.0.0.1:1/v1")
     generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", api_key_env="REMOTE_TEST_API_KEY"), None)
     generators.save_remote_generator(db, remote("http://127.0.0.1:1/v1", api_key_env="REMOTE_TEST_API_KEY", concurrency=2), None)
     [g] = generators.remote_generators(db)
@@ -151,8 +157,9 @@ def test_registering_keeps_the_variable_name_and_never_the_key(db, monkeypatch):
 
 def test_the_key_comes_from_secrets_toml_when_the_variable_is_unset(tmp_path, monkeypatch):
     secrets = tmp_path / "secrets.toml"
-    secrets.write_text('REMOTE_TOML_API_KEY = "top-level: not read"\n[remote_api_keys]\nREMOTE_TOML_API_KEY = "from-toml"\n')
-    monkeypatch.setattr(generators, "SECRETS_FILES", (secrets,))
+    secrets.write_text('REMOTE_TOML_API_KEY = "top-level: not read"\n[remote_api_keys]\nREMOTE_TOML_API_KEY = "from-toml"\n'
+                       '[remote_api_key_urls]\nREMOTE_TOML_API_KEY = ["http://h/v1"]\nMISSING_API_KEY = ["http://h/v1"]\n')
+    monkeypatch.setattr(data_secrets, "SECRETS_FILES", (secrets,))
     monkeypatch.delenv("REMOTE_TOML_API_KEY", raising=False)
     assert generators.api_key(remote("http://h/v1", api_key_env="REMOTE_TOML_API_KEY")) == "from-toml"
     with pytest.raises(LookupError, match="export MISSING_API_KEY=... where the app runs"):
@@ -233,6 +240,7 @@ def test_a_server_under_load_is_retried_with_back_off(db):
 
 def test_the_llama_cpp_server_writes_completions_with_their_usage(llama_server, monkeypatch):
     monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY_URLS", llama_server)
     g = remote(llama_server, api_key_env="LLAMA_TEST_API_KEY", concurrency=2, max_tokens=12)
     assert check_server(g)  # /v1/models answers with the key
     [[first, second]] = sample_remote(g, [CHAT], 2, seed=7)
@@ -247,6 +255,7 @@ def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(
     from data import versions
 
     monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY_URLS", llama_server)
     builtin.init_db(db)
     tiny = versions.register_version(db, "generator", "tiny", tiny_generator)
     items.ensure_prompt_set(db, "arena")
@@ -280,6 +289,7 @@ def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(
 
 def test_remote_only_items_need_no_local_model(llama_server, monkeypatch, db_path, db):
     monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY_URLS", llama_server)
     items.ensure_prompt_set(db, "only-remote")
     items.add_prompt(db, "only-remote", "Count to three.")
     db.conn.commit()
@@ -354,3 +364,84 @@ def test_a_remote_generator_saved_under_older_rules_is_shown_apart_and_removable
     assert not at.exception and any("Remote generator old is not used" in w.value for w in at.warning)
     at.button(key="remove-refused-old").click().run()
     assert generators.refused_remote_generators(app_db) == []
+
+
+# --- where a key may go (trust pass 3, finding 4) ----------------------------------------------------------------
+
+def models_json() -> str:
+    return json.dumps({"object": "list", "data": [{"id": "smollm2", "object": "model", "created": 0, "owned_by": "x"}]})
+
+
+def test_any_server_variable_named_like_a_key_is_sent_only_to_the_urls_bound_to_it_on_the_server(monkeypatch):
+    """A generator typed on the page at the attacker's URL, naming WANDB_API_KEY, got `Bearer <key>` on Check."""
+    attacker = FakeServer(lambda n: (200, models_json()))
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-secret-0123456789")
+    monkeypatch.delenv("WANDB_API_KEY_URLS", raising=False)
+    g = remote(attacker.url, api_key_env="WANDB_API_KEY")
+    with pytest.raises(PermissionError, match="bound to no address"):
+        check_server(g)
+    monkeypatch.setenv("WANDB_API_KEY_URLS", "https://api.wandb.ai")
+    with pytest.raises(PermissionError, match="may be sent only to https://api.wandb.ai"):
+        check_server(g)
+    with pytest.raises(PermissionError):
+        sample_remote(g, [CHAT], 1, seed=0)
+    assert attacker.authorizations == []  # nothing was sent: no key, no request
+    monkeypatch.setenv("WANDB_API_KEY_URLS", attacker.url.rsplit("/v1", 1)[0])  # bound by the server: the key goes
+    assert check_server(g) == ["smollm2"]
+    assert attacker.authorizations == ["Bearer wandb-secret-0123456789"]
+
+
+@pytest.mark.parametrize("url, bound, allowed", [
+    ("http://gpu-box:8000/v1", "http://gpu-box:8000/v1", True),
+    ("http://gpu-box:8000/v1/", "http://gpu-box:8000", True),
+    ("https://api.example.com/v1", "https://api.example.com:443/v1", True),
+    ("http://gpu-box:8001/v1", "http://gpu-box:8000", False),  # another port
+    ("https://gpu-box:8000/v1", "http://gpu-box:8000", False),  # another scheme
+    ("http://gpu-box.evil.example:8000/v1", "http://gpu-box:8000", False),  # another host
+    ("http://gpu-box:8000/v10", "http://gpu-box:8000/v1", False),  # a path that only starts alike
+])
+def test_a_key_goes_to_the_same_scheme_host_port_and_a_path_under_the_bound_one(url, bound, allowed, monkeypatch):
+    monkeypatch.setenv("BIND_TEST_API_KEY", "k-123456")
+    monkeypatch.setenv("BIND_TEST_API_KEY_URLS", bound)
+    g = remote(url, api_key_env="BIND_TEST_API_KEY")
+    if allowed:
+        assert generators.api_key(g) == "k-123456"
+    else:
+        with pytest.raises(PermissionError):
+            generators.api_key(g)
+
+
+def test_a_key_echoed_in_a_servers_error_is_never_shown_or_stored(monkeypatch, db_path, db):
+    key = "sk-echoed-secret-9f8e7d6c"
+    server = FakeServer(lambda n: (401, json.dumps({"error": {"message": f"Incorrect API key provided: {key}.",
+                                                              "type": "invalid_request_error"}})))
+    monkeypatch.setenv("ECHO_TEST_API_KEY", key)
+    monkeypatch.setenv("ECHO_TEST_API_KEY_URLS", server.url)
+    g = remote(server.url, name="echo", api_key_env="ECHO_TEST_API_KEY")
+    with pytest.raises(RemoteGenerationError) as raised:
+        check_server(g)
+    assert key not in str(raised.value) and "[key removed]" in str(raised.value)
+    items.ensure_prompt_set(db, "p")
+    items.add_prompt(db, "p", "a prompt")
+    db.conn.commit()
+    generators.save_remote_generator(db, g, None)
+    job = generation_job(db_path, ["--prompt-set", "p", "--k", "2", "--remote", "echo=2", "--generator-version", "999"])
+    assert job["status"] == "failed" and "HTTP 401" in job["error"]
+    assert key not in job["error"] and key.encode() not in db_file(db).read_bytes()
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/v1", "http://[fe80::1]:8080/v1",
+                                 "http://metadata.google.internal/v1", "http://[::ffff:169.254.169.254]/v1"])
+def test_link_local_and_metadata_addresses_are_refused_unless_the_server_allows_them(url, monkeypatch):
+    monkeypatch.delenv("RLHF_ALLOW_LINK_LOCAL", raising=False)
+    with pytest.raises(ValueError, match="link-local or metadata address"):
+        remote(url)
+    monkeypatch.setenv("RLHF_ALLOW_LINK_LOCAL", "1")
+    assert remote(url).base_url == url
+
+
+def test_a_host_name_that_resolves_to_a_link_local_address_is_refused_before_connecting(monkeypatch):
+    monkeypatch.delenv("RLHF_ALLOW_LINK_LOCAL", raising=False)
+    monkeypatch.setattr(generators.socket, "getaddrinfo", lambda host, port: [(0, 0, 0, "", ("169.254.169.254", 0))])
+    with pytest.raises(PermissionError, match="resolves to a link-local address"):
+        check_server(remote("http://innocent.example/v1"))

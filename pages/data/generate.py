@@ -43,7 +43,7 @@ def check_remote(db, user, name: str) -> None:
         served = "serves it" if g.model in models else f"does NOT list model {g.model!r}"
         flash("success" if g.model in models else "warning",
               f"{name}: {g.base_url} answers and {served} (models: {', '.join(models[:10]) or 'none listed'}).")
-    except (RemoteGenerationError, LookupError) as error:
+    except (RemoteGenerationError, LookupError, PermissionError, ValueError) as error:
         flash("error", f"{name}: {error}")
 
 
