@@ -3,12 +3,13 @@
 A ranking is a list of groups of completion positions, best first (ties share a group).
 """
 
-import math
 import random
 import statistics
 from dataclasses import dataclass
 
 import numpy as np
+
+from data.rankings import ranking_to_pairs
 
 
 def ranks(groups: list[list[int]], k: int) -> list[int]:
@@ -22,12 +23,6 @@ def ranks(groups: list[list[int]], k: int) -> list[int]:
         for p in group:
             out[p] = g
     return out
-
-
-def relation(groups: list[list[int]], i: int, j: int) -> int:
-    """+1 when i is ranked above j, -1 below, 0 tied."""
-    r = ranks(groups, max(max(g) for g in groups) + 1)
-    return (r[i] < r[j]) - (r[i] > r[j])
 
 
 @dataclass
@@ -61,37 +56,6 @@ def pair_agreement(a: list[list[int]], b: list[list[int]], k: int) -> PairAgreem
             else:
                 counts[2 if x == y else 3] += 1
     return PairAgreement(*counts)
-
-
-def kendall_tau_b(a: list[list[int]], b: list[list[int]], k: int) -> float | None:
-    """Kendall's tau-b between two rankings with ties (None when either ties everything)."""
-    from scipy.stats import kendalltau
-
-    tau = kendalltau(ranks(a, k), ranks(b, k), variant="b").statistic
-    return None if math.isnan(tau) else float(tau)
-
-
-def krippendorff_alpha(rankings_by_item: dict[int, dict[str, tuple[list[list[int]], int]]]) -> float | None:
-    """Krippendorff's alpha, ordinal metric, over every item with two or more rankings.
-
-    rankings_by_item: {item: {annotator: (groups, k)}}. Units are (item, completion); values are ranks.
-    """
-    import krippendorff
-
-    shared = {i: r for i, r in rankings_by_item.items() if len(r) >= 2}
-    annotators = sorted({a for r in shared.values() for a in r})
-    units = [(i, p) for i, r in shared.items() for p in range(next(iter(r.values()))[1])]
-    if not annotators or not units:
-        return None
-    data = np.full((len(annotators), len(units)), np.nan)
-    column = {unit: c for c, unit in enumerate(units)}
-    for item, by_annotator in shared.items():
-        for a, (groups, k) in by_annotator.items():
-            for p, rank in enumerate(ranks(groups, k)):
-                data[annotators.index(a), column[(item, p)]] = rank
-    if len(np.unique(data[~np.isnan(data)])) < 2:
-        return None
-    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
 
 
 def consensus_ranks(rankings: list[tuple[list[list[int]], int]]) -> list[float]:
@@ -140,8 +104,6 @@ def bradley_terry_with_intervals(rankings: list[list[list[int]]], k: int, resamp
 
     All fits run at once, and resamples that drew the same rankings as often are fitted once.
     """
-    from data.rankings import ranking_to_pairs
-
     n = len(rankings)
     draws = np.zeros((resamples + 1, n))  # [S+1, R] times each ranking is drawn; row 0 is the data itself
     draws[0] = 1

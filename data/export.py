@@ -48,6 +48,9 @@ CONVERSATIONAL = ("auto", "yes", "no")  # pairs as TRL's conversational format: 
 FORMATS = ("jsonl", "csv", "parquet")  # files
 DATASET = "dataset"  # a folder that `datasets.load_dataset(folder)` loads: data/train.parquet and a dataset card
 CHUNK_ROWS = 20_000  # rows per SQL fetch and per Parquet row group
+# What one download through the app may hold in the server's memory (Streamlit serves a download from memory, it
+# cannot stream one): a larger export is written to a file by a job and copied from the server.
+DOWNLOAD_LIMIT_BYTES = 200_000_000
 CONSENSUS_CACHE = 50_000  # distinct sets of rankings whose consensus one export remembers
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so (OWASP CSV injection)
 
@@ -283,6 +286,26 @@ def write_dataset(db: Database, kind: str, folder: Path, where: ExportFilter = E
     return rows
 
 
+class ExportTooLarge(ValueError):
+    """An export past DOWNLOAD_LIMIT_BYTES asked for as a download: the message says to write it to a file."""
+
+
+class _CappedBuffer(io.BytesIO):
+    """Memory for a download that refuses to grow past DOWNLOAD_LIMIT_BYTES."""
+
+    def write(self, data) -> int:
+        if self.tell() + len(data) > DOWNLOAD_LIMIT_BYTES:
+            raise ExportTooLarge(f"this export is larger than the {DOWNLOAD_LIMIT_BYTES / 1e6:,.0f} MB a download through "
+                                 "the app may hold: write it to a file (a background job) and copy it from the server")
+        return super().write(data)
+
+
+def downloadable(path: Path) -> bool:
+    """Whether a written export (a file, or a dataset folder) is small enough to download through the app."""
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return size <= DOWNLOAD_LIMIT_BYTES
+
+
 def dataset_zip(db: Database, kind: str, where: ExportFilter = ExportFilter(), conversational: str = "auto",
                 name: str = "dataset") -> bytes:
     """The dataset folder as a zip, for a direct download of a small export."""
@@ -292,8 +315,8 @@ def dataset_zip(db: Database, kind: str, where: ExportFilter = ExportFilter(), c
 
 
 def zip_folder(folder: Path) -> bytes:
-    """A folder as a zip whose entries start with the folder's name."""
-    buffer = io.BytesIO()
+    """A folder as a zip whose entries start with the folder's name, in at most DOWNLOAD_LIMIT_BYTES of memory."""
+    buffer = _CappedBuffer()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
@@ -410,8 +433,8 @@ def preview(db: Database, kind: str, where: ExportFilter = ExportFilter(), rows:
 
 
 def export_bytes(db: Database, kind: str, fmt: str, where: ExportFilter = ExportFilter(), conversational: str = "auto") -> bytes:
-    """The whole export in memory: for small exports and tests (write_export streams to a file)."""
-    buffer = io.BytesIO()
+    """The whole export in memory, at most DOWNLOAD_LIMIT_BYTES: for downloads and tests (write_export streams to a file)."""
+    buffer = _CappedBuffer()
     write_export(db, kind, fmt, buffer, where, conversational=conversational)
     return buffer.getvalue()
 
@@ -426,14 +449,6 @@ def export_frame(db: Database, kind: str, where: ExportFilter = ExportFilter(), 
     chunks = _chunks(db, kind, clause, params, annotators, rows or CHUNK_ROWS, as_messages)
     records = next(chunks) if rows else [r for chunk in chunks for r in chunk]
     return pd.DataFrame(records, columns=schema(kind, as_messages).names)
-
-
-def pairs_frame(db: Database, where: ExportFilter = ExportFilter(), conversational: str = "auto") -> pd.DataFrame:
-    return export_frame(db, "pairs", where, conversational)
-
-
-def rankings_frame(db: Database, where: ExportFilter = ExportFilter()) -> pd.DataFrame:
-    return export_frame(db, "rankings", where)
 
 
 def _write_jsonl(chunks: Iterator[list[dict]], out: BinaryIO, schema: pa.Schema) -> int:

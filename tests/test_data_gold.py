@@ -40,15 +40,15 @@ def test_exports_filter_by_quality_and_keep_provenance(db):
     annotation.submit_ranking(db, ids[0], carol, [[1], [0]], [0, 1])  # disagrees with the others
     annotation.submit_ranking(db, ids[2], alice, [[0], [1]], [0, 1])  # passes gold
     annotation.submit_ranking(db, ids[2], bob, [[1], [0]], [0, 1])  # fails gold
-    everything = export.pairs_frame(db)
+    everything = export.export_frame(db, "pairs")
     assert {"annotator_agreement", "annotator_gold_accuracy", "is_gold", "ties_in_ranking", "margin"} <= set(everything.columns)
     assert everything[everything.item_id == ids[2]]["is_gold"].all()
-    assert set(export.pairs_frame(db, ExportFilter(min_agreement=0.5)).annotator) == {"alice", "bob"}
-    assert set(export.pairs_frame(db, ExportFilter(min_gold_accuracy=1.0)).annotator) == {"alice", "carol"}
-    assert set(export.pairs_frame(db, ExportFilter(exclude_annotators=["alice"])).annotator) == {"bob", "carol"}
-    complete = export.pairs_frame(db, ExportFilter(complete_only=True))
+    assert set(export.export_frame(db, "pairs", ExportFilter(min_agreement=0.5)).annotator) == {"alice", "bob"}
+    assert set(export.export_frame(db, "pairs", ExportFilter(min_gold_accuracy=1.0)).annotator) == {"alice", "carol"}
+    assert set(export.export_frame(db, "pairs", ExportFilter(exclude_annotators=["alice"])).annotator) == {"bob", "carol"}
+    complete = export.export_frame(db, "pairs", ExportFilter(complete_only=True))
     assert set(complete.item_id) == set(ids)  # every item has its 2 rankings
-    rankings = export.rankings_frame(db)
+    rankings = export.export_frame(db, "rankings")
     row = rankings[rankings.item_id == ids[0]].iloc[0]
     assert len(row.consensus_strength) == 2 and row.consensus_strength[0] > row.consensus_strength[1]
     assert all(lo <= s <= hi for lo, s, hi in zip(row.consensus_low, row.consensus_strength, row.consensus_high))

@@ -96,7 +96,7 @@ def test_rankings_export_reimported_into_an_empty_database_reproduces_the_compar
     assert importing.import_rankings(fresh, importing.parse_rankings(exported)) == {"rankings": 3, "already_present": 0, "items": 2}
     assert comparison_texts(fresh) == comparison_texts(db)
     assert len(comparison_texts(db)) == 5 + 0 + 6
-    assert export.rankings_frame(fresh)["created_at"].tolist() == export.rankings_frame(db)["created_at"].tolist()
+    assert export.export_frame(fresh, "rankings")["created_at"].tolist() == export.export_frame(db, "rankings")["created_at"].tolist()
 
 
 def test_bad_ranking_rows_are_refused(db):

@@ -85,13 +85,13 @@ def test_a_repeat_is_stored_apart_and_changes_no_vote(db, alice):
         rank_next(db, alice)
     counts = lambda: [db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("rankings", "comparisons")]  # noqa: E731
     before = (counts(), db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0], annotation.items_left(db, alice),
-              export.pairs_frame(db).to_dict("records"), export.rankings_frame(db).to_dict("records"),
+              export.export_frame(db, "pairs").to_dict("records"), export.export_frame(db, "rankings").to_dict("records"),
               quality.annotator_table(db))
     ranked = annotation.ranked_count(db, alice)
     repeat = rank_next(db, alice, groups=((1,), (0,), (2,), (3,)))
     assert repeat.repeat_of is not None
     after = (counts(), db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0], annotation.items_left(db, alice),
-             export.pairs_frame(db).to_dict("records"), export.rankings_frame(db).to_dict("records"),
+             export.export_frame(db, "pairs").to_dict("records"), export.export_frame(db, "rankings").to_dict("records"),
              quality.annotator_table(db))
     assert after == before
     assert annotation.ranked_count(db, alice) == ranked + 1  # what the annotator sees moves, as for any ranking

@@ -45,7 +45,7 @@ def test_an_edited_completion_becomes_a_demonstration_and_an_implicit_comparison
     item = annotation.get_item(db, item_id)
     me = annotation.annotator_id(db, "alice")
     demonstrations.save_demonstration(db, item.prompt_id, me, "a better answer", source_completion_id=item.completions[1].id)
-    pairs = export.pairs_frame(db)
+    pairs = export.export_frame(db, "pairs")
     assert list(zip(pairs.chosen, pairs.rejected)) == [("a better answer", item.completions[1].text)]
     [demo] = demonstrations.demonstrations(db)
     assert demo["source"] == "edited" and demo["annotator"] == "alice"
