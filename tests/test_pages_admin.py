@@ -135,6 +135,25 @@ def test_admin_writes_a_dataset_folder_that_the_export_screen_then_lists(app_db,
     export.write_export(app_db, args["kind"], args["format"], args["out"])  # what the job does
     at.run()
     assert not at.exception and any("dataset folder" in c.value for c in at.caption)
+    assert at.get("download_button")  # small: downloadable
+
+
+def test_a_written_export_too_large_to_download_says_where_it_is_instead(app_db, monkeypatch):
+    """Trust pass 3, finding 5: a download is served from the server's memory, so a large file is not offered."""
+    from data import export
+
+    rank_two(app_db)
+    out = os.path.join(os.path.dirname(os.environ["RLHF_DB"]), "exports", "pairs-big.jsonl")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    export.write_export(app_db, "pairs", "jsonl", out)
+    monkeypatch.setattr(export, "DOWNLOAD_LIMIT_BYTES", os.path.getsize(out) - 1)
+    at = start("pages/operate/export.py")
+    assert not at.exception
+    assert any("too large to download through the app" in c.value and "pairs-big.jsonl" in c.value for c in at.caption)
+    assert not any(b.proto.label == "Download" for b in at.get("download_button"))
+    monkeypatch.setattr(export, "DOWNLOAD_LIMIT_BYTES", 0)  # the direct download too: estimated from the preview
+    at.run()
+    assert all(b.proto.disabled for b in at.get("download_button"))
 
 
 def test_admin_starts_fine_tuning(app_db, monkeypatch):

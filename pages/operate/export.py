@@ -35,6 +35,10 @@ def filter_form(db) -> export.ExportFilter:
                                min_agreement or None, min_gold or None, keep_excluded)
 
 
+def size_mb(path: Path) -> float:
+    return (sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size) / 1e6
+
+
 def files_list(db) -> None:
     written = [f for f in exports_dir().glob("*") if f.suffix.lstrip(".") in export.FORMATS or (f / "README.md").is_file()] \
         if exports_dir().exists() else []
@@ -44,13 +48,22 @@ def files_list(db) -> None:
     st.markdown(f"**Written exports** · in `{exports_dir()}`")
     for file in files:
         left, right = st.columns([4, 1], vertical_alignment="center")
+        if not export.downloadable(file):  # a download is served from the server's memory
+            left.caption(f"`{file.name}` · {size_mb(file):,.1f} MB · too large to download through the app (at most "
+                         f"{export.DOWNLOAD_LIMIT_BYTES / 1e6:,.0f} MB): copy it from the server, `{file}`")
+            continue
         if file.is_dir():  # a dataset folder: downloaded as a zip
-            left.caption(f"`{file.name}/` · dataset folder · {sum(f.stat().st_size for f in file.rglob('*') if f.is_file()) / 1e6:,.1f} MB")
+            left.caption(f"`{file.name}/` · dataset folder · {size_mb(file):,.1f} MB")
             right.download_button("Download", admin_download(db, lambda _, written=file: export.zip_folder(written)), f"{file.name}.zip",
                                   key=f"file-{file.name}", on_click="ignore")
             continue
-        left.caption(f"`{file.name}` · {file.stat().st_size / 1e6:,.1f} MB")
+        left.caption(f"`{file.name}` · {size_mb(file):,.1f} MB")
         right.download_button("Download", admin_download(db, lambda _, written=file: written.read_bytes()), file.name, key=f"file-{file.name}", on_click="ignore")
+
+
+def estimated_bytes(preview, rows: int) -> float:
+    """The export's size guessed from the preview's rows (text dominates every format)."""
+    return preview.map(lambda value: len(str(value))).to_numpy().sum() / max(len(preview), 1) * rows if len(preview) else 0.0
 
 
 with screen("Export") as (db, user):
@@ -69,15 +82,18 @@ with screen("Export") as (db, user):
     if not rows:
         st.info("No rows match these filters.")
     st.caption(f"{rows:,} rows" + (" · the first 50" if rows > 50 else ""))
-    st.dataframe(export.preview(db, kind, where, rows=50, conversational=conversational), hide_index=True)
+    shown = export.preview(db, kind, where, rows=50, conversational=conversational)
+    st.dataframe(shown, hide_index=True)
+    too_large = rows > DOWNLOAD_NOW_ROWS or estimated_bytes(shown, rows) > export.DOWNLOAD_LIMIT_BYTES
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)
     name = f"{kind}-{stamp}"
     make = ((lambda own: export.dataset_zip(own, kind, where, conversational, name)) if fmt == export.DATASET
             else (lambda own: export.export_bytes(own, kind, fmt, where, conversational)))
     left.download_button(f"Download {kind}.{'zip' if fmt == export.DATASET else fmt}", admin_download(db, make),
-                         f"{name}.{'zip' if fmt == export.DATASET else fmt}", type="primary", disabled=not rows or rows > DOWNLOAD_NOW_ROWS, on_click="ignore",
-                         help=f"at most {DOWNLOAD_NOW_ROWS:,} rows; write larger exports to a file")
+                         f"{name}.{'zip' if fmt == export.DATASET else fmt}", type="primary", disabled=not rows or too_large, on_click="ignore",
+                         help=f"at most {DOWNLOAD_NOW_ROWS:,} rows and {export.DOWNLOAD_LIMIT_BYTES / 1e6:,.0f} MB (a download is "
+                              "held in the server's memory); write larger exports to a file")
     if right.button("Write to a file (background job)", disabled=not rows):
         exports_dir().mkdir(parents=True, exist_ok=True)
         launch("export", export.ExportConfig(
