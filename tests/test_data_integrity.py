@@ -110,9 +110,11 @@ def test_the_repair_migration_makes_old_bad_rows_readable(db):
 
 
 def assert_screens_read(db, item_ids: list[int]) -> None:
-    """What the admin, quality and export screens compute from rankings."""
-    assert quality.agreement_summary(db) is not None and quality.annotator_table(db)
+    """What the admin, quality and export screens compute from rankings: the two readable ones (the repaired floats and
+    the sound one, both alice's), no shared item (bob's only answer is a skip)."""
+    assert quality.agreement_summary(db)["shared_items"] == 0
+    assert [(row["annotator"], row["rankings"]) for row in quality.annotator_table(db)] == [("alice", 2)]
     assert export.export_bytes(db, "rankings", "jsonl").count(b"\n") == 2
-    assert export.export_bytes(db, "pairs", "csv")
+    assert export.export_bytes(db, "pairs", "csv").count(b"\r\n") == 1 + 3 + 3  # the header, then K=3 pairs from each
     for item_id in item_ids:
         annotation.rankings_of_item(db, item_id)

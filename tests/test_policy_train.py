@@ -284,7 +284,9 @@ def test_the_evaluation_says_whether_the_gain_is_length(tiny_small_vocab_generat
     assert metrics["val/length_after"] < metrics["val/length_before"] and metrics["val/win_rate"] >= 0.6
     # the scripted reward is length itself (in characters): the screen must say the score follows length
     assert metrics["val/reward_length_corr"] < -0.9
-    assert metrics["val/lc_pairs"] >= 0 and (metrics["val/lc_win_rate"] is None or 0 <= metrics["val/lc_win_rate"] <= 1)
+    # a length-controlled win rate only on 8 pairs of similar length or more (diagnostics.length_controlled_win_rate)
+    assert (metrics["val/lc_win_rate"] is None) == (metrics["val/lc_pairs"] < 8)
+    assert metrics["val/lc_win_rate"] is None or 0 <= metrics["val/lc_win_rate"] <= 1
     assert 0 <= metrics["val/capped_after"] <= metrics["val/capped_before"] <= 1
     warnings = [line for good, line in verdict(metrics) if not good]
     assert any(line.startswith("The reward model's score follows length closely") for line in warnings)
