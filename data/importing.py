@@ -24,7 +24,6 @@ from data.rankings import MAX_K, MIN_K, RankingError, is_int, seconds_ok, utc_ti
 from data.store import write_transaction
 
 PROMPT_FORMATS = ("txt", "csv", "jsonl")
-COMPLETION_META = ("n_tokens", "finish_reason", "seed", "params", "gen_seconds")
 
 
 MAX_LISTED = 100  # refused lines listed in a message; the rest are counted (all of them go to a rejects file)

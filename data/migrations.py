@@ -1,4 +1,11 @@
-"""Schema history. Each function is one numbered migration, applied once, in order, at start-up."""
+"""Schema history. Each function is one numbered migration, applied once, in order, at start-up.
+
+"In order" is the order of the functions in this file, not of their numbers: m0009 runs before m0007, and there is
+no m0008 or m0011. The names stay as they are because sqlite-utils records each applied migration by its name:
+renaming one would run it again on every existing store. A new migration takes the next number after the highest and
+goes at the end. Migrations import only pure modules (data.content, data.rankings), so that a change to the app's
+code cannot change what an old migration does (tests/test_layers.py checks it).
+"""
 
 from sqlite_utils import Migrations
 

@@ -122,7 +122,7 @@ def lineage(db: Database, version: dict) -> dict:
 def get_version(db: Database, version_id: int) -> dict:
     row = next(iter(db.query("SELECT * FROM model_versions WHERE id = ?", [version_id])), None)
     if row is None:
-        raise LookupError(f"model version {version_id} does not exist: see the Models list on the admin page")
+        raise LookupError(f"model version {version_id} does not exist: see the Train → Models screen or `python -m data versions`")
     return _decoded(row)
 
 
@@ -137,7 +137,7 @@ def version_or_active(db: Database, kind: str, version_id: int | None) -> dict:
         return get_version(db, version_id)
     version = active_version(db, kind)
     if version is None:
-        hint = "run `python -m data init`" if kind == "generator" else "train one on the admin page (Reward model tab)"
+        hint = "run `python -m data init`" if kind == "generator" else "train one on the Train → Reward model screen"
         raise LookupError(f"no active {kind}: {hint}, or pick a version")
     return version
 

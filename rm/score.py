@@ -1,4 +1,5 @@
-"""Score completions with a trained reward model: used by the admin page and the policy update."""
+"""Score completions with a trained reward model: used by the Reward model screen, the queue's uncertainty scoring, and
+the policy update's and DPO's held-out evaluations."""
 
 from pathlib import Path
 
