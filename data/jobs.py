@@ -497,16 +497,20 @@ def _beat(db: Database, job: Job) -> None:
     cancel = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job.id]).fetchone()[0]
     if cancel and not job.cancelled.is_set():
         job.cancelled.set()
-        _thread.interrupt_main()  # also stops work that never calls back (model loading)
+        # A real SIGINT to the main thread: it also stops work that never calls back (model loading) and wakes a
+        # blocking wait (asyncio's select, where remote requests are in flight), which interrupt_main would not.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
     with db.atomic():
         db.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", [now(), job.id])
 
 
 def _sigterm_as_interrupt():
+    """SIGTERM (the admin's Cancel when the job is killed) and SIGINT (the heartbeat's) both raise KeyboardInterrupt
+    in the main thread, even where the job's process was started with SIGINT ignored (a shell's background job)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, lambda *_: _thread.interrupt_main())
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = signal.signal(signal.SIGTERM, lambda *_: _thread.interrupt_main()), signal.signal(signal.SIGINT, signal.default_int_handler)
+    return lambda: (signal.signal(signal.SIGTERM, previous[0]), signal.signal(signal.SIGINT, previous[1]))
 
 
 def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:

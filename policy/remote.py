@@ -1,13 +1,15 @@
 """Completions from remote generators: OpenAI-compatible chat servers, through the `openai` client.
 
-Requests run `concurrency` at a time per generator. The client retries connection errors, 408,
+Requests run `concurrency` at a time per generator, as asyncio tasks of the async client, so a cancelled job stops
+its requests in flight at once (threads would have to wait for each answer, up to timeout x retries, before the
+process could end). The client retries connection errors, 408,
 429 and 5xx answers with exponential back-off (`retries` times); what still fails, or answers
 something that is not a chat completion, raises `RemoteGenerationError` with what to check, so
 the generation job fails with that message and stores nothing of the batch it was on.
 """
 
+import asyncio
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from data.generators import RemoteGenerator, api_key, refuse_link_local_resolution, scrub_secrets
@@ -34,16 +36,16 @@ def client_for(g: RemoteGenerator):
     import openai
 
     refuse_link_local_resolution(g)
-    return openai.OpenAI(base_url=g.base_url, api_key=api_key(g) or "no-key", timeout=g.timeout_s, max_retries=g.retries)
+    return openai.AsyncOpenAI(base_url=g.base_url, api_key=api_key(g) or "no-key", timeout=g.timeout_s, max_retries=g.retries)
 
 
-def request_completion(client, g: RemoteGenerator, messages: list[dict], seed: int) -> RemoteSample:
+async def request_completion(client, g: RemoteGenerator, messages: list[dict], seed: int) -> RemoteSample:
     """One chat completion, checked: a text, a finish reason, token usage when the server reports it."""
     import openai
 
     started = time.perf_counter()
     try:
-        response = client.chat.completions.create(model=g.model, messages=messages, temperature=g.temperature, top_p=g.top_p,
+        response = await client.chat.completions.create(model=g.model, messages=messages, temperature=g.temperature, top_p=g.top_p,
                                                   max_tokens=g.max_tokens, seed=seed)
     except openai.APITimeoutError:
         raise RemoteGenerationError(f"remote generator {g.name!r}: {g.base_url} did not answer within {g.timeout_s:g} s, "
@@ -79,21 +81,29 @@ def _checked_sample(g: RemoteGenerator, response, seed: int, seconds: float) -> 
 def sample_remote(g: RemoteGenerator, prompts: list[list[dict]], count: int, seed: int) -> list[list[RemoteSample]]:
     """`count` completions of each prompt (messages) from one remote generator, `g.concurrency` requests at a time.
 
-    The first request that fails cancels those not started and raises; nothing is returned half done.
+    The first request that fails cancels the others and raises; nothing is returned half done. An interrupt (the
+    job's Cancel) cancels every request in flight before it propagates.
     """
+    return asyncio.run(_sample_all(g, prompts, count, seed))
+
+
+async def _sample_all(g: RemoteGenerator, prompts: list[list[dict]], count: int, seed: int) -> list[list[RemoteSample]]:
     client = client_for(g)
-    pool = ThreadPoolExecutor(max_workers=g.concurrency, thread_name_prefix=f"remote-{g.name}")
+    slots = asyncio.Semaphore(g.concurrency)
+
+    async def one(messages: list[dict], sample_seed: int) -> RemoteSample:
+        async with slots:
+            return await request_completion(client, g, messages, sample_seed)
+
     try:
-        futures = [[pool.submit(request_completion, client, g, messages, seed + p * count + j) for j in range(count)]
-                   for p, messages in enumerate(prompts)]
-        done, _ = wait([f for row in futures for f in row], return_when=FIRST_EXCEPTION)
-        for future in done:
-            if future.exception():
-                raise future.exception()
-        return [[f.result() for f in row] for row in futures]
+        async with asyncio.TaskGroup() as group:
+            tasks = [[group.create_task(one(messages, seed + p * count + j)) for j in range(count)]
+                     for p, messages in enumerate(prompts)]
+    except* RemoteGenerationError as failed:
+        raise failed.exceptions[0] from None
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # a cancelled job does not wait for requests still in flight
-        client.close()
+        await client.close()
+    return [[task.result() for task in row] for row in tasks]
 
 
 def check_server(g: RemoteGenerator, timeout_s: float = 5.0) -> list[str]:

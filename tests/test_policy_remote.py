@@ -238,6 +238,7 @@ def test_a_server_under_load_is_retried_with_back_off(db):
 
 # --- the real server --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_llama_cpp_server_writes_completions_with_their_usage(llama_server, monkeypatch):
     monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
     monkeypatch.setenv("LLAMA_TEST_API_KEY_URLS", llama_server)
@@ -251,6 +252,7 @@ def test_the_llama_cpp_server_writes_completions_with_their_usage(llama_server, 
         sample_remote(g, [CHAT], 1, seed=0)
 
 
+@pytest.mark.slow
 def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(llama_server, monkeypatch, db_path, db, tiny_generator):
     from data import versions
 
@@ -287,6 +289,7 @@ def test_an_arena_generation_mixes_the_local_generator_and_the_llama_cpp_server(
     assert again["code"] == 0 and db.execute("SELECT COUNT(*) FROM completions WHERE model_name = 'smol-server'").fetchone()[0] == 4
 
 
+@pytest.mark.slow
 def test_remote_only_items_need_no_local_model(llama_server, monkeypatch, db_path, db):
     monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
     monkeypatch.setenv("LLAMA_TEST_API_KEY_URLS", llama_server)
@@ -445,3 +448,38 @@ def test_a_host_name_that_resolves_to_a_link_local_address_is_refused_before_con
     monkeypatch.setattr(generators.socket, "getaddrinfo", lambda host, port: [(0, 0, 0, "", ("169.254.169.254", 0))])
     with pytest.raises(PermissionError, match="resolves to a link-local address"):
         check_server(remote("http://innocent.example/v1"))
+
+
+def process_ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie has ended; its parent reaps it
+    except FileNotFoundError:
+        return True
+
+
+def test_cancel_stops_a_generation_while_its_remote_requests_are_in_flight(db_path, db):
+    """Trust pass 3, finding 9: Cancel waited for requests in flight (59 s with a 60 s server), and meanwhile a new
+    generation for the set was refused."""
+    server = FakeServer(lambda n: (time.sleep(60), (200, completion_json("late")))[1])
+    items.ensure_prompt_set(db, "p")
+    items.add_prompt(db, "p", "a prompt")
+    db.conn.commit()
+    generators.save_remote_generator(db, remote(server.url, name="slow", concurrency=2), None)
+    args = {"prompt_set": "p", "k": 2, "remote": "slow=2", "generator_version": 999}
+    job_id = jobs.start_job(db_path, "generate", args)
+    deadline = time.time() + 60
+    while server.requests < 2 and time.time() < deadline:  # both requests are in flight
+        time.sleep(0.2)
+    assert server.requests == 2
+    pid = jobs.get_job(db, job_id)["pid"]
+    cancelled_at = time.time()
+    jobs.request_cancel(db, job_id)
+    while not process_ended(pid) and time.time() - cancelled_at < 30:
+        time.sleep(0.2)
+    assert process_ended(pid), "the job's process still waits for its requests 30 s after Cancel"
+    assert jobs.get_job(db, job_id)["status"] == "cancelled"
+    again = jobs.start_job(db_path, "generate", {**args, "remote": ""})  # the set is free for a new generation
+    assert jobs.get_job(db, again)["status"] in ("queued", "running", "done", "failed")
+    jobs.request_cancel(db, again)
+    server.shutdown()
