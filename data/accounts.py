@@ -10,6 +10,7 @@ import datetime
 import functools
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import secrets
@@ -127,6 +128,32 @@ def create_first_admin(db: Database, name: str, password: str) -> User:
 def needs_first_admin(db: Database) -> bool:
     """True only while the store has no admin account at all."""
     return db.execute("SELECT 1 FROM annotators WHERE role = 'admin'").fetchone() is None
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: list[str]) -> str | None:
+    """The client a log-in's back-off counts against: the connection's peer, unless the peer is a trusted proxy; then
+    the nearest address in X-Forwarded-For that is not one (read right to left: only trusted proxies append to it).
+
+    >>> client_address("10.0.0.5", "203.0.113.9, 10.0.0.4", ["10.0.0.0/24"])
+    '203.0.113.9'
+    >>> client_address("198.51.100.7", "1.2.3.4", ["10.0.0.0/24"])  # not a proxy of ours: its header is not believed
+    '198.51.100.7'
+    """
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            return any(ipaddress.ip_address(address) in network for network in networks)
+        except ValueError:
+            return False
+
+    if peer is None or not is_trusted(peer):
+        return peer
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
 
 
 def authenticate(db: Database, name: str, password: str, client: str | None = None) -> User:

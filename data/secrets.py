@@ -29,6 +29,15 @@ def scrub_secrets(text: str) -> str:
     return text
 
 
+def trusted_proxies() -> list[str]:
+    """Addresses (or networks) of the reverse proxies in front of the app, whose X-Forwarded-For is believed:
+    $RLHF_TRUSTED_PROXIES ("10.0.0.5, 10.1.0.0/16") or `trusted_proxies = [...]` in secrets.toml; none by default."""
+    if os.environ.get("RLHF_TRUSTED_PROXIES"):
+        return [p for p in os.environ["RLHF_TRUSTED_PROXIES"].replace(",", " ").split() if p]
+    listed = next((doc["trusted_proxies"] for doc in secret_files() if "trusted_proxies" in doc), [])
+    return [p for p in ([listed] if isinstance(listed, str) else listed) if isinstance(p, str)]
+
+
 def secret(table: str, name: str):
     """`name` under `[table]` in the first of Streamlit's secrets.toml files that has it, or None."""
     return next((doc[table][name] for doc in secret_files() if name in doc.get(table, {})), None)

@@ -232,3 +232,28 @@ def test_log_in_back_off_cannot_be_raced_by_tries_sent_together(db_path):
     for t in threads:
         t.join()
     assert answers.count("throttled") >= 12 - accounts.FREE_FAILURES["name"] and answers.count("wrong") <= accounts.FREE_FAILURES["name"]
+
+
+@pytest.mark.parametrize("peer, forwarded, trusted, client", [
+    ("10.0.0.5", "203.0.113.9", [], "10.0.0.5"),  # no proxy configured: the header is never read
+    ("10.0.0.5", "203.0.113.9", ["10.0.0.5"], "203.0.113.9"),  # behind our proxy: each client counts alone
+    ("10.0.0.5", "6.6.6.6, 203.0.113.9", ["10.0.0.5"], "203.0.113.9"),  # a client's own header entry is not believed
+    ("10.0.0.5", "203.0.113.9, 10.0.1.2", ["10.0.0.0/16"], "203.0.113.9"),  # two proxies of ours
+    ("198.51.100.7", "203.0.113.9", ["10.0.0.5"], "198.51.100.7"),  # a stranger sending the header gains nothing
+    ("10.0.0.5", "not-an-address, 10.0.0.4", ["10.0.0.0/24"], "not-an-address"),
+])
+def test_behind_a_trusted_proxy_each_client_backs_off_alone(peer, forwarded, trusted, client):
+    """Trust pass 3, finding 22: behind a reverse proxy every client shared one back-off (the proxy's address)."""
+    assert accounts.client_address(peer, forwarded, trusted) == client
+
+
+def test_the_trusted_proxies_come_from_the_server_only(monkeypatch, tmp_path):
+    from data import secrets as data_secrets
+
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text('trusted_proxies = ["10.0.0.5"]\n')
+    monkeypatch.setattr(data_secrets, "SECRETS_FILES", (secrets_file,))
+    monkeypatch.delenv("RLHF_TRUSTED_PROXIES", raising=False)
+    assert data_secrets.trusted_proxies() == ["10.0.0.5"]
+    monkeypatch.setenv("RLHF_TRUSTED_PROXIES", "10.0.0.6, 10.1.0.0/16")
+    assert data_secrets.trusted_proxies() == ["10.0.0.6", "10.1.0.0/16"]

@@ -12,6 +12,7 @@ import sys
 import streamlit as st
 
 from data import accounts
+from data.secrets import trusted_proxies
 from data.store import StoreBusy
 from ui.session import flash, session_db, show_flash, sso_configured, start_session
 
@@ -27,10 +28,12 @@ def setup_token() -> str:
 
 
 def client_address() -> str | None:
+    """The client's address for the log-in back-off; behind a trusted reverse proxy, from its X-Forwarded-For."""
     try:
-        return st.context.ip_address
+        peer, forwarded = st.context.ip_address, st.context.headers.get("X-Forwarded-For")
     except Exception:  # noqa: BLE001  no request context (tests, bare mode)
         return None
+    return accounts.client_address(peer, forwarded, trusted_proxies())
 
 
 def log_in() -> None:
