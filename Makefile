@@ -10,7 +10,7 @@ LLAMA := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirements-server
 LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
 
-.PHONY: run test install browser build-tools bench screenshots clean
+.PHONY: run test test-fast install browser build-tools bench screenshots clean
 
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m data init
@@ -18,6 +18,10 @@ run: install
 
 test: install browser $(VENV)/.server
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The edit-test loop: pure functions, tiny-model steps and screens, without the tests marked slow or browser.
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not browser"
 
 install: $(VENV)/.installed
 

@@ -5,6 +5,8 @@ satisfy that preference clearly better than the old one on held-out prompts: it 
 70% of paired comparisons (same prompt, same sampling seed) and its mean length drops by at least 20%.
 """
 
+import pytest
+
 from data import items, jobs, versions
 from policy.config import GenerationConfig, PolicyConfig
 from policy.generate import run_generation, sample
@@ -32,6 +34,7 @@ def shorter_wins(new: list[str], old: list[str]) -> float:
     return sum(1.0 if len(n) < len(o) else 0.5 if len(n) == len(o) else 0.0 for n, o in zip(new, old)) / len(new)
 
 
+@pytest.mark.slow
 def test_one_round_of_the_loop_moves_the_generator_towards_the_annotators_preference(db, db_path, tiny_small_vocab_generator, tiny_encoder):
     assert all(ch in "".join(CORPUS) for p in TRAIN_PROMPTS + HELD_OUT for ch in p)
     items.ensure_prompt_set(db, "loop")

@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from data import annotation, items
 from data.store import open_db
 from tests.conftest import add_items
@@ -9,6 +11,7 @@ from tests.conftest import add_items
 WRITERS, EACH, OVERLAP = 32, 50, 2
 
 
+@pytest.mark.slow
 def test_32_concurrent_annotators_each_submit_50_rankings(db, db_path):
     # enough items for everyone at overlap 2, and one more per writer: with exactly enough, the last free slot can fall
     # on an item its annotator already ranked (CI once ended 1,599 of 1,600 that way), which is right, not a loss

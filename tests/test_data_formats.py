@@ -128,6 +128,7 @@ def test_the_pairs_export_imports_back_into_an_empty_store_and_exports_the_same_
         assert {r[0] for r in fresh.execute("SELECT DISTINCT a.name FROM rankings r JOIN annotators a ON a.id = r.annotator_id")} == {"ann", "bob"}
 
 
+@pytest.mark.slow
 def test_the_command_line_names_every_error_writes_rejects_imports_the_rest_and_catches_the_statistics_up(db, db_path, tmp_path):
     good = [json.dumps({"prompt": f"p{i}", "chosen": "yes", "rejected": "no"}) for i in range(6)]
     bad = ['{"prompt": "p", "chosen": 5, "rejected": "no"}', "not json", '{"prompt": "", "chosen": "a", "rejected": "b"}']

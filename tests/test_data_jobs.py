@@ -89,6 +89,7 @@ def tiny_version(db, path) -> int:
     return versions.register_version(db, "generator", "tiny", path, activate=True)
 
 
+@pytest.mark.slow
 def test_generation_runs_as_a_background_process(db, db_path, tiny_generator):
     version = tiny_version(db, tiny_generator)
     job_id = jobs.start_job(db_path, "generate", {"prompt_set": "s", "k": 3, "max_new_tokens": 12,
@@ -105,6 +106,7 @@ def test_generation_runs_as_a_background_process(db, db_path, tiny_generator):
     assert again["result"]["items"] == 0
 
 
+@pytest.mark.slow
 def test_cancel_from_the_admin_stops_a_background_job(db, db_path, tiny_generator):
     version = tiny_version(db, tiny_generator)
     job_id = jobs.start_job(db_path, "generate", {"prompt_set": "s", "k": 9, "max_new_tokens": 400, "temperature": 2.0,

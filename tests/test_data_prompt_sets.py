@@ -153,6 +153,7 @@ def test_a_set_is_deleted_only_when_nothing_of_it_was_answered(db):
         prompt_sets.get_set(db, "fresh")
 
 
+@pytest.mark.slow
 def test_the_command_line_lists_and_changes_sets(db, db_path):
     add_items(db, 2, prompt_set="mine")
     annotation.annotator_id(db, "alice")

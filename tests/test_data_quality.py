@@ -81,6 +81,7 @@ def test_a_refresh_reads_only_the_new_rankings(db, monkeypatch):
     assert quality.refresh(db) == 1 and seen == [ids[5]]
 
 
+@pytest.mark.slow
 def test_a_seeded_store_equals_the_reference(db):
     seed(db, n_prompts=600, k=4, n_rankings=2400, n_annotators=25)
     assert_equal_to_reference(db)

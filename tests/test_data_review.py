@@ -110,6 +110,7 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     assert list(at.dataframe[-1].value["action"]) == ["reject"]
 
 
+@pytest.mark.slow
 def test_the_command_line_lists_and_decides(db, db_path):
     [item] = add_items(db, 1)
     ranking = rank(db, "alice", item, comment="unsure")

@@ -140,6 +140,7 @@ print(started)
 """
 
 
+@pytest.mark.slow
 def test_two_schedulers_on_one_store_start_each_job_once(db, db_path, cpu_machine):
     ids = [jobs.create_job(db, "export", {"n": n}) for n in range(12)]  # light: all fit at once
     env = {**os.environ, scheduler.GPU_ENV_VAR: "0"}
@@ -149,6 +150,7 @@ def test_two_schedulers_on_one_store_start_each_job_once(db, db_path, cpu_machin
     assert sorted(started[0] + started[1]) == ids
 
 
+@pytest.mark.slow
 def test_three_heavy_jobs_queued_at_once_run_one_at_a_time_and_all_finish(db, db_path, cpu_machine, tiny_generator):
     versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
     for name in "abc":

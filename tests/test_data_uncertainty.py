@@ -194,6 +194,7 @@ def open_pairs(db, prompt_set: str) -> list[int]:
     return ids
 
 
+@pytest.mark.slow
 def test_the_job_scores_the_open_items_and_the_queue_serves_the_doubtful_first(db, db_path, tiny_encoder):
     version = trained_reward_model(db, db_path, tiny_encoder)
     sure, unsure, sure_too = open_pairs(db, "fresh")
@@ -222,6 +223,7 @@ def started(monkeypatch, db_path):
     return calls
 
 
+@pytest.mark.slow
 def test_training_an_active_reward_model_starts_the_queue_scoring(db, db_path, tiny_encoder, started):
     trained_reward_model(db, db_path, tiny_encoder)
     assert started == []  # no set in the 'uncertain' order
@@ -240,6 +242,7 @@ def test_a_new_scoring_job_supersedes_the_one_still_queued(db, started):
     assert [jobs.get_job(db, j)["status"] for j in (first, second)] == ["cancelled", "queued"]
 
 
+@pytest.mark.slow
 def test_scoring_stops_when_another_reward_model_becomes_active(db, db_path, tiny_encoder):
     version = trained_reward_model(db, db_path, tiny_encoder)
     open_pairs(db, "fresh")

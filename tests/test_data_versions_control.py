@@ -112,6 +112,7 @@ def test_the_models_screen_activates_and_cannot_delete_what_is_used(app_db, tmp_
     assert list(history["by"])[0] == "admin" and list(history["name"])[0] == "policy-1"
 
 
+@pytest.mark.slow
 def test_the_command_line_lists_activates_and_deletes(app_db, db_path, tmp_path):
     base, first, second = three_generators(app_db, tmp_path)
     run = lambda *args: subprocess.run([sys.executable, "-m", "data", "--db", str(db_path), "versions", *args],  # noqa: E731

@@ -2,10 +2,14 @@
 
 import time
 
+import pytest
+
 from data import items, jobs, versions
 from data.items import NewCompletion
 from tests.conftest import rank_by
 from tests.test_pages import start, unescaped
+
+pytestmark = pytest.mark.slow  # real training jobs, each its own process
 
 
 def ranked_prompts(db, n=24):

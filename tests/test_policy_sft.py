@@ -103,6 +103,7 @@ def test_bad_demonstration_files_import_nothing(db, line, message):
     assert items.counts(db)["demonstrations"] == 0
 
 
+@pytest.mark.slow
 def test_sft_job_registers_a_version_that_reloads_identically_and_generates(db, db_path, tiny_generator):
     start = versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
     demonstrations.import_demonstrations(db, [demonstrations.Demonstration(p, r) for p, r in DEMOS], "s")

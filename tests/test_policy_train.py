@@ -36,6 +36,7 @@ def test_gae_with_lambda_one_is_reward_to_go_minus_value():
     torch.testing.assert_close(returns[:, :3], torch.tensor([[1.0, 1.0, 1.0]]))
 
 
+@pytest.mark.slow
 def test_tokens_after_the_first_eos_are_masked_and_do_not_change_log_probs(tiny_small_vocab_generator):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     torch.manual_seed(0)
@@ -56,6 +57,7 @@ def test_tokens_after_the_first_eos_are_masked_and_do_not_change_log_probs(tiny_
 
 
 @pytest.mark.parametrize("algorithm, lora", [("rloo", False), ("rloo", True), ("reinforce", False), ("ppo", False), ("ppo", True)])
+@pytest.mark.slow
 def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, algorithm, lora):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -74,6 +76,7 @@ def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, a
     assert second["policy/kl"] != 0.0
 
 
+@pytest.mark.slow
 def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small_vocab_generator):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
@@ -82,6 +85,7 @@ def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small
     assert metrics["val/win_rate"] >= 0.6
 
 
+@pytest.mark.slow
 def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, tiny_small_vocab_generator, tiny_encoder):
     from data import items
     from rm.config import RewardConfig
@@ -118,6 +122,7 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
     assert a == b
 
 
+@pytest.mark.slow
 def test_a_conversation_rollout_feeds_the_policy_every_turn_and_the_scorer_the_transcript(tiny_small_vocab_generator):
     from data.conversation import transcript
 
@@ -134,6 +139,7 @@ def test_a_conversation_rollout_feeds_the_policy_every_turn_and_the_scorer_the_t
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "reinforce", "ppo"])
+@pytest.mark.slow
 def test_micro_batches_give_the_same_update_as_one_batch(tiny_small_vocab_generator, algorithm):
     """The step's gradient is the sum of its micro-batches' shares: one prompt at a time updates the weights as one
     batch of all prompts does, while only one prompt's activations are held for the backward pass."""
@@ -181,6 +187,7 @@ def plain_completion_logprobs(model, rollout, temperature):
     return logp.gather(-1, rollout.sequences[:, P:].unsqueeze(-1)).squeeze(-1)
 
 
+@pytest.mark.slow
 def test_running_each_prompt_once_gives_the_log_probs_and_gradients_of_running_every_sample(tiny_small_vocab_generator):
     """completion_logprobs runs the B distinct prompts once and repeats their keys and values for the K samples."""
     model, tokenizer = load_generator(tiny_small_vocab_generator)
@@ -199,6 +206,7 @@ def test_running_each_prompt_once_gives_the_log_probs_and_gradients_of_running_e
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_micro_batch_of_short_completions_drops_the_columns_after_them(tiny_small_vocab_generator):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     torch.manual_seed(0)

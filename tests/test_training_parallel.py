@@ -12,6 +12,7 @@ import pytest
 from data import demonstrations, jobs, versions
 from data.store import open_db
 
+pytestmark = pytest.mark.slow  # two processes under accelerate launch, against one
 ROOT = Path(__file__).resolve().parent.parent
 DEMOS = [(f"question {i}: what is {w}", f"{w} is a word.") for i, w in enumerate(
     ["rain", "snow", "sun", "wind", "a cat", "a dog", "a tree", "the sea", "a hill", "a road", "a boat", "a star",
