@@ -458,6 +458,7 @@ def process_ended(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_generation_while_its_remote_requests_are_in_flight(db_path, db):
     """Trust pass 3, finding 9: Cancel waited for requests in flight (59 s with a 60 s server), and meanwhile a new
     generation for the set was refused."""
