@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from data import audit
 from data.store import now, write_transaction
 
 ROLES = ("admin", "reviewer", "annotator")  # each can do what the ones after it can
@@ -105,9 +106,11 @@ def create_user(db: Database, name: str, password: str | None, role: str = "anno
         if existing:
             db.execute("""UPDATE annotators SET role = ?, password_hash = ?, disabled = 0, origin = 'account',
                           session_epoch = session_epoch + 1 WHERE id = ?""", [role, hashed, existing[0]])
+            audit.record(db, actor, "create account", name, {"role": role, "from": "a name known from imports"})
             return _user(db, existing[0])
         user_id = db.execute("INSERT INTO annotators (name, role, password_hash, origin, created_at) VALUES (?, ?, ?, 'account', ?)",
                              [name, role, hashed, now()]).lastrowid
+        audit.record(db, actor, "create account", name, {"role": role, "sign-in": "password" if password else "single sign-on"})
     return _user(db, user_id)
 
 
@@ -239,6 +242,7 @@ def set_disabled(db: Database, actor: User | None, name: str, disabled: bool) ->
             _refuse_losing_admin(db, actor, target, "disable")
         db.execute("UPDATE annotators SET disabled = ?, session_epoch = session_epoch + ? WHERE id = ?",
                    [int(disabled), int(disabled), target["id"]])
+        audit.record(db, actor, "disable account" if disabled else "enable account", name)
 
 
 def set_role(db: Database, actor: User | None, name: str, role: str) -> None:
@@ -251,6 +255,7 @@ def set_role(db: Database, actor: User | None, name: str, role: str) -> None:
             _refuse_losing_admin(db, actor, target, "demote")
         db.execute("UPDATE annotators SET role = ?, session_epoch = session_epoch + 1 WHERE id = ? AND role != ?",
                    [role, target["id"], role])
+        audit.record(db, actor, "change role", name, {"from": target["role"], "to": role})
 
 
 def reset_password(db: Database, actor: User, name: str, password: str) -> int:
@@ -263,6 +268,7 @@ def reset_password(db: Database, actor: User, name: str, password: str) -> int:
         target = _target(db, name)
         db.execute("UPDATE annotators SET password_hash = ?, origin = 'account', session_epoch = session_epoch + 1 WHERE id = ?",
                    [hashed, target["id"]])
+        audit.record(db, actor, "reset password", name)
         return _user(db, target["id"]).epoch
 
 

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from data import annotation, conversation, items
+from data import annotation, audit, conversation, items
+from data.accounts import require_admin
 from data.importing import BadImportFile, json_lines, required_text, decode
 from data.items import NewCompletion
 from data.prompt_sets import SERVED_TO
@@ -116,10 +117,12 @@ def _from_messages(messages, line: int) -> Demonstration:
                          required_text(messages[-1].get("content"), "assistant content", line))
 
 
-def import_demonstrations(db: Database, rows: list[Demonstration], prompt_set: str) -> dict:
-    """Add the demonstrations in one transaction; one with the same prompt and text as a stored one is counted, not added."""
+def import_demonstrations(db: Database, rows: list[Demonstration], prompt_set: str, actor=None) -> dict:
+    """Add the demonstrations in one transaction; one with the same prompt and text as a stored one is counted, not added.
+    `actor`: the admin asking (None: the command line)."""
     counts = {"demonstrations": 0, "already_present": 0}
     with write_transaction(db):
+        require_admin(db, actor)
         items.ensure_prompt_set(db, prompt_set)
         for row in rows:
             prompt_id, _ = items.add_prompt(db, prompt_set, row.prompt, source="imported demonstrations")
@@ -129,6 +132,7 @@ def import_demonstrations(db: Database, rows: list[Demonstration], prompt_set: s
             db.execute("INSERT INTO demonstrations (prompt_id, text, source, created_at) VALUES (?, ?, 'imported', ?)",
                        [prompt_id, row.response, now()])
             counts["demonstrations"] += 1
+        audit.record(db, actor, "import demonstrations", prompt_set, counts)
     return counts
 
 

@@ -456,10 +456,11 @@ def _optional_time(value, line: int) -> str | None:
     return _created_at(value, line) if isinstance(value, str) and value else None
 
 
-def import_read(db, result: Read, prompt_set: str) -> dict:
-    """Store what `read` found: completions as items; every other format as items and rankings."""
+def import_read(db, result: Read, prompt_set: str, actor=None) -> dict:
+    """Store what `read` found: completions as items; every other format as items and rankings. `actor`: the admin
+    asking (None: the command line)."""
     if result.fmt == "completions":
-        counts = importing.import_completions(db, result.rows, prompt_set)
+        counts = importing.import_completions(db, result.rows, prompt_set, actor=actor)
     else:
-        counts = importing.import_rankings(db, result.rows, prompt_set)
+        counts = importing.import_rankings(db, result.rows, prompt_set, actor=actor)
     return {"format": result.fmt, **counts, **({"pairs_left_out": len(result.skipped)} if result.skipped else {})}

@@ -11,17 +11,17 @@ server allows them. Any key value that comes back in a server's error is replace
 """
 
 import ipaddress
-import socket
-
 import json
 import os
 import re
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from sqlite_utils import Database
 
+from data import audit
 from data.accounts import User, require_admin
 from data.secrets import SECRETS_TABLE, scrub_secrets, secret, secret_files
 from data.store import now, write_transaction
@@ -96,6 +96,8 @@ def save_remote_generator(db: Database, g: RemoteGenerator, actor: User | None) 
         db.execute("""INSERT INTO remote_generators (name, settings, created_at) VALUES (?, ?, ?)
                       ON CONFLICT (name) DO UPDATE SET settings = excluded.settings""",
                    [g.name, json.dumps(settings), now()])
+        audit.record(db, actor, "save remote generator", g.name, {"base_url": g.base_url, "model": g.model,
+                                                                   "key variable": g.api_key_env})
     return db.execute("SELECT id FROM remote_generators WHERE name = ?", [g.name]).fetchone()[0]
 
 
@@ -103,7 +105,8 @@ def delete_remote_generator(db: Database, name: str, actor: User | None) -> None
     """Forget a remote generator; its completions keep their provenance."""
     with write_transaction(db):
         require_admin(db, actor)
-        db.execute("DELETE FROM remote_generators WHERE name = ?", [name])
+        if db.execute("DELETE FROM remote_generators WHERE name = ?", [name]).rowcount:
+            audit.record(db, actor, "remove remote generator", name)
 
 
 def remote_generators(db: Database) -> list[RemoteGenerator]:

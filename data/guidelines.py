@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from data import audit
 from data.accounts import User, require_admin
 from data.store import now, write_transaction
 
@@ -42,6 +43,7 @@ def save_guidelines(db: Database, prompt_set: str, text: str, actor: User) -> Gu
         version = current.version + 1 if current else 1
         db.execute("INSERT INTO guidelines (prompt_set, version, text, author_id, created_at) VALUES (?, ?, ?, ?, ?)",
                    [prompt_set, version, text, actor.id, now()])
+        audit.record(db, actor, "save guidelines", prompt_set, {"version": version})
     return Guideline(version, text)
 
 

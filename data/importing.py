@@ -18,7 +18,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from data import annotation, conversation, items
+from data import annotation, audit, conversation, items
+from data.accounts import require_admin
 from data.items import NewCompletion
 from data.rankings import MAX_K, MIN_K, RankingError, is_int, seconds_ok, utc_timestamp, validate_order, validate_ranking
 from data.store import write_transaction
@@ -529,31 +530,36 @@ def set_name(value: str) -> str:
     return value.strip()
 
 
-def import_prompts(db: Database, rows: list[PromptRow], prompt_set: str) -> dict:
-    """Add the prompts to the set in one transaction; texts already in the set are left alone."""
+def import_prompts(db: Database, rows: list[PromptRow], prompt_set: str, actor=None) -> dict:
+    """Add the prompts to the set in one transaction; texts already in the set are left alone. `actor`: the admin
+    asking (None: the command line), re-checked inside the transaction and named in the audit log."""
     prompt_set = set_name(prompt_set)
     with write_transaction(db):
+        require_admin(db, actor)
         items.ensure_prompt_set(db, prompt_set)
         added = sum(items.add_prompt(db, prompt_set, r.prompt, r.source, r.tags)[1] for r in rows)
+        audit.record(db, actor, "import prompts", prompt_set, {"added": added, "lines": len(rows)})
     return {"added": added, "already_present": len(rows) - added, **left_out(rows)}
 
 
 def import_completions(db: Database, rows: list[CompletionsRow], prompt_set: str,
-                       generator_version_id: int | None = None) -> dict:
+                       generator_version_id: int | None = None, actor=None) -> dict:
     """One item per row, in one transaction; a row whose item the set already holds is counted, not added."""
     prompt_set = set_name(prompt_set)
     counts = {"items": 0, "already_present": 0, "completions": 0, **noticed(rows)}
     with write_transaction(db):
+        require_admin(db, actor)
         for row in rows:
             for c in row.completions:
                 c.generator_version_id = c.generator_version_id or generator_version_id
             _, is_new = find_or_add_item(db, prompt_set, row.prompt, row.completions, "imported completions")
             counts["items" if is_new else "already_present"] += 1
             counts["completions"] += len(row.completions) if is_new else 0
+        audit.record(db, actor, "import completions", prompt_set, counts)
     return counts
 
 
-def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imported") -> dict:
+def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imported", actor=None) -> dict:
     """Recreate items, completions, rankings and their comparisons from a rankings export.
 
     Idempotent: an item with the same content is reused, and a ranking its annotator already
@@ -564,6 +570,7 @@ def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imp
     counts = {"rankings": 0, "already_present": 0, "items": 0, **noticed(rows)}
     names = _Names(db)
     with write_transaction(db):
+        require_admin(db, actor)
         for row in rows:
             models = row.models or [None] * len(row.completions)
             item_id, is_new = find_or_add_item(db, row.prompt_set or prompt_set, row.prompt,
@@ -577,6 +584,7 @@ def import_rankings(db: Database, rows: list[RankingRow], prompt_set: str = "imp
                 db.execute("UPDATE rankings SET created_at = COALESCE(?, created_at), guideline_version = ? WHERE id = ?",
                            [row.created_at, row.guideline_version, submitted.ranking_id])
             counts["rankings" if submitted.was_new else "already_present"] += 1
+        audit.record(db, actor, "import rankings", prompt_set, counts)
     return counts
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from data import scheduler, versions
+from data import audit, scheduler, versions
+from data.accounts import require_admin
 from data.prompt_sets import BUILTIN_SET
 from data.secrets import scrub_secrets
 from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
@@ -58,14 +59,17 @@ class JobCancelled(Exception):
     """Raised inside a job when an admin cancelled it."""
 
 
-def create_job(db: Database, kind: str, args: dict, launcher: str = "app") -> int:
+def create_job(db: Database, kind: str, args: dict, launcher: str = "app", actor=None) -> int:
     """Queue a job, refusing at once what would fail or clash later (a bad or taken version name, a second
     generation for the same prompts and generator). Checked and inserted in one transaction, with what it needs
-    (threads, GPUs, memory: data.scheduler.needs). `launcher` 'cli': the calling process runs it when its turn comes."""
+    (threads, GPUs, memory: data.scheduler.needs). `launcher` 'cli': the calling process runs it when its turn comes.
+    `actor`: the admin who asked, for the audit log (None: the command line or the app itself)."""
     if kind not in JOB_MODULES:
         raise ValueError(f"unknown job kind {kind!r}: use one of {sorted(JOB_MODULES)}")
     mark_lost_jobs(db)  # a crashed job must not block new ones
     with write_transaction(db):
+        if actor is not None:  # the admin asking, re-checked with the job's own insert
+            require_admin(db, actor)
         if kind in versions.VERSION_KIND_OF_JOB:
             versions.check_version_name(db, versions.VERSION_KIND_OF_JOB[kind], args.get("name") or "")
         if kind == "generate":
@@ -80,6 +84,7 @@ def create_job(db: Database, kind: str, args: dict, launcher: str = "app") -> in
             [kind, to_json(args), now(), need.num_cpus, need.num_gpus, need.memory, launcher,
              os.getpid() if launcher == "cli" else None]).lastrowid
         db.execute("UPDATE jobs SET position = id WHERE id = ?", [job_id])
+        audit.record(db, actor, f"start {kind}", f"job {job_id}", args)
         return job_id
 
 
@@ -119,11 +124,12 @@ def _generation_target(db: Database, args: dict) -> tuple[str, int | None]:
     return args.get("prompt_set", BUILTIN_SET), version
 
 
-def start_job(db_path: str | os.PathLike, kind: str, args: dict) -> int:
-    """Queue a job and start it in a process of its own as soon as what it needs is free. Returns at once with its id."""
+def start_job(db_path: str | os.PathLike, kind: str, args: dict, actor=None) -> int:
+    """Queue a job and start it in a process of its own as soon as what it needs is free. Returns at once with its id.
+    `actor`: the admin who asked (None: the command line or the app itself), for the audit log."""
     db_path = resolve_db_path(db_path).resolve()
     db = open_db(db_path)
-    job_id = create_job(db, kind, args)
+    job_id = create_job(db, kind, args, actor=actor)
     dispatch(db_path)
     return job_id
 
@@ -237,8 +243,10 @@ def job_log_path(db_path: str | os.PathLike, job_id: int) -> Path:
     return folder / f"job-{job_id}.log"
 
 
-def request_cancel(db: Database, job_id: int) -> None:
+def request_cancel(db: Database, job_id: int, actor=None) -> None:
     with db.atomic():
+        if actor is not None:  # an admin's Cancel (a superseded scoring job is cancelled by the app itself)
+            audit.record(db, actor, "cancel job", f"job {job_id}")
         db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", [job_id])
         db.execute(  # not started yet: cancelled at once (a command-line job waiting in line sees it and stops)
             "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued' AND claimed_at IS NULL",

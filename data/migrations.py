@@ -545,3 +545,22 @@ def m0022_reviewers_and_sessions(db):
 def m0023_review_events_by_ranking(db):
     # An annotator's My rankings says "sent back" apart from "rejected": the last review action of each of their rankings.
     db.execute("CREATE INDEX review_events_ranking ON review_events (ranking_id, id)")
+
+
+@migrations()
+def m0024_audit_log(db):
+    # Who did what as an admin: accounts, jobs, versions, sets, guidelines, remote generators, imports, downloads.
+    # actor_id is NULL for the command line; actor keeps the name, so an entry outlives a renamed or deleted account.
+    db.execute("""CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor_id INTEGER,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    )""")
+    db.execute("CREATE INDEX audit_log_at ON audit_log (at, id)")
+    # Team reads the newest entries of the three trails (reviews and model versions keep their own) without a scan.
+    db.execute("CREATE INDEX review_events_at ON review_events (at, id)")
+    db.execute("CREATE INDEX model_version_events_at ON model_version_events (at, id)")

@@ -12,6 +12,7 @@ that give a setting its meaning (gold's rate, the repeats, the queue order, N) c
 
 from sqlite_utils import Database
 
+from data import audit
 from data.accounts import User, require_admin
 from data.store import now, write_transaction
 
@@ -102,6 +103,9 @@ def configure(db: Database, name: str, actor: User | None = None, status: str | 
             update_settings(db, name, overlap_rankings=overlap_rankings)
         if assign is not None:
             _assign(db, name, assign)
+        audit.record(db, actor, "configure set", name, {"status": status, "priority": priority, "assigned": assign,
+                                                         "rankings wanted": rankings_wanted, "overlap share": overlap_share,
+                                                         "overlap rankings": overlap_rankings})
     return get_set(db, name)
 
 
@@ -148,6 +152,7 @@ def delete_set(db: Database, name: str, actor: User | None = None) -> dict:
         counts["prompts"] = db.execute("DELETE FROM prompts WHERE prompt_set = ?", [name]).rowcount
         db.execute("DELETE FROM guidelines WHERE prompt_set = ?", [name])
         db.execute("DELETE FROM prompt_sets WHERE name = ?", [name])
+        audit.record(db, actor, "delete set", name, counts)
     return {"deleted": name, **counts}
 
 
@@ -167,7 +172,9 @@ def withdraw_cut_items(db: Database, name: str, actor: User | None = None) -> in
     with write_transaction(db):
         require_admin(db, actor)
         get_set(db, name)
-        return _delete_items(db, _cut_unanswered(db, name))
+        withdrawn = _delete_items(db, _cut_unanswered(db, name))
+        audit.record(db, actor, "withdraw cut items", name, {"items": withdrawn})
+        return withdrawn
 
 
 def _cut_unanswered(db: Database, name: str) -> list[int]:

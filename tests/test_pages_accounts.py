@@ -250,3 +250,42 @@ def test_logging_in_while_another_process_holds_the_store_says_so_without_a_trac
     blocker.rollback()
     at = log_in_form(start(user=None), "kim", "a-long-password")
     assert "account" in at.session_state
+
+
+def test_admin_actions_are_in_the_audit_log_on_team_with_who_and_when(app_db, tmp_path):
+    """Trust pass 3, finding 22: nothing recorded who started a job, changed an account, imported, exported, reviewed."""
+    from data import audit, importing, review
+    from data.importing import PromptRow
+
+    admin = accounts.session_user(app_db, *app_db.execute("SELECT id, session_epoch FROM annotators WHERE name = 'admin'").fetchone())
+    accounts.create_user(app_db, "rita", "a-long-password", role="reviewer", actor=admin)
+    accounts.set_role(app_db, admin, "rita", "annotator")
+    importing.import_prompts(app_db, [PromptRow("Why is the sky blue?")], "physics", actor=admin)
+    job_id = jobs.create_job(app_db, "export", {"kind": "pairs", "format": "jsonl", "out": str(tmp_path / "x.jsonl")},
+                             actor=admin)
+    jobs.request_cancel(app_db, job_id, actor=admin)
+    entries = audit.recent(app_db)
+    assert [(e["who"], e["action"], e["target"]) for e in entries[:5]] == [
+        ("admin", "cancel job", f"job {job_id}"), ("admin", "start export", f"job {job_id}"),
+        ("admin", "import prompts", "physics"), ("admin", "change role", "rita"), ("admin", "create account", "rita")]
+    assert "from: reviewer, to: annotator" in entries[3]["detail"]
+    at = start("pages/operate/team.py")
+    log = next(d.value for d in at.dataframe if "action" in d.value.columns)
+    assert list(log["action"][:2]) == ["cancel job", "start export"] and set(log["who"][:5]) == {"admin"}
+    at.selectbox(key="audit-who").set_value(audit.CLI).run()  # the accounts made by the test's setup, from no session
+    log = next(d.value for d in at.dataframe if "action" in d.value.columns)
+    assert set(log["who"]) == {audit.CLI} and "create account" in set(log["action"])
+
+
+def test_a_demoted_admin_cannot_start_a_job_or_import_even_with_an_old_session(app_db, tmp_path):
+    from data import importing
+    from data.importing import PromptRow
+
+    accounts.create_user(app_db, "second", "a-long-password", role="admin")
+    second = accounts.session_user(app_db, *app_db.execute("SELECT id, session_epoch FROM annotators WHERE name = 'second'").fetchone())
+    accounts.set_role(app_db, None, "second", "annotator")
+    with pytest.raises(accounts.AuthError):
+        jobs.create_job(app_db, "export", {"kind": "pairs", "format": "jsonl", "out": str(tmp_path / "x.jsonl")}, actor=second)
+    with pytest.raises(accounts.AuthError):
+        importing.import_prompts(app_db, [PromptRow("q")], "s", actor=second)
+    assert app_db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0

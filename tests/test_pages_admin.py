@@ -76,9 +76,9 @@ def test_admin_imports_pasted_prompts_once(app_db):
 
 
 def create_only(monkeypatch, started: list):
-    def create(db_path, kind, args):  # the real spawn is covered in test_data_jobs
+    def create(db_path, kind, args, actor=None):  # the real spawn is covered in test_data_jobs
         started.append((kind, args))
-        return jobs.create_job(open_db(db_path), kind, args)
+        return jobs.create_job(open_db(db_path), kind, args, actor=actor)
 
     monkeypatch.setattr(jobs, "start_job", create)
 

@@ -20,7 +20,7 @@ def chat_db(app_db):
 
 def test_the_export_screen_shows_conversational_pairs_and_writes_the_chosen_format(chat_db, monkeypatch):
     started = []
-    monkeypatch.setattr(jobs, "start_job", lambda db_path, kind, args: started.append(args) or jobs.create_job(open_db(db_path), kind, args))
+    monkeypatch.setattr(jobs, "start_job", lambda db_path, kind, args, actor=None: started.append(args) or jobs.create_job(open_db(db_path), kind, args, actor=actor))
     at = start("pages/operate/export.py")
     assert not at.exception
     assert list(at.dataframe[0].value["prompt"].iloc[0]) == CHAT  # auto: a prompt is a conversation

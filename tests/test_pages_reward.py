@@ -90,7 +90,7 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     assert versions.active_version(app_db, "generator")["id"] == tiny
     assert any(m.label == "Win rate vs start" for m in at.metric)
     started = []
-    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or 99)
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at.button[[b.label for b in at.button].index("Generate the next round with this version")].click().run()
     assert started == [("generate", {**started[0][1], "generator_version": new["id"]})]
 

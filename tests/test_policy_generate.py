@@ -147,7 +147,7 @@ def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_rewa
         uncertainty.set_queue_order(db, name, order, random_share=0.0)
     db.conn.commit()
     started = []
-    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or jobs.create_job(db, kind, args))
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or jobs.create_job(db, kind, args))
     for name in ("plain", "doubtful"):
         job_id = jobs.create_job(db, "generate", {})
         with jobs.running_job(db_path, job_id) as (job, result):

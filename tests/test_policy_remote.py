@@ -309,7 +309,7 @@ def test_an_admin_registers_a_remote_generator_and_mixes_it_into_a_generation(ap
     from tests.test_pages import button, start, unescaped
 
     started = []
-    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args: started.append((kind, args)) or 7)
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 7)
     at = start("pages/data/generate.py")
     for key, value in {"remote-name": "vllm-big", "remote-base_url": "http://gpu-box:8000/v1", "remote-model": "big-model",
                        "remote-api_key_env": "sk-live-0123456789abcdefghij"}.items():

@@ -21,7 +21,7 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circ
 def launch(kind: str, config, what: str) -> None:
     """Start a background job from a trainer's config dataclass, say so on the next run, and rerun."""
     try:
-        job_id = jobs.start_job(db_path(), kind, asdict(config))
+        job_id = jobs.start_job(db_path(), kind, asdict(config), actor=require(session_db(), "admin"))
         place = jobs.queue_places(session_db()).get(job_id)
         flash("success", f"{what} queued as job {job_id}: " + (
             f"{jobs.ordinal(place['place'])} in line, waiting for {place['waits_for']}." if place and not place["starting"]
@@ -60,8 +60,7 @@ def version_picker(column, label: str, versions_: list[dict], key: str | None = 
 
 
 def cancel(db, job_id: int) -> None:
-    require(db, "admin")
-    jobs.request_cancel(db, job_id)
+    jobs.request_cancel(db, job_id, actor=require(db, "admin"))
 
 
 def move_up(db, job_id: int) -> None:

@@ -12,7 +12,7 @@ import sys
 import streamlit as st
 from streamlit.errors import FragmentHandledException
 
-from data import accounts, builtin, versions
+from data import accounts, audit, builtin, versions
 from data.store import StoreBusy, db_file, open_db, resolve_db_path
 from ui.text import inline
 
@@ -158,8 +158,9 @@ def log_out() -> None:
         st.logout()
 
 
-def admin_download(db, make):
-    """Data for a download button, made only when clicked (`make(db)`), and only while this session is still an enabled admin's."""
+def admin_download(db, make, what: str):
+    """Data for a download button, made only when clicked (`make(db)`), and only while this session is still an enabled
+    admin's; the audit log records `what` was downloaded, by whom."""
     account, path = st.session_state.get("account"), db_file(db)
 
     def data():  # Streamlit runs this in another thread: it gets a connection of its own
@@ -168,7 +169,9 @@ def admin_download(db, make):
             user = accounts.session_user(own, *account) if account else None
             if user is None or not user.is_admin:
                 raise PermissionError(SESSION_ENDED)
-            return make(own)
+            data = make(own)
+            audit.record_alone(own, user, "download", what, {"bytes": len(data)})
+            return data
         finally:
             own.close()
     return data

@@ -50,7 +50,7 @@ def import_preferences(db, user, result: formats.Read) -> None:
     try:
         if result.rows.refused and not leave_out:
             raise importing.RefusedLines(result.rows.refused, len(result.rows))
-        counts = formats.import_read(db, result, prompt_set)
+        counts = formats.import_read(db, result, prompt_set, actor=user)
         quality.refresh(db)  # the statistics and the leaderboard's counts catch up here, not on the next screen opened
         leaderboard.refresh(db)
         st.session_state.pop("pref-read", None)
@@ -115,5 +115,5 @@ with screen("Import") as (db, user):
         pasted = st.text_area("…or paste prompts, one per line")
         prompt_set = st.text_input("Prompt set", value="default")
         if st.form_submit_button("Import prompts", type="primary"):
-            run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip()))
+            run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip(), actor=user))
     preference_section(db)

@@ -54,11 +54,11 @@ def files_list(db) -> None:
             continue
         if file.is_dir():  # a dataset folder: downloaded as a zip
             left.caption(f"`{file.name}/` · dataset folder · {size_mb(file):,.1f} MB")
-            right.download_button("Download", admin_download(db, lambda _, written=file: export.zip_folder(written)), f"{file.name}.zip",
+            right.download_button("Download", admin_download(db, lambda _, written=file: export.zip_folder(written), f"{file.name}.zip"), f"{file.name}.zip",
                                   key=f"file-{file.name}", on_click="ignore")
             continue
         left.caption(f"`{file.name}` · {size_mb(file):,.1f} MB")
-        right.download_button("Download", admin_download(db, lambda _, written=file: written.read_bytes()), file.name, key=f"file-{file.name}", on_click="ignore")
+        right.download_button("Download", admin_download(db, lambda _, written=file: written.read_bytes(), file.name), file.name, key=f"file-{file.name}", on_click="ignore")
 
 
 def estimated_bytes(preview, rows: int) -> float:
@@ -90,7 +90,7 @@ with screen("Export") as (db, user):
     name = f"{kind}-{stamp}"
     make = ((lambda own: export.dataset_zip(own, kind, where, conversational, name)) if fmt == export.DATASET
             else (lambda own: export.export_bytes(own, kind, fmt, where, conversational)))
-    left.download_button(f"Download {kind}.{'zip' if fmt == export.DATASET else fmt}", admin_download(db, make),
+    left.download_button(f"Download {kind}.{'zip' if fmt == export.DATASET else fmt}", admin_download(db, make, f"{name}.{'zip' if fmt == export.DATASET else fmt}"),
                          f"{name}.{'zip' if fmt == export.DATASET else fmt}", type="primary", disabled=not rows or too_large, on_click="ignore",
                          help=f"at most {DOWNLOAD_NOW_ROWS:,} rows and {export.DOWNLOAD_LIMIT_BYTES / 1e6:,.0f} MB (a download is "
                               "held in the server's memory); write larger exports to a file")

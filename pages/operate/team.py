@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from data import accounts
+from data import accounts, audit
 from ui.session import flash, guarded, screen, sso_configured, start_session
 
 
@@ -60,3 +60,14 @@ with screen("Team") as (db, user):
         st.radio("Change", ACTIONS, horizontal=True, key="change-action", format_func=str.capitalize)
         st.text_input("New password (to reset it)", type="password", key="change-password")
         st.form_submit_button("Apply", on_click=change_account)
+    st.subheader("Audit log")
+    st.caption("Who did what as an admin, newest first: accounts, jobs started and cancelled, imports, downloads, prompt "
+               "sets, guidelines, remote generators, model versions and reviews. Changes from the command line say so.")
+    who = st.selectbox("Person", ["everyone", *sorted({u["name"] for u in users if u["role"] in ("admin", "reviewer")}),
+                                  audit.CLI], key="audit-who")
+    entries = audit.recent(db, 200, None if who == "everyone" else who)
+    if entries:
+        st.dataframe(pd.DataFrame(entries), hide_index=True, width="stretch",
+                     column_config={"detail": st.column_config.TextColumn(width="large")})
+    else:
+        st.caption("Nothing recorded yet.")

@@ -11,14 +11,14 @@ from ui.session import admin_download, flash, screen
 SFT_CHARTS = {"Loss": ["train/loss", "val/loss"]}
 
 
-def import_form(db) -> None:
+def import_form(db, user) -> None:
     with st.form("import-demonstrations", clear_on_submit=True):
         upload = st.file_uploader("Import demonstrations (.jsonl: prompt + response, or chat messages)", type=["jsonl", "json"])
         prompt_set = st.text_input("Prompt set", value="demonstrations")
         if st.form_submit_button("Import demonstrations") and upload:
             try:
                 rows = demonstrations.parse_demonstrations(upload.getvalue())
-                flash("success", f"Imported: {demonstrations.import_demonstrations(db, rows, prompt_set.strip())}")
+                flash("success", f"Imported: {demonstrations.import_demonstrations(db, rows, prompt_set.strip(), actor=user)}")
             except (importing.BadImportFile, ValueError, StoreBusy) as error:
                 flash("error", f"Import failed: {error}")
             st.rerun()
@@ -49,8 +49,8 @@ with screen("Demonstrations & SFT") as (db, user):
     st.markdown(f"**{count:,} demonstrations** (written, edited from a completion, or imported)")
     left, right = st.columns(2)
     with left:
-        import_form(db)
-    right.download_button("Download for TRL's SFTTrainer (messages .jsonl)", admin_download(db, demonstrations.messages_jsonl),
+        import_form(db, user)
+    right.download_button("Download for TRL's SFTTrainer (messages .jsonl)", admin_download(db, demonstrations.messages_jsonl, "demonstrations.jsonl"),
                           "demonstrations.jsonl", disabled=not count, on_click="ignore")
     train_form(db)
     latest_job(db, "sft", SFT_CHARTS, "sft")
