@@ -1,6 +1,7 @@
 # The GPU run of bench.generation and bench.policy, both arms in one call, as sent to the device (bench/README.md).
 #   bash bench/gpu.sh prepare     here: the embedded model's config and tokenizer into .gpu/, the missing wheels into .whl/
 #   bash bench/gpu.sh             there: device.run("bash bench/gpu.sh", carry=[".whl", ".gpu"]); results under $OUT
+#   ARMS="trl ours-lora" STEPS=20 GENERATION=1 ARM_TIMEOUT=150: which arms, how many steps, also bench.generation
 # The weights cannot travel (98 MB GGUF, 64 MB limit): both arms start from random weights in the same architecture.
 cd "$(dirname "$0")/.." || exit 1
 if [ "$1" = prepare ]; then
@@ -25,10 +26,15 @@ from transformers import AutoConfig, AutoModelForCausalLM
 torch.manual_seed(0)
 AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.gpu/smollm2')).save_pretrained('.gpu/smollm2')
 " || exit 1
-timeout 100 $PY -m bench.generation --model .gpu/smollm2 --repeats 3 --out generation_gpu 2>"$OUT/generation.err" | tail -n 25
-cp bench/out/generation_gpu.json "$OUT/" 2>/dev/null
-for arm in trl ours-lora ours-full; do
+if [ -n "$GENERATION" ]; then
+  timeout 100 $PY -m bench.generation --model .gpu/smollm2 --repeats 3 --out generation_gpu 2>"$OUT/generation.err" | tail -n 25
+  cp bench/out/generation_gpu.json "$OUT/" 2>/dev/null
+fi
+# An arm named ...-eager runs with the compiled static-cache decoding off (RLHF_COMPILED_DECODE=0): what it buys.
+for arm in ${ARMS:-trl ours-lora ours-full ours-lora-eager}; do
   start=$(date +%s)
-  timeout 150 $PY -m bench.policy --arm $arm --steps $STEPS --model .gpu/smollm2 >"$OUT/policy_gpu_$arm.json" 2>"$OUT/policy_gpu_$arm.err"
-  echo "$arm: rc $? in $(( $(date +%s) - start )) s"; tail -c 600 "$OUT/policy_gpu_$arm.json"; echo; tail -n 3 "$OUT/policy_gpu_$arm.err"
+  compiled=1; [ "${arm%-eager}" != "$arm" ] && compiled=0
+  RLHF_COMPILED_DECODE=$compiled timeout ${ARM_TIMEOUT:-130} $PY -m bench.policy --arm "${arm%-eager}" --steps $STEPS --model .gpu/smollm2 \
+    >"$OUT/policy_gpu_$arm.json" 2>"$OUT/policy_gpu_$arm.err"
+  echo "$arm: rc $? in $(( $(date +%s) - start )) s"; tail -c 700 "$OUT/policy_gpu_$arm.json"; echo; grep -i "warn\|error" "$OUT/policy_gpu_$arm.err" | tail -n 3
 done

@@ -63,9 +63,10 @@ class PolicyConfig:
     max_prompt_tokens: int = field(default=512, metadata={
         "help": "longest prompt in tokens, chat template included; a longer one is cut from the left, so its last turns "
                 "and the assistant cue stay (bounds memory whatever the prompts)"})
-    micro_batch_prompts: int = field(default=1, metadata={
+    micro_batch_prompts: int = field(default=0, metadata={
         "help": "prompts whose K samples go through one forward and backward pass together; the step's gradient is "
-                "the same, the activations in memory are those of this many prompts"})
+                "the same, the activations in memory are those of this many prompts. 0: automatic (1 on a CPU, where "
+                "memory is what bounds a step; on a GPU all of the step's prompts when they fit in half the free memory)"})
     no_eos_penalty: float = field(default=1.0, metadata={
         "help": "subtracted from the reward of a completion cut at max_new_tokens, in units of the batch's reward standard "
                 "deviation (with normalize_rewards); switched off by the job when the reward model was trained on "
@@ -95,8 +96,8 @@ class PolicyConfig:
             raise ValueError("rloo needs k >= 2 samples per prompt for its leave-one-out baseline")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0")
-        if self.micro_batch_prompts < 1 or self.max_prompt_tokens < 8:
-            raise ValueError("micro_batch_prompts must be at least 1 and max_prompt_tokens at least 8")
+        if self.micro_batch_prompts < 0 or self.max_prompt_tokens < 8:
+            raise ValueError("micro_batch_prompts must be 0 (automatic) or more, and max_prompt_tokens at least 8")
 
 
 @dataclass

@@ -198,6 +198,17 @@ def held_out_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.
     return ((log_ratio.exp() - 1 - log_ratio) * mask).sum(1)  # [N]
 
 
+def activation_bytes(model_config, rollout: Rollout) -> float:
+    """A generous estimate of what one forward and backward pass over the whole rollout holds: the fp32 logits of
+    the completion positions three times over (logits, their softmax, the gradient) and ~24 values per layer, token
+    and hidden unit (attention and MLP inputs and outputs, in fp32)."""
+    N, width = rollout.sequences.shape
+    T = rollout.completion_mask.shape[1]
+    logits = 3 * N * T * model_config.vocab_size * 4
+    layers = 24 * N * width * model_config.hidden_size * model_config.num_hidden_layers * 4
+    return float(logits + layers)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
@@ -269,8 +280,19 @@ class PolicyTrainer:
 
     def micro_batches(self, rollout: Rollout) -> list[tuple[int, int]]:
         """(start, stop) rows of each forward and backward pass: whole prompts' K samples, so leave-one-out holds."""
-        rows, n = self.config.micro_batch_prompts * self.config.k, rollout.sequences.shape[0]
+        rows, n = self.micro_batch_prompts(rollout) * self.config.k, rollout.sequences.shape[0]
         return [(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+    def micro_batch_prompts(self, rollout: Rollout) -> int:
+        """The configured number, or automatically: one prompt on a CPU; on a GPU (bound by kernel launches, not
+        memory, for a small model) all of the rollout's prompts when their activations fit in half the free memory."""
+        if self.config.micro_batch_prompts:
+            return self.config.micro_batch_prompts
+        prompts = rollout.sequences.shape[0] // self.config.k
+        if self.device.type != "cuda":
+            return 1
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return prompts if activation_bytes(self.policy.config, rollout) <= free / 2 else 1
 
     def micro_logprobs(self, model, rollout: Rollout, start: int, stop: int, value_head=None, with_entropy=True):
         """`completion_logprobs` of rows start..stop-1, padded back to the rollout's T columns (zeros after the

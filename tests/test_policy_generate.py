@@ -128,6 +128,37 @@ def test_after_the_first_eos_a_sample_is_padding(tiny_small_vocab_generator):
             assert all(t == 0 for t in row[row.index(tokenizer.eos_token_id) + 1:])
 
 
+def test_the_static_cache_path_of_the_gpu_samples_as_the_loop_does(tiny_small_vocab_generator):
+    """The GPU's compiled path (generate on a static cache, prompts padded to PAD_TO) is checked here eagerly: the same
+    greedy continuations as the loop, K per prompt together, padding after the first EOS."""
+    from policy.generate import eos_token_ids
+    from policy.sampling import sample_tokens, sample_tokens_static
+
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    inputs = chat_inputs(tokenizer, ["hello", "why is the sky blue today my friend"])
+    eos = eos_token_ids(model, tokenizer)
+    loop = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], 3, 20, 1e-4, eos, tokenizer.pad_token_id)
+    static = sample_tokens_static(model, inputs["input_ids"], inputs["attention_mask"], 3, 20, 1e-4, eos,
+                                  tokenizer.pad_token_id, compile_step=False)
+    assert static.shape == loop.shape == (6, 20) and torch.equal(static, loop)
+    torch.manual_seed(0)
+    sampled = sample_tokens_static(model, inputs["input_ids"], inputs["attention_mask"], 4, 30, 1.0, eos,
+                                   tokenizer.pad_token_id, compile_step=False)
+    assert sampled.shape == (8, 30) and len({tuple(r) for r in sampled.tolist()}) > 1
+    for row in sampled.tolist():
+        if tokenizer.eos_token_id in row:
+            assert all(t == tokenizer.pad_token_id for t in row[row.index(tokenizer.eos_token_id) + 1:])
+
+
+def test_the_compiled_path_is_for_cuda_only_and_can_be_turned_off(monkeypatch):
+    from policy.sampling import compiled_decode
+
+    assert not compiled_decode(torch.device("cpu"))
+    assert compiled_decode(torch.device("cuda"))
+    monkeypatch.setenv("RLHF_COMPILED_DECODE", "0")
+    assert not compiled_decode(torch.device("cuda"))
+
+
 def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_reward_model(db, db_path, tiny_generator,
                                                                                          tiny_encoder, tmp_path, monkeypatch):
     from data import items, jobs, uncertainty

@@ -154,6 +154,18 @@ def test_micro_batches_give_the_same_update_as_one_batch(tiny_small_vocab_genera
         torch.testing.assert_close(one_at_a_time, together, atol=2e-6, rtol=1e-4)
 
 
+def test_automatic_micro_batches_are_one_prompt_on_a_cpu_and_all_prompts_on_a_gpu_with_room(tiny_small_vocab_generator, monkeypatch):
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config(prompts_per_step=3))
+    assert trainer.config.micro_batch_prompts == 0  # automatic is the default
+    rollout = trainer.rollout(PROMPTS[:3], seed=0)
+    assert trainer.micro_batches(rollout) == [(0, 4), (4, 8), (8, 12)]  # k=4: one prompt a pass
+    trainer.device = torch.device("cuda")  # what the trainer would see on a GPU: only the free memory is asked
+    for free, passes in ((80e9, [(0, 12)]), (1e3, [(0, 4), (4, 8), (8, 12)])):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, 80e9))
+        assert trainer.micro_batches(rollout) == passes
+
+
 def test_a_long_prompt_loses_its_beginning_and_keeps_the_assistant_cue(tiny_generator):
     from policy.generate import chat_inputs
 
