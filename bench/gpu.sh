@@ -30,7 +30,8 @@ if [ -n "$GENERATION" ]; then
   timeout 100 $PY -m bench.generation --model .gpu/smollm2 --repeats 3 --out generation_gpu 2>"$OUT/generation.err" | tail -n 25
   cp bench/out/generation_gpu.json "$OUT/" 2>/dev/null
 fi
-# An arm named ...-eager runs with the compiled static-cache decoding off (RLHF_COMPILED_DECODE=0): what it buys.
+# Arms run with the compiled static-cache decoding on (RLHF_COMPILED_DECODE=1, opt-in in the app until measured);
+# an arm named ...-eager runs the decode loop instead: what the compiled path buys, on the same GPU.
 for arm in ${ARMS:-trl ours-lora ours-full ours-lora-eager}; do
   start=$(date +%s)
   compiled=1; [ "${arm%-eager}" != "$arm" ] && compiled=0

@@ -11,8 +11,9 @@ On a GPU a small model's decoding is bound by kernel launches, not arithmetic (~
 an H100, whatever the batch). There the decode step runs from a static KV cache captured in a CUDA graph, through
 transformers' own compiled path (`generate` with `cache_implementation="static"`, which compiles the step with
 torch.compile's "reduce-overhead" mode); prompts are left-padded to a multiple of PAD_TO tokens so a few shapes cover
-every call. The prompt then runs K times (a repeated copy per sample), which costs little there. RLHF_COMPILED_DECODE=0
-turns it off; a compile that fails falls back to the loop below, once, with a warning.
+every call. The prompt then runs K times (a repeated copy per sample), which costs little there. It is opt-in until it
+is measured on a GPU (RLHF_COMPILED_DECODE=1; `bash bench/gpu.sh` compares it with the loop): the CPU tests check it
+eagerly against the loop, no GPU has run it yet. A compile that fails falls back to the loop, once, with a warning.
 """
 
 import os
@@ -79,8 +80,8 @@ def _sample(scaled_logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def compiled_decode(device: torch.device) -> bool:
-    """Whether decoding takes the compiled static-cache path: on CUDA, unless RLHF_COMPILED_DECODE=0."""
-    return device.type == "cuda" and os.environ.get("RLHF_COMPILED_DECODE", "1") != "0"
+    """Whether decoding takes the compiled static-cache path: on CUDA with RLHF_COMPILED_DECODE=1 (opt-in, unmeasured)."""
+    return device.type == "cuda" and os.environ.get("RLHF_COMPILED_DECODE", "0") == "1"
 
 
 @torch.no_grad()

@@ -153,10 +153,10 @@ def test_the_static_cache_path_of_the_gpu_samples_as_the_loop_does(tiny_small_vo
 def test_the_compiled_path_is_for_cuda_only_and_can_be_turned_off(monkeypatch):
     from policy.sampling import compiled_decode
 
-    assert not compiled_decode(torch.device("cpu"))
-    assert compiled_decode(torch.device("cuda"))
-    monkeypatch.setenv("RLHF_COMPILED_DECODE", "0")
-    assert not compiled_decode(torch.device("cuda"))
+    monkeypatch.delenv("RLHF_COMPILED_DECODE", raising=False)
+    assert not compiled_decode(torch.device("cuda"))  # opt-in until a GPU run has measured it
+    monkeypatch.setenv("RLHF_COMPILED_DECODE", "1")
+    assert compiled_decode(torch.device("cuda")) and not compiled_decode(torch.device("cpu"))
 
 
 def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_reward_model(db, db_path, tiny_generator,
