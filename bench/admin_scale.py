@@ -59,13 +59,13 @@ def seed_store(path: Path, prompts: int, rankings: int, annotators: int) -> dict
 
 def add_rankings(db, n: int, rng: random.Random) -> None:
     """n new rankings by the seeded annotators, through the same call as the annotate page."""
-    from data import annotation
+    from data import annotation, queue
 
     annotators = [row[0] for row in db.execute("SELECT id FROM annotators WHERE name LIKE 'annotator-%'")]
     done = 0
     while done < n:
         me = rng.choice(annotators)
-        item = annotation.next_item(db, me)
+        item = queue.next_item(db, me)
         if item is None:
             continue
         annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], annotation.display_order(item.id, me, 4), seconds=5.0,

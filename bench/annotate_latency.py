@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import median, percentile, save
-from data import accounts, annotation, builtin, uncertainty, versions
+from data import accounts, annotation, builtin, queue, uncertainty, versions
 from data.rankings import ranking_to_pairs
 from data.store import now, open_db, to_json
 
@@ -118,8 +118,8 @@ def time_queue(db, newcomer: str, veteran: str, submits: int) -> dict:
     data_only = []
     for _ in range(submits):
         started = time.perf_counter()
-        item = annotation.next_item(db, me)
-        annotation.progress(db, me)
+        item = queue.next_item(db, me)
+        queue.progress(db, me)
         annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3], repeat_of=item.repeat_of)
         data_only.append(time.perf_counter() - started)
     ms = lambda xs: {"p50_ms": round(1000 * median(xs), 1), "p95_ms": round(1000 * percentile(xs, 0.95), 1)}  # noqa: E731

@@ -16,14 +16,13 @@ import os
 import re
 import socket
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
 from sqlite_utils import Database
 
 from data import audit
 from data.accounts import User, require_admin
-from data.secrets import SECRETS_TABLE, scrub_secrets, secret, secret_files
+from data.secrets import SECRETS_TABLE, secret, secret_files
 from data.store import now, write_transaction
 
 # Only variables named for the purpose: an admin on the web page must not be able to send any server secret

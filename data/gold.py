@@ -47,19 +47,6 @@ def accuracy_by_annotator(db: Database) -> dict[str, float]:
     return {name: sum(passed) / len(passed) for name, passed in results.items()}
 
 
-def gold_item_due(db: Database, annotator: int) -> int | None:
-    """A gold item this annotator has not seen, when their count of submissions calls for one."""
-    row = db.execute(
-        """SELECT g.item_id, s.gold_every FROM gold g JOIN items i ON i.id = g.item_id JOIN prompts p ON p.id = i.prompt_id
-           JOIN prompt_sets s ON s.name = p.prompt_set
-           WHERE s.gold_every > 0 AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = g.item_id AND r.annotator_id = ?)
-           ORDER BY g.item_id LIMIT 1""", [annotator]).fetchone()
-    if row is None:
-        return None
-    done = db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [annotator]).fetchone()[0]
-    return row[0] if (done + 1) % row[1] == 0 else None
-
-
 def summary(db: Database) -> tuple[int, int]:
     """(gold rankings graded, of which passed), from the statistics kept in the store."""
     quality.refresh(db)

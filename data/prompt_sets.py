@@ -1,7 +1,7 @@
 """Prompt sets as projects: whether a set is served (status), before which others (priority), to whom (assigned
 annotators; none: everyone), and its targets (N rankings per item, and a share of items that want more for agreement).
 
-The queue (`data.annotation.next_item`) serves only active sets, only to the annotators a set is assigned to, highest
+The queue (`data.queue.next_item`) serves only active sets, only to the annotators a set is assigned to, highest
 priority first, then fewest rankings first. The built-in demo set is paused when the first other set gets items, so
 a new project is not served after the demo (`pause_demo_if_first`). An item wants OVERLAP_WANTED rankings: the set's N,
 or for the overlap share of its items (fixed in advance by each item's draw) the overlap N.
@@ -27,7 +27,7 @@ OVERLAP_POINT = "((i.id * 0.6180339887498949) - CAST(i.id * 0.6180339887498949 A
 WANTED = f"""(CASE WHEN {OVERLAP_POINT} < s.overlap_share
                  THEN MAX(s.rankings_wanted, s.overlap_rankings) ELSE s.rankings_wanted END)"""
 # Open items, as a FROM clause (items i, prompts p, prompt_sets s) to extend with AND: made to be ranked (sampled, not
-# gold) and still short of the rankings their set wants. The annotator's queue narrows it (data.annotation), the
+# gold) and still short of the rankings their set wants. The annotator's queue narrows it (data.queue), the
 # uncertainty scoring visits all of it (data.uncertainty).
 OPEN_ITEMS = f"""FROM items i JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
     WHERE i.origin = 'sampled' AND NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id) AND i.n_rankings < {WANTED}"""

@@ -9,7 +9,8 @@ import datetime
 from sqlite_utils import Database
 
 from data import leaderboard, quality
-from data.annotation import RESERVATION_S, completions_of, submit_ranking
+from data.annotation import completions_of, submit_ranking
+from data.queue import RESERVATION_S
 from data.rankings import validate_ranking
 from data.store import from_json, now, write_transaction
 

@@ -12,7 +12,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from data.generators import RemoteGenerator, api_key, refuse_link_local_resolution, scrub_secrets
+from data.generators import RemoteGenerator, api_key, refuse_link_local_resolution
+from data.secrets import scrub_secrets
 
 MESSAGE_CHARS = 300  # of a server's error text quoted in ours
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from data import annotation, items
+from data import annotation, items, queue
 from data.store import open_db
 from tests.conftest import add_items
 
@@ -25,7 +25,7 @@ def test_32_concurrent_annotators_each_submit_50_rankings(db, db_path):
         me = annotation.annotator_id(own, f"annotator-{n}")
         try:
             for _ in range(EACH):
-                item = annotation.next_item(own, me)
+                item = queue.next_item(own, me)
                 if item is None:
                     break
                 saved = annotation.submit_ranking(own, item.id, me, [[n % 3], [(n + 1) % 3, (n + 2) % 3]], [0, 1, 2])
@@ -52,8 +52,8 @@ def test_32_concurrent_annotators_each_submit_50_rankings(db, db_path):
 def test_an_item_shown_to_one_annotator_is_held_from_others_until_it_is_ranked(db):
     first, second = add_items(db, 2, k=2)
     alice, bob = annotation.annotator_id(db, "alice"), annotation.annotator_id(db, "bob")
-    assert annotation.next_item(db, alice).id == first
-    assert annotation.next_item(db, alice).id == first  # a reload shows the same item
-    assert annotation.next_item(db, bob).id == second  # N=1: first is taken while alice holds it
+    assert queue.next_item(db, alice).id == first
+    assert queue.next_item(db, alice).id == first  # a reload shows the same item
+    assert queue.next_item(db, bob).id == second  # N=1: first is taken while alice holds it
     annotation.skip_item(db, first, alice, [0, 1])
-    assert annotation.next_item(db, annotation.annotator_id(db, "carol")).id == first  # released by the skip
+    assert queue.next_item(db, annotation.annotator_id(db, "carol")).id == first  # released by the skip

@@ -1,6 +1,6 @@
 import pytest
 
-from data import annotation, export, gold, items
+from data import annotation, export, gold, items, queue
 from data.export import ExportFilter
 from tests.conftest import add_items
 
@@ -13,14 +13,27 @@ def test_gold_items_are_mixed_in_at_their_rate_and_graded_silently(db):
     alice = annotation.annotator_id(db, "alice")
     served = []
     for _ in range(4):
-        item = annotation.next_item(db, alice)
+        item = queue.next_item(db, alice)
         served.append(item.id)
         annotation.submit_ranking(db, item.id, alice, [[0], [1], [2]], [0, 1, 2])  # A first: fails the gold
     assert served == [first, gold_item, second, third]  # the second item served is gold
     bob = annotation.annotator_id(db, "bob")
     annotation.submit_ranking(db, gold_item, bob, [[2], [1], [0]], [0, 1, 2])
     assert gold.accuracy_by_annotator(db) == {"alice": 0.0, "bob": 1.0}
-    assert annotation.next_item(db, annotation.annotator_id(db, "carol")).id != gold_item  # carol is due gold only at her 2nd
+    assert queue.next_item(db, annotation.annotator_id(db, "carol")).id != gold_item  # carol is due gold only at her 2nd
+
+
+def test_a_paused_set_serves_no_gold_either(db):
+    """Gold came from any set with a rate, paused, archived or assigned to others included."""
+    from data import prompt_sets
+
+    _, gold_item = add_items(db, 2, k=3)
+    gold.set_gold(db, gold_item, [[2], [0]])
+    gold.set_gold_every(db, "test", 1)  # every item would be gold
+    alice = annotation.annotator_id(db, "alice")
+    assert queue.gold_item_due(db, alice) == gold_item
+    prompt_sets.configure(db, "test", status="paused")
+    assert queue.gold_item_due(db, alice) is None and queue.next_item(db, alice) is None
 
 
 def test_a_gold_answer_must_order_a_pair(db):

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from data import annotation, builtin, gold, items, jobs, prompt_sets, uncertainty
+from data import annotation, builtin, gold, items, jobs, prompt_sets, queue, uncertainty
 from data.items import BUILTIN_SET
 from tests.conftest import add_items
 
 
 def served_set(db, who: str) -> str | None:
-    item = annotation.next_item(db, annotation.annotator_id(db, who))
+    item = queue.next_item(db, annotation.annotator_id(db, who))
     return None if item is None else item.prompt_set
 
 
@@ -42,7 +42,7 @@ def test_a_set_with_a_higher_priority_is_served_before_the_demo(demo):
 
 def test_a_paused_set_serves_nothing_even_an_item_already_held(db):
     add_items(db, 2, prompt_set="only")
-    held = annotation.next_item(db, annotation.annotator_id(db, "alice"))
+    held = queue.next_item(db, annotation.annotator_id(db, "alice"))
     assert held.prompt_set == "only"
     prompt_sets.configure(db, "only", status="paused")
     assert served_set(db, "alice") is None and served_set(db, "bob") is None
@@ -57,7 +57,7 @@ def test_an_unassigned_annotator_never_sees_an_assigned_set(db):
     prompt_sets.configure(db, "private", assign=["alice"])
     assert served_set(db, "bob") is None
     assert served_set(db, "alice") == "private"
-    assert annotation.items_left(db, annotation.annotator_id(db, "bob")) == 0
+    assert queue.items_left(db, annotation.annotator_id(db, "bob")) == 0
     prompt_sets.configure(db, "private", assign=[])
     assert served_set(db, "bob") == "private"
     with pytest.raises(ValueError, match="no annotator named 'nobody'"):
@@ -85,7 +85,7 @@ def test_a_small_set_gets_its_overlap_share_evenly_not_by_chance(db, before):
 
 def test_an_item_in_the_overlap_share_is_served_to_a_second_annotator(db):
     [item] = add_items(db, 1, prompt_set="s")
-    first = annotation.next_item(db, annotation.annotator_id(db, "alice"))
+    first = queue.next_item(db, annotation.annotator_id(db, "alice"))
     annotation.submit_ranking(db, first.id, annotation.annotator_id(db, "alice"), [[0], [1], [2], [3]],
                               annotation.display_order(first.id, annotation.annotator_id(db, "alice"), 4))
     assert served_set(db, "bob") is None  # N = 1: done
@@ -97,7 +97,7 @@ def test_progress_counts_rankings_against_the_targets(db):
     ids = add_items(db, 3, prompt_set="s")
     me = annotation.annotator_id(db, "alice")
     for _ in ids[:2]:
-        item = annotation.next_item(db, me)
+        item = queue.next_item(db, me)
         annotation.submit_ranking(db, item.id, me, [[0], [1], [2], [3]], annotation.display_order(item.id, me, 4))
     [row] = prompt_sets.progress(db)
     assert (row["items"], row["wanted"], row["done"], row["complete"]) == (3, 3, 2, 2)
@@ -144,7 +144,7 @@ def test_a_set_is_deleted_only_when_nothing_of_it_was_answered(db):
     add_items(db, 2, prompt_set="fresh")
     prompt_sets.configure(db, "fresh", priority=-1)
     me = annotation.annotator_id(db, "alice")
-    item = annotation.next_item(db, me)
+    item = queue.next_item(db, me)
     annotation.submit_ranking(db, item.id, me, [[0], [1], [2], [3]], annotation.display_order(item.id, me, 4))
     with pytest.raises(ValueError, match="archive it instead"):
         prompt_sets.delete_set(db, "ranked")

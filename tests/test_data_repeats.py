@@ -5,14 +5,14 @@ import math
 
 import pytest
 
-from data import annotation, export, gold, guidelines, items, quality
+from data import annotation, export, gold, guidelines, items, quality, queue
 from data.accounts import create_user
 from tests.conftest import add_items
 
 
 def rank_next(db, annotator: int, groups=((0,), (1,), (2, 3))):
     """Serve the next item and rank it the way the annotate page does; returns the item served."""
-    item = annotation.next_item(db, annotator)
+    item = queue.next_item(db, annotator)
     order = annotation.display_order(item.id, annotator, item.k, repeat=item.repeat_of is not None)
     annotation.submit_ranking(db, item.id, annotator, [list(g) for g in groups], order,
                               guideline_version=item.guideline.version if item.guideline else None, repeat_of=item.repeat_of)
@@ -24,7 +24,7 @@ def alice(db, monkeypatch):
     """An annotator whose every draw asks for a repeat (as a share of 100% would; the store caps it at 50%), gap 3."""
     add_items(db, 8, k=4)
     annotation.set_repeat_settings(db, "test", share=0.5, gap=3)
-    monkeypatch.setattr(annotation, "repeat_draw", lambda annotator, answered: 0.0)
+    monkeypatch.setattr(queue, "repeat_draw", lambda annotator, answered: 0.0)
     return annotation.annotator_id(db, "alice")
 
 
@@ -35,26 +35,26 @@ def first_ranking(db, item_id: int, annotator: int) -> int:
 def test_a_repeat_is_served_after_the_gap_and_not_before(db, alice):
     served = [rank_next(db, alice) for _ in range(4)]  # after the 3rd, the 1st has only 2 rankings after it
     assert [item.repeat_of for item in served] == [None] * 4
-    repeat = annotation.next_item(db, alice)
+    repeat = queue.next_item(db, alice)
     assert repeat.id == served[0].id and repeat.repeat_of == first_ranking(db, served[0].id, alice)
-    assert annotation.next_item(db, alice) == repeat  # a reload serves it again
+    assert queue.next_item(db, alice) == repeat  # a reload serves it again
 
 
 def test_a_day_old_ranking_is_repeated_whatever_the_gap(db, alice):
     annotation.set_repeat_settings(db, "test", share=0.5, gap=1000)
     first = rank_next(db, alice)
-    assert annotation.next_item(db, alice).repeat_of is None
+    assert queue.next_item(db, alice).repeat_of is None
     db.execute("DELETE FROM reservations")
     yesterday = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=25)
     db.execute("UPDATE rankings SET created_at = ?", [yesterday.isoformat(timespec="milliseconds")])
     db.conn.commit()
-    assert annotation.next_item(db, alice).id == first.id
+    assert queue.next_item(db, alice).id == first.id
 
 
 def test_no_repeat_at_share_zero(db, alice):
     annotation.set_repeat_settings(db, "test", share=0.0, gap=1)
     assert [rank_next(db, alice).repeat_of for _ in range(8)] == [None] * 8
-    assert annotation.next_item(db, alice) is None  # nothing left: an annotator who is done gets no repeats either
+    assert queue.next_item(db, alice) is None  # nothing left: an annotator who is done gets no repeats either
 
 
 def test_the_decision_is_the_same_after_the_reservation_expires(db):
@@ -63,9 +63,9 @@ def test_the_decision_is_the_same_after_the_reservation_expires(db):
     me = annotation.annotator_id(db, "alice")
     decisions = []
     for _ in range(30):
-        item = annotation.next_item(db, me)
+        item = queue.next_item(db, me)
         db.execute("DELETE FROM reservations")  # as if it expired before the annotator came back
-        assert annotation.next_item(db, me) == item
+        assert queue.next_item(db, me) == item
         decisions.append(item.repeat_of is not None)
         annotation.submit_ranking(db, item.id, me, [[0], [1]], [0, 1], repeat_of=item.repeat_of)
     assert 0 < sum(decisions) < 30  # about half, drawn per answer count
@@ -84,17 +84,17 @@ def test_a_repeat_is_stored_apart_and_changes_no_vote(db, alice):
     for _ in range(4):
         rank_next(db, alice)
     counts = lambda: [db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("rankings", "comparisons")]  # noqa: E731
-    before = (counts(), db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0], annotation.items_left(db, alice),
+    before = (counts(), db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0], queue.items_left(db, alice),
               export.export_frame(db, "pairs").to_dict("records"), export.export_frame(db, "rankings").to_dict("records"),
               quality.annotator_table(db))
-    ranked = annotation.ranked_count(db, alice)
+    ranked = queue.ranked_count(db, alice)
     repeat = rank_next(db, alice, groups=((1,), (0,), (2,), (3,)))
     assert repeat.repeat_of is not None
-    after = (counts(), db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0], annotation.items_left(db, alice),
+    after = (counts(), db.execute("SELECT SUM(n_rankings) FROM items").fetchone()[0], queue.items_left(db, alice),
              export.export_frame(db, "pairs").to_dict("records"), export.export_frame(db, "rankings").to_dict("records"),
              quality.annotator_table(db))
     assert after == before
-    assert annotation.ranked_count(db, alice) == ranked + 1  # what the annotator sees moves, as for any ranking
+    assert queue.ranked_count(db, alice) == ranked + 1  # what the annotator sees moves, as for any ranking
     assert db.execute("SELECT COUNT(*) FROM repeat_rankings").fetchone()[0] == 1
     assert db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0
 
@@ -144,7 +144,7 @@ def test_a_repeat_of_a_ranking_that_is_not_yours_is_refused(db):
 def test_only_a_repeat_as_served_is_stored_as_one_never_an_import_or_a_script(db, alice):
     for _ in range(4):
         rank_next(db, alice)
-    repeat = annotation.next_item(db, alice)
+    repeat = queue.next_item(db, alice)
     first = db.execute("SELECT groups, flags FROM rankings WHERE id = ?", [repeat.repeat_of]).fetchone()
     # The same item and annotator without repeat_of (an import of this store's own export, a script): a double submit.
     saved = annotation.submit_ranking(db, repeat.id, alice, [[0], [1], [2], [3]], [3, 2, 1, 0])
@@ -155,7 +155,7 @@ def test_only_a_repeat_as_served_is_stored_as_one_never_an_import_or_a_script(db
     annotation.submit_ranking(db, repeat.id, alice, [[0], [1], [2], [3]], [3, 2, 1, 0], flags=["offensive/unsafe"],
                               comment=" rude ", repeat_of=repeat.repeat_of)
     assert db.execute("SELECT flags, comment FROM repeat_rankings").fetchone() == ('["offensive/unsafe"]', "rude")
-    assert annotation.next_item(db, alice).repeat_of != repeat.repeat_of  # the repeat is released
+    assert queue.next_item(db, alice).repeat_of != repeat.repeat_of  # the repeat is released
 
 
 def test_gold_skipped_and_edited_items_are_never_repeated(db, alice):
@@ -167,24 +167,24 @@ def test_gold_skipped_and_edited_items_are_never_repeated(db, alice):
         annotation.submit_ranking(db, item, alice, [[0], [1], [2], [3]], [0, 1, 2, 3])
     for _ in range(4):
         rank_next(db, alice)
-    repeat = annotation.next_item(db, alice)
+    repeat = queue.next_item(db, alice)
     assert repeat.id == ids[3] and repeat.repeat_of is not None
 
 
 def test_a_repeat_held_by_one_annotator_does_not_hold_the_item_from_others(db, alice):
     items.set_rankings_wanted(db, "test", 2)
     first = [rank_next(db, alice) for _ in range(4)][0]
-    assert annotation.next_item(db, alice).id == first.id  # a repeat, held by alice
+    assert queue.next_item(db, alice).id == first.id  # a repeat, held by alice
     annotation.set_repeat_settings(db, "test", share=0.0, gap=3)  # none for bob
     bob = annotation.annotator_id(db, "bob")
     for item in range(5, 9):  # the unranked items go first
         annotation.submit_ranking(db, item, bob, [[0], [1], [2], [3]], [0, 1, 2, 3])
-    assert annotation.next_item(db, bob).id == first.id  # it still wants its 2nd ranking
+    assert queue.next_item(db, bob).id == first.id  # it still wants its 2nd ranking
 
 
 def test_served_items_carry_the_current_guidelines_and_rankings_store_their_version(db, alice):
     admin = create_user(db, "admin", "admin-password", role="admin")
-    assert annotation.next_item(db, alice).guideline is None
+    assert queue.next_item(db, alice).guideline is None
     guidelines.save_guidelines(db, "test", "Prefer **short** answers.", admin)
     item = rank_next(db, alice)
     assert item.guideline == annotation.Guideline(1, "Prefer **short** answers.")

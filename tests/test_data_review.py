@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from data import annotation, export, jobs, leaderboard, quality, review
+from data import annotation, export, jobs, leaderboard, quality, queue, review
 from tests.conftest import add_items
 from tests.test_data_leaderboard import random_rankings, reference_counts, stored_counts
 from tests.test_data_quality import assert_equal_to_reference, rank_randomly
@@ -60,10 +60,10 @@ def test_the_queues_find_flags_comments_and_repeated_skips(db):
 def test_send_back_serves_the_item_to_another_annotator(db):
     [item] = add_items(db, 1)
     ranking = rank(db, "alice", item)
-    assert annotation.next_item(db, annotation.annotator_id(db, "bob")) is None  # N = 1: done
+    assert queue.next_item(db, annotation.annotator_id(db, "bob")) is None  # N = 1: done
     review.send_back(db, ranking, by="tester")
-    assert annotation.next_item(db, annotation.annotator_id(db, "bob")).id == item
-    assert annotation.next_item(db, annotation.annotator_id(db, "alice")) is None  # not to the same annotator
+    assert queue.next_item(db, annotation.annotator_id(db, "bob")).id == item
+    assert queue.next_item(db, annotation.annotator_id(db, "alice")) is None  # not to the same annotator
     assert [(e["action"], e["by"]) for e in review.review_events(db)] == [("send back", "tester")]
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from data import annotation, items, versions
+from data import annotation, items, queue, versions
 from data.rankings import RankingError
 from data.store import open_db
 from tests.conftest import add_items
@@ -74,26 +74,26 @@ def test_queue_serves_fewest_rankings_first_and_never_the_same_item_twice(db):
     first, second, third = add_items(db, 3, k=2)
     items.set_rankings_wanted(db, "test", 2)
     alice, bob = annotation.annotator_id(db, "alice"), annotation.annotator_id(db, "bob")
-    assert annotation.next_item(db, alice).id == first
+    assert queue.next_item(db, alice).id == first
     annotation.submit_ranking(db, first, alice, [[0], [1]], [0, 1])
     # bob gets the items nobody ranked before the one alice ranked
-    assert annotation.next_item(db, bob).id == second
+    assert queue.next_item(db, bob).id == second
     annotation.skip_item(db, second, bob, [0, 1])
-    assert annotation.next_item(db, bob).id == third
+    assert queue.next_item(db, bob).id == third
     annotation.submit_ranking(db, third, bob, [[1], [0]], [0, 1])
-    assert annotation.next_item(db, bob).id == first
+    assert queue.next_item(db, bob).id == first
     annotation.submit_ranking(db, first, bob, [[1], [0]], [0, 1])
     # first now has N=2 rankings and leaves every queue; alice still has second and third
-    assert annotation.progress(db, alice) == annotation.Progress(ranked=1, left=2)
-    assert annotation.progress(db, bob) == annotation.Progress(ranked=2, left=0)
-    assert annotation.next_item(db, bob) is None
+    assert queue.progress(db, alice) == queue.Progress(ranked=1, left=2)
+    assert queue.progress(db, bob) == queue.Progress(ranked=2, left=0)
+    assert queue.next_item(db, bob) is None
 
 
 def test_items_leave_the_queue_after_n_rankings(db):
     [item] = add_items(db, 1, k=2)
     alice, bob = annotation.annotator_id(db, "alice"), annotation.annotator_id(db, "bob")
     annotation.submit_ranking(db, item, alice, [[0], [1]], [0, 1])
-    assert annotation.next_item(db, bob) is None  # N defaults to 1
+    assert queue.next_item(db, bob) is None  # N defaults to 1
 
 
 def test_display_order_is_shuffled_per_annotator_and_stable():

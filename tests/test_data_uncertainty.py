@@ -6,7 +6,7 @@ import statistics
 import pytest
 import torch
 
-from data import annotation, gold, items, jobs, uncertainty, versions
+from data import annotation, gold, items, jobs, queue, uncertainty, versions
 from rm.config import RewardConfig, UncertaintyConfig
 from rm.score import RewardScorer
 from rm.train import run_reward_training
@@ -17,7 +17,7 @@ UNSURE = [0.1, 0.9, 0.5, 0.7, 0.3, 0.2]  # the uncertainty stored for items 0..5
 
 
 @pytest.fixture
-def queue(db):
+def queued(db):
     """Six items of set 'test', no repeats, scored by a (registered) reward model version."""
     item_ids = add_items(db, len(UNSURE))
     annotation.set_repeat_settings(db, "test", share=0.0, gap=1)
@@ -30,19 +30,19 @@ def served_order(db, annotator: str, n: int) -> list[int]:
     me = annotation.annotator_id(db, annotator)
     served = []
     for _ in range(n):
-        item = annotation.next_item(db, me)
+        item = queue.next_item(db, me)
         served.append(item.id)
         annotation.submit_ranking(db, item.id, me, [[0], [1], [2, 3]], [0, 1, 2, 3])
     return served
 
 
-def test_the_default_order_ignores_uncertainty(db, queue):
-    item_ids, _ = queue
+def test_the_default_order_ignores_uncertainty(db, queued):
+    item_ids, _ = queued
     assert served_order(db, "ann", 6) == item_ids
 
 
-def test_the_uncertain_order_serves_the_least_certain_first(db, queue):
-    item_ids, _ = queue
+def test_the_uncertain_order_serves_the_least_certain_first(db, queued):
+    item_ids, _ = queued
     uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.0)
     by_doubt = [i for _, i in sorted(zip(UNSURE, item_ids), reverse=True)]
     assert served_order(db, "ann", 6) == by_doubt
@@ -50,8 +50,8 @@ def test_the_uncertain_order_serves_the_least_certain_first(db, queue):
     assert db.execute("SELECT MAX(priority) FROM items").fetchone()[0] == 0  # back to oldest first
 
 
-def test_fewer_rankings_still_come_first(db, queue):
-    item_ids, _ = queue
+def test_fewer_rankings_still_come_first(db, queued):
+    item_ids, _ = queued
     items.set_rankings_wanted(db, "test", 2)
     uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.0)
     rank_by(db, [item_ids[1]], len, annotator="bob")  # the least certain item has a ranking already
@@ -59,8 +59,8 @@ def test_fewer_rankings_still_come_first(db, queue):
     assert served_order(db, "cy", 6)[0] == item_ids[1]  # all have one ranking now: the least certain first again
 
 
-def test_new_scores_change_the_queue_at_once_and_unscored_items_come_last(db, queue):
-    item_ids, version = queue
+def test_new_scores_change_the_queue_at_once_and_unscored_items_come_last(db, queued):
+    item_ids, version = queued
     uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.0)
     uncertainty.store_uncertainty(db, version, [(item_ids[5], 0.95)])
     new_item = add_items(db, 1)[0]  # not scored: priority 0
@@ -90,8 +90,8 @@ def test_the_random_share_is_a_uniform_sample_served_among_the_least_certain(db)
     assert [draws[i] for i in served if i in in_share] == sorted((draws[i] for i in served if i in in_share), reverse=True)
 
 
-def test_with_a_share_of_one_the_set_is_served_in_the_order_of_its_draws_and_by_rankings_first(db, queue):
-    item_ids, _ = queue
+def test_with_a_share_of_one_the_set_is_served_in_the_order_of_its_draws_and_by_rankings_first(db, queued):
+    item_ids, _ = queued
     items.set_rankings_wanted(db, "test", 2)
     uncertainty.set_queue_order(db, "test", "uncertain", random_share=1.0)
     rank_by(db, [item_ids[0]], len, annotator="bob")
@@ -100,8 +100,8 @@ def test_with_a_share_of_one_the_set_is_served_in_the_order_of_its_draws_and_by_
     assert served_order(db, "ann", 6) == by_draw + [item_ids[0]]
 
 
-def test_only_the_active_reward_models_scores_are_stored(db, queue):
-    item_ids, version = queue
+def test_only_the_active_reward_models_scores_are_stored(db, queued):
+    item_ids, version = queued
     versions.register_version(db, "reward", "rm-b", "/nowhere", activate=True)
     assert uncertainty.store_uncertainty(db, version, [(item_ids[0], 0.99)]) == 0
     assert db.execute("SELECT uncertainty FROM items WHERE id = ?", [item_ids[0]]).fetchone()[0] == UNSURE[0]
@@ -126,8 +126,8 @@ def test_a_store_from_before_the_queue_order_gets_draws_and_keeps_its_order(tmp_
     assert 0 < old.execute("SELECT draw FROM items WHERE id = 51").fetchone()[0] < 1
 
 
-def test_items_to_score_are_the_open_items_of_uncertain_sets_not_yet_scored(db, queue):
-    item_ids, version = queue
+def test_items_to_score_are_the_open_items_of_uncertain_sets_not_yet_scored(db, queued):
+    item_ids, version = queued
     assert uncertainty.items_to_score(db, version) == []  # no set in the 'uncertain' order
     uncertainty.set_queue_order(db, "test", "uncertain")
     assert uncertainty.items_to_score(db, version) == []  # all scored by this version
@@ -140,8 +140,8 @@ def test_items_to_score_are_the_open_items_of_uncertain_sets_not_yet_scored(db, 
     assert uncertainty.items_to_score(db, other_version, prompt_sets=["other"]) == [7, 8]
 
 
-def test_the_overview_counts_open_and_scored_items_per_set(db, queue):
-    item_ids, version = queue
+def test_the_overview_counts_open_and_scored_items_per_set(db, queued):
+    item_ids, version = queued
     add_items(db, 3, prompt_set="other")
     uncertainty.set_queue_order(db, "test", "uncertain", random_share=0.25)
     rank_by(db, item_ids[:2], len)
@@ -151,7 +151,7 @@ def test_the_overview_counts_open_and_scored_items_per_set(db, queue):
     assert uncertainty.queue_overview(db, None)["other"]["scored"] == 0  # no active reward model: none scored
 
 
-def test_settings_are_checked(db, queue):
+def test_settings_are_checked(db, queued):
     with pytest.raises(ValueError, match="unknown queue order"):
         uncertainty.set_queue_order(db, "test", "hardest")
     with pytest.raises(ValueError, match="random share"):
@@ -206,7 +206,7 @@ def test_the_job_scores_the_open_items_and_the_queue_serves_the_doubtful_first(d
     assert jobs.get_job(db, job_id)["result"] == {"reward_version": version["id"], "items": 3}
     stored = dict(db.execute("SELECT id, uncertainty FROM items WHERE id IN (?, ?, ?)", [sure, unsure, sure_too]).fetchall())
     assert stored[unsure] > max(stored[sure], stored[sure_too])
-    assert annotation.next_item(db, annotation.annotator_id(db, "ann")).id == unsure
+    assert queue.next_item(db, annotation.annotator_id(db, "ann")).id == unsure
 
 
 @pytest.fixture
@@ -254,7 +254,7 @@ def test_scoring_stops_when_another_reward_model_becomes_active(db, db_path, tin
     assert db.execute("SELECT COUNT(*) FROM items WHERE uncertainty IS NOT NULL").fetchone()[0] == 0
 
 
-def test_the_command_line_sets_the_order(db, db_path, queue, capsys):
+def test_the_command_line_sets_the_order(db, db_path, queued, capsys):
     from data.__main__ import main
 
     assert main(["--db", str(db_path), "queue-order", "test", "uncertain", "--random-share", "0.1"]) == 0

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from data import annotation, leaderboard, quality, undo
+from data import annotation, leaderboard, quality, queue, undo
 from tests.conftest import add_items
 from tests.test_data_leaderboard import random_rankings, reference_counts, stored_counts
 from tests.test_data_quality import assert_equal_to_reference, rank_randomly
@@ -13,7 +13,7 @@ from tests.test_data_quality import assert_equal_to_reference, rank_randomly
 
 def submit(db, who: str, groups=((0,), (1,), (2, 3))) -> int:
     me = annotation.annotator_id(db, who)
-    item = annotation.next_item(db, me)
+    item = queue.next_item(db, me)
     annotation.submit_ranking(db, item.id, me, [list(g) for g in groups], annotation.display_order(item.id, me, 4))
     return item.id
 
@@ -26,7 +26,7 @@ def test_undo_returns_the_item_as_the_current_one_and_its_n(db):
     assert undo.undo_last(db, me) == first
     assert db.execute("SELECT n_rankings FROM items WHERE id = ?", [first]).fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 0
-    assert annotation.next_item(db, me).id == first  # held for them again
+    assert queue.next_item(db, me).id == first  # held for them again
     with pytest.raises(ValueError, match="nothing to undo"):
         undo.undo_last(db, me)
 
@@ -35,9 +35,9 @@ def test_a_skip_can_be_taken_back_too(db):
     [item] = add_items(db, 1)
     me = annotation.annotator_id(db, "alice")
     annotation.skip_item(db, item, me, [0, 1, 2, 3])
-    assert annotation.next_item(db, me) is None
+    assert queue.next_item(db, me) is None
     undo.undo_last(db, me)
-    assert annotation.next_item(db, me).id == item
+    assert queue.next_item(db, me).id == item
 
 
 def test_only_within_the_window(db, monkeypatch):

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from ui.navigation import ADMIN_SCREENS
-from data import annotation, jobs, quality, uncertainty, versions
+from data import annotation, jobs, quality, queue, uncertainty, versions
 from data.store import open_db
 from tests.test_pages import start, unescaped
 
@@ -14,7 +14,7 @@ SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
 
 
 def rank_two(db):
-    item = annotation.next_item(db, annotation.annotator_id(db, "x")).id
+    item = queue.next_item(db, annotation.annotator_id(db, "x")).id
     for name, groups in (("alice", [[0], [1], [2, 3]]), ("bob", [[0], [2], [1], [3]])):
         me = annotation.annotator_id(db, name)
         annotation.submit_ranking(db, item, me, groups, annotation.display_order(item, me, 4), seconds=4.0)

@@ -1,6 +1,6 @@
 """A project through the screens (issue 20): the Overview steers prompt sets; cut answers are marked for annotators."""
 
-from data import accounts, annotation, builtin, items, prompt_sets
+from data import accounts, annotation, builtin, items, prompt_sets, queue
 from data.store import open_db
 from tests.test_pages import start, unescaped
 
@@ -57,7 +57,7 @@ def test_an_annotator_undoes_a_submission_from_the_annotate_screen(app_db):
     assert not at.exception and "Taken back" in unescaped(at.info[0])
     assert app_db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [me]).fetchone()[0] == 0
     assert typed in at.session_state  # the same item is the current one again (its widgets' keys)
-    assert annotation.next_item(app_db, me).id == ranked_item
+    assert queue.next_item(app_db, me).id == ranked_item
 
 
 def test_agreement_without_overlap_says_what_to_do(app_db):

@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from data import annotation, demonstrations, undo
+from data import annotation, demonstrations, queue, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from data.store import StoreBusy
@@ -58,7 +58,7 @@ if (!window.__rankingKeys) {
 def items_left(db, user) -> int:
     count, counted_at = st.session_state.get(LEFT, (0, 0.0))
     if time.time() - counted_at > RECOUNT_S:
-        count, counted_at = annotation.items_left(db, user.id), time.time()
+        count, counted_at = queue.items_left(db, user.id), time.time()
         st.session_state[LEFT] = (count, counted_at)
     return count
 
@@ -345,8 +345,8 @@ with error_boundary(details=False):  # an annotator never sees a traceback
         write_demonstrations(db)
     if mode == "My rankings":
         my_rankings(db, user)
-    item = annotation.next_item(db, user.id)  # a busy store: the boundary keeps what was entered and offers a retry
-    st.caption(f"Ranking as **{user.name}** · {annotation.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
+    item = queue.next_item(db, user.id)  # a busy store: the boundary keeps what was entered and offers a retry
+    st.caption(f"Ranking as **{user.name}** · {queue.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
     show_flash()
     if item is None:
         st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
