@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from sqlite_utils import Database
 
 from data import agreement, conversation, jobs, quality
+from data.names import name_list
 from data.rankings import tie_count
 from data.prompt_sets import WANTED
 from data.review import EXCLUDED_FROM_TRAINING
@@ -148,9 +149,9 @@ class ExportConfig:
     out: str = field(default="", metadata={"help": "file to write, or for a dataset a new folder (required)"})
     since: str = field(default="", metadata={"help": "first day included, YYYY-MM-DD; empty: from the start"})
     until: str = field(default="", metadata={"help": "last day included, YYYY-MM-DD; empty: up to now"})
-    annotators: str = field(default="", metadata={"help": "comma-separated annotators to export; empty: all"})
-    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets to export; empty: all"})
-    exclude_annotators: str = field(default="", metadata={"help": "comma-separated annotators to leave out"})
+    annotators: list[str] = field(default_factory=list, metadata={"help": "annotators to export, a,b or a JSON list; empty: all"})
+    prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets to export, a,b or a JSON list; empty: all"})
+    exclude_annotators: list[str] = field(default_factory=list, metadata={"help": "annotators to leave out, a,b or a JSON list"})
     complete_only: bool = field(default=False, metadata={"help": "only items with all the rankings their prompt set wants"})
     keep_excluded: bool = field(default=False, metadata={
         "help": "pairs: also rejected rankings and those flagged 'all are bad' or 'offensive/unsafe' (left out by default)"})
@@ -161,6 +162,8 @@ class ExportConfig:
                 "auto (when any exported prompt is a conversation), yes or no"})
 
     def __post_init__(self):
+        self.annotators, self.prompt_sets = name_list(self.annotators), name_list(self.prompt_sets)
+        self.exclude_annotators = name_list(self.exclude_annotators)
         _check_kind(self.kind)
         _check_format(self.format)
         _check_conversational(self.conversational)
@@ -169,9 +172,8 @@ class ExportConfig:
         self.export_filter().where()  # bad dates fail before the job starts
 
     def export_filter(self) -> ExportFilter:
-        split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
-        return ExportFilter(self.since or None, self.until or None, split(self.annotators), split(self.prompt_sets),
-                            split(self.exclude_annotators), self.complete_only, self.min_agreement, self.min_gold_accuracy,
+        return ExportFilter(self.since or None, self.until or None, self.annotators or None, self.prompt_sets or None,
+                            self.exclude_annotators or None, self.complete_only, self.min_agreement, self.min_gold_accuracy,
                             self.keep_excluded)
 
 

@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from data import audit, scheduler, versions
 from data.accounts import require_admin
+from data.names import name_list
 from data.prompt_sets import BUILTIN_SET
 from data.secrets import scrub_secrets
 from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
@@ -568,6 +569,8 @@ def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:
 
 def _arg_type(f: dataclasses.Field):
     kind = f.type
+    if typing.get_origin(kind) is list:  # list[str]: "a,b", or '["a, b", "c"]' for names holding commas
+        return name_list
     if isinstance(kind, types.UnionType):  # `int | None` and the like
         kind = next(t for t in typing.get_args(kind) if t is not type(None))
     if not isinstance(kind, type):

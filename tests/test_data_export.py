@@ -342,3 +342,13 @@ def test_the_dataset_card_shows_model_names_from_imported_files_as_text(db, tmp_
     export.write_export(db, "pairs", export.DATASET, tmp_path / "card")
     card = (tmp_path / "card" / "README.md").read_text()
     assert "![pixel]" not in card and "\n## License" not in card and "\\!\\[pixel\\]" in card
+
+
+def test_names_holding_commas_reach_the_export_whole(db, tmp_path):
+    """Lists of names were comma-joined into one string and split again, so a set named "a, b" could not be chosen."""
+    from data import items as items_module
+
+    items_module.ensure_prompt_set(db, "physics, grade 9")
+    config = export.ExportConfig(out=str(tmp_path / "x.jsonl"), prompt_sets=["physics, grade 9"], annotators='["ann, jr"]')
+    assert config.export_filter().prompt_sets == ["physics, grade 9"] and config.export_filter().annotators == ["ann, jr"]
+    assert export.ExportConfig(out="x.jsonl", prompt_sets="a, b").prompt_sets == ["a", "b"]  # a job stored as a string

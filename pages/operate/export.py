@@ -98,8 +98,8 @@ with screen("Export") as (db, user):
         exports_dir().mkdir(parents=True, exist_ok=True)
         launch("export", export.ExportConfig(
             kind=kind, format=fmt, out=str(exports_dir() / f"{kind}-{stamp}-{secrets.token_hex(3)}{'' if fmt == export.DATASET else '.' + fmt}"), since=where.since or "", until=where.until or "",
-            annotators=",".join(where.annotators or []), prompt_sets=",".join(where.prompt_sets or []),
-            exclude_annotators=",".join(where.exclude_annotators or []), complete_only=where.complete_only,
+            annotators=where.annotators or [], prompt_sets=where.prompt_sets or [],
+            exclude_annotators=where.exclude_annotators or [], complete_only=where.complete_only,
             keep_excluded=where.keep_excluded,
             min_agreement=where.min_agreement, min_gold_accuracy=where.min_gold_accuracy, conversational=conversational), "Export")
     latest_job(db, "export", {}, "export")
