@@ -26,7 +26,6 @@ from policy.config import DPOConfig
 from policy.dpo import encode_ranking, sequence_logprobs
 from policy.models import load_generator
 from policy.sft import encode_demonstration
-from policy.train import LORA_TARGETS
 from training import EMBEDDED_GENERATOR, resolve_model_path
 from training.rankings import RankingExample
 
@@ -79,7 +78,7 @@ def held_out_accuracy(policy, tokenizer, validation: list[RankingExample]) -> fl
 def run_ours(n_train: int, n_validation: int) -> dict:
     from policy.dpo import fit
 
-    from policy.train import load_dtype
+    from training.precision import load_dtype
 
     config = DPOConfig(beta=BETA, learning_rate=LEARNING_RATE, rankings_per_step=PAIRS_PER_STEP, epochs=1, lora=True,
                        lora_rank=LORA_RANK, max_length=MAX_LENGTH, eval_samples=0)
@@ -105,7 +104,8 @@ def run_trl(n_train: int, n_validation: int) -> dict:
     dataset = Dataset.from_dict({"prompt": [e.messages for e in train],
                                  "chosen": [[{"role": "assistant", "content": e.completions[0]}] for e in train],
                                  "rejected": [[{"role": "assistant", "content": e.completions[1]}] for e in train]})
-    lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    # the layers ours adapts (policy.models.with_lora_adapter)
+    lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory() as out:
         args = TRLDPOConfig(output_dir=out, beta=BETA, learning_rate=LEARNING_RATE, per_device_train_batch_size=PAIRS_PER_STEP,
                             num_train_epochs=1, max_length=MAX_LENGTH, report_to=[], save_strategy="no", seed=0,

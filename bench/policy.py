@@ -66,7 +66,7 @@ def run_ours(steps: int, lora: bool, model_path: str) -> dict:
     train, _ = prompts()
     config = PolicyConfig(steps=steps, k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=lora,
                           learning_rate=2e-4 if lora else 1e-5, eval_prompts=0)
-    from policy.train import load_dtype
+    from training.precision import load_dtype
 
     model, tokenizer = load_generator(model_path, dtype=load_dtype(config, pick_device()))
     history = []

@@ -72,8 +72,9 @@ def main() -> None:
     from bench.policy import K, NEW_TOKENS, PROMPTS_PER_STEP, ConciseReward, prompts
     from policy.config import PolicyConfig
     from policy.models import load_generator
-    from policy.train import PolicyTrainer, load_dtype
+    from policy.train import PolicyTrainer
     from training import EMBEDDED_GENERATOR
+    from training.precision import load_dtype
 
     phases.mark(f"imports (torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__})")
     config = PolicyConfig(k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=not args.full,

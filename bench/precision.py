@@ -59,8 +59,9 @@ def time_policy(setting: str) -> list[float]:
     from bench.policy import ConciseReward, prompts
     from policy.config import PolicyConfig
     from policy.models import load_generator
-    from policy.train import load_dtype, train_policy
+    from policy.train import train_policy
     from training import EMBEDDED_GENERATOR
+    from training.precision import load_dtype
 
     config = PolicyConfig(steps=3, k=4, prompts_per_step=2, max_new_tokens=32, eval_prompts=0, bf16=setting)
     model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))
@@ -75,8 +76,8 @@ def time_dpo(setting: str) -> list[float]:
     from policy.config import DPOConfig
     from policy.dpo import fit
     from policy.models import load_generator
-    from policy.train import load_dtype
     from training import EMBEDDED_GENERATOR
+    from training.precision import load_dtype
 
     config = DPOConfig(rankings_per_step=4, epochs=1, max_length=256, eval_samples=0, bf16=setting)
     model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))

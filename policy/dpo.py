@@ -25,11 +25,11 @@ from data import conversation, versions
 from data.jobs import job_main
 from data.rankings import Pair, ranking_to_pairs
 from policy.config import DPOConfig, PolicyConfig
-from policy.models import load_generator, save_generator_version
+from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.sft import encode_demonstration
-from policy.train import PolicyTrainer, Rollout, completion_logprobs, load_dtype, with_lora_adapter
+from policy.train import PolicyTrainer, Rollout, completion_logprobs
 from training import gate, model_config, pick_device, release_freed_memory, warmup_then_decay
-from training.precision import precision_for, use_bf16
+from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt
 
 EVAL_PROMPTS = 16
@@ -96,7 +96,7 @@ class PreferenceTrainer:
         self.config, self.tokenizer, self.device = config, tokenizer, model.device
         self.bf16 = use_bf16(config.bf16, self.device, model.config)
         if config.lora:
-            self.policy = with_lora_adapter(model, config.lora_rank, self.bf16)
+            self.policy = with_lora_adapter(model, config.lora_rank, bf16_base=self.bf16)
             self.reference = None  # the adapter switched off
         else:
             self.policy = model
@@ -107,7 +107,7 @@ class PreferenceTrainer:
         self.schedule = warmup_then_decay(self.optimizer, total_steps, total_steps // 10)
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return autocast(self.device, self.bf16)
 
     @torch.no_grad()
     def reference_logprobs(self, ranking: EncodedRanking) -> torch.Tensor:

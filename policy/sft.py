@@ -19,9 +19,9 @@ from data import conversation, demonstrations, versions
 from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
-from policy.models import load_generator, save_generator_version
+from policy.models import load_generator, save_generator_version, with_lora_adapter
 from training import gate, warmup_then_decay
-from training.precision import precision_for, use_bf16
+from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
 
@@ -101,7 +101,7 @@ def validation_loss(model, batches: list[SFTBatch], device, bf16: bool) -> float
     total, tokens = 0.0, 0
     for batch in batches:
         n = int(batch.response_mask.sum())
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(device, bf16):
             total += sft_loss(model, _to(batch, device)).item() * n
         tokens += n
     return total / max(tokens, 1)
@@ -123,10 +123,11 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     device = parallel.device
     bf16 = use_bf16(config.bf16, device, model.config)
     if config.lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+        # The frozen base stays fp32 as loaded (autocast casts its weights per product), where the policy update and
+        # DPO load it in bf16 when bf16 is chosen (training.precision.load_dtype), measured there for step time and
+        # memory (bench/README.md). SFT's LoRA has not been measured so, and a bf16 base would change its numbers
+        # (embeddings and norms in bf16 too, not only the products).
+        model = with_lora_adapter(model, config.lora_rank, bf16_base=False)
     model = parallel.prepare(model)
     model.train()
     encode = lambda rows: [encode_demonstration(tokenizer, conversation.as_messages(r["prompt"], r.get("messages")),  # noqa: E731
@@ -144,7 +145,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     for epoch in range(1, config.epochs + 1):
         for batch in parallel.shard(make_batches(train_rows, config.batch_size, tokenizer.pad_token_id, True, config.seed + epoch)):
             started = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(device, bf16):
                 loss = sft_loss(model, _to(batch, device))
             parallel.backward(loss)
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -24,13 +24,12 @@ from data import conversation, items, versions
 from data.jobs import job_main
 from policy.config import PolicyConfig
 from policy.generate import Prompt, chat_inputs, completion_lengths, eos_token_ids, prompt_messages
-from policy.models import load_generator, save_generator_version
+from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.sampling import sample_tokens
 from training import diagnostics, gate, model_config, pick_device, release_freed_memory
-from training.precision import precision_for, use_bf16
+from training.precision import autocast, load_dtype, precision_for, use_bf16
 
 EXAMPLES_SAVED = 8
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @dataclass
@@ -219,18 +218,6 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def with_lora_adapter(model, rank: int, bf16: bool):
-    """The model wrapped with a fresh LoRA adapter (alpha = 2r) on its attention and MLP projections; with bf16 the
-    frozen base is cast to bf16 (no per-call weight casts) while the adapters stay fp32."""
-    from peft import LoraConfig, get_peft_model
-
-    if bf16:
-        model = model.to(torch.bfloat16)
-    present = {name.split(".")[-1] for name, _ in model.named_modules()}
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                            target_modules=[t for t in LORA_TARGETS if t in present] or "all-linear"))
-
-
 class PolicyTrainer:
     """Holds the policy, its reference, the reward model and the optimizer; `step()` is one update."""
 
@@ -241,7 +228,7 @@ class PolicyTrainer:
         self.device = model.device
         self.bf16 = use_bf16(config.bf16, self.device, model.config)
         if config.lora:
-            self.policy = with_lora_adapter(model, config.lora_rank, self.bf16)
+            self.policy = with_lora_adapter(model, config.lora_rank, bf16_base=self.bf16)
             self.reference = None  # the base model with the adapter switched off
             # sampling token by token from a copy with the adapter merged in: peft's per-layer adapter calls made
             # each decode step ~35% slower; the copy is made once and refreshed in place (no per-step allocation)
@@ -273,7 +260,7 @@ class PolicyTrainer:
         return self
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return autocast(self.device, self.bf16)
 
     def reference_context(self):
         return self.policy.disable_adapter() if self.config.lora else nullcontext()
@@ -509,14 +496,6 @@ def shaped_to_the_rankings(config: PolicyConfig, limits: dict, log=print) -> Pol
         log(f"no-EOS penalty off (was {config.no_eos_penalty}): {limits['truncated_share']:.0%} of the ranked completions "
             "were cut at their cap, so the reward model already scores cut answers")
     return replace(config, **changes) if changes else config
-
-
-def load_dtype(config, device: torch.device, model_config=None) -> torch.dtype:
-    """The dtype to load the starting generator in (policy update and DPO): bf16 for LoRA where bf16 is the chosen
-    precision (its frozen base is kept in bf16, so the fp32 copy is never made), fp32 for full weights (trained in fp32
-    under bf16 autocast) and wherever fp32 was chosen (bf16 weights on a CPU without native bf16 are several times
-    slower, issue 27)."""
-    return torch.bfloat16 if config.lora and use_bf16(config.bf16, device, model_config) else torch.float32
 
 
 def split_prompts(prompts: list[Prompt], eval_prompts: int) -> tuple[list[Prompt], list[Prompt]]:

@@ -8,7 +8,7 @@ import torch
 from data import versions
 from data.rankings import LETTERS, ranking_to_pairs
 from training import pick_device
-from training.precision import use_bf16
+from training.precision import autocast, use_bf16
 from training.rankings import load_rankings
 from rm.data import encode
 from rm.model import load_reward_model, trained_prompt_ids
@@ -43,7 +43,7 @@ class RewardScorer:
                              completions[start:start + self.batch_size], self.config.max_length)
             self.tokenizer.padding_side = "right"
             batch = self.tokenizer.pad(encoded, return_tensors="pt").to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(self.device, bf16):
                 rewards.append(self.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).cpu())
         return torch.cat(rewards) if rewards else torch.empty(0)
 

@@ -16,7 +16,7 @@ import torch
 from data import uncertainty, versions
 from data.jobs import job_main
 from training import diagnostics, gate, model_config, warmup_then_decay
-from training.precision import precision_for, use_bf16
+from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import load_rankings, n_pairs, split_by_prompt
 from rm.config import RewardConfig
@@ -38,10 +38,6 @@ def check_enough(train, validation) -> None:
         raise NotEnoughData(
             f"need comparisons on at least 2 prompts (one to train on, one held out); have {n_pairs(train + validation)} "
             f"comparisons on {prompts} prompt(s). Rank more items on the Annotate page, or lower the validation fraction.")
-
-
-def autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()

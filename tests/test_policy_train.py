@@ -251,6 +251,21 @@ def test_with_lora_in_bf16_the_model_sampled_from_is_the_policy_with_its_adapter
     assert lora_b.abs().sum() > 0
 
 
+def test_the_lora_adapter_covers_the_attention_and_mlp_projections_of_every_layer(tiny_generator):
+    """peft's `all-linear` on a Llama (the embedded SmolLM2's architecture) is exactly the projections the policy update
+    once named: q/k/v/o and gate/up/down, in every layer, and not the output head."""
+    from peft.tuners.lora import LoraLayer
+
+    from policy.models import with_lora_adapter
+
+    model, _ = load_generator(tiny_generator)
+    adapted = with_lora_adapter(model, 2, bf16_base=False)
+    names = [name for name, layer in adapted.named_modules() if isinstance(layer, LoraLayer)]
+    projections = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert {name.split(".")[-1] for name in names} == projections
+    assert len(names) == len(projections) * model.config.num_hidden_layers
+
+
 class TenTimesShorterIsBetter(ShorterIsBetter):
     def score(self, prompts, completions):
         return 10 * super().score(prompts, completions) + 3

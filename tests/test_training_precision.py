@@ -90,7 +90,7 @@ def test_model_shape_reads_the_config_and_falls_back():
 
 
 def test_lora_loads_the_generator_in_the_chosen_dtype(monkeypatch):
-    from policy.train import load_dtype
+    from training.precision import load_dtype
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     precision._chosen.cache_clear()

@@ -89,6 +89,19 @@ def precision_for(setting, device: torch.device, model_config=None) -> Precision
     return _chosen(normalise(setting), str(device), model_shape(model_config))
 
 
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast of the matrix products on `device` when `bf16` (what `use_bf16` chose), fp32 otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def load_dtype(config, device: torch.device, model_config=None) -> torch.dtype:
+    """The dtype to load a generator in before training it (policy update and DPO): bf16 for LoRA where bf16 is the
+    chosen precision (its frozen base is kept in bf16, so the fp32 copy is never made), fp32 for full weights (trained in
+    fp32 under bf16 autocast) and wherever fp32 was chosen (bf16 weights on a CPU without native bf16 are several times
+    slower, issue 27). SFT loads in fp32 whatever its LoRA setting: see `policy.sft.fit`."""
+    return torch.bfloat16 if config.lora and use_bf16(config.bf16, device, model_config) else torch.float32
+
+
 @lru_cache(maxsize=None)
 def _chosen(setting: str, device: str, shape: tuple[int, int]) -> Precision:
     return choose_precision(setting, torch.device(device), shape)
