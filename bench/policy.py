@@ -46,7 +46,7 @@ def prompts() -> tuple[list[str], list[str]]:
 
 @torch.no_grad()
 def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
-    from policy.train import sample_rollout
+    from policy.rollout import sample_rollout
 
     _, held = prompts()
     rewards = {}

@@ -9,6 +9,7 @@ sequence log-probs, so the pairs of one ranking always share a batch and cost no
     sigmoid (DPO):  -log sigma(beta * h)          ipo (IPO):  (h - 1 / (2 beta))^2
 averaged over the ranking's pairs (weighted by rank gap with --margin-weight), then over the step's rankings.
 The reference is the starting generator: with LoRA, the same model with the adapter switched off.
+
 """
 
 import copy
@@ -24,10 +25,11 @@ import torch.nn.functional as F
 from data import conversation, versions
 from data.jobs import job_main
 from data.rankings import Pair, ranking_to_pairs
-from policy.config import DPOConfig, PolicyConfig
+from policy.config import DPOConfig
+from policy.evaluation import PolicyEvaluator
 from policy.models import load_generator, save_generator_version, with_lora_adapter
+from policy.rollout import Rollout, completion_logprobs
 from policy.sft import encode_demonstration
-from policy.train import PolicyTrainer, Rollout, completion_logprobs
 from training import gate, model_config, pick_device, release_freed_memory, warmup_then_decay
 from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt
@@ -200,9 +202,8 @@ def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[
         if e.prompt_id not in seen and len(prompts) < EVAL_PROMPTS:
             seen.add(e.prompt_id)
             prompts.append(e.messages or conversation.as_messages(e.prompt))
-    evaluator = PolicyTrainer.evaluator(trainer.policy, trainer.reference, tokenizer, scorer, PolicyConfig(
-        algorithm="reinforce", k=config.eval_samples, max_new_tokens=config.max_new_tokens, temperature=1.0,
-        lora=config.lora, bf16=config.bf16, eval_prompts=0))
+    evaluator = PolicyEvaluator(trainer.policy, trainer.reference, tokenizer, scorer, k=config.eval_samples,
+                                max_new_tokens=config.max_new_tokens, temperature=1.0, bf16=trainer.bf16)
     if scorer is None:
         return {"val/kl": evaluator.kl_to_reference(prompts, config.seed)}
     return evaluator.evaluate(prompts, config.seed)

@@ -9,131 +9,24 @@ model, subtracts beta times their KL to the frozen starting generator, and updat
   ppo        clipped ratio objective on per-token GAE advantages, a learned value head,
              token rewards = -beta * KL per token, plus the reward model's score at the last token
 Several GPUs: `accelerate launch -m policy.train ...` runs the same entry point per process.
+
 """
 
 import copy
 import random
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from data import conversation, items, versions
 from data.jobs import job_main
 from policy.config import PolicyConfig
-from policy.generate import Prompt, chat_inputs, completion_lengths, eos_token_ids, prompt_messages
+from policy.evaluation import PolicyEvaluator
+from policy.generate import Prompt
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from policy.sampling import sample_tokens
 from training import diagnostics, gate, model_config, pick_device, release_freed_memory
-from training.precision import autocast, load_dtype, precision_for, use_bf16
-
-EXAMPLES_SAVED = 8
-
-
-@dataclass
-class Rollout:
-    sequences: torch.Tensor  # [N, P+T] left-padded prompt, then the sampled completion; N = B*K, a prompt's K rows together
-    attention_mask: torch.Tensor  # [N, P+T] real prompt tokens and completion tokens up to the first EOS
-    completion_mask: torch.Tensor  # [N, T] the completion tokens the policy chose (the first EOS included)
-    prompt_length: int  # P
-    k: int  # samples per prompt
-    ended: torch.Tensor  # [N] whether the completion reached an EOS
-    prompts: list[str]  # the prompt of each row as text (a conversation's transcript): the reward model's input
-    texts: list[str]  # decoded completions
-
-    def to(self, device) -> "Rollout":
-        return Rollout(self.sequences.to(device), self.attention_mask.to(device), self.completion_mask.to(device),
-                       self.prompt_length, self.k, self.ended.to(device), self.prompts, self.texts)
-
-    def rows(self, start: int, stop: int) -> "Rollout":
-        """Rows start..stop-1 (whole prompts): one micro-batch, without the columns that are padding in all of its rows,
-        on the left of the prompt and after the longest completion (a short prompt's micro-batch does not carry the
-        longest prompt's padding through every layer, nor short completions the longest one's)."""
-        mask = self.attention_mask[start:stop]  # [n, P+T]
-        left = int((mask[:, :self.prompt_length] == 0).all(0).long().cumprod(0).sum())  # leading padding columns
-        width = max(1, int(self.completion_mask[start:stop].sum(1).max()))  # T' <= T completion columns used
-        end = self.prompt_length + width
-        return Rollout(self.sequences[start:stop, left:end], mask[:, left:end], self.completion_mask[start:stop, :width],
-                       self.prompt_length - left, self.k, self.ended[start:stop], self.prompts[start:stop], self.texts[start:stop])
-
-
-@torch.no_grad()
-def sample_rollout(model, tokenizer, prompts: list[Prompt], k: int, max_new_tokens: int, temperature: float,
-                   max_prompt_tokens: int | None = None) -> Rollout:
-    """K samples per prompt from the full tempered distribution (no top-p/top-k, so log-probs match).
-
-    The policy continues each prompt's messages (the last `max_prompt_tokens` of them); the rollout keeps the
-    prompt's text for the reward scorer.
-    """
-    inputs = chat_inputs(tokenizer, prompts, max_prompt_tokens).to(model.device)
-    eos_ids = eos_token_ids(model, tokenizer)
-    completion = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], k, max_new_tokens, temperature,
-                               eos_ids, tokenizer.pad_token_id)  # [N, T]
-    sequences = torch.cat([inputs["input_ids"].repeat_interleave(k, 0), completion], 1)  # [N, P+T]
-    lengths, ended = completion_lengths(completion, eos_ids)  # [N], [N]
-    positions = torch.arange(completion.shape[1], device=completion.device)  # [T]
-    completion_mask = positions < (lengths + ended.long()).unsqueeze(1)  # [N, T]; masked after the first EOS, by position
-    attention_mask = torch.cat([inputs["attention_mask"].repeat_interleave(k, 0), completion_mask.long()], dim=1)
-    texts = [tokenizer.decode(row[:n], skip_special_tokens=True).strip() for row, n in zip(completion, lengths.tolist())]
-    return Rollout(sequences, attention_mask, completion_mask, inputs["input_ids"].shape[1], k, ended,
-                   [conversation.transcript(prompt_messages(p)) for p in prompts for _ in range(k)], texts)
-
-
-def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=None, with_entropy: bool = True):
-    """Log-probs and entropy (a metric; None without `with_entropy`) of the completion tokens (fp32), and values
-    when a value head is given.
-
-    Each prompt goes through the model once, not K times: its keys and values are computed for the B distinct
-    prompts and repeated for their K completions (gradients flow back through the repeat). The LM head runs on
-    the completion positions only, as one contiguous [N*T, H] matrix.
-    Returns logprobs [N, T], entropy [N, T], values [N, T] | None.
-    """
-    from transformers import DynamicCache
-
-    N, T, P, k = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length, rollout.k
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
-    decoder = base.get_decoder()
-    position_ids = (rollout.attention_mask.cumsum(1) - 1).clamp(min=0)  # [N, P+T], left padding does not shift positions
-    cache = DynamicCache(config=base.config)
-    with _adapter_input_casting_off(model):
-        last_prompt_state = decoder(input_ids=rollout.sequences[::k, :P], attention_mask=rollout.attention_mask[::k, :P],
-                                    position_ids=position_ids[::k, :P], past_key_values=cache,
-                                    use_cache=True).last_hidden_state[:, -1:]  # [B, 1, H]
-        states = [last_prompt_state.repeat_interleave(k, 0)]  # [N, 1, H] the state before the first completion token
-        if T > 1:
-            cache.batch_repeat_interleave(k)  # each prompt's keys and values for its K completions
-            states.append(decoder(input_ids=rollout.sequences[:, P:-1], attention_mask=rollout.attention_mask[:, :-1],
-                                  position_ids=position_ids[:, P:-1], past_key_values=cache,
-                                  use_cache=True).last_hidden_state)  # [N, T-1, H] the states before tokens 2..T
-    hidden = torch.cat(states, 1).reshape(N * T, -1)  # [N*T, H] the state before each completion token
-    logits = base.get_output_embeddings()(hidden).float().view(N, T, -1) / temperature  # [N, T, V]
-    tokens = rollout.sequences[:, P:]  # [N, T]
-    # log pi(y_t) = logit_y - logsumexp(logits): no [N, T, V] log-softmax kept for the backward pass
-    logprobs = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [N, T]
-    entropy = _entropy(logits.detach()) if with_entropy else None  # [N, T], a metric only
-    values = None if value_head is None else value_head(hidden.float()).view(N, T)  # [N, T]
-    return logprobs, entropy, values
-
-
-@torch.no_grad()
-def _entropy(logits: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-    """H = -sum p log p per position, a few sequences at a time to bound memory. [N, T, V] -> [N, T]"""
-    out = []
-    for part in logits.split(chunk):
-        log_p = F.log_softmax(part, dim=-1)
-        out.append(-(log_p.exp() * log_p).sum(-1))
-    return torch.cat(out)
-
-
-def _adapter_input_casting_off(model):
-    """Keep bf16 activations bf16 through fp32 LoRA weights (autocast does the matmul); peft would copy them to fp32."""
-    if hasattr(model, "get_base_model"):
-        from peft.helpers import disable_input_dtype_casting
-
-        return disable_input_dtype_casting(model)
-    return nullcontext()
+from training.precision import load_dtype, precision_for, use_bf16
 
 
 def sequence_rewards(scores: torch.Tensor, kl: torch.Tensor, ended: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
@@ -185,29 +78,6 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: fl
     return advantages, advantages + values
 
 
-def held_out_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """KL(pi || pi_ref) of each completion sampled from pi, summed over its tokens with Schulman's k3 estimator
-    (r - 1 - log r, r = pi_ref / pi): unbiased like the plain log-ratio, never negative, and of lower variance, so a
-    held-out figure is not a negative KL on a few samples.
-
-    >>> held_out_kl(torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, -2.0]]), torch.ones(1, 2)).tolist()
-    [0.0]
-    """
-    log_ratio = ref_logprobs - logprobs  # [N, T] log(pi_ref / pi) at the sampled tokens
-    return ((log_ratio.exp() - 1 - log_ratio) * mask).sum(1)  # [N]
-
-
-def activation_bytes(model_config, rollout: Rollout) -> float:
-    """A generous estimate of what one forward and backward pass over the whole rollout holds: the fp32 logits of
-    the completion positions three times over (logits, their softmax, the gradient) and ~24 values per layer, token
-    and hidden unit (attention and MLP inputs and outputs, in fp32)."""
-    N, width = rollout.sequences.shape
-    T = rollout.completion_mask.shape[1]
-    logits = 3 * N * T * model_config.vocab_size * 4
-    layers = 24 * N * width * model_config.hidden_size * model_config.num_hidden_layers * 4
-    return float(logits + layers)
-
-
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
@@ -218,25 +88,26 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-class PolicyTrainer:
-    """Holds the policy, its reference, the reward model and the optimizer; `step()` is one update."""
+class PolicyTrainer(PolicyEvaluator):
+    """The policy, its reference, the reward model and the optimizer; `step()` is one update. Sampling, the
+    micro-batched log-probs and the held-out evaluation are the `PolicyEvaluator`'s."""
 
     def __init__(self, model, tokenizer, scorer, config: PolicyConfig):
         self.config = config
-        self.tokenizer = tokenizer
-        self.scorer = scorer
-        self.device = model.device
-        self.bf16 = use_bf16(config.bf16, self.device, model.config)
+        bf16 = use_bf16(config.bf16, model.device, model.config)
         if config.lora:
-            self.policy = with_lora_adapter(model, config.lora_rank, bf16_base=self.bf16)
-            self.reference = None  # the base model with the adapter switched off
+            policy = with_lora_adapter(model, config.lora_rank, bf16_base=bf16)
+            reference = None  # the base model with the adapter switched off
             # sampling token by token from a copy with the adapter merged in: peft's per-layer adapter calls made
             # each decode step ~35% slower; the copy is made once and refreshed in place (no per-step allocation)
-            self.sampler = copy.deepcopy(self.policy).merge_and_unload().requires_grad_(False) if self.bf16 else None
+            self.sampler = copy.deepcopy(policy).merge_and_unload().requires_grad_(False) if bf16 else None
         else:
-            self.policy = model
-            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+            policy = model
+            reference = copy.deepcopy(model).eval().requires_grad_(False)
             self.sampler = None
+        super().__init__(policy, reference, tokenizer, scorer, k=config.k, max_new_tokens=config.max_new_tokens,
+                         temperature=config.temperature, bf16=bf16, max_prompt_tokens=config.max_prompt_tokens,
+                         micro_batch_prompts=config.micro_batch_prompts)
         self.policy.eval()  # no dropout: rollouts and updates see the same function
         self.value_head = None
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -248,64 +119,6 @@ class PolicyTrainer:
         # fused: one kernel per step and no temporaries the size of all parameters (foreach made ~0.5 GB of them)
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.baseline = None  # reinforce's moving average
-
-    @classmethod
-    def evaluator(cls, policy, reference, tokenizer, scorer, config: PolicyConfig) -> "PolicyTrainer":
-        """A trainer that only evaluates a policy trained elsewhere (DPO) against its reference (None: the LoRA
-        adapter switched off): `evaluate` and `kl_to_reference`, sampling from the policy as it is."""
-        self = cls.__new__(cls)
-        self.config, self.tokenizer, self.scorer, self.device = config, tokenizer, scorer, policy.device
-        self.bf16 = use_bf16(config.bf16, self.device, policy.config)
-        self.policy, self.reference, self.sampler, self.value_head = policy, reference, None, None
-        return self
-
-    def autocast(self):
-        return autocast(self.device, self.bf16)
-
-    def reference_context(self):
-        return self.policy.disable_adapter() if self.config.lora else nullcontext()
-
-    def micro_batches(self, rollout: Rollout) -> list[tuple[int, int]]:
-        """(start, stop) rows of each forward and backward pass: whole prompts' K samples, so leave-one-out holds."""
-        rows, n = self.micro_batch_prompts(rollout) * self.config.k, rollout.sequences.shape[0]
-        return [(start, min(start + rows, n)) for start in range(0, n, rows)]
-
-    def micro_batch_prompts(self, rollout: Rollout) -> int:
-        """The configured number, or automatically: one prompt on a CPU; on a GPU (bound by kernel launches, not
-        memory, for a small model) all of the rollout's prompts when their activations fit in half the free memory."""
-        if self.config.micro_batch_prompts:
-            return self.config.micro_batch_prompts
-        prompts = rollout.sequences.shape[0] // self.config.k
-        if self.device.type != "cuda":
-            return 1
-        free, _ = torch.cuda.mem_get_info(self.device)
-        return prompts if activation_bytes(self.policy.config, rollout) <= free / 2 else 1
-
-    def micro_logprobs(self, model, rollout: Rollout, start: int, stop: int, value_head=None, with_entropy=True):
-        """`completion_logprobs` of rows start..stop-1, padded back to the rollout's T columns (zeros after the
-        micro-batch's longest completion, which the completion mask leaves out anyway)."""
-        T = rollout.completion_mask.shape[1]
-        with self.autocast():
-            out = completion_logprobs(model, rollout.rows(start, stop), self.config.temperature, value_head, with_entropy)
-        return tuple(None if x is None else F.pad(x, (0, T - x.shape[1])) for x in out)
-
-    @torch.no_grad()
-    def logprobs_without_grad(self, model, rollout: Rollout) -> torch.Tensor:
-        """Completion log-probs [N, T], a micro-batch at a time."""
-        return torch.cat([self.micro_logprobs(model, rollout, a, b, with_entropy=False)[0] for a, b in self.micro_batches(rollout)])
-
-    @torch.no_grad()
-    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
-        with self.reference_context():
-            return self.logprobs_without_grad(self.reference or self.policy, rollout)
-
-    def rollout(self, prompts: list[Prompt], seed: int, policy=None) -> Rollout:
-        torch.manual_seed(seed)
-        with self.autocast():
-            rollout = sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.config.k,
-                                     self.config.max_new_tokens, self.config.temperature, self.config.max_prompt_tokens)
-        release_freed_memory()  # the KV cache
-        return rollout
 
     @torch.no_grad()
     def sampling_model(self):
@@ -435,42 +248,6 @@ class PolicyTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         release_freed_memory()  # the step's gradients and activations, so the allocator does not grow step by step
-
-    @torch.no_grad()
-    def kl_to_reference(self, prompts: list[Prompt], seed: int) -> float:
-        """KL(pi || pi_ref) per completion, estimated on the policy's own samples."""
-        new = self.rollout(prompts, seed)
-        return held_out_kl(self.logprobs_without_grad(self.policy, new), self.reference_logprobs(new), new.completion_mask).mean().item()
-
-    @torch.no_grad()
-    def evaluate(self, prompts: list[Prompt], seed: int) -> dict:
-        """The current and the starting policy on the same held-out prompts and seed: rewards, KL, win rate, and
-        whether the gain is length (lengths, capped shares, reward-length correlation, length-controlled win rate)."""
-        k = self.config.k
-        new = self.rollout(prompts, seed)
-        with self.reference_context():
-            old = self.rollout(prompts, seed, policy=self.reference or self.policy)
-        new_scores = self.scorer.score(new.prompts, new.texts).float().cpu()  # [N]
-        old_scores = self.scorer.score(old.prompts, old.texts).float().cpu()  # [N]
-        new_logprobs = self.logprobs_without_grad(self.policy, new)
-        kl = held_out_kl(new_logprobs, self.reference_logprobs(new), new.completion_mask)  # [N]
-        new_lengths, old_lengths = new.completion_mask.sum(1).float().cpu(), old.completion_mask.sum(1).float().cpu()  # [N]
-        diff = new_scores - old_scores  # paired: same prompt, same sample index
-        # every new sample against every old one of the same prompt: [B, K, K] reward and length differences
-        reward_gain = (new_scores.view(-1, k, 1) - old_scores.view(-1, 1, k)).flatten().tolist()
-        length_gain = (new_lengths.view(-1, k, 1) - old_lengths.view(-1, 1, k)).flatten().tolist()
-        biggest = diff.argsort(descending=True)[:EXAMPLES_SAVED].tolist()
-        examples = [{"prompt": new.prompts[i], "before": old.texts[i], "before_reward": round(old_scores[i].item(), 3),
-                     "after": new.texts[i], "after_reward": round(new_scores[i].item(), 3)} for i in biggest]
-        return {"val/reward_before": old_scores.mean().item(), "val/reward_after": new_scores.mean().item(),
-                "val/kl": kl.mean().item(), "val/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
-                "val/win_pairs": len(diff),
-                **dict(zip(("val/lc_win_rate", "val/lc_pairs"), diagnostics.length_controlled_win_rate(
-                    reward_gain, length_gain, tolerance=max(2.0, 0.1 * torch.cat([new_lengths, old_lengths]).mean().item())))),
-                "val/reward_length_corr": diagnostics.correlation(new_scores.tolist(), new_lengths.tolist()),
-                "val/length_before": old_lengths.mean().item(), "val/length_after": new_lengths.mean().item(),
-                "val/capped_before": (~old.ended).float().mean().item(), "val/capped_after": (~new.ended).float().mean().item(),
-                "examples": examples}
 
     def trained_model(self):
         """What to save: the LoRA adapter (PeftModel) or the full model."""

@@ -4,9 +4,8 @@ import torch
 from data import jobs, versions
 from policy.config import PolicyConfig
 from policy.models import load_generator
-from policy.train import (
-    PolicyTrainer, completion_logprobs, gae, rloo_advantages, run_policy_training, sample_rollout, train_policy,
-)
+from policy.rollout import completion_logprobs, sample_rollout
+from policy.train import PolicyTrainer, gae, rloo_advantages, run_policy_training, train_policy
 from tests.conftest import ShorterIsBetter
 
 PROMPTS = ["why is the sky blue", "write a short poem", "explain a hash table", "yes or no", "what is rain", "a question"]
