@@ -30,12 +30,11 @@ from data import annotation, builtin, items, jobs, versions
 from data.rankings import ranks_to_groups
 from data.store import open_db
 from policy.config import DPOConfig, GenerationConfig, PolicyConfig
-from policy.dpo import run_dpo
+from policy import dpo as policy_dpo, train as policy_train
 from policy.generate import run_generation, sample
 from policy.models import load_generator
-from policy.train import run_policy_training
 from rm.config import RewardConfig
-from rm.train import run_reward_training
+from rm import train as rm_train
 from training.diagnostics import length_controlled_win_rate
 
 PROMPT_SET = "loop"
@@ -147,15 +146,15 @@ def main() -> None:
 
         timed("generation", "generate", run_generation, GenerationConfig(prompt_set=PROMPT_SET, k=4, max_new_tokens=64))
         ranked = scripted_rankings(db, prompt_ids[:args.rankings], preference)
-        reward = timed("reward_model", "train_rm", run_reward_training,
+        reward = timed("reward_model", "train_rm", rm_train.run_job,
                        RewardConfig(prompt_sets=PROMPT_SET, epochs=3, name="rm-loop"))
         results = {}
         if "rloo" in args.paths:
-            results["rloo"] = timed("rloo", "train_policy", run_policy_training,
+            results["rloo"] = timed("rloo", "train_policy", policy_train.run_job,
                                     PolicyConfig(prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out,
                                                  steps=args.steps, name="rloo-loop"))
         if "dpo" in args.paths:
-            results["dpo"] = timed("dpo", "dpo", run_dpo, DPOConfig(generator_version=start, prompt_sets=PROMPT_SET,
+            results["dpo"] = timed("dpo", "dpo", policy_dpo.run_job, DPOConfig(generator_version=start, prompt_sets=PROMPT_SET,
                                                                     epochs=args.dpo_epochs, learning_rate=args.dpo_learning_rate,
                                                                     name="dpo-loop"))
         started = time.perf_counter()

@@ -61,7 +61,7 @@ def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
 
 
 def run_ours(steps: int, lora: bool, model_path: str) -> dict:
-    from policy.train import train_policy
+    from policy.train import fit
 
     train, _ = prompts()
     config = PolicyConfig(steps=steps, k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=lora,
@@ -71,7 +71,7 @@ def run_ours(steps: int, lora: bool, model_path: str) -> dict:
     model, tokenizer = load_generator(model_path, dtype=load_dtype(config, pick_device()))
     history = []
     started = time.perf_counter()
-    trainer, _ = train_policy(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m))
+    trainer, _ = fit(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m))
     seconds = time.perf_counter() - started
     start_model, _ = load_generator(model_path)
     evaluation = held_out_eval(trainer.sampling_model() if lora else trainer.policy, start_model, tokenizer, config.temperature)

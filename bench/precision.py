@@ -59,7 +59,7 @@ def time_policy(setting: str) -> list[float]:
     from bench.policy import ConciseReward, prompts
     from policy.config import PolicyConfig
     from policy.models import load_generator
-    from policy.train import train_policy
+    from policy.train import fit
     from training import EMBEDDED_GENERATOR
     from training.precision import load_dtype
 
@@ -67,7 +67,7 @@ def time_policy(setting: str) -> list[float]:
     model, tokenizer = load_generator(EMBEDDED_GENERATOR, dtype=load_dtype(config, torch.device("cpu")))
     train, _ = prompts()
     history = []
-    train_policy(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m["time/step"]))
+    fit(model, tokenizer, ConciseReward(), train, [], config, lambda s, t, m: history.append(m["time/step"]))
     return history[1:]
 
 

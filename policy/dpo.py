@@ -10,6 +10,15 @@ sequence log-probs, so the pairs of one ranking always share a batch and cost no
 averaged over the ranking's pairs (weighted by rank gap with --margin-weight), then over the step's rankings.
 The reference is the starting generator: with LoRA, the same model with the adapter switched off.
 
+The parts, in the order every trainer lists them (rm/train.py, policy/sft.py, here, policy/train.py):
+  config      policy/config.py:DPOConfig
+  data        rankings split by prompt (training/rankings.py); encode_ranking: one prompt and its K completions
+  loss        preference_loss over the pairs a ranking implies (data/rankings.py:ranking_to_pairs)
+  loop        fit(model, tokenizer, train, validation, config, on_step) -> (trainer, metrics);
+              PreferenceTrainer.step is one update
+  evaluation  PreferenceTrainer.evaluate: held-out pair accuracy and margins; held_out_evaluation: samples of the
+              trained and the starting generator (policy/evaluation.py:PolicyEvaluator)
+  job entry   run_job(db, config, job), run by `python -m policy.dpo`
 """
 
 import copy
@@ -209,7 +218,7 @@ def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[
     return evaluator.evaluate(prompts, config.seed)
 
 
-def run_dpo(db, config: DPOConfig, job) -> dict:
+def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
@@ -260,4 +269,4 @@ def run_dpo(db, config: DPOConfig, job) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(job_main("dpo", DPOConfig, run_dpo))
+    raise SystemExit(job_main("dpo", DPOConfig, run_job))

@@ -5,6 +5,14 @@
 Causal-LM loss on the response tokens only (the prompt is context, not a target), chat template
 applied, batches of similar length, validation loss and perplexity on held-out prompts, early
 stop on validation loss. The result is a new generator version like any other.
+
+The parts, in the order every trainer lists them (rm/train.py, here, policy/dpo.py, policy/train.py):
+  config      policy/config.py:SFTConfig
+  data        demonstrations split by prompt (training/rankings.py); encode_demonstration, make_batches
+  loss        sft_loss: cross-entropy of the response tokens
+  loop        fit(model, tokenizer, train, validation, config, on_step) -> (model, metrics)
+  evaluation  validation_loss on the held-out demonstrations (and its perplexity)
+  job entry   run_job(db, config, job), run by `python -m policy.sft`
 """
 
 import math
@@ -175,7 +183,7 @@ def _trainable_state(model) -> dict:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def run_sft(db, config: SFTConfig, job) -> dict:
+def run_job(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
     sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
@@ -216,4 +224,4 @@ def run_sft(db, config: SFTConfig, job) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(job_main("sft", SFTConfig, run_sft))
+    raise SystemExit(job_main("sft", SFTConfig, run_job))

@@ -10,6 +10,15 @@ model, subtracts beta times their KL to the frozen starting generator, and updat
              token rewards = -beta * KL per token, plus the reward model's score at the last token
 Several GPUs: `accelerate launch -m policy.train ...` runs the same entry point per process.
 
+The parts, in the order every trainer lists them (rm/train.py, policy/sft.py, policy/dpo.py, here):
+  config      policy/config.py:PolicyConfig
+  data        a prompt set's prompts, the last ones held out (split_prompts, prompt_batches); the rollout of each step
+              (policy/rollout.py)
+  loss        sequence_rewards, rloo_advantages (rloo, reinforce); token_rewards, gae, the clipped ratio (ppo)
+  loop        fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step) -> (trainer, metrics);
+              PolicyTrainer.step is one update
+  evaluation  PolicyEvaluator.evaluate (policy/evaluation.py): the trained and the starting policy on held-out prompts
+  job entry   run_job(db, config, job), run by `python -m policy.train`
 """
 
 import copy
@@ -291,8 +300,8 @@ def prompt_batches(prompts: list[Prompt], per_step: int, steps: int, seed: int):
         order = order[per_step:]
 
 
-def train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyConfig,
-                 on_step=lambda step, total, metrics: None, on_phase=lambda name: None):
+def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyConfig,
+        on_step=lambda step, total, metrics: None, on_phase=lambda name: None):
     """The loop on in-memory prompts. Returns (trainer, metrics). `on_phase` hears when the held-out evaluation starts."""
     torch.manual_seed(config.seed)
     trainer = PolicyTrainer(model, tokenizer, scorer, config)
@@ -313,7 +322,7 @@ def _mean(history: list[dict], key: str) -> float:
     return sum(h[key] for h in history) / max(1, len(history))
 
 
-def run_policy_training(db, config: PolicyConfig, job) -> dict:
+def run_job(db, config: PolicyConfig, job) -> dict:
     """Job body: load the generator and the reward model, train, save and register the new generator version."""
     from rm.score import RewardScorer
 
@@ -341,7 +350,7 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
         job.step_progress(step, total, f"reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f}")
 
     job.phase(f"training: {config.steps} steps of {config.prompts_per_step} prompts x {config.k} samples")
-    trainer, metrics = train_policy(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase)
+    trainer, metrics = fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase)
     job.phase("saving")
     name = config.name or versions.default_version_name("policy")
     trained = trainer.trained_model()
@@ -362,4 +371,4 @@ def run_policy_training(db, config: PolicyConfig, job) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(job_main("train_policy", PolicyConfig, run_policy_training))
+    raise SystemExit(job_main("train_policy", PolicyConfig, run_job))

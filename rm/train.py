@@ -5,6 +5,15 @@
 Several GPUs: `accelerate launch --multi_gpu --num_processes N -m rm.train ...` runs the same code path;
 each process trains on its share of the batches, gradients are averaged, and the first process
 records the job and writes the version (training/parallel.py).
+
+The parts, in the order every trainer lists them (here, policy/sft.py, policy/dpo.py, policy/train.py):
+  config      rm/config.py:RewardConfig
+  data        rankings split by prompt (training/rankings.py), check_enough; rm/data.py:make_batches
+  loss        rm/loss.py:kwise_loss, the K-wise Bradley-Terry loss
+  loop        fit(train, validation, config, on_step) -> (model, tokenizer, metrics); train_reward_model splits the
+              rankings, fits, and draws the learning curve
+  evaluation  evaluate: held-out loss, pair accuracy with its interval, reward distribution, calibration
+  job entry   run_job(db, config, job), run by `python -m rm.train`
 """
 
 import random
@@ -186,7 +195,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
     return model, tokenizer, final
 
 
-def run_reward_training(db, config: RewardConfig, job) -> dict:
+def run_job(db, config: RewardConfig, job) -> dict:
     """Job body: load rankings, train, save atomically, register the version."""
     split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
     parallel = DataParallel(config.device)
@@ -217,5 +226,8 @@ def run_reward_training(db, config: RewardConfig, job) -> dict:
             "val/loss": round(metrics["val/loss"], 4)}
 
 
+run_reward_training = run_job  # the old name, still imported by tests/test_data_uncertainty.py: drop it once that imports run_job
+
+
 if __name__ == "__main__":
-    raise SystemExit(job_main("train_rm", RewardConfig, run_reward_training))
+    raise SystemExit(job_main("train_rm", RewardConfig, run_job))

@@ -11,9 +11,9 @@ from data import items, jobs, versions
 from policy.config import GenerationConfig, PolicyConfig
 from policy.generate import run_generation, sample
 from policy.models import load_generator
-from policy.train import run_policy_training
+from policy import train as policy_train
 from rm.config import RewardConfig
-from rm.train import run_reward_training
+from rm import train as rm_train
 from tests.conftest import rank_by
 from tests.tiny import CORPUS
 
@@ -47,11 +47,11 @@ def test_one_round_of_the_loop_moves_the_generator_towards_the_annotators_prefer
     ranked = [i["id"] for i in db.query("SELECT id FROM items")]
     rank_by(db, ranked, lambda text: -len(text))
 
-    reward = as_job(db, db_path, "train_rm", run_reward_training,
+    reward = as_job(db, db_path, "train_rm", rm_train.run_job,
                     RewardConfig(backbone=tiny_encoder, epochs=8, learning_rate=3e-3, batch_size=24, bf16=False, seed=1))
     assert reward["val/accuracy"] > 0.7
 
-    policy = as_job(db, db_path, "train_policy", run_policy_training,
+    policy = as_job(db, db_path, "train_policy", policy_train.run_job,
                     PolicyConfig(prompt_set="loop", eval_prompts=4, k=4, prompts_per_step=4, steps=40, learning_rate=3e-3,
                                  kl_coef=0.01, max_new_tokens=24, temperature=1.0, lora=False, bf16=False,
                                  reward_version=reward["version"]))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from data import annotation, items, jobs, versions
 from data.rankings import Pair, ranking_to_pairs
 from policy.config import DPOConfig
-from policy.dpo import PreferenceTrainer, encode_ranking, fit, preference_loss, run_dpo, sequence_logprobs
+from policy.dpo import PreferenceTrainer, encode_ranking, fit, preference_loss, run_job, sequence_logprobs
 from policy.models import load_generator
 from policy.sft import encode_demonstration
 from training.rankings import RankingExample
@@ -99,7 +99,7 @@ def test_a_dpo_job_learns_from_the_store_and_registers_a_child_version(db, db_pa
             annotation.submit_ranking(db, tie, alice, [[0, 1]], [0, 1])  # a tie alone: no pair, left out
     job_id = jobs.create_job(db, "dpo", {})
     with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_dpo(db, config(name="tiny-dpo", epochs=2, eval_samples=2, max_new_tokens=6), job))
+        result.update(run_job(db, config(name="tiny-dpo", epochs=2, eval_samples=2, max_new_tokens=6), job))
     done = jobs.get_job(db, job_id)
     assert done["status"] == "done", done["error"]
     version = versions.get_version(db, done["result"]["version"])
@@ -121,7 +121,7 @@ def test_dpo_refuses_a_store_without_strict_preferences(db, db_path, tiny_genera
     job_id = jobs.create_job(db, "dpo", {})
     with pytest.raises(ValueError, match="need rankings with a strict preference for at least 2 prompts"):
         with jobs.running_job(db_path, job_id) as (job, _):
-            run_dpo(db, config(), job)
+            run_job(db, config(), job)
     assert "need rankings with a strict preference" in jobs.get_job(db, job_id)["error"]
 
 

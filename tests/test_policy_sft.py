@@ -8,7 +8,7 @@ from data.importing import BadImportFile
 from policy.config import GenerationConfig, SFTConfig
 from policy.generate import run_generation, sample
 from policy.models import load_generator
-from policy.sft import encode_demonstration, fit, make_batches, run_sft, sft_loss
+from policy.sft import encode_demonstration, fit, make_batches, run_job, sft_loss
 from tests.conftest import add_items
 
 DEMOS = [("why is the sky blue", "the sky is blue."), ("write a short poem", "rain on a blue sky."),
@@ -109,7 +109,7 @@ def test_sft_job_registers_a_version_that_reloads_identically_and_generates(db, 
     demonstrations.import_demonstrations(db, [demonstrations.Demonstration(p, r) for p, r in DEMOS], "s")
     job_id = jobs.create_job(db, "sft", {})
     with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_sft(db, SFTConfig(epochs=2, learning_rate=1e-3, bf16=False, name="tiny-sft", activate=True), job))
+        result.update(run_job(db, SFTConfig(epochs=2, learning_rate=1e-3, bf16=False, name="tiny-sft", activate=True), job))
     assert jobs.get_job(db, job_id)["status"] == "done"
     new = versions.active_version(db, "generator")
     assert new["name"] == "tiny-sft" and new["parent_id"] == start and "val/perplexity" in new["metrics"]
@@ -127,7 +127,7 @@ def test_sft_refuses_without_enough_demonstrations(db, db_path, tiny_generator):
     job_id = jobs.create_job(db, "sft", {})
     with pytest.raises(ValueError, match="need demonstrations for at least 2 prompts"):
         with jobs.running_job(db_path, job_id) as (job, _):
-            run_sft(db, SFTConfig(), job)
+            run_job(db, SFTConfig(), job)
 
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "why is the sky blue"},

@@ -5,7 +5,7 @@ from data import jobs, versions
 from policy.config import PolicyConfig
 from policy.models import load_generator
 from policy.rollout import completion_logprobs, sample_rollout
-from policy.train import PolicyTrainer, gae, rloo_advantages, run_policy_training, train_policy
+from policy.train import PolicyTrainer, fit, gae, rloo_advantages, run_job
 from tests.conftest import ShorterIsBetter
 
 PROMPTS = ["why is the sky blue", "write a short poem", "explain a hash table", "yes or no", "what is rain", "a question"]
@@ -78,8 +78,8 @@ def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, a
 @pytest.mark.slow
 def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small_vocab_generator):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
-    trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
-                                    config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
+    trainer, metrics = fit(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
+                           config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
     assert metrics["val/length_after"] < metrics["val/length_before"]
     assert metrics["val/win_rate"] >= 0.6
 
@@ -90,7 +90,7 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
     from rm.config import RewardConfig
     from training.rankings import RankingExample
     from rm.model import save_reward_model
-    from rm.train import fit
+    from rm.train import fit as fit_reward_model
     from policy.generate import sample
 
     items.ensure_prompt_set(db, "s")
@@ -99,14 +99,14 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
     start = versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
     examples = [RankingExample(i, "q", ["good answer", "bad answer"], [[0], [1]]) for i in range(6)]
     rm_config = RewardConfig(backbone=tiny_encoder, epochs=1, bf16=False)
-    reward_model, rm_tokenizer, _ = fit(examples[:4], examples[4:], rm_config)
+    reward_model, rm_tokenizer, _ = fit_reward_model(examples[:4], examples[4:], rm_config)
     save_reward_model(reward_model, rm_tokenizer, rm_config, {}, db_path.parent / "rm")
     versions.register_version(db, "reward", "rm", str(db_path.parent / "rm"), activate=True)
 
     job_id = jobs.create_job(db, "train_policy", {})
     policy_config = config(prompt_set="s", lora=True, name="tiny-lora", steps=2)
     with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_policy_training(db, policy_config, job))
+        result.update(run_job(db, policy_config, job))
     done = jobs.get_job(db, job_id)
     assert done["status"] == "done", done["error"]
     new = versions.get_version(db, done["result"]["version"])
@@ -313,8 +313,8 @@ def test_the_evaluation_says_whether_the_gain_is_length(tiny_small_vocab_generat
     from training.diagnostics import verdict
 
     model, tokenizer = load_generator(tiny_small_vocab_generator)
-    trainer, metrics = train_policy(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
-                                    config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
+    trainer, metrics = fit(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
+                           config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
     assert metrics["val/length_after"] < metrics["val/length_before"] and metrics["val/win_rate"] >= 0.6
     # the scripted reward is length itself (in characters): the screen must say the score follows length
     assert metrics["val/reward_length_corr"] < -0.9

@@ -13,7 +13,7 @@ from training.rankings import RankingExample, load_rankings, split_by_prompt
 from rm.loss import kwise_loss
 from rm.model import load_reward_model, new_reward_model, save_reward_model
 from rm.score import RewardScorer
-from rm.train import NotEnoughData, fit, run_reward_training, train_reward_model
+from rm.train import NotEnoughData, fit, run_job, train_reward_model
 from tests.conftest import rank_by
 
 
@@ -113,7 +113,7 @@ def test_training_job_saves_registers_and_reloads_with_identical_scores(db, db_p
     job_id = jobs.create_job(db, "train_rm", {})
     config = RewardConfig(backbone=tiny_encoder, epochs=3, learning_rate=3e-3, bf16=False, name="rm-test", activate=True)
     with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_reward_training(db, config, job))
+        result.update(run_job(db, config, job))
     assert jobs.get_job(db, job_id)["status"] == "done"
     assert len(jobs.job_metrics(db, job_id)) > 3
     version = versions.active_version(db, "reward")
