@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from data import annotation, demonstrations, export, items, jobs, versions
+from data import annotation, demonstrations, export, items, jobs, queue, versions
 from data.importing import BadImportFile
 from policy.config import GenerationConfig, SFTConfig
 from policy.generate import run_generation, sample
@@ -49,7 +49,7 @@ def test_an_edited_completion_becomes_a_demonstration_and_an_implicit_comparison
     assert list(zip(pairs.chosen, pairs.rejected)) == [("a better answer", item.completions[1].text)]
     [demo] = demonstrations.demonstrations(db)
     assert demo["source"] == "edited" and demo["annotator"] == "alice"
-    assert annotation.next_item(db, annotation.annotator_id(db, "bob")).id == item_id  # the implicit item is never queued
+    assert queue.next_item(db, annotation.annotator_id(db, "bob")).id == item_id  # the implicit item is never queued
     with pytest.raises(ValueError, match="identical"):
         demonstrations.save_demonstration(db, item.prompt_id, me, item.completions[0].text, item.completions[0].id)
     with pytest.raises(ValueError, match="write the answer"):
