@@ -534,7 +534,7 @@ def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:
     parser.add_argument("--job", type=int, help="run this existing job (as started from the admin page)")
     for f in dataclasses.fields(config_cls):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_arg_type(f),
-                            default=None, help=f"{f.metadata.get('help', '')} (default: {_default(f)})")
+                            default=None, help=f"{f.metadata.get('help', '')} (default: {_default(f)})".replace("%", "%%"))
     args = parser.parse_args(argv)
     db_path = resolve_db_path(args.db)
     db = open_db(db_path)

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
+from data.names import name_list
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
@@ -105,7 +106,7 @@ class SFTConfig:
     """Supervised fine-tuning of a generator on the annotators' demonstrations (response tokens only)."""
 
     generator_version: int | None = field(default=None, metadata={"help": "generator version to start from; none: the active one"})
-    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets; empty: all demonstrations"})
+    prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets, a,b or a JSON list; empty: all demonstrations"})
     epochs: int = field(default=3, metadata={"help": "most passes over the demonstrations (early stop may end sooner)"})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW peak learning rate (linear warm-up, then decay); ~2e-4 with LoRA"})
     batch_size: int = field(default=8, metadata={"help": "demonstrations per step, batched by similar length"})
@@ -122,6 +123,7 @@ class SFTConfig:
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
+        self.prompt_sets = name_list(self.prompt_sets)
 
 
 @dataclass
@@ -129,7 +131,7 @@ class DPOConfig:
     """Direct preference optimisation of a generator straight from the rankings (no reward model in between)."""
 
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id (also the reference); none: the active one"})
-    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets whose rankings to learn from; empty: all"})
+    prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets whose rankings to learn from, a,b or a JSON list; empty: all"})
     loss: str = field(default="sigmoid", metadata={
         "help": "sigmoid: DPO's -log sigma(beta * (chosen - rejected log-ratio)); ipo: IPO's squared distance to 1/(2 beta)"})
     beta: float = field(default=0.1, metadata={"help": "beta: how far from the reference the preference may pull (DPO's temperature)"})
@@ -154,6 +156,7 @@ class DPOConfig:
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
+        self.prompt_sets = name_list(self.prompt_sets)
         if self.loss not in ("sigmoid", "ipo"):
             raise ValueError(f"loss must be sigmoid or ipo, got {self.loss!r}")
         if self.beta <= 0:

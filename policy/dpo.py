@@ -221,8 +221,7 @@ def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[
 def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
-    sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
-    examples = [e for e in load_rankings(db, sets) if ranking_to_pairs(e.groups)]
+    examples = [e for e in load_rankings(db, config.prompt_sets or None) if ranking_to_pairs(e.groups)]
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed) if examples else ([], [])
     if not train or not validation:
         raise ValueError(f"need rankings with a strict preference for at least 2 prompts (one held out), have "

@@ -186,9 +186,8 @@ def _trainable_state(model) -> dict:
 def run_job(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
-    sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
     parallel = DataParallel(config.device)
-    rows = parallel.share(demonstrations.demonstrations(db, sets) if parallel.is_main else None)  # the same rows everywhere
+    rows = parallel.share(demonstrations.demonstrations(db, config.prompt_sets or None) if parallel.is_main else None)  # the same rows everywhere
     train, validation = split_by_prompt(rows, config.validation_fraction, config.seed, prompt_of=lambda r: r["prompt_id"])
     if len(train) < 1 or len(validation) < 1:
         raise ValueError(f"need demonstrations for at least 2 prompts (one held out), have {len(rows)}: "

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from data.names import name_list
 from training import EMBEDDED_ENCODER  # noqa: F401  (the default backbone)
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
@@ -23,8 +24,8 @@ class RewardConfig:
     seed: int = field(default=0, metadata={"help": "split, shuffle and initialisation seed"})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
-    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets to train on; empty: all"})
-    annotators: str = field(default="", metadata={"help": "comma-separated annotators to train on; empty: all"})
+    prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets to train on, a,b or a JSON list; empty: all"})
+    annotators: list[str] = field(default_factory=list, metadata={"help": "annotators to train on, a,b or a JSON list; empty: all"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: rm-<date>-<time>"})
     activate: bool = field(default=False, metadata={
         "help": "make the new version the active reward model if its held-out accuracy passes the gate (training.gate)"})
@@ -34,6 +35,7 @@ class RewardConfig:
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
+        self.prompt_sets, self.annotators = name_list(self.prompt_sets), name_list(self.annotators)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.batch_size < 2:
@@ -44,7 +46,10 @@ class RewardConfig:
 class UncertaintyConfig:
     """Score the open items of the sets in the 'uncertain' queue order with the active reward model: how unsure it is of each."""
 
-    prompt_sets: str = field(default="", metadata={"help": "comma-separated prompt sets; empty: every set in the 'uncertain' order"})
+    prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets, a,b or a JSON list; empty: every set in the 'uncertain' order"})
     rescore: bool = field(default=False, metadata={"help": "score again the items the active model has already scored"})
     batch_size: int = field(default=64, metadata={"help": "completions scored per forward pass"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
+
+    def __post_init__(self):
+        self.prompt_sets = name_list(self.prompt_sets)

@@ -27,7 +27,7 @@ from data.jobs import job_main
 from training import diagnostics, gate, model_config, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
-from training.rankings import load_rankings, n_pairs, split_by_prompt
+from training.rankings import RankingExample, load_rankings, n_pairs, split_by_prompt
 from rm.config import RewardConfig
 from rm.data import make_batches
 from rm.loss import kwise_loss, pairwise_accuracy
@@ -197,9 +197,9 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
 
 def run_job(db, config: RewardConfig, job) -> dict:
     """Job body: load rankings, train, save atomically, register the version."""
-    split = lambda text: [v.strip() for v in text.split(",") if v.strip()] or None  # noqa: E731
     parallel = DataParallel(config.device)
-    examples = parallel.share(load_rankings(db, split(config.prompt_sets), split(config.annotators)) if parallel.is_main else None)
+    examples = parallel.share(load_rankings(db, config.prompt_sets or None, config.annotators or None) if parallel.is_main else None,
+                              as_type=RankingExample)
     job.log(f"{len(examples)} rankings, {n_pairs(examples)} comparisons; backbone {config.backbone}")
     precision = precision_for(config.bf16, parallel.device, model_config(config.backbone))
     job.fact("precision", str(precision))
@@ -226,7 +226,6 @@ def run_job(db, config: RewardConfig, job) -> dict:
             "val/loss": round(metrics["val/loss"], 4)}
 
 
-run_reward_training = run_job  # the old name, still imported by tests/test_data_uncertainty.py: drop it once that imports run_job
 
 
 if __name__ == "__main__":

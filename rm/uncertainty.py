@@ -70,8 +70,7 @@ def run_uncertainty(db, config: UncertaintyConfig, job) -> dict:
     job.phase("loading the reward model")
     scorer = RewardScorer(version["path"], config.device, config.batch_size)
     job.phase("scoring the open items")
-    sets = [s.strip() for s in config.prompt_sets.split(",") if s.strip()] or None
-    scored = refresh_queue(db, scorer, version["id"], job.log, job.progress, sets, config.rescore)
+    scored = refresh_queue(db, scorer, version["id"], job.log, job.progress, config.prompt_sets or None, config.rescore)
     return {"reward_version": version["id"], "items": scored}
 
 

@@ -9,7 +9,7 @@ import torch
 from data import annotation, gold, items, jobs, queue, uncertainty, versions
 from rm.config import RewardConfig, UncertaintyConfig
 from rm.score import RewardScorer
-from rm.train import run_reward_training
+from rm.train import run_job as run_reward_training
 from rm.uncertainty import ranking_uncertainty, refresh_queue, run_uncertainty
 from tests.conftest import add_items, rank_by
 

@@ -2,10 +2,13 @@
 `fit` and its job entry `run_job`, so that a fifth trainer has an obvious shape."""
 
 import ast
+import dataclasses
 import importlib
 from pathlib import Path
 
 import pytest
+
+from data.jobs import JOB_MODULES, job_main
 
 TRAINERS = ["rm.train", "policy.sft", "policy.dpo", "policy.train"]
 PARTS = ["config", "data", "loss", "loop", "evaluation", "job entry"]
@@ -26,3 +29,27 @@ def test_a_trainer_names_its_loop_fit_and_its_job_entry_run_job(name):
     tree = ast.parse(Path(module.__file__).read_text())
     [call] = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "job_main"]
     assert call.args[2].id == "run_job"  # `python -m` runs run_job
+
+
+def _job_main_call(module):
+    """The kind and config class a job module's `python -m` entry hands to job_main."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    [call] = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+              and "job_main" in (getattr(node.func, "id", None), getattr(node.func, "attr", None))]
+    return call.args[0].value, getattr(module, call.args[1].id)
+
+
+@pytest.mark.parametrize("kind", sorted(JOB_MODULES))
+def test_every_job_prints_its_help_and_takes_lists_of_names_whole(kind, capsys):
+    module = importlib.import_module(JOB_MODULES[kind])
+    name, config_cls = _job_main_call(module)
+    assert name == kind
+    with pytest.raises(SystemExit) as exit:
+        job_main(kind, config_cls, run=None, argv=["--help"])  # --help ends before anything runs
+    assert exit.value.code == 0 and "--db" in capsys.readouterr().out
+    required = {"export": {"out": "pairs.jsonl"}}.get(kind, {})
+    lists = [f.name for f in dataclasses.fields(config_cls) if f.name in ("prompt_sets", "annotators")]
+    for field in lists:  # a name holding a comma arrives whole; an old job's comma-separated string still parses
+        assert getattr(config_cls(**required, **{field: '["a, b", "c"]'}), field) == ["a, b", "c"]
+        assert getattr(config_cls(**required, **{field: "a,b"}), field) == ["a", "b"]
+        assert getattr(config_cls(**required), field) == []

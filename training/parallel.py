@@ -14,6 +14,9 @@ LM head on response positions only), which DDP's wrapper would not see.
     accelerate launch --cpu --num_processes 2 -m policy.sft --epochs 3    # 2 CPU processes (gloo)
 """
 
+import dataclasses
+import json
+
 import torch
 
 from data.jobs import launched_processes
@@ -61,16 +64,22 @@ class DataParallel:
         usable = len(batches) // self.processes * self.processes
         return batches[self.accelerator.process_index:usable:self.processes]
 
-    def share(self, value):
-        """The first process's value on every process: what it read from the store, so all train on the same data
-        even while annotators keep adding to it (the others pass None)."""
+    def share(self, value: list | None, as_type=None) -> list:
+        """The first process's list on every process: what it read from the store, so all train on the same data even
+        while annotators keep adding to it (the others pass None). Sent as JSON in a byte tensor, never pickled;
+        `as_type`: the dataclass each element is rebuilt as (elements are sent as their fields)."""
         if not self.accelerator:
             return value
-        from accelerate.utils import broadcast_object_list
+        from accelerate.utils import broadcast
 
-        box = [value if self.is_main else None]
-        broadcast_object_list(box, from_process=0)
-        return box[0]
+        payload = json.dumps([dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]).encode() \
+            if self.is_main else b""
+        size = broadcast(torch.tensor([len(payload)], dtype=torch.long, device=self.device), from_process=0)  # [1]
+        data = torch.zeros(int(size.item()), dtype=torch.uint8, device=self.device)  # [bytes]
+        if self.is_main:
+            data.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
+        rows = json.loads(broadcast(data, from_process=0).cpu().numpy().tobytes().decode())
+        return [as_type(**row) for row in rows] if as_type else rows
 
     def steps(self, n_batches: int) -> int:
         """How many of n batches this process takes (what `shard` leaves it)."""

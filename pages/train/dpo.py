@@ -37,7 +37,7 @@ def train_form(db) -> None:
                                        help="D > C > A: D>A counts twice as much as D>C")
         activate = activate_checkbox(st)
         if st.form_submit_button("Start preference optimisation", type="primary"):
-            launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=",".join(prompt_sets), loss=loss,
+            launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     name=name.strip(), activate=activate), "Preference optimisation")

@@ -51,7 +51,7 @@ def train_form(db) -> None:
             launch("train_rm", RewardConfig(backbone=backbone, epochs=int(epochs), learning_rate=float(learning_rate),
                                             batch_size=int(batch_size), max_length=int(max_length),
                                             validation_fraction=float(validation_fraction), seed=int(seed),
-                                            prompt_sets=",".join(prompt_sets), annotators=",".join(annotators), name=name.strip(),
+                                            prompt_sets=list(prompt_sets), annotators=list(annotators), name=name.strip(),
                                             learning_curve=curve, activate=activate),
                    "Reward-model training")
 

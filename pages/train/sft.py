@@ -39,7 +39,7 @@ def train_form(db) -> None:
         activate = activate_checkbox(st)
         if st.form_submit_button("Start fine-tuning", type="primary"):
             launch("sft", SFTConfig(generator_version=generator["id"], epochs=int(epochs), learning_rate=float(learning_rate),
-                                    batch_size=int(batch_size), lora=lora, prompt_sets=",".join(prompt_sets), name=name.strip(),
+                                    batch_size=int(batch_size), lora=lora, prompt_sets=list(prompt_sets), name=name.strip(),
                                     activate=activate),
                    "Fine-tuning")
 
