@@ -1,6 +1,10 @@
 """Policy update on the embedded SmolLM2-135M: this project's RLOO against TRL's RLOOTrainer, side by side.
 
     python -m bench.policy [--steps 10] [--model PATH]
+    python -m bench.policy --algorithm grpo --arms trl,ours-lora     # or dr_grpo: against TRL's GRPOTrainer
+
+With --algorithm grpo or dr_grpo, TRL's arm is GRPOTrainer with loss_type and scale_rewards set to that algorithm
+(group std for grpo, none for dr_grpo) and beta 0.05 like ours; the rest as below.
 
 Same reward (a scripted preference for concise answers, used directly as the reward by both),
 same K=4 samples per prompt, 4 prompts per step, 64 new tokens, same number of steps. TRL runs at
@@ -27,6 +31,7 @@ from training import EMBEDDED_GENERATOR, pick_device, resolve_model_path
 from training.precision import use_bf16
 
 K, PROMPTS_PER_STEP, NEW_TOKENS, HELD_OUT = 4, 4, 64, 8
+ARMS = ["trl", "ours-lora", "ours-full"]
 
 
 def concise(text: str) -> float:
@@ -60,11 +65,11 @@ def held_out_eval(model, start_model, tokenizer, temperature: float) -> dict:
             "held_out_win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()}
 
 
-def run_ours(steps: int, lora: bool, model_path: str) -> dict:
+def run_ours(steps: int, lora: bool, model_path: str, algorithm: str = "rloo") -> dict:
     from policy.train import fit
 
     train, _ = prompts()
-    config = PolicyConfig(steps=steps, k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=lora,
+    config = PolicyConfig(algorithm=algorithm, steps=steps, k=K, prompts_per_step=PROMPTS_PER_STEP, max_new_tokens=NEW_TOKENS, lora=lora,
                           learning_rate=2e-4 if lora else 1e-5, eval_prompts=0)
     from training.precision import load_dtype
 
@@ -76,7 +81,7 @@ def run_ours(steps: int, lora: bool, model_path: str) -> dict:
     start_model, _ = load_generator(model_path)
     evaluation = held_out_eval(trainer.sampling_model() if lora else trainer.policy, start_model, tokenizer, config.temperature)
     per_step = lambda key: sorted(h[key] for h in history)[len(history) // 2]  # noqa: E731
-    return {"arm": f"ours-{'lora' if lora else 'full'}", "steps": steps, "seconds_per_step": seconds / steps,
+    return {"arm": f"ours-{'lora' if lora else 'full'}", "algorithm": algorithm, "steps": steps, "seconds_per_step": seconds / steps,
             "median_split_s": {k: round(per_step(f"time/{k}"), 2) for k in ("generation", "scoring", "forward", "backward")},
             "completion_tokens_per_s": sum(h["policy/length"] * K * PROMPTS_PER_STEP for h in history) / seconds,
             "reward_first_3": sum(h["reward/mean"] for h in history[:3]) / 3, "reward_last_3": sum(h["reward/mean"] for h in history[-3:]) / 3,
@@ -89,9 +94,18 @@ def peak_memory() -> dict:
     return {"peak_rss_mb": peak_rss_mb(), **gpu}
 
 
-def run_trl(steps: int, model_path: str) -> dict:
+def trl_trainer(algorithm: str):
+    """TRL's trainer and config for the algorithm: RLOOTrainer for rloo, GRPOTrainer set to GRPO's or Dr. GRPO's loss."""
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    if algorithm == "rloo":
+        return RLOOTrainer, RLOOConfig, {}
+    return GRPOTrainer, GRPOConfig, {"loss_type": algorithm, "scale_rewards": "group" if algorithm == "grpo" else "none",
+                                     "beta": 0.05}
+
+
+def run_trl(steps: int, model_path: str, algorithm: str = "rloo") -> dict:
     from datasets import Dataset
-    from trl import RLOOConfig, RLOOTrainer
 
     train, _ = prompts()
     folder = resolve_model_path(model_path)
@@ -101,11 +115,12 @@ def run_trl(steps: int, model_path: str) -> dict:
 
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in train]})
     with tempfile.TemporaryDirectory() as out:
-        args = RLOOConfig(output_dir=out, per_device_train_batch_size=K * PROMPTS_PER_STEP, num_generations=K,
-                          max_completion_length=NEW_TOKENS, max_steps=steps, report_to=[], logging_steps=1,
-                          save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
-                          **trl_precision())
-        trainer = RLOOTrainer(model=folder, reward_funcs=[concise_reward], args=args, train_dataset=dataset)
+        Trainer, Config, settings = trl_trainer(algorithm)
+        args = Config(output_dir=out, per_device_train_batch_size=K * PROMPTS_PER_STEP, num_generations=K,
+                      max_completion_length=NEW_TOKENS, max_steps=steps, report_to=[], logging_steps=1,
+                      save_strategy="no", seed=0, disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+                      **trl_precision(), **settings)
+        trainer = Trainer(model=folder, reward_funcs=[concise_reward], args=args, train_dataset=dataset)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
@@ -117,37 +132,40 @@ def run_trl(steps: int, model_path: str) -> dict:
         tokenizer.padding_side = "left"
         start_model, _ = load_generator(model_path)
         evaluation = held_out_eval(model.float().eval(), start_model, tokenizer, args.temperature)
-    return {"arm": "trl", "steps": steps, "seconds_per_step": seconds / steps,
+    return {"arm": "trl", "algorithm": algorithm, "steps": steps, "seconds_per_step": seconds / steps,
             "completion_tokens_per_s": sum(h.get("completions/mean_length", 0) * K * PROMPTS_PER_STEP for h in logs) / seconds,
             "reward_first_3": sum(h["reward"] for h in logs[:3]) / 3, "reward_last_3": sum(h["reward"] for h in logs[-3:]) / 3,
             "reward_curve": [round(h["reward"], 3) for h in logs], "kl_last": logs[-1].get("kl"),
             **evaluation, **peak_memory()}
 
 
-def run_arm(arm: str, steps: int, model_path: str) -> dict:
-    result = run_in_own_process("bench.policy", "--arm", arm, "--steps", steps, "--model", model_path)
+def run_arm(arm: str, steps: int, model_path: str, algorithm: str) -> dict:
+    result = run_in_own_process("bench.policy", "--arm", arm, "--steps", steps, "--model", model_path, "--algorithm", algorithm)
     print(f"{arm}: {result['seconds_per_step']:.1f} s/step, reward {result['reward_first_3']:.2f} -> {result['reward_last_3']:.2f}", flush=True)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arm", choices=["ours-lora", "ours-full", "trl"])
+    parser.add_argument("--arm", choices=ARMS)
+    parser.add_argument("--arms", default=",".join(ARMS), help="the arms to run side by side, comma-separated")
+    parser.add_argument("--algorithm", default="rloo", choices=["rloo", "grpo", "dr_grpo"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--model", default=EMBEDDED_GENERATOR, help="the generator both arms start from (default: the embedded one)")
-    parser.add_argument("--out", default="policy", help="name of the result file in bench/out")
+    parser.add_argument("--out", default="", help="name of the result file in bench/out (default: policy, or policy_<algorithm>)")
     args = parser.parse_args()
     if args.arm:
-        result = run_trl(args.steps, args.model) if args.arm == "trl" else run_ours(args.steps, args.arm == "ours-lora", args.model)
+        result = (run_trl(args.steps, args.model, args.algorithm) if args.arm == "trl"
+                  else run_ours(args.steps, args.arm == "ours-lora", args.model, args.algorithm))
         print(json.dumps(result))
         return
-    trl = run_arm("trl", args.steps, args.model)
-    lora = run_arm("ours-lora", args.steps, args.model)
-    full = run_arm("ours-full", args.steps, args.model)
+    results = {arm: run_arm(arm, args.steps, args.model, args.algorithm) for arm in args.arms.split(",")}
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    save(args.out, {"device": device, "model": args.model, "trl": trl, "ours_lora": lora, "ours_full": full,
-                    "seconds_per_step_ratio_lora_vs_trl": lora["seconds_per_step"] / trl["seconds_per_step"],
-                    "seconds_per_step_ratio_full_vs_trl": full["seconds_per_step"] / trl["seconds_per_step"]})
+    ratios = {f"seconds_per_step_ratio_{arm[5:]}_vs_trl": results[arm]["seconds_per_step"] / results["trl"]["seconds_per_step"]
+              for arm in results if arm != "trl" and "trl" in results}
+    save(args.out or ("policy" if args.algorithm == "rloo" else f"policy_{args.algorithm}"),
+         {"device": device, "model": args.model, "algorithm": args.algorithm,
+          **{arm.replace("-", "_"): result for arm, result in results.items()}, **ratios})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
 from data.names import name_list
+
+ALGORITHMS = ("rloo", "reinforce", "ppo", "grpo", "dr_grpo")  # the policy update's (policy/train.py)
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
@@ -49,12 +51,14 @@ class PolicyConfig:
 
     algorithm: str = field(default="rloo", metadata={
         "help": "rloo: REINFORCE with a leave-one-out baseline over each prompt's K samples; "
-                "reinforce: REINFORCE with a moving-average baseline; ppo: clipped PPO with a value head and GAE"})
+                "reinforce: REINFORCE with a moving-average baseline; ppo: clipped PPO with a value head and GAE; "
+                "grpo: group-normalised advantages (R - group mean) / group std, each completion's log-prob averaged "
+                "over its tokens; dr_grpo: Dr. GRPO, R - group mean, tokens summed over a constant (no length bias)"})
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id; none: the active one"})
     reward_version: int | None = field(default=None, metadata={"help": "reward model version id; none: the active one"})
     prompt_set: str = field(default=BUILTIN_SET, metadata={"help": "prompts to train on"})
     eval_prompts: int = field(default=8, metadata={"help": "last N prompts of the set, held out for the before/after evaluation"})
-    k: int = field(default=4, metadata={"help": "samples per prompt (RLOO needs at least 2)"})
+    k: int = field(default=4, metadata={"help": "samples per prompt (RLOO, GRPO and Dr. GRPO need at least 2)"})
     prompts_per_step: int = field(default=4, metadata={"help": "prompts per rollout; a step samples prompts_per_step x k completions"})
     steps: int = field(default=20, metadata={"help": "policy updates (one rollout each)"})
     learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA default; use ~1e-5 for a full fine-tune)"})
@@ -91,10 +95,10 @@ class PolicyConfig:
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
-        if self.algorithm not in ("rloo", "reinforce", "ppo"):
-            raise ValueError(f"algorithm must be rloo, reinforce or ppo, got {self.algorithm!r}")
-        if self.algorithm == "rloo" and self.k < 2:
-            raise ValueError("rloo needs k >= 2 samples per prompt for its leave-one-out baseline")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.algorithm in ("rloo", "grpo", "dr_grpo") and self.k < 2:
+            raise ValueError(f"{self.algorithm} needs k >= 2 samples per prompt: its baseline is the prompt's other samples")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0")
         if self.micro_batch_prompts < 0 or self.max_prompt_tokens < 8:

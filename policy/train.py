@@ -6,6 +6,8 @@ Each step samples K completions for a few prompts (the rollout), scores them wit
 model, subtracts beta times their KL to the frozen starting generator, and updates the policy:
   rloo       -A * log pi(y|x), A = R - mean of the prompt's other K-1 rewards (leave-one-out)
   reinforce  -A * log pi(y|x), A = R - b, b a moving average of past rewards
+  grpo       -A * log pi(y|x) / |y|, A = (R - mean of the prompt's K rewards) / their std (group-normalised)
+  dr_grpo    -A * log pi(y|x) / max_new_tokens, A = R - mean of the prompt's K rewards (Dr. GRPO: no std, no length bias)
   ppo        clipped ratio objective on per-token GAE advantages, a learned value head,
              token rewards = -beta * KL per token, plus the reward model's score at the last token
 Several GPUs: `accelerate launch -m policy.train ...` runs the same entry point per process.
@@ -14,7 +16,8 @@ The parts, in the order every trainer lists them (rm/train.py, policy/sft.py, po
   config      policy/config.py:PolicyConfig
   data        a prompt set's prompts, the last ones held out (split_prompts, prompt_batches); the rollout of each step
               (policy/rollout.py)
-  loss        sequence_rewards, rloo_advantages (rloo, reinforce); token_rewards, gae, the clipped ratio (ppo)
+  loss        sequence_rewards, rloo_advantages, group_advantages, sequence_logprob (rloo, reinforce, grpo, dr_grpo);
+              token_rewards, gae, the clipped ratio (ppo)
   loop        fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step) -> (trainer, metrics);
               PolicyTrainer.step is one update
   evaluation  PolicyEvaluator.evaluate (policy/evaluation.py): the trained and the starting policy on held-out prompts
@@ -36,6 +39,8 @@ from policy.generate import Prompt
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from training import diagnostics, gate, model_config, pick_device, release_freed_memory
 from training.precision import load_dtype, precision_for, use_bf16
+
+GROUP_NORMALISED = ("grpo", "dr_grpo")  # advantages against the mean of the prompt's K samples (group_advantages)
 
 
 def sequence_rewards(scores: torch.Tensor, kl: torch.Tensor, ended: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
@@ -63,6 +68,41 @@ def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     R = rewards.view(-1, k)  # [B, K]
     baseline = (R.sum(1, keepdim=True) - R) / (k - 1)  # [B, K]
     return (R - baseline).flatten()  # [N]
+
+
+def group_advantages(rewards: torch.Tensor, k: int, scale: bool) -> torch.Tensor:
+    """A_i = R_i - mean of its prompt's K rewards, divided by their std when `scale` (GRPO; Dr. GRPO does not: the std
+    weighs prompts whose samples all score alike the most). A prompt whose K rewards are equal gets 0, not NaN.
+
+    >>> group_advantages(torch.tensor([1.0, 3.0, 5.0, 5.0]), 2, scale=False).tolist()
+    [-1.0, 1.0, 0.0, 0.0]
+    >>> [round(a, 3) for a in group_advantages(torch.tensor([1.0, 3.0, 5.0, 5.0]), 2, scale=True).tolist()]
+    [-0.707, 0.707, 0.0, 0.0]
+    """
+    R = rewards.view(-1, k)  # [B, K]
+    A = R - R.mean(1, keepdim=True)  # [B, K]
+    if scale:
+        A = A / (R.std(1, keepdim=True) + 1e-4)  # [B, K], the same epsilon as TRL's GRPO
+    return A.flatten()  # [N]
+
+
+def sequence_logprob(logprobs: torch.Tensor, mask: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
+    """The completion's log-probability as each algorithm weighs its tokens. [N, T], [N, T] -> [N]
+      rloo, reinforce: the sum over its tokens, log pi(y|x)
+      grpo:            the mean over its tokens (1/|y|: a long answer's tokens each count less, a bias towards
+                       longer wrong answers and shorter right ones that Dr. GRPO points out)
+      dr_grpo:         the sum over max_new_tokens (a constant: every token counts the same whatever its answer's length)
+
+    >>> lp, m = torch.tensor([[-1.0, -1.0, 0.0], [-2.0, 0.0, 0.0]]), torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    >>> [sequence_logprob(lp, m, PolicyConfig(algorithm=a, max_new_tokens=4)).tolist() for a in ("rloo", "grpo", "dr_grpo")]
+    [[-2.0, -2.0], [-1.0, -2.0], [-0.5, -0.5]]
+    """
+    total = (logprobs * mask).sum(1)  # [N]
+    if config.algorithm == "grpo":
+        return total / mask.sum(1).clamp(min=1)
+    if config.algorithm == "dr_grpo":
+        return total / config.max_new_tokens
+    return total
 
 
 def token_rewards(scores: torch.Tensor, kl_tokens: torch.Tensor, mask: torch.Tensor, ended: torch.Tensor,
@@ -185,9 +225,11 @@ class PolicyTrainer(PolicyEvaluator):
             R = sequence_rewards(scores[a:b], kl, rollout.ended[a:b], c)  # [n]
             if c.algorithm == "rloo":
                 A = rloo_advantages(R, c.k)  # [n], whole prompts in every micro-batch
+            elif c.algorithm in GROUP_NORMALISED:
+                A = group_advantages(R, c.k, scale=c.algorithm == "grpo")  # [n]
             else:
                 A = R - baseline
-            loss = -(A.detach() * (logprobs * m).sum(1)).sum() / N  # -A * log pi(y|x), this micro-batch's share of the mean
+            loss = -(A.detach() * sequence_logprob(logprobs, m, c)).sum() / N  # -A * log pi(y|x), this micro-batch's share of the mean
             timings["time/forward"] += time.perf_counter() - started
             started = time.perf_counter()
             loss.backward()

@@ -5,7 +5,7 @@ from data import jobs, versions
 from policy.config import PolicyConfig
 from policy.models import load_generator
 from policy.rollout import completion_logprobs, sample_rollout
-from policy.train import PolicyTrainer, fit, gae, rloo_advantages, run_job
+from policy.train import PolicyTrainer, fit, gae, group_advantages, rloo_advantages, run_job, sequence_logprob
 from tests.conftest import ShorterIsBetter
 
 PROMPTS = ["why is the sky blue", "write a short poem", "explain a hash table", "yes or no", "what is rain", "a question"]
@@ -24,6 +24,43 @@ def test_rloo_advantages_of_each_prompt_sum_to_zero():
     # each sample is compared with the mean of the other three
     R = rewards.view(5, 4)
     assert advantages[0, 0].item() == pytest.approx((R[0, 0] - R[0, 1:].mean()).item(), abs=1e-5)
+
+
+def test_group_advantages_are_centred_per_prompt_and_grpo_is_blind_to_the_rewards_scale():
+    rewards = torch.randn(5 * 4, generator=torch.Generator().manual_seed(0))
+    grpo, dr_grpo = group_advantages(rewards, 4, scale=True), group_advantages(rewards, 4, scale=False)
+    for A in (grpo, dr_grpo):
+        torch.testing.assert_close(A.view(5, 4).mean(1), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(grpo.view(5, 4).std(1), torch.ones(5), atol=1e-3, rtol=0)  # std 1 in every group
+    torch.testing.assert_close(group_advantages(3 * rewards + 7, 4, scale=True), grpo, atol=1e-3, rtol=0)
+    torch.testing.assert_close(group_advantages(3 * rewards + 7, 4, scale=False), 3 * dr_grpo, atol=1e-5, rtol=0)
+    # a prompt whose samples all score alike teaches nothing (0, not NaN) under both
+    tied = group_advantages(torch.tensor([2.0, 2.0, 2.0, 2.0, 0.0, 1.0, 2.0, 3.0]), 4, scale=True)
+    assert tied[:4].tolist() == [0.0] * 4 and torch.isfinite(tied).all()
+    # with K = 2 Dr. GRPO's advantage is half of RLOO's: the same direction, another scale
+    torch.testing.assert_close(group_advantages(rewards, 2, scale=False), rloo_advantages(rewards, 2) / 2)
+
+
+@pytest.mark.parametrize("algorithm, per_token", [("rloo", lambda length: 1.0), ("grpo", lambda length: 1 / length),
+                                                  ("dr_grpo", lambda length: 1 / 16)])
+def test_how_each_algorithm_weighs_a_token_by_its_answers_length(algorithm, per_token):
+    """The gradient a token of a 2-token and of a 10-token answer gets for the same advantage: GRPO divides by the
+    answer's length (its length bias), Dr. GRPO by a constant (max_new_tokens), RLOO not at all."""
+    mask = torch.zeros(2, 12)
+    mask[0, :2], mask[1, :10] = 1, 1
+    logprobs = torch.randn(2, 12).requires_grad_()
+    sequence_logprob(logprobs, mask, config(algorithm=algorithm, max_new_tokens=16)).sum().backward()
+    for row, length in ((0, 2), (1, 10)):
+        torch.testing.assert_close(logprobs.grad[row, :length], torch.full((length,), per_token(length)))
+        assert not logprobs.grad[row, length:].any()  # padding after the answer gets nothing
+
+
+def test_group_algorithms_need_two_samples_per_prompt():
+    for algorithm in ("rloo", "grpo", "dr_grpo"):
+        with pytest.raises(ValueError, match="k >= 2"):
+            config(algorithm=algorithm, k=1)
+    with pytest.raises(ValueError, match="grpo, dr_grpo"):
+        config(algorithm="dapo")
 
 
 def test_gae_with_lambda_one_is_reward_to_go_minus_value():
@@ -55,7 +92,8 @@ def test_tokens_after_the_first_eos_are_masked_and_do_not_change_log_probs(tiny_
     torch.testing.assert_close(again[scored], logprobs[scored])
 
 
-@pytest.mark.parametrize("algorithm, lora", [("rloo", False), ("rloo", True), ("reinforce", False), ("ppo", False), ("ppo", True)])
+@pytest.mark.parametrize("algorithm, lora", [("rloo", False), ("rloo", True), ("reinforce", False), ("ppo", False), ("ppo", True),
+                                             ("grpo", False), ("dr_grpo", True)])
 @pytest.mark.slow
 def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, algorithm, lora):
     model, tokenizer = load_generator(tiny_small_vocab_generator)
@@ -75,11 +113,13 @@ def test_first_step_invariants_and_a_finite_update(tiny_small_vocab_generator, a
     assert second["policy/kl"] != 0.0
 
 
+@pytest.mark.parametrize("algorithm, learning_rate", [("rloo", 3e-3), ("grpo", 3e-3), ("dr_grpo", 3e-2)])
 @pytest.mark.slow
-def test_rloo_against_a_scripted_preference_makes_completions_shorter(tiny_small_vocab_generator):
+def test_against_a_scripted_preference_completions_get_shorter(tiny_small_vocab_generator, algorithm, learning_rate):
+    """Dr. GRPO's loss is divided by max_new_tokens (16) where RLOO's is not, hence its larger learning rate."""
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     trainer, metrics = fit(model, tokenizer, ShorterIsBetter(), PROMPTS[:4], PROMPTS[4:],
-                           config(steps=25, prompts_per_step=2, learning_rate=3e-3, kl_coef=0.01))
+                           config(algorithm=algorithm, steps=25, prompts_per_step=2, learning_rate=learning_rate, kl_coef=0.01))
     assert metrics["val/length_after"] < metrics["val/length_before"]
     assert metrics["val/win_rate"] >= 0.6
 
@@ -137,7 +177,7 @@ def test_a_conversation_rollout_feeds_the_policy_every_turn_and_the_scorer_the_t
     assert torch.isfinite(torch.tensor(trainer.step([chat, "yes or no"], seed=1)["train/loss"]))
 
 
-@pytest.mark.parametrize("algorithm", ["rloo", "reinforce", "ppo"])
+@pytest.mark.parametrize("algorithm", ["rloo", "reinforce", "ppo", "grpo", "dr_grpo"])
 @pytest.mark.slow
 def test_micro_batches_give_the_same_update_as_one_batch(tiny_small_vocab_generator, algorithm):
     """The step's gradient is the sum of its micro-batches' shares: one prompt at a time updates the weights as one
