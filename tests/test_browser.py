@@ -454,3 +454,43 @@ def test_five_thousand_hostile_texts_leave_no_link_image_or_request_in_the_brows
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _widget_key_shapes(page) -> list[str]:
+    """The widget keys Streamlit writes into the page's DOM (st-key-… classes), numbers and the item's opaque hex
+    token blanked: the shape of a screen."""
+    classes = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMain] [class*="st-key-"]')]
+                               .flatMap(e => [...e.classList].filter(c => c.startsWith('st-key-')))""")
+    return sorted({re.sub(r"[0-9a-f]{6,}|\d+", "N", c) for c in classes})
+
+
+def test_a_self_consistency_repeat_gives_nothing_away_in_the_browsers_dom(server, page):
+    """Trust pass 3, finding 13: a repeat's widget keys said `repeat` in the DOM and the ranked count stood still.
+    Now a repeat has the same widget keys as any item (its token aside) and counts as one more ranking."""
+    url, db = server
+    annotation.set_repeat_settings(db, "builtin", 0.5, 1)
+    alice = accounts.active_user(db, "alice")
+    log_in(page, url, "alice", "alice-password")
+    field = page.get_by_role("textbox", name="Ranking, best first")
+    ordinary = None
+    for ranked in range(30):
+        page.get_by_text(re.compile(rf"\b{ranked} ranked, ")).wait_for(timeout=30_000)
+        field.wait_for()
+        item_id, repeat_of = db.execute("SELECT item_id, repeat_of FROM reservations WHERE annotator_id = ? "
+                                        "ORDER BY expires_at DESC LIMIT 1", [alice.id]).fetchone()
+        if repeat_of:
+            break
+        if ranked:  # an ordinary item after a saved ranking, as the repeat will be
+            ordinary = _widget_key_shapes(page)
+        n = db.execute("SELECT COUNT(*) FROM completions WHERE item_id = ?", [item_id]).fetchone()[0]
+        field.fill(" > ".join("ABCDEFGHI"[:n]))
+        field.press("Enter")
+    else:
+        pytest.fail("no repeat served in 30 rankings at a repeat share of 50%")
+    assert ordinary and _widget_key_shapes(page) == ordinary  # nothing in the DOM's keys tells a repeat apart
+    assert "repeat" not in " ".join(ordinary).lower()
+    n = db.execute("SELECT COUNT(*) FROM completions WHERE item_id = ?", [item_id]).fetchone()[0]
+    field.fill(" > ".join("ABCDEFGHI"[:n]))
+    field.press("Enter")
+    page.get_by_text(re.compile(rf"\b{ranked + 1} ranked, ")).wait_for(timeout=30_000)  # counted like any ranking
+    assert db.execute("SELECT COUNT(*) FROM repeat_rankings").fetchone()[0] == 1
