@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
 from data.names import name_list
+from rm.config import WEIGHTINGS
 
 ALGORITHMS = ("rloo", "reinforce", "ppo", "grpo", "dr_grpo")  # the policy update's (policy/train.py)
 from training.precision import BF16_HELP, normalise as normalise_bf16
@@ -139,6 +140,10 @@ class DPOConfig:
     loss: str = field(default="sigmoid", metadata={
         "help": "sigmoid: DPO's -log sigma(beta * (chosen - rejected log-ratio)); ipo: IPO's squared distance to 1/(2 beta)"})
     beta: float = field(default=0.1, metadata={"help": "beta: how far from the reference the preference may pull (DPO's temperature)"})
+    weighting: str = field(default="none", metadata={
+        "help": "none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
+                "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
+                "with few observations: data/reliability.py)"})
     margin_weight: bool = field(default=False, metadata={
         "help": "weight each pair by its rank gap (D > C > A: D>A counts twice as much as D>C)"})
     epochs: int = field(default=1, metadata={"help": "passes over the training rankings"})
@@ -161,6 +166,8 @@ class DPOConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if self.loss not in ("sigmoid", "ipo"):
             raise ValueError(f"loss must be sigmoid or ipo, got {self.loss!r}")
         if self.beta <= 0:

@@ -7,7 +7,8 @@ every pair the ranking implies (D > C > A = B gives D>C, D>A, D>B, C>A, C>B; a t
 sequence log-probs, so the pairs of one ranking always share a batch and cost no extra pass:
     h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))      the pair's log-ratio margin
     sigmoid (DPO):  -log sigma(beta * h)          ipo (IPO):  (h - 1 / (2 beta))^2
-averaged over the ranking's pairs (weighted by rank gap with --margin-weight), then over the step's rankings.
+averaged over the ranking's pairs (weighted by rank gap with --margin-weight), then over the step's rankings
+(weighted by their annotators' reliability with --weighting reliability, data/reliability.py).
 The reference is the starting generator: with LoRA, the same model with the adapter switched off.
 
 The parts, in the order every trainer lists them (rm/train.py, policy/sft.py, here, policy/train.py):
@@ -41,7 +42,7 @@ from policy.rollout import Rollout, completion_logprobs
 from policy.sft import encode_demonstration
 from training import gate, model_config, pick_device, release_freed_memory, warmup_then_decay
 from training.precision import autocast, load_dtype, precision_for, use_bf16
-from training.rankings import RankingExample, load_rankings, split_by_prompt
+from training.rankings import RankingExample, load_rankings, split_by_prompt, weighted_by_reliability, weights_line
 
 EVAL_PROMPTS = 16
 
@@ -51,6 +52,7 @@ class EncodedRanking:
     sequences: Rollout  # the prompt once for its K completions (right-padded); k = K
     pairs: list[Pair]  # (chosen, rejected, rank gap), positions into the K completions
     n_tokens: int  # real tokens: the prompt once plus every completion
+    weight: float = 1.0  # the ranking's weight in a step's loss (its annotator's reliability with --weighting)
 
 
 def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> EncodedRanking | None:
@@ -72,7 +74,7 @@ def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> Encod
         completion_mask[r, :len(ids) - P] = True
     rollout = Rollout(sequences, attention, completion_mask, P, K, torch.ones(K, dtype=torch.bool), [example.prompt] * K,
                       example.completions)
-    return EncodedRanking(rollout, ranking_to_pairs(example.groups), P + int(completion_mask.sum()))
+    return EncodedRanking(rollout, ranking_to_pairs(example.groups), P + int(completion_mask.sum()), example.weight)
 
 
 def sequence_logprobs(model, ranking: EncodedRanking) -> torch.Tensor:
@@ -126,14 +128,16 @@ class PreferenceTrainer:
             return sequence_logprobs(self.reference or self.policy, ranking)
 
     def step(self, rankings: list[EncodedRanking]) -> dict:
-        """One optimizer step over whole rankings, one ranking's forward and backward pass at a time."""
+        """One optimizer step over whole rankings, one ranking's forward and backward pass at a time; the step's loss
+        is the rankings' losses averaged by their weights."""
         c, losses, margins = self.config, [], []
+        total_weight = max(sum(r.weight for r in rankings), 1e-8)
         for ranking in rankings:
             reference = self.reference_logprobs(ranking)  # [K]
             with self.autocast():
                 policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
             loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight)
-            (loss / len(rankings)).backward()
+            (loss * ranking.weight / total_weight).backward()
             losses.append(loss.item())
             margins.append(h.detach())
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -222,6 +226,9 @@ def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
     examples = [e for e in load_rankings(db, config.prompt_sets or None) if ranking_to_pairs(e.groups)]
+    if config.weighting == "reliability":
+        examples = weighted_by_reliability(db, examples)
+        job.log(weights_line(examples))
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed) if examples else ([], [])
     if not train or not validation:
         raise ValueError(f"need rankings with a strict preference for at least 2 prompts (one held out), have "

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 
 from data.names import name_list
+
+WEIGHTINGS = ("none", "reliability")  # how much each ranking counts in training (data/reliability.py)
 from training import EMBEDDED_ENCODER  # noqa: F401  (the default backbone)
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
@@ -26,6 +28,10 @@ class RewardConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets to train on, a,b or a JSON list; empty: all"})
     annotators: list[str] = field(default_factory=list, metadata={"help": "annotators to train on, a,b or a JSON list; empty: all"})
+    weighting: str = field(default="none", metadata={
+        "help": "none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
+                "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
+                "with few observations: data/reliability.py)"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: rm-<date>-<time>"})
     activate: bool = field(default=False, metadata={
         "help": "make the new version the active reward model if its held-out accuracy passes the gate (training.gate)"})
@@ -36,6 +42,8 @@ class RewardConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets, self.annotators = name_list(self.prompt_sets), name_list(self.annotators)
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.batch_size < 2:

@@ -19,11 +19,12 @@ class Batch:
     ranking_of_pair: torch.Tensor  # [P] which ranking of the batch each pair came from
     n_pairs: int
     n_tokens: int  # real (unpadded) tokens
+    ranking_weight: torch.Tensor | None = None  # [R] each ranking's weight in the loss
 
     def to(self, device):
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.token_type_ids), move(self.better),
-                     move(self.worse), move(self.ranking_of_pair), self.n_pairs, self.n_tokens)
+                     move(self.worse), move(self.ranking_of_pair), self.n_pairs, self.n_tokens, move(self.ranking_weight))
 
 
 def encode(tokenizer, kind: str, prompts: list[str], completions: list[str], max_length: int) -> dict:
@@ -99,5 +100,7 @@ def _collate(spans, encoded, tokenizer) -> Batch:
     tokenizer.padding_side = "right"
     padded = tokenizer.pad(features, return_tensors="pt")
     long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    weights = [example.weight for example, _, _ in spans]
     return Batch(padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"), long(better), long(worse),
-                 long(ranking_of_pair), len(better), int(padded["attention_mask"].sum()))
+                 long(ranking_of_pair), len(better), int(padded["attention_mask"].sum()),
+                 None if all(w == 1.0 for w in weights) else torch.tensor(weights))

@@ -27,7 +27,7 @@ from data.jobs import job_main
 from training import diagnostics, gate, model_config, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
-from training.rankings import RankingExample, load_rankings, n_pairs, split_by_prompt
+from training.rankings import RankingExample, load_rankings, n_pairs, split_by_prompt, weighted_by_reliability, weights_line
 from rm.config import RewardConfig
 from rm.data import make_batches
 from rm.loss import kwise_loss, pairwise_accuracy
@@ -168,7 +168,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             batch = batch.to(device)
             with autocast(device, bf16):
                 rewards = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)  # [N]
-            loss = kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair)
+            loss = kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair, batch.ranking_weight)
             parallel.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -198,8 +198,11 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
 def run_job(db, config: RewardConfig, job) -> dict:
     """Job body: load rankings, train, save atomically, register the version."""
     parallel = DataParallel(config.device)
-    examples = parallel.share(load_rankings(db, config.prompt_sets or None, config.annotators or None) if parallel.is_main else None,
-                              as_type=RankingExample)
+    examples = load_rankings(db, config.prompt_sets or None, config.annotators or None) if parallel.is_main else None
+    if parallel.is_main and config.weighting == "reliability":
+        examples = weighted_by_reliability(db, examples)
+        job.log(weights_line(examples))
+    examples = parallel.share(examples, as_type=RankingExample)  # the same rankings and weights everywhere
     job.log(f"{len(examples)} rankings, {n_pairs(examples)} comparisons; backbone {config.backbone}")
     precision = precision_for(config.bf16, parallel.device, model_config(config.backbone))
     job.fact("precision", str(precision))

@@ -140,3 +140,19 @@ def test_a_conversation_ranking_keeps_every_turn_as_its_prompt(db, tiny_generato
     ranking = encode_ranking(tokenizer, example, 128)
     context = tokenizer.decode(ranking.sequences.sequences[0, :ranking.sequences.prompt_length])
     assert all(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>" in context for m in chat)
+
+
+def test_a_ranking_of_weight_zero_changes_nothing_and_weights_average_the_step(tiny_generator):
+    """--weighting reliability: a step over rankings averages their losses by weight, so a ranking of an annotator
+    with no signal (weight 0) leaves the update as if it were not there."""
+    examples = [RankingExample(1, "why is the sky blue", ["light scatters in the air", "no"], [[0], [1]]),
+                RankingExample(2, "write a short poem", ["no", "rain on the hill, a bird"], [[0], [1]], weight=0.0)]
+    updated = []
+    for rankings in (examples, examples[:1]):
+        model, tokenizer = load_generator(tiny_generator)
+        trainer = PreferenceTrainer(model, tokenizer, config(), total_steps=10)
+        trainer.step([encode_ranking(tokenizer, e, 64) for e in rankings])
+        updated.append([p.detach().clone() for p in trainer.policy.parameters()])
+    for with_zero, alone in zip(*updated):
+        torch.testing.assert_close(with_zero, alone)
+    assert any(not torch.equal(a, b) for a, b in zip(updated[0], load_generator(tiny_generator)[0].parameters()))

@@ -108,6 +108,31 @@ def scripted_db(db, n_prompts=30):
     return ids
 
 
+def test_weighted_by_reliability_a_contrary_annotators_rankings_count_for_nothing(db, db_path, tiny_encoder):
+    """Three annotators prefer good and great answers, a fourth ranks every item the other way round: with
+    --weighting reliability the fourth's rankings weigh 0 in the batches' loss, and the job says so."""
+    from training.rankings import weighted_by_reliability
+
+    ids = scripted_db(db, n_prompts=12)
+    good = lambda text: text.split()[0] in ("good", "great")  # noqa: E731
+    for name in ("second", "third"):
+        rank_by(db, ids, good, name)
+    rank_by(db, ids, lambda text: not good(text), "contrary")
+    examples = weighted_by_reliability(db, load_rankings(db))
+    assert {e.annotator for e in examples if e.weight == 0} == {"contrary"}
+    mixed = [e for e in examples if e.annotator == "scripted"][:4] + [e for e in examples if e.annotator == "contrary"][:4]
+    [batch] = make_batches(mixed, AutoTokenizer.from_pretrained(tiny_encoder), "encoder", 32, 64, shuffle=False)
+    assert sorted(batch.ranking_weight.tolist()) == pytest.approx([0.0] * 4 + [mixed[0].weight] * 4) and mixed[0].weight > 1
+    job_id = jobs.create_job(db, "train_rm", {})
+    config = RewardConfig(backbone=tiny_encoder, epochs=1, bf16=False, weighting="reliability", name="rm-weighted")
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_job(db, config, job))
+    done = jobs.get_job(db, job_id)
+    assert done["status"] == "done", done["error"]
+    assert "counting for less than half: contrary 0.00" in done["log"]
+    assert versions.list_versions(db, "reward")[0]["config"]["weighting"] == "reliability"
+
+
 def test_training_job_saves_registers_and_reloads_with_identical_scores(db, db_path, tiny_encoder):
     scripted_db(db)
     job_id = jobs.create_job(db, "train_rm", {})

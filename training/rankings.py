@@ -7,6 +7,7 @@ from sqlite_utils import Database
 
 from data.review import EXCLUDED_FROM_TRAINING
 from data.rankings import ranking_to_pairs
+from data.reliability import training_weights
 from data.store import from_json
 
 
@@ -17,6 +18,8 @@ class RankingExample:
     completions: list[str]
     groups: list[list[int]]  # positions into completions, best first, ties share a group
     messages: list[dict] | None = None  # a conversation's messages before the answer; None for a plain prompt
+    annotator: str | None = None  # who ranked it
+    weight: float = 1.0  # how much its loss counts (data/reliability.py with --weighting reliability; else 1)
 
 
 def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None,
@@ -29,14 +32,33 @@ def load_rankings(db: Database, prompt_sets: list[str] | None = None, annotators
             clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
             params += values
     rows = db.execute(
-        f"""SELECT p.id, p.text, p.messages, r.item_id, r.groups FROM rankings r
+        f"""SELECT p.id, p.text, p.messages, r.item_id, r.groups, a.name FROM rankings r
             JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
             WHERE {' AND '.join(clauses)} ORDER BY r.id""", params).fetchall()
     texts: dict[int, list[str]] = {}
     for item_id, text in db.execute("SELECT item_id, text FROM completions ORDER BY item_id, position"):
         texts.setdefault(item_id, []).append(text)
-    return [RankingExample(prompt_id, prompt, texts[item_id], from_json(groups), from_json(messages) if messages else None)
-            for prompt_id, prompt, messages, item_id, groups in rows]
+    return [RankingExample(prompt_id, prompt, texts[item_id], from_json(groups), from_json(messages) if messages else None,
+                           annotator) for prompt_id, prompt, messages, item_id, groups, annotator in rows]
+
+
+def weighted_by_reliability(db: Database, examples: list[RankingExample]) -> list[RankingExample]:
+    """Each ranking weighted by its annotator's reliability (data/reliability.py); an annotator without figures: 1."""
+    weights = training_weights(db)
+    for example in examples:
+        example.weight = weights.get(example.annotator, 1.0)
+    return examples
+
+
+def weights_line(examples: list[RankingExample]) -> str:
+    """One log line: how the weights fell over the rankings, and whose rankings count for little."""
+    weights: dict[str, float] = {}
+    for example in examples:
+        weights[example.annotator] = example.weight
+    low = sorted(f"{name} {weight:.2f}" for name, weight in weights.items() if weight < 0.5)
+    mean = sum(e.weight for e in examples) / max(1, len(examples))
+    return (f"weighted by reliability: {len(weights)} annotators, mean weight per ranking {mean:.2f}; "
+            + (f"counting for less than half: {', '.join(low)}" if low else "none counts for less than half"))
 
 
 def split_by_prompt(examples: list, validation_fraction: float, seed: int, prompt_of=lambda e: e.prompt_id):

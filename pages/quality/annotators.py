@@ -1,10 +1,10 @@
-"""Per annotator: speed, agreement with the others, ties, position and length bias, gold accuracy."""
+"""Per annotator: speed, agreement with the others, ties, position and length bias, gold accuracy, training weight."""
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from data import quality
+from data import quality, reliability
 from ui.session import screen
 from ui.widgets import statistics_caught_up
 
@@ -40,6 +40,7 @@ with screen("Annotators") as (db, user):
         st.caption("No rankings yet.")
         st.stop()
     shown = with_self_agreement(table, quality.self_agreement(db))
+    shown["training_weight"] = shown["annotator"].map(reliability.training_weights(db))
     for column in (*PERCENT_COLUMNS, "median_seconds", "self_tau_b"):  # a figure with nothing to go on yet: blank, not "None"
         if column in shown:
             shown[column] = pd.to_numeric(shown[column], errors="coerce")
@@ -47,6 +48,10 @@ with screen("Annotators") as (db, user):
         "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
         "repeats": st.column_config.NumberColumn(help="items they ranked again when served a second time, unannounced (skipped repeats left out)"),
         "self_tau_b": st.column_config.NumberColumn("self τ-b", format="%.2f", help="mean Kendall τ-b with their first ranking"),
+        "training_weight": st.column_config.NumberColumn(
+            "training weight", format="%.2f", help="how much their rankings count when a reward model or DPO trains with "
+            "'Weight rankings by reliability': 1 is the team's reliability, 0 no signal (random or contrary to the others); "
+            "from agreement, gold and self-agreement, near 1 while they have few of them"),
         **{column: st.column_config.NumberColumn(label, format="percent") for column, label in PERCENT_COLUMNS.items()}})
     left, right = st.columns(2)
     left.caption("Position bias: the first-shown completion ranked best, against chance")

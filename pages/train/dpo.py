@@ -35,11 +35,14 @@ def train_form(db) -> None:
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 5e-7)")
         margin_weight = right.checkbox("Weight pairs by rank gap", defaults.margin_weight,
                                        help="D > C > A: D>A counts twice as much as D>C")
-        activate = activate_checkbox(st)
+        weighted = left.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
+                    "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
+        activate = activate_checkbox(right)
         if st.form_submit_button("Start preference optimisation", type="primary"):
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
+                                    weighting="reliability" if weighted else "none",
                                     name=name.strip(), activate=activate), "Preference optimisation")
 
 

@@ -40,6 +40,8 @@ def train_form(db) -> None:
         prompt_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
         annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
         name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
+        weighted = st.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
+                    "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
         curve = st.checkbox("Learning curve", help="also trains on a quarter and a half of the training prompts (about 75% "
                                                    "more time), to show whether accuracy still rises with more rankings")
         activate = activate_checkbox(st)
@@ -52,7 +54,8 @@ def train_form(db) -> None:
                                             batch_size=int(batch_size), max_length=int(max_length),
                                             validation_fraction=float(validation_fraction), seed=int(seed),
                                             prompt_sets=list(prompt_sets), annotators=list(annotators), name=name.strip(),
-                                            learning_curve=curve, activate=activate),
+                                            weighting="reliability" if weighted else "none", learning_curve=curve,
+                                            activate=activate),
                    "Reward-model training")
 
 
