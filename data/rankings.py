@@ -47,6 +47,15 @@ def ranking_to_pairs(groups: list[list[int]]) -> list[Pair]:
     return pairs
 
 
+def tied_pairs(groups: list[list[int]]) -> list[tuple[int, int]]:
+    """Every pair a ranking ties (what ranking_to_pairs leaves out).
+
+    >>> tied_pairs([[3], [2], [0, 1]]), tied_pairs([[0, 1, 2]])
+    ([(0, 1)], [(0, 1), (0, 2), (1, 2)])
+    """
+    return [(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1:]]
+
+
 def passes_gold(expected: list[list[int]], groups: list[list[int]]) -> bool:
     """Whether a ranking orders every pair the gold answer `expected` orders the same way (a tie fails).
 

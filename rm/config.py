@@ -32,6 +32,9 @@ class RewardConfig:
         "help": "none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
                 "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
                 "with few observations: data/reliability.py)"})
+    ties: str = field(default="ignore", metadata={
+        "help": "ignore: tied completions give no pair (Bradley-Terry; TRL's docs drop ties); davidson: a tie pulls the "
+                "two rewards together, with a learned tie rate nu (Davidson's model; rm/loss.py:davidson_loss)"})
     name: str = field(default="", metadata={"help": "version name: letters, digits, . _ -, not taken yet; empty: rm-<date>-<time>"})
     activate: bool = field(default=False, metadata={
         "help": "make the new version the active reward model if its held-out accuracy passes the gate (training.gate)"})
@@ -44,6 +47,8 @@ class RewardConfig:
         self.prompt_sets, self.annotators = name_list(self.prompt_sets), name_list(self.annotators)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        if self.ties not in ("ignore", "davidson"):
+            raise ValueError(f"ties must be ignore or davidson, got {self.ties!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.batch_size < 2:

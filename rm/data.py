@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from data.rankings import ranking_to_pairs
+from data.rankings import ranking_to_pairs, tied_pairs
 from training.rankings import RankingExample
 
 
@@ -20,11 +20,15 @@ class Batch:
     n_pairs: int
     n_tokens: int  # real (unpadded) tokens
     ranking_weight: torch.Tensor | None = None  # [R] each ranking's weight in the loss
+    tied_a: torch.Tensor | None = None  # [Q] the pairs the rankings tie (for --ties davidson), indices into the N rewards
+    tied_b: torch.Tensor | None = None  # [Q]
+    ranking_of_tie: torch.Tensor | None = None  # [Q]
 
     def to(self, device):
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.token_type_ids), move(self.better),
-                     move(self.worse), move(self.ranking_of_pair), self.n_pairs, self.n_tokens, move(self.ranking_weight))
+                     move(self.worse), move(self.ranking_of_pair), self.n_pairs, self.n_tokens, move(self.ranking_weight),
+                     move(self.tied_a), move(self.tied_b), move(self.ranking_of_tie))
 
 
 def encode(tokenizer, kind: str, prompts: list[str], completions: list[str], max_length: int) -> dict:
@@ -88,7 +92,7 @@ def make_batches(examples: list[RankingExample], tokenizer, kind: str, max_lengt
 
 
 def _collate(spans, encoded, tokenizer) -> Batch:
-    rows, better, worse, ranking_of_pair = [], [], [], []
+    rows, better, worse, ranking_of_pair, tied_a, tied_b, ranking_of_tie = [], [], [], [], [], [], []
     for r, (example, start, end) in enumerate(spans):
         offset = len(rows)
         rows.extend(range(start, end))
@@ -96,6 +100,10 @@ def _collate(spans, encoded, tokenizer) -> Batch:
             better.append(offset + pair.chosen)
             worse.append(offset + pair.rejected)
             ranking_of_pair.append(r)
+        for a, b in tied_pairs(example.groups):
+            tied_a.append(offset + a)
+            tied_b.append(offset + b)
+            ranking_of_tie.append(r)
     features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
     tokenizer.padding_side = "right"
     padded = tokenizer.pad(features, return_tensors="pt")
@@ -103,4 +111,5 @@ def _collate(spans, encoded, tokenizer) -> Batch:
     weights = [example.weight for example, _, _ in spans]
     return Batch(padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"), long(better), long(worse),
                  long(ranking_of_pair), len(better), int(padded["attention_mask"].sum()),
-                 None if all(w == 1.0 for w in weights) else torch.tensor(weights))
+                 None if all(w == 1.0 for w in weights) else torch.tensor(weights), long(tied_a), long(tied_b),
+                 long(ranking_of_tie))

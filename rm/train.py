@@ -9,10 +9,10 @@ records the job and writes the version (training/parallel.py).
 The parts, in the order every trainer lists them (here, policy/sft.py, policy/dpo.py, policy/train.py):
   config      rm/config.py:RewardConfig
   data        rankings split by prompt (training/rankings.py), check_enough; rm/data.py:make_batches
-  loss        rm/loss.py:kwise_loss, the K-wise Bradley-Terry loss
+  loss        ranking_loss: rm/loss.py:kwise_loss, the K-wise Bradley-Terry loss, or davidson_loss (--ties davidson)
   loop        fit(train, validation, config, on_step) -> (model, tokenizer, metrics); train_reward_model splits the
               rankings, fits, and draws the learning curve
-  evaluation  evaluate: held-out loss, pair accuracy with its interval, reward distribution, calibration
+  evaluation  evaluate: held-out loss, pair accuracy with its interval, reward distribution, calibration; tie figures
   job entry   run_job(db, config, job), run by `python -m rm.train`
 """
 
@@ -23,6 +23,7 @@ from dataclasses import asdict
 import torch
 
 from data import uncertainty, versions
+from data.rankings import tied_pairs
 from data.jobs import job_main
 from training import diagnostics, gate, model_config, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
@@ -30,11 +31,12 @@ from training.parallel import DataParallel
 from training.rankings import RankingExample, load_rankings, n_pairs, split_by_prompt, weighted_by_reliability, weights_line
 from rm.config import RewardConfig
 from rm.data import make_batches
-from rm.loss import kwise_loss, pairwise_accuracy
+from rm.loss import davidson_loss, initial_log_nu, kwise_loss, pairwise_accuracy, tie_probability
 from rm.model import new_reward_model, save_reward_model
 
 CALIBRATION_BUCKETS = 5
 LEARNING_CURVE_SHARES = (0.25, 0.5)  # of the training prompts, for the learning curve
+TIE_LEARNING_RATE = 0.1  # Davidson's log nu: one scalar, moved by AdamW at this rate (the network's is ~5e-5)
 
 
 class NotEnoughData(ValueError):
@@ -49,15 +51,33 @@ def check_enough(train, validation) -> None:
             f"comparisons on {prompts} prompt(s). Rank more items on the Annotate page, or lower the validation fraction.")
 
 
+def ranking_loss(rewards: torch.Tensor, batch, log_nu: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch's loss: K-wise Bradley-Terry, or with a tie parameter Davidson's (ties teach too)."""
+    if log_nu is None:
+        return kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair, batch.ranking_weight)
+    return davidson_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair, batch.tied_a, batch.tied_b,
+                         batch.ranking_of_tie, log_nu, batch.ranking_weight)
+
+
+def tie_share(examples) -> float:
+    """Tied pairs among all the pairs the rankings imply."""
+    tied = sum(len(tied_pairs(e.groups)) for e in examples)
+    return tied / max(1, tied + n_pairs(examples))
+
+
 @torch.no_grad()
-def evaluate(model, batches, device, bf16: bool) -> dict:
-    """Validation loss, pairwise accuracy, reward distribution and a calibration table."""
+def evaluate(model, batches, device, bf16: bool, log_nu: torch.Tensor | None = None) -> dict:
+    """Validation loss, pairwise accuracy, reward distribution and a calibration table; with a tie parameter, how often
+    the held-out pairs tie against how often the model says they would (Davidson's P(tie), on tied and strict pairs)."""
     model.eval()
-    losses, rewards_all, diffs, rankings, offset = [], [], [], [], 0
+    losses, rewards_all, diffs, rankings, offset, tie_odds = [], [], [], [], 0, {"tied": [], "strict": []}
     for batch in batches:
         batch = batch.to(device)
         with autocast(device, bf16):
             rewards = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        if log_nu is not None:
+            tie_odds["tied"].append(tie_probability(rewards[batch.tied_a] - rewards[batch.tied_b], log_nu).float())
+            tie_odds["strict"].append(tie_probability(rewards[batch.better] - rewards[batch.worse], log_nu).float())
         if batch.n_pairs:
             losses.append((kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair).item(), batch.n_pairs))
             diffs.append(rewards[batch.better] - rewards[batch.worse])
@@ -77,7 +97,18 @@ def evaluate(model, batches, device, bf16: bool) -> dict:
         "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
         "reward/quantiles": torch.quantile(rewards, torch.linspace(0, 1, 11)).tolist(),
         "calibration": calibration_table(diff),
+        **(tie_figures(tie_odds) if log_nu is not None else {}),
     }
+
+
+def tie_figures(tie_odds: dict[str, list[torch.Tensor]]) -> dict:
+    """Held-out ties: the share of pairs tied, the mean predicted P(tie) over all pairs (calibrated: the two agree),
+    and the mean P(tie) on the tied and on the strict pairs (it should be higher on the tied ones)."""
+    tied, strict = (torch.cat(tie_odds[k]).cpu() if tie_odds[k] else torch.zeros(0) for k in ("tied", "strict"))
+    every = torch.cat([tied, strict])
+    mean = lambda t: t.mean().item() if len(t) else None  # noqa: E731
+    return {"val/tie_share": len(tied) / max(1, len(every)), "val/tie_predicted": mean(every),
+            "val/tie_probability_on_ties": mean(tied), "val/tie_probability_on_strict": mean(strict)}
 
 
 def ranking_bootstrap_interval(correct: torch.Tensor, ranking: torch.Tensor, resamples: int = 1000, seed: int = 0) -> list[float]:
@@ -115,7 +146,8 @@ def train_reward_model(examples, config: RewardConfig, on_step=lambda step, tota
                        progress=lambda done, total, text: None):
     """Split by prompt, check there is enough, fit (and with `config.learning_curve`, fit on a quarter and a half of
     the training prompts too). Returns (model, tokenizer, metrics, {"train": ids, "validation": ids})."""
-    examples = [e for e in examples if len(e.groups) > 1]  # an all-tied ranking implies no pair
+    # an all-tied ranking implies no strict pair: it teaches only with Davidson's ties
+    examples = [e for e in examples if len(e.groups) > 1 or (config.ties == "davidson" and tied_pairs(e.groups))]
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed)
     check_enough(train, validation)
     model, tokenizer, metrics = fit(train, validation, config, on_step, parallel)
@@ -160,7 +192,13 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
     epoch_batches = [parallel.shard(make_batches(train, tokenizer, model.kind, config.max_length, config.batch_size, shuffle=True,
                                                  seed=config.seed + e)) for e in range(config.epochs)]
     total = sum(len(b) for b in epoch_batches)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = [{"params": list(model.parameters())}]
+    log_nu = None
+    if config.ties == "davidson":  # Davidson's tie rate, one scalar, learnt faster than the network's weights
+        log_nu = torch.nn.Parameter(torch.tensor(initial_log_nu(tie_share(train)), device=device))
+        groups.append({"params": [log_nu], "lr": TIE_LEARNING_RATE, "weight_decay": 0.0})
+        parallel.params.append(log_nu)  # averaged over the processes like the model's gradients
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = warmup_then_decay(optimizer, total, int(total * config.warmup_ratio))
     step, started, tokens, pairs_seen, eval_seconds = 0, time.perf_counter(), 0, 0, 0.0
     for epoch, batches in enumerate(epoch_batches):
@@ -168,7 +206,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             batch = batch.to(device)
             with autocast(device, bf16):
                 rewards = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)  # [N]
-            loss = kwise_loss(rewards, batch.better, batch.worse, batch.ranking_of_pair, batch.ranking_weight)
+            loss = ranking_loss(rewards, batch, log_nu)
             parallel.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -180,16 +218,17 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             elapsed = time.perf_counter() - started - eval_seconds
             metrics = {"train/epoch": epoch, "train/loss": loss.item(), "train/lr": schedule.get_last_lr()[0],
                        "train/accuracy": pairwise_accuracy(rewards.detach(), batch.better, batch.worse),
-                       "speed/pairs_per_s": pairs_seen / elapsed, "speed/tokens_per_s": tokens / elapsed}
+                       "speed/pairs_per_s": pairs_seen / elapsed, "speed/tokens_per_s": tokens / elapsed,
+                       **({"train/tie_nu": log_nu.exp().item()} if log_nu is not None else {})}
             if step == total or step % max(1, total // (4 * config.epochs)) == 0:
                 eval_started = time.perf_counter()
-                evaluation = evaluate(model, val_batches, device, bf16)
+                evaluation = evaluate(model, val_batches, device, bf16, log_nu)
                 metrics.update({k: v for k, v in evaluation.items() if k.startswith("val/") and isinstance(v, (int, float))})
                 eval_seconds += time.perf_counter() - eval_started
             report(step, total, metrics)
     seconds = time.perf_counter() - started - eval_seconds  # training only: the periodic validation is not counted
-    final = evaluate(model, val_batches, device, bf16)
-    final.update({"train/rankings": len(train), "train/pairs": n_pairs(train), "val/rankings": len(validation),
+    final = evaluate(model, val_batches, device, bf16, log_nu)
+    final.update({**({"tie_nu": log_nu.exp().item()} if log_nu is not None else {}), "train/rankings": len(train), "train/pairs": n_pairs(train), "val/rankings": len(validation),
                   "train/seconds": seconds, "train/pairs_per_s": pairs_seen / seconds,
                   "train/tokens_per_s": tokens / seconds, "steps": step})
     return model, tokenizer, final

@@ -108,6 +108,38 @@ def scripted_db(db, n_prompts=30):
     return ids
 
 
+def test_a_davidson_tie_pulls_the_two_rewards_together_and_nu_learns_the_tie_rate():
+    from rm.loss import davidson_loss
+
+    rewards = torch.tensor([1.0, -1.0], requires_grad=True)
+    none = torch.zeros(0, dtype=torch.long)
+    log_nu = torch.tensor(0.0, requires_grad=True)
+    davidson_loss(rewards, none, none, none, torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), log_nu).backward()
+    assert rewards.grad[0] > 0 > rewards.grad[1]  # descent lowers the higher reward and raises the lower one
+    assert log_nu.grad < 0  # a tie at this gap is likelier with a larger nu
+    strict_nu = torch.tensor(0.0, requires_grad=True)
+    davidson_loss(torch.tensor([3.0, -3.0]), torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), none, none, none,
+                  strict_nu).backward()
+    assert strict_nu.grad > 0  # a clear preference is likelier with fewer ties
+
+
+@pytest.mark.slow
+def test_with_davidson_ties_the_reward_model_learns_the_order_and_which_pairs_tie(tiny_encoder):
+    """Good and great answers tie, as do bad and poor ones (a third of the pairs): the order is learnt as without
+    ties, and the learnt tie probability is higher on the tied held-out pairs than on the strict ones, its mean near
+    the share of ties."""
+    examples = [RankingExample(i, f"question number {i}", ["good answer", "bad answer", "great answer", "poor answer"],
+                               [[0, 2], [1, 3]]) for i in range(40)]
+    train, validation = split_by_prompt(examples, 0.25, seed=0)
+    config = RewardConfig(backbone=tiny_encoder, epochs=6, learning_rate=3e-3, bf16=False, ties="davidson")
+    _, _, metrics = fit(train, validation, config)
+    assert metrics["val/accuracy"] > 0.9
+    assert metrics["val/tie_share"] == pytest.approx(1 / 3)
+    assert metrics["val/tie_probability_on_ties"] > metrics["val/tie_probability_on_strict"] + 0.3
+    assert abs(metrics["val/tie_predicted"] - 1 / 3) < 0.15
+    assert metrics["tie_nu"] > 1.5  # learnt up from nu = 1, where equal rewards tie a third of the time
+
+
 def test_weighted_by_reliability_a_contrary_annotators_rankings_count_for_nothing(db, db_path, tiny_encoder):
     """Three annotators prefer good and great answers, a fourth ranks every item the other way round: with
     --weighting reliability the fourth's rankings weigh 0 in the batches' loss, and the job says so."""

@@ -42,6 +42,8 @@ def train_form(db) -> None:
         name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
         weighted = st.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
                     "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
+        ties = st.checkbox("Learn from ties (Davidson)", help="a tie (A = B) pulls the two rewards together and the model "
+                           "learns how often people tie; off: ties give no pair (Bradley-Terry, as TRL)")
         curve = st.checkbox("Learning curve", help="also trains on a quarter and a half of the training prompts (about 75% "
                                                    "more time), to show whether accuracy still rises with more rankings")
         activate = activate_checkbox(st)
@@ -54,7 +56,8 @@ def train_form(db) -> None:
                                             batch_size=int(batch_size), max_length=int(max_length),
                                             validation_fraction=float(validation_fraction), seed=int(seed),
                                             prompt_sets=list(prompt_sets), annotators=list(annotators), name=name.strip(),
-                                            weighting="reliability" if weighted else "none", learning_curve=curve,
+                                            weighting="reliability" if weighted else "none",
+                                            ties="davidson" if ties else "ignore", learning_curve=curve,
                                             activate=activate),
                    "Reward-model training")
 
@@ -70,6 +73,8 @@ def models_list(db) -> None:
         "validation accuracy": v["metrics"].get("val/accuracy"),
         "length-only rule": v["metrics"].get("val/length_rule_accuracy"), "validation loss": v["metrics"].get("val/loss"),
         "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
+        "ties": v["config"].get("ties", "ignore"), "held-out tie share": v["metrics"].get("val/tie_share"),
+        "predicted tie share": v["metrics"].get("val/tie_predicted"),
         "created": v["created_at"][:19]} for v in models]), hide_index=True)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
