@@ -144,6 +144,9 @@ class DPOConfig:
         "help": "none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
                 "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
                 "with few observations: data/reliability.py)"})
+    ties: str = field(default="ignore", metadata={
+        "help": "ignore: a tie gives no pair; equal: a tied pair is a preference of probability 1/2, pulling the two "
+                "completions' log-ratios together (DPO with a soft label of 1/2; IPO's target 0)"})
     margin_weight: bool = field(default=False, metadata={
         "help": "weight each pair by its rank gap (D > C > A: D>A counts twice as much as D>C)"})
     epochs: int = field(default=1, metadata={"help": "passes over the training rankings"})
@@ -168,6 +171,8 @@ class DPOConfig:
         self.prompt_sets = name_list(self.prompt_sets)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        if self.ties not in ("ignore", "equal"):
+            raise ValueError(f"ties must be ignore or equal, got {self.ties!r}")
         if self.loss not in ("sigmoid", "ipo"):
             raise ValueError(f"loss must be sigmoid or ipo, got {self.loss!r}")
         if self.beta <= 0:

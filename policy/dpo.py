@@ -27,14 +27,14 @@ import math
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
 from data import conversation, versions
 from data.jobs import job_main
-from data.rankings import Pair, ranking_to_pairs
+from data.rankings import Pair, ranking_to_pairs, tied_pairs
 from policy.config import DPOConfig
 from policy.evaluation import PolicyEvaluator
 from policy.models import load_generator, save_generator_version, with_lora_adapter
@@ -53,6 +53,7 @@ class EncodedRanking:
     pairs: list[Pair]  # (chosen, rejected, rank gap), positions into the K completions
     n_tokens: int  # real tokens: the prompt once plus every completion
     weight: float = 1.0  # the ranking's weight in a step's loss (its annotator's reliability with --weighting)
+    ties: list[tuple[int, int]] = field(default_factory=list)  # the pairs it ties, positions into the K completions
 
 
 def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> EncodedRanking | None:
@@ -74,7 +75,8 @@ def encode_ranking(tokenizer, example: RankingExample, max_length: int) -> Encod
         completion_mask[r, :len(ids) - P] = True
     rollout = Rollout(sequences, attention, completion_mask, P, K, torch.ones(K, dtype=torch.bool), [example.prompt] * K,
                       example.completions)
-    return EncodedRanking(rollout, ranking_to_pairs(example.groups), P + int(completion_mask.sum()), example.weight)
+    return EncodedRanking(rollout, ranking_to_pairs(example.groups), P + int(completion_mask.sum()), example.weight,
+                          tied_pairs(example.groups))
 
 
 def sequence_logprobs(model, ranking: EncodedRanking) -> torch.Tensor:
@@ -85,20 +87,32 @@ def sequence_logprobs(model, ranking: EncodedRanking) -> torch.Tensor:
 
 
 def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, pairs: list[Pair], beta: float,
-                    loss: str = "sigmoid", margin_weight: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ranking's loss (mean over its pairs) and each pair's log-ratio margin h. logps [K] -> (scalar, [P])
+                    loss: str = "sigmoid", margin_weight: bool = False,
+                    ties: list[tuple[int, int]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ranking's loss (mean over its pairs) and each strict pair's log-ratio margin h. logps [K] -> (scalar, [P])
+    Tied pairs (`ties`, with --ties equal) count as a preference of probability 1/2, whose loss is least at h = 0:
+    sigmoid: -(log sigma(beta h) + log sigma(-beta h)) / 2 (DPO with a soft label of 1/2); ipo: h^2 (IPO's target
+    for a probability of 1/2). Each tied pair weighs 1 (with --margin-weight, as a rank gap of 1).
 
     >>> loss, h = preference_loss(torch.tensor([-1.0, -3.0]), torch.tensor([-2.0, -2.0]), [Pair(0, 1, 1)], beta=0.5)
     >>> h.tolist(), round(loss.item(), 4)  # h = (-1 + 2) - (-3 + 2) = 2; -log sigma(0.5 * 2)
     ([2.0], 0.3133)
+    >>> tie, _ = preference_loss(torch.tensor([-1.0, -3.0]), torch.tensor([-2.0, -2.0]), [], beta=0.5, ties=[(0, 1)])
+    >>> round(tie.item(), 4)  # -(log sigma(1) + log sigma(-1)) / 2
+    0.8133
     """
     device = policy_logps.device
-    chosen = torch.tensor([p.chosen for p in pairs], device=device)  # [P]
-    rejected = torch.tensor([p.rejected for p in pairs], device=device)  # [P]
+    chosen = torch.tensor([p.chosen for p in pairs], device=device, dtype=torch.long)  # [P]
+    rejected = torch.tensor([p.rejected for p in pairs], device=device, dtype=torch.long)  # [P]
     log_ratio = policy_logps - reference_logps  # [K] log pi/ref of each completion
     h = log_ratio[chosen] - log_ratio[rejected]  # [P]
     losses = -F.logsigmoid(beta * h) if loss == "sigmoid" else (h - 1 / (2 * beta)) ** 2  # [P]
     weights = torch.tensor([float(p.margin) if margin_weight else 1.0 for p in pairs], device=device)  # [P]
+    if ties:
+        a, b = (torch.tensor(side, device=device, dtype=torch.long) for side in zip(*ties))  # [Q], [Q]
+        h_tie = log_ratio[a] - log_ratio[b]  # [Q]
+        tied = -(F.logsigmoid(beta * h_tie) + F.logsigmoid(-beta * h_tie)) / 2 if loss == "sigmoid" else h_tie ** 2  # [Q]
+        losses, weights = torch.cat([losses, tied]), torch.cat([weights, torch.ones_like(tied)])
     return (weights * losses).sum() / weights.sum(), h
 
 
@@ -136,7 +150,8 @@ class PreferenceTrainer:
             reference = self.reference_logprobs(ranking)  # [K]
             with self.autocast():
                 policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
-            loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight)
+            ties = ranking.ties if c.ties == "equal" else ()
+            loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight, ties)
             (loss * ranking.weight / total_weight).backward()
             losses.append(loss.item())
             margins.append(h.detach())
@@ -179,9 +194,11 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
     """Train on rankings in memory; returns (trainer, metrics)."""
     torch.manual_seed(config.seed)
     device = model.device
-    encode = lambda examples: [EncodedRanking(r.sequences.to(device), r.pairs, r.n_tokens)  # noqa: E731
-                               for r in (encode_ranking(tokenizer, e, config.max_length) for e in examples) if r is not None and r.pairs]
-    train_rankings, val_rankings = encode(train), encode(validation)
+    teaches = lambda r: r.pairs or (config.ties == "equal" and r.ties)  # noqa: E731
+    encode = lambda examples: [replace(r, sequences=r.sequences.to(device))  # noqa: E731
+                               for r in (encode_ranking(tokenizer, e, config.max_length) for e in examples)
+                               if r is not None and teaches(r)]
+    train_rankings, val_rankings = encode(train), [r for r in encode(validation) if r.pairs]
     if not train_rankings:
         raise ValueError("no training ranking has a strict preference (ties only, or prompts longer than max_length)")
     steps_per_epoch = math.ceil(len(train_rankings) / config.rankings_per_step)
@@ -225,7 +242,8 @@ def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[
 def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
-    examples = [e for e in load_rankings(db, config.prompt_sets or None) if ranking_to_pairs(e.groups)]
+    examples = [e for e in load_rankings(db, config.prompt_sets or None)
+                if ranking_to_pairs(e.groups) or (config.ties == "equal" and tied_pairs(e.groups))]
     if config.weighting == "reliability":
         examples = weighted_by_reliability(db, examples)
         job.log(weights_line(examples))

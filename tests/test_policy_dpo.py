@@ -156,3 +156,32 @@ def test_a_ranking_of_weight_zero_changes_nothing_and_weights_average_the_step(t
     for with_zero, alone in zip(*updated):
         torch.testing.assert_close(with_zero, alone)
     assert any(not torch.equal(a, b) for a, b in zip(updated[0], load_generator(tiny_generator)[0].parameters()))
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo"])
+def test_a_tied_pair_pulls_the_two_log_ratios_together(loss):
+    policy = torch.tensor([-1.0, -3.0], requires_grad=True)  # h = 2 against a flat reference
+    tie, _ = preference_loss(policy, torch.tensor([-2.0, -2.0]), [], beta=0.5, loss=loss, ties=[(0, 1)])
+    tie.backward()
+    assert policy.grad[0] > 0 > policy.grad[1]  # descent lowers the higher one and raises the lower one
+    at_equal, _ = preference_loss(torch.tensor([-2.0, -2.0]), torch.tensor([-2.0, -2.0]), [], beta=0.5, loss=loss, ties=[(0, 1)])
+    assert at_equal.item() < tie.item()  # least where the log-ratios are equal
+
+
+def test_fit_keeps_each_rankings_weight_and_learns_from_ties_only_when_asked(tiny_generator):
+    strict = RankingExample(1, "why is the sky blue", ["light scatters in the air", "no"], [[0], [1]])
+    ignored = RankingExample(2, "write a short poem", ["no", "rain on the hill, a bird"], [[0], [1]], weight=0.0)
+    held = [RankingExample(3, "what is rain", ["water from clouds", "no"], [[0], [1]])]
+    updated = []
+    for train in ([strict, ignored], [strict]):
+        model, tokenizer = load_generator(tiny_generator)
+        trainer, _ = fit(model, tokenizer, train, held, config(epochs=1))
+        updated.append([p.detach().clone() for p in trainer.policy.parameters()])
+    for with_zero, alone in zip(*updated):
+        torch.testing.assert_close(with_zero, alone)  # the weight survived encoding in fit
+    only_ties = [RankingExample(4, "yes or no", ["yes", "no"], [[0, 1]])]
+    model, tokenizer = load_generator(tiny_generator)
+    with pytest.raises(ValueError, match="strict preference"):
+        fit(model, tokenizer, only_ties, held, config(epochs=1))
+    trainer, metrics = fit(model, tokenizer, only_ties, held, config(epochs=1, ties="equal"))
+    assert metrics["steps"] == 1

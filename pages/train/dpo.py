@@ -37,12 +37,14 @@ def train_form(db) -> None:
                                        help="D > C > A: D>A counts twice as much as D>C")
         weighted = left.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
                     "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
-        activate = activate_checkbox(right)
+        ties = right.checkbox("Learn from ties", help="a tie (A = B) counts as a preference of probability 1/2, pulling "
+                              "the two answers' log-ratios together; off: ties give no pair")
+        activate = activate_checkbox(st)
         if st.form_submit_button("Start preference optimisation", type="primary"):
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
-                                    weighting="reliability" if weighted else "none",
+                                    weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
                                     name=name.strip(), activate=activate), "Preference optimisation")
 
 
