@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from data import (accounts, builtin, export, formats, importing, items, jobs, leaderboard, prompt_sets, quality, review,
-                  store, uncertainty, versions)
+                  spot_checks, store, uncertainty, versions)
 from data.store import open_db, resolve_db_path
 
 
@@ -193,7 +193,7 @@ def _versions(db, args):
                 for kind in kinds for v in versions.list_versions(db, kind)]
     version_id = _number(args.version, "version id")
     if args.action == "activate":
-        versions.set_active(db, version_id, by="command line")
+        spot_checks.activate(db, version_id, by="command line")  # refused while people disagree with its reward model
         return {"active": versions.get_version(db, version_id)["name"], "scoring_job": uncertainty.score_in_background(db)
                 if versions.get_version(db, version_id)["kind"] == "reward" else None}
     name = versions.get_version(db, version_id)["name"]

@@ -3,6 +3,7 @@
 A ranking is a list of groups of completion positions, best first (ties share a group).
 """
 
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.rankings import ranking_to_pairs
+
+Z95 = 1.96
 
 
 def ranks(groups: list[list[int]], k: int) -> list[int]:
@@ -119,3 +122,19 @@ def bradley_terry_with_intervals(rankings: list[list[list[int]]], k: int, resamp
     fits = _bradley_terry_mm(np.einsum("sr,rij->sij", distinct, wins))[which.ravel()]  # [S+1, K]
     low, high = np.percentile(fits[1:], [2.5, 97.5], axis=0)
     return [{"position": p, "strength": float(fits[0, p]), "low": float(low[p]), "high": float(high[p])} for p in range(k)]
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (ties counted as half a success).
+
+    >>> [round(x, 3) for x in wilson_interval(4, 4)]
+    [0.51, 1.0]
+    >>> [round(x, 3) for x in wilson_interval(24, 32)]
+    [0.579, 0.867]
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 from data import audit
 from data.accounts import User, require_admin
-from data.store import now, write_transaction
+from data.store import write_transaction
 
 STATUSES = ("active", "paused", "archived")
 BUILTIN_SET = "builtin"

@@ -87,6 +87,9 @@ class PolicyConfig:
     value_clip_range: float = field(default=0.2, metadata={"help": "ppo: clip of the value update"})
     value_coef: float = field(default=0.1, metadata={"help": "ppo: weight of the value loss"})
     gae_lambda: float = field(default=0.95, metadata={"help": "ppo: GAE lambda (gamma is 1)"})
+    spot_check: int = field(default=8, metadata={
+        "help": "held-out pairs the reward model prefers the new answer on most, put in the annotation queue for people "
+                "to rank (data/spot_checks.py); the version is not made active while they disagree with it; 0: none"})
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
@@ -160,6 +163,9 @@ class DPOConfig:
         "help": "samples per held-out prompt for the KL to the reference (and the reward model's win rate when one is "
                 "active); 0: skip"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion in that evaluation"})
+    spot_check: int = field(default=8, metadata={
+        "help": "held-out pairs the reward model prefers the new answer on most, put in the annotation queue for people "
+                "to rank (data/spot_checks.py); the version is not made active while they disagree with it; 0: none"})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})

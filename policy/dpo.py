@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from data import conversation, versions
+from data import conversation, spot_checks, versions
 from data.jobs import job_main
 from data.rankings import Pair, ranking_to_pairs, tied_pairs
 from policy.config import DPOConfig
@@ -285,9 +285,14 @@ def run_job(db, config: DPOConfig, job) -> dict:
     job.phase("saving")
     trained = trainer.policy.merge_and_unload() if full_weights and config.lora else trainer.policy
     name = config.name or versions.default_version_name("dpo")
-    activate, activation = gate.decide(config.activate, gate.generator_gate(metrics))
+    pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
+    activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate)
     job.log(f"saved {name}; {activation}")
+    if pairs:
+        queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, pairs)
+        job.log(f"spot check: the reward model's {queued['pairs']} favourite held-out pairs queued for people to rank, "
+                f"in the prompt set {queued['set']}")
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), **{k: round(v, 4) for k, v in metrics.items()
                                                     if k.startswith("val/") and isinstance(v, float)}}
 

@@ -31,7 +31,7 @@ from dataclasses import replace
 
 import torch
 
-from data import conversation, items, versions
+from data import conversation, items, spot_checks, versions
 from data.jobs import job_main
 from policy.config import PolicyConfig
 from policy.evaluation import PolicyEvaluator
@@ -399,9 +399,14 @@ def run_job(db, config: PolicyConfig, job) -> dict:
     if full_weights and config.lora:
         trained = trained.merge_and_unload()
 
-    activate, activation = gate.decide(config.activate, gate.generator_gate(metrics))
+    pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
+    activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
     job.log(activation)
+    if pairs:
+        queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, pairs)
+        job.log(f"spot check: the reward model's {queued['pairs']} favourite held-out pairs queued for people to rank, "
+                f"in the prompt set {queued['set']}")
     job.log(f"saved {name}: reward {metrics.get('val/reward_before', float('nan')):.3f} -> {metrics.get('val/reward_after', float('nan')):.3f}, "
             f"win rate {metrics.get('val/win_rate', float('nan')):.2f} ({diagnostics.similar_length_text(metrics)}), "
             f"KL {metrics.get('val/kl', float('nan')):.3f}, capped {metrics.get('val/capped_before', float('nan')):.0%} -> "

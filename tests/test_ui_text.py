@@ -1,6 +1,7 @@
 """Untrusted text shown as inert HTML: nothing remote, no link, no raw HTML, no imitation, no word hidden, whatever the
 input. The browser's own view of the same inputs is checked in tests/test_browser.py."""
 
+import html
 import random
 import re
 
@@ -93,3 +94,13 @@ def test_an_inline_value_is_one_escaped_line_with_addresses_as_code(value):
     outside_code = re.sub(r"<code>.*?</code>", " ", html)
     assert "\n" not in inline(value) and not re.search(r"<a\b|<img|<table|<em|<strong", html), html
     assert not re.search(r"(?i)@|://|www\.", outside_code), html
+
+
+@pytest.mark.parametrize("text", ["'123*123' or '2*3*123'", "12*7 = 84 and 3*4*5 = 60", "call __init__ then __del__",
+                                  "a*b*c and x_y_z", "2 * 3 * 4 is 24"])
+def test_maths_and_code_in_prose_keep_every_asterisk_and_underscore(text):
+    """The Chromium walk: a built-in answer '123*123' or '2*3*123' was shown as '123123' or '23*123' in italics."""
+    shown = untrusted_html(text)
+    assert "<em>" not in shown and "<strong>" not in shown
+    visible = html.unescape(re.sub(r"<[^>]*>", "", shown))
+    assert visible.count("*") == text.count("*") and visible.count("_") == text.count("_")

@@ -7,27 +7,10 @@ bound must beat both a coin and the length-only rule on the same pairs. SFT: the
 Each gate returns (passes, why), and the job says why in its log and result.
 """
 
-import math
+from data.agreement import wilson_interval  # the screens import it from here too
 
 MIN_PAIRS = 30
 MIN_HELD_OUT_RANKINGS = 5
-Z95 = 1.96
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (ties counted as half a success).
-
-    >>> [round(x, 3) for x in wilson_interval(4, 4)]
-    [0.51, 1.0]
-    >>> [round(x, 3) for x in wilson_interval(24, 32)]
-    [0.579, 0.867]
-    """
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def generator_gate(metrics: dict) -> tuple[bool, str]:

@@ -42,6 +42,8 @@ def untrusted_html(text: str) -> str:
     '<div class="untrusted"><p>[image] <code>http://host/beacon.gif</code> <strong>hi</strong></p>\\n</div>'
     >>> untrusted_html("[log in again](http://evil.example/login) <b>x</b>")
     '<div class="untrusted"><p>log in again (<code>http://evil.example/login</code>) &lt;b&gt;x&lt;/b&gt;</p>\\n</div>'
+    >>> untrusted_html("12*7 = 84 and 3*4*5 = 60, __init__, *kept* and **bold**")  # no character lost to emphasis
+    '<div class="untrusted"><p>12*7 = 84 and 3*4*5 = 60, __init__, <em>kept</em> and <strong>bold</strong></p>\\n</div>'
     >>> untrusted_html("ok\\n\\n" + ">" * 25 + " hidden")  # deeper than the parser follows: all of it as text
     '<div class="untrusted plain">ok\\n\\n&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt;&gt; hidden</div>'
     """
@@ -49,7 +51,7 @@ def untrusted_html(text: str) -> str:
     tokens = []
     for token in PARSER.parse(text):
         if token.type == "inline" and token.children:
-            token.children = _defused(token.children)
+            token.children = _literal_asterisks_and_underscores(_defused(token.children))
         if token.type == "fence" and token.info.strip():  # the language line is shown: nothing hides there
             tokens += _paragraph(_token("code_inline", token.info.strip()))
         tokens.append(token)
@@ -90,6 +92,30 @@ def _defused(children: list[Token]) -> list[Token]:
         else:
             out.append(child)
     return out
+
+
+def _literal_asterisks_and_underscores(children: list[Token]) -> list[Token]:
+    """Emphasis kept only where it cannot be content: `_`/`__` emphasis (`__init__`) and `*` emphasis that opens or
+    closes inside a word (`12*7 = 84 and 3*4`) are turned back into the characters they were, so maths and code in
+    prose keep every `*` and `_` annotators need to judge them. `**bold**` and `*italic*` between words stay."""
+    pairs, stack = {}, []
+    for i, child in enumerate(children):
+        if child.type in ("em_open", "strong_open"):
+            stack.append(i)
+        elif child.type in ("em_close", "strong_close") and stack:
+            pairs[stack.pop()] = i
+    literal = set()
+    for start, end in pairs.items():
+        if "_" in children[start].markup or _inside_word(children, start) or _inside_word(children, end):
+            literal |= {start, end}
+    return [_token("text", child.markup) if i in literal else child for i, child in enumerate(children)]
+
+
+def _inside_word(children: list[Token], i: int) -> bool:
+    """Whether the delimiter token at i has a letter or digit right before and right after it."""
+    before = children[i - 1].content if i > 0 and children[i - 1].type == "text" else ""
+    after = children[i + 1].content if i + 1 < len(children) and children[i + 1].type == "text" else ""
+    return bool(before[-1:].isalnum() and after[:1].isalnum())
 
 
 def _paragraph(*children: Token) -> list[Token]:

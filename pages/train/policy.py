@@ -5,7 +5,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from data import items, versions
+from data import items, spot_checks, versions
 from policy.config import GenerationConfig, PolicyConfig
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
@@ -112,6 +112,9 @@ def compare_and_use(db) -> None:
         corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")
     for good, line in verdict(metrics):
         (st.success if good else st.warning)(line)
+    if check := spot_checks.verdict(db, version["id"]):
+        (st.error if check["gamed"] else st.info)(
+            f"Spot check by people: {check['sentence']}. The pairs wait in the prompt set {check['set']}, served first.")
     if metrics.get("examples"):
         st.caption("The biggest reward gains, for reading: same prompt, same seed, before and after")
         st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,

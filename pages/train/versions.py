@@ -4,7 +4,7 @@ one active (or roll back to an earlier one), delete one nothing uses; who change
 import pandas as pd
 import streamlit as st
 
-from data import uncertainty, versions
+from data import spot_checks, uncertainty, versions
 from training.gate import evaluation_summary, gate_for
 from ui.jobs import activation_confirmed, version_label
 from ui.session import flash, guarded, screen
@@ -26,7 +26,11 @@ def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
 
 @guarded("admin")
 def activate(db, user, version_id: int) -> None:
-    versions.set_active(db, version_id, actor=user)
+    try:
+        spot_checks.activate(db, version_id, actor=user)
+    except ValueError as error:  # people disagree with the reward model on its favourites (data/spot_checks.py)
+        flash("error", str(error))
+        return
     version = versions.get_version(db, version_id)
     message = f"{version['name']} is now the active {version['kind']}."
     if version["kind"] == "reward" and (job_id := uncertainty.score_in_background(db)):
@@ -59,7 +63,10 @@ def manage(db, kind: str) -> None:
     starting = not passes and why.startswith("not trained here")  # a starting model has nothing to be judged against
     (st.success if passes else st.info if starting else st.warning)(
         f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
-    confirmed = activation_confirmed(chosen, say_why=False)  # why is in the message above
+    check = spot_checks.verdict(db, chosen["id"]) if kind == "generator" else None
+    if check:
+        (st.error if check["gamed"] else st.info)(f"Spot check by people: {check['sentence']}.")
+    confirmed = activation_confirmed(chosen, say_why=False) and not (check and check["gamed"])  # why is said above
     buttons = right.columns(2)
     buttons[0].button("Make active", key=f"activate-{kind}", disabled=chosen["is_active"] or not confirmed, on_click=activate,
                       args=(chosen["id"],), help="also to roll back to an earlier version; below the gate, tick the box "

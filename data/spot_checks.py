@@ -1,0 +1,110 @@
+"""People check the reward model's favourites: after a policy update (or a DPO run judged by a reward model), the
+held-out pairs on which the reward model prefers the new generator's answer over the starting one's by the widest
+margin go into the annotation queue as ordinary items of two answers, in a set of their own ('spot-check-<version>',
+served before the other sets, RANKINGS_PER_PAIR rankings each). Annotators are not told which answer is which (the
+display order is shuffled per annotator, as for any item), and their rankings are ordinary rankings (a later reward
+model learns from them).
+
+The verdict is the share of those rankings that agree with the reward model (the new answer ranked above the old; a
+tie counts half), with its 95% interval. A policy that learnt to please the reward model rather than people shows
+here first: once MIN_RANKINGS are in and the share is below GAMED_BELOW, the version is not made active
+(`activate`, which the Models screen calls, refuses) and the screens say that the reward model is being gamed. While the rankings
+are still coming in, a job asked to activate its version leaves it to the admin (Train → Models).
+"""
+
+from sqlite_utils import Database
+
+from data import versions
+from data.accounts import User
+from data.agreement import wilson_interval
+from data.items import NewCompletion, add_item, add_prompt, ensure_prompt_set
+from data.prompt_sets import configure
+from data.store import write_transaction
+
+SET_PREFIX = "spot-check-"
+RANKINGS_PER_PAIR = 3
+MIN_RANKINGS = 6
+GAMED_BELOW = 0.5
+
+
+def set_name(version_name: str) -> str:
+    return SET_PREFIX + version_name
+
+
+def favourites(examples: list[dict], n: int) -> list[dict]:
+    """Up to `n` of an evaluation's examples (prompt, before, after and their rewards; the reward model's biggest gains
+    first) on which the reward model prefers the new answer.
+
+    >>> favourites([{"before": "a", "after": "b", "before_reward": 0, "after_reward": 1},
+    ...             {"before": "c", "after": "d", "before_reward": 1, "after_reward": 0}], 8)[0]["after"]
+    'b'
+    """
+    return [e for e in examples if e["after_reward"] > e["before_reward"] and e["after"] != e["before"]][:n]
+
+
+def held_for_people(activate: bool, activation: str, pairs: list[dict]) -> tuple[bool, str]:
+    """A job asked to make its version active leaves it to the admin while people have its favourites to check."""
+    if not activate or not pairs:
+        return activate, activation
+    return False, (f"{activation}; not made active yet: people first rank the reward model's {len(pairs)} favourite "
+                   f"pairs (make it active on Train → Models once they agree with it)")
+
+
+def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> dict:
+    """Put the reward model's favourite pairs (from `favourites`) into the queue. Returns {"set", "pairs"}."""
+    if not pairs:
+        return {"set": None, "pairs": 0}
+    name = set_name(version["name"])
+    with write_transaction(db):  # the whole set or none of it
+        top = db.execute("SELECT COALESCE(MAX(priority), 0) FROM prompt_sets").fetchone()[0]
+        ensure_prompt_set(db, name, rankings_wanted=RANKINGS_PER_PAIR)
+        configure(db, name, priority=min(100, top + 1), status="active")  # before the items: they take its priority
+        for example in pairs:
+            prompt_id, _ = add_prompt(db, name, example["prompt"])
+            add_item(db, prompt_id, [NewCompletion(example["after"], version["id"], version["name"]),
+                                     NewCompletion(example["before"], start["id"], start["name"])])
+    return {"set": name, "pairs": len(pairs)}
+
+
+def activate(db: Database, version_id: int, actor: User | None = None, by: str = "") -> None:
+    """Make a version active (data/versions.py:set_active), unless people disagree with the reward model on the
+    generator's favourite pairs: checked in the same transaction."""
+    with write_transaction(db):
+        version = versions.get_version(db, version_id)
+        if version["kind"] == "generator" and (check := verdict(db, version_id)) and check["gamed"]:
+            raise ValueError(f"{version['name']} is not made active: {check['sentence']}. Train the reward model on "
+                             "more rankings (the spot check's are among them) before the next policy update.")
+        versions.set_active(db, version_id, actor=actor, by=by)
+
+
+def verdict(db: Database, version_id: int) -> dict | None:
+    """What people said about the reward model's favourites of this version; None when none were queued."""
+    row = db.execute("""
+        SELECT v.name, COUNT(DISTINCT i.id) FROM model_versions v
+        JOIN prompts p ON p.prompt_set = ? || v.name JOIN items i ON i.prompt_id = p.id
+        WHERE v.id = ?""", [SET_PREFIX, version_id]).fetchone()
+    if not row or not row[1]:
+        return None
+    name, pairs = row
+    rankings, agree = db.execute("""
+        SELECT COUNT(*), TOTAL(CASE
+            WHEN EXISTS (SELECT 1 FROM comparisons c JOIN completions n ON n.id = c.chosen_id
+                         WHERE c.ranking_id = r.id AND n.generator_version_id = ?) THEN 1.0
+            WHEN EXISTS (SELECT 1 FROM comparisons c WHERE c.ranking_id = r.id) THEN 0.0
+            ELSE 0.5 END)
+        FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
+        WHERE p.prompt_set = ? AND r.skipped = 0""", [version_id, set_name(name)]).fetchone()
+    share = agree / rankings if rankings else None
+    low, high = wilson_interval(agree, rankings)
+    gamed = rankings >= MIN_RANKINGS and share < GAMED_BELOW
+    return {"set": set_name(name), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
+            "agreement": share, "low": low, "high": high, "gamed": gamed, "sentence": _sentence(rankings, share, low, high, gamed, pairs)}
+
+
+def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int) -> str:
+    if rankings < MIN_RANKINGS:
+        return (f"people's spot check: {rankings} of {pairs * RANKINGS_PER_PAIR} rankings of the reward model's "
+                f"favourite pairs so far (a verdict from {MIN_RANKINGS})")
+    said = (f"people agree with the reward model on {share:.0%} of {rankings} rankings of its favourite pairs "
+            f"(95% interval {low:.0%}-{high:.0%})")
+    return f"the reward model is being gamed: {said}" if gamed else said

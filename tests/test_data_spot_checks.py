@@ -1,0 +1,80 @@
+"""People spot-check the reward model's favourite pairs of a new generator: queued as ordinary items served first,
+judged by the share of rankings that agree with the reward model; a version people disagree on is not made active."""
+
+import pytest
+
+from data import annotation, items, prompt_sets, queue, spot_checks, versions
+
+EXAMPLES = [{"prompt": f"question {i}", "before": f"a plain answer {i}", "after": f"a rewarded answer {i}",
+             "before_reward": 0.0, "after_reward": 1.0} for i in range(3)]
+
+
+@pytest.fixture
+def queued(db, tmp_path):
+    items.ensure_prompt_set(db, "ordinary")
+    prompt_sets.configure(db, "ordinary", priority=5)
+    prompt_id, _ = items.add_prompt(db, "ordinary", "an ordinary question")
+    items.add_item(db, prompt_id, [items.NewCompletion("x"), items.NewCompletion("y")])
+    start = versions.register_version(db, "generator", "start", str(tmp_path / "start"))
+    new = versions.register_version(db, "generator", "policy-1", str(tmp_path / "new"), parent_id=start)
+    version, start_version = versions.get_version(db, new), versions.get_version(db, start)
+    pairs = spot_checks.favourites(EXAMPLES + [{**EXAMPLES[0], "after_reward": -1.0}], 8)
+    assert len(pairs) == 3  # the pair the reward model does not prefer the new answer on is left out
+    assert spot_checks.queue_pairs(db, version, start_version, pairs) == {"set": "spot-check-policy-1", "pairs": 3}
+    return new
+
+
+def rank_spot_checks(db, version_id: int, names: list[str], prefer_new: bool) -> None:
+    for name in names:
+        me = annotation.annotator_id(db, name)
+        while (item := queue.next_item(db, me)) and item.prompt_set == "spot-check-policy-1":
+            new = db.execute("SELECT position FROM completions WHERE item_id = ? AND generator_version_id = ?",
+                             [item.id, version_id]).fetchone()[0]
+            groups = [[new], [1 - new]] if prefer_new else [[1 - new], [new]]
+            annotation.submit_ranking(db, item.id, me, groups, annotation.display_order(item.id, me, 2))
+
+
+def test_the_favourites_are_served_first_three_times_each_with_both_versions_named(db, queued):
+    spot = prompt_sets.get_set(db, "spot-check-policy-1")
+    assert spot["priority"] == 6 and spot["rankings_wanted"] == 3 and spot["status"] == "active"
+    item = queue.next_item(db, annotation.annotator_id(db, "alice"))
+    assert item.prompt_set == "spot-check-policy-1"  # before the ordinary set of priority 5
+    made_by = db.execute("SELECT generator_version_id FROM completions WHERE item_id = ? ORDER BY position", [item.id])
+    assert [row[0] for row in made_by] == [queued, queued - 1]  # the new answer and the starting one
+
+
+def test_people_who_prefer_the_old_answers_stop_the_version_being_made_active(db, queued):
+    rank_spot_checks(db, queued, ["alice"], prefer_new=False)
+    early = spot_checks.verdict(db, queued)
+    assert early["rankings"] == 3 and not early["gamed"] and "a verdict from 6" in early["sentence"]
+    rank_spot_checks(db, queued, ["bob", "cy"], prefer_new=False)
+    verdict = spot_checks.verdict(db, queued)
+    assert verdict["rankings"] == 9 and verdict["agreement"] == 0.0 and verdict["gamed"]
+    assert verdict["sentence"].startswith("the reward model is being gamed")
+    with pytest.raises(ValueError, match="not made active: the reward model is being gamed"):
+        spot_checks.activate(db, queued)
+    assert not versions.get_version(db, queued)["is_active"]
+
+
+def test_people_who_agree_with_the_reward_model_let_it_be_made_active(db, queued):
+    rank_spot_checks(db, queued, ["alice", "bob"], prefer_new=True)
+    verdict = spot_checks.verdict(db, queued)
+    assert verdict["agreement"] == 1.0 and not verdict["gamed"] and verdict["low"] > 0.5
+    spot_checks.activate(db, queued, by="test")
+    assert versions.get_version(db, queued)["is_active"]
+
+
+def test_a_tie_counts_half_and_a_version_without_spot_checks_has_no_verdict(db, queued):
+    for name in ("alice", "bob"):
+        me = annotation.annotator_id(db, name)
+        while (item := queue.next_item(db, me)) and item.prompt_set == "spot-check-policy-1":
+            annotation.submit_ranking(db, item.id, me, [[0, 1]], annotation.display_order(item.id, me, 2))
+    assert spot_checks.verdict(db, queued)["agreement"] == 0.5
+    assert spot_checks.verdict(db, queued - 1) is None
+
+
+def test_a_job_asked_to_activate_waits_for_people_while_pairs_are_queued():
+    assert spot_checks.held_for_people(True, "passes", EXAMPLES)[0] is False
+    assert "people first rank" in spot_checks.held_for_people(True, "passes", EXAMPLES)[1]
+    assert spot_checks.held_for_people(True, "passes", []) == (True, "passes")
+    assert spot_checks.held_for_people(False, "below the gate", EXAMPLES) == (False, "below the gate")
