@@ -5,6 +5,8 @@ pages/ itself: logged out, the log-in screen is the only page, under every scree
 annotator gets Annotate; an admin gets one screen per task, and only the open screen computes anything.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from data.store import StoreBusy
@@ -12,7 +14,7 @@ from ui.navigation import logged_out_navigation, navigation
 from ui.session import log_out, session_db, signed_in, sync_cookie
 from ui.widgets import UNTRUSTED_STYLE
 
-st.set_page_config(page_title="RLHF loop", page_icon=":material/reorder:", layout="wide")
+st.set_page_config(page_title="RLHF loop", page_icon=str(Path(__file__).parent / "ui" / "icon.png"), layout="wide")
 st.html(UNTRUSTED_STYLE)
 try:
     db = session_db()

@@ -119,6 +119,7 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
 def take_back_last(db, user) -> None:
     try:
         undo.undo_last(db, user.id)
+        st.session_state.pop(LEFT, None)  # the taken-back item is open again: recount what is left
         flash("info", "Taken back: your last answer is deleted and its item is your current one again.")
     except ValueError as error:
         flash("error", str(error))
@@ -289,7 +290,10 @@ def completion_card(item, shown: int, position: int) -> None:
         st.markdown(f":violet-badge[Completion **{letter}**]")  # our own Markdown: the text below is HTML
         st.caption(f"{word_count(text)} words" + (f" · :orange[cut at {completion.n_tokens or 'the'} token cap: it may be "
                                                    "unfinished]" if completion.cut else ""))
-        untrusted(head) if text.strip() else st.markdown(EMPTY_ANSWER)
+        if text.strip():  # a statement, not an expression: Streamlit's magic would show its None
+            untrusted(head)
+        else:
+            st.markdown(EMPTY_ANSWER)
         if tail:
             with st.expander(f"Read the rest: {word_count(tail)} more words"):
                 untrusted(tail)
