@@ -5,9 +5,12 @@ from dataclasses import dataclass, field
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
 from data.names import name_list
-from rm.config import WEIGHTINGS
+from rm.config import WEIGHTING_HELP, WEIGHTINGS
 
 ALGORITHMS = ("rloo", "reinforce", "ppo", "grpo", "dr_grpo")  # the policy update's (policy/train.py)
+SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on most, put in the annotation queue for "
+                   "people to rank (data/spot_checks.py); the version is not made active while they disagree with it; "
+                   "0: none")
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
@@ -87,9 +90,7 @@ class PolicyConfig:
     value_clip_range: float = field(default=0.2, metadata={"help": "ppo: clip of the value update"})
     value_coef: float = field(default=0.1, metadata={"help": "ppo: weight of the value loss"})
     gae_lambda: float = field(default=0.95, metadata={"help": "ppo: GAE lambda (gamma is 1)"})
-    spot_check: int = field(default=8, metadata={
-        "help": "held-out pairs the reward model prefers the new answer on most, put in the annotation queue for people "
-                "to rank (data/spot_checks.py); the version is not made active while they disagree with it; 0: none"})
+    spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
@@ -143,10 +144,7 @@ class DPOConfig:
     loss: str = field(default="sigmoid", metadata={
         "help": "sigmoid: DPO's -log sigma(beta * (chosen - rejected log-ratio)); ipo: IPO's squared distance to 1/(2 beta)"})
     beta: float = field(default=0.1, metadata={"help": "beta: how far from the reference the preference may pull (DPO's temperature)"})
-    weighting: str = field(default="none", metadata={
-        "help": "none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
-                "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
-                "with few observations: data/reliability.py)"})
+    weighting: str = field(default="none", metadata={"help": WEIGHTING_HELP})
     ties: str = field(default="ignore", metadata={
         "help": "ignore: a tie gives no pair; equal: a tied pair is a preference of probability 1/2, pulling the two "
                 "completions' log-ratios together (DPO with a soft label of 1/2; IPO's target 0)"})
@@ -163,9 +161,7 @@ class DPOConfig:
         "help": "samples per held-out prompt for the KL to the reference (and the reward model's win rate when one is "
                 "active); 0: skip"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion in that evaluation"})
-    spot_check: int = field(default=8, metadata={
-        "help": "held-out pairs the reward model prefers the new answer on most, put in the annotation queue for people "
-                "to rank (data/spot_checks.py); the version is not made active while they disagree with it; 0: none"})
+    spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})

@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 from data.names import name_list
 
 WEIGHTINGS = ("none", "reliability")  # how much each ranking counts in training (data/reliability.py)
+WEIGHTING_HELP = ("none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
+                  "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
+                  "with few observations: data/reliability.py)")
 from training import EMBEDDED_ENCODER  # noqa: F401  (the default backbone)
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
@@ -28,10 +31,7 @@ class RewardConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets to train on, a,b or a JSON list; empty: all"})
     annotators: list[str] = field(default_factory=list, metadata={"help": "annotators to train on, a,b or a JSON list; empty: all"})
-    weighting: str = field(default="none", metadata={
-        "help": "none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
-                "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
-                "with few observations: data/reliability.py)"})
+    weighting: str = field(default="none", metadata={"help": WEIGHTING_HELP})
     ties: str = field(default="ignore", metadata={
         "help": "ignore: tied completions give no pair (Bradley-Terry; TRL's docs drop ties); davidson: a tie pulls the "
                 "two rewards together, with a learned tie rate nu (Davidson's model; rm/loss.py:davidson_loss)"})
