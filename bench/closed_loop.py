@@ -1,7 +1,8 @@
 """The whole loop on the real embedded models, with a scripted annotator whose preference is not about length.
 
-    python -m bench.closed_loop [--rankings 96] [--held-out 32] [--steps 20] [--dpo-epochs 3] [--dpo-learning-rate 5e-5]
-                                [--paths rloo dpo] [--preference reader] [--out closed_loop]
+    python -m bench.closed_loop [--rankings 96] [--held-out 32] [--steps 20] [--dpo-epochs 3]
+                                [--dpo-runs LR:BETA:KL_BUDGET ...] [--paths rloo grpo dpo] [--preference reader]
+                                [--out closed_loop]
 
 128 everyday-advice prompts (8 question templates x 16 topics, shuffled) go into one prompt set; the embedded
 SmolLM2 writes K=4 completions for each (64 new tokens, the generation job). A scripted annotator ranks the items of
@@ -9,8 +10,9 @@ the first `--rankings` prompts only, ties allowed; the last `--held-out` prompts
 `reader`, is an answer that speaks to the reader rather than about itself: ten times (second-person words minus
 first-person-singular words) per word, a density that does not grow with length (`--preference concise` is the
 old length preference, for comparison). From those same rankings:
-- the reward model (the shipped MiniLM) trains, then RLOO with LoRA updates the generator against it;
-- DPO with LoRA trains the starting generator on the rankings directly.
+- the reward model (the shipped MiniLM) trains, then RLOO (and GRPO) with LoRA update the generator against it;
+- DPO with LoRA trains the starting generator on the rankings directly, once per `--dpo-runs` entry (learning rate,
+  beta, KL budget; `inf`: no budget, the KL still checked and recorded; `default`: DPOConfig's), the sweep.
 On the held-out prompts each new generator's samples are compared with the starting generator's (same prompts,
 same seed, 4 samples each) under the scripted preference itself: the win rate, and the length-controlled win rate
 (only new-old pairs whose lengths differ by at most 10% of the mean or 2 words; the policy update's own rule).
@@ -110,6 +112,14 @@ def held_out_comparison(db, version_ids: dict[str, int], prompts: list[str], pre
     return report
 
 
+def dpo_settings(spec: str) -> dict:
+    """'5e-4:0.1:5' -> learning rate, beta and KL budget of one DPO run; 'default': DPOConfig's."""
+    if spec == "default":
+        return {}
+    learning_rate, beta, budget = (float(x) for x in spec.split(":"))
+    return {"learning_rate": learning_rate, "beta": beta, "kl_budget": budget}
+
+
 def mean(xs) -> float:
     xs = list(xs)
     return sum(xs) / len(xs)
@@ -121,8 +131,9 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=32, help="prompts never ranked, for the before/after comparison")
     parser.add_argument("--steps", type=int, default=20, help="RLOO steps")
     parser.add_argument("--dpo-epochs", type=int, default=3)
-    parser.add_argument("--dpo-learning-rate", type=float, default=DPOConfig.learning_rate)
-    parser.add_argument("--paths", nargs="+", choices=["rloo", "dpo"], default=["rloo", "dpo"])
+    parser.add_argument("--dpo-runs", nargs="+", default=["default"],
+                        help="DPO runs as learning_rate:beta:kl_budget (inf: checked, never stops), or default")
+    parser.add_argument("--paths", nargs="+", choices=["rloo", "grpo", "dpo"], default=["rloo", "dpo"])
     parser.add_argument("--preference", choices=sorted(PREFERENCES), default="reader")
     parser.add_argument("--out", default="closed_loop", help="result file name under bench/out/")
     args = parser.parse_args()
@@ -149,14 +160,17 @@ def main() -> None:
         reward = timed("reward_model", "train_rm", rm_train.run_job,
                        RewardConfig(prompt_sets=PROMPT_SET, epochs=3, name="rm-loop"))
         results = {}
-        if "rloo" in args.paths:
-            results["rloo"] = timed("rloo", "train_policy", policy_train.run_job,
-                                    PolicyConfig(prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out,
-                                                 steps=args.steps, name="rloo-loop"))
+        for algorithm in ("rloo", "grpo"):
+            if algorithm in args.paths:
+                results[algorithm] = timed(algorithm, "train_policy", policy_train.run_job, PolicyConfig(
+                    prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out, steps=args.steps,
+                    algorithm=algorithm, name=f"{algorithm}-loop"))
         if "dpo" in args.paths:
-            results["dpo"] = timed("dpo", "dpo", policy_dpo.run_job, DPOConfig(generator_version=start, prompt_sets=PROMPT_SET,
-                                                                    epochs=args.dpo_epochs, learning_rate=args.dpo_learning_rate,
-                                                                    name="dpo-loop"))
+            for spec in args.dpo_runs:
+                settings = dpo_settings(spec)
+                name = "dpo" if spec == "default" else "dpo-" + "-".join(f"{v:g}" for v in settings.values())
+                results[name] = timed(name, "dpo", policy_dpo.run_job, DPOConfig(
+                    generator_version=start, prompt_sets=PROMPT_SET, epochs=args.dpo_epochs, name=f"{name}-loop", **settings))
         started = time.perf_counter()
         comparison = held_out_comparison(db, {"before": start, **{name: r["version"] for name, r in results.items()}},
                                          prompts[args.rankings:], preference)
@@ -169,8 +183,8 @@ def main() -> None:
     save(args.out, {
         "preference": args.preference, "rankings": ranked, "held_out_prompts": args.held_out,
         "reward_model": {k: reward.get(k) for k in ("val/accuracy", "val/loss")}, "rloo_steps": args.steps,
-        "dpo_epochs": args.dpo_epochs, "dpo_learning_rate": args.dpo_learning_rate,
-        **{f"{name}_eval": {k: v for k, v in r.items() if k.startswith("val/")} for name, r in results.items()},
+        "dpo_epochs": args.dpo_epochs, "dpo_runs": args.dpo_runs,
+        **{f"{name}_eval": {k: v for k, v in r.items() if k.startswith(("val/", "kl_budget/"))} for name, r in results.items()},
         "held_out_scripted": comparison, **timings, "peak_rss_mb": peak_rss_mb()})
 
 

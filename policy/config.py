@@ -8,6 +8,8 @@ from data.names import name_list
 from rm.config import WEIGHTING_HELP, WEIGHTINGS
 
 ALGORITHMS = ("rloo", "reinforce", "ppo", "grpo", "dr_grpo")  # the policy update's (policy/train.py)
+# DPO's default KL budget, nats per sampled completion of 64 tokens: from the sweep in bench/README.md (the closed loop)
+KL_BUDGET = 5.0
 SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on most, put in the annotation queue for "
                    "people to rank (data/spot_checks.py); the version is not made active while they disagree with it; "
                    "0: none")
@@ -161,6 +163,11 @@ class DPOConfig:
         "help": "samples per held-out prompt for the KL to the reference (and the reward model's win rate when one is "
                 "active); 0: skip"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion in that evaluation"})
+    kl_budget: float = field(default=KL_BUDGET, metadata={
+        "help": "most KL to the reference (nats per sampled completion, on held-out prompts) the run may spend: "
+                "checked kl_checks times during training; past it, training stops and the last checkpoint within "
+                "the budget is kept; 0: no budget"})
+    kl_checks: int = field(default=4, metadata={"help": "KL checks spread over the run (each samples eval_samples per held-out prompt)"})
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
@@ -181,3 +188,5 @@ class DPOConfig:
             raise ValueError("beta must be above 0")
         if self.rankings_per_step < 1 or self.epochs < 1:
             raise ValueError("rankings_per_step and epochs must be at least 1")
+        if self.kl_budget < 0 or self.kl_checks < 0:
+            raise ValueError("kl_budget and kl_checks must be 0 (off) or above")

@@ -18,7 +18,8 @@ The parts, in the order every trainer lists them (rm/train.py, policy/sft.py, he
   loop        fit(model, tokenizer, train, validation, config, on_step) -> (trainer, metrics);
               PreferenceTrainer.step is one update
   evaluation  PreferenceTrainer.evaluate: held-out pair accuracy and margins; held_out_evaluation: samples of the
-              trained and the starting generator (policy/evaluation.py:PolicyEvaluator)
+              trained and the starting generator (policy/evaluation.py:PolicyEvaluator); KLBudget: the KL to the
+              reference checked during training, stopping at the budget with the last checkpoint within it
   job entry   run_job(db, config, job), run by `python -m policy.dpo`
 """
 
@@ -136,6 +137,11 @@ class PreferenceTrainer:
     def autocast(self):
         return autocast(self.device, self.bf16)
 
+    def evaluator(self, scorer=None) -> PolicyEvaluator:
+        """The policy beside its reference for sampled held-out figures (the KL budget's checks, the final evaluation)."""
+        return PolicyEvaluator(self.policy, self.reference, self.tokenizer, scorer, k=self.config.eval_samples,
+                               max_new_tokens=self.config.max_new_tokens, temperature=1.0, bf16=self.bf16)
+
     @torch.no_grad()
     def reference_logprobs(self, ranking: EncodedRanking) -> torch.Tensor:
         with self.autocast(), (self.policy.disable_adapter() if self.reference is None else nullcontext()):
@@ -204,6 +210,7 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
     steps_per_epoch = math.ceil(len(train_rankings) / config.rankings_per_step)
     total = steps_per_epoch * config.epochs
     trainer = PreferenceTrainer(model, tokenizer, config, total)
+    budget = KLBudget(trainer, held_out_prompts(validation), config, total)
     before = trainer.evaluate(val_rankings)
     step, tokens, seconds = 0, 0, 0.0
     for epoch in range(1, config.epochs + 1):
@@ -216,27 +223,83 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
             seconds += time.perf_counter() - started
             step, tokens = step + 1, tokens + sum(r.n_tokens for r in batch)
             on_step(step, total, {"train/epoch": epoch, **metrics, "speed/tokens_per_s": tokens / seconds})
+            if budget.due(step):
+                kl = budget.check(step)
+                on_step(step, total, {"val/kl": kl})
+                if budget.spent:
+                    break
+        if budget.spent:
+            break
         on_step(step, total, {"train/epoch": epoch, **trainer.evaluate(val_rankings)})
     after = trainer.evaluate(val_rankings)
     return trainer, {**after, "val/accuracy_before": before["val/accuracy"], "val/loss_before": before["val/loss"],
                      "steps": step, "train/tokens_per_s": tokens / max(seconds, 1e-9), "train/rankings": len(train_rankings),
-                     "train/pairs": sum(len(r.pairs) for r in train_rankings), "val/rankings": len(val_rankings)}
+                     "train/pairs": sum(len(r.pairs) for r in train_rankings), "val/rankings": len(val_rankings),
+                     **budget.summary()}
 
 
-def held_out_evaluation(trainer: PreferenceTrainer, tokenizer, validation: list[RankingExample], config: DPOConfig,
+class KLBudget:
+    """Spends at most `config.kl_budget` nats of KL to the reference: `kl_checks` times over the run the policy samples
+    the held-out prompts (as the final evaluation does, same seed), and the trainable weights are kept as a checkpoint
+    while the KL is within the budget; past it, the last checkpoint within budget (the start if none) is restored
+    and training stops. Off with kl_budget 0, kl_checks 0, eval_samples 0 or no held-out prompt."""
+
+    def __init__(self, trainer: "PreferenceTrainer", prompts: list, config: DPOConfig, total_steps: int):
+        self.trainer, self.prompts, self.config = trainer, prompts, config
+        on = config.kl_budget > 0 and config.kl_checks > 0 and config.eval_samples > 0 and prompts
+        self.at = {round(total_steps * (i + 1) / config.kl_checks) for i in range(config.kl_checks)} if on else set()
+        self.checkpoint, self.checkpoint_step = self.trainable_state(), 0
+        self.curve: list[tuple[int, float]] = []  # (step, KL) of every check
+        self.spent = False
+
+    def due(self, step: int) -> bool:
+        return step in self.at
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().to("cpu", copy=True) for name, p in self.trainer.policy.named_parameters() if p.requires_grad}
+
+    def check(self, step: int) -> float:
+        kl = self.trainer.evaluator().kl_to_reference(self.prompts, self.config.seed)
+        self.curve.append((step, kl))
+        if kl <= self.config.kl_budget:
+            self.checkpoint, self.checkpoint_step = self.trainable_state(), step
+        else:
+            self.restore()
+        return kl
+
+    @torch.no_grad()
+    def restore(self):
+        parameters = dict(self.trainer.policy.named_parameters())
+        for name, value in self.checkpoint.items():
+            parameters[name].copy_(value)
+        self.spent = True
+
+    def summary(self) -> dict:
+        if not self.curve:
+            return {}
+        return {"kl_budget/curve": self.curve, "kl_budget/spent": self.spent, "kl_budget/kept_step": self.checkpoint_step
+                if self.spent else self.curve[-1][0]}
+
+
+def held_out_evaluation(trainer: PreferenceTrainer, validation: list[RankingExample], config: DPOConfig,
                         scorer=None) -> dict:
     """Samples of the trained and the starting generator on held-out prompts: the KL to the reference, and with a
     reward model its win rate, rewards and length diagnostics (the policy update's evaluation)."""
+    prompts = held_out_prompts(validation)
+    evaluator = trainer.evaluator(scorer)
+    if scorer is None:
+        return {"val/kl": evaluator.kl_to_reference(prompts, config.seed)}
+    return evaluator.evaluate(prompts, config.seed)
+
+
+def held_out_prompts(validation: list[RankingExample]) -> list:
+    """The first EVAL_PROMPTS distinct prompts of the held-out rankings, as chat messages."""
     prompts, seen = [], set()
     for e in validation:
         if e.prompt_id not in seen and len(prompts) < EVAL_PROMPTS:
             seen.add(e.prompt_id)
             prompts.append(e.messages or conversation.as_messages(e.prompt))
-    evaluator = PolicyEvaluator(trainer.policy, trainer.reference, tokenizer, scorer, k=config.eval_samples,
-                                max_new_tokens=config.max_new_tokens, temperature=1.0, bf16=trainer.bf16)
-    if scorer is None:
-        return {"val/kl": evaluator.kl_to_reference(prompts, config.seed)}
-    return evaluator.evaluate(prompts, config.seed)
+    return prompts
 
 
 def run_job(db, config: DPOConfig, job) -> dict:
@@ -267,9 +330,14 @@ def run_job(db, config: DPOConfig, job) -> dict:
         job.metrics(step, metrics)
         if "train/loss" in metrics:
             job.step_progress(step, total, f"loss {metrics['train/loss']:.3f} · pair accuracy {metrics['train/accuracy']:.2f}")
+        elif set(metrics) == {"val/kl"}:
+            job.log(f"step {step}/{total}: KL to the start {metrics['val/kl']:.2f} of the budget {config.kl_budget:g}")
 
     job.phase(f"training on {len(train)} rankings")
     trainer, metrics = fit(model, tokenizer, train, validation, config, on_step)
+    if metrics.get("kl_budget/spent"):
+        job.log(f"KL budget {config.kl_budget:g} spent: stopped at step {metrics['steps']}, kept the weights of step "
+                f"{metrics['kl_budget/kept_step']} (the last check within it)")
     job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "
             f"on {metrics['val/pairs']} pairs")
     if config.eval_samples:
@@ -281,7 +349,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
             scorer = RewardScorer(reward["path"], str(device))
             job.log(f"evaluating against the active reward model {reward['name']}")
         job.phase("evaluating: samples on held-out prompts")
-        metrics.update(held_out_evaluation(trainer, tokenizer, validation, config, scorer))
+        metrics.update(held_out_evaluation(trainer, validation, config, scorer))
     job.phase("saving")
     trained = trainer.policy.merge_and_unload() if full_weights and config.lora else trainer.policy
     name = config.name or versions.default_version_name("dpo")
@@ -293,8 +361,9 @@ def run_job(db, config: DPOConfig, job) -> dict:
         queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, pairs)
         job.log(f"spot check: the reward model's {queued['pairs']} favourite held-out pairs queued for people to rank, "
                 f"in the prompt set {queued['set']}")
-    return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), **{k: round(v, 4) for k, v in metrics.items()
-                                                    if k.startswith("val/") and isinstance(v, float)}}
+    return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
+            **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)},
+            **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from data import annotation, items, jobs, versions
 from data.rankings import Pair, ranking_to_pairs
 from policy.config import DPOConfig
-from policy.dpo import PreferenceTrainer, encode_ranking, fit, preference_loss, run_job, sequence_logprobs
+from policy.dpo import (PreferenceTrainer, encode_ranking, fit, held_out_prompts, preference_loss, run_job,
+                        sequence_logprobs)
 from policy.models import load_generator
 from policy.sft import encode_demonstration
 from training.rankings import RankingExample
@@ -185,3 +186,27 @@ def test_fit_keeps_each_rankings_weight_and_learns_from_ties_only_when_asked(tin
         fit(model, tokenizer, only_ties, held, config(epochs=1))
     trainer, metrics = fit(model, tokenizer, only_ties, held, config(epochs=1, ties="equal"))
     assert metrics["steps"] == 1
+
+
+def test_the_kl_budget_stops_a_run_and_keeps_the_last_checkpoint_within_it(tiny_generator):
+    examples = [RankingExample(i, f"question number {i}", ["a long and very fine answer", "no", "bad"], [[0], [1, 2]])
+                for i in range(12)]
+    fast = dict(epochs=4, learning_rate=5e-2, eval_samples=2, max_new_tokens=8, kl_checks=4)
+    model, tokenizer = load_generator(tiny_generator)
+    _, free = fit(model, tokenizer, examples[:8], examples[8:], config(**fast, kl_budget=1e9))
+    curve = free["kl_budget/curve"]
+    assert [step for step, _ in curve] == [4, 8, 12, 16] and free["steps"] == 16 and not free["kl_budget/spent"]
+    assert curve[-1][1] > curve[0][1]  # the policy moves away from its reference as it trains
+    budget = (curve[0][1] + curve[-1][1]) / 2  # crossed somewhere after the first check
+    model, tokenizer = load_generator(tiny_generator)
+    trainer, held = fit(model, tokenizer, examples[:8], examples[8:], config(**fast, kl_budget=budget))
+    assert held["kl_budget/spent"] and held["steps"] < 16
+    kept = held["kl_budget/kept_step"]
+    assert kept < held["steps"] and all(kl <= budget for step, kl in held["kl_budget/curve"] if step <= kept)
+    assert held["kl_budget/curve"][-1][1] > budget  # the check that stopped it
+    # the restored weights are those of the kept step: the same KL as its check, below the budget
+    again = trainer.evaluator().kl_to_reference(held_out_prompts(examples[8:]), 0)
+    assert again == pytest.approx(dict(held["kl_budget/curve"])[kept], rel=1e-4, abs=1e-6) if kept else again < 1e-6
+    model, tokenizer = load_generator(tiny_generator)
+    _, off = fit(model, tokenizer, examples[:8], examples[8:], config(**fast, kl_budget=0))
+    assert "kl_budget/curve" not in off and off["steps"] == 16
