@@ -51,6 +51,24 @@ class GenerationConfig:
             raise ValueError("temperature must be above 0 (sampling); use a small value such as 0.1 for near-greedy")
 
 
+ROUND_SETTINGS = ("k", "temperature", "top_p", "max_new_tokens", "prompts_per_batch", "remote", "bf16", "device")
+
+
+def next_round(previous: dict | None, prompt_set: str, generator_version: int) -> GenerationConfig:
+    """A generation round with a new generator version, sampled as the set's last round was (K, temperature, top-p,
+    token cap, remote mix), so annotators rank items like the ones before; the defaults for a set never generated."""
+    kept = {key: previous[key] for key in ROUND_SETTINGS if previous and key in previous}
+    return GenerationConfig(prompt_set=prompt_set, generator_version=generator_version, **kept)
+
+
+def held_out_problem(prompts: int, eval_prompts: int) -> str | None:
+    """Why a set of `prompts` prompts cannot hold out `eval_prompts` for the policy update's evaluation (None: it can)."""
+    if prompts > eval_prompts:
+        return None
+    return (f"the prompt set has {prompts} prompts: the policy update needs more than the {eval_prompts} held out for "
+            f"its evaluation; hold out at most {max(prompts - 1, 0)}, or add prompts to the set")
+
+
 @dataclass
 class PolicyConfig:
     """Policy-gradient update of a generator against a reward model, with a KL penalty to where it started."""

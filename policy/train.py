@@ -33,7 +33,7 @@ import torch
 
 from data import conversation, items, spot_checks, versions
 from data.jobs import job_main
-from policy.config import PolicyConfig
+from policy.config import PolicyConfig, held_out_problem
 from policy.evaluation import PolicyEvaluator
 from policy.generate import Prompt
 from policy.models import load_generator, save_generator_version, with_lora_adapter
@@ -327,8 +327,8 @@ def shaped_to_the_rankings(config: PolicyConfig, limits: dict, log=print) -> Pol
 
 
 def split_prompts(prompts: list[Prompt], eval_prompts: int) -> tuple[list[Prompt], list[Prompt]]:
-    if len(prompts) <= eval_prompts:
-        raise ValueError(f"the prompt set has {len(prompts)} prompts: need more than the {eval_prompts} held out for evaluation")
+    if problem := held_out_problem(len(prompts), eval_prompts):
+        raise ValueError(problem)
     return prompts[:-eval_prompts] if eval_prompts else prompts, prompts[-eval_prompts:] if eval_prompts else []
 
 

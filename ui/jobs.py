@@ -18,15 +18,16 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circ
                 "failed": ":material/error:", "cancelled": ":material/stop_circle:"}
 
 
-def launch(kind: str, config, what: str) -> None:
-    """Start a background job from a trainer's config dataclass, say so on the next run, and rerun."""
+def launch(kind: str, config, what: str, follow: str = "below or under Jobs") -> None:
+    """Start a background job from a trainer's config dataclass, say so on the next run, and rerun. `follow`: where
+    its progress shows, when not on this screen."""
     try:
         job_id = jobs.start_job(db_path(), kind, asdict(config), actor=require(session_db(), "admin"))
         place = jobs.queue_places(session_db()).get(job_id)
         flash("success", f"{what} queued as job {job_id}: " + (
             f"{jobs.ordinal(place['place'])} in line, waiting for {place['waits_for']}." if place and not place["starting"]
             else "starting now.")
-            + " Follow it below or under Jobs.")
+            + f" Follow it {follow}.")
     except (ValueError, LookupError) as error:
         flash("error", str(error))
     st.rerun()

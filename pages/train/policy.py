@@ -5,8 +5,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from data import items, spot_checks, versions
-from policy.config import GenerationConfig, PolicyConfig
+from data import items, jobs, spot_checks, versions
+from policy.config import PolicyConfig, held_out_problem, next_round
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
@@ -50,7 +50,8 @@ def train_form(db) -> None:
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
         reward = version_picker(right, "Reward model", rewards)
         left, right = st.columns(2)
-        prompt_set = left.selectbox("Prompt set", [s["name"] for s in items.prompt_sets(db)])
+        prompts_in = {s["name"]: s["prompts"] for s in items.prompt_sets(db)}
+        prompt_set = left.selectbox("Prompt set", list(prompts_in))
         algorithm = right.selectbox("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get)
         left, middle, right = st.columns(3)
         steps = left.number_input("Steps", 1, 10_000, defaults.steps)
@@ -69,6 +70,9 @@ def train_form(db) -> None:
         name = right.text_input("Version name", placeholder="policy-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         activate = activate_checkbox(st)
         if st.form_submit_button("Start policy update", type="primary"):
+            if problem := held_out_problem(prompts_in[prompt_set], int(eval_prompts)):
+                st.error(problem[0].upper() + problem[1:] + ".")
+                return
             launch("train_policy", PolicyConfig(
                 algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"], prompt_set=prompt_set,
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
@@ -121,8 +125,13 @@ def compare_and_use(db) -> None:
                      column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")})
     left, right = st.columns(2)
     prompt_set = left.selectbox("Prompt set for the next round", [s["name"] for s in items.prompt_sets(db)], key="next-round-set")
+    previous = jobs.latest_args(db, "generate", prompt_set)
+    config = next_round(previous, prompt_set, version["id"])
+    left.caption(("Sampled as this set's last round: " if previous else "This set was never generated: the defaults, ")
+                 + f"K={config.k}, temperature {config.temperature:g}, top-p {config.top_p:g}, up to {config.max_new_tokens} "
+                 f"tokens{', remote ' + config.remote if config.remote else ''}. Other settings: Data → Generate.")
     if right.button("Generate the next round with this version", type="primary"):
-        launch("generate", GenerationConfig(prompt_set=prompt_set, generator_version=version["id"]), f"Generation with {version['name']}")
+        launch("generate", config, f"Generation with {version['name']}", follow="under Data → Generate or Jobs")
 
 
 with screen("Policy update") as (db, user):
