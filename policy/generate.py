@@ -75,19 +75,35 @@ def completion_lengths(generated: torch.Tensor, eos_ids: list[int]) -> tuple[tor
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[Prompt], k: int, temperature: float, top_p: float,
-           max_new_tokens: int, seed: int) -> list[list[Sample]]:
-    """K sampled completions for each prompt, batched across prompts with the KV cache, each prompt run once."""
+           max_new_tokens: int, seed: int, on_token=lambda tokens_so_far: None) -> list[list[Sample]]:
+    """K sampled completions for each prompt, batched across prompts with the KV cache, each prompt run once.
+    `on_token(t)`: after each decoding step, the tokens written so far per row (sampling.sample_tokens)."""
     inputs = chat_inputs(tokenizer, prompts).to(model.device)
     eos_ids = eos_token_ids(model, tokenizer)
     torch.manual_seed(seed)
     generated = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], k, max_new_tokens, temperature,
-                              eos_ids, tokenizer.pad_token_id, top_p)  # [B*K, T]
+                              eos_ids, tokenizer.pad_token_id, top_p, on_token)  # [B*K, T]
     lengths, ended = completion_lengths(generated, eos_ids)
     samples = [
         Sample(tokenizer.decode(row[:n], skip_special_tokens=True).strip(), int(n), "eos" if end else "length")
         for row, n, end in zip(generated, lengths.tolist(), ended.tolist())
     ]
     return [samples[i * k:(i + 1) * k] for i in range(len(prompts))]
+
+
+def within_batch(job, done: int, batch: int, total: int, max_new_tokens: int, every_s: float = 1.0):
+    """`on_token` for one batch: the job's progress moves with the tokens written (at most once every `every_s`),
+    so a set smaller than a batch, or a batch of long answers, does not sit at its last figure for minutes; each
+    report also lets a Cancel through."""
+    last = time.perf_counter()
+
+    def on_token(t: int) -> None:
+        nonlocal last
+        if time.perf_counter() - last >= every_s:
+            last = time.perf_counter()
+            job.progress(done + batch * t / max_new_tokens, total,
+                         f"{done}/{total} prompts, the next {batch} at token {t} of at most {max_new_tokens}")
+    return on_token
 
 
 def run_generation(db, config: GenerationConfig, job) -> dict:
@@ -126,7 +142,8 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         messages = [conversation.as_messages(p["text"], p["messages"]) for p in batch]  # continued turn by turn
         with autocast():
             local = (sample(model, tokenizer, messages, k_local, config.temperature, config.top_p, config.max_new_tokens,
-                            config.seed + b) if k_local else [[] for _ in batch])
+                            config.seed + b, within_batch(job, start, len(batch), len(prompts), config.max_new_tokens))
+                     if k_local else [[] for _ in batch])
         seconds = time.perf_counter() - batch_started  # the local sampling alone: remote requests time themselves
         remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error
         batch_tokens = sum(s.n_tokens for samples in local for s in samples)

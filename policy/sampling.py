@@ -28,10 +28,12 @@ _compile_failed = False  # set once the compiled path has failed in this process
 
 @torch.no_grad()
 def sample_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int, max_new_tokens: int,
-                  temperature: float, eos_ids: list[int], pad_id: int, top_p: float = 1.0) -> torch.Tensor:
+                  temperature: float, eos_ids: list[int], pad_id: int, top_p: float = 1.0,
+                  on_token=lambda tokens_so_far: None) -> torch.Tensor:
     """K samples for each left-padded prompt [B, P]: tokens [B*K, T], each prompt's K samples together, padding
     after the first EOS. On CPU a dynamic KV cache (a static cache and a compiled decode step were slower there,
-    bench/README.md); on CUDA the compiled static-cache step (module docstring)."""
+    bench/README.md); on CUDA the compiled static-cache step (module docstring). `on_token(t)` hears after each
+    decoding step of the eager loop how many tokens each row has so far (a long batch's progress)."""
     global _compile_failed
     if compiled_decode(model.device) and not _compile_failed:
         try:
@@ -63,6 +65,7 @@ def sample_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         finished |= torch.isin(token, eos)
         if t == T - 1 or bool(finished.all()):
             break
+        on_token(t + 1)
         out = model(input_ids=token.unsqueeze(1), attention_mask=mask[:, :P + t + 1], position_ids=next_position + t,
                     past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]  # [N, V]

@@ -191,3 +191,30 @@ def test_new_items_of_a_set_in_the_uncertain_order_are_scored_by_the_active_rewa
                            JOIN prompts p ON p.id = i.prompt_id ORDER BY i.id""").fetchall()
     assert scored[0] == ("plain", None, None, 0)
     assert scored[1][:2] == ("doubtful", reward) and 0 < scored[1][2] <= 1 and scored[1][3] == scored[1][2]
+
+
+def test_a_batch_reports_progress_as_its_tokens_are_written(tiny_small_vocab_generator):
+    """A set smaller than one batch used to sit at 0% until it was done: the job's progress now moves per token."""
+    from policy.generate import within_batch
+
+    class Reports:
+        def __init__(self):
+            self.seen = []
+
+        def progress(self, done, total, message=""):
+            self.seen.append((done, total, message))
+
+    model, tokenizer = load_generator(tiny_small_vocab_generator)
+    tokens = []
+    sample(model, tokenizer, [[{"role": "user", "content": "hi"}]], 2, 1.0, 1.0, 12, 0, on_token=tokens.append)
+    assert tokens == list(range(1, len(tokens) + 1)) and len(tokens) <= 11
+    job = Reports()
+    report = within_batch(job, done=8, batch=3, total=11, max_new_tokens=12, every_s=0.0)
+    for t in (3, 6, 12):
+        report(t)
+    assert [(d, n) for d, n, _ in job.seen] == [(8.75, 11), (9.5, 11), (11.0, 11)]
+    assert job.seen[0][2] == "8/11 prompts, the next 3 at token 3 of at most 12"
+    quiet = Reports()
+    report = within_batch(quiet, 0, 3, 3, 12, every_s=3600)
+    report(5)
+    assert quiet.seen == []  # at most once every every_s: the store is not written per token
