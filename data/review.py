@@ -42,7 +42,7 @@ _QUEUE_SQL = {
     "gold": f"""SELECT {_COLUMNS} {_FROM} JOIN ranking_stats s ON s.ranking_id = r.id WHERE s.gold_passed = 0
                 ORDER BY r.review != '', r.id DESC LIMIT ?""",
     "disagreement": f"""SELECT {_COLUMNS} {_FROM} JOIN item_stats s ON s.item_id = r.item_id
-                        WHERE s.agree + s.disagree > 0
+                        WHERE s.disagree > 0
                         ORDER BY 1.0 * s.agree / (s.agree + s.disagree), r.item_id, r.id LIMIT ?""",
 }
 

@@ -57,6 +57,16 @@ def test_the_queues_find_flags_comments_and_repeated_skips(db):
         review.review_queue(db, "nope")
 
 
+def test_the_disagreement_queue_lists_only_items_whose_rankings_disagree(db):
+    agreed, split = add_items(db, 2)
+    for who in ("alice", "bob"):
+        rank(db, who, agreed)
+    rank(db, "alice", split)
+    me = annotation.annotator_id(db, "bob")
+    annotation.submit_ranking(db, split, me, [[3], [2], [1], [0]], [0, 1, 2, 3])
+    assert {r["item_id"] for r in review.review_queue(db, "disagreement")} == {split}
+
+
 def test_send_back_serves_the_item_to_another_annotator(db):
     [item] = add_items(db, 1)
     ranking = rank(db, "alice", item)
@@ -103,6 +113,7 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     ranking = rank(app_db, "alice", item, flags=["all are bad"])
     at = start("pages/quality/review.py")
     assert not at.exception and list(at.dataframe[0].value["ranking"]) == [ranking]
+    assert at.dataframe[0].value["stored order"].tolist() == ["A > B > C > D"]
     at.text_input(key=f"review-reason-{ranking}").input("every answer is fine, flag was a mistake")
     next(b for b in at.button if b.label == "Reject").click().run()
     assert not at.exception and f"Ranking {ranking}: reject recorded." in unescaped(at.success[0])

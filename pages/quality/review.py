@@ -5,9 +5,12 @@ import streamlit as st
 
 from data import annotation, review
 from data.rankings import shown_text
-from ui.session import flash, guarded, screen
+from ui.session import guarded, screen
 from ui.text import inline
 from ui.widgets import as_shown
+
+
+DECISION = "review-decision"  # (kind, message) of the last decision, shown beside the buttons that made it
 
 
 @guarded("reviewer")
@@ -20,16 +23,19 @@ def decide(db, user, ranking_id: int, action: str, reason_key: str) -> None:
             review.reject(db, ranking_id, reason, actor=user)
         else:
             review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user)
-        flash("success", f"Ranking {ranking_id}: {action} recorded.")
+        st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: {action} recorded.")
     except (ValueError, LookupError) as error:
-        flash("error", str(error))
+        st.session_state[DECISION] = ("error", str(error))
 
 
 def queue_table(rows: list[dict]) -> None:
+    st.caption("Letters are those each annotator saw: completions are shuffled per annotator, so A in two rows can be "
+               "different answers. \"Stored order\" writes every ranking of an item with the same letters, to compare them.")
     st.dataframe(pd.DataFrame([{
         "ranking": r["ranking_id"], "item": r["item_id"], "set": r["prompt_set"], "annotator": r["annotator"],
         # the letters the annotator saw (their comment uses them), not the stored order of the exports
         "ranking given": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
+        "stored order": "skipped" if r["skipped"] else shown_text(r["groups"], list(range(r["k"]))),
         "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": r["review"] or "—", "prompt": r["prompt"],
         **({"why": r["why"]} if "why" in r else {})}
         for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
@@ -38,6 +44,7 @@ def queue_table(rows: list[dict]) -> None:
 def actions(db, user, rows: list[dict]) -> None:
     open_rows = [r for r in rows if not r["review"] and r["annotator"] != user.name]  # nobody reviews their own
     if not open_rows:
+        show_decision()
         st.caption("Everything in this queue has been reviewed (your own rankings are for another reviewer).")
         return
     chosen = st.selectbox("Ranking to decide on", open_rows, format_func=lambda r: f"ranking {r['ranking_id']} by "
@@ -56,6 +63,14 @@ def actions(db, user, rows: list[dict]) -> None:
                   help="kept and marked; left out of training, agreement, the leaderboard and the pairs export")
     send_back.button("Send back", on_click=decide, args=(chosen["ranking_id"], "send back", reason_key), width="stretch",
                      help="rejected, and the item returns to the queue for another annotator")
+    show_decision()
+
+
+def show_decision() -> None:
+    """The last decision's outcome, under the buttons (a message at the top of the page is out of sight here)."""
+    kind, message = st.session_state.pop(DECISION, (None, None))
+    if kind:
+        getattr(st, kind)(inline(message))
 
 
 with screen("Review", role="reviewer") as (db, user):
