@@ -39,7 +39,7 @@ def recent(db: Database, limit: int = 200, actor: str | None = None) -> list[dic
                 SELECT * FROM (SELECT at, id, by, 'review: ' || action, 'ranking ' || ranking_id,
                                       json_object('reason', reason) FROM review_events {who.format("by")} {newest})
                 UNION ALL
-                SELECT * FROM (SELECT at, id, by, 'model version ' || action, kind || ' ' || name, '{{}}'
+                SELECT * FROM (SELECT at, id, by, 'model version ' || action, kind || ' ' || name, json_object('note', note)
                                FROM model_version_events {who.format("by")} {newest}))
             {newest}""",
         {"actor": actor, "limit": int(limit)}).fetchall()

@@ -49,8 +49,9 @@ def set_queue(db: Database, prompt_set: str, rankings_wanted: int, order: str, r
 def configure_set(db: Database, name: str, actor, project: dict, rankings_wanted: int, order: str, random_share: float) -> None:
     """A set's project settings (`prompt_sets.configure`), N and queue order (`set_queue`), in one transaction."""
     with write_transaction(db):
-        configure(db, name, actor=actor, **project)
         set_queue(db, name, rankings_wanted, order, random_share)
+        configure(db, name, actor=actor, **{**project, "rankings_wanted": rankings_wanted},
+                  logged={"queue order": order, "random share": random_share})
 
 
 def prompt_sets(db: Database) -> list[dict]:

@@ -564,3 +564,9 @@ def m0024_audit_log(db):
     # Team reads the newest entries of the three trails (reviews and model versions keep their own) without a scan.
     db.execute("CREATE INDEX review_events_at ON review_events (at, id)")
     db.execute("CREATE INDEX model_version_events_at ON model_version_events (at, id)")
+
+
+@migrations()
+def m0025_version_event_notes(db):
+    # Why an admin made a version active although its evaluation gate did not pass, beside the event itself.
+    db.execute("ALTER TABLE model_version_events ADD COLUMN note TEXT NOT NULL DEFAULT ''")

@@ -75,9 +75,10 @@ def assigned(db: Database, name: str) -> list[str]:
 
 def configure(db: Database, name: str, actor: User | None = None, status: str | None = None, priority: int | None = None,
               assign: list[str] | None = None, rankings_wanted: int | None = None, overlap_share: float | None = None,
-              overlap_rankings: int | None = None) -> dict:
+              overlap_rankings: int | None = None, logged: dict | None = None) -> dict:
     """Change what is given of a set's settings, in one transaction; `assign`: the annotators it is served to ([]:
-    everyone). Refuses an unknown set, status or annotator, and a target out of range, naming what to use instead."""
+    everyone). Refuses an unknown set, status or annotator, and a target out of range, naming what to use instead.
+    `logged`: settings the caller changed in the same transaction, for the same audit-log entry."""
     with write_transaction(db):
         require_admin(db, actor)
         get_set(db, name)
@@ -105,7 +106,7 @@ def configure(db: Database, name: str, actor: User | None = None, status: str | 
             _assign(db, name, assign)
         audit.record(db, actor, "configure set", name, {"status": status, "priority": priority, "assigned": assign,
                                                          "rankings wanted": rankings_wanted, "overlap share": overlap_share,
-                                                         "overlap rankings": overlap_rankings})
+                                                         "overlap rankings": overlap_rankings, **(logged or {})})
     return get_set(db, name)
 
 

@@ -66,15 +66,15 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> 
     return {"set": name, "pairs": len(pairs)}
 
 
-def activate(db: Database, version_id: int, actor: User | None = None, by: str = "") -> None:
-    """Make a version active (data/versions.py:set_active), unless people disagree with the reward model on the
-    generator's favourite pairs: checked in the same transaction."""
+def activate(db: Database, version_id: int, actor: User | None = None, by: str = "", override: str = "") -> None:
+    """Make a version active (data/versions.py:set_active, `override` as there), unless people disagree with the
+    reward model on the generator's favourite pairs: checked in the same transaction."""
     with write_transaction(db):
         version = versions.get_version(db, version_id)
         if version["kind"] == "generator" and (check := verdict(db, version_id)) and check["gamed"]:
             raise ValueError(f"{version['name']} is not made active: {check['sentence']}. Train the reward model on "
                              "more rankings (the spot check's are among them) before the next policy update.")
-        versions.set_active(db, version_id, actor=actor, by=by)
+        versions.set_active(db, version_id, actor=actor, by=by, override=override)
 
 
 def verdict(db: Database, version_id: int) -> dict | None:

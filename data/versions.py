@@ -48,19 +48,21 @@ def register_version(
     return version_id
 
 
-def set_active(db: Database, version_id: int, actor: User | None = None, by: str = "") -> None:
+def set_active(db: Database, version_id: int, actor: User | None = None, by: str = "", override: str = "") -> None:
     """Make a version the active one of its kind (activate, or roll back to an earlier one), recording who did it.
-    `actor`: the admin asking on a screen, re-checked inside the transaction; `by`: a name for other callers."""
+    `actor`: the admin asking on a screen, re-checked inside the transaction; `by`: a name for other callers;
+    `override`: why its evaluation gate did not pass, when an admin makes it active anyway (kept in the history)."""
     with write_transaction(db):
         require_admin(db, actor)
         version = get_version(db, version_id)
         db.execute("UPDATE model_versions SET is_active = (id = ?) WHERE kind = ?", [version_id, version["kind"]])
-        _record(db, version, "activated", actor.name if actor else by or "training job")
+        note = f"below its gate: {override}" if override else ""
+        _record(db, version, "activated", actor.name if actor else by or "training job", note)
 
 
-def _record(db: Database, version: dict, action: str, by: str) -> None:
-    db.execute("INSERT INTO model_version_events (version_id, kind, name, action, by, at) VALUES (?, ?, ?, ?, ?, ?)",
-               [version["id"], version["kind"], version["name"], action, by, now()])
+def _record(db: Database, version: dict, action: str, by: str, note: str = "") -> None:
+    db.execute("INSERT INTO model_version_events (version_id, kind, name, action, by, at, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [version["id"], version["kind"], version["name"], action, by, now(), note])
 
 
 def version_events(db: Database, limit: int = 50) -> list[dict]:

@@ -1,6 +1,6 @@
 """A project through the screens (issue 20): the Overview steers prompt sets; cut answers are marked for annotators."""
 
-from data import accounts, annotation, builtin, items, prompt_sets, queue
+from data import accounts, annotation, audit, builtin, items, prompt_sets, queue
 from data.store import open_db
 from tests.test_pages import start, unescaped
 
@@ -21,6 +21,8 @@ def test_the_overview_pauses_prioritises_and_assigns_a_set(app_db):
     at.button(key="save-mine").click().run()
     assert not at.exception and "mine: active, priority 7, served to alice; 1 rankings per item" in unescaped(at.success[0])
     assert prompt_sets.get_set(app_db, "mine")["priority"] == 7 and prompt_sets.get_set(app_db, "mine")["assigned"] == ["alice"]
+    [logged] = [e["detail"] for e in audit.recent(app_db) if e["action"] == "configure set"]
+    assert "rankings wanted: 1" in logged and "queue order: " in logged  # N and the order saved here are logged too
     at.selectbox(key="status-mine").set_value("paused")
     at.button(key="save-mine").click().run()
     assert prompt_sets.get_set(app_db, "mine")["status"] == "paused"

@@ -49,6 +49,12 @@ def activation_confirmed(version: dict, say_why: bool = True) -> bool:
     return passes or version["is_active"] or st.checkbox(inline(label), key=f"override-{version['kind']}-{version['id']}")
 
 
+def gate_override(version: dict) -> str:
+    """Why the version's gate does not pass, when making it active overrides it ("" when it passes or is active)."""
+    passes, why = gate_for(version)
+    return "" if passes or version["is_active"] else why
+
+
 def version_label(version: dict) -> str:
     return f"{version['name']}{' (active)' if version['is_active'] else ''}"
 

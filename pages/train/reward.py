@@ -6,7 +6,7 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from ui.jobs import activate_checkbox, activation_confirmed, launch, latest_job, version_picker
+from ui.jobs import activate_checkbox, activation_confirmed, gate_override, launch, latest_job, version_picker
 from ui.models import reward_scorer
 from ui.session import flash, require, screen
 
@@ -79,7 +79,7 @@ def models_list(db) -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active", disabled=not activation_confirmed(chosen)):
-        versions.set_active(db, chosen["id"], actor=require(db, "admin"))
+        versions.set_active(db, chosen["id"], actor=require(db, "admin"), override=gate_override(chosen))
         message = f"{chosen['name']} is now the active reward model."
         if job_id := uncertainty.score_in_background(db):  # the least-certain-first queues follow the active model
             message += f" Job {job_id} scores the least-certain-first queues with it: follow it under Jobs."

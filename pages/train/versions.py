@@ -6,7 +6,7 @@ import streamlit as st
 
 from data import spot_checks, uncertainty, versions
 from training.gate import evaluation_summary, gate_for
-from ui.jobs import activation_confirmed, version_label
+from ui.jobs import activation_confirmed, gate_override, version_label
 from ui.session import flash, guarded, screen
 
 KINDS = {"generator": "Generators", "reward": "Reward models"}
@@ -27,7 +27,7 @@ def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
 @guarded("admin")
 def activate(db, user, version_id: int) -> None:
     try:
-        spot_checks.activate(db, version_id, actor=user)
+        spot_checks.activate(db, version_id, actor=user, override=gate_override(versions.get_version(db, version_id)))
     except ValueError as error:  # people disagree with the reward model on its favourites (data/spot_checks.py)
         flash("error", str(error))
         return
@@ -84,6 +84,6 @@ with screen("Models") as (db, user):
     events = versions.version_events(db)
     if events:
         st.subheader("History")
-        history = pd.DataFrame(events)[["at", "action", "kind", "name", "by"]]
+        history = pd.DataFrame(events)[["at", "action", "kind", "name", "by", "note"]]
         history["at"] = history["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
         st.dataframe(history, hide_index=True)
