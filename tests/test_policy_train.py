@@ -362,7 +362,7 @@ def test_the_evaluation_says_whether_the_gain_is_length(tiny_small_vocab_generat
     assert (metrics["val/lc_win_rate"] is None) == (metrics["val/lc_pairs"] < 8)
     assert metrics["val/lc_win_rate"] is None or 0 <= metrics["val/lc_win_rate"] <= 1
     assert 0 <= metrics["val/capped_after"] <= metrics["val/capped_before"] <= 1
-    warnings = [line for good, line in verdict(metrics) if not good]
+    warnings = [line for good, line in verdict({**metrics, "val/win_pairs": 30}) if not good]  # as if on enough pairs
     assert any(line.startswith("The reward model's score follows length closely") for line in warnings)
     gains = [round(e["after_reward"] - e["before_reward"], 6) for e in metrics["examples"]]
     assert gains == sorted(gains, reverse=True)  # the biggest reward gains first
@@ -384,9 +384,11 @@ def test_a_win_rate_on_a_few_held_out_pairs_is_called_too_few_to_judge_not_lengt
     from training.diagnostics import verdict
 
     lines = verdict({"val/win_rate": 0.75, "val/win_pairs": 4, "val/lc_win_rate": None, "val/lc_pairs": 4,
-                     "val/length_before": 48, "val/length_after": 48, "val/capped_before": 1.0, "val/capped_after": 1.0})
-    assert lines == [(False, "Too few held-out pairs to judge: 4 (at least 30 needed); a win rate of 75% on so few says "
-                             "nothing yet. Hold out more prompts or samples, then read the examples.")]
+                     "val/length_before": 48, "val/length_after": 48, "val/capped_before": 1.0, "val/capped_after": 0.5,
+                     "val/reward_length_corr": 0.9})  # nor a length warning read from the same 4 samples
+    assert lines == [(False, "Too few held-out pairs to judge: 4 (at least 30 needed); a win rate of 75%, length figures "
+                             "or a correlation on so few say nothing yet. Hold out more prompts or samples, then read the "
+                             "examples.")]
 
 
 def test_a_gain_at_equal_length_is_called_good_news():

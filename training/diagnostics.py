@@ -129,8 +129,9 @@ def verdict(metrics: dict) -> list[tuple[bool, str]]:
     pairs = metrics.get("val/win_pairs")
     if win is not None and pairs is not None and pairs < MIN_PAIRS:  # nothing about the gain can be read from so few
         lines.append((False, f"Too few held-out pairs to judge: {pairs} (at least {MIN_PAIRS} needed); a win rate of "
-                             f"{win:.0%} on so few says nothing yet. Hold out more prompts or samples, then read the examples."))
-        win = lc = None
+                             f"{win:.0%}, length figures or a correlation on so few say nothing yet. Hold out more prompts "
+                             "or samples, then read the examples."))
+        return lines  # nor the length warnings: they would be read from the same few samples
     if win is not None and win >= 0.55 and "val/lc_pairs" in metrics and lc is None:
         lines.append((False, f"The gain cannot be told apart from length: the new generator wins {win:.0%} of pairs, but its "
                      f"answers' lengths barely overlap the old ones' ({metrics['val/lc_pairs']} pairs of similar length; mean "

@@ -16,7 +16,7 @@ from ui.text import inline
 RANKED_CAP = "ranked-cap"  # (cap, when read) for this session
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)",
               "grpo": "GRPO (group-normalised advantages)", "dr_grpo": "Dr. GRPO (group mean, no length bias)"}
-TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
+TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start (a batch's estimate: may dip below 0)": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
                    "Reward-length correlation": ["policy/reward_length_corr"], "Ended before the cap": ["policy/ended"]}
 EVAL_METRICS = [("Reward before", "val/reward_before", "{:.3f}"), ("Reward after", "val/reward_after", "{:.3f}"),
                 ("Win rate vs start", "val/win_rate", "{:.0%}"), ("KL to start", "val/kl", "{:.3f}")]
@@ -103,14 +103,17 @@ def compare_and_use(db) -> None:
     metrics = version["metrics"]
     for column, (label, key, fmt) in zip(st.columns(4), EVAL_METRICS):
         if key == "val/win_rate" and key in metrics:
-            column.metric(label, win_rate_text(metrics), help=evaluation_summary(metrics) or None)
+            column.metric(label, win_rate_text(metrics), help=(
+                "n: held-out prompts × samples, each new sample against the starting generator's sample of the same "
+                "prompt and seed. " + (evaluation_summary(metrics) or "")))
         elif key in metrics:
             column.metric(label, fmt.format(metrics[key]))
     if "val/lc_win_rate" in metrics:
         lc, length, capped, corr = st.columns(4)
         lc.metric("Win rate at similar length", win_rate_text(metrics, "val/lc_win_rate", "val/lc_pairs"),
-                  help=f"among the {metrics.get('val/lc_pairs', 0)} new-old pairs of one prompt whose lengths differ by at most "
-                       f"10% (or 2 tokens); too few to tell below {MIN_PAIRS}: the lengths barely overlap")
+                  help=f"n: every new sample against every old one of the same prompt (K × K pairs a prompt, so n can be "
+                       f"larger than the win rate's), kept when their lengths differ by at most 10% (or 2 tokens): "
+                       f"{metrics.get('val/lc_pairs', 0)} pairs; too few to tell below {MIN_PAIRS}: the lengths barely overlap")
         length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens")
         capped.metric("Cut at the cap, before → after", f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}")
         corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")
