@@ -220,6 +220,26 @@ def progress(db: Database) -> list[dict]:
     for row in rows:
         row["assigned"] = assigned(db, row["name"])
         row["per_day"] = round(pace.get(row["name"], 0.0), 1)
-        left = row["wanted"] - row["done"]
-        row["eta_days"] = round(left / row["per_day"], 1) if row["per_day"] and left else (0.0 if not left else None)
+        row["stuck_items"], stuck = unreachable(db, row["name"]) if row["wanted"] > row["done"] else (0, 0)
+        left = row["wanted"] - row["done"] - stuck  # what the people who may rank the set can still give
+        if left <= 0:
+            row["eta_days"] = None if stuck else 0.0  # done, or nothing left that anybody can give: no ETA
+        else:
+            row["eta_days"] = round(left / row["per_day"], 1) if row["per_day"] else None
     return rows
+
+
+def unreachable(db: Database, name: str) -> tuple[int, int]:
+    """(items, rankings) of the set still wanted that nobody can give: every enabled account the set is served to
+    (its assigned annotators, or everyone) has ranked, skipped or been sent back from those items already. One
+    lookup per open item on the rankings' (item, annotator) key."""
+    people = [row[0] for row in db.execute(
+        """SELECT n.id FROM annotators n WHERE n.disabled = 0 AND n.origin = 'account'
+           AND (NOT EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = ?)
+                OR n.id IN (SELECT annotator_id FROM set_assignments a WHERE a.prompt_set = ?))""", [name, name])]
+    answered = (f"(SELECT COUNT(*) FROM rankings r WHERE r.item_id = i.id AND r.annotator_id IN ({', '.join('?' * len(people))}))"
+                if people else "0")
+    items, rankings = db.execute(
+        f"""SELECT COUNT(*), COALESCE(SUM({WANTED} - i.n_rankings), 0) {OPEN_ITEMS} AND s.name = ? AND {answered} >= ?""",
+        [name, *people, len(people)]).fetchone()
+    return items, rankings

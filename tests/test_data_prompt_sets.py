@@ -94,7 +94,10 @@ def test_an_item_in_the_overlap_share_is_served_to_a_second_annotator(db):
 
 
 def test_progress_counts_rankings_against_the_targets(db):
+    from data import accounts
+
     ids = add_items(db, 3, prompt_set="s")
+    accounts.create_user(db, "alice", "alice-password")  # an account that may rank: the ETA counts on her
     me = annotation.annotator_id(db, "alice")
     for _ in ids[:2]:
         item = queue.next_item(db, me)
@@ -102,6 +105,27 @@ def test_progress_counts_rankings_against_the_targets(db):
     [row] = prompt_sets.progress(db)
     assert (row["items"], row["wanted"], row["done"], row["complete"]) == (3, 3, 2, 2)
     assert row["per_day"] == 2.0 and row["eta_days"] == 0.5  # a set younger than a day: its pace per day since it began
+
+
+def test_items_everyone_has_answered_are_called_unfinishable_not_given_an_eta(db):
+    """The Chromium walk: two annotators, N = 3, skips: the Overview promised an ETA for rankings nobody could give."""
+    from data import accounts
+
+    ids = add_items(db, 2, prompt_set="s")
+    items.set_rankings_wanted(db, "s", 3)
+    people = {who: accounts.create_user(db, who, f"{who}-password") and annotation.annotator_id(db, who) for who in ("alice", "bob")}
+    for who, me in people.items():
+        annotation.submit_ranking(db, ids[0], me, [[0], [1], [2], [3]], [0, 1, 2, 3])
+    annotation.submit_ranking(db, ids[1], people["alice"], [[0], [1], [2], [3]], [0, 1, 2, 3])
+    assert prompt_sets.unreachable(db, "s") == (1, 1)  # item 0: both ranked it, one ranking short; item 1: bob can
+    annotation.skip_item(db, ids[1], people["bob"], [0, 1, 2, 3])
+    [row] = prompt_sets.progress(db)
+    assert (row["wanted"], row["done"], row["stuck_items"], row["eta_days"]) == (6, 3, 2, None)
+    accounts.create_user(db, "carol", "carol-password")  # someone who may still rank both
+    [row] = prompt_sets.progress(db)
+    assert row["stuck_items"] == 0 and row["eta_days"] == 1.0  # 3 rankings left at 3 a day
+    prompt_sets.configure(db, "s", assign=["alice", "bob"])  # carol is not served this set
+    assert prompt_sets.unreachable(db, "s") == (2, 3)
 
 
 SETTERS = {

@@ -64,6 +64,10 @@ def progress_bar(project: dict) -> None:
     st.progress(done / wanted if wanted else 0.0,
                 text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete)"
                      f"{overlap}{pace}")
+    if project["stuck_items"]:
+        st.warning(f"{project['stuck_items']:,} items cannot be finished: everyone the set is served to has ranked, "
+                   "skipped or been sent back from them. Assign more annotators, lower N, or read why they were "
+                   "skipped under Quality → Review.")
 
 
 def save(db, user, name: str, project: dict, n: int, order: str, share: float) -> None:
