@@ -159,6 +159,7 @@ def main() -> None:
         ranked = scripted_rankings(db, prompt_ids[:args.rankings], preference)
         reward = timed("reward_model", "train_rm", rm_train.run_job,
                        RewardConfig(prompt_sets=PROMPT_SET, epochs=3, name="rm-loop"))
+        versions.set_active(db, reward["version"], by="bench")  # the policy update's reward, DPO's evaluation's judge
         results = {}
         for algorithm in ("rloo", "grpo"):
             if algorithm in args.paths:
