@@ -128,6 +128,9 @@ def get_version(db: Database, version_id: int) -> dict:
     return _decoded(row)
 
 
+KIND_NAMES = {"generator": "generator", "reward": "reward model"}
+
+
 def active_version(db: Database, kind: str) -> dict | None:
     row = next(iter(db.query("SELECT * FROM model_versions WHERE kind = ? AND is_active = 1", [kind])), None)
     return None if row is None else _decoded(row)
@@ -140,7 +143,7 @@ def version_or_active(db: Database, kind: str, version_id: int | None) -> dict:
     version = active_version(db, kind)
     if version is None:
         hint = "run `python -m data init`" if kind == "generator" else "train one on the Train → Reward model screen"
-        raise LookupError(f"no active {kind}: {hint}, or pick a version")
+        raise LookupError(f"no active {KIND_NAMES.get(kind, kind)}: {hint}, or make one active under Train → Models, or pick a version")
     return version
 
 

@@ -127,9 +127,13 @@ def test_the_team_screen_refuses_disabling_yourself(app_db):
 def test_admin_creates_disables_and_promotes_accounts(app_db):
     at = start("pages/operate/team.py")
     at.text_input(key="new-name").input("jo")
+    at.text_input(key="new-password").input("short")
+    at.button(key="FormSubmitter:create-user-Create account").click().run()
+    assert at.error and at.text_input(key="new-name").value == "jo"  # a refused password keeps the name typed
     at.text_input(key="new-password").input("a-long-password")
     at.button(key="FormSubmitter:create-user-Create account").click().run()
     assert accounts.authenticate(app_db, "jo", "a-long-password").role == "annotator"
+    assert at.text_input(key="new-name").value == "" and at.text_input(key="new-password").value == ""
     at.selectbox(key="change-name").set_value("jo")
     at.radio(key="change-action").set_value("make admin")
     at.button(key="FormSubmitter:change-user-Apply").click().run()

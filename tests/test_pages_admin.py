@@ -183,6 +183,9 @@ def test_the_quality_screens_show_agreement_and_biases(app_db):
     assert len(at.get("vega_lite_chart")) >= 2  # position bias, length bias
     table = next(d.value for d in at.dataframe if "annotator" in d.value.columns)
     assert set(table["annotator"]) == {"alice", "bob"}
+    # no gold, no repeats yet: those cells are blank numbers, not the text "None"
+    assert not [c for c in table.columns if table[c].dtype == object and table[c].isna().any()]
+    assert table["repeats"].tolist() == [0, 0] and str(table["repeats"].dtype) == "int64"
 
 
 def test_item_consensus_is_computed_for_the_item_asked_for(app_db):

@@ -12,6 +12,7 @@ def create_account(db, user) -> None:
     name, password = st.session_state.get("new-name", ""), st.session_state.get("new-password", "")
     try:
         accounts.create_user(db, name, password or None, st.session_state.get("new-role", "annotator"), actor=user)
+        st.session_state["new-name"] = st.session_state["new-password"] = ""  # a refused one keeps what was typed
         flash("success", f"{name} can log in now." if password else
               f"{name} can log in through single sign-on" + ("." if sso_configured() else
                                                              ", once an [auth] section is set in .streamlit/secrets.toml."))
@@ -46,7 +47,7 @@ with screen("Team") as (db, user):
         "origin": st.column_config.TextColumn(help="account: made by an admin or the CLI; import: a name from an imported file; "
                                                     "legacy: ranked before accounts existed. Only enabled accounts can log in.")})
     left, right = st.columns(2)
-    with left.form("create-user", clear_on_submit=True):
+    with left.form("create-user"):
         st.markdown("**New account**")
         st.text_input("Name (or e-mail, for single sign-on)", key="new-name")
         st.text_input("Password (empty: single sign-on only)", type="password", key="new-password")

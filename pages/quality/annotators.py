@@ -27,7 +27,8 @@ def bias_chart(table: pd.DataFrame, columns: list[str], rule: float | None = Non
 def with_self_agreement(table: pd.DataFrame, repeats: list[dict]) -> pd.DataFrame:
     """The table with each annotator's self-agreement (their repeats) placed beside their agreement with others."""
     own = pd.DataFrame(repeats, columns=["annotator", "repeats", "self_agreement", "self_tau_b"])
-    table = table.merge(own, on="annotator", how="left").astype({"repeats": "Int64"})
+    table = table.merge(own, on="annotator", how="left")
+    table["repeats"] = table["repeats"].fillna(0).astype(int)  # none asked again yet: 0, not an empty "None" cell
     columns = [c for c in table.columns if c not in own.columns[1:]]
     at = columns.index("agreement_with_others") + 1
     return table[columns[:at] + list(own.columns[1:]) + columns[at:]]
@@ -41,9 +42,10 @@ with screen("Annotators") as (db, user):
         st.stop()
     shown = with_self_agreement(table, quality.self_agreement(db))
     shown["training_weight"] = shown["annotator"].map(reliability.training_weights(db))
-    for column in (*PERCENT_COLUMNS, "median_seconds", "self_tau_b"):  # a figure with nothing to go on yet: blank, not "None"
-        if column in shown:
-            shown[column] = pd.to_numeric(shown[column], errors="coerce")
+    for column in shown.columns:  # a figure with nothing to go on yet: blank, not "None" (numbers with gaps stay numbers)
+        numbers = pd.to_numeric(shown[column], errors="coerce")
+        if shown[column].dtype == object and numbers.notna().sum() == shown[column].notna().sum():
+            shown[column] = numbers
     st.dataframe(shown, hide_index=True, column_config={
         "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
         "repeats": st.column_config.NumberColumn(help="items they ranked again when served a second time, unannounced (skipped repeats left out)"),
