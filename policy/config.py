@@ -170,9 +170,11 @@ class DPOConfig:
                 "completions' log-ratios together (DPO with a soft label of 1/2; IPO's target 0)"})
     margin_weight: bool = field(default=False, metadata={
         "help": "weight each pair by its rank gap (D > C > A: D>A counts twice as much as D>C)"})
-    epochs: int = field(default=1, metadata={"help": "passes over the training rankings"})
+    epochs: int = field(default=3, metadata={"help": "passes over the training rankings (the KL budget stops it earlier)"})
     rankings_per_step: int = field(default=8, metadata={"help": "rankings per optimizer step (each ranking's pairs stay together)"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW peak learning rate (linear warm-up, then decay); ~5e-7 for full weights"})
+    learning_rate: float = field(default=1.5e-4, metadata={
+        "help": "AdamW peak learning rate (linear warm-up, then decay), chosen by the closed-loop sweep (bench/README.md) "
+                "for LoRA; ~5e-7 for full weights"})
     max_length: int = field(default=512, metadata={"help": "tokens of prompt + completion; longer completions are cut at the end"})
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for the held-out accuracy"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
