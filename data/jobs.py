@@ -45,6 +45,7 @@ JOB_MODULES = {
     "dpo": "policy.dpo",
     "export": "data.export",
     "score_queue": "rm.uncertainty",
+    "judge": "policy.judge",
 }
 HEARTBEAT_S = 2.0
 LOST_AFTER_S = 60.0
@@ -91,7 +92,9 @@ def create_job(db: Database, kind: str, args: dict, launcher: str = "app", actor
 
 def _model_path(db: Database, kind: str, args: dict) -> str | None:
     """The main model a job loads, for its memory estimate."""
-    if kind in ("generate", "train_policy", "sft", "dpo"):
+    if kind in ("generate", "train_policy", "sft", "dpo", "judge"):
+        if kind == "judge" and args.get("remote"):
+            return None
         version = args.get("generator_version")
         try:
             row = versions.get_version(db, version) if version is not None else versions.active_version(db, "generator")

@@ -570,3 +570,20 @@ def m0024_audit_log(db):
 def m0025_version_event_notes(db):
     # Why an admin made a version active although its evaluation gate did not pass, beside the event itself.
     db.execute("ALTER TABLE model_version_events ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+
+
+@migrations()
+def m0026_judgements(db):
+    # An AI judge's rankings, kept apart from people's: never in training, agreement among people, the queue or exports.
+    # One row per vote (an independent critique-and-ranking); groups NULL when its answer held no readable ranking.
+    db.execute("""CREATE TABLE judgements (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        judge TEXT NOT NULL,
+        vote INTEGER NOT NULL,
+        groups TEXT,
+        answer TEXT NOT NULL DEFAULT '',
+        job_id INTEGER,
+        created_at TEXT NOT NULL,
+        UNIQUE (judge, item_id, vote)
+    )""")

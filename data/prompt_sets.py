@@ -192,7 +192,7 @@ def _cut_unanswered(db: Database, name: str) -> list[int]:
 def _delete_items(db: Database, item_ids: list[int]) -> int:
     """Delete unanswered items with their completions and whatever holds them (reservations, gold, a pending recount)."""
     for item_id in item_ids:
-        for table in ("reservations", "gold", "completions", "stats_dirty"):
+        for table in ("reservations", "gold", "completions", "stats_dirty", "judgements"):
             db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
         db.execute("DELETE FROM items WHERE id = ?", [item_id])
     return len(item_ids)

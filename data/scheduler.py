@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-HEAVY_KINDS = ("generate", "train_rm", "train_policy", "sft", "dpo", "score_queue")
+HEAVY_KINDS = ("generate", "train_rm", "train_policy", "sft", "dpo", "score_queue", "judge")
 GPU_ENV_VAR = "RLHF_GPUS"  # how many GPUs the scheduler may hand out; default: what the NVIDIA driver lists
 KIND_NAMES = {"generate": "generation", "train_rm": "reward-model training", "train_policy": "policy update",
-              "sft": "SFT", "dpo": "DPO", "export": "export", "score_queue": "queue scoring"}
+              "sft": "SFT", "dpo": "DPO", "export": "export", "score_queue": "queue scoring", "judge": "AI judge"}
 EMBEDDED_WEIGHTS_MB = {"embedded:SmolLM2-135M-Instruct": 540, "embedded:all-MiniLM-L6-v2": 91}  # fp32 on disk
 UNKNOWN_WEIGHTS_MB = 1000  # a Hugging Face id not on this disk
 
@@ -84,7 +84,10 @@ def needs(kind: str, args: dict, capacity: Capacity, weights_mb: int) -> Needs:
 
 
 def is_heavy(kind: str, args: dict) -> bool:
-    """Generation whose every completion comes from remote generators only waits on the network: light."""
+    """Generation whose every completion comes from remote generators, or a remote judge, only waits on the network:
+    light."""
+    if kind == "judge":
+        return not args.get("remote")
     if kind == "generate" and args.get("remote"):
         remote = sum(int(part.split("=")[1]) for part in str(args["remote"]).split(",") if "=" in part)
         return remote < int(args.get("k", 4))
@@ -99,7 +102,7 @@ def memory_estimate(kind: str, args: dict, weights_mb: int) -> int:
     1310
     """
     runtime = 500
-    if kind in ("generate", "score_queue"):
+    if kind in ("generate", "score_queue", "judge"):
         return runtime + int(1.5 * weights_mb)
     full_weights = not args.get("lora", kind in ("train_policy", "dpo"))
     copies = {"train_rm": 4, "sft": 4, "train_policy": 5, "dpo": 5}.get(kind, 1) if full_weights else 2

@@ -210,3 +210,33 @@ class DPOConfig:
             raise ValueError("rankings_per_step and epochs must be at least 1")
         if self.kl_budget < 0 or self.kl_checks < 0:
             raise ValueError("kl_budget and kl_checks must be 0 (off) or above")
+
+
+@dataclass
+class JudgeConfig:
+    """An AI judge ranks a share of a set's items as a measured virtual annotator (policy/judge.py): its votes are
+    kept apart from people's rankings and compared with them."""
+
+    prompt_set: str = field(default=BUILTIN_SET, metadata={"help": "prompt set whose items to judge"})
+    remote: str = field(default="", metadata={"help": "remote generator (Data → Generate) that judges; empty: a local generator version"})
+    generator_version: int | None = field(default=None, metadata={"help": "local generator version that judges when no remote is named; none: the active one"})
+    share: float = field(default=0.2, metadata={"help": "share of the set's items to judge (those people ranked first)"})
+    votes: int = field(default=8, metadata={"help": "independent critiques-and-rankings per item, each with the letters shuffled; "
+                                                    "agreement with people is reported for the first 1, 2, 4 and 8"})
+    temperature: float = field(default=0.8, metadata={"help": "sampling temperature of a local judge (a remote one uses its own)"})
+    max_new_tokens: int = field(default=256, metadata={"help": "longest critique of a local judge (a remote one: its max_tokens)"})
+    seed: int = field(default=0, metadata={"help": "which items, and each vote's letter order"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (a local judge)"})
+
+    def __post_init__(self):
+        if not 0 < self.share <= 1:
+            raise ValueError(f"share must be above 0 and at most 1, got {self.share}")
+        if not 1 <= self.votes <= 16:
+            raise ValueError(f"votes must be between 1 and 16, got {self.votes}")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be above 0: votes at temperature 0 would all be the same")
+
+    @property
+    def judge(self) -> str:
+        """The judge's name in the store: remote:NAME or version:ID (the active version's id is filled in by the job)."""
+        return f"remote:{self.remote}" if self.remote else f"version:{self.generator_version}"

@@ -303,6 +303,34 @@ def test_remote_only_items_need_no_local_model(llama_server, monkeypatch, db_pat
     assert db.execute("SELECT COUNT(*) FROM completions WHERE model_name = 'smol-server'").fetchone()[0] == 2
 
 
+@pytest.mark.slow
+def test_the_llama_cpp_server_judges_items_as_a_measured_virtual_annotator(llama_server, monkeypatch, db_path, db):
+    """Issue 25, item 7, against the real server: each vote a real critique-and-ranking, kept apart and measured."""
+    from data import annotation, judgements
+    from policy.config import JudgeConfig
+    from policy.judge import run_judge
+    from tests.conftest import add_items
+
+    monkeypatch.setenv("LLAMA_TEST_API_KEY", SERVER_KEY)
+    monkeypatch.setenv("LLAMA_TEST_API_KEY_URLS", llama_server)
+    generators.save_remote_generator(db, remote(llama_server, name="smol-judge", api_key_env="LLAMA_TEST_API_KEY",
+                                                max_tokens=64, temperature=0.9), None)
+    item_ids = add_items(db, 2, k=2, prompt_set="judged")
+    for item_id in item_ids:
+        annotation.submit_ranking(db, item_id, annotation.annotator_id(db, "alice"), [[0], [1]], [0, 1])
+    db.conn.commit()
+    job_id = jobs.create_job(db, "judge", {"remote": "smol-judge"})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_judge(db, JudgeConfig(prompt_set="judged", remote="smol-judge", share=1.0, votes=2), job))
+    rows = db.execute("SELECT item_id, vote, groups, answer FROM judgements ORDER BY item_id, vote").fetchall()
+    assert [(i, v) for i, v, _, _ in rows] == [(item_ids[0], 0), (item_ids[0], 1), (item_ids[1], 0), (item_ids[1], 1)]
+    assert all(answer.strip() for *_, answer in rows)  # the model's own words, readable or not
+    assert all(groups is None or sorted(sum(json.loads(groups), [])) == [0, 1] for _, _, groups, _ in rows)
+    assert result["votes"] == 4 and 0 <= result["readable_share"] <= 1
+    assert [r["votes"] for r in result["agreement"]] == list(judgements.VOTE_COUNTS)
+    assert db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 2  # people's rankings only
+
+
 # --- the admin screen --------------------------------------------------------------------------------------------
 
 def test_an_admin_registers_a_remote_generator_and_mixes_it_into_a_generation(app_db, monkeypatch):
