@@ -10,6 +10,7 @@ the same figure as a person's "agreement with others" (data/agreement.py:agreeme
 4, 8: whether more votes (inference-time scaling) make it agree more.
 """
 
+import math
 import random
 
 from sqlite_utils import Database
@@ -32,7 +33,7 @@ def items_to_judge(db: Database, prompt_set: str, judge: str, share: float, seed
                          ORDER BY i.id""", [prompt_set, judge]).fetchall()
     total = db.execute("""SELECT COUNT(*) FROM items i JOIN prompts p ON p.id = i.prompt_id
                           WHERE p.prompt_set = ? AND i.origin = 'sampled'""", [prompt_set]).fetchone()[0]
-    wanted = round(share * total) - (total - len(rows))  # the share counts the items judged already
+    wanted = math.ceil(share * total - 1e-9) - (total - len(rows))  # at least one; the share counts those judged already
     rng = random.Random(seed)
     ranked, unranked = [i for i, has in rows if has], [i for i, has in rows if not has]
     rng.shuffle(ranked)
@@ -99,3 +100,19 @@ def judge_summary(db: Database, judge: str) -> dict:
     items, votes, readable = db.execute("""SELECT COUNT(DISTINCT item_id), COUNT(*), COUNT(groups) FROM judgements
                                            WHERE judge = ?""", [judge]).fetchone()
     return {"items": items, "votes": votes, "readable_share": readable / votes if votes else None}
+
+
+def latest_runs(db: Database, limit: int = 20) -> list[dict]:
+    """The newest finished judge job's result per judge and prompt set (what Quality → Agreement shows)."""
+    seen, runs = set(), []
+    for job_id, finished, result in db.execute("""SELECT id, finished_at, result FROM jobs WHERE kind = 'judge'
+                                                  AND status = 'done' ORDER BY id DESC LIMIT 200"""):
+        result = from_json(result, {})
+        key = (result.get("judge"), result.get("prompt_set"))
+        if None in key or key in seen:
+            continue
+        seen.add(key)
+        runs.append({"job": job_id, "finished": finished, **result})
+        if len(runs) == limit:
+            break
+    return runs

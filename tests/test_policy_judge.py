@@ -79,3 +79,31 @@ def test_a_judge_is_a_light_job_when_remote_and_a_heavy_one_when_local():
     assert not scheduler.is_heavy("judge", {"remote": "judge-model"}) and scheduler.is_heavy("judge", {"remote": ""})
     with pytest.raises(ValueError, match="votes must be between 1 and 16"):
         JudgeConfig(votes=0)
+
+
+def test_the_agreement_screen_starts_a_judge_and_shows_its_agreement_by_votes(app_db, db_path, monkeypatch):
+    from tests.test_pages import start, unescaped
+
+    server = FakeServer(lambda n: (200, completion_json("Ranking: A > B > C > D")))
+    generators.save_remote_generator(app_db, remote(server.url, name="judge-model"), None)
+    item_ids = add_items(app_db, 2, prompt_set="s")
+    for item_id in item_ids:
+        rank(app_db, "alice", item_id, [[0], [1], [2], [3]])
+    app_db.conn.commit()
+    at = start("pages/quality/agreement.py")
+    assert not at.exception and any("No judge has run yet" in c.value for c in at.caption)
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 9)
+    at.selectbox(key="judge-set").set_value("s")
+    at.button(key="FormSubmitter:judge-Start judging").click().run()
+    assert started and started[0][0] == "judge" and started[0][1]["remote"] == "judge-model" and started[0][1]["prompt_set"] == "s"
+    assert "AI judge queued" in unescaped(at.success[0])
+    job_id = jobs.create_job(app_db, "judge", started[0][1])
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_judge(app_db, JudgeConfig(**started[0][1]), job))
+    at = start("pages/quality/agreement.py")
+    assert not at.exception
+    shown = next(d.value for d in at.dataframe if "judge" in d.value.columns)
+    assert shown.to_dict("records")[0] | {"job": 0} == {"judge": "remote:judge-model", "set": "s", "items judged": 1,
+                                                        "votes stored": 8, "readable votes": 1.0, "job": 0}
+    assert any(c.value.startswith("Agreement of the judge's voted ranking") for c in at.caption)
