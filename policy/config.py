@@ -13,6 +13,7 @@ KL_BUDGET = 5.0
 SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on most, put in the annotation queue for "
                    "people to rank (data/spot_checks.py); the version is not made active while they disagree with it; "
                    "0: none")
+from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
@@ -112,6 +113,7 @@ class PolicyConfig:
     gae_lambda: float = field(default=0.95, metadata={"help": "ppo: GAE lambda (gamma is 1)"})
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
@@ -144,6 +146,7 @@ class SFTConfig:
     early_stop_patience: int = field(default=1, metadata={"help": "stop after this many epochs without a better validation loss"})
     lora: bool = field(default=False, metadata={"help": "train a LoRA adapter (peft) instead of all weights"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; the loss is computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
@@ -189,6 +192,7 @@ class DPOConfig:
                 "the budget is kept; 0: no budget"})
     kl_checks: int = field(default=4, metadata={"help": "KL checks spread over the run (each samples eval_samples per held-out prompt)"})
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})

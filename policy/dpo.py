@@ -41,7 +41,7 @@ from policy.evaluation import PolicyEvaluator
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.rollout import Rollout, completion_logprobs
 from policy.sft import encode_demonstration
-from training import gate, model_config, pick_device, release_freed_memory, warmup_then_decay
+from training import checkpointing, gate, model_config, pick_device, release_freed_memory, warmup_then_decay
 from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt, weighted_by_reliability, weights_line
 
@@ -130,6 +130,8 @@ class PreferenceTrainer:
             self.policy = model
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         self.policy.eval()  # no dropout: the reference and the policy see the same function at step 0
+        if config.gradient_checkpointing:
+            checkpointing.enable(self.policy)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.schedule = warmup_then_decay(self.optimizer, total_steps, total_steps // 10)
@@ -154,7 +156,7 @@ class PreferenceTrainer:
         total_weight = max(sum(r.weight for r in rankings), 1e-8)
         for ranking in rankings:
             reference = self.reference_logprobs(ranking)  # [K]
-            with self.autocast():
+            with self.autocast(), checkpointing.gradient_pass(self.policy, c.gradient_checkpointing):
                 policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
             ties = ranking.ties if c.ties == "equal" else ()
             loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight, ties)

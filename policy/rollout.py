@@ -79,6 +79,11 @@ def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
     decoder = base.get_decoder()
     position_ids = (rollout.attention_mask.cumsum(1) - 1).clamp(min=0)  # [N, P+T], left padding does not shift positions
+    if base.training and base.is_activation_checkpointing:  # no KV cache under checkpointing: each sequence whole
+        with _adapter_input_casting_off(model):
+            states = decoder(input_ids=rollout.sequences[:, :-1], attention_mask=rollout.attention_mask[:, :-1],
+                             position_ids=position_ids[:, :-1]).last_hidden_state[:, P - 1:]  # [N, T, H]
+        return _read_completion(base, states.reshape(N * T, -1), rollout, temperature, value_head, with_entropy)
     cache = DynamicCache(config=base.config)
     with _adapter_input_casting_off(model):
         last_prompt_state = decoder(input_ids=rollout.sequences[::k, :P], attention_mask=rollout.attention_mask[::k, :P],
@@ -91,6 +96,12 @@ def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=
                                   position_ids=position_ids[:, P:-1], past_key_values=cache,
                                   use_cache=True).last_hidden_state)  # [N, T-1, H] the states before tokens 2..T
     hidden = torch.cat(states, 1).reshape(N * T, -1)  # [N*T, H] the state before each completion token
+    return _read_completion(base, hidden, rollout, temperature, value_head, with_entropy)
+
+
+def _read_completion(base, hidden: torch.Tensor, rollout: Rollout, temperature: float, value_head, with_entropy: bool):
+    """From the state before each completion token [N*T, H]: log-probs, entropy and values [N, T]."""
+    N, T, P = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length
     logits = base.get_output_embeddings()(hidden).float().view(N, T, -1) / temperature  # [N, T, V]
     tokens = rollout.sequences[:, P:]  # [N, T]
     # log pi(y_t) = logit_y - logsumexp(logits): no [N, T, V] log-softmax kept for the backward pass

@@ -28,7 +28,7 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import gate, warmup_then_decay
+from training import checkpointing, gate, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
@@ -136,6 +136,8 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
         # memory (bench/README.md). SFT's LoRA has not been measured so, and a bf16 base would change its numbers
         # (embeddings and norms in bf16 too, not only the products).
         model = with_lora_adapter(model, config.lora_rank, bf16_base=False)
+    if config.gradient_checkpointing:
+        checkpointing.enable(model)
     model = parallel.prepare(model)
     model.train()
     encode = lambda rows: [encode_demonstration(tokenizer, conversation.as_messages(r["prompt"], r.get("messages")),  # noqa: E731

@@ -37,7 +37,7 @@ from policy.config import PolicyConfig, held_out_problem
 from policy.evaluation import PolicyEvaluator
 from policy.generate import Prompt
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import diagnostics, gate, model_config, pick_device, release_freed_memory
+from training import checkpointing, diagnostics, gate, model_config, pick_device, release_freed_memory
 from training.precision import load_dtype, precision_for, use_bf16
 
 GROUP_NORMALISED = ("grpo", "dr_grpo")  # advantages against the mean of the prompt's K samples (group_advantages)
@@ -158,6 +158,8 @@ class PolicyTrainer(PolicyEvaluator):
                          temperature=config.temperature, bf16=bf16, max_prompt_tokens=config.max_prompt_tokens,
                          micro_batch_prompts=config.micro_batch_prompts)
         self.policy.eval()  # no dropout: rollouts and updates see the same function
+        if config.gradient_checkpointing:
+            checkpointing.enable(self.policy)
         self.value_head = None
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if config.algorithm == "ppo":
@@ -220,7 +222,8 @@ class PolicyTrainer(PolicyEvaluator):
         for a, b in self.micro_batches(rollout):
             started = time.perf_counter()
             m = mask[a:b]  # [n, T]
-            logprobs, entropy, _ = self.micro_logprobs(self.policy, rollout, a, b)  # [n, T] with grad
+            with checkpointing.gradient_pass(self.policy, c.gradient_checkpointing):
+                logprobs, entropy, _ = self.micro_logprobs(self.policy, rollout, a, b)  # [n, T] with grad
             kl = ((logprobs.detach() - ref_logprobs[a:b]) * m).sum(1)  # [n] per-sequence KL estimate on the sampled tokens
             R = sequence_rewards(scores[a:b], kl, rollout.ended[a:b], c)  # [n]
             if c.algorithm == "rloo":
@@ -266,7 +269,8 @@ class PolicyTrainer(PolicyEvaluator):
             for a, b in self.micro_batches(rollout):
                 started = time.perf_counter()
                 m = mask[a:b]
-                logprobs, entropy, values = self.micro_logprobs(self.policy, rollout, a, b, self.value_head)
+                with checkpointing.gradient_pass(self.policy, c.gradient_checkpointing):
+                    logprobs, entropy, values = self.micro_logprobs(self.policy, rollout, a, b, self.value_head)
                 ratio = torch.exp(logprobs - old_logprobs[a:b])  # [n, T], 1 on the first epoch
                 adv = advantages[a:b]
                 policy_loss = (torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)) * m).sum() / tokens

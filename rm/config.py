@@ -9,6 +9,7 @@ WEIGHTING_HELP = ("none: every ranking counts the same; reliability: each rankin
                   "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
                   "with few observations: data/reliability.py)")
 from training import EMBEDDED_ENCODER  # noqa: F401  (the default backbone)
+from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
 
@@ -27,6 +28,7 @@ class RewardConfig:
     batch_size: int = field(default=16, metadata={"help": "completions encoded per step (whole rankings, so K-wise pairs stay together)"})
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out (split by prompt)"})
     seed: int = field(default=0, metadata={"help": "split, shuffle and initialisation seed"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets to train on, a,b or a JSON list; empty: all"})

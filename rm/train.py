@@ -25,7 +25,7 @@ import torch
 from data import uncertainty, versions
 from data.rankings import tied_pairs
 from data.jobs import job_main
-from training import diagnostics, gate, model_config, warmup_then_decay
+from training import checkpointing, diagnostics, gate, model_config, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import RankingExample, load_rankings, n_pairs, split_by_prompt, weighted_by_reliability, weights_line
@@ -185,6 +185,8 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
     parallel = parallel or DataParallel(config.device)  # under `accelerate launch`: this process's share, gradients averaged
     device = parallel.device
     model, tokenizer = new_reward_model(config)
+    if config.gradient_checkpointing:
+        checkpointing.enable(model)
     bf16 = use_bf16(config.bf16, device, model.config)
     parallel.prepare(model).train()
     report = on_step if parallel.is_main else lambda step, total, metrics: None

@@ -41,6 +41,13 @@ def activate_checkbox(column) -> bool:
                                 "the length-only rule). Otherwise make it active yourself under Train → Models.")
 
 
+def checkpointing_checkbox(column) -> bool:
+    """Every training form's memory option (training/checkpointing.py)."""
+    from training.checkpointing import HELP
+
+    return column.checkbox("Gradient checkpointing", False, help=HELP[0].upper() + HELP[1:])
+
+
 def activation_confirmed(version: dict, say_why: bool = True) -> bool:
     """Whether "Make active" may be pressed: at once past the version's gate (or when it is active already); below the
     gate, once the admin ticks that they make it active anyway (a rollback to a starting model included)."""

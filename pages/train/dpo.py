@@ -6,7 +6,7 @@ import streamlit as st
 from data import items, review, versions
 from policy.config import DPOConfig
 from training.diagnostics import verdict
-from ui.jobs import activate_checkbox, launch, latest_job, version_label, version_picker
+from ui.jobs import activate_checkbox, checkpointing_checkbox, launch, latest_job, version_label, version_picker
 from ui.session import screen
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
@@ -51,13 +51,15 @@ def train_form(db) -> None:
         ties = right.checkbox("Learn from ties", help="a tie (A = B) counts as a preference of probability 1/2, pulling "
                               "the two answers' log-ratios together; off: ties give no pair")
         activate = activate_checkbox(st)
+        low_memory = checkpointing_checkbox(st)
         if st.form_submit_button("Start preference optimisation", type="primary"):
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     kl_budget=float(kl_budget),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
-                                    name=name.strip(), activate=activate), "Preference optimisation")
+                                    name=name.strip(), activate=activate, gradient_checkpointing=low_memory),
+                   "Preference optimisation")
 
 
 def trained_versions(db) -> None:
