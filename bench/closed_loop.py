@@ -1,7 +1,8 @@
 """The whole loop on the real embedded models, with a scripted annotator whose preference is not about length.
 
     python -m bench.closed_loop [--rankings 96] [--held-out 32] [--steps 20] [--dpo-epochs 3]
-                                [--dpo-runs LR:BETA:KL_BUDGET ...] [--paths rloo grpo dpo] [--preference reader]
+                                [--dpo-runs LR:BETA:KL_BUDGET ...] [--kl-coefs 0.05 ...] [--paths rloo grpo dpo]
+                                [--preference reader]
                                 [--out closed_loop]
 
 128 everyday-advice prompts (8 question templates x 16 topics, shuffled) go into one prompt set; the embedded
@@ -134,6 +135,8 @@ def main() -> None:
     parser.add_argument("--dpo-runs", nargs="+", default=["default"],
                         help="DPO runs as learning_rate:beta:kl_budget (inf: checked, never stops), or default")
     parser.add_argument("--paths", nargs="+", choices=["rloo", "grpo", "dpo"], default=["rloo", "dpo"])
+    parser.add_argument("--kl-coefs", nargs="+", type=float, default=[PolicyConfig.kl_coef],
+                        help="the policy update's beta (KL coefficient), one run of each path per value")
     parser.add_argument("--preference", choices=sorted(PREFERENCES), default="reader")
     parser.add_argument("--out", default="closed_loop", help="result file name under bench/out/")
     args = parser.parse_args()
@@ -162,10 +165,11 @@ def main() -> None:
         versions.set_active(db, reward["version"], by="bench")  # the policy update's reward, DPO's evaluation's judge
         results = {}
         for algorithm in ("rloo", "grpo"):
-            if algorithm in args.paths:
-                results[algorithm] = timed(algorithm, "train_policy", policy_train.run_job, PolicyConfig(
+            for kl_coef in (args.kl_coefs if algorithm in args.paths else []):
+                name = algorithm if kl_coef == PolicyConfig.kl_coef else f"{algorithm}-kl{kl_coef:g}"
+                results[name] = timed(name, "train_policy", policy_train.run_job, PolicyConfig(
                     prompt_set=PROMPT_SET, generator_version=start, eval_prompts=args.held_out, steps=args.steps,
-                    algorithm=algorithm, name=f"{algorithm}-loop"))
+                    algorithm=algorithm, kl_coef=kl_coef, name=f"{name}-loop"))
         if "dpo" in args.paths:
             for spec in args.dpo_runs:
                 settings = dpo_settings(spec)
