@@ -125,10 +125,14 @@ def run_judge(db, config: JudgeConfig, job) -> dict:
         if row["agreement"] is not None:
             job.log(f"{row['votes']} vote(s): agreement with people {row['agreement']:.0%} on {row['pairs']} pairs "
                     f"of {row['items']} items (95% {row['low']:.0%}-{row['high']:.0%})")
-    if not any(row["pairs"] for row in measured):
+    summary = judgements.judge_summary(db, judge.name)
+    if summary["votes"] and not summary["readable_share"]:
+        job.log("no vote held a readable 'Ranking:' line: the judge model does not follow the instructions (a larger "
+                "model, or a remote one with a higher max_tokens, may)")
+    elif not any(row["pairs"] for row in measured):
         job.log("no judged item has a ranking by people yet: rank some of them, then judge again to measure it")
     return {"judge": judge.name, "prompt_set": config.prompt_set, "judged_now": len(item_ids),
-            **judgements.judge_summary(db, judge.name), "agreement": measured}
+            **summary, "agreement": measured}
 
 
 if __name__ == "__main__":

@@ -53,7 +53,10 @@ with screen("Guidelines") as (db, user):
     text = write.text_area("Guidelines (Markdown)", current.text if current else "", height=320, key=key,
                            placeholder="What makes a completion better for this set: correctness first? length? tone?")
     preview.caption("Preview, as annotators see it")
-    untrusted(text, preview) if text.strip() else preview.markdown("*Nothing written yet.*")
+    if text.strip():  # a statement, not an expression: Streamlit's magic would show an expression's value
+        untrusted(text, preview)
+    else:
+        preview.markdown("*Nothing written yet.*")
     write.button("Save as a new version", type="primary", on_click=save_text, args=(chosen, key))
     history = guidelines.guideline_history(db, chosen)
     if history:

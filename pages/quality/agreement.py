@@ -51,7 +51,11 @@ def judge_results(db) -> None:
                                for r in runs]), hide_index=True,
                  column_config={"readable votes": st.column_config.NumberColumn(format="percent")})
     if not rows:
-        st.info("No judged item has a ranking by people yet: rank some of the judged items, then judge again to measure it.")
+        if any(r["votes"] and not r["readable_share"] for r in runs):
+            st.warning("No vote held a readable 'Ranking:' line: the judge model does not follow the instructions. Try a "
+                       "larger model, or a remote one with a higher max_tokens.")
+        else:
+            st.info("No judged item has a ranking by people yet: rank some of the judged items, then judge again to measure it.")
         return
     frame = pd.DataFrame(rows)
     frame["who"] = frame["judge"] + " · " + frame["set"]
