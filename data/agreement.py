@@ -67,12 +67,19 @@ def consensus_ranks(rankings: list[tuple[list[list[int]], int]]) -> list[float]:
     return [statistics.fmean(ranks(g, k)[p] for g, _ in rankings) for p in range(k)]
 
 
+def consensus_groups(rankings: list[list[list[int]]], k: int) -> list[list[int]]:
+    """Several rankings of one item as one: each completion by its mean rank, equal means tied.
+
+    >>> consensus_groups([[[0], [1], [2]], [[1], [0], [2]]], 3)
+    [[0, 1], [2]]
+    """
+    mean = consensus_ranks([(g, k) for g in rankings])
+    return [[p for p in range(k) if mean[p] == value] for value in sorted(set(mean))]
+
+
 def agreement_with_consensus(mine: list[list[int]], others: list[list[list[int]]], k: int) -> PairAgreement:
     """My ranking against the mean-rank consensus of the other annotators of the same item."""
-    mean = consensus_ranks([(g, k) for g in others])
-    order = sorted(set(mean))
-    consensus_groups = [[p for p in range(k) if mean[p] == value] for value in order]
-    return pair_agreement(mine, consensus_groups, k)
+    return pair_agreement(mine, consensus_groups(others, k), k)
 
 
 def bradley_terry(pairs: list[tuple[int, int]], k: int, iterations: int = 200, prior: float = 0.5) -> list[float]:

@@ -4,7 +4,8 @@ A judge (a remote OpenAI-compatible model or a local generator version: policy/j
 several times, each a vote: an independent critique ending in a ranking, its letters in an order of its own. The
 votes are stored here (`judgements`), never as rankings: they count in no training set, no agreement among people,
 no queue and no export. What they are worth is measured against people on the items both ranked:
-    the judge's ranking from its first k votes = the mean rank of each completion over those votes (ties when equal)
+    the judge's ranking from its first k votes = the mean rank of each completion over those votes (ties when equal:
+    data/agreement.py:consensus_groups, as people's consensus)
     agreement = share of the pairs both it and the consensus of the item's people ordered, on which they agree
 the same figure as a person's "agreement with others" (data/agreement.py:agreement_with_consensus), for k = 1, 2,
 4, 8: whether more votes (inference-time scaling) make it agree more.
@@ -52,18 +53,6 @@ def store_votes(db: Database, judge: str, item_id: int, votes: list[tuple[list[l
                        [item_id, judge, n, None if checked is None else to_json(checked), answer[:4000], job_id, now()])
 
 
-def voted_ranking(votes: list[list[list[int]]], k: int) -> list[list[int]] | None:
-    """The ranking of several votes: each completion by its mean rank, equal means tied (None: no vote).
-
-    >>> voted_ranking([[[0], [1], [2]], [[1], [0], [2]]], 3)
-    [[0, 1], [2]]
-    """
-    if not votes:
-        return None
-    mean = agreement.consensus_ranks([(g, k) for g in votes])
-    return [[p for p in range(k) if mean[p] == value] for value in sorted(set(mean))]
-
-
 def agreement_with_people(db: Database, judge: str, counts: tuple[int, ...] = VOTE_COUNTS) -> list[dict]:
     """For each k in `counts`: the judge's ranking from its first k readable votes against the consensus of each
     item's people (rankings kept for training: not skipped, rejected or flagged all bad), pooled over the items both
@@ -83,10 +72,11 @@ def agreement_with_people(db: Database, judge: str, counts: tuple[int, ...] = VO
     for k_votes in counts:
         agree = disagree = items = 0
         for item_id, humans in people.items():
-            mine = voted_ranking(votes.get(item_id, [])[:k_votes], k_of[item_id])
-            if mine is None:
+            mine = votes.get(item_id, [])[:k_votes]
+            if not mine:
                 continue
-            pairs = agreement.agreement_with_consensus(mine, humans, k_of[item_id])
+            pairs = agreement.pair_agreement(agreement.consensus_groups(mine, k_of[item_id]),
+                                             agreement.consensus_groups(humans, k_of[item_id]), k_of[item_id])
             agree, disagree, items = agree + pairs.agree, disagree + pairs.disagree, items + 1
         strict = agree + disagree
         low, high = agreement.wilson_interval(agree, strict) if strict else (None, None)
@@ -100,6 +90,11 @@ def judge_summary(db: Database, judge: str) -> dict:
     items, votes, readable = db.execute("""SELECT COUNT(DISTINCT item_id), COUNT(*), COUNT(groups) FROM judgements
                                            WHERE judge = ?""", [judge]).fetchone()
     return {"items": items, "votes": votes, "readable_share": readable / votes if votes else None}
+
+
+def none_readable(summary: dict) -> bool:
+    """Whether a judge answered votes and none held a readable ranking (the model does not follow the instructions)."""
+    return bool(summary["votes"]) and not summary["readable_share"]
 
 
 def latest_runs(db: Database, limit: int = 20) -> list[dict]:

@@ -239,8 +239,3 @@ class JudgeConfig:
             raise ValueError(f"votes must be between 1 and 16, got {self.votes}")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0: votes at temperature 0 would all be the same")
-
-    @property
-    def judge(self) -> str:
-        """The judge's name in the store: remote:NAME or version:ID (the active version's id is filled in by the job)."""
-        return f"remote:{self.remote}" if self.remote else f"version:{self.generator_version}"

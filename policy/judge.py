@@ -126,7 +126,7 @@ def run_judge(db, config: JudgeConfig, job) -> dict:
             job.log(f"{row['votes']} vote(s): agreement with people {row['agreement']:.0%} on {row['pairs']} pairs "
                     f"of {row['items']} items (95% {row['low']:.0%}-{row['high']:.0%})")
     summary = judgements.judge_summary(db, judge.name)
-    if summary["votes"] and not summary["readable_share"]:
+    if judgements.none_readable(summary):
         job.log("no vote held a readable 'Ranking:' line: the judge model does not follow the instructions (a larger "
                 "model, or a remote one with a higher max_tokens, may)")
     elif not any(row["pairs"] for row in measured):

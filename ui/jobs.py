@@ -10,6 +10,7 @@ import streamlit as st
 
 from data import jobs
 from data.scheduler import KIND_NAMES
+from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.gate import evaluation_summary, gate_for
 from ui.session import db_path, flash, require, session_db
 from ui.text import inline
@@ -43,9 +44,7 @@ def activate_checkbox(column) -> bool:
 
 def checkpointing_checkbox(column) -> bool:
     """Every training form's memory option (training/checkpointing.py)."""
-    from training.checkpointing import HELP
-
-    return column.checkbox("Gradient checkpointing", False, help=HELP[0].upper() + HELP[1:])
+    return column.checkbox("Gradient checkpointing", False, help=CHECKPOINTING_HELP[0].upper() + CHECKPOINTING_HELP[1:])
 
 
 def activation_confirmed(version: dict, say_why: bool = True) -> bool:

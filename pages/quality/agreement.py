@@ -51,7 +51,7 @@ def judge_results(db) -> None:
                                for r in runs]), hide_index=True,
                  column_config={"readable votes": st.column_config.NumberColumn(format="percent")})
     if not rows:
-        if any(r["votes"] and not r["readable_share"] for r in runs):
+        if any(judgements.none_readable(r) for r in runs):
             st.warning("No vote held a readable 'Ranking:' line: the judge model does not follow the instructions. Try a "
                        "larger model, or a remote one with a higher max_tokens.")
         else:
