@@ -22,6 +22,7 @@ from data.guidelines import current_guidelines
 from data.jobs import job_main
 from data.rankings import LETTERS, RankingError, parse_ranking_text, validate_ranking
 from policy.config import JudgeConfig
+from policy.generate import sample, within_batch
 
 ITEMS_PER_BATCH = 4  # items whose votes are asked together (and stored together)
 RANKING_LINE = re.compile(r"ranking\s*[:：]\s*\**\s*([A-I][A-I=>,\s]*)", re.IGNORECASE)
@@ -84,16 +85,15 @@ class Judge:
             log(f"judge: generator version {version['name']} ({version['path']})")
             self.model, self.tokenizer = load_generator(version["path"], config.device)
 
-    def answers(self, chats: list[list[dict]], seed: int) -> list[str]:
+    def answers(self, chats: list[list[dict]], seed: int, on_token=lambda tokens_so_far: None) -> list[str]:
+        """One answer per chat; `on_token` hears a local judge's decoding steps (a batch's progress)."""
         if self.remote is not None:
             from policy.remote import sample_remote
 
             return [samples[0].text for samples in sample_remote(self.remote, chats, 1, seed)]
-        from policy.generate import sample
-
         c = self.config
         return [samples[0].text for samples in sample(self.model, self.tokenizer, chats, 1, c.temperature, 1.0,
-                                                       c.max_new_tokens, seed)]
+                                                       c.max_new_tokens, seed, on_token)]
 
 
 def run_judge(db, config: JudgeConfig, job) -> dict:
@@ -110,7 +110,8 @@ def run_judge(db, config: JudgeConfig, job) -> dict:
         batch = [annotation.get_item(db, item_id) for item_id in item_ids[start:start + ITEMS_PER_BATCH]]
         orders = [[vote_order(item.id, n, item.k, config.seed) for n in range(config.votes)] for item in batch]
         chats = [judge_messages(item, order, guidelines) for item, item_orders in zip(batch, orders) for order in item_orders]
-        answers = iter(judge.answers(chats, seed=config.seed * 100_003 + start))
+        answers = iter(judge.answers(chats, config.seed * 100_003 + start,
+                                     within_batch(job, start, len(batch), len(item_ids), config.max_new_tokens)))
         for item, item_orders in zip(batch, orders):
             votes = [(read_ranking(answer, order), answer) for order, answer in zip(item_orders, answers)]
             judgements.store_votes(db, judge.name, item.id, votes, item.k, job.id)

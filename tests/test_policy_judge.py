@@ -107,3 +107,18 @@ def test_the_agreement_screen_starts_a_judge_and_shows_its_agreement_by_votes(ap
     assert shown.to_dict("records")[0] | {"job": 0} == {"judge": "remote:judge-model", "set": "s", "items judged": 1,
                                                         "votes stored": 8, "readable votes": 1.0, "job": 0}
     assert any(c.value.startswith("Agreement of the judge's voted ranking") for c in at.caption)
+
+
+def test_a_local_generator_judges_too_and_an_unreadable_judge_is_called_so(db, db_path, tiny_generator):
+    from data import versions
+
+    version = versions.register_version(db, "generator", "tiny", tiny_generator)
+    [item_id] = add_items(db, 1, prompt_set="s")
+    rank(db, "alice", item_id, [[0], [1], [2], [3]])
+    db.conn.commit()
+    job_id = jobs.create_job(db, "judge", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_judge(db, JudgeConfig(prompt_set="s", generator_version=version, votes=2, max_new_tokens=4), job))
+    assert result["judge"] == f"version:{version}" and result["votes"] == 2
+    assert result["readable_share"] == 0.0  # a random tiny model writes no "Ranking:" line
+    assert "no vote held a readable 'Ranking:' line" in jobs.get_job(db, job_id)["log"]

@@ -66,7 +66,7 @@ def progress_bar(project: dict) -> None:
                 text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete)"
                      f"{overlap}{pace}")
     if project["stuck_items"]:
-        st.warning(f"{project['stuck_items']:,} items cannot be finished: everyone the set is served to has ranked, "
+        st.warning(f"{project['stuck_items']:,} item{'s' if project['stuck_items'] > 1 else ''} cannot be finished: everyone the set is served to has ranked, "
                    "skipped or been sent back from them. Assign more annotators, lower N, or read why they were "
                    "skipped under Quality → Review.")
 
