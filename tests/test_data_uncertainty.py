@@ -72,6 +72,9 @@ def test_the_random_share_is_a_uniform_sample_served_among_the_least_certain(db)
     """The reviewer's case: N=1 and a queue that drains. The items of the random share are fixed in advance by their
     draw, so those ranked are a uniform sample of the set whatever the reward model thought of them."""
     item_ids = add_items(db, 600)
+    seeded = random.Random(2026)  # SQLite's random() drew these; seeded so the sample means below are not a coin toss
+    db.conn.executemany("UPDATE items SET draw = ? WHERE id = ?", [(seeded.random(), i) for i in item_ids])
+    db.conn.commit()
     annotation.set_repeat_settings(db, "test", share=0.0, gap=1)
     version = versions.register_version(db, "reward", "rm-a", "/nowhere", activate=True)
     doubt = {i: random.Random(i).random() for i in item_ids}
