@@ -10,6 +10,8 @@ from data import (accounts, builtin, export, formats, importing, items, jobs, le
                   spot_checks, store, uncertainty, versions)
 from data.store import open_db, resolve_db_path
 
+SKIP_HELP = "import the valid lines and report the refused ones"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__)
@@ -27,18 +29,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", default="imported", help="prompt set for its prompts")
     p.add_argument("--annotator", help="who the rankings are stored under when the file names nobody (default: the format's name)")
     p.add_argument("--score-key", help="scored: the score to rank by (default overall_score; or an aspect, e.g. helpfulness)")
-    p.add_argument("--skip-invalid", action="store_true", help="import the valid lines and report the refused ones")
+    p.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     p.add_argument("--rejects", type=Path, help="write the refused lines (with why) to this JSONL file")
     p = commands.add_parser("import-prompts", help="import prompts from .txt (one per line), .csv or .jsonl")
     p.add_argument("file", type=Path)
+    p.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     p.add_argument("--set", default="default", help="prompt set to add them to")
     p = commands.add_parser("import-completions", help="import JSONL lines of {prompt, completions: [...], model}")
     p.add_argument("file", type=Path)
+    p.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     p.add_argument("--set", default="imported", help="prompt set for their prompts")
     p = commands.add_parser("import-rankings", help="import a rankings export (JSONL)")
     p.add_argument("file", type=Path)
+    p.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     p = commands.add_parser("import-hh", help="import HH-RLHF pairs (JSONL of {chosen, rejected} dialogues) as rankings")
     p.add_argument("file", type=Path)
+    p.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     p.add_argument("--set", default="hh-rlhf", help="prompt set for their prompts")
     p.add_argument("--annotator", default="hh-rlhf", help="the provenance account the rankings are stored under")
     p = commands.add_parser("export", help="export pairs or rankings")
@@ -119,14 +125,14 @@ def _run(db, args):
     if args.command == "import":
         return _import(db, args)
     if args.command == "import-prompts":
-        rows = importing.parse_prompts(args.file.read_bytes(), importing.format_of(args.file.name))
+        rows = importing.parse_prompts(args.file.read_bytes(), importing.format_of(args.file.name), args.skip_invalid)
         return importing.import_prompts(db, rows, args.set)
     if args.command == "import-completions":
-        return importing.import_completions(db, importing.parse_completions(args.file.read_bytes()), args.set)
+        return importing.import_completions(db, importing.parse_completions(args.file.read_bytes(), args.skip_invalid), args.set)
     if args.command == "import-rankings":
-        return importing.import_rankings(db, importing.parse_rankings(args.file.read_bytes()))
+        return importing.import_rankings(db, importing.parse_rankings(args.file.read_bytes(), args.skip_invalid))
     if args.command == "import-hh":
-        return importing.import_hh_pairs(db, importing.parse_hh_pairs(args.file.read_bytes(), args.annotator), args.set)
+        return importing.import_hh_pairs(db, importing.parse_hh_pairs(args.file.read_bytes(), args.annotator, args.skip_invalid), args.set)
     if args.command == "export":
         where = export.ExportFilter(args.since, args.until, args.annotator, args.prompt_set, keep_excluded=args.keep_excluded)
         rows = export.write_export(db, args.kind, args.format, args.out, where, on_progress=_print_progress,

@@ -54,14 +54,19 @@ class RefusedLines(BadImportFile):
     def __init__(self, refused: list[Refusal], valid: int):
         self.refused, self.valid = refused, valid
         first = refused[0]
-        hint = (f" The other {valid:,} rows are valid: import them alone with --skip-invalid (the Import screen: "
-                "'Leave out the refused lines')." if valid else "")
+        ValueError.__init__(self, self.message("import them alone with --skip-invalid"))
+        self.line, self.problem = first.line, first.problem
+
+    def message(self, how_to_skip: str | None) -> str:
+        """What was refused and that nothing was imported; with `how_to_skip` (the CLI's flag, a screen's checkbox, or
+        None where there is no such choice) the way to import the valid rows alone."""
+        refused = self.refused
+        hint = f" The other {self.valid:,} rows are valid: {how_to_skip}." if self.valid and how_to_skip else ""
         lines = [f"line {r.line}: {r.problem}" if r.line else r.problem for r in refused[:MAX_LISTED]]
         more = [f"… and {len(refused) - MAX_LISTED:,} more (--rejects FILE writes them all)"] if len(refused) > MAX_LISTED else []
         summary = f"{lines[0]}. Nothing was imported." if len(refused) == 1 else \
             f"{len(refused):,} lines are refused. Nothing was imported."
-        ValueError.__init__(self, "\n".join([summary + hint, *(lines[1:] if len(refused) == 1 else lines), *more]))
-        self.line, self.problem = first.line, first.problem
+        return "\n".join([summary + hint, *(lines[1:] if len(refused) == 1 else lines), *more])
 
 
 class Parsed(list):

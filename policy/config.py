@@ -62,6 +62,16 @@ def next_round(previous: dict | None, prompt_set: str, generator_version: int) -
     return GenerationConfig(prompt_set=prompt_set, generator_version=generator_version, **kept)
 
 
+def held_out_default(prompts: int, wanted: int = 8) -> int:
+    """Prompts to hold out of a set of `prompts` for the policy update's evaluation: `wanted`, or a quarter of a
+    small set (at least one when the set has two prompts or more) so that most prompts still train.
+
+    >>> [held_out_default(n) for n in (1, 2, 8, 40)]
+    [0, 1, 2, 8]
+    """
+    return min(wanted, max(prompts // 4, 1 if prompts > 1 else 0))
+
+
 def held_out_problem(prompts: int, eval_prompts: int) -> str | None:
     """Why a set of `prompts` prompts cannot hold out `eval_prompts` for the policy update's evaluation (None: it can)."""
     if prompts > eval_prompts:

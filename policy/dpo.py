@@ -356,7 +356,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
     trained = trainer.policy.merge_and_unload() if full_weights and config.lora else trainer.policy
     name = config.name or versions.default_version_name("dpo")
     pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
-    activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs)
+    activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics, gate.DPO_REMEDY)), pairs)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate)
     job.log(f"saved {name}; {activation}")
     if pairs:

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -303,6 +305,22 @@ def test_every_refused_line_is_named_at_once_and_the_valid_ones_can_be_imported_
     assert importing.write_rejects(rows.refused, tmp_path / "rejects.jsonl") == 73
     first = json.loads((tmp_path / "rejects.jsonl").read_text().splitlines()[0])
     assert first == {"line": 6, "problem": "'prompt' is missing or empty", "text": lines[5]}
+
+
+def test_a_prompt_file_with_a_bad_line_says_how_to_import_the_rest_where_that_can_be_done(db, tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "first"}\n{"prompt": ""}\n{"prompt": "third"}\n')
+    with pytest.raises(importing.RefusedLines) as error:
+        importing.parse_prompts(path.read_bytes(), "jsonl")
+    assert str(error.value).startswith("line 2: 'prompt' is missing or empty. Nothing was imported. The other 2 rows are "
+                                       "valid: import them alone with --skip-invalid.")
+    assert "valid" not in error.value.message(None)  # a form with no such choice does not promise one
+    cli = [sys.executable, "-m", "data", "--db", str(tmp_path / "cli.db")]
+    subprocess.run([*cli, "init"], check=True, capture_output=True)
+    refused = subprocess.run([*cli, "import-prompts", str(path), "--set", "mine"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "--skip-invalid" in refused.stderr
+    done = subprocess.run([*cli, "import-prompts", str(path), "--set", "mine", "--skip-invalid"], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["added"] == 2
     many = "\n".join(["{bad"] * 250).encode()
     with pytest.raises(importing.RefusedLines, match="250 lines are refused") as error:
         importing.parse_rankings(many, skip_invalid=True)  # nothing valid: refused even when skipping

@@ -110,7 +110,7 @@ def test_the_models_screen_activates_and_cannot_delete_what_is_used(app_db, tmp_
     assert "policy-1 is now the active generator" in unescaped(at.success[0])
     history = at.dataframe[-1].value
     assert list(history["by"])[0] == "admin" and list(history["name"])[0] == "policy-1"
-    assert list(history["note"])[0] == "below its gate: too few held-out pairs to tell: 4, need at least 30 (hold out more prompts or samples)"
+    assert list(history["note"])[0] == "below its gate: too few held-out pairs to tell: 4, need at least 30 (hold out more prompts, or draw more samples per prompt (K))"
 
 
 @pytest.mark.slow

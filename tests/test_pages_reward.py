@@ -76,7 +76,8 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     wait_for_kind(app_db, "train_rm")
     at = start("pages/train/policy.py")
-    in_form(at.selectbox, "train-policy", "Prompt set").set_value("s")
+    at.selectbox(key="policy-set").set_value("s").run()
+    assert in_form(at.number_input, "train-policy", "Held-out prompts").value == 6  # 8, or a quarter of a small set
     in_form(at.number_input, "train-policy", "Steps").set_value(2)
     in_form(at.number_input, "train-policy", "Max new tokens").set_value(8)
     at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
@@ -100,7 +101,7 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
                                      "max_new_tokens": 40, "temperature": 0.7})]
     assert "Follow it under Data → Generate or Jobs" in unescaped(at.success[0])
     # the form refuses a held-out share the set cannot give, instead of a job failing after it waited in line
-    in_form(at.selectbox, "train-policy", "Prompt set").set_value("s")
+    at.selectbox(key="policy-set").set_value("s").run()
     in_form(at.number_input, "train-policy", "Held-out prompts").set_value(1000)
     at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
     assert started[1:] == [] and any("held out for its evaluation" in unescaped(e) for e in at.error)

@@ -13,11 +13,15 @@ MIN_PAIRS = 30
 MIN_HELD_OUT_RANKINGS = 5
 
 
-def generator_gate(metrics: dict) -> tuple[bool, str]:
-    """A policy update's or DPO run's held-out evaluation against its start.
+POLICY_REMEDY = "hold out more prompts, or draw more samples per prompt (K)"
+DPO_REMEDY = "rank more prompts (a fifth are held out), or draw more samples per held-out prompt"
+
+
+def generator_gate(metrics: dict, remedy: str = POLICY_REMEDY) -> tuple[bool, str]:
+    """A policy update's or DPO run's held-out evaluation against its start; `remedy`: how its run gets more pairs.
 
     >>> generator_gate({"val/win_rate": 1.0, "val/win_pairs": 4})
-    (False, 'too few held-out pairs to tell: 4, need at least 30 (hold out more prompts or samples)')
+    (False, 'too few held-out pairs to tell: 4, need at least 30 (hold out more prompts, or draw more samples per prompt (K))')
     >>> generator_gate({"val/win_rate": 0.8, "val/win_pairs": 64, "val/lc_win_rate": 0.7, "val/lc_pairs": 20})[0]
     True
     """
@@ -26,7 +30,7 @@ def generator_gate(metrics: dict) -> tuple[bool, str]:
         return False, ("no held-out win rate (no reward model judged it): read its samples and make it active by hand "
                        "on the Models screen if you trust it")
     if n < MIN_PAIRS:
-        return False, f"too few held-out pairs to tell: {n}, need at least {MIN_PAIRS} (hold out more prompts or samples)"
+        return False, f"too few held-out pairs to tell: {n}, need at least {MIN_PAIRS} ({remedy})"
     low, high = wilson_interval(win * n, n)
     if low <= 0.5:
         return False, f"win rate {win:.2f} on {n} pairs, 95% interval {low:.2f}-{high:.2f}: not shown better than the start"
@@ -121,6 +125,8 @@ def gate_for(version: dict) -> tuple[bool, str]:
         return reward_model_gate(metrics)
     if "early_stop_patience" in config:
         return sft_gate(metrics)
-    if "algorithm" in config or "beta" in config:
+    if "algorithm" in config:
         return generator_gate(metrics)
+    if "beta" in config:
+        return generator_gate(metrics, DPO_REMEDY)
     return False, "not trained here (a starting or registered model): no evaluation against a start to gate on"

@@ -19,16 +19,22 @@ FORMAT_HELP = {
 }
 
 
+LEAVE_OUT = "Leave out the refused lines"
+
+
 def parse_prompt_input(upload, pasted: str):
     if upload is not None:
         return importing.parse_prompts(upload.getvalue(), importing.format_of(upload.name))
     return importing.parse_prompts(pasted.encode(), "txt")
 
 
-def run_import(do_import) -> None:
+def run_import(do_import, how_to_skip: str | None = None) -> None:
+    """`how_to_skip`: this form's way to import the valid rows of a file with refused lines (None: the form has none)."""
     try:
         counts = do_import()
         flash("success", "Imported: " + ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in counts.items()))
+    except importing.RefusedLines as refused:
+        flash("error", f"Import failed: {refused.message(how_to_skip)}" + ("" if how_to_skip else " Fix or remove those lines and import again."))
     except (importing.BadImportFile, ValueError, StoreBusy) as error:
         flash("error", f"Import failed: {error}")
     st.rerun()
@@ -56,6 +62,8 @@ def import_preferences(db, user, result: formats.Read) -> None:
         st.session_state.pop("pref-read", None)
         flash("success", "Imported: " + ", ".join(f"{n:,} {what.replace('_', ' ')}" if isinstance(n, int) else f"{what} {n}"
                                                   for what, n in counts.items()))
+    except importing.RefusedLines as refused:
+        flash("error", f"Import failed: {refused.message(f'tick “{LEAVE_OUT}” to import them alone')}")
     except (importing.BadImportFile, ValueError, StoreBusy) as error:
         flash("error", f"Import failed: {error}")
 
@@ -98,7 +106,7 @@ def preference_section(db) -> None:
         refused_table(result)
     left, right = st.columns(2)
     left.text_input("Prompt set", value="imported", key="pref-set")
-    leave_out = right.checkbox("Leave out the refused lines", key="pref-leave-out", disabled=not result.rows.refused)
+    leave_out = right.checkbox(LEAVE_OUT, key="pref-leave-out", disabled=not result.rows.refused)
     st.button(f"Import {len(result.rows):,} {what}" + (" (the refused lines left out)" if leave_out else ""), type="primary",
               on_click=import_preferences, args=(result,), key="pref-import")
 

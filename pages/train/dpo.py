@@ -33,12 +33,16 @@ def train_form(db) -> None:
         learning_rate = left.number_input("Learning rate", 1e-8, 1e-2, defaults.learning_rate, format="%.1e")
         rankings_per_step = middle.number_input("Rankings per step", 1, 512, defaults.rankings_per_step)
         name = right.text_input("Version name", placeholder="dpo-<date>-<time>", help="letters, digits, '.', '_' and '-'")
-        left, right = st.columns(2)
+        left, middle, right = st.columns([2, 1, 3])
         kl_budget = left.number_input(
             "KL budget (0: none)", 0.0, 1000.0, defaults.kl_budget, 0.5,
             help="the most KL to the start the run may spend, in nats per sampled answer on held-out prompts, checked "
                  f"{defaults.kl_checks} times; past it, training stops and keeps the last weights within it. The default "
                  "is where answers still made sense in the closed-loop sweep (bench/README.md)")
+        eval_samples = middle.number_input(
+            "Samples per held-out prompt", 0, 32, defaults.eval_samples,
+            help="answers sampled per held-out prompt (a fifth of the ranked prompts, at most 16) for the KL checks "
+                 "and the win rate against the start; the gate needs 30 pairs or more; 0: no sampled evaluation")
         right.caption("Defaults from the closed-loop sweep: learning rate 1.5e-4 with LoRA, 3 epochs, β 0.1 reached a "
                       "win rate of 0.77 (0.84 at similar length) at KL 2; twice the rate won more at KL 8 with answers "
                       "losing sense.")
@@ -56,7 +60,7 @@ def train_form(db) -> None:
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
-                                    kl_budget=float(kl_budget),
+                                    kl_budget=float(kl_budget), eval_samples=int(eval_samples),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
                                     name=name.strip(), activate=activate, gradient_checkpointing=low_memory),
                    "Preference optimisation")

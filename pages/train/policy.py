@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from data import items, jobs, spot_checks, versions
-from policy.config import PolicyConfig, held_out_problem, next_round
+from policy.config import PolicyConfig, held_out_default, held_out_problem, next_round
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import activate_checkbox, checkpointing_checkbox, launch, latest_job, version_label, version_picker
@@ -45,14 +45,15 @@ def train_form(db) -> None:
                                  "from chance learns noise: rank more, retrain, or make one active under Train → Models "
                                  "if you trust it."))
     ranked_cap = ranked_completions_cap(db)
+    prompts_in = {s["name"]: s["prompts"] for s in items.prompt_sets(db)}
+    left, _ = st.columns(2)  # outside the form: the held-out default below follows the set's size
+    prompt_set = left.selectbox("Prompt set", list(prompts_in), key="policy-set",
+                                help="the prompts the policy update samples answers to; its last prompts are held out")
     with st.form("train-policy"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
         reward = version_picker(right, "Reward model", rewards)
-        left, right = st.columns(2)
-        prompts_in = {s["name"]: s["prompts"] for s in items.prompt_sets(db)}
-        prompt_set = left.selectbox("Prompt set", list(prompts_in))
-        algorithm = right.selectbox("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get)
+        algorithm = left.selectbox("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get)
         left, middle, right = st.columns(3)
         steps = left.number_input("Steps", 1, 10_000, defaults.steps)
         k = middle.number_input("Samples per prompt (K)", 2, 16, defaults.k)
@@ -66,7 +67,10 @@ def train_form(db) -> None:
                  "answers where the reward model never saw them cut, so the job raises a lower value to it")
         left, middle, right = st.columns(3)
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 1e-5)")
-        eval_prompts = middle.number_input("Held-out prompts", 0, 1000, defaults.eval_prompts)
+        eval_prompts = middle.number_input(
+            "Held-out prompts", 0, 1000, held_out_default(prompts_in.get(prompt_set, 0), defaults.eval_prompts),
+            help=f"the set's last prompts, kept out of training for the before/after evaluation ({defaults.eval_prompts}, "
+                 "or a quarter of a small set); each gives K pairs, and the gate needs 30")
         name = right.text_input("Version name", placeholder="policy-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
