@@ -19,18 +19,19 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circ
                 "failed": ":material/error:", "cancelled": ":material/stop_circle:"}
 
 
-def launch(kind: str, config, what: str, follow: str = "below or under Jobs") -> None:
+def launch(kind: str, config, what: str, follow: str = "below or under Jobs", links: tuple[tuple[str, str], ...] = (),
+           place: str | None = None) -> None:
     """Start a background job from a trainer's config dataclass, say so on the next run, and rerun. `follow`: where
-    its progress shows, when not on this screen."""
+    its progress shows, when not on this screen, and `links` to those screens; `place`: see ui.session.flash."""
     try:
         job_id = jobs.start_job(db_path(), kind, asdict(config), actor=require(session_db(), "admin"))
         place = jobs.queue_places(session_db()).get(job_id)
         flash("success", f"{what} queued as job {job_id}: " + (
             f"{jobs.ordinal(place['place'])} in line, waiting for {place['waits_for']}." if place and not place["starting"]
             else "starting now.")
-            + f" Follow it {follow}.")
+            + f" Follow it {follow}.", links, place)
     except (ValueError, LookupError) as error:
-        flash("error", str(error))
+        flash("error", str(error), place=place)
     st.rerun()
 
 

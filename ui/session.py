@@ -38,16 +38,23 @@ def session_db():
     return st.session_state.db
 
 
-def flash(kind: str, message: str) -> None:
-    """Keep a message for the next run (callbacks run before the page renders)."""
-    st.session_state.flash = (kind, message)
+def flash(kind: str, message: str, links: tuple[tuple[str, str], ...] = (), place: str | None = None) -> None:
+    """Keep a message for the next run (callbacks run before the page renders). `links`: (page file under pages/,
+    label) shown under it; `place`: where the screen shows it (a button far down the screen shows its message beside
+    itself, not at the top out of sight), None: under the title."""
+    st.session_state.flash = (kind, message, links, place)
 
 
-def show_flash() -> None:
-    """Show the last run's message; it may quote names and values from files, so it is shown as one escaped line."""
-    kind, message = st.session_state.pop("flash", (None, None))
-    if kind:
-        getattr(st, kind)(inline(message))
+def show_flash(place: str | None = None) -> None:
+    """Show the last run's message meant for this place; it may quote names and values from files, so it is shown
+    as one escaped line, its links (our own pages) under it."""
+    kind, message, links, wanted = st.session_state.get("flash") or (None, None, (), None)
+    if not kind or wanted != place:
+        return
+    del st.session_state["flash"]
+    getattr(st, kind)(inline(message))
+    for page, label in links:
+        st.page_link(f"pages/{page}.py", label=label)
 
 
 def sso_configured() -> bool:

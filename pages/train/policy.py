@@ -10,10 +10,11 @@ from policy.config import PolicyConfig, held_out_default, held_out_problem, next
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import activate_checkbox, checkpointing_checkbox, launch, latest_job, version_label, version_picker
-from ui.session import screen
+from ui.session import screen, show_flash
 from ui.text import inline
 
 RANKED_CAP = "ranked-cap"  # (cap, when read) for this session
+NEXT_ROUND = "next-round"  # where the next round's message shows: beside its button
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)",
               "grpo": "GRPO (group-normalised advantages)", "dr_grpo": "Dr. GRPO (group mean, no length bias)"}
 TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start (a batch's estimate: may dip below 0)": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
@@ -139,7 +140,10 @@ def compare_and_use(db) -> None:
                  + f"K={config.k}, temperature {config.temperature:g}, top-p {config.top_p:g}, up to {config.max_new_tokens} "
                  f"tokens{', remote ' + config.remote if config.remote else ''}. Other settings: Data → Generate.")
     if right.button("Generate the next round with this version", type="primary"):
-        launch("generate", config, f"Generation with {version['name']}", follow="under Data → Generate or Jobs")
+        launch("generate", config, f"Generation with {version['name']}", follow="under Data → Generate or Jobs",
+               links=(("data/generate", "Data → Generate"), ("operate/jobs", "Jobs")), place=NEXT_ROUND)
+    with right:
+        show_flash(NEXT_ROUND)
 
 
 with screen("Policy update") as (db, user):
