@@ -25,9 +25,9 @@ def launch(kind: str, config, what: str, follow: str = "below or under Jobs", li
     its progress shows, when not on this screen, and `links` to those screens; `place`: see ui.session.flash."""
     try:
         job_id = jobs.start_job(db_path(), kind, asdict(config), actor=require(session_db(), "admin"))
-        place = jobs.queue_places(session_db()).get(job_id)
+        line = jobs.queue_places(session_db()).get(job_id)
         flash("success", f"{what} queued as job {job_id}: " + (
-            f"{jobs.ordinal(place['place'])} in line, waiting for {place['waits_for']}." if place and not place["starting"]
+            f"{jobs.ordinal(line['place'])} in line, waiting for {line['waits_for']}." if line and not line["starting"]
             else "starting now.")
             + f" Follow it {follow}.", links, place)
     except (ValueError, LookupError) as error:
@@ -180,7 +180,7 @@ def result_table(result: dict) -> None:
             for name, value in shown.items() if name not in sentences]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"value": st.column_config.TextColumn(width="large")})
+                     column_config={"value": st.column_config.TextColumn(width="large")}, placeholder="—")
     for name, value in sentences.items():  # a sentence (why a version was or was not made active) is read whole
         st.caption(f"**{name.replace('_', ' ')}**: {inline(str(value))}")
 

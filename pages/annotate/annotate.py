@@ -168,7 +168,7 @@ def my_rankings(db, user) -> None:
                    "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
                    "status": status_of(r)} for r in rows], hide_index=True,
                  column_config={"prompt": st.column_config.TextColumn(width="large"),
-                                "status": st.column_config.TextColumn(width="large")})
+                                "status": st.column_config.TextColumn(width="large")}, placeholder="—")
     editable = [r for r in rows if r["editable"]]
     if not editable:
         st.stop()

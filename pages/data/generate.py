@@ -120,7 +120,7 @@ def remote_generators_section(db, remotes: list) -> None:
                "The API key stays in an environment variable named …_API_KEY (or under [remote_api_keys] in "
                ".streamlit/secrets.toml) on the machine that runs the app: only its name is stored.")
     if remotes:
-        st.dataframe(pd.DataFrame([{k: v for k, v in vars(g).items() if k != "id"} for g in remotes]), hide_index=True)
+        st.dataframe(pd.DataFrame([{k: v for k, v in vars(g).items() if k != "id"} for g in remotes]), hide_index=True, placeholder="—")
         left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
         name = left.selectbox("Remote generator", [g.name for g in remotes], key="remote-picked")
         middle.button("Check", on_click=check_remote, args=(name,), width="stretch", help="Ask the server for its models (5 s)")

@@ -33,7 +33,7 @@ def save_repeats(db, user, prompt_set: str) -> None:
 
 
 def show_history(history: list[dict]) -> None:
-    st.dataframe(pd.DataFrame(history)[["version", "author", "created_at"]], hide_index=True)
+    st.dataframe(pd.DataFrame(history)[["version", "author", "created_at"]], hide_index=True, placeholder="—")
     for version in history[1:]:
         with st.expander(f"Version {version['version']}"):
             untrusted(version["text"])

@@ -83,7 +83,7 @@ with screen("Export") as (db, user):
         st.info("No rows match these filters.")
     st.caption(f"{rows:,} rows" + (" · the first 50" if rows > 50 else ""))
     shown = export.preview(db, kind, where, rows=50, conversational=conversational)
-    st.dataframe(shown, hide_index=True)
+    st.dataframe(shown, hide_index=True, placeholder="—")
     too_large = rows > DOWNLOAD_NOW_ROWS or estimated_bytes(shown, rows) > export.DOWNLOAD_LIMIT_BYTES
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)

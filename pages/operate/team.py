@@ -45,7 +45,7 @@ with screen("Team") as (db, user):
     st.dataframe(pd.DataFrame(users), hide_index=True, column_config={
         "disabled": st.column_config.CheckboxColumn(), "has_password": st.column_config.CheckboxColumn("password"),
         "origin": st.column_config.TextColumn(help="account: made by an admin or the CLI; import: a name from an imported file; "
-                                                    "legacy: ranked before accounts existed. Only enabled accounts can log in.")})
+                                                    "legacy: ranked before accounts existed. Only enabled accounts can log in.")}, placeholder="—")
     left, right = st.columns(2)
     with left.form("create-user"):
         st.markdown("**New account**")
@@ -69,6 +69,6 @@ with screen("Team") as (db, user):
     entries = audit.recent(db, 200, None if who == "everyone" else who)
     if entries:
         st.dataframe(pd.DataFrame(entries), hide_index=True, width="stretch",
-                     column_config={"detail": st.column_config.TextColumn(width="large")})
+                     column_config={"detail": st.column_config.TextColumn(width="large")}, placeholder="—")
     else:
         st.caption("Nothing recorded yet.")

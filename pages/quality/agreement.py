@@ -49,7 +49,7 @@ def judge_results(db) -> None:
     st.dataframe(pd.DataFrame([{"judge": r["judge"], "set": r["prompt_set"], "items judged": r["items"],
                                 "votes stored": r["votes"], "readable votes": r["readable_share"], "job": r["job"]}
                                for r in runs]), hide_index=True,
-                 column_config={"readable votes": st.column_config.NumberColumn(format="percent")})
+                 column_config={"readable votes": st.column_config.NumberColumn(format="percent")}, placeholder="—")
     if not rows:
         if any(judgements.none_readable(r) for r in runs):
             st.warning("No vote held a readable 'Ranking:' line: the judge model does not follow the instructions. Try a "
@@ -96,7 +96,7 @@ with screen("Agreement & health") as (db, user):
         st.caption("Agreement with the consensus of the others, by the guideline version each ranking was made under")
         st.dataframe(by_version, hide_index=True, column_config={
             "prompt_set": "prompt set", "guideline_version": st.column_config.NumberColumn("guideline version", help="empty: no guidelines yet"),
-            "agreement_with_others": st.column_config.NumberColumn("agreement with others", format="percent")})
+            "agreement_with_others": st.column_config.NumberColumn("agreement with others", format="percent")}, placeholder="—")
     per_day = pd.DataFrame(quality.rankings_per_day(db))
     if not per_day.empty:
         st.caption("Rankings per day")

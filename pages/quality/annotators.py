@@ -8,6 +8,17 @@ from data import quality, reliability
 from ui.session import screen
 from ui.widgets import statistics_caught_up
 
+COLUMN_HELP = {
+    "agreement_with_others": "of the pairs they ordered strictly on items others ranked too, the share ordered as the "
+                             "consensus of the others; — : no item shared with another annotator yet",
+    "self_agreement": "of the pairs they ordered strictly both times on an item served again, the share ordered the same "
+                      "way; — : nothing asked again yet (the set's repeat share, Data → Overview)",
+    "tie_rate": "the share of their pairs they ranked equal",
+    "first_shown_ranked_best": "how often the completion shown first was ranked best (position bias)",
+    "first_shown_expected": "what chance gives on the same rankings: the share of the completions they put in first place (1/K with no tie there)",
+    "longer_wins": "of their pairs of different lengths, the share where the longer one was ranked higher (50%: no length bias)",
+    "gold_accuracy": "the share of gold items ranked as the gold answer says; — : no gold item served yet (Quality → Gold items)",
+}
 PERCENT_COLUMNS = {"agreement_with_others": "agreement with others", "self_agreement": "self-agreement", "tie_rate": "tie rate",
                    "first_shown_ranked_best": "first shown ranked best", "first_shown_expected": "expected by chance",
                    "longer_wins": "longer completion wins", "gold_accuracy": "gold accuracy"}
@@ -46,7 +57,10 @@ with screen("Annotators") as (db, user):
         numbers = pd.to_numeric(shown[column], errors="coerce")
         if shown[column].dtype == object and numbers.notna().sum() == shown[column].notna().sum():
             shown[column] = numbers
+    st.caption("One row per annotator (scroll sideways for every figure; hover a column's name for what it measures). "
+               "— : nothing to go on yet.")
     st.dataframe(shown, hide_index=True, column_config={
+        "annotator": st.column_config.TextColumn("annotator", pinned=True),
         "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
         "repeats": st.column_config.NumberColumn(help="items they ranked again when served a second time, unannounced (skipped repeats left out)"),
         "self_tau_b": st.column_config.NumberColumn("self τ-b", format="%.2f", help="mean Kendall τ-b with their first ranking"),
@@ -54,7 +68,8 @@ with screen("Annotators") as (db, user):
             "training weight", format="%.2f", help="how much their rankings count when a reward model or DPO trains with "
             "'Weight rankings by reliability': 1 is the team's reliability, 0 no signal (random or contrary to the others); "
             "from agreement, gold and self-agreement, near 1 while they have few of them"),
-        **{column: st.column_config.NumberColumn(label, format="percent") for column, label in PERCENT_COLUMNS.items()}})
+        **{column: st.column_config.NumberColumn(label, format="percent", help=COLUMN_HELP.get(column))
+           for column, label in PERCENT_COLUMNS.items()}}, placeholder="—")
     left, right = st.columns(2)
     left.caption("Position bias: the first-shown completion ranked best, against chance")
     left.altair_chart(bias_chart(table, ["first_shown_ranked_best", "first_shown_expected"]), width="stretch")

@@ -27,7 +27,7 @@ with screen("Item consensus") as (db, user):
                "(with a single ranking, the interval cannot show any doubt). Letters are the stored order, as in the exports: each "
                "annotator saw the answers shuffled (Quality → Review shows a ranking as its annotator saw it).")
     table = pd.DataFrame(consensus).drop(columns=["position"], errors="ignore").round(3)  # the letter says the position
-    st.dataframe(table.rename(columns={"mean_rank": "mean rank (1 = best)"}), hide_index=True)
+    st.dataframe(table.rename(columns={"mean_rank": "mean rank (1 = best)"}), hide_index=True, placeholder="—")
     with st.expander("The completions"):
         for completion in annotation.completions_of(db, item_id):
             st.markdown(f":violet-badge[Completion **{LETTERS[completion.position]}**]")

@@ -54,7 +54,7 @@ with screen("Model leaderboard") as (db, user):
         "rating": st.column_config.NumberColumn(format="%.0f"), "low": st.column_config.NumberColumn("2.5%", format="%.0f"),
         "high": st.column_config.NumberColumn("97.5%", format="%.0f"),
         "pairs": st.column_config.NumberColumn(help="pairs with a completion of another model"),
-        "win_rate": st.column_config.NumberColumn("win rate", format="percent", help="(wins + ties / 2) / pairs")})
+        "win_rate": st.column_config.NumberColumn("win rate", format="percent", help="(wins + ties / 2) / pairs")}, placeholder="—")
     left, right = st.columns(2)
     left.caption("Ratings with their 95% intervals")
     left.altair_chart(ratings_chart(table), width="stretch")

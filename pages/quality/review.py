@@ -38,7 +38,7 @@ def queue_table(rows: list[dict]) -> None:
         "stored order": "skipped" if r["skipped"] else shown_text(r["groups"], list(range(r["k"]))),
         "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": r["review"] or "—", "prompt": r["prompt"],
         **({"why": r["why"]} if "why" in r else {})}
-        for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
+        for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")}, placeholder="—")
 
 
 def actions(db, user, rows: list[dict]) -> None:
@@ -88,4 +88,4 @@ with screen("Review", role="reviewer") as (db, user):
     events = review.review_events(db)
     if events:
         st.subheader("Audit log")
-        st.dataframe(pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by"]], hide_index=True)
+        st.dataframe(pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by"]], hide_index=True, placeholder="—")

@@ -73,7 +73,7 @@ def trained_versions(db) -> None:
         return
     rows = [{"version": version_label(v), **{label: v["metrics"].get(key) for key, label in VERSION_COLUMNS.items()}}
             for v in trained[::-1]]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—")
     for good, line in verdict(trained[-1]["metrics"]):
         (st.success if good else st.warning)(f"{trained[-1]['name']}: {line}")
 

@@ -131,7 +131,7 @@ def compare_and_use(db) -> None:
     if metrics.get("examples"):
         st.caption("The biggest reward gains, for reading: same prompt, same seed, before and after")
         st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
-                     column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")})
+                     column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")}, placeholder="—")
     left, right = st.columns(2)
     prompt_set = left.selectbox("Prompt set for the next round", [s["name"] for s in items.prompt_sets(db)], key="next-round-set")
     previous = jobs.latest_args(db, "generate", prompt_set)

@@ -77,7 +77,7 @@ def models_list(db) -> None:
         "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
         "ties": v["config"].get("ties", "ignore"), "held-out tie share": v["metrics"].get("val/tie_share"),
         "predicted tie share": v["metrics"].get("val/tie_predicted"),
-        "created": v["created_at"][:19]} for v in models]), hide_index=True)
+        "created": v["created_at"][:19]} for v in models]), hide_index=True, placeholder="—")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active", disabled=not activation_confirmed(chosen)):
@@ -106,7 +106,7 @@ def models_list(db) -> None:
     if active and active["metrics"].get("calibration"):
         left, right = st.columns(2)
         left.caption("Calibration on held-out pairs: predicted P(better) against how often humans agreed")
-        left.dataframe(pd.DataFrame(active["metrics"]["calibration"]).round(3), hide_index=True)
+        left.dataframe(pd.DataFrame(active["metrics"]["calibration"]).round(3), hide_index=True, placeholder="—")
         right.caption("Reward distribution on held-out completions (deciles)")
         quantiles = pd.DataFrame({"percentile": range(0, 101, 10), "reward": active["metrics"]["reward/quantiles"]})
         right.bar_chart(quantiles, x="percentile", y="reward", height=220)  # a numeric axis: 0, 10, ..., 100
@@ -128,7 +128,7 @@ def inspect(db) -> None:
     from rm.score import held_out_agreement, item_rewards  # torch: imported only when a model is asked for
 
     scorer = reward_scorer(active["path"])
-    st.dataframe(pd.DataFrame(item_rewards(db, scorer, item["id"])), hide_index=True)
+    st.dataframe(pd.DataFrame(item_rewards(db, scorer, item["id"])), hide_index=True, placeholder="—")
     if st.button("Measure agreement with human rankings on held-out prompts"):
         result = held_out_agreement(db, scorer)
         if result["pairs"]:

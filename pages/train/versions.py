@@ -56,7 +56,7 @@ def manage(db, kind: str) -> None:
         return
     st.dataframe(versions_frame(db, listed), hide_index=True,
                  column_config={"evaluation": st.column_config.TextColumn(width="large"),
-                                "used by": st.column_config.TextColumn(width="medium")})
+                                "used by": st.column_config.TextColumn(width="medium")}, placeholder="—")
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
     passes, why = gate_for(chosen)
@@ -86,4 +86,4 @@ with screen("Models") as (db, user):
         st.subheader("History")
         history = pd.DataFrame(events)[["at", "action", "kind", "name", "by", "note"]]
         history["at"] = history["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
-        st.dataframe(history, hide_index=True)
+        st.dataframe(history, hide_index=True, placeholder="—")
