@@ -131,6 +131,15 @@ def get_version(db: Database, version_id: int) -> dict:
 KIND_NAMES = {"generator": "generator", "reward": "reward model"}
 
 
+def brief(db: Database, version_ids: list[int]) -> dict[int, dict]:
+    """id -> {name, kind, is_active} of these versions, in one query (a job card names the versions it used or made)."""
+    ids = sorted({int(i) for i in version_ids if i is not None})
+    if not ids:
+        return {}
+    rows = db.query(f"SELECT id, name, kind, is_active FROM model_versions WHERE id IN ({', '.join('?' * len(ids))})", ids)
+    return {r["id"]: r for r in rows}
+
+
 def active_version(db: Database, kind: str) -> dict | None:
     row = next(iter(db.query("SELECT * FROM model_versions WHERE kind = ? AND is_active = 1", [kind])), None)
     return None if row is None else _decoded(row)

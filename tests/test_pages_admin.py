@@ -1,5 +1,6 @@
 """AppTest of every admin screen: each computes only itself, and a failure stays on its screen."""
 
+import json
 import os
 import shutil
 
@@ -269,6 +270,28 @@ def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(a
     at.run()
     at.button(key=f"jobs-up-{behind}").click().run()
     assert not at.exception and jobs.queue_places(app_db)[behind]["place"] == 1
+
+
+def test_a_finished_job_card_names_its_set_and_versions_in_words_and_says_what_is_active_now(app_db):
+    start_id = versions.active_version(app_db, "generator")["id"]
+    made = versions.register_version(app_db, "generator", "dpo-new", "/nowhere", parent_id=start_id)
+    job_id = jobs.create_job(app_db, "dpo", {"prompt_sets": ["builtin"], "generator_version": start_id})
+    result = {"version": made, "name": "dpo-new", "val/kl": 1.23456, "val/win_rate": 0.6, "activation":
+              "not made active (not asked for): win rate 0.60 on 16 pairs, too few held-out pairs to tell"}
+    app_db.execute("""UPDATE jobs SET status = 'done', started_at = created_at, claimed_at = created_at, finished_at = created_at,
+                      result = ? WHERE id = ?""", [json.dumps(result), job_id])
+    app_db.execute("INSERT INTO job_metrics (job_id, step, values_json) VALUES (?, 1, ?)", [job_id, json.dumps({"train/loss": 0.69})])
+    app_db.conn.commit()
+    at = start("pages/train/dpo.py")
+    starting = versions.get_version(app_db, start_id)["name"]
+    assert any(unescaped(c) == f"prompt sets builtin · generator {starting}" for c in at.caption)
+    table = at.dataframe[-1].value
+    assert dict(zip(table[""], table["value"]))["KL to start"] == "1.23"
+    assert [m.value for m in at.metric if m.label == "Loss"] == ["0.69"]  # one step: a number, not a chart of one point
+    assert not any("is the active generator now" in unescaped(c) for c in at.caption)
+    versions.set_active(app_db, made)
+    at.run()
+    assert any(unescaped(c) == "dpo-new is the active generator now." for c in at.caption)
 
 
 def test_the_generate_screen_counts_cut_answers_and_withdraws_the_unanswered_ones(app_db):

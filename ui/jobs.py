@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import streamlit as st
 
-from data import jobs
+from data import jobs, versions
 from data.scheduler import KIND_NAMES
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.gate import evaluation_summary, gate_for
@@ -91,8 +91,12 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
     metric charts, what it chose (precision), result, error, log."""
     with st.container(border=True):
         left, right = st.columns([5, 1], vertical_alignment="center")
+        made = (job["result"] or {}).get("version")
+        named = versions.brief(db, [job["args"].get("generator_version"), job["args"].get("reward_version"), made])
         left.markdown(f"{STATUS_ICONS[job['status']]} **Job {job['id']}** · {KIND_NAMES.get(job['kind'], job['kind'])} · "
                       f"{job['status']} · created {job['created_at'][:19].replace('T', ' ')} UTC")
+        if subject := job_subject(job["args"], named):
+            left.caption(inline(subject))
         if job["status"] in jobs.UNFINISHED:
             in_line = (queue if queue is not None else jobs.queue_places(db)).get(job["id"])
             left.progress(job["progress"], text=status_line(job, in_line))
@@ -111,6 +115,8 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
             metric_charts(jobs.job_metrics(db, job["id"]), charts)
         if job["result"]:
             result_table({k: v for k, v in job["result"].items() if k not in facts})
+            if made in named and named[made]["is_active"]:
+                st.caption(inline(f"{named[made]['name']} is the active {versions.KIND_NAMES[named[made]['kind']]} now."))
         if job["status"] == "cancelled":
             st.info("Cancelled by an admin.")
         elif job["error"]:
@@ -121,17 +127,65 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
                 st.code(job["log"][-3000:], language=None)
 
 
+def job_subject(args: dict, named: dict[int, dict]) -> str:
+    """What a job works on, from its arguments: the prompt set(s), the generator and reward model versions by name."""
+    parts = []
+    if sets := args.get("prompt_sets") or args.get("prompt_set"):
+        parts.append(f"prompt set {sets}" if isinstance(sets, str) else "prompt sets " + ", ".join(sets))
+    for key, what in (("generator_version", "generator"), ("reward_version", "reward model")):
+        if (version := args.get(key)) is not None:
+            parts.append(f"{what} {named[version]['name'] if version in named else f'#{version} (deleted)'}")
+    return " · ".join(parts)
+
+
 def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
-    """One line chart per title, each with the named metrics against the step."""
+    """One line chart per title, each with the named metrics against the step; a figure logged at one step only is
+    shown as a number (a chart of one point has no line and a meaningless axis)."""
     if not history:
         return
     frame = pd.DataFrame(history).set_index("step")
     columns = st.columns(len(charts))
     for column, (title, names) in zip(columns, charts.items()):
-        present = [n for n in names if n in frame.columns]
-        if present:
+        present = frame[[n for n in names if n in frame.columns]].dropna(how="all")
+        if present.empty:
+            continue
+        if len(present) == 1:
+            column.metric(title, " · ".join(f"{value:.3g}" for value in present.iloc[0].dropna()),
+                          help=f"logged once, at step {present.index[0]}")
+        else:
             column.caption(title)
-            column.line_chart(frame[present].dropna(how="all"), height=200)
+            column.line_chart(present, height=200)
+
+
+RESULT_NAMES = {"val/accuracy": "held-out accuracy", "val/loss": "held-out loss", "val/win_rate": "win rate vs start",
+                "val/win_pairs": "win-rate pairs", "val/lc_win_rate": "win rate at similar length",
+                "val/lc_pairs": "similar-length pairs", "val/kl": "KL to start", "val/accuracy_before": "held-out accuracy before",
+                "val/reward_before": "reward before", "val/reward_after": "reward after", "val/logp_margin": "log-prob margin",
+                "val/reward_length_corr": "reward-length correlation", "val/loss_before": "held-out loss before",
+                "kl_budget/spent": "stopped at the KL budget"}
+
+
+def result_name(key: str) -> str:
+    """A result's name in words: a known figure's, else its key without the held-out prefix and underscores.
+
+    >>> result_name("val/kl"), result_name("val/length_after"), result_name("items_added")
+    ('KL to start', 'held-out length after', 'items added')
+    """
+    if key in RESULT_NAMES:
+        return RESULT_NAMES[key]
+    return ("held-out " if key.startswith("val/") else "") + key.split("/")[-1].replace("_", " ")
+
+
+def result_value(value) -> str:
+    """
+    >>> result_value(0.123456), result_value(12), result_value(True), result_value([1, 2])
+    ('0.123', '12', 'yes', '[1, 2]')
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def status_line(job: dict, place: dict | None) -> str:
@@ -176,13 +230,12 @@ def result_table(result: dict) -> None:
     """A job's result as a table of named rows, not a dict."""
     shown = {name: value for name, value in result.items() if value not in (None, "", {}, [])}  # nothing to say: no row
     sentences = {name: value for name, value in shown.items() if isinstance(value, str) and len(value) > 60}
-    rows = [{"": name.replace("_", " "), "value": value if isinstance(value, str) else json.dumps(value)}
-            for name, value in shown.items() if name not in sentences]
+    rows = [{"": result_name(name), "value": result_value(value)} for name, value in shown.items() if name not in sentences]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={"value": st.column_config.TextColumn(width="large")}, placeholder="—")
     for name, value in sentences.items():  # a sentence (why a version was or was not made active) is read whole
-        st.caption(f"**{name.replace('_', ' ')}**: {inline(str(value))}")
+        st.caption(f"**{result_name(name)}**: {inline(str(value))}")
 
 
 @st.fragment(run_every=2)
