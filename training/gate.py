@@ -129,4 +129,13 @@ def gate_for(version: dict) -> tuple[bool, str]:
         return generator_gate(metrics)
     if "beta" in config:
         return generator_gate(metrics, DPO_REMEDY)
-    return False, "not trained here (a starting or registered model): no evaluation against a start to gate on"
+    return False, NOT_TRAINED_HERE
+
+
+NOT_TRAINED_HERE = "not trained here (a starting or registered model): no evaluation against a start to gate on"
+
+
+def has_gate(version: dict) -> bool:
+    """Whether the version was trained here and so has an evaluation to pass (a starting model has none: nothing
+    to compare it with, which is not a failure)."""
+    return gate_for(version)[1] != NOT_TRAINED_HERE

@@ -11,7 +11,7 @@ import streamlit as st
 from data import jobs, versions
 from data.scheduler import KIND_NAMES
 from training.checkpointing import HELP as CHECKPOINTING_HELP
-from training.gate import evaluation_summary, gate_for
+from training.gate import evaluation_summary, gate_for, has_gate
 from ui.session import db_path, flash, require, session_db
 from ui.text import inline
 
@@ -52,7 +52,8 @@ def activation_confirmed(version: dict, say_why: bool = True) -> bool:
     """Whether "Make active" may be pressed: at once past the version's gate (or when it is active already); below the
     gate, once the admin ticks that they make it active anyway (a rollback to a starting model included)."""
     passes, why = gate_for(version)
-    label = "Make it active although its gate does not pass" + (f": {why}" if say_why else "")
+    label = ("Make it active although its gate does not pass" + (f": {why}" if say_why else "")) if has_gate(version) \
+        else "Make this starting model active (it has no evaluation to pass)"
     return passes or version["is_active"] or st.checkbox(inline(label), key=f"override-{version['kind']}-{version['id']}")
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from data import spot_checks, uncertainty, versions
-from training.gate import evaluation_summary, gate_for
+from training.gate import evaluation_summary, gate_for, has_gate
 from ui.jobs import activation_confirmed, gate_override, version_label
 from ui.session import flash, guarded, screen
 
@@ -60,9 +60,11 @@ def manage(db, kind: str) -> None:
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
     passes, why = gate_for(chosen)
-    starting = not passes and why.startswith("not trained here")  # a starting model has nothing to be judged against
-    (st.success if passes else st.info if starting else st.warning)(
-        f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
+    if not has_gate(chosen):  # a starting model has nothing to be judged against: not a failure
+        st.info("No evaluation gate: a starting or registered model, not trained here, has no start to be compared with. "
+                "Making it active (a rollback to the start, say) is your call, recorded with your name.")
+    else:
+        (st.success if passes else st.warning)(f"Evaluation gate: {'passes' if passes else 'does not pass'}: {why}")
     check = spot_checks.verdict(db, chosen["id"]) if kind == "generator" else None
     if check:
         (st.error if check["gamed"] else st.info)(f"Spot check by people: {check['sentence']}.")
