@@ -88,10 +88,11 @@ with screen("Export") as (db, user):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     left, right = st.columns(2)
     name = f"{kind}-{stamp}"
+    file_name = f"{name}.{'zip' if fmt == export.DATASET else fmt}"
     make = ((lambda own: export.dataset_zip(own, kind, where, conversational, name)) if fmt == export.DATASET
             else (lambda own: export.export_bytes(own, kind, fmt, where, conversational)))
-    left.download_button(f"Download {kind}.{'zip' if fmt == export.DATASET else fmt}", admin_download(db, make, f"{name}.{'zip' if fmt == export.DATASET else fmt}"),
-                         f"{name}.{'zip' if fmt == export.DATASET else fmt}", type="primary", disabled=not rows or too_large, on_click="ignore",
+    left.download_button(f"Download {file_name}", admin_download(db, make, file_name), file_name, type="primary",
+                         disabled=not rows or too_large, on_click="ignore",
                          help=f"at most {DOWNLOAD_NOW_ROWS:,} rows and {export.DOWNLOAD_LIMIT_BYTES / 1e6:,.0f} MB (a download is "
                               "held in the server's memory); write larger exports to a file")
     if right.button("Write to a file (background job)", disabled=not rows):

@@ -17,7 +17,7 @@ def create_account(db, user) -> None:
               f"{name} can log in through single sign-on" + ("." if sso_configured() else
                                                              ", once an [auth] section is set in .streamlit/secrets.toml."))
     except accounts.AuthError as error:
-        flash("error", str(error))
+        flash("error", f"{name or 'The account'} was not created: {error}.")
 
 
 ACTIONS = ("reset password", "disable", "enable", "make admin", "make reviewer", "make annotator")
@@ -37,7 +37,7 @@ def change_account(db, user) -> None:
             accounts.set_role(db, user, name, action.removeprefix("make "))
         flash("success", f"{name}: {action} done. Their open sessions have ended." if action != "enable" else f"{name} is enabled.")
     except accounts.AuthError as error:
-        flash("error", str(error))
+        flash("error", f"{name}: {action} not done: {error}.")
 
 
 with screen("Team") as (db, user):
@@ -50,7 +50,8 @@ with screen("Team") as (db, user):
     with left.form("create-user"):
         st.markdown("**New account**")
         st.text_input("Name (or e-mail, for single sign-on)", key="new-name")
-        st.text_input("Password (empty: single sign-on only)", type="password", key="new-password")
+        st.text_input(f"Password (at least {accounts.MIN_PASSWORD} characters; empty: single sign-on only)", type="password",
+                      key="new-password")
         st.radio("Role", accounts.ROLES[::-1], horizontal=True, key="new-role",
                  help="annotator: ranks and writes demonstrations; reviewer: also the Review screen (accept, reject, "
                       "send back others' rankings); admin: everything")
@@ -59,7 +60,8 @@ with screen("Team") as (db, user):
         st.markdown("**Change an account** · disabling, a password reset or a new role ends its open sessions")
         st.selectbox("Account", [u["name"] for u in users], key="change-name")
         st.radio("Change", ACTIONS, horizontal=True, key="change-action", format_func=str.capitalize)
-        st.text_input("New password (to reset it)", type="password", key="change-password")
+        st.text_input(f"New password (to reset it; at least {accounts.MIN_PASSWORD} characters)", type="password",
+                      key="change-password")
         st.form_submit_button("Apply", on_click=change_account)
     st.subheader("Audit log")
     st.caption("Who did what as an admin, newest first: accounts, jobs started and cancelled, imports, downloads, prompt "

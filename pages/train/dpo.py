@@ -44,8 +44,8 @@ def train_form(db) -> None:
             help="answers sampled per held-out prompt (a fifth of the ranked prompts, at most 16) for the KL checks "
                  "and the win rate against the start; the gate needs 30 pairs or more; 0: no sampled evaluation")
         right.caption("Defaults from the closed-loop sweep: learning rate 1.5e-4 with LoRA, 3 epochs, β 0.1 reached a "
-                      "win rate of 0.77 (0.84 at similar length) at KL 2; twice the rate won more at KL 8 with answers "
-                      "losing sense.")
+                      "win rate of 0.77 (0.84 at similar length) at a KL of 2 nats per answer; twice the rate won more at "
+                      "KL 8 with answers losing sense.")
         left, right = st.columns(2)
         lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 5e-7)")
         margin_weight = right.checkbox("Weight pairs by rank gap", defaults.margin_weight,
