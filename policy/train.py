@@ -36,8 +36,10 @@ from data.jobs import job_main
 from policy.config import PolicyConfig, held_out_problem
 from policy.evaluation import PolicyEvaluator
 from policy.generate import Prompt
+from policy.rollout import Rollout
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import checkpointing, diagnostics, gate, model_config, pick_device, release_freed_memory
+from training import checkpointing, diagnostics, gate, model_config, release_freed_memory
+from training.parallel import DataParallel
 from training.precision import load_dtype, precision_for, use_bf16
 
 GROUP_NORMALISED = ("grpo", "dr_grpo")  # advantages against the mean of the prompt's K samples (group_advantages)
@@ -48,15 +50,19 @@ def sequence_rewards(scores: torch.Tensor, kl: torch.Tensor, ended: torch.Tensor
     return scores - config.kl_coef * kl - config.no_eos_penalty * (~ended).float()
 
 
-def standardised(scores: torch.Tensor, config: PolicyConfig) -> torch.Tensor:
+def standardised(scores: torch.Tensor, config: PolicyConfig, total=lambda x: x) -> torch.Tensor:
     """The batch's reward-model scores as (r - mean) / std when normalize_rewards, else as they are. [N] -> [N]
+    `total`: the sum over the processes that share the batch (DataParallel.total), so mean and std are the whole batch's.
 
     >>> standardised(torch.tensor([1.0, 2.0, 3.0]), PolicyConfig()).tolist()
     [-1.0, 0.0, 1.0]
     """
-    if not config.normalize_rewards or scores.numel() < 2:
+    n = total(torch.tensor([float(scores.numel())], device=scores.device))  # [1]
+    if not config.normalize_rewards or n.item() < 2:
         return scores
-    return (scores - scores.mean()) / scores.std().clamp(min=1e-6)
+    mean = total(scores.sum().view(1)) / n  # [1]
+    std = (total(((scores - mean) ** 2).sum().view(1)) / (n - 1)).sqrt()  # [1], unbiased like torch.std
+    return (scores - mean) / std.clamp(min=1e-6)
 
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
@@ -127,13 +133,14 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: fl
     return advantages, advantages + values
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, total=lambda x: x) -> torch.Tensor:
+    """The mean of x over the mask's tokens; `total`: over every process's tokens (DataParallel.total)."""
+    return (total((x * mask).sum().view(1)) / total(mask.sum().view(1)).clamp(min=1)).squeeze(0)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+def whiten(x: torch.Tensor, mask: torch.Tensor, total=lambda x: x) -> torch.Tensor:
+    mean = masked_mean(x, mask, total)
+    var = masked_mean((x - mean) ** 2, mask, total)
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
@@ -141,8 +148,12 @@ class PolicyTrainer(PolicyEvaluator):
     """The policy, its reference, the reward model and the optimizer; `step()` is one update. Sampling, the
     micro-batched log-probs and the held-out evaluation are the `PolicyEvaluator`'s."""
 
-    def __init__(self, model, tokenizer, scorer, config: PolicyConfig):
+    def __init__(self, model, tokenizer, scorer, config: PolicyConfig, parallel: DataParallel | None = None):
+        """`parallel`: under `accelerate launch`, this process's part of a data-parallel update (training/parallel.py):
+        each process samples and scores its share of a step's prompts, statistics over the batch and the gradients
+        are summed or averaged over the processes, and all replicas take the same step."""
         self.config = config
+        self.parallel = parallel or DataParallel(str(model.device), alone=True)
         bf16 = use_bf16(config.bf16, model.device, model.config)
         if config.lora:
             policy = with_lora_adapter(model, config.lora_rank, bf16_base=bf16)
@@ -167,6 +178,9 @@ class PolicyTrainer(PolicyEvaluator):
             torch.nn.init.zeros_(self.value_head.weight)
             torch.nn.init.zeros_(self.value_head.bias)
             params += list(self.value_head.parameters())
+        self.parallel.prepare(self.policy)  # the first process's weights (and LoRA's random start) everywhere
+        if self.value_head is not None:
+            self.parallel.prepare(self.value_head)
         # fused: one kernel per step and no temporaries the size of all parameters (foreach made ~0.5 GB of them)
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.baseline = None  # reinforce's moving average
@@ -186,16 +200,19 @@ class PolicyTrainer(PolicyEvaluator):
         return self.sampler
 
     def step(self, prompts: list[Prompt], seed: int) -> dict:
-        """One rollout and one update (several for PPO). Returns namespaced metrics."""
-        c, timings = self.config, {}
+        """One rollout and one update (several for PPO). Returns namespaced metrics (this process's, under several)."""
         started = time.perf_counter()
         rollout = self.rollout(prompts, seed)
-        timings["time/generation"] = time.perf_counter() - started
+        return self.update(rollout, {"time/generation": time.perf_counter() - started})
+
+    def update(self, rollout: Rollout, timings: dict | None = None) -> dict:
+        """Score this process's rollout and update the policy on it (with the other processes' rollouts, under several)."""
+        c, timings = self.config, timings if timings is not None else {}
         started = time.perf_counter()
         mask = rollout.completion_mask.float()  # [N, T]
         ref_logprobs = self.reference_logprobs(rollout)  # [N, T], once per rollout
         raw = self.scorer.score(rollout.prompts, rollout.texts).to(self.device)  # [N] on the reward model's scale
-        scores = standardised(raw, c)  # [N]
+        scores = standardised(raw, c, self.parallel.total)  # [N], over the whole batch
         timings["time/scoring"] = time.perf_counter() - started
         if c.algorithm == "ppo":
             metrics = self._ppo_update(rollout, mask, ref_logprobs, scores, timings)
@@ -212,11 +229,12 @@ class PolicyTrainer(PolicyEvaluator):
     def _reinforce_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
         """One REINFORCE/RLOO update, a micro-batch of whole prompts at a time: each backward pass frees its
         activations, and the gradients add up to those of the whole batch's mean loss."""
-        c, N = self.config, rollout.sequences.shape[0]
+        c, total = self.config, self.parallel.total
+        N = total(torch.tensor([float(rollout.sequences.shape[0])])).item() / self.parallel.processes  # rows per process
         # reinforce: the moving average before this step; at the first step the mean reward of the whole batch, which
         # the scores alone give, since the policy is still the reference (KL 0) and micro-batches see only their rows
         baseline = self.baseline if self.baseline is not None else (
-            sequence_rewards(scores, torch.zeros_like(scores), rollout.ended, c).mean().item())
+            self._batch_mean(sequence_rewards(scores, torch.zeros_like(scores), rollout.ended, c)))
         timings["time/forward"] = timings["time/backward"] = 0.0
         parts = {"kl": [], "R": [], "A": [], "entropy": [], "loss": 0.0}
         for a, b in self.micro_batches(rollout):
@@ -245,8 +263,9 @@ class PolicyTrainer(PolicyEvaluator):
         timings["time/backward"] += time.perf_counter() - started
         kl, R, A, entropy = (torch.cat(parts[name]) for name in ("kl", "R", "A", "entropy"))
         if c.algorithm == "reinforce":
-            self.baseline = R.mean().item() if self.baseline is None else (
-                c.baseline_momentum * self.baseline + (1 - c.baseline_momentum) * R.mean().item())
+            mean_R = self._batch_mean(R)
+            self.baseline = mean_R if self.baseline is None else (
+                c.baseline_momentum * self.baseline + (1 - c.baseline_momentum) * mean_R)
         return {"train/loss": parts["loss"], "policy/kl": kl.mean().item(), "policy/entropy": masked_mean(entropy, mask).item(),
                 "reward/total": R.mean().item(), "policy/advantage_std": A.std().item()}
 
@@ -260,9 +279,11 @@ class PolicyTrainer(PolicyEvaluator):
         kl_tokens = old_logprobs - ref_logprobs  # [N, T]
         rewards = token_rewards(scores, kl_tokens, mask, rollout.ended, c)  # [N, T]
         advantages, returns = gae(rewards, old_values, mask, c.gae_lambda)  # [N, T]
-        advantages = whiten(advantages, mask)
+        advantages = whiten(advantages, mask, self.parallel.total)
         timings["time/forward"], timings["time/backward"] = time.perf_counter() - started, 0.0
-        tokens = mask.sum().clamp(min=1)  # the denominator of every masked mean over the whole batch
+        # the denominator of every masked mean over the whole batch: its tokens over all processes, per process, as
+        # the processes' gradients are averaged
+        tokens = (self.parallel.total(mask.sum().view(1)) / self.parallel.processes).squeeze(0).clamp(min=1)
         stats = []
         for epoch in range(c.ppo_epochs):
             sums = {"ratio": 0.0, "clipfrac": 0.0, "policy": 0.0, "value": 0.0, "entropy": 0.0}
@@ -296,8 +317,14 @@ class PolicyTrainer(PolicyEvaluator):
                 "policy/kl": (kl_tokens * mask).sum(1).mean().item(), "policy/entropy": stats[0]["entropy"],
                 "reward/total": rewards.sum(1).mean().item(), "policy/advantage_std": advantages[mask.bool()].std().item()}
 
+    def _batch_mean(self, values: torch.Tensor) -> float:
+        """The mean of per-row values over the whole batch (every process's rows). [n] -> float"""
+        total = self.parallel.total(torch.stack([values.sum(), torch.tensor(float(values.numel()), device=values.device)]))
+        return (total[0] / total[1]).item()
+
     def _step(self) -> None:
-        """Clip the accumulated gradients, step, and clear them."""
+        """Average the accumulated gradients over the processes, clip them, step, and clear them."""
+        self.parallel.average_gradients()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         self.optimizer.step()
@@ -347,20 +374,31 @@ def prompt_batches(prompts: list[Prompt], per_step: int, steps: int, seed: int):
 
 
 def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyConfig,
-        on_step=lambda step, total, metrics: None, on_phase=lambda name: None):
-    """The loop on in-memory prompts. Returns (trainer, metrics). `on_phase` hears when the held-out evaluation starts."""
+        on_step=lambda step, total, metrics: None, on_phase=lambda name: None, parallel: DataParallel | None = None):
+    """The loop on in-memory prompts. Returns (trainer, metrics). `on_phase` hears when the held-out evaluation starts.
+
+    Under `accelerate launch` (`parallel`), every process walks the same prompt batches and samples its share of each
+    (a prompt's K samples in one process); the metrics are averaged over the processes and only the first one reports
+    and evaluates on the held-out prompts (the replicas are equal)."""
     torch.manual_seed(config.seed)
-    trainer = PolicyTrainer(model, tokenizer, scorer, config)
+    trainer = PolicyTrainer(model, tokenizer, scorer, config, parallel)
+    parallel = trainer.parallel
+    if config.prompts_per_step % parallel.processes:
+        raise ValueError(f"{config.prompts_per_step} prompts per step cannot be shared equally by {parallel.processes} "
+                         f"processes: use a multiple of {parallel.processes}")
+    report = on_step if parallel.is_main else lambda step, total, metrics: None
     history = []
     for step, prompts in enumerate(prompt_batches(train_prompts, config.prompts_per_step, config.steps, config.seed), start=1):
-        metrics = trainer.step(prompts, seed=config.seed * 100_003 + step)
+        seed = config.seed * 100_003 + step + 7_919 * parallel.rank  # each process its own sampling noise
+        metrics = parallel.mean_of(trainer.step(parallel.my_share(prompts), seed=seed))
         history.append(metrics)
-        on_step(step, config.steps, metrics)
+        report(step, config.steps, metrics)
     final = {"steps": config.steps, "reward/first_steps": _mean(history[:3], "reward/mean"),
              "reward/last_steps": _mean(history[-3:], "reward/mean"), "time/step_median": sorted(h["time/step"] for h in history)[len(history) // 2]}
-    if eval_prompts:
+    if eval_prompts and parallel.is_main:
         on_phase(f"evaluating on {len(eval_prompts)} held-out prompts")
         final.update(trainer.evaluate(eval_prompts, seed=config.seed + 1))
+    parallel.wait()
     return trainer, final
 
 
@@ -372,15 +410,21 @@ def run_job(db, config: PolicyConfig, job) -> dict:
     """Job body: load the generator and the reward model, train, save and register the new generator version."""
     from rm.score import RewardScorer
 
-    start = versions.version_or_active(db, "generator", config.generator_version)
-    reward = versions.version_or_active(db, "reward", config.reward_version)
+    parallel = DataParallel(config.device)  # under `accelerate launch`: this process's part (training/parallel.py)
+    # what every process trains with is read once, by the first process, and sent to the others
+    start, reward, limits, prompts = parallel.share([
+        versions.version_or_active(db, "generator", config.generator_version),
+        versions.version_or_active(db, "reward", config.reward_version), items.ranked_generation_limits(db),
+        [conversation.as_messages(p["text"], p["messages"]) for p in items.prompts_of_set(db, config.prompt_set)],
+    ] if parallel.is_main else None)
     config = replace(config, generator_version=start["id"], reward_version=reward["id"])  # the version records what it used
-    prompts = [conversation.as_messages(p["text"], p["messages"]) for p in items.prompts_of_set(db, config.prompt_set)]
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
-    config = shaped_to_the_rankings(config, items.ranked_generation_limits(db), job.log)
+    config = shaped_to_the_rankings(config, limits, job.log)
     job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
-            f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}")
-    device = pick_device(config.device)
+            f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}"
+            + (f"; {parallel.processes} processes, {config.prompts_per_step // parallel.processes} prompts each a step"
+               if parallel.processes > 1 else ""))
+    device = parallel.device
     start_config = model_config(start["path"])
     precision = precision_for(config.bf16, device, start_config)
     job.fact("precision", str(precision))
@@ -396,7 +440,9 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         job.step_progress(step, total, f"reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f}")
 
     job.phase(f"training: {config.steps} steps of {config.prompts_per_step} prompts x {config.k} samples")
-    trainer, metrics = fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase)
+    trainer, metrics = fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase, parallel)
+    if not job.writes:  # one process of several: the first one saves
+        return {}
     job.phase("saving")
     name = config.name or versions.default_version_name("policy")
     trained = trainer.trained_model()

@@ -124,24 +124,30 @@ def test_against_a_scripted_preference_completions_get_shorter(tiny_small_vocab_
     assert metrics["val/win_rate"] >= 0.6
 
 
+def saved_reward_model(tiny_encoder: str, folder) -> str:
+    """A tiny reward model trained for one epoch on 'good answer' > 'bad answer', saved; its folder."""
+    from rm.config import RewardConfig
+    from rm.model import save_reward_model
+    from rm.train import fit as fit_reward_model
+    from training.rankings import RankingExample
+
+    examples = [RankingExample(i, "q", ["good answer", "bad answer"], [[0], [1]]) for i in range(6)]
+    rm_config = RewardConfig(backbone=tiny_encoder, epochs=1, bf16=False)
+    reward_model, rm_tokenizer, _ = fit_reward_model(examples[:4], examples[4:], rm_config)
+    save_reward_model(reward_model, rm_tokenizer, rm_config, {}, folder)
+    return str(folder)
+
+
 @pytest.mark.slow
 def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, tiny_small_vocab_generator, tiny_encoder):
     from data import items
-    from rm.config import RewardConfig
-    from training.rankings import RankingExample
-    from rm.model import save_reward_model
-    from rm.train import fit as fit_reward_model
     from policy.generate import sample
 
     items.ensure_prompt_set(db, "s")
     for p in PROMPTS:
         items.add_prompt(db, "s", p)
     start = versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
-    examples = [RankingExample(i, "q", ["good answer", "bad answer"], [[0], [1]]) for i in range(6)]
-    rm_config = RewardConfig(backbone=tiny_encoder, epochs=1, bf16=False)
-    reward_model, rm_tokenizer, _ = fit_reward_model(examples[:4], examples[4:], rm_config)
-    save_reward_model(reward_model, rm_tokenizer, rm_config, {}, db_path.parent / "rm")
-    versions.register_version(db, "reward", "rm", str(db_path.parent / "rm"), activate=True)
+    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, db_path.parent / "rm"), activate=True)
 
     job_id = jobs.create_job(db, "train_policy", {})
     policy_config = config(prompt_set="s", lora=True, name="tiny-lora", steps=2)

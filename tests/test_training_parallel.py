@@ -1,6 +1,7 @@
 """Data-parallel training under `accelerate launch --cpu --num_processes 2` (gloo): the same data, the same held-out
 result as one process within noise, exactly one version written, progress reported once."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from data import demonstrations, jobs, versions
+from data import demonstrations, items, jobs, versions
 from data.store import open_db
 
 pytestmark = pytest.mark.slow  # two processes under accelerate launch, against one
@@ -19,17 +20,21 @@ DEMOS = [(f"question {i}: what is {w}", f"{w} is a word.") for i, w in enumerate
      "a cloud", "a stone", "a leaf", "a bird", "a lake", "a door", "a bell", "a lamp"])]  # 16 to train on, 4 held out
 
 
-def run_trainer(module: str, db_path: Path, processes: int, args: list[str]) -> subprocess.CompletedProcess:
-    """The trainer's command line, alone or as `processes` processes under accelerate."""
+def run_module(module: str, processes: int, args: list[str]) -> subprocess.CompletedProcess:
+    """`python -m module args`, alone or as `processes` processes under accelerate (gloo on CPU)."""
     launcher = [sys.executable, "-m"] if processes == 1 else [
         shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate", "launch", "--multi_gpu",
         "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", "0", "-m"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run([*launcher, module, "--db", str(db_path), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([*launcher, module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def run_trainer(module: str, db_path: Path, processes: int, args: list[str]) -> subprocess.CompletedProcess:
+    """The trainer's command line, alone or as `processes` processes under accelerate."""
+    return run_module(module, processes, ["--db", str(db_path), *args])
 
 
 def store_with_demonstrations(path: Path, tiny_generator: str) -> None:
@@ -82,3 +87,37 @@ def test_reward_model_on_two_processes_matches_one_and_writes_one_version(tmp_pa
         steps = [m["step"] for m in jobs.job_metrics(db, job["id"])]
         assert steps == sorted(set(steps)) and len(steps) == version["metrics"]["steps"]
     assert accuracy[2] > 0.9 and abs(accuracy[2] - accuracy[1]) <= 0.1
+
+
+def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_on_the_whole_batch(tiny_small_vocab_generator):
+    """Each process updates on half of a step's prompts; the averaged gradients and the statistics over the whole batch
+    (standardised rewards, REINFORCE's baseline, PPO's whitening and token count) give one process's update."""
+    done = run_module("tests.parallel_policy_step", 2, [tiny_small_vocab_generator])
+    differences = json.loads(done.stdout.split("DIFFERENCES ", 1)[1].splitlines()[0])
+    for algorithm in ("rloo", "reinforce", "grpo", "dr_grpo", "ppo"):
+        assert differences[f"{algorithm}/moved"] > 1e-4, algorithm  # the step moved the weights
+        assert differences[algorithm] < 1e-5, (algorithm, differences)
+
+
+def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_small_vocab_generator,
+                                                                                        tiny_encoder):
+    from tests.test_policy_train import PROMPTS, saved_reward_model
+
+    path = tmp_path / "policy.db"
+    db = open_db(path)
+    items.ensure_prompt_set(db, "s")
+    for prompt in PROMPTS:
+        items.add_prompt(db, "s", prompt)
+    versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
+    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, tmp_path / "rm"), activate=True)
+    db.close()
+    done = run_trainer("policy.train", path, 2, ["--prompt-set", "s", "--steps", "2", "--k", "2", "--prompts-per-step", "2",
+                                                 "--eval-prompts", "2", "--max-new-tokens", "8", "--lora", "true",
+                                                 "--bf16", "false", "--name", "policy-2"])
+    db = open_db(path)
+    [job] = jobs.list_jobs(db)
+    assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1
+    assert "2 processes, 1 prompts each a step" in job["log"]
+    [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
+    assert made["name"] == "policy-2" and {"val/kl", "val/win_rate"} <= set(made["metrics"])
+    assert [m["step"] for m in jobs.job_metrics(db, job["id"])] == [1, 2]

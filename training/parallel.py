@@ -2,7 +2,9 @@
 
 A trainer asks `DataParallel(device)` for its device, hands its model to `prepare` (the first process's
 weights are copied to the others), takes its share of each epoch's batches with `shard`, steps with
-`backward` (which averages the gradients over the processes), and reports and saves only when `is_main`.
+`backward` (which averages the gradients over the processes), and reports and saves only when `is_main`. The policy
+update takes its share of each step's prompts with `my_share`, sums what a statistic over the whole batch needs with
+`total` (the reward standardisation, REINFORCE's baseline, PPO's whitening) and averages its metrics with `mean_of`.
 Alone (no `accelerate launch`, the admin page's jobs) nothing changes: no process group, the device
 `pick_device` chooses, every batch.
 
@@ -12,6 +14,7 @@ LM head on response positions only), which DDP's wrapper would not see.
 
     accelerate launch --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
     accelerate launch --cpu --num_processes 2 -m policy.sft --epochs 3    # 2 CPU processes (gloo)
+    accelerate launch --num_processes 2 -m policy.train --prompts-per-step 8   # each GPU samples 4 prompts a step
 """
 
 import dataclasses
@@ -24,9 +27,10 @@ from training import pick_device
 
 
 class DataParallel:
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", alone: bool = False):
+        """`alone`: this process trains by itself even under `accelerate launch` (a test's single-process reference)."""
         self.accelerator, self.params = None, []
-        if launched_processes() > 1:
+        if launched_processes() > 1 and not alone:
             from accelerate import Accelerator
 
             self.accelerator = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
@@ -39,13 +43,17 @@ class DataParallel:
         return self.accelerator.num_processes if self.accelerator else 1
 
     @property
+    def rank(self) -> int:
+        return self.accelerator.process_index if self.accelerator else 0
+
+    @property
     def is_main(self) -> bool:
         return self.accelerator is None or self.accelerator.is_main_process
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model on this process's device; under several processes, with the first process's weights everywhere."""
         model.to(self.device)
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params += [p for p in model.parameters() if p.requires_grad]  # each prepared model's (a value head's too)
         if self.accelerator:
             from accelerate.utils import broadcast
 
@@ -81,6 +89,28 @@ class DataParallel:
         rows = json.loads(broadcast(data, from_process=0).cpu().numpy().tobytes().decode())
         return [as_type(**row) for row in rows] if as_type else rows
 
+    def my_share(self, rows: list) -> list:
+        """This process's rows of a list every process holds: every processes-th one from its rank (a policy update
+        step's prompts, each with all its K samples, so a leave-one-out baseline stays within one process)."""
+        return rows[self.rank::self.processes]
+
+    def total(self, values: torch.Tensor) -> torch.Tensor:
+        """The sum of `values` over the processes (alone: `values`); every process must call it, in the same order."""
+        if not self.accelerator:
+            return values
+        from accelerate.utils import reduce
+
+        return reduce(values.detach().clone(), reduction="sum")
+
+    def mean_of(self, metrics: dict) -> dict:
+        """A step's metrics averaged over the processes, in one all-reduce (every process passes the same keys);
+        values that are not numbers are this process's."""
+        if not self.accelerator:
+            return metrics
+        names = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        means = self.total(torch.tensor([float(metrics[k]) for k in names], dtype=torch.float64, device=self.device)) / self.processes
+        return {**metrics, **dict(zip(names, means.tolist()))}
+
     def steps(self, n_batches: int) -> int:
         """How many of n batches this process takes (what `shard` leaves it)."""
         return n_batches if not self.accelerator else n_batches // self.processes
@@ -88,6 +118,10 @@ class DataParallel:
     def backward(self, loss: torch.Tensor) -> None:
         """Gradients of this process's batch, averaged over the processes (each process's batch weighs the same)."""
         loss.backward()
+        self.average_gradients()
+
+    def average_gradients(self) -> None:
+        """The prepared parameters' gradients averaged over the processes (after a step's last backward pass)."""
         if not self.accelerator:
             return
         from accelerate.utils import reduce
