@@ -393,8 +393,11 @@ class Job:
                [line, LOG_TAIL_CHARS, self.id])
 
     def metrics(self, step: int, values: dict) -> None:
+        """Record figures at a step; figures logged at the same step before (the training loss, then a check of the
+        KL or an epoch's evaluation) are kept beside them, not replaced."""
         self._raise_if_cancelled()
-        _write(self.db, "INSERT OR REPLACE INTO job_metrics (job_id, step, values_json) VALUES (?, ?, ?)",
+        _write(self.db, """INSERT INTO job_metrics (job_id, step, values_json) VALUES (?, ?, ?)
+                           ON CONFLICT (job_id, step) DO UPDATE SET values_json = json_patch(values_json, excluded.values_json)""",
                [self.id, step, to_json(values)], between_tries=self._raise_if_cancelled)
 
     def _raise_if_cancelled(self) -> None:

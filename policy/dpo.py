@@ -41,7 +41,8 @@ from policy.evaluation import PolicyEvaluator
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.rollout import Rollout, completion_logprobs
 from policy.sft import encode_demonstration
-from training import checkpointing, gate, model_config, pick_device, release_freed_memory, warmup_then_decay
+from training import checkpointing, gate, model_config, release_freed_memory, warmup_then_decay
+from training.parallel import DataParallel
 from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt, weighted_by_reliability, weights_line
 
@@ -118,10 +119,13 @@ def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, p
 
 
 class PreferenceTrainer:
-    """The policy, its reference and the optimizer; `step(rankings)` is one update."""
+    """The policy, its reference and the optimizer; `step(rankings)` is one update. Under `accelerate launch`
+    (`parallel`), each process steps on its share of a step's rankings and evaluates its share of the held-out ones;
+    the weights, gradients and figures are the whole batch's (training/parallel.py)."""
 
-    def __init__(self, model, tokenizer, config: DPOConfig, total_steps: int):
+    def __init__(self, model, tokenizer, config: DPOConfig, total_steps: int, parallel: DataParallel | None = None):
         self.config, self.tokenizer, self.device = config, tokenizer, model.device
+        self.parallel = parallel or DataParallel(str(model.device), alone=True)
         self.bf16 = use_bf16(config.bf16, self.device, model.config)
         if config.lora:
             self.policy = with_lora_adapter(model, config.lora_rank, bf16_base=self.bf16)
@@ -132,6 +136,7 @@ class PreferenceTrainer:
         self.policy.eval()  # no dropout: the reference and the policy see the same function at step 0
         if config.gradient_checkpointing:
             checkpointing.enable(self.policy)
+        self.parallel.prepare(self.policy)  # the first process's weights (and LoRA's random start) everywhere
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.schedule = warmup_then_decay(self.optimizer, total_steps, total_steps // 10)
@@ -150,35 +155,48 @@ class PreferenceTrainer:
             return sequence_logprobs(self.reference or self.policy, ranking)
 
     def step(self, rankings: list[EncodedRanking]) -> dict:
-        """One optimizer step over whole rankings, one ranking's forward and backward pass at a time; the step's loss
-        is the rankings' losses averaged by their weights."""
+        """One optimizer step over a batch of whole rankings (this process's share of it, under several), one
+        ranking's forward and backward pass at a time; the step's loss is the batch's rankings' losses averaged by
+        their weights."""
         c, losses, margins = self.config, [], []
-        total_weight = max(sum(r.weight for r in rankings), 1e-8)
+        total_weight = self.parallel.total(torch.tensor([sum(r.weight for r in rankings)], device=self.device)).item()
+        # each ranking's share of the batch's loss; times the processes, as their gradients are averaged, not summed
+        scale = self.parallel.processes / max(total_weight, 1e-8)
         for ranking in rankings:
             reference = self.reference_logprobs(ranking)  # [K]
             with self.autocast(), checkpointing.gradient_pass(self.policy, c.gradient_checkpointing):
                 policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
             ties = ranking.ties if c.ties == "equal" else ()
             loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight, ties)
-            (loss * ranking.weight / total_weight).backward()
+            (loss * ranking.weight * scale).backward()
             losses.append(loss.item())
             margins.append(h.detach())
+        self.parallel.average_gradients()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         release_freed_memory()
-        h = torch.cat(margins).cpu()
-        return {"train/loss": sum(losses) / len(losses), "train/accuracy": pair_accuracy(h),
-                "train/reward_margin": c.beta * h.mean().item(), "train/lr": self.schedule.get_last_lr()[0]}
+        figures = self.batch_figures(losses, torch.cat(margins).cpu() if margins else torch.zeros(0))
+        return {"train/loss": figures["loss"], "train/accuracy": figures["accuracy"],
+                "train/reward_margin": c.beta * figures["margin"], "train/lr": self.schedule.get_last_lr()[0]}
+
+    def batch_figures(self, losses: list[float], h: torch.Tensor, logp_margins: list[float] = ()) -> dict:
+        """The mean loss per ranking, pair accuracy (a tie half), mean margin h and log-prob margin per pair, over
+        every process's rankings (one all-reduce; alone, these rankings')."""
+        sums = self.parallel.total(torch.tensor([sum(losses), len(losses), ((h > 0).float() + 0.5 * (h == 0).float()).sum().item(),
+                                                 h.sum().item(), len(h), sum(logp_margins)], dtype=torch.float64, device=self.device))
+        loss, rankings, correct, h_sum, pairs, logp = sums.tolist()
+        return {"loss": loss / max(rankings, 1), "accuracy": correct / pairs if pairs else float("nan"),
+                "margin": h_sum / pairs if pairs else 0.0, "logp_margin": logp / max(pairs, 1), "pairs": int(pairs)}
 
     @torch.no_grad()
     def evaluate(self, rankings: list[EncodedRanking]) -> dict:
         """Held-out rankings: the loss, the implicit reward's pair accuracy (h > 0; a tie 0.5), the implicit reward
         margin beta * h, and the policy's own log-prob margin of the chosen over the rejected completion."""
         c, losses, margins, logp_margins = self.config, [], [], []
-        for ranking in rankings:
+        for ranking in self.parallel.my_share(rankings):
             reference = self.reference_logprobs(ranking)
             with self.autocast():
                 policy = sequence_logprobs(self.policy, ranking)
@@ -186,20 +204,15 @@ class PreferenceTrainer:
             losses.append(loss.item())
             margins.append(h)
             logp_margins += [(policy[p.chosen] - policy[p.rejected]).item() for p in ranking.pairs]
-        h = torch.cat(margins).cpu() if margins else torch.zeros(0)
-        return {"val/loss": sum(losses) / max(1, len(losses)), "val/accuracy": pair_accuracy(h),
-                "val/reward_margin": c.beta * h.mean().item() if len(h) else 0.0,
-                "val/logp_margin": sum(logp_margins) / max(1, len(logp_margins)), "val/pairs": len(h)}
-
-
-def pair_accuracy(h: torch.Tensor) -> float:
-    """Share of pairs whose implicit reward ranks the chosen completion higher; a tie counts half."""
-    return ((h > 0).float() + 0.5 * (h == 0).float()).mean().item() if len(h) else float("nan")
+        figures = self.batch_figures(losses, torch.cat(margins).cpu() if margins else torch.zeros(0), logp_margins)
+        return {"val/loss": figures["loss"], "val/accuracy": figures["accuracy"], "val/reward_margin": c.beta * figures["margin"],
+                "val/logp_margin": figures["logp_margin"], "val/pairs": figures["pairs"]}
 
 
 def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingExample], config: DPOConfig,
-        on_step=lambda step, total, metrics: None) -> tuple[PreferenceTrainer, dict]:
-    """Train on rankings in memory; returns (trainer, metrics)."""
+        on_step=lambda step, total, metrics: None, parallel: DataParallel | None = None) -> tuple[PreferenceTrainer, dict]:
+    """Train on rankings in memory; returns (trainer, metrics). Under `accelerate launch` (`parallel`), every process
+    walks the same batches and steps on its share of each; only the first one reports and checks the KL budget."""
     torch.manual_seed(config.seed)
     device = model.device
     teaches = lambda r: r.pairs or (config.ties == "equal" and r.ties)  # noqa: E731
@@ -211,7 +224,9 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
         raise ValueError("no training ranking has a strict preference (ties only, or prompts longer than max_length)")
     steps_per_epoch = math.ceil(len(train_rankings) / config.rankings_per_step)
     total = steps_per_epoch * config.epochs
-    trainer = PreferenceTrainer(model, tokenizer, config, total)
+    trainer = PreferenceTrainer(model, tokenizer, config, total, parallel)
+    parallel = trainer.parallel
+    on_step = on_step if parallel.is_main else lambda step, total, metrics: None
     budget = KLBudget(trainer, held_out_prompts(validation), config, total)
     before = trainer.evaluate(val_rankings)
     step, tokens, seconds = 0, 0, 0.0
@@ -221,7 +236,7 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
         for start in range(0, len(order), config.rankings_per_step):
             batch = [train_rankings[i] for i in order[start:start + config.rankings_per_step]]
             started = time.perf_counter()
-            metrics = trainer.step(batch)
+            metrics = trainer.step(parallel.my_share(batch))
             seconds += time.perf_counter() - started
             step, tokens = step + 1, tokens + sum(r.n_tokens for r in batch)
             on_step(step, total, {"train/epoch": epoch, **metrics, "speed/tokens_per_s": tokens / seconds})
@@ -261,7 +276,10 @@ class KLBudget:
         return {name: p.detach().to("cpu", copy=True) for name, p in self.trainer.policy.named_parameters() if p.requires_grad}
 
     def check(self, step: int) -> float:
-        kl = self.trainer.evaluator().kl_to_reference(self.prompts, self.config.seed)
+        """The KL now; under several processes the first one samples it and every process takes the same decision."""
+        parallel = self.trainer.parallel
+        kl = self.trainer.evaluator().kl_to_reference(self.prompts, self.config.seed) if parallel.is_main else 0.0
+        kl = parallel.total(torch.tensor([kl], dtype=torch.float64, device=self.trainer.device)).item()
         self.curve.append((step, kl))
         if kl <= self.config.kl_budget:
             self.checkpoint, self.checkpoint_step = self.trainable_state(), step
@@ -306,19 +324,24 @@ def held_out_prompts(validation: list[RankingExample]) -> list:
 
 def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
-    start = versions.version_or_active(db, "generator", config.generator_version)
-    examples = [e for e in load_rankings(db, config.prompt_sets or None)
-                if ranking_to_pairs(e.groups) or (config.ties == "equal" and tied_pairs(e.groups))]
-    if config.weighting == "reliability":
-        examples = weighted_by_reliability(db, examples)
-        job.log(weights_line(examples))
+    parallel = DataParallel(config.device)  # under `accelerate launch`: this process's part (training/parallel.py)
+    start = parallel.share([versions.version_or_active(db, "generator", config.generator_version)] if parallel.is_main else None)[0]
+    examples = None
+    if parallel.is_main:  # read once, by the first process, and sent to the others: all train on the same rankings
+        examples = [e for e in load_rankings(db, config.prompt_sets or None)
+                    if ranking_to_pairs(e.groups) or (config.ties == "equal" and tied_pairs(e.groups))]
+        if config.weighting == "reliability":
+            examples = weighted_by_reliability(db, examples)
+            job.log(weights_line(examples))
+    examples = parallel.share(examples, as_type=RankingExample)
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed) if examples else ([], [])
     if not train or not validation:
         raise ValueError(f"need rankings with a strict preference for at least 2 prompts (one held out), have "
                          f"{len(examples)}: rank some items on the Annotate page, or import rankings")
     job.log(f"DPO ({config.loss}, beta {config.beta}) of {start['name']} on {len(train)} rankings "
-            f"({len(validation)} held out); LoRA {'on' if config.lora else 'off'}")
-    device = pick_device(config.device)
+            f"({len(validation)} held out); LoRA {'on' if config.lora else 'off'}"
+            + (f"; {parallel.processes} processes" if parallel.processes > 1 else ""))
+    device = parallel.device
     start_config = model_config(start["path"])
     precision = precision_for(config.bf16, device, start_config)
     job.fact("precision", str(precision))
@@ -336,7 +359,10 @@ def run_job(db, config: DPOConfig, job) -> dict:
             job.log(f"step {step}/{total}: KL to the start {metrics['val/kl']:.2f} of the budget {config.kl_budget:g}")
 
     job.phase(f"training on {len(train)} rankings")
-    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step)
+    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
+    parallel.wait()
+    if not job.writes:  # one process of several: the first one evaluates on samples and saves
+        return {}
     if metrics.get("kl_budget/spent"):
         job.log(f"KL budget {config.kl_budget:g} spent: stopped at step {metrics['steps']}, kept the weights of step "
                 f"{metrics['kl_budget/kept_step']} (the last check within it)")

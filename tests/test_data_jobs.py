@@ -264,3 +264,15 @@ def test_a_training_loop_reports_steps_with_an_eta_on_the_card_and_the_terminal(
         assert card["progress"] == 0.25 and card["message"].startswith("step 1/4 · loss 0.700 · ETA 3")  # 30 s left
         job.step_progress(4, 4, "loss 0.100")
     assert capsys.readouterr().out.splitlines() == ["step 4/4 · loss 0.100 · ETA 0 s"]
+
+
+def test_figures_logged_at_the_same_step_are_kept_together(db, db_path):
+    """A DPO step logs its training loss, then a KL check at the same step: the check must not erase the loss."""
+    job_id = jobs.create_job(db, "dpo", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        job.metrics(1, {"train/loss": 0.69, "train/accuracy": 0.5})
+        job.metrics(1, {"val/kl": 0.2})
+        job.metrics(1, {"train/accuracy": 0.75})
+        job.metrics(2, {"train/loss": 0.6})
+    assert jobs.job_metrics(db, job_id) == [{"step": 1, "train/loss": 0.69, "train/accuracy": 0.75, "val/kl": 0.2},
+                                            {"step": 2, "train/loss": 0.6}]

@@ -121,3 +121,37 @@ def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_st
     [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
     assert made["name"] == "policy-2" and {"val/kl", "val/win_rate"} <= set(made["metrics"])
     assert [m["step"] for m in jobs.job_metrics(db, job["id"])] == [1, 2]
+
+
+def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_process_on_the_whole_batch(tiny_generator):
+    """Rankings of different weights split over two processes: the loss scaled by the whole batch's weight, the
+    gradients averaged, and the held-out figures summed over both processes' rankings give one process's."""
+    done = run_module("tests.parallel_dpo_step", 2, [tiny_generator])
+    result = json.loads(done.stdout.split("DPO ", 1)[1].splitlines()[0])
+    assert result["moved"] > 1e-4 and result["difference"] < 1e-5, result
+    for name, value in result["alone"].items():
+        assert result["shared"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+
+
+def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_generator):
+    from data import annotation
+
+    path = tmp_path / "dpo.db"
+    db = open_db(path)
+    items.ensure_prompt_set(db, "s")
+    versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    alice = annotation.annotator_id(db, "alice")
+    for i in range(10):
+        prompt_id, _ = items.add_prompt(db, "s", f"prompt number {i}")
+        item = items.add_item(db, prompt_id, [items.NewCompletion(t) for t in ("short", "a much longer answer", "mid one")])
+        annotation.submit_ranking(db, item, alice, [[1], [2], [0]], [0, 1, 2])
+    db.close()
+    done = run_trainer("policy.dpo", path, 2, ["--epochs", "2", "--rankings-per-step", "4", "--eval-samples", "2",
+                                               "--max-new-tokens", "6", "--bf16", "false", "--name", "dpo-2"])
+    db = open_db(path)
+    [job] = jobs.list_jobs(db)
+    assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1 and "2 processes" in job["log"]
+    [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
+    assert made["name"] == "dpo-2" and made["metrics"]["train/rankings"] + made["metrics"]["val/rankings"] == 10
+    steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "train/loss" in m]
+    assert steps == sorted(set(steps)) and len(steps) == made["metrics"]["steps"]
