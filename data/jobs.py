@@ -173,16 +173,35 @@ def _queue_rows(db: Database) -> tuple[list[dict], list[dict]]:
     return holding, queued
 
 
+def job_command(kind: str, processes: int) -> list[str]:
+    """How a job's process starts: `python -m MODULE`, or `accelerate launch` of N processes of it (data parallel,
+    one per GPU; gloo between CPU processes where there is no GPU).
+
+    >>> job_command("sft", 1)[1:]
+    ['-m', 'policy.sft']
+    >>> job_command("sft", 2)[1:4], job_command("sft", 2)[-2:]
+    (['-m', 'accelerate.commands.launch', '--multi_gpu'], ['-m', 'policy.sft'])
+    """
+    if processes <= 1:
+        return [sys.executable, "-m", JOB_MODULES[kind]]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+            "-m", JOB_MODULES[kind]]
+
+
 def _spawn(db: Database, db_path: Path, job_id: int, gpus: tuple[int, ...]) -> None:
-    """`python -m MODULE --db ... --job N` with the job's share of threads (and only its GPUs visible)."""
-    kind, num_cpus = db.execute("SELECT kind, num_cpus FROM jobs WHERE id = ?", [job_id]).fetchone()
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, num_cpus)), "MKL_NUM_THREADS": str(max(1, num_cpus))}
+    """`python -m MODULE --db ... --job N` (under `accelerate launch` for a job of several processes) with the job's
+    share of threads, split among its processes, and only its GPUs visible."""
+    kind, num_cpus, args = db.execute("SELECT kind, num_cpus, args FROM jobs WHERE id = ?", [job_id]).fetchone()
+    processes = max(1, int(from_json(args, {}).get("processes") or 1))
+    threads = str(max(1, num_cpus // processes))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     if scheduler.gpu_count():
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))  # none given: none visible
     try:
         with open(job_log_path(db_path, job_id), "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", JOB_MODULES[kind], "--db", str(db_path), "--job", str(job_id)],
+                [*job_command(kind, processes), "--db", str(db_path), "--job", str(job_id)],
                 cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env)
     except OSError as error:
@@ -570,6 +589,10 @@ def job_main(kind: str, config_cls, run, argv: list[str] | None = None) -> int:
             print(f"job {job_id} was cancelled while it waited", flush=True)
             return 1
         print(f"job {job_id} ({kind}) started", flush=True)
+        if getattr(config, "processes", 1) > 1 and launched_processes() == 1:  # its processes, under accelerate launch
+            done = subprocess.run([*job_command(kind, config.processes), "--db", str(db_path), "--job", str(job_id)],
+                                  cwd=PROJECT_ROOT)
+            return done.returncode
     else:
         job_id = args.job
         config = config_cls(**from_json(db.execute("SELECT args FROM jobs WHERE id = ?", [job_id]).fetchone()[0]))

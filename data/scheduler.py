@@ -72,15 +72,18 @@ def needs(kind: str, args: dict, capacity: Capacity, weights_mb: int) -> Needs:
     Needs(num_cpus=2, num_gpus=0, memory=1864)
     >>> needs("train_policy", {"lora": False}, Capacity(16, 2, 128000), 540)
     Needs(num_cpus=8, num_gpus=1, memory=5200)
+    >>> needs("train_policy", {"processes": 2}, Capacity(16, 4, 128000), 540)
+    Needs(num_cpus=8, num_gpus=2, memory=7160)
     >>> needs("export", {}, Capacity(2, 0, 24000), 0)
     Needs(num_cpus=0, num_gpus=0, memory=500)
     """
     if not is_heavy(kind, args):
         return Needs(0, 0, 500)
     on_gpu = capacity.num_gpus > 0 and args.get("device", "auto") != "cpu"
-    gpus = int(args.get("num_gpus") or 1) if on_gpu else 0
+    processes = max(1, int(args.get("processes") or 1))  # under accelerate launch: one GPU each, a model copy each
+    gpus = processes if on_gpu else 0
     cpus = max(1, capacity.num_cpus * gpus // capacity.num_gpus) if on_gpu else capacity.num_cpus
-    return Needs(cpus, gpus, memory_estimate(kind, args, weights_mb))
+    return Needs(cpus, gpus, memory_estimate(kind, args, weights_mb) * processes)
 
 
 def is_heavy(kind: str, args: dict) -> bool:

@@ -13,6 +13,7 @@ KL_BUDGET = 5.0
 SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on most, put in the annotation queue for "
                    "people to rank (data/spot_checks.py); the version is not made active while they disagree with it; "
                    "0: none")
+from training import PROCESSES_HELP
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
@@ -124,6 +125,7 @@ class PolicyConfig:
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
+    processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
@@ -157,6 +159,7 @@ class SFTConfig:
     lora: bool = field(default=False, metadata={"help": "train a LoRA adapter (peft) instead of all weights"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
+    processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; the loss is computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
@@ -203,6 +206,7 @@ class DPOConfig:
     kl_checks: int = field(default=4, metadata={"help": "KL checks spread over the run (each samples eval_samples per held-out prompt)"})
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
+    processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,27 @@ def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_
     assert made["name"] == "dpo-2" and made["metrics"]["train/rankings"] + made["metrics"]["val/rankings"] == 10
     steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "train/loss" in m]
     assert steps == sorted(set(steps)) and len(steps) == made["metrics"]["steps"]
+
+
+def wait_until_finished(db, job_id: int, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while (job := jobs.get_job(db, job_id))["status"] in jobs.UNFINISHED and time.time() < deadline:
+        time.sleep(1)
+    return job
+
+
+def test_a_job_of_two_processes_started_as_the_admin_page_does_or_from_the_command_line_launches_them_itself(
+        tmp_path, tiny_generator):
+    path = tmp_path / "launch.db"
+    store_with_demonstrations(path, tiny_generator)
+    db = open_db(path)
+    job_id = jobs.start_job(path, "sft", {"epochs": 1, "batch_size": 4, "lora": False, "bf16": "false", "processes": 2,
+                                         "name": "sft-page"})
+    job = wait_until_finished(db, job_id)
+    assert job["status"] == "done", job["error"] or job["log"]
+    assert "2 processes" in job["log"] and job["result"]["name"] == "sft-page"
+    done = run_module("policy.sft", 1, ["--db", str(path), "--epochs", "1", "--batch-size", "4", "--lora", "false",
+                                        "--bf16", "false", "--processes", "2", "--name", "sft-cli"])
+    [cli_job] = jobs.list_jobs(db, limit=1)
+    assert cli_job["status"] == "done" and "2 processes" in cli_job["log"] and done.stdout.count(f"job {cli_job['id']} done") == 1
+    assert sorted(v["name"] for v in versions.list_versions(db, "generator") if v["parent_id"]) == ["sft-cli", "sft-page"]

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data import jobs, versions
+from data import scheduler
 from data.scheduler import KIND_NAMES
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.gate import evaluation_summary, gate_for, has_gate
@@ -46,6 +47,18 @@ def activate_checkbox(column) -> bool:
 def checkpointing_checkbox(column) -> bool:
     """Every training form's memory option (training/checkpointing.py)."""
     return column.checkbox("Gradient checkpointing", False, help=CHECKPOINTING_HELP[0].upper() + CHECKPOINTING_HELP[1:])
+
+
+def processes_input(column) -> int:
+    """Every training form's processes: one per GPU (data parallel), where the machine has several; else 1, said so."""
+    gpus = scheduler.gpu_count()
+    if gpus < 2:
+        column.number_input("Processes (GPUs)", 1, 1, 1, disabled=True,
+                            help=f"this machine has {gpus or 'no'} GPU{'' if gpus == 1 else 's'}: one process. On a machine "
+                                 "with several, a job can train data-parallel on several (one process each)")
+        return 1
+    return int(column.number_input("Processes (GPUs)", 1, gpus, 1, help=f"data parallel, one process per GPU (of {gpus}): "
+                                   "the job waits until that many GPUs are free"))
 
 
 def activation_confirmed(version: dict, say_why: bool = True) -> bool:

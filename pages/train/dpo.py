@@ -6,7 +6,8 @@ import streamlit as st
 from data import items, review, versions
 from policy.config import DPOConfig
 from training.diagnostics import verdict
-from ui.jobs import activate_checkbox, checkpointing_checkbox, launch, latest_job, version_label, version_picker
+from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, version_label,
+                     version_picker)
 from ui.session import screen
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
@@ -56,13 +57,14 @@ def train_form(db) -> None:
                               "the two answers' log-ratios together; off: ties give no pair")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
+        processes = processes_input(st.columns(3)[0])
         if st.form_submit_button("Start preference optimisation", type="primary"):
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     kl_budget=float(kl_budget), eval_samples=int(eval_samples),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
-                                    name=name.strip(), activate=activate, gradient_checkpointing=low_memory),
+                                    name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes),
                    "Preference optimisation")
 
 

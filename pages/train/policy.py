@@ -9,7 +9,8 @@ from data import items, jobs, spot_checks, versions
 from policy.config import PolicyConfig, held_out_default, held_out_problem, next_round
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
-from ui.jobs import activate_checkbox, checkpointing_checkbox, launch, latest_job, version_label, version_picker
+from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, version_label,
+                     version_picker)
 from ui.session import screen, show_flash
 from ui.text import inline
 
@@ -75,15 +76,20 @@ def train_form(db) -> None:
         name = right.text_input("Version name", placeholder="policy-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
+        processes = processes_input(st.columns(3)[0])
         if st.form_submit_button("Start policy update", type="primary"):
             if problem := held_out_problem(prompts_in[prompt_set], int(eval_prompts)):
                 st.error(problem[0].upper() + problem[1:] + ".")
+                return
+            if int(prompts_per_step) % processes:
+                st.error(f"{int(prompts_per_step)} prompts per step cannot be shared equally by {processes} processes: "
+                         f"use a multiple of {processes}.")
                 return
             launch("train_policy", PolicyConfig(
                 algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"], prompt_set=prompt_set,
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
-                name=name.strip(), activate=activate, gradient_checkpointing=low_memory), "Policy update")
+                name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes), "Policy update")
 
 
 def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "val/win_pairs") -> str:
