@@ -13,7 +13,7 @@ KL_BUDGET = 5.0
 SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on most, put in the annotation queue for "
                    "people to rank (data/spot_checks.py); the version is not made active while they disagree with it; "
                    "0: none")
-from training import PROCESSES_HELP
+from training import PROCESSES_HELP, STRATEGY_HELP
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
@@ -160,6 +160,7 @@ class SFTConfig:
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
+    strategy: str = field(default="replicate", metadata={"help": STRATEGY_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; the loss is computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})

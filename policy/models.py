@@ -40,15 +40,16 @@ def with_lora_adapter(model, rank: int, bf16_base: bool):
 
 
 def save_generator_version(db, model, tokenizer, name: str, parent_id: int, config, metrics: dict, config_file: str,
-                           activate: bool = False) -> int:
+                           activate: bool = False, state_dict: dict | None = None) -> int:
     """Write a trained generator (full weights or a LoRA adapter) atomically and register it as a version (made
-    active only when `activate`: the job decides that through training.gate)."""
+    active only when `activate`: the job decides that through training.gate). `state_dict`: its whole weights, when
+    the model itself holds only a shard of them (training.parallel.DataParallel.full_state)."""
     from dataclasses import asdict
 
     from data import versions
 
     def write(folder: Path) -> None:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         (folder / config_file).write_text(json.dumps(asdict(config), indent=2))
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

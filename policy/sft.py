@@ -92,11 +92,15 @@ def _collate(rows, pad_id: int) -> SFTBatch:
     return SFTBatch(input_ids, attention, targets, response)
 
 
-def sft_loss(model, batch: SFTBatch) -> torch.Tensor:
-    """Mean cross-entropy of the response tokens. The LM head runs on response positions only.
+def sft_loss(model, batch: SFTBatch, whole: bool = False) -> torch.Tensor:
+    """Mean cross-entropy of the response tokens. The LM head runs on response positions only, or with `whole` (a
+    model sharded by FSDP, whose parts cannot be called alone) on every position through the model's own forward.
 
     Prompt positions never reach the loss, whatever their target ids say.
     """
+    if whole:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # [B, T, V]
+        return F.cross_entropy(logits[batch.response_mask].float(), batch.target_ids[batch.response_mask])
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, T, H]
     selected = hidden[batch.response_mask]  # [n, H] states that predict a response token
@@ -105,12 +109,12 @@ def sft_loss(model, batch: SFTBatch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_loss(model, batches: list[SFTBatch], device, bf16: bool) -> float:
+def validation_loss(model, batches: list[SFTBatch], device, bf16: bool, whole: bool = False) -> float:
     total, tokens = 0.0, 0
     for batch in batches:
         n = int(batch.response_mask.sum())
         with autocast(device, bf16):
-            total += sft_loss(model, _to(batch, device)).item() * n
+            total += sft_loss(model, _to(batch, device), whole).item() * n
         tokens += n
     return total / max(tokens, 1)
 
@@ -149,14 +153,15 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     schedule = warmup_then_decay(optimizer, total, total // 10)
-    start_loss = validation_loss(model, val_batches, device, bf16)
+    whole = parallel.sharded
+    start_loss = validation_loss(model, val_batches, device, bf16, whole)
     best = {"loss": start_loss, "epoch": 0, "state": None}
     step, tokens, seconds, bad_epochs = 0, 0, 0.0, 0
     for epoch in range(1, config.epochs + 1):
         for batch in parallel.shard(make_batches(train_rows, config.batch_size, tokenizer.pad_token_id, True, config.seed + epoch)):
             started = time.perf_counter()
             with autocast(device, bf16):
-                loss = sft_loss(model, _to(batch, device))
+                loss = sft_loss(model, _to(batch, device), whole)
             parallel.backward(loss)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -166,7 +171,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
             step, tokens = step + 1, tokens + batch.n_tokens
             report(step, total, {"train/epoch": epoch, "train/loss": loss.item(), "train/lr": schedule.get_last_lr()[0],
                                  "speed/tokens_per_s": tokens / seconds})
-        val = validation_loss(model, val_batches, device, bf16)
+        val = validation_loss(model, val_batches, device, bf16, whole)
         report(step, total, {"train/epoch": epoch, "val/loss": val, "val/perplexity": math.exp(min(val, 50))})
         if val < best["loss"]:
             best, bad_epochs = {"loss": val, "epoch": epoch, "state": _trainable_state(model)}, 0
@@ -175,7 +180,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
             if bad_epochs >= config.early_stop_patience:
                 break
     if best["state"] is not None:
-        model.load_state_dict(best["state"], strict=False)
+        _restore(model, best["state"])
     return model, {"val/loss_before": start_loss, "val/loss": best["loss"], "val/perplexity": math.exp(min(best["loss"], 50)),
                    "best_epoch": best["epoch"], "epochs_run": epoch, "steps": step, "train/tokens_per_s": tokens / max(seconds, 1e-9),
                    "train/demonstrations": len(train), "val/demonstrations": len(validation)}
@@ -185,10 +190,20 @@ def _trainable_state(model) -> dict:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@torch.no_grad()
+def _restore(model, state: dict) -> None:
+    """Copy a kept `_trainable_state` back in place (a sharded model's shards into its shards)."""
+    for name, parameter in model.named_parameters():
+        if name in state:
+            parameter.copy_(state[name])
+
+
 def run_job(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
-    parallel = DataParallel(config.device)
+    if config.strategy == "shard" and config.lora:
+        raise ValueError("sharding is for full weights (a LoRA adapter is small): turn LoRA off, or replicate")
+    parallel = DataParallel(config.device, strategy=config.strategy)
     rows = parallel.share(demonstrations.demonstrations(db, config.prompt_sets or None) if parallel.is_main else None)  # the same rows everywhere
     train, validation = split_by_prompt(rows, config.validation_fraction, config.seed, prompt_of=lambda r: r["prompt_id"])
     if len(train) < 1 or len(validation) < 1:
@@ -210,6 +225,7 @@ def run_job(db, config: SFTConfig, job) -> dict:
 
     job.phase(f"training on {len(train)} demonstrations")
     model, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
+    whole_state = parallel.full_state(model)  # sharded: every process sends its shard, the first one saves
     parallel.wait()
     if not job.writes:  # one process of several: the first one saves
         return {}
@@ -218,7 +234,8 @@ def run_job(db, config: SFTConfig, job) -> dict:
     name = config.name or versions.default_version_name("sft")
 
     activate, activation = gate.decide(config.activate, gate.sft_gate(metrics))
-    version_id = save_generator_version(db, model, tokenizer, name, start["id"], config, metrics, "sft_config.json", activate)
+    version_id = save_generator_version(db, model, tokenizer, name, start["id"], config, metrics, "sft_config.json", activate,
+                                        state_dict=whole_state)
     job.log(f"saved {name}: validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}; {activation}")
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), "val/loss": round(metrics["val/loss"], 4),
             "val/perplexity": round(metrics["val/perplexity"], 2)}

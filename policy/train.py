@@ -180,7 +180,7 @@ class PolicyTrainer(PolicyEvaluator):
             params += list(self.value_head.parameters())
         self.parallel.prepare(self.policy)  # the first process's weights (and LoRA's random start) everywhere
         if self.value_head is not None:
-            self.parallel.prepare(self.value_head)
+            self.parallel.prepare(self.value_head, add=True)
         # fused: one kernel per step and no temporaries the size of all parameters (foreach made ~0.5 GB of them)
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.baseline = None  # reinforce's moving average

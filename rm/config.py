@@ -8,7 +8,7 @@ WEIGHTINGS = ("none", "reliability")  # how much each ranking counts in training
 WEIGHTING_HELP = ("none: every ranking counts the same; reliability: each ranking weighted by its annotator's measured "
                   "reliability (agreement with the others, gold accuracy, self-consistency, shrunk towards the team's "
                   "with few observations: data/reliability.py)")
-from training import EMBEDDED_ENCODER, PROCESSES_HELP  # noqa: F401  (EMBEDDED_ENCODER: the default backbone)
+from training import EMBEDDED_ENCODER, PROCESSES_HELP, STRATEGY_HELP  # noqa: F401  (EMBEDDED_ENCODER: the default backbone)
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
 
@@ -30,6 +30,7 @@ class RewardConfig:
     seed: int = field(default=0, metadata={"help": "split, shuffle and initialisation seed"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
+    strategy: str = field(default="replicate", metadata={"help": STRATEGY_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets to train on, a,b or a JSON list; empty: all"})

@@ -133,10 +133,13 @@ def _prepared_tokenizer(tokenizer):
 
 
 def save_reward_model(model: RewardModel, tokenizer, config: RewardConfig, metrics: dict, folder: Path,
-                      prompt_split: dict | None = None) -> None:
-    """The stock classifier's folder (config.json, weights, tokenizer), plus our config, metrics and split beside it."""
+                      prompt_split: dict | None = None, state_dict: dict | None = None) -> None:
+    """The stock classifier's folder (config.json, weights, tokenizer), plus our config, metrics and split beside it.
+    `state_dict`: the reward model's whole weights when it holds only a shard of them (training/parallel.py)."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.classifier.save_pretrained(folder)
+    classifier_state = None if state_dict is None else {
+        name.removeprefix("classifier."): tensor for name, tensor in state_dict.items() if name.startswith("classifier.")}
+    model.classifier.save_pretrained(folder, state_dict=classifier_state)
     tokenizer.save_pretrained(folder)
     (folder / CONFIG_FILE).write_text(json.dumps(config.__dict__, indent=2))
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))

@@ -238,7 +238,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
 
 def run_job(db, config: RewardConfig, job) -> dict:
     """Job body: load rankings, train, save atomically, register the version."""
-    parallel = DataParallel(config.device)
+    parallel = DataParallel(config.device, strategy=config.strategy)
     examples = load_rankings(db, config.prompt_sets or None, config.annotators or None) if parallel.is_main else None
     if parallel.is_main and config.weighting == "reliability":
         examples = weighted_by_reliability(db, examples)
@@ -254,12 +254,13 @@ def run_job(db, config: RewardConfig, job) -> dict:
         job.step_progress(step, total, f"loss {metrics['train/loss']:.3f}")
 
     model, tokenizer, metrics, prompt_ids = train_reward_model(examples, config, on_step, parallel, job.log, job.progress)
+    whole_state = parallel.full_state(model)  # sharded: every process sends its shard, the first one saves
     if not job.writes:  # one process of several under `accelerate launch`: the first one saves
         return {}
     job.phase("saving")
     name = config.name or versions.default_version_name("rm")
     folder = versions.save_atomically(db, "reward", name,
-                                      lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids))
+                                      lambda tmp: save_reward_model(model, tokenizer, config, metrics, tmp, prompt_ids, whole_state))
     activate, activation = gate.decide(config.activate, gate.reward_model_gate(metrics))
     version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
                                            activate=activate)

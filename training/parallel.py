@@ -23,12 +23,15 @@ import json
 import torch
 
 from data.jobs import launched_processes
-from training import pick_device
+from training import STRATEGIES, pick_device
 
 
 class DataParallel:
-    def __init__(self, device: str = "auto", alone: bool = False):
-        """`alone`: this process trains by itself even under `accelerate launch` (a test's single-process reference)."""
+    def __init__(self, device: str = "auto", alone: bool = False, strategy: str = "replicate"):
+        """`alone`: this process trains by itself even under `accelerate launch` (a test's single-process reference).
+        `strategy`: replicate or shard (training.STRATEGY_HELP); alone, nothing is sharded."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         self.accelerator, self.params = None, []
         if launched_processes() > 1 and not alone:
             from accelerate import Accelerator
@@ -37,6 +40,7 @@ class DataParallel:
             self.device = self.accelerator.device  # cuda:<local rank> on GPUs
         else:
             self.device = pick_device(device)
+        self.sharded = strategy == "shard" and self.accelerator is not None
 
     @property
     def processes(self) -> int:
@@ -50,17 +54,40 @@ class DataParallel:
     def is_main(self) -> bool:
         return self.accelerator is None or self.accelerator.is_main_process
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model on this process's device; under several processes, with the first process's weights everywhere."""
+    def prepare(self, model: torch.nn.Module, add: bool = False) -> torch.nn.Module:
+        """The model on this process's device; under several processes, with the first process's weights everywhere,
+        and sharded: each of its transformer blocks (the classes its `_no_split_modules` names, as accelerate's
+        transformer auto-wrap does) and then the rest, each gathered whole only for its own forward and backward.
+        `add`: a second model of the same training (a value head), its parameters averaged with the first's."""
         model.to(self.device)
-        self.params += [p for p in model.parameters() if p.requires_grad]  # each prepared model's (a value head's too)
         if self.accelerator:
             from accelerate.utils import broadcast
 
             with torch.no_grad():
                 for tensor in [*model.parameters(), *model.buffers()]:
                     tensor.copy_(broadcast(tensor.detach().clone(), from_process=0))
+        if self.sharded:
+            from torch.distributed.fsdp import fully_shard
+
+            blocks = set(getattr(model, "_no_split_modules", None) or [])
+            for module in model.modules():
+                blocks |= set(getattr(module, "_no_split_modules", None) or [])  # a reward model's backbone's
+            for module in list(model.modules()):
+                if type(module).__name__ in blocks and module is not model:
+                    fully_shard(module)
+            fully_shard(model)
+        self.params = (self.params if add else []) + [p for p in model.parameters() if p.requires_grad]
         return model
+
+    def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+        """A sharded model's whole weights, gathered on the first process's CPU (every process must call it; the
+        others get None); a model that is not sharded: None (its own state_dict is whole)."""
+        if not self.sharded:
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return state if self.is_main else None
 
     def shard(self, batches: list) -> list:
         """This process's batches: every processes-th one, the same count on each (a remainder is left out)."""
@@ -121,14 +148,19 @@ class DataParallel:
         self.average_gradients()
 
     def average_gradients(self) -> None:
-        """The prepared parameters' gradients averaged over the processes (after a step's last backward pass)."""
+        """The prepared parameters' gradients averaged over the processes (after a step's last backward pass); a
+        sharded model's are averaged by FSDP itself, each process keeping its shard's."""
         if not self.accelerator:
             return
         from accelerate.utils import reduce
+        from torch.distributed.tensor import DTensor
 
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        params = [p for p in self.params if not isinstance(p, DTensor)]  # FSDP's own are averaged already
+        if not params:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")  # [sum of parameter sizes]
-        for p, g in zip(self.params, torch.split(flat, [g.numel() for g in grads])):
+        for p, g in zip(params, torch.split(flat, [g.numel() for g in grads])):
             p.grad = g.view_as(p).clone()
 
     def wait(self) -> None:

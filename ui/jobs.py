@@ -11,6 +11,7 @@ import streamlit as st
 from data import jobs, versions
 from data import scheduler
 from data.scheduler import KIND_NAMES
+from training import STRATEGIES, STRATEGY_HELP
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.gate import evaluation_summary, gate_for, has_gate
 from ui.session import db_path, flash, require, session_db
@@ -59,6 +60,14 @@ def processes_input(column) -> int:
         return 1
     return int(column.number_input("Processes (GPUs)", 1, gpus, 1, help=f"data parallel, one process per GPU (of {gpus}): "
                                    "the job waits until that many GPUs are free"))
+
+
+def strategy_input(column) -> str:
+    """SFT's and the reward model's choice, with several GPUs: replicate the model in every process or shard it."""
+    if scheduler.gpu_count() < 2:
+        return "replicate"
+    return column.selectbox("With several processes", STRATEGIES, help=STRATEGY_HELP[0].upper() + STRATEGY_HELP[1:],
+                            format_func={"replicate": "replicate (data parallel)", "shard": "shard (FSDP2)"}.get)
 
 
 def activation_confirmed(version: dict, say_why: bool = True) -> bool:

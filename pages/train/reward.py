@@ -7,7 +7,7 @@ from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
 from ui.jobs import (activate_checkbox, activation_confirmed, checkpointing_checkbox, gate_override, latest_job,
-                     launch, processes_input, version_picker)
+                     launch, processes_input, strategy_input, version_picker)
 from ui.models import reward_scorer
 from ui.session import flash, require, screen
 
@@ -49,7 +49,8 @@ def train_form(db) -> None:
                                                    "more time), to show whether accuracy still rises with more rankings")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
-        processes = processes_input(st.columns(3)[0])
+        left, right, _ = st.columns(3)
+        processes, strategy = processes_input(left), strategy_input(right)
         if st.form_submit_button("Start training", type="primary"):
             backbone = other.strip() if choice == "other" else choice
             if not backbone:
@@ -61,7 +62,7 @@ def train_form(db) -> None:
                                             prompt_sets=list(prompt_sets), annotators=list(annotators), name=name.strip(),
                                             weighting="reliability" if weighted else "none",
                                             ties="davidson" if ties else "ignore", learning_curve=curve,
-                                            activate=activate, gradient_checkpointing=low_memory, processes=processes),
+                                            activate=activate, gradient_checkpointing=low_memory, processes=processes, strategy=strategy),
                    "Reward-model training")
 
 
