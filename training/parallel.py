@@ -23,7 +23,7 @@ import json
 import torch
 
 from data.jobs import launched_processes
-from training import STRATEGIES, pick_device
+from training import STRATEGIES, pick_device, release_freed_memory
 
 
 class DataParallel:
@@ -75,7 +75,8 @@ class DataParallel:
             for module in list(model.modules()):
                 if type(module).__name__ in blocks and module is not model:
                     fully_shard(module)
-            fully_shard(model)
+            fully_shard(model)  # the rest: embeddings (tied ones must stay in one unit), norms, heads
+            release_freed_memory()  # the whole weights each process held before sharding, back to the system
         self.params = (self.params if add else []) + [p for p in model.parameters() if p.requires_grad]
         return model
 
