@@ -36,8 +36,8 @@ from data.jobs import job_main
 from policy.config import PolicyConfig, held_out_problem
 from policy.evaluation import PolicyEvaluator
 from policy.generate import Prompt
-from policy.rollout import Rollout
 from policy.models import load_generator, save_generator_version, with_lora_adapter
+from policy.rollout import Rollout
 from training import checkpointing, diagnostics, gate, model_config, release_freed_memory
 from training.parallel import DataParallel
 from training.precision import load_dtype, precision_for, use_bf16
@@ -230,7 +230,8 @@ class PolicyTrainer(PolicyEvaluator):
         """One REINFORCE/RLOO update, a micro-batch of whole prompts at a time: each backward pass frees its
         activations, and the gradients add up to those of the whole batch's mean loss."""
         c, total = self.config, self.parallel.total
-        N = total(torch.tensor([float(rollout.sequences.shape[0])])).item() / self.parallel.processes  # rows per process
+        rows = torch.tensor([float(rollout.sequences.shape[0])], device=self.device)  # [1] this process's rows
+        N = total(rows).item() / self.parallel.processes  # the rows a process has on average: the mean loss's share
         # reinforce: the moving average before this step; at the first step the mean reward of the whole batch, which
         # the scores alone give, since the policy is still the reference (KL 0) and micro-batches see only their rows
         baseline = self.baseline if self.baseline is not None else (
