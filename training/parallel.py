@@ -5,15 +5,19 @@ weights are copied to the others), takes its share of each epoch's batches with 
 `backward` (which averages the gradients over the processes), and reports and saves only when `is_main`. The policy
 update takes its share of each step's prompts with `my_share`, sums what a statistic over the whole batch needs with
 `total` (the reward standardisation, REINFORCE's baseline, PPO's whitening) and averages its metrics with `mean_of`.
-Alone (no `accelerate launch`, the admin page's jobs) nothing changes: no process group, the device
+Alone (no `accelerate launch`, a job of one process) nothing changes: no process group, the device
 `pick_device` chooses, every batch.
 
 The averaging is one all-reduce of all gradients, flattened, after each backward pass, rather than
 DistributedDataParallel's hooks: the trainers call their models' parts directly (the SFT loss runs the
 LM head on response positions only), which DDP's wrapper would not see.
 
+With `strategy="shard"` (SFT and the reward model) `prepare` shards the model with FSDP2 instead of copying it:
+FSDP averages those gradients itself, the trainer calls the model's own forward, and `full_state` gathers the whole
+weights for the first process to save.
+
     accelerate launch --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
-    accelerate launch --cpu --num_processes 2 -m policy.sft --epochs 3    # 2 CPU processes (gloo)
+    accelerate launch --multi_gpu --num_processes 2 -m policy.sft --epochs 3   # no GPU: 2 CPU processes (gloo)
     accelerate launch --num_processes 2 -m policy.train --prompts-per-step 8   # each GPU samples 4 prompts a step
 """
 
