@@ -139,7 +139,10 @@ def compare_and_use(db) -> None:
         st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
                      column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")}, placeholder="—")
     left, right = st.columns(2)
-    prompt_set = left.selectbox("Prompt set for the next round", [s["name"] for s in items.prompt_sets(db)], key="next-round-set")
+    sets = [s["name"] for s in items.prompt_sets(db)]
+    trained_on = version["config"].get("prompt_set")  # the set it was trained on, not the newest (a spot check's)
+    prompt_set = left.selectbox("Prompt set for the next round", sets, key=f"next-round-set-{version['id']}",
+                                index=sets.index(trained_on) if trained_on in sets else 0)
     previous = jobs.latest_args(db, "generate", prompt_set)
     config = next_round(previous, prompt_set, version["id"])
     left.caption(("Sampled as this set's last round: " if previous else "This set was never generated: the defaults, ")
