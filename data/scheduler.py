@@ -107,6 +107,8 @@ def memory_estimate(kind: str, args: dict, weights_mb: int) -> int:
     runtime = 500
     if kind in ("generate", "score_queue", "judge"):
         return runtime + int(1.5 * weights_mb)
+    if kind == "train_policy" and args.get("judge_version") is not None:  # a local judge beside the policy, about its size
+        runtime += int(1.5 * weights_mb)
     full_weights = not args.get("lora", kind in ("train_policy", "dpo"))
     copies = {"train_rm": 4, "sft": 4, "train_policy": 5, "dpo": 5}.get(kind, 1) if full_weights else 2
     activations = {"train_rm": 1000, "sft": 2000, "train_policy": 2000, "dpo": 2000}.get(kind, 0)

@@ -1,5 +1,5 @@
 """People check the reward model's favourites: after a policy update (or a DPO run judged by a reward model), the
-held-out pairs on which the reward model prefers the new generator's answer over the starting one's by the widest
+held-out pairs on which the reward model (or the AI judge that rewarded the policy update) prefers the new generator's answer over the starting one's by the widest
 margin go into the annotation queue as ordinary items of two answers, in a set of their own ('spot-check-<version>',
 served before the other sets, RANKINGS_PER_PAIR rankings each). Annotators are not told which answer is which (the
 display order is shuffled per annotator, as for any item), and their rankings are ordinary rankings (a later reward
@@ -42,11 +42,16 @@ def favourites(examples: list[dict], n: int) -> list[dict]:
     return [e for e in examples if e["after_reward"] > e["before_reward"] and e["after"] != e["before"]][:n]
 
 
-def held_for_people(activate: bool, activation: str, pairs: list[dict]) -> tuple[bool, str]:
+def rewarder(judged: bool) -> str:
+    """What gave a policy update its reward, in words: an AI judge or the reward model."""
+    return "the judge" if judged else "the reward model"
+
+
+def held_for_people(activate: bool, activation: str, pairs: list[dict], by: str = "the reward model") -> tuple[bool, str]:
     """A job asked to make its version active leaves it to the admin while people have its favourites to check."""
     if not activate or not pairs:
         return activate, activation
-    return False, (f"{activation}; not made active yet: people first rank the reward model's {len(pairs)} favourite "
+    return False, (f"{activation}; not made active yet: people first rank {by}'s {len(pairs)} favourite "
                    f"pairs (make it active on Train → Models once they agree with it)")
 
 
@@ -72,20 +77,24 @@ def activate(db: Database, version_id: int, actor: User | None = None, by: str =
     with write_transaction(db):
         version = versions.get_version(db, version_id)
         if version["kind"] == "generator" and (check := verdict(db, version_id)) and check["gamed"]:
-            raise ValueError(f"{version['name']} is not made active: {check['sentence']}. Train the reward model on "
-                             "more rankings (the spot check's are among them) before the next policy update.")
+            remedy = ("Use a judge that agrees with people more (Quality → Agreement measures it), or train a reward model"
+                      if check["by"] == "the judge" else "Train the reward model")
+            raise ValueError(f"{version['name']} is not made active: {check['sentence']}. {remedy} on more rankings "
+                             "(the spot check's are among them) before the next policy update.")
         versions.set_active(db, version_id, actor=actor, by=by, override=override)
 
 
 def verdict(db: Database, version_id: int) -> dict | None:
     """What people said about the reward model's favourites of this version; None when none were queued."""
     row = db.execute("""
-        SELECT v.name, COUNT(DISTINCT i.id) FROM model_versions v
-        JOIN prompts p ON p.prompt_set = ? || v.name JOIN items i ON i.prompt_id = p.id
+        SELECT v.name, COUNT(DISTINCT i.id),
+               COALESCE(json_extract(v.config, '$.judge_remote'), '') != '' OR json_extract(v.config, '$.judge_version') IS NOT NULL
+        FROM model_versions v JOIN prompts p ON p.prompt_set = ? || v.name JOIN items i ON i.prompt_id = p.id
         WHERE v.id = ?""", [SET_PREFIX, version_id]).fetchone()
     if not row or not row[1]:
         return None
-    name, pairs = row
+    name, pairs, judged = row
+    by = rewarder(bool(judged))
     rankings, agree = db.execute("""
         SELECT COUNT(*), TOTAL(CASE
             WHEN EXISTS (SELECT 1 FROM comparisons c JOIN completions n ON n.id = c.chosen_id
@@ -98,13 +107,13 @@ def verdict(db: Database, version_id: int) -> dict | None:
     low, high = wilson_interval(agree, rankings)
     gamed = rankings >= MIN_RANKINGS and share < GAMED_BELOW
     return {"set": set_name(name), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
-            "agreement": share, "low": low, "high": high, "gamed": gamed, "sentence": _sentence(rankings, share, low, high, gamed, pairs)}
+            "agreement": share, "low": low, "high": high, "gamed": gamed, "by": by,
+            "sentence": _sentence(rankings, share, low, high, gamed, pairs, by)}
 
 
-def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int) -> str:
+def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int, by: str) -> str:
     if rankings < MIN_RANKINGS:
-        return (f"people's spot check: {rankings} of {pairs * RANKINGS_PER_PAIR} rankings of the reward model's "
-                f"favourite pairs so far (a verdict from {MIN_RANKINGS})")
-    said = (f"people agree with the reward model on {share:.0%} of {rankings} rankings of its favourite pairs "
-            f"(95% interval {low:.0%}-{high:.0%})")
-    return f"the reward model is being gamed: {said}" if gamed else said
+        return (f"{rankings} of {pairs * RANKINGS_PER_PAIR} rankings of {by}'s favourite pairs so far (a verdict "
+                f"from {MIN_RANKINGS})")
+    said = f"people agree with {by} on {share:.0%} of {rankings} rankings of its favourite pairs (95% interval {low:.0%}-{high:.0%})"
+    return f"{by} is being gamed: {said}" if gamed else said

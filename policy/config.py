@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
+from data.rankings import LETTERS
 from data.names import name_list
 from rm.config import WEIGHTING_HELP, WEIGHTINGS
 
@@ -81,6 +82,9 @@ def held_out_problem(prompts: int, eval_prompts: int) -> str | None:
             f"its evaluation; hold out at most {max(prompts - 1, 0)}, or add prompts to the set")
 
 
+JUDGED_K = len(LETTERS) // 2  # a judge's evaluation ranks K new and K starting answers at once
+
+
 @dataclass
 class PolicyConfig:
     """Policy-gradient update of a generator against a reward model, with a KL penalty to where it started."""
@@ -91,7 +95,13 @@ class PolicyConfig:
                 "grpo: group-normalised advantages (R - group mean) / group std, each completion's log-prob averaged "
                 "over its tokens; dr_grpo: Dr. GRPO, R - group mean, tokens summed over a constant (no length bias)"})
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id; none: the active one"})
-    reward_version: int | None = field(default=None, metadata={"help": "reward model version id; none: the active one"})
+    reward_version: int | None = field(default=None, metadata={"help": "reward model version id; none: the active one (unless a judge rewards)"})
+    judge_remote: str = field(default="", metadata={
+        "help": "remote generator (Data → Generate) that rewards instead of the reward model: an AI judge ranks each "
+                "prompt's K answers judge_votes times, an answer's reward its share of the others it beat"})
+    judge_version: int | None = field(default=None, metadata={"help": "local generator version that rewards as a judge instead (when no judge_remote)"})
+    judge_votes: int = field(default=4, metadata={"help": "a judge's rankings of each prompt's answers, letters shuffled each time"})
+    judge_max_new_tokens: int = field(default=256, metadata={"help": "longest critique of a local judge (a remote one: its max_tokens)"})
     prompt_set: str = field(default=BUILTIN_SET, metadata={"help": "prompts to train on"})
     eval_prompts: int = field(default=8, metadata={"help": "last N prompts of the set, held out for the before/after evaluation"})
     k: int = field(default=4, metadata={"help": "samples per prompt (RLOO, GRPO and Dr. GRPO need at least 2)"})
@@ -142,6 +152,16 @@ class PolicyConfig:
             raise ValueError("temperature must be above 0")
         if self.micro_batch_prompts < 0 or self.max_prompt_tokens < 8:
             raise ValueError("micro_batch_prompts must be 0 (automatic) or more, and max_prompt_tokens at least 8")
+        if self.judged and self.k > JUDGED_K:
+            raise ValueError(f"a judge ranks a prompt's new and starting answers together when evaluating, 2K answers "
+                             f"under at most {len(LETTERS)} letters: use k <= {JUDGED_K}")
+        if self.judged and not 1 <= self.judge_votes <= 16:
+            raise ValueError(f"judge_votes must be between 1 and 16, got {self.judge_votes}")
+
+    @property
+    def judged(self) -> bool:
+        """An AI judge gives the reward, not a reward model."""
+        return bool(self.judge_remote) or self.judge_version is not None
 
 
 @dataclass

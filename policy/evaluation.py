@@ -1,5 +1,5 @@
 """A trained policy beside its reference on held-out prompts: samples from both, the KL between them, and with a reward
-model the win rate, rewards and length diagnostics.
+model (or an AI judge) the win rate, rewards and length diagnostics.
 
 `PolicyEvaluator` also holds what sampling and scoring a rollout needs (the autocast, the micro-batches, the log-probs
 with the reference's adapter switched off), so the policy update's trainer (policy/train.py) is one with an optimizer
@@ -105,6 +105,17 @@ class PolicyEvaluator:
         new = self.rollout(prompts, seed)
         return held_out_kl(self.logprobs_without_grad(self.policy, new), self.reference_logprobs(new), new.completion_mask).mean().item()
 
+    def scores_before_after(self, new: Rollout, old: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scorer's rewards of the new and the old samples, [N] each. A judge's rewards are relative to the answers
+        ranked together, so it ranks each prompt's K new and K old answers in one group."""
+        if not getattr(self.scorer, "relative", False):
+            return self.scorer.score(new.prompts, new.texts).float().cpu(), self.scorer.score(old.prompts, old.texts).float().cpu()
+        k, rows = self.k, range(0, len(new.texts), self.k)
+        prompts = [p for a in rows for p in new.prompts[a:a + k] + old.prompts[a:a + k]]
+        texts = [t for a in rows for t in new.texts[a:a + k] + old.texts[a:a + k]]
+        both = self.scorer.score(prompts, texts, group=2 * k).float().cpu().view(-1, 2, k)  # [B, new/old, K]
+        return both[:, 0].flatten(), both[:, 1].flatten()
+
     @torch.no_grad()
     def evaluate(self, prompts: list[Prompt], seed: int) -> dict:
         """The current and the starting policy on the same held-out prompts and seed: rewards, KL, win rate, and
@@ -113,8 +124,7 @@ class PolicyEvaluator:
         new = self.rollout(prompts, seed)
         with self.reference_context():
             old = self.rollout(prompts, seed, policy=self.reference or self.policy)
-        new_scores = self.scorer.score(new.prompts, new.texts).float().cpu()  # [N]
-        old_scores = self.scorer.score(old.prompts, old.texts).float().cpu()  # [N]
+        new_scores, old_scores = self.scores_before_after(new, old)  # [N], [N]
         new_logprobs = self.logprobs_without_grad(self.policy, new)
         kl = held_out_kl(new_logprobs, self.reference_logprobs(new), new.completion_mask)  # [N]
         new_lengths, old_lengths = new.completion_mask.sum(1).float().cpu(), old.completion_mask.sum(1).float().cpu()  # [N]

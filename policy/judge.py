@@ -10,14 +10,20 @@ each answer, then end with `Ranking: B > A = C`. A vote whose answer holds no re
 kept as unreadable. The votes go to `judgements` (data/judgements.py), apart from people's rankings, and the job's
 result is the judge's agreement with the people of the items both ranked, from its first 1, 2, 4 and 8 votes
 (inference-time scaling: does voting over more critiques agree more?). Quality → Agreement shows it beside the
-team's agreement among themselves. Not done: the judge as the reward of a policy update.
+team's agreement among themselves.
+
+The judge can also be the reward of a policy update (`python -m policy.train --judge-remote llama`): `JudgeReward`
+ranks each prompt's K sampled answers together, `votes` times, and an answer's reward is its share of the others it
+beat (a generative reward; see `vote_scores`).
 """
 
 import random
 import re
 import time
 
-from data import annotation, generators, judgements, versions
+import torch
+
+from data import annotation, conversation, generators, judgements, versions
 from data.guidelines import current_guidelines
 from data.jobs import job_main
 from data.rankings import LETTERS, RankingError, parse_ranking_text, validate_ranking
@@ -33,21 +39,25 @@ INSTRUCTIONS = ("You judge answers for a team that ranks them by these guideline
 NO_GUIDELINES = "Prefer the answer that is more helpful, correct and harmless."
 
 
-def vote_order(item_id: int, vote: int, k: int, seed: int) -> list[int]:
+def vote_order(item_id: int, vote: int, k: int, seed: int | str) -> list[int]:
     """The stored positions behind the letters A, B, ... of one vote: shuffled per item and vote, reproducibly."""
     order = list(range(k))
     random.Random(f"{seed}:{item_id}:{vote}").shuffle(order)
     return order
 
 
-def judge_messages(item: annotation.Item, order: list[int], guidelines: str) -> list[dict]:
-    """The chat the judge answers: instructions with the guidelines, then the conversation and the lettered answers."""
+def judge_messages(prompt: str, answers: list[str], order: list[int], guidelines: str) -> list[dict]:
+    """The chat the judge answers: instructions with the guidelines, then the prompt (a conversation's transcript) and
+    the answers under letters, the letter A for answers[order[0]] and so on."""
     letters = LETTERS[:len(order)]
     example = " > ".join(letters[1::-1]) + (" = " + " = ".join(letters[2:]) if len(letters) > 2 else "")
-    conversation = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in item.messages)
-    answers = "\n\n".join(f"Answer {letter}:\n{item.completions[p].text}" for letter, p in zip(letters, order))
+    lettered = "\n\n".join(f"Answer {letter}:\n{answers[p]}" for letter, p in zip(letters, order))
     return [{"role": "system", "content": INSTRUCTIONS.format(guidelines=guidelines, k=len(order), example=example)},
-            {"role": "user", "content": f"{conversation}\n\n{answers}"}]
+            {"role": "user", "content": f"{prompt}\n\n{lettered}"}]
+
+
+def item_messages(item: annotation.Item, order: list[int], guidelines: str) -> list[dict]:
+    return judge_messages(conversation.transcript(item.messages), [c.text for c in item.completions], order, guidelines)
 
 
 def read_ranking(answer: str, order: list[int]) -> list[list[int]] | None:
@@ -96,20 +106,81 @@ class Judge:
                                                        c.max_new_tokens, seed, on_token)]
 
 
+def vote_scores(votes: list[list[list[int]] | None], n: int) -> list[float]:
+    """Each of n answers' share of the others it beat (a tie counts half), averaged over the readable votes; 0.5 each
+    when none is readable (no signal: equal rewards give every answer a zero advantage).
+
+    >>> vote_scores([[[1], [0, 2]], None], 3)  # B first, A and C tied last; the second vote unreadable
+    [0.25, 1.0, 0.25]
+    >>> vote_scores([[[0], [1]], [[1], [0]]], 2)
+    [0.5, 0.5]
+    """
+    readable = [groups for groups in votes if groups is not None]
+    if not readable or n < 2:
+        return [0.5] * n
+    totals = [0.0] * n
+    for groups in readable:
+        below = n  # answers not ranked above the current group
+        for group in groups:
+            below -= len(group)
+            for position in group:
+                totals[position] += (below + 0.5 * (len(group) - 1)) / (n - 1)
+    return [total / len(readable) for total in totals]
+
+
+class JudgeReward:
+    """A judge as the reward of a policy update (a generative reward). `score` takes a rollout's rows, `group` rows of
+    the same prompt after each other: each group's answers are ranked together `votes` times, the letters shuffled per
+    vote, and an answer's reward is `vote_scores`: in [0, 1], relative to its group, which is what RLOO's and GRPO's
+    baselines compare anyway. `relative` tells the evaluation to rank a prompt's new and old answers in one group."""
+
+    relative = True
+
+    def __init__(self, judge: Judge, votes: int, guidelines: str, group: int, seed: int):
+        self.judge, self.votes, self.guidelines, self.group, self.seed = judge, votes, guidelines, group, seed
+        self.calls, self.readable, self.asked = 0, 0, 0
+        self.last_readable_share = 0.0
+
+    def score(self, prompts: list[str], texts: list[str], group: int | None = None) -> torch.Tensor:
+        """[N] rewards of N = groups x `group` rows."""
+        size = group or self.group
+        if len(texts) % size or size > len(LETTERS):
+            raise ValueError(f"a judge ranks groups of at most {len(LETTERS)} answers: {len(texts)} rows in groups of {size}")
+        self.calls += 1
+        starts = range(0, len(texts), size)
+        orders = [[vote_order(start, vote, size, f"{self.seed}:{self.calls}") for vote in range(self.votes)] for start in starts]
+        chats = [judge_messages(prompts[start], texts[start:start + size], order, self.guidelines)
+                 for start, group_orders in zip(starts, orders) for order in group_orders]
+        answers = iter(self.judge.answers(chats, self.seed * 100_003 + self.calls))
+        scores, readable = [], 0
+        for group_orders in orders:
+            votes = [read_ranking(next(answers), order) for order in group_orders]
+            readable += sum(v is not None for v in votes)
+            scores += vote_scores(votes, size)
+        self.readable, self.asked = self.readable + readable, self.asked + len(chats)
+        self.last_readable_share = readable / len(chats)
+        return torch.tensor(scores)
+
+
+def set_guidelines(db, prompt_set: str) -> tuple[str, bool]:
+    """The set's current guidelines for a judge, or a generic instruction (and False) when it has none."""
+    guideline = current_guidelines(db, prompt_set)
+    return (guideline.text, True) if guideline else (NO_GUIDELINES, False)
+
+
 def run_judge(db, config: JudgeConfig, job) -> dict:
     """Job body: judge a share of the set's items, `votes` times each, store the votes, measure them against people."""
     judge = Judge(db, config, job.log)
     item_ids = judgements.items_to_judge(db, config.prompt_set, judge.name, config.share, config.seed)
-    guideline = current_guidelines(db, config.prompt_set)
-    guidelines = guideline.text if guideline else NO_GUIDELINES
+    guidelines, found = set_guidelines(db, config.prompt_set)
     job.log(f"judging {len(item_ids)} items of {config.prompt_set!r}, {config.votes} votes each"
-            + ("" if guideline else " (the set has no guidelines: a generic one is used)"))
+            + ("" if found else " (the set has no guidelines: a generic one is used)"))
     job.phase(f"judging {len(item_ids)} items x {config.votes} votes")
     started, readable, asked = time.perf_counter(), 0, 0
     for start in range(0, len(item_ids), ITEMS_PER_BATCH):
         batch = [annotation.get_item(db, item_id) for item_id in item_ids[start:start + ITEMS_PER_BATCH]]
         orders = [[vote_order(item.id, n, item.k, config.seed) for n in range(config.votes)] for item in batch]
-        chats = [judge_messages(item, order, guidelines) for item, item_orders in zip(batch, orders) for order in item_orders]
+        chats = [item_messages(item, order, guidelines) for item, item_orders in zip(batch, orders) for order in item_orders]
         answers = iter(judge.answers(chats, config.seed * 100_003 + start,
                                      within_batch(job, start, len(batch), len(item_ids), config.max_new_tokens)))
         for item, item_orders in zip(batch, orders):

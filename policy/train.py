@@ -3,7 +3,7 @@
     python -m policy.train --algorithm rloo --steps 20 --kl-coef 0.05
 
 Each step samples K completions for a few prompts (the rollout), scores them with the reward
-model, subtracts beta times their KL to the frozen starting generator, and updates the policy:
+model (or an AI judge's votes: `--judge-remote`, policy/judge.py:JudgeReward), subtracts beta times their KL to the frozen starting generator, and updates the policy:
   rloo       -A * log pi(y|x), A = R - mean of the prompt's other K-1 rewards (leave-one-out)
   reinforce  -A * log pi(y|x), A = R - b, b a moving average of past rewards
   grpo       -A * log pi(y|x) / |y|, A = (R - mean of the prompt's K rewards) / their std (group-normalised)
@@ -33,9 +33,10 @@ import torch
 
 from data import conversation, items, spot_checks, versions
 from data.jobs import job_main
-from policy.config import PolicyConfig, held_out_problem
+from policy.config import JudgeConfig, PolicyConfig, held_out_problem
 from policy.evaluation import PolicyEvaluator
 from policy.generate import Prompt
+from policy.judge import Judge, JudgeReward, set_guidelines
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.rollout import Rollout
 from training import checkpointing, diagnostics, gate, model_config, release_freed_memory
@@ -211,7 +212,7 @@ class PolicyTrainer(PolicyEvaluator):
         started = time.perf_counter()
         mask = rollout.completion_mask.float()  # [N, T]
         ref_logprobs = self.reference_logprobs(rollout)  # [N, T], once per rollout
-        raw = self.scorer.score(rollout.prompts, rollout.texts).to(self.device)  # [N] on the reward model's scale
+        raw = self.scorer.score(rollout.prompts, rollout.texts).to(self.device)  # [N] on the reward model's (or judge's) scale
         scores = standardised(raw, c, self.parallel.total)  # [N], over the whole batch
         timings["time/scoring"] = time.perf_counter() - started
         if c.algorithm == "ppo":
@@ -224,6 +225,8 @@ class PolicyTrainer(PolicyEvaluator):
                         "policy/length": lengths.mean().item(), "policy/ended": rollout.ended.float().mean().item(),
                         **timings, "time/step": sum(timings.values()),
                         "speed/completion_tokens_per_s": lengths.sum().item() / sum(timings.values())})
+        if isinstance(self.scorer, JudgeReward):
+            metrics["reward/judge_readable"] = self.scorer.last_readable_share
         return metrics
 
     def _reinforce_update(self, rollout, mask, ref_logprobs, scores, timings) -> dict:
@@ -408,37 +411,41 @@ def _mean(history: list[dict], key: str) -> float:
 
 
 def run_job(db, config: PolicyConfig, job) -> dict:
-    """Job body: load the generator and the reward model, train, save and register the new generator version."""
-    from rm.score import RewardScorer
-
+    """Job body: load the generator and the reward model (or the judge), train, save and register the new generator
+    version."""
     parallel = DataParallel(config.device)  # under `accelerate launch`: this process's part (training/parallel.py)
     # what every process trains with is read once, by the first process, and sent to the others
-    start, reward, limits, prompts = parallel.share([
+    start, reward, limits, prompts, guidelines = parallel.share([
         versions.version_or_active(db, "generator", config.generator_version),
-        versions.version_or_active(db, "reward", config.reward_version), items.ranked_generation_limits(db),
+        None if config.judged else versions.version_or_active(db, "reward", config.reward_version),
+        items.ranked_generation_limits(db),
         [conversation.as_messages(p["text"], p["messages"]) for p in items.prompts_of_set(db, config.prompt_set)],
+        set_guidelines(db, config.prompt_set) if config.judged else None,
     ] if parallel.is_main else None)
-    config = replace(config, generator_version=start["id"], reward_version=reward["id"])  # the version records what it used
+    config = replace(config, generator_version=start["id"], reward_version=reward and reward["id"])  # the version records what it used
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
-    config = shaped_to_the_rankings(config, limits, job.log)
-    job.log(f"{config.algorithm}: {start['name']} against {reward['name']} on {len(train_prompts)} prompts "
+    if not config.judged:  # the reward model's view of cut answers; a judge reads them as they are
+        config = shaped_to_the_rankings(config, limits, job.log)
+    device = parallel.device
+    job.phase("loading the judge" if config.judged else "loading the reward model")
+    scorer = load_scorer(db, config, reward, guidelines, str(device), job.log)
+    job.log(f"{config.algorithm}: {start['name']} against {scorer_name(scorer, reward)} on {len(train_prompts)} prompts "
             f"({len(eval_prompts)} held out); LoRA {'on' if config.lora else 'off'}"
             + (f"; {parallel.processes} processes, {config.prompts_per_step // parallel.processes} prompts each a step"
                if parallel.processes > 1 else ""))
-    device = parallel.device
     start_config = model_config(start["path"])
     precision = precision_for(config.bf16, device, start_config)
     job.fact("precision", str(precision))
-    job.phase("loading the generator and the reward model")
+    job.phase("loading the generator")
     model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device, start_config))
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()
-    scorer = RewardScorer(reward["path"], str(device))
 
     def on_step(step, total, metrics):
         job.metrics(step, metrics)
-        job.step_progress(step, total, f"reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f}")
+        job.step_progress(step, total, f"reward {metrics['reward/mean']:.3f} · KL {metrics['policy/kl']:.3f}" + (
+            f" · judge's votes readable {metrics['reward/judge_readable']:.0%}" if "reward/judge_readable" in metrics else ""))
 
     job.phase(f"training: {config.steps} steps of {config.prompts_per_step} prompts x {config.k} samples")
     trainer, metrics = fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase, parallel)
@@ -451,13 +458,19 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         trained = trained.merge_and_unload()
 
     pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
-    activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs)
+    rewarder = spot_checks.rewarder(config.judged)
+    activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs, rewarder)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
     job.log(activation)
     if pairs:
         queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, pairs)
-        job.log(f"spot check: the reward model's {queued['pairs']} favourite held-out pairs queued for people to rank, "
+        job.log(f"spot check: {rewarder}'s {queued['pairs']} favourite held-out pairs queued for people to rank, "
                 f"in the prompt set {queued['set']}")
+    if isinstance(scorer, JudgeReward):
+        job.log(f"the judge's votes: {scorer.readable} of {scorer.asked} readable"
+                + ("; none held a 'Ranking:' line, so every answer scored alike and the policy learnt nothing from the "
+                   "judge (a larger model, or a remote one with a higher max_tokens, may follow the instructions)"
+                   if scorer.asked and not scorer.readable else ""))
     job.log(f"saved {name}: reward {metrics.get('val/reward_before', float('nan')):.3f} -> {metrics.get('val/reward_after', float('nan')):.3f}, "
             f"win rate {metrics.get('val/win_rate', float('nan')):.2f} ({diagnostics.similar_length_text(metrics)}), "
             f"KL {metrics.get('val/kl', float('nan')):.3f}, capped {metrics.get('val/capped_before', float('nan')):.0%} -> "
@@ -466,6 +479,25 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         job.log(line)
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
             **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
+
+
+def load_scorer(db, config: PolicyConfig, reward: dict | None, guidelines: tuple[str, bool] | None, device: str, log):
+    """The reward model's scorer, or the judge's (`config.judged`) with the prompt set's guidelines."""
+    if not config.judged:
+        from rm.score import RewardScorer
+
+        return RewardScorer(reward["path"], device)
+    text, found = guidelines
+    if not found:
+        log(f"the prompt set {config.prompt_set!r} has no guidelines: the judge is told a generic one")
+    judge = Judge(db, JudgeConfig(remote=config.judge_remote, generator_version=config.judge_version,
+                                  votes=config.judge_votes, max_new_tokens=config.judge_max_new_tokens,
+                                  temperature=config.temperature, seed=config.seed, device=device), log)
+    return JudgeReward(judge, config.judge_votes, text, config.k, config.seed)
+
+
+def scorer_name(scorer, reward: dict | None) -> str:
+    return f"the judge {scorer.judge.name} ({scorer.votes} votes)" if isinstance(scorer, JudgeReward) else reward["name"]
 
 
 if __name__ == "__main__":

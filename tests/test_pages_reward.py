@@ -119,3 +119,24 @@ def wait_for_kind(db, kind: str, timeout: float = 180) -> dict:
         job = jobs.get_job(db, job["id"])
     assert job["status"] == "done", job["error"]
     return job
+
+
+def test_without_a_reward_model_the_policy_screen_offers_a_judge_and_starts_a_judged_update(app_db, monkeypatch):
+    from data import generators
+    from tests.test_policy_remote import remote
+
+    generators.save_remote_generator(app_db, remote("http://127.0.0.1:9/v1", name="big-judge"), None)
+    app_db.conn.commit()
+    at = start("pages/train/policy.py")
+    assert not at.exception and any("No reward model yet" in unescaped(i) for i in at.info)
+    assert at.selectbox(key="policy-reward").options == ["AI judge: big-judge (remote)", "AI judge: a local generator version"]
+    assert in_form(at.number_input, "train-policy", "Samples per prompt (K)").max == 4  # 2K answers lettered A-I
+    in_form(at.number_input, "train-policy", "Judge's votes per prompt").set_value(3)
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
+    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
+    assert not at.exception and len(started) == 1
+    kind, args = started[0]
+    assert kind == "train_policy" and (args["judge_remote"], args["judge_votes"], args["reward_version"]) == ("big-judge", 3, None)
+    at.selectbox(key="policy-reward").set_value("AI judge: a local generator version").run()
+    assert [s.label for s in at.selectbox if s.label == "Judge (a generator version)"]

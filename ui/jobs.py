@@ -151,13 +151,15 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
 
 
 def job_subject(args: dict, named: dict[int, dict]) -> str:
-    """What a job works on, from its arguments: the prompt set(s), the generator and reward model versions by name."""
+    """What a job works on, from its arguments: the prompt set(s), the generator, reward model and judge by name."""
     parts = []
     if sets := args.get("prompt_sets") or args.get("prompt_set"):
         parts.append(f"prompt set {sets}" if isinstance(sets, str) else "prompt sets " + ", ".join(sets))
-    for key, what in (("generator_version", "generator"), ("reward_version", "reward model")):
+    for key, what in (("generator_version", "generator"), ("reward_version", "reward model"), ("judge_version", "judge")):
         if (version := args.get(key)) is not None:
             parts.append(f"{what} {named[version]['name'] if version in named else f'#{version} (deleted)'}")
+    if args.get("judge_remote"):
+        parts.append(f"judge {args['judge_remote']} (remote)")
     return " · ".join(parts)
 
 

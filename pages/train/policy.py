@@ -1,12 +1,12 @@
-"""Policy update: train the generator against the reward model, watch it, compare before/after, use it."""
+"""Policy update: train the generator against the reward model (or an AI judge), watch it, compare before/after, use it."""
 
 import time
 
 import pandas as pd
 import streamlit as st
 
-from data import items, jobs, spot_checks, versions
-from policy.config import PolicyConfig, held_out_default, held_out_problem, next_round
+from data import generators, items, jobs, spot_checks, versions
+from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, version_label,
@@ -15,6 +15,7 @@ from ui.session import screen, show_flash
 from ui.text import inline
 
 RANKED_CAP = "ranked-cap"  # (cap, when read) for this session
+REWARD_MODEL, LOCAL_JUDGE = "Reward model", "AI judge: a local generator version"
 NEXT_ROUND = "next-round"  # where the next round's message shows: beside its button
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)",
               "grpo": "GRPO (group-normalised advantages)", "dr_grpo": "Dr. GRPO (group mean, no length bias)"}
@@ -34,31 +35,54 @@ def ranked_completions_cap(db) -> int:
     return cached[0]
 
 
+def reward_sources(db, rewards: list[dict]) -> dict[str, str | None]:
+    """What can reward a policy update, by label: the reward model (None), or an AI judge (its remote name; '' a local
+    generator version)."""
+    remotes = {f"AI judge: {g.name} (remote)": g.name for g in generators.remote_generators(db)}
+    return {**({REWARD_MODEL: None} if rewards else {}), **remotes, LOCAL_JUDGE: ""}
+
+
 def train_form(db) -> None:
     rewards = versions.list_versions(db, "reward")
-    if not rewards:
-        st.info("Train a reward model first (Train → Reward model): the policy update optimises its score.")
-        return
     defaults = PolicyConfig()
-    if not any(v["is_active"] for v in rewards):
+    if not rewards:
+        st.info("No reward model yet: train one on your annotators' rankings (Train → Reward model), or let an AI judge "
+                "give the reward below (Quality → Agreement measures how often a judge agrees with your annotators).")
+    ranked_cap = ranked_completions_cap(db)
+    prompts_in = {s["name"]: s["prompts"] for s in items.prompt_sets(db)}
+    sources = reward_sources(db, rewards)
+    left, right = st.columns(2)  # outside the form: the held-out default and the reward's fields follow these
+    prompt_set = left.selectbox("Prompt set", list(prompts_in), key="policy-set",
+                                help="the prompts the policy update samples answers to; its last prompts are held out")
+    source = right.selectbox("Reward", list(sources), key="policy-reward",
+                             help="the reward model's score, or an AI judge: it ranks each prompt's K answers together "
+                                  "several times (letters shuffled), and an answer's reward is its share of the others "
+                                  "it beat. A judge is slower (a critique per vote) and only as good as its agreement "
+                                  "with people")
+    judge_remote = sources[source]
+    if judge_remote is None and not any(v["is_active"] for v in rewards):
         newest = rewards[-1]
         st.warning(inline(f"No reward model is active: {newest['name']} was not made active "
                                  f"({gate_for(newest)[1]}). A policy update against a reward model that cannot be told "
                                  "from chance learns noise: rank more, retrain, or make one active under Train → Models "
                                  "if you trust it."))
-    ranked_cap = ranked_completions_cap(db)
-    prompts_in = {s["name"]: s["prompts"] for s in items.prompt_sets(db)}
-    left, _ = st.columns(2)  # outside the form: the held-out default below follows the set's size
-    prompt_set = left.selectbox("Prompt set", list(prompts_in), key="policy-set",
-                                help="the prompts the policy update samples answers to; its last prompts are held out")
+    judged = judge_remote is not None
     with st.form("train-policy"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
-        reward = version_picker(right, "Reward model", rewards)
+        reward = judge = None
+        if not judged:
+            reward = version_picker(right, "Reward model", rewards)
+        elif judge_remote == "":
+            judge = version_picker(right, "Judge (a generator version)", versions.list_versions(db, "generator"))
+        judge_votes = right.number_input("Judge's votes per prompt", 1, 16, defaults.judge_votes, disabled=not judged,
+                                         help="rankings of each prompt's K answers, letters shuffled each time, averaged")
         algorithm = left.selectbox("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get)
         left, middle, right = st.columns(3)
         steps = left.number_input("Steps", 1, 10_000, defaults.steps)
-        k = middle.number_input("Samples per prompt (K)", 2, 16, defaults.k)
+        k = middle.number_input("Samples per prompt (K)", 2, JUDGED_K if judged else 16, defaults.k,
+                                help=f"at most {JUDGED_K} with a judge: it ranks K new and K starting answers together "
+                                     "when evaluating" if judged else None)
         prompts_per_step = right.number_input("Prompts per step", 1, 256, defaults.prompts_per_step)
         left, middle, right = st.columns(3)
         learning_rate = left.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
@@ -86,7 +110,8 @@ def train_form(db) -> None:
                          f"use a multiple of {processes}.")
                 return
             launch("train_policy", PolicyConfig(
-                algorithm=algorithm, generator_version=generator["id"], reward_version=reward["id"], prompt_set=prompt_set,
+                algorithm=algorithm, generator_version=generator["id"], reward_version=reward and reward["id"],
+                judge_remote=judge_remote or "", judge_version=judge and judge["id"], judge_votes=int(judge_votes), prompt_set=prompt_set,
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
                 name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes), "Policy update")
