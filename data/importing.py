@@ -209,6 +209,16 @@ def parse_prompts(data: bytes, fmt: str, skip_invalid: bool = False) -> Parsed:
     return parsers[fmt](text).accepted(skip_invalid, "prompts")
 
 
+def pasted_format(text: str) -> str:
+    """Pasted prompts are JSON lines when every non-blank line is an object, else plain text, one prompt per line.
+
+    >>> pasted_format('{"prompt": "hi"}\\n\\n{"messages": []}'), pasted_format("What is {x}?\\nhi")
+    ('jsonl', 'txt')
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "jsonl" if lines and all(line.startswith("{") and line.endswith("}") for line in lines) else "txt"
+
+
 def _prompts_from_lines(text: str) -> Parsed:
     return Parsed(PromptRow(line.strip(), source="pasted") for line in text.splitlines() if line.strip())
 

@@ -42,6 +42,11 @@ def favourites(examples: list[dict], n: int) -> list[dict]:
     return [e for e in examples if e["after_reward"] > e["before_reward"] and e["after"] != e["before"]][:n]
 
 
+def at_checkpoint(pair: dict, step: int, kl: float) -> dict:
+    """A favourite pair marked with the training step of the policy that wrote its new answer, and that policy's KL."""
+    return {**pair, "step": step, "kl": kl}
+
+
 def rewarder(judged: bool) -> str:
     """What gave a policy update its reward, in words: an AI judge or the reward model."""
     return "the judge" if judged else "the reward model"
@@ -66,7 +71,8 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> 
         configure(db, name, priority=min(100, top + 1), status="active")  # before the items: they take its priority
         for example in pairs:
             prompt_id, _ = add_prompt(db, name, example["prompt"])
-            add_item(db, prompt_id, [NewCompletion(example["after"], version["id"], version["name"]),
+            checkpoint = {key: example[key] for key in ("step", "kl") if key in example}
+            add_item(db, prompt_id, [NewCompletion(example["after"], version["id"], version["name"], params=checkpoint),
                                      NewCompletion(example["before"], start["id"], start["name"])])
     return {"set": name, "pairs": len(pairs)}
 
@@ -85,30 +91,47 @@ def activate(db: Database, version_id: int, actor: User | None = None, by: str =
 
 
 def verdict(db: Database, version_id: int) -> dict | None:
-    """What people said about the reward model's favourites of this version; None when none were queued."""
-    row = db.execute("""
-        SELECT v.name, COUNT(DISTINCT i.id),
-               COALESCE(json_extract(v.config, '$.judge_remote'), '') != '' OR json_extract(v.config, '$.judge_version') IS NOT NULL
-        FROM model_versions v JOIN prompts p ON p.prompt_set = ? || v.name JOIN items i ON i.prompt_id = p.id
-        WHERE v.id = ?""", [SET_PREFIX, version_id]).fetchone()
-    if not row or not row[1]:
+    """What people said about the reward model's favourites of this version (its final checkpoint's, when earlier
+    checkpoints were spot-checked too); None when none were queued."""
+    rows = checkpoint_agreement(db, version_id)
+    if not rows:
         return None
-    name, pairs, judged = row
-    by = rewarder(bool(judged))
-    rankings, agree = db.execute("""
-        SELECT COUNT(*), TOTAL(CASE
-            WHEN EXISTS (SELECT 1 FROM comparisons c JOIN completions n ON n.id = c.chosen_id
-                         WHERE c.ranking_id = r.id AND n.generator_version_id = ?) THEN 1.0
-            WHEN EXISTS (SELECT 1 FROM comparisons c WHERE c.ranking_id = r.id) THEN 0.0
-            ELSE 0.5 END)
-        FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
-        WHERE p.prompt_set = ? AND r.skipped = 0""", [version_id, set_name(name)]).fetchone()
+    final = rows[-1]
+    name, pairs, rankings, agree, by = final["version"], final["pairs"], final["rankings"], final["agree"], final["by"]
     share = agree / rankings if rankings else None
-    low, high = wilson_interval(agree, rankings)
     gamed = rankings >= MIN_RANKINGS and share < GAMED_BELOW
     return {"set": set_name(name), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
-            "agreement": share, "low": low, "high": high, "gamed": gamed, "by": by,
-            "sentence": _sentence(rankings, share, low, high, gamed, pairs, by)}
+            "agreement": share, "low": final["low"], "high": final["high"], "gamed": gamed, "by": by,
+            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, by)}
+
+
+def checkpoint_agreement(db: Database, version_id: int) -> list[dict]:
+    """People's agreement with the reward (model or judge) on its favourite pairs, per checkpoint of the run that made
+    this version, in step order (a version spot-checked only at its end: one row, step None). Each row: step, kl,
+    pairs, rankings, agree (a tie counts half), agreement with its 95% interval, and the version's name and rewarder."""
+    found = db.execute("""
+        SELECT v.name, COALESCE(json_extract(v.config, '$.judge_remote'), '') != ''
+                       OR json_extract(v.config, '$.judge_version') IS NOT NULL
+        FROM model_versions v WHERE v.id = ?""", [version_id]).fetchone()
+    if not found:
+        return []
+    name, judged = found
+    rows = db.execute("""
+        SELECT json_extract(n.params, '$.step') AS step, MAX(json_extract(n.params, '$.kl')),
+               COUNT(DISTINCT i.id), COUNT(r.id), TOTAL(CASE
+            WHEN r.id IS NULL THEN 0.0
+            WHEN EXISTS (SELECT 1 FROM comparisons c WHERE c.ranking_id = r.id AND c.chosen_id = n.id) THEN 1.0
+            WHEN EXISTS (SELECT 1 FROM comparisons c WHERE c.ranking_id = r.id) THEN 0.0
+            ELSE 0.5 END)
+        FROM prompts p JOIN items i ON i.prompt_id = p.id
+        JOIN completions n ON n.item_id = i.id AND n.generator_version_id = ?
+        LEFT JOIN rankings r ON r.item_id = i.id AND r.skipped = 0
+        WHERE p.prompt_set = ?
+        GROUP BY step ORDER BY step""", [version_id, set_name(name)]).fetchall()
+    by = rewarder(bool(judged))
+    return [{"step": step, "kl": kl, "pairs": pairs, "rankings": rankings, "agree": agree,
+             "agreement": agree / rankings if rankings else None, **dict(zip(("low", "high"), wilson_interval(agree, rankings))),
+             "version": name, "by": by} for step, kl, pairs, rankings, agree in rows]
 
 
 def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int, by: str) -> str:

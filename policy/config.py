@@ -133,6 +133,10 @@ class PolicyConfig:
     value_coef: float = field(default=0.1, metadata={"help": "ppo: weight of the value loss"})
     gae_lambda: float = field(default=0.95, metadata={"help": "ppo: GAE lambda (gamma is 1)"})
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
+    spot_check_every: int = field(default=0, metadata={
+        "help": "also evaluate every N steps and put that checkpoint's spot_check favourite pairs in the queue: the "
+                "Policy update screen then charts people's agreement with the reward against sqrt(KL) per checkpoint "
+                "(over-optimisation shows as agreement falling while KL grows); 0: the final version's only"})
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
@@ -155,6 +159,8 @@ class PolicyConfig:
         if self.judged and self.k > JUDGED_K:
             raise ValueError(f"a judge ranks a prompt's new and starting answers together when evaluating, 2K answers "
                              f"under at most {len(LETTERS)} letters: use k <= {JUDGED_K}")
+        if self.spot_check_every < 0:
+            raise ValueError("spot_check_every must be 0 (the final version only) or more steps")
         if self.judged and not 1 <= self.judge_votes <= 16:
             raise ValueError(f"judge_votes must be between 1 and 16, got {self.judge_votes}")
 

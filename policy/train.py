@@ -391,19 +391,40 @@ def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyCon
         raise ValueError(f"{config.prompts_per_step} prompts per step cannot be shared equally by {parallel.processes} "
                          f"processes: use a multiple of {parallel.processes}")
     report = on_step if parallel.is_main else lambda step, total, metrics: None
-    history = []
+    history, checkpoints = [], []
     for step, prompts in enumerate(prompt_batches(train_prompts, config.prompts_per_step, config.steps, config.seed), start=1):
         seed = config.seed * 100_003 + step + 7_919 * parallel.rank  # each process its own sampling noise
         metrics = parallel.mean_of(trainer.step(parallel.my_share(prompts), seed=seed))
         history.append(metrics)
         report(step, config.steps, metrics)
+        if eval_prompts and parallel.is_main and is_checkpoint(step, config):  # the others wait at the next step's sums
+            on_phase(f"checkpoint at step {step}: evaluating on {len(eval_prompts)} held-out prompts")
+            checkpoints.append(checkpoint(step, trainer.evaluate(eval_prompts, seed=config.seed + 1)))
+            on_phase(f"training: steps {step + 1}-{config.steps}")
     final = {"steps": config.steps, "reward/first_steps": _mean(history[:3], "reward/mean"),
              "reward/last_steps": _mean(history[-3:], "reward/mean"), "time/step_median": sorted(h["time/step"] for h in history)[len(history) // 2]}
     if eval_prompts and parallel.is_main:
         on_phase(f"evaluating on {len(eval_prompts)} held-out prompts")
         final.update(trainer.evaluate(eval_prompts, seed=config.seed + 1))
+        if checkpoints:
+            final["checkpoints"] = checkpoints + [checkpoint(config.steps, final)]
     parallel.wait()
     return trainer, final
+
+
+def is_checkpoint(step: int, config: PolicyConfig) -> bool:
+    """A step after which people spot-check the policy as it is (`spot_check_every`); the last step is the version's.
+
+    >>> [s for s in range(1, 11) if is_checkpoint(s, PolicyConfig(steps=10, spot_check_every=4))]
+    [4, 8]
+    """
+    return bool(config.spot_check and config.spot_check_every) and step % config.spot_check_every == 0 and step < config.steps
+
+
+def checkpoint(step: int, evaluation: dict) -> dict:
+    """What a checkpoint's spot check needs of its evaluation: its step, KL, win rate and example pairs."""
+    return {"step": step, "val/kl": evaluation["val/kl"], "val/win_rate": evaluation["val/win_rate"],
+            "examples": evaluation["examples"]}
 
 
 def _mean(history: list[dict], key: str) -> float:
@@ -425,7 +446,15 @@ def run_job(db, config: PolicyConfig, job) -> dict:
     config = replace(config, generator_version=start["id"], reward_version=reward and reward["id"])  # the version records what it used
     train_prompts, eval_prompts = split_prompts(prompts, config.eval_prompts)
     if not config.judged:  # the reward model's view of cut answers; a judge reads them as they are
-        config = shaped_to_the_rankings(config, limits, job.log)
+        asked = config
+        config = shaped_to_the_rankings(config, limits, lambda line: None)  # the card says it, and the log once
+        if config.max_new_tokens != asked.max_new_tokens:
+            job.fact("max new tokens", f"{config.max_new_tokens}, raised from {asked.max_new_tokens}: the ranked "
+                                       "completions were sampled with up to that many, and a shorter cap would cut "
+                                       "answers where the reward model never saw them cut")
+        if config.no_eos_penalty != asked.no_eos_penalty:
+            job.fact("penalty for cut answers", f"off (was {asked.no_eos_penalty}): some ranked completions were cut at "
+                                                "their cap, so the reward model already scores cut answers")
     device = parallel.device
     job.phase("loading the judge" if config.judged else "loading the reward model")
     scorer = load_scorer(db, config, reward, guidelines, str(device), job.log)
@@ -458,14 +487,21 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         trained = trained.merge_and_unload()
 
     pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
+    earlier = [spot_checks.at_checkpoint(pair, c["step"], c["val/kl"]) for c in metrics.get("checkpoints", [])[:-1]
+               for pair in spot_checks.favourites(c["examples"], config.spot_check)]
+    if "checkpoints" in metrics:  # their examples are queued, not kept twice in the version's metrics
+        metrics["checkpoints"] = [{key: c[key] for key in ("step", "val/kl", "val/win_rate")} for c in metrics["checkpoints"]]
     rewarder = spot_checks.rewarder(config.judged)
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs, rewarder)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
     job.log(activation)
-    if pairs:
-        queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, pairs)
+    for c in metrics.get("checkpoints", []):
+        job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
+    if pairs or earlier:
+        final = [spot_checks.at_checkpoint(pair, config.steps, metrics["val/kl"]) for pair in pairs] if earlier else pairs
+        queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, earlier + final)
         job.log(f"spot check: {rewarder}'s {queued['pairs']} favourite held-out pairs queued for people to rank, "
-                f"in the prompt set {queued['set']}")
+                f"in the prompt set {queued['set']}" + (f" ({len(earlier)} of them from earlier checkpoints)" if earlier else ""))
     if isinstance(scorer, JudgeReward):
         job.log(f"the judge's votes: {scorer.readable} of {scorer.asked} readable"
                 + ("; none held a 'Ranking:' line, so every answer scored alike and the policy learnt nothing from the "

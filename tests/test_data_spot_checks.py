@@ -78,3 +78,26 @@ def test_a_job_asked_to_activate_waits_for_people_while_pairs_are_queued():
     assert "people first rank" in spot_checks.held_for_people(True, "passes", EXAMPLES)[1]
     assert spot_checks.held_for_people(True, "passes", []) == (True, "passes")
     assert spot_checks.held_for_people(False, "below the gate", EXAMPLES) == (False, "below the gate")
+
+
+def test_checkpoints_are_spot_checked_apart_and_the_version_is_judged_on_its_final_one(db, tmp_path):
+    """Issue 25, item 5: agreement per checkpoint against KL; the gate reads the last checkpoint only."""
+    start = versions.register_version(db, "generator", "start", str(tmp_path / "start"))
+    new = versions.register_version(db, "generator", "policy-1", str(tmp_path / "new"), parent_id=start)
+    pairs = ([spot_checks.at_checkpoint(e, 5, 0.04) for e in EXAMPLES]
+             + [spot_checks.at_checkpoint(e, 10, 0.81) for e in EXAMPLES[:2]])
+    spot_checks.queue_pairs(db, versions.get_version(db, new), versions.get_version(db, start), pairs)
+    for name in ("alice", "bob", "cy"):  # people agree with the reward at step 5, and prefer the old answers at step 10
+        me = annotation.annotator_id(db, name)
+        while (item := queue.next_item(db, me)) and item.prompt_set == "spot-check-policy-1":
+            position, params = db.execute("SELECT position, params FROM completions WHERE item_id = ? AND generator_version_id = ?",
+                                          [item.id, new]).fetchone()
+            groups = [[position], [1 - position]] if '"step": 5' in params else [[1 - position], [position]]
+            annotation.submit_ranking(db, item.id, me, groups, annotation.display_order(item.id, me, 2))
+    rows = spot_checks.checkpoint_agreement(db, new)
+    assert [(r["step"], r["kl"], r["pairs"], r["rankings"], r["agreement"]) for r in rows] == [(5, 0.04, 3, 9, 1.0), (10, 0.81, 2, 6, 0.0)]
+    assert rows[0]["low"] > 0.5 and rows[1]["high"] < 0.5
+    verdict = spot_checks.verdict(db, new)
+    assert (verdict["pairs"], verdict["rankings"], verdict["gamed"]) == (2, 6, True)  # step 10's alone
+    with pytest.raises(ValueError, match="the reward model is being gamed"):
+        spot_checks.activate(db, new)

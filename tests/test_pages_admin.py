@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from ui.navigation import ADMIN_SCREENS
-from data import annotation, jobs, quality, queue, uncertainty, versions
+from data import annotation, jobs, quality, queue, spot_checks, uncertainty, versions
 from data.store import open_db
 from tests.test_pages import start, unescaped
 
@@ -74,6 +74,11 @@ def test_admin_imports_pasted_prompts_once(app_db):
         at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
         assert not at.exception and expected in unescaped(at.success[0])
     assert app_db.execute("SELECT COUNT(*) FROM prompts WHERE prompt_set = 'default'").fetchone()[0] == 2
+    at.text_area[0].input('{"prompt": "A third prompt"}\n{"messages": [{"role": "user", "content": "A fourth"}]}')
+    at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()  # JSON lines, read as such
+    assert not at.exception and "Imported: 2 added" in unescaped(at.success[0])
+    texts = [row[0] for row in app_db.execute("SELECT text FROM prompts WHERE prompt_set = 'default' ORDER BY id")]
+    assert texts[2:] == ["A third prompt", "A fourth"]
 
 
 def create_only(monkeypatch, started: list):
@@ -265,6 +270,27 @@ def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     warnings = [unescaped(w) for w in at.warning]
     assert any(w.startswith("The gain is explained by length") for w in warnings)
     assert any("stopped hitting the length cap" in w for w in warnings)
+
+
+def test_the_policy_screen_charts_peoples_agreement_against_sqrt_kl_per_checkpoint(app_db):
+    start_version = versions.active_version(app_db, "generator")
+    metrics = {"val/reward_before": 0.0, "val/reward_after": 1.0, "val/win_rate": 0.9, "val/kl": 0.81,
+               "checkpoints": [{"step": 5, "val/kl": 0.04, "val/win_rate": 0.7}, {"step": 10, "val/kl": 0.81, "val/win_rate": 0.9}]}
+    new = versions.register_version(app_db, "generator", "policy-steps", "/nowhere", parent_id=start_version["id"], metrics=metrics)
+    pairs = [spot_checks.at_checkpoint({"prompt": f"q{i}", "before": f"old {i}", "after": f"new {i}"}, step, kl)
+             for step, kl in ((5, 0.04), (10, 0.81)) for i in range(2)]
+    spot_checks.queue_pairs(app_db, versions.get_version(app_db, new), start_version, pairs)
+    me = annotation.annotator_id(app_db, "alice")
+    step_5 = app_db.execute("SELECT item_id FROM completions WHERE generator_version_id = ? AND params LIKE '%\"step\": 5%'",
+                            [new]).fetchall()
+    for (item_id,) in step_5:  # alice agrees with the reward at step 5 (the new answer is at position 0); step 10's wait
+        annotation.submit_ranking(app_db, item_id, me, [[0], [1]], annotation.display_order(item_id, me, 2))
+    app_db.conn.commit()
+    at = start("pages/train/policy.py")
+    assert not at.exception
+    caption = next(text for text in map(unescaped, at.caption) if text.startswith("People's agreement with"))
+    assert "the reward model" in caption and "No rankings yet at step 10." in caption
+    assert len(step_5) == 2 and len(at.get("vega_lite_chart")) >= 1
 
 
 def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(app_db, monkeypatch):

@@ -23,6 +23,11 @@ def test_the_overview_pauses_prioritises_and_assigns_a_set(app_db):
     assert prompt_sets.get_set(app_db, "mine")["priority"] == 7 and prompt_sets.get_set(app_db, "mine")["assigned"] == ["alice"]
     [logged] = [e["detail"] for e in audit.recent(app_db) if e["action"] == "configure set"]
     assert "rankings wanted: 1" in logged and "queue order: " in logged  # N and the order saved here are logged too
+    at.number_input(key="n-mine").set_value(3)  # 3 rankings an item, from alice alone: saved, with a warning
+    at.button(key="save-mine").click().run()
+    assert not at.success and "Only 1 annotator is served this set" in unescaped(at.warning[0])
+    assert "items that want 3 rankings cannot be finished" in unescaped(at.warning[0])
+    assert prompt_sets.get_set(app_db, "mine")["rankings_wanted"] == 3
     at.selectbox(key="status-mine").set_value("paused")
     at.button(key="save-mine").click().run()
     assert prompt_sets.get_set(app_db, "mine")["status"] == "paused"

@@ -111,17 +111,7 @@ def test_a_judge_that_prefers_short_answers_makes_the_policy_shorter(db, shorter
 @pytest.mark.slow
 def test_a_policy_update_rewarded_by_a_judge_needs_no_reward_model_and_says_who_rewarded_it(db, db_path, shorter_judge,
                                                                                           tiny_small_vocab_generator):
-    items.ensure_prompt_set(db, "s")
-    for p in PROMPTS:
-        items.add_prompt(db, "s", p)
-    start = versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
-    db.conn.commit()  # no reward model at all
-    job_id = jobs.create_job(db, "train_policy", {})
-    with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_job(db, config(prompt_set="s", judge_remote="shorter", judge_votes=2, k=2, name="judged",
-                                         activate=True), job))
-    done = jobs.get_job(db, job_id)
-    assert done["status"] == "done", done["error"]
+    start, job_id, done = judged_job(db, db_path, tiny_small_vocab_generator)
     new = versions.get_version(db, done["result"]["version"])
     assert new["parent_id"] == start and new["config"]["judge_remote"] == "shorter" and new["config"]["reward_version"] is None
     assert 0 <= new["metrics"]["val/win_rate"] <= 1 and new["metrics"]["val/win_pairs"] == 2 * 2
@@ -133,3 +123,35 @@ def test_a_policy_update_rewarded_by_a_judge_needs_no_reward_model_and_says_who_
     if check := spot_checks.verdict(db, new["id"]):  # the judge's favourites went to people, named as the judge's
         assert check["by"] == "the judge" and "of the judge's favourite pairs" in check["sentence"]
         assert "people first rank the judge's" in log
+
+
+@pytest.mark.slow
+def test_checkpoints_every_n_steps_are_evaluated_logged_and_their_favourites_queued_marked_with_their_step(
+        db, db_path, shorter_judge, tiny_small_vocab_generator):
+    start, job_id, done = judged_job(db, db_path, tiny_small_vocab_generator, spot_check_every=1)
+    # as above, and the policy of step 1 evaluated too: 2 held-out prompts x 2 votes more
+    assert shorter_judge.requests == 2 * 2 * 2 + 2 * 2 + 2 * 2
+    assert re.search(r"checkpoint at step 1: KL -?\d\.\d{3}, win rate \d\.\d\d", done["log"])
+    new = versions.get_version(db, done["result"]["version"])
+    assert [sorted(c) for c in new["metrics"]["checkpoints"]] == [["step", "val/kl", "val/win_rate"]] * 2
+    assert [c["step"] for c in new["metrics"]["checkpoints"]] == [1, 2]
+    assert new["metrics"]["checkpoints"][-1]["val/kl"] == new["metrics"]["val/kl"]
+    rows = spot_checks.checkpoint_agreement(db, new["id"])
+    assert {row["step"] for row in rows} <= {1, 2} and all(row["rankings"] == 0 for row in rows)  # none unmarked
+
+
+def judged_job(db, db_path, generator_path, **overrides):
+    """A policy update of the tiny generator on 8 prompts, rewarded by the `shorter` judge, with no reward model:
+    (the starting version's id, the job's id, the finished job)."""
+    items.ensure_prompt_set(db, "s")
+    for p in PROMPTS:
+        items.add_prompt(db, "s", p)
+    start = versions.register_version(db, "generator", "tiny", generator_path, activate=True)
+    db.conn.commit()  # no reward model at all
+    job_id = jobs.create_job(db, "train_policy", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_job(db, config(prompt_set="s", judge_remote="shorter", judge_votes=2, k=2, name="judged",
+                                         activate=True, **overrides), job))
+    done = jobs.get_job(db, job_id)
+    assert done["status"] == "done", done["error"]
+    return start, job_id, done

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -148,9 +150,17 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
         items.add_prompt(db, "s", p)
     start = versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
     versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, db_path.parent / "rm"), activate=True)
+    from data import annotation  # one ranked item sampled with a cap of 20 tokens, one of its answers cut there
+
+    items.ensure_prompt_set(db, "ranked")
+    ranked = items.add_item(db, items.add_prompt(db, "ranked", "a ranked prompt")[0], [
+        items.NewCompletion("cut", params={"max_new_tokens": 20}, finish_reason="length"),
+        items.NewCompletion("whole", params={"max_new_tokens": 20}, finish_reason="stop")])
+    me = annotation.annotator_id(db, "alice")
+    annotation.submit_ranking(db, ranked, me, [[1], [0]], annotation.display_order(ranked, me, 2))
 
     job_id = jobs.create_job(db, "train_policy", {})
-    policy_config = config(prompt_set="s", lora=True, name="tiny-lora", steps=2)
+    policy_config = config(prompt_set="s", lora=True, name="tiny-lora", steps=2)  # a cap of 16 tokens asked
     with jobs.running_job(db_path, job_id) as (job, result):
         result.update(run_job(db, policy_config, job))
     done = jobs.get_job(db, job_id)
@@ -160,6 +170,9 @@ def test_policy_job_registers_a_version_that_reloads_and_generates(db, db_path, 
     assert versions.active_version(db, "generator")["id"] == start  # not asked to activate: the start stays active
     assert {"val/reward_before", "val/reward_after", "val/kl", "val/win_rate"} <= set(new["metrics"])
     assert len(jobs.job_metrics(db, job_id)) == 2
+    facts = json.loads(db.execute("SELECT facts FROM jobs WHERE id = ?", [job_id]).fetchone()[0])
+    assert facts["max new tokens"].startswith("20, raised from 16") and new["config"]["max_new_tokens"] == 20
+    assert facts["penalty for cut answers"].startswith("off (was ")
     first, _ = load_generator(new["path"])
     second, tokenizer = load_generator(new["path"])
     a = sample(first, tokenizer, ["why is the sky blue"], 2, 1.0, 1.0, 12, seed=5)

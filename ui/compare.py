@@ -24,6 +24,15 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+def words_text(text: str, more: str = "") -> str:
+    """
+    >>> words_text("one"), words_text("two words", "more ")
+    ('1 word', '2 more words')
+    """
+    n = word_count(text)
+    return f"{n} {more}word{'' if n == 1 else 's'}"
+
+
 def grid_rows(k: int, side_by_side: bool) -> list[list[int]]:
     """Which shown completions share a row: K <= 3 in one row, K = 4 as 2 x 2, more in rows of 3; stacked: one per row.
 

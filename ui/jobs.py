@@ -118,7 +118,7 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
         named = versions.brief(db, [job["args"].get("generator_version"), job["args"].get("reward_version"), made])
         left.markdown(f"{STATUS_ICONS[job['status']]} **Job {job['id']}** · {KIND_NAMES.get(job['kind'], job['kind'])} · "
                       f"{job['status']} · created {job['created_at'][:19].replace('T', ' ')} UTC")
-        if subject := job_subject(job["args"], named):
+        if subject := job_subject(job["args"], named, job["kind"]):
             left.caption(inline(subject))
         if job["status"] in jobs.UNFINISHED:
             in_line = (queue if queue is not None else jobs.queue_places(db)).get(job["id"])
@@ -150,11 +150,20 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
                 st.code(job["log"][-3000:], language=None)
 
 
-def job_subject(args: dict, named: dict[int, dict]) -> str:
-    """What a job works on, from its arguments: the prompt set(s), the generator, reward model and judge by name."""
+def job_subject(args: dict, named: dict[int, dict], kind: str = "") -> str:
+    """What a job works on, from its arguments: the prompt set(s) (all of them when its list is empty), whose rankings,
+    the generator, reward model and judge by name.
+
+    >>> job_subject({"prompt_sets": [], "annotators": ["ann"]}, {}, "train_rm"), job_subject({"prompt_sets": []}, {}, "score_queue")
+    ('all prompt sets · rankings by ann', "every prompt set in the 'uncertain' order")
+    """
     parts = []
     if sets := args.get("prompt_sets") or args.get("prompt_set"):
         parts.append(f"prompt set {sets}" if isinstance(sets, str) else "prompt sets " + ", ".join(sets))
+    elif "prompt_sets" in args:
+        parts.append("every prompt set in the 'uncertain' order" if kind == "score_queue" else "all prompt sets")
+    if args.get("annotators"):
+        parts.append("rankings by " + ", ".join(args["annotators"]))
     for key, what in (("generator_version", "generator"), ("reward_version", "reward model"), ("judge_version", "judge")):
         if (version := args.get(key)) is not None:
             parts.append(f"{what} {named[version]['name'] if version in named else f'#{version} (deleted)'}")

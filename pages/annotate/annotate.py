@@ -14,7 +14,7 @@ from data import annotation, demonstrations, queue, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
 from data.store import StoreBusy
-from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count
+from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count, words_text
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
 from ui.text import inline
 from ui.widgets import EMPTY_ANSWER, as_shown, turn, untrusted
@@ -288,14 +288,14 @@ def completion_card(item, shown: int, position: int) -> None:
     head, tail = split_long(text)
     with st.container(border=True):
         st.markdown(f":violet-badge[Completion **{letter}**]")  # our own Markdown: the text below is HTML
-        st.caption(f"{word_count(text)} words" + (f" · :orange[cut at {completion.n_tokens or 'the'} token cap: it may be "
+        st.caption(words_text(text) + (f" · :orange[cut at {completion.n_tokens or 'the'} token cap: it may be "
                                                    "unfinished]" if completion.cut else ""))
         if text.strip():  # a statement, not an expression: Streamlit's magic would show its None
             untrusted(head)
         else:
             st.markdown(EMPTY_ANSWER)
         if tail:
-            with st.expander(f"Read the rest: {word_count(tail)} more words"):
+            with st.expander(f"Read the rest: {words_text(tail, 'more ')}"):
                 untrusted(tail)
         st.segmented_control(f"Rank of {letter}", list(range(1, item.k + 1)), key=f"{item_key(item)}-rank-{shown}",
                              on_change="ignore", help="1 = best; equal ranks are ties")

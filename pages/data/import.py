@@ -25,7 +25,7 @@ LEAVE_OUT = "Leave out the refused lines"
 def parse_prompt_input(upload, pasted: str):
     if upload is not None:
         return importing.parse_prompts(upload.getvalue(), importing.format_of(upload.name))
-    return importing.parse_prompts(pasted.encode(), "txt")
+    return importing.parse_prompts(pasted.encode(), importing.pasted_format(pasted))
 
 
 def run_import(do_import, how_to_skip: str | None = None) -> None:
@@ -120,7 +120,8 @@ with screen("Import") as (db, user):
                'Completions and rankings files take `messages` the same way.')
     with st.form("import-prompts"):  # not cleared: the set name stays, so importing the same file again adds nothing
         upload = st.file_uploader("Prompt file", type=["txt", "csv", "jsonl", "json"])
-        pasted = st.text_area("…or paste prompts, one per line")
+        pasted = st.text_area("…or paste prompts, one per line", help="plain text, one prompt a line; or JSON lines, "
+                              "one object a line with a `prompt` or `messages` key, as in a .jsonl file")
         prompt_set = st.text_input("Prompt set", value="default")
         if st.form_submit_button("Import prompts", type="primary"):
             run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip(), actor=user))

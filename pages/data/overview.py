@@ -49,7 +49,7 @@ def set_row(db, user, prompt_set: dict, project: dict, queue: dict, reward: dict
                                                "ones: their rankings are a uniform sample of the set")
         if save_column.button("Save", key=f"save-{name}", type="primary"):
             save(db, user, name, dict(status=status, priority=int(priority), assign=assign, overlap_share=float(overlap_share),
-                                      overlap_rankings=int(overlap)), int(n), order, float(share))
+                                      overlap_rankings=int(overlap)), int(n), order, float(share), len(assign or people))
         if queue["queue_order"] == "uncertain":
             uncertain_status(queue, reward)
 
@@ -71,8 +71,9 @@ def progress_bar(project: dict) -> None:
                    "skipped under Quality → Review.")
 
 
-def save(db, user, name: str, project: dict, n: int, order: str, share: float) -> None:
-    """Everything the set's row shows, in one transaction; then, in the 'uncertain' order, a scoring job if items wait."""
+def save(db, user, name: str, project: dict, n: int, order: str, share: float, served_to: int) -> None:
+    """Everything the set's row shows, in one transaction; then, in the 'uncertain' order, a scoring job if items wait.
+    Saved as asked even when fewer annotators are served than an item wants rankings (more may join), with a warning."""
     try:
         items.configure_set(db, name, user, project, n, order, share)
     except (ValueError, LookupError) as error:
@@ -85,8 +86,27 @@ def save(db, user, name: str, project: dict, n: int, order: str, share: float) -
                f"{overlap}; {uncertainty.QUEUE_ORDERS[order].lower()}.")
     if order == "uncertain" and (job_id := uncertainty.score_in_background(db, [name])):
         message += f" Job {job_id} scores its open items with the active reward model: follow it under Jobs."
-    flash("success", message)
+    if short := too_few_people(n, project, served_to):
+        flash("warning", f"{message} {short}")
+    else:
+        flash("success", message)
     st.rerun()
+
+
+def too_few_people(n: int, project: dict, served_to: int) -> str:
+    """What cannot be finished when each item wants more rankings than the set has annotators (one ranking each).
+
+    >>> too_few_people(3, {"overlap_share": 0.1, "overlap_rankings": 4}, 2)[:54]
+    'Only 2 annotators are served this set, and each ranks '
+    >>> too_few_people(2, {"overlap_share": 0.0, "overlap_rankings": 4}, 2)
+    ''
+    """
+    wanted = max(n, project["overlap_rankings"] if project["overlap_share"] else 0)
+    if wanted <= served_to:
+        return ""
+    return (f"Only {served_to} annotator{'s are' if served_to != 1 else ' is'} served this set, and each ranks an item "
+            f"once: items that want {wanted} rankings cannot be finished until more are served it (Served to) or N "
+            "and the overlap's rankings are lowered.")
 
 
 def uncertain_status(queue: dict, reward: dict | None) -> None:

@@ -2,6 +2,7 @@
 
 import time
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -98,9 +99,19 @@ def train_form(db) -> None:
             help=f"the set's last prompts, kept out of training for the before/after evaluation ({defaults.eval_prompts}, "
                  "or a quarter of a small set); each gives K pairs, and the gate needs 30")
         name = right.text_input("Version name", placeholder="policy-<date>-<time>", help="letters, digits, '.', '_' and '-'")
+        left, middle, right = st.columns(3)
+        spot_check = left.number_input("Pairs people spot-check", 0, 64, defaults.spot_check,
+                                       help="held-out pairs the reward prefers the new answer on most, queued for "
+                                            "people to rank (per checkpoint); the version is not made active while "
+                                            "they disagree with the reward. 0: none")
+        spot_check_every = middle.number_input(
+            "…also every N steps", 0, 10_000, defaults.spot_check_every,
+            help="0: only the final version's pairs. N: every N steps the policy as it is then is evaluated and its "
+                 "pairs queued too, and this screen charts people's agreement against √KL per checkpoint (an "
+                 "evaluation each time: slower)")
+        processes = processes_input(right)
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
-        processes = processes_input(st.columns(3)[0])
         if st.form_submit_button("Start policy update", type="primary"):
             if problem := held_out_problem(prompts_in[prompt_set], int(eval_prompts)):
                 st.error(problem[0].upper() + problem[1:] + ".")
@@ -114,7 +125,8 @@ def train_form(db) -> None:
                 judge_remote=judge_remote or "", judge_version=judge and judge["id"], judge_votes=int(judge_votes), prompt_set=prompt_set,
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
-                name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes), "Policy update")
+                name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes,
+                spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update")
 
 
 def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "val/win_pairs") -> str:
@@ -128,6 +140,28 @@ def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "va
         return f"too few (n={n})"
     low, high = wilson_interval(rate * n, n)
     return f"{rate:.0%} ({low:.0%}–{high:.0%}, n={n})"
+
+
+def agreement_by_kl(checkpoints: list[dict]) -> None:
+    """People's agreement with the reward per checkpoint against sqrt(KL) to the start: over-optimisation (Gao et al.)
+    shows as agreement falling while the policy moves away."""
+    by = checkpoints[0]["by"]
+    table = pd.DataFrame([{"step": c["step"], "√KL": max(c["kl"] or 0.0, 0.0) ** 0.5, "agreement": c["agreement"],
+                           "low": c["low"], "high": c["high"], "rankings": c["rankings"], "pairs": c["pairs"]}
+                          for c in checkpoints if c["rankings"]])
+    waiting = [f"step {c['step']}" for c in checkpoints if not c["rankings"]]
+    st.caption(f"People's agreement with {by} on its favourite pairs at each checkpoint, against √KL to the starting "
+               "generator, with 95% intervals: agreement that falls as √KL grows means the policy is learning to please "
+               f"{by} rather than people. Below the dashed line people prefer the starting answers."
+               + (f" No rankings yet at {', '.join(waiting)}." if waiting else ""))
+    if table.empty:
+        return
+    base = alt.Chart(table).encode(x=alt.X("√KL:Q", title="√KL to the start (nats^½)"))
+    interval = base.mark_rule().encode(y=alt.Y("low:Q", scale=alt.Scale(domain=[0, 1]), title="people agree"), y2="high:Q")
+    points = base.mark_line(point=True).encode(y="agreement:Q", tooltip=[
+        "step", alt.Tooltip("√KL:Q", format=".2f"), alt.Tooltip("agreement:Q", format=".0%"), "rankings", "pairs"])
+    chance = alt.Chart(pd.DataFrame({"y": [spot_checks.GAMED_BELOW]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
+    st.altair_chart(interval + points + chance, width="stretch")
 
 
 def compare_and_use(db) -> None:
@@ -159,6 +193,9 @@ def compare_and_use(db) -> None:
     if check := spot_checks.verdict(db, version["id"]):
         (st.error if check["gamed"] else st.info)(
             f"Spot check by people: {check['sentence']}. The pairs wait in the prompt set {check['set']}, served first.")
+    checkpoints = spot_checks.checkpoint_agreement(db, version["id"])
+    if len(checkpoints) > 1:
+        agreement_by_kl(checkpoints)
     if metrics.get("examples"):
         st.caption("The biggest reward gains, for reading: same prompt, same seed, before and after")
         st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
