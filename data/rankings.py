@@ -135,9 +135,10 @@ def parse_ranking_text(text: str, letters_to_positions: list[int]) -> list[list[
     [[3], [2], [0, 1]]
     """
     cleaned = text.strip().upper()
-    unknown = sorted(set(re.sub(r"[A-I=>,\s]", "", cleaned)))
+    unknown = list(dict.fromkeys(re.sub(r"[A-I=>,\s]", "", cleaned)))  # in the order typed
     if unknown:
-        raise RankingError(f"cannot read {''.join(unknown)!r}: use letters, '>' or spaces between ranks and '=' for ties")
+        raise RankingError(f"cannot read {', '.join(map(repr, unknown))}: use the letters {letter_range(len(letters_to_positions))}, "
+                           "'>' or spaces between ranks and '=' for ties")
     if not cleaned:
         raise RankingError("type a ranking, best first, e.g. D > C > A = B")
     # One separator between ranks: '>', ',' or spaces; '=' only ever joins two letters.
@@ -154,8 +155,17 @@ def parse_ranking_text(text: str, letters_to_positions: list[int]) -> list[list[
 def _position(letter: str, letters_to_positions: list[int]) -> int:
     index = LETTERS.index(letter)
     if index >= len(letters_to_positions):
-        raise RankingError(f"there is no completion {letter}: this item has {len(letters_to_positions)}")
+        raise RankingError(f"there is no completion {letter}: this item has {len(letters_to_positions)}, "
+                           f"{letter_range(len(letters_to_positions))}")
     return letters_to_positions[index]
+
+
+def letter_range(k: int) -> str:
+    """
+    >>> letter_range(4), letter_range(2)
+    ('A-D', 'A and B')
+    """
+    return f"{LETTERS[0]} and {LETTERS[1]}" if k == 2 else f"{LETTERS[0]}-{LETTERS[k - 1]}"
 
 
 def groups_to_text(groups: list[list[int]]) -> str:
