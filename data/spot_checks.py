@@ -47,6 +47,29 @@ def at_checkpoint(pair: dict, step: int, kl: float) -> dict:
     return {**pair, "step": step, "kl": kl}
 
 
+def checkpoint_of(step: int, evaluation: dict) -> dict:
+    """What a checkpoint's spot check needs of its held-out evaluation: its step, KL, win rate and example pairs."""
+    return {"step": step, "val/kl": evaluation["val/kl"], "val/win_rate": evaluation["val/win_rate"],
+            "examples": evaluation["examples"]}
+
+
+def pairs_to_queue(checkpoints: list[dict], final_step: int, final: dict, n: int) -> tuple[list[dict], int]:
+    """(pairs, how many from earlier checkpoints): the favourites of the final evaluation `final`, and of each
+    checkpoint of another step, each marked with its step and KL when there are several checkpoints (a checkpoint
+    at `final_step` holds the final weights: its pairs would be the final ones again)."""
+    earlier = [at_checkpoint(pair, c["step"], c["val/kl"]) for c in checkpoints if c["step"] != final_step
+               for pair in favourites(c["examples"], n)]
+    last = favourites(final.get("examples", []), n)
+    if earlier:
+        last = [at_checkpoint(pair, final_step, final["val/kl"]) for pair in last]
+    return earlier + last, len(earlier)
+
+
+def without_examples(checkpoints: list[dict]) -> list[dict]:
+    """The checkpoints as a version's metrics keep them: their examples went to the queue."""
+    return [{key: c[key] for key in ("step", "val/kl", "val/win_rate")} for c in checkpoints]
+
+
 def rewarder(judged: bool) -> str:
     """What gave a policy update its reward, in words: an AI judge or the reward model."""
     return "the judge" if judged else "the reward model"
@@ -75,6 +98,13 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> 
             add_item(db, prompt_id, [NewCompletion(example["after"], version["id"], version["name"], params=checkpoint),
                                      NewCompletion(example["before"], start["id"], start["name"])])
     return {"set": name, "pairs": len(pairs)}
+
+
+def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dict], earlier: int, by: str) -> str:
+    """Queue a new version's favourite pairs (`queue_pairs`); what the job's log says of it."""
+    queued = queue_pairs(db, versions.get_version(db, version_id), start, pairs)
+    return (f"spot check: {by}'s {queued['pairs']} favourite held-out pairs queued for people to rank, in the prompt "
+            f"set {queued['set']}" + (f" ({earlier} of them from earlier checkpoints)" if earlier else ""))
 
 
 def activate(db: Database, version_id: int, actor: User | None = None, by: str = "", override: str = "") -> None:

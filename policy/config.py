@@ -232,6 +232,10 @@ class DPOConfig:
                 "the budget is kept; 0: no budget"})
     kl_checks: int = field(default=4, metadata={"help": "KL checks spread over the run (each samples eval_samples per held-out prompt)"})
     spot_check: int = field(default=8, metadata={"help": SPOT_CHECK_HELP})
+    spot_check_checkpoints: bool = field(default=False, metadata={
+        "help": "with an active reward model, each of the kl_checks also measures its win rate and puts that "
+                "checkpoint's spot_check favourite pairs in the queue: the Policy update screen then charts people's "
+                "agreement against sqrt(KL) per checkpoint (checks run even with no kl_budget)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})

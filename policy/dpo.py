@@ -210,9 +210,11 @@ class PreferenceTrainer:
 
 
 def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingExample], config: DPOConfig,
-        on_step=lambda step, total, metrics: None, parallel: DataParallel | None = None) -> tuple[PreferenceTrainer, dict]:
+        on_step=lambda step, total, metrics: None, parallel: DataParallel | None = None,
+        spot_checked: bool = False, scorer=None) -> tuple[PreferenceTrainer, dict]:
     """Train on rankings in memory; returns (trainer, metrics). Under `accelerate launch` (`parallel`), every process
-    walks the same batches and steps on its share of each; only the first one reports and checks the KL budget."""
+    walks the same batches and steps on its share of each; only the first one reports and checks the KL budget.
+    `spot_checked`: each KL check evaluates the policy with `scorer` (a reward model's), for people's spot check."""
     torch.manual_seed(config.seed)
     device = model.device
     teaches = lambda r: r.pairs or (config.ties == "equal" and r.ties)  # noqa: E731
@@ -227,7 +229,7 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
     trainer = PreferenceTrainer(model, tokenizer, config, total, parallel)
     parallel = trainer.parallel
     on_step = on_step if parallel.is_main else lambda step, total, metrics: None
-    budget = KLBudget(trainer, held_out_prompts(validation), config, total)
+    budget = KLBudget(trainer, held_out_prompts(validation), config, total, spot_checked, scorer)
     before = trainer.evaluate(val_rankings)
     step, tokens, seconds = 0, 0, 0.0
     for epoch in range(1, config.epochs + 1):
@@ -261,12 +263,15 @@ class KLBudget:
     while the KL is within the budget; past it, the last checkpoint within budget (the start if none) is restored
     and training stops. Off with kl_budget 0, kl_checks 0, eval_samples 0 or no held-out prompt."""
 
-    def __init__(self, trainer: "PreferenceTrainer", prompts: list, config: DPOConfig, total_steps: int):
-        self.trainer, self.prompts, self.config = trainer, prompts, config
-        on = config.kl_budget > 0 and config.kl_checks > 0 and config.eval_samples > 0 and prompts
+    def __init__(self, trainer: "PreferenceTrainer", prompts: list, config: DPOConfig, total_steps: int,
+                 spot_checked: bool = False, scorer=None):
+        """`spot_checked` (the same in every process): each check also evaluates with `scorer` (the first process's)."""
+        self.trainer, self.prompts, self.config, self.scorer = trainer, prompts, config, scorer
+        on = (config.kl_budget > 0 or spot_checked) and config.kl_checks > 0 and config.eval_samples > 0 and prompts
         self.at = {round(total_steps * (i + 1) / config.kl_checks) for i in range(config.kl_checks)} if on else set()
         self.checkpoint, self.checkpoint_step = self.trainable_state(), 0
         self.curve: list[tuple[int, float]] = []  # (step, KL) of every check
+        self.checkpoints: list[dict] = []  # with a scorer: each check's evaluation, for people's spot check
         self.spent = False
 
     def due(self, step: int) -> bool:
@@ -278,14 +283,22 @@ class KLBudget:
     def check(self, step: int) -> float:
         """The KL now; under several processes the first one samples it and every process takes the same decision."""
         parallel = self.trainer.parallel
-        kl = self.trainer.evaluator().kl_to_reference(self.prompts, self.config.seed) if parallel.is_main else 0.0
+        kl = self.kl_now(step) if parallel.is_main else 0.0
         kl = parallel.total(torch.tensor([kl], dtype=torch.float64, device=self.trainer.device)).item()
         self.curve.append((step, kl))
-        if kl <= self.config.kl_budget:
+        if not self.config.kl_budget or kl <= self.config.kl_budget:
             self.checkpoint, self.checkpoint_step = self.trainable_state(), step
         else:
             self.restore()
         return kl
+
+    def kl_now(self, step: int) -> float:
+        """The KL sampled on the held-out prompts; with a scorer, the whole evaluation, kept as a checkpoint."""
+        if self.scorer is None:
+            return self.trainer.evaluator().kl_to_reference(self.prompts, self.config.seed)
+        evaluation = self.trainer.evaluator(self.scorer).evaluate(self.prompts, self.config.seed)
+        self.checkpoints.append(spot_checks.checkpoint_of(step, evaluation))
+        return evaluation["val/kl"]
 
     @torch.no_grad()
     def restore(self):
@@ -298,7 +311,7 @@ class KLBudget:
         if not self.curve:
             return {}
         return {"kl_budget/curve": self.curve, "kl_budget/spent": self.spent, "kl_budget/kept_step": self.checkpoint_step
-                if self.spent else self.curve[-1][0]}
+                if self.spent else self.curve[-1][0], **({"checkpoints": self.checkpoints} if self.checkpoints else {})}
 
 
 def held_out_evaluation(trainer: PreferenceTrainer, validation: list[RankingExample], config: DPOConfig,
@@ -325,7 +338,8 @@ def held_out_prompts(validation: list[RankingExample]) -> list:
 def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
     parallel = DataParallel(config.device)  # under `accelerate launch`: this process's part (training/parallel.py)
-    start = parallel.share([versions.version_or_active(db, "generator", config.generator_version)] if parallel.is_main else None)[0]
+    start, reward = parallel.share([versions.version_or_active(db, "generator", config.generator_version),
+                                    versions.active_version(db, "reward")] if parallel.is_main else None)
     examples = None
     if parallel.is_main:  # read once, by the first process, and sent to the others: all train on the same rankings
         examples = [e for e in load_rankings(db, config.prompt_sets or None)
@@ -358,8 +372,15 @@ def run_job(db, config: DPOConfig, job) -> dict:
         elif set(metrics) == {"val/kl"}:
             job.log(f"step {step}/{total}: KL to the start {metrics['val/kl']:.2f} of the budget {config.kl_budget:g}")
 
+    scorer = None
+    if config.eval_samples and reward is not None and parallel.is_main:
+        from rm.score import RewardScorer
+
+        scorer = RewardScorer(reward["path"], str(device))
+        job.log(f"evaluating against the active reward model {reward['name']}")
+    spot_checked = bool(config.spot_check_checkpoints and config.spot_check and config.eval_samples and reward)
     job.phase(f"training on {len(train)} rankings")
-    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel)
+    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel, spot_checked, scorer)
     parallel.wait()
     if not job.writes:  # one process of several: the first one evaluates on samples and saves
         return {}
@@ -369,26 +390,24 @@ def run_job(db, config: DPOConfig, job) -> dict:
     job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "
             f"on {metrics['val/pairs']} pairs")
     if config.eval_samples:
-        reward = versions.active_version(db, "reward")
-        scorer = None
-        if reward is not None:
-            from rm.score import RewardScorer
-
-            scorer = RewardScorer(reward["path"], str(device))
-            job.log(f"evaluating against the active reward model {reward['name']}")
         job.phase("evaluating: samples on held-out prompts")
         metrics.update(held_out_evaluation(trainer, validation, config, scorer))
     job.phase("saving")
     trained = trainer.policy.merge_and_unload() if full_weights and config.lora else trainer.policy
     name = config.name or versions.default_version_name("dpo")
     pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
+    final_step = metrics["kl_budget/kept_step"] if metrics.get("kl_budget/spent") else metrics["steps"]
+    queue, earlier = spot_checks.pairs_to_queue(metrics.get("checkpoints", []), final_step, metrics, config.spot_check)
+    if "checkpoints" in metrics:  # queued, not kept twice; the final weights' evaluation is the last checkpoint
+        metrics["checkpoints"] = spot_checks.without_examples(
+            [c for c in metrics["checkpoints"] if c["step"] != final_step] + [spot_checks.checkpoint_of(final_step, metrics)])
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics, gate.DPO_REMEDY)), pairs)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate)
     job.log(f"saved {name}; {activation}")
-    if pairs:
-        queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, pairs)
-        job.log(f"spot check: the reward model's {queued['pairs']} favourite held-out pairs queued for people to rank, "
-                f"in the prompt set {queued['set']}")
+    for c in metrics.get("checkpoints", []):
+        job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
+    if queue:
+        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False)))
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
             **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)},
             **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}

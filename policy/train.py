@@ -399,7 +399,7 @@ def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyCon
         report(step, config.steps, metrics)
         if eval_prompts and parallel.is_main and is_checkpoint(step, config):  # the others wait at the next step's sums
             on_phase(f"checkpoint at step {step}: evaluating on {len(eval_prompts)} held-out prompts")
-            checkpoints.append(checkpoint(step, trainer.evaluate(eval_prompts, seed=config.seed + 1)))
+            checkpoints.append(spot_checks.checkpoint_of(step, trainer.evaluate(eval_prompts, seed=config.seed + 1)))
             on_phase(f"training: steps {step + 1}-{config.steps}")
     final = {"steps": config.steps, "reward/first_steps": _mean(history[:3], "reward/mean"),
              "reward/last_steps": _mean(history[-3:], "reward/mean"), "time/step_median": sorted(h["time/step"] for h in history)[len(history) // 2]}
@@ -407,7 +407,7 @@ def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyCon
         on_phase(f"evaluating on {len(eval_prompts)} held-out prompts")
         final.update(trainer.evaluate(eval_prompts, seed=config.seed + 1))
         if checkpoints:
-            final["checkpoints"] = checkpoints + [checkpoint(config.steps, final)]
+            final["checkpoints"] = checkpoints + [spot_checks.checkpoint_of(config.steps, final)]
     parallel.wait()
     return trainer, final
 
@@ -419,12 +419,6 @@ def is_checkpoint(step: int, config: PolicyConfig) -> bool:
     [4, 8]
     """
     return bool(config.spot_check and config.spot_check_every) and step % config.spot_check_every == 0 and step < config.steps
-
-
-def checkpoint(step: int, evaluation: dict) -> dict:
-    """What a checkpoint's spot check needs of its evaluation: its step, KL, win rate and example pairs."""
-    return {"step": step, "val/kl": evaluation["val/kl"], "val/win_rate": evaluation["val/win_rate"],
-            "examples": evaluation["examples"]}
 
 
 def _mean(history: list[dict], key: str) -> float:
@@ -487,21 +481,17 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         trained = trained.merge_and_unload()
 
     pairs = spot_checks.favourites(metrics.get("examples", []), config.spot_check)
-    earlier = [spot_checks.at_checkpoint(pair, c["step"], c["val/kl"]) for c in metrics.get("checkpoints", [])[:-1]
-               for pair in spot_checks.favourites(c["examples"], config.spot_check)]
+    queue, earlier = spot_checks.pairs_to_queue(metrics.get("checkpoints", []), config.steps, metrics, config.spot_check)
     if "checkpoints" in metrics:  # their examples are queued, not kept twice in the version's metrics
-        metrics["checkpoints"] = [{key: c[key] for key in ("step", "val/kl", "val/win_rate")} for c in metrics["checkpoints"]]
+        metrics["checkpoints"] = spot_checks.without_examples(metrics["checkpoints"])
     rewarder = spot_checks.rewarder(config.judged)
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs, rewarder)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
     job.log(activation)
     for c in metrics.get("checkpoints", []):
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
-    if pairs or earlier:
-        final = [spot_checks.at_checkpoint(pair, config.steps, metrics["val/kl"]) for pair in pairs] if earlier else pairs
-        queued = spot_checks.queue_pairs(db, versions.get_version(db, version_id), start, earlier + final)
-        job.log(f"spot check: {rewarder}'s {queued['pairs']} favourite held-out pairs queued for people to rank, "
-                f"in the prompt set {queued['set']}" + (f" ({len(earlier)} of them from earlier checkpoints)" if earlier else ""))
+    if queue:
+        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, rewarder))
     if isinstance(scorer, JudgeReward):
         job.log(f"the judge's votes: {scorer.readable} of {scorer.asked} readable"
                 + ("; none held a 'Ranking:' line, so every answer scored alike and the policy learnt nothing from the "

@@ -132,11 +132,23 @@ def test_without_a_reward_model_the_policy_screen_offers_a_judge_and_starts_a_ju
     assert at.selectbox(key="policy-reward").options == ["AI judge: big-judge (remote)", "AI judge: a local generator version"]
     assert in_form(at.number_input, "train-policy", "Samples per prompt (K)").max == 4  # 2K answers lettered A-I
     in_form(at.number_input, "train-policy", "Judge's votes per prompt").set_value(3)
+    in_form(at.number_input, "train-policy", "…also every N steps").set_value(5)
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
     assert not at.exception and len(started) == 1
     kind, args = started[0]
     assert kind == "train_policy" and (args["judge_remote"], args["judge_votes"], args["reward_version"]) == ("big-judge", 3, None)
+    assert (args["spot_check"], args["spot_check_every"]) == (8, 5)
     at.selectbox(key="policy-reward").set_value("AI judge: a local generator version").run()
     assert [s.label for s in at.selectbox if s.label == "Judge (a generator version)"]
+
+
+def test_dpo_started_from_its_screen_can_have_people_spot_check_each_kl_check(app_db, monkeypatch):
+    at = start("pages/train/dpo.py")
+    assert not at.exception
+    in_form(at.checkbox, "train-dpo", "People spot-check each KL check").check()
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
+    at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
+    assert not at.exception and [(kind, args["spot_check_checkpoints"]) for kind, args in started] == [("dpo", True)]

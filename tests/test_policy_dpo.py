@@ -117,6 +117,37 @@ def test_a_dpo_job_learns_from_the_store_and_registers_a_child_version(db, db_pa
     assert any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), started.state_dict().values()))
 
 
+@pytest.mark.slow
+def test_with_a_reward_model_each_kl_check_is_a_checkpoint_people_spot_check(db, db_path, tiny_generator, tiny_encoder):
+    """Issue 25, item 5 for DPO: every KL check evaluates against the reward model and queues its favourites, marked
+    with its step and KL; the final weights' evaluation is the last checkpoint; no budget needed."""
+    from data import spot_checks
+    from tests.test_policy_train import saved_reward_model
+
+    items.ensure_prompt_set(db, "s")
+    versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, db_path.parent / "rm"), activate=True)
+    alice = annotation.annotator_id(db, "alice")
+    for i in range(10):
+        prompt_id, _ = items.add_prompt(db, "s", f"prompt number {i}")
+        item = items.add_item(db, prompt_id, [items.NewCompletion(t) for t in ("short", "a much longer answer")])
+        annotation.submit_ranking(db, item, alice, [[1], [0]], [0, 1])
+    job_id = jobs.create_job(db, "dpo", {})
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(run_job(db, config(name="checked", epochs=2, eval_samples=2, max_new_tokens=6, kl_budget=0,
+                                         kl_checks=2, spot_check_checkpoints=True), job))
+    done = jobs.get_job(db, job_id)
+    assert done["status"] == "done", done["error"]
+    version = versions.get_version(db, done["result"]["version"])
+    steps = version["metrics"]["steps"]
+    checkpoints = version["metrics"]["checkpoints"]
+    assert [c["step"] for c in checkpoints] == [steps // 2, steps] and all("examples" not in c for c in checkpoints)
+    assert checkpoints[-1]["val/kl"] == version["metrics"]["val/kl"]
+    assert f"checkpoint at step {steps // 2}: KL" in done["log"]
+    rows = spot_checks.checkpoint_agreement(db, version["id"])
+    assert {row["step"] for row in rows} <= {steps // 2, steps}  # every queued pair marked with its checkpoint
+
+
 def test_dpo_refuses_a_store_without_strict_preferences(db, db_path, tiny_generator):
     versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
     job_id = jobs.create_job(db, "dpo", {})

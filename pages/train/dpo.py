@@ -55,6 +55,12 @@ def train_form(db) -> None:
                     "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
         ties = right.checkbox("Learn from ties", help="a tie (A = B) counts as a preference of probability 1/2, pulling "
                               "the two answers' log-ratios together; off: ties give no pair")
+        spot_check_checkpoints = left.checkbox(
+            "People spot-check each KL check", defaults.spot_check_checkpoints,
+            help=f"with an active reward model, each of the {defaults.kl_checks} checks also measures the win rate and "
+                 f"queues its {defaults.spot_check} favourite pairs for people, as the final version's are: Policy "
+                 "update → Compare then charts people's agreement against √KL per checkpoint (slower: a full "
+                 "evaluation each time)")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
         processes = processes_input(st.columns(3)[0])
@@ -64,7 +70,8 @@ def train_form(db) -> None:
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     kl_budget=float(kl_budget), eval_samples=int(eval_samples),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
-                                    name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes),
+                                    spot_check_checkpoints=spot_check_checkpoints, name=name.strip(), activate=activate,
+                                    gradient_checkpointing=low_memory, processes=processes),
                    "Preference optimisation")
 
 
