@@ -17,6 +17,7 @@ SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on mo
 from training import PROCESSES_HELP, STRATEGY_HELP
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
+from training.quantization import HELP as QUANTIZE_HELP, problem as quantize_problem
 
 
 @dataclass
@@ -184,6 +185,7 @@ class SFTConfig:
     early_stop_patience: int = field(default=1, metadata={"help": "stop after this many epochs without a better validation loss"})
     lora: bool = field(default=False, metadata={"help": "train a LoRA adapter (peft) instead of all weights"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
+    quantize: str = field(default="none", metadata={"help": QUANTIZE_HELP})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
     strategy: str = field(default="replicate", metadata={"help": STRATEGY_HELP})
@@ -196,6 +198,8 @@ class SFTConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
+        if problem := quantize_problem(self.quantize, self.lora, self.strategy):
+            raise ValueError(problem)
 
 
 @dataclass
@@ -222,6 +226,7 @@ class DPOConfig:
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for the held-out accuracy"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (alpha = 2r)"})
+    quantize: str = field(default="none", metadata={"help": QUANTIZE_HELP})
     eval_samples: int = field(default=2, metadata={
         "help": "samples per held-out prompt for the KL to the reference (and the reward model's win rate when one is "
                 "active); 0: skip"})
@@ -247,6 +252,8 @@ class DPOConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
+        if problem := quantize_problem(self.quantize, self.lora):
+            raise ValueError(problem)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if self.ties not in ("ignore", "equal"):

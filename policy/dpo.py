@@ -360,7 +360,9 @@ def run_job(db, config: DPOConfig, job) -> dict:
     precision = precision_for(config.bf16, device, start_config)
     job.fact("precision", str(precision))
     job.phase("loading the generator")
-    model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device, start_config))
+    model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device, start_config), config.quantize)
+    if config.quantize != "none":
+        job.fact("base weights", f"{config.quantize} (bitsandbytes), a LoRA adapter trained on them")
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()

@@ -6,19 +6,28 @@ from pathlib import Path
 
 import torch
 
-from training import pick_device, resolve_model_path
+from training import pick_device, quantization, resolve_model_path
 
 
-def load_generator(path: str, device: str = "auto", dtype: torch.dtype = torch.float32):
-    """(model, tokenizer) ready for batched sampling: eval mode, left padding, a pad token set."""
+def load_generator(path: str, device: str = "auto", dtype: torch.dtype = torch.float32, quantize: str = "none"):
+    """(model, tokenizer) ready for batched sampling: eval mode, left padding, a pad token set. `quantize`: its linear
+    layers in 8 or 4 bits, to train a LoRA adapter on (training/quantization.py)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_model_path(path)
+    adapter = (Path(resolved) / "adapter_config.json").exists()
+    if quantize != "none" and adapter:
+        raise ValueError(f"{path} is a LoRA adapter: a quantised base is loaded from full weights; start from a "
+                         "full-weights version, or quantize none")
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if (Path(resolved) / "adapter_config.json").exists():
+    if quantize != "none":
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, device_map={"": str(pick_device(device))},
+                                                     quantization_config=quantization.bnb_config(quantize, dtype))
+        return model.eval(), tokenizer
+    if adapter:
         from peft import AutoPeftModelForCausalLM
 
         model = AutoPeftModelForCausalLM.from_pretrained(resolved, dtype=dtype)
@@ -33,7 +42,9 @@ def with_lora_adapter(model, rank: int, bf16_base: bool):
     `bf16_base` the frozen base is cast to bf16 (no per-call weight casts under autocast) while the adapters stay fp32."""
     from peft import LoraConfig, get_peft_model
 
-    if bf16_base:
+    if quantization.is_quantized(model):  # its norms and embeddings in fp32 for training; the 8/4-bit layers stay
+        model = quantization.prepare(model, gradient_checkpointing=False)  # (checkpointing: training/checkpointing.py)
+    elif bf16_base:
         model = model.to(torch.bfloat16)
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
                                             task_type="CAUSAL_LM"))

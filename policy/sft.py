@@ -212,7 +212,9 @@ def run_job(db, config: SFTConfig, job) -> dict:
     job.log(f"SFT of {start['name']} on {len(train)} demonstrations ({len(validation)} held out)"
             + (f", {parallel.processes} processes" if parallel.processes > 1 else ""))
     job.phase("loading the generator")
-    model, tokenizer = load_generator(start["path"], str(parallel.device))
+    model, tokenizer = load_generator(start["path"], str(parallel.device), quantize=config.quantize)
+    if config.quantize != "none":
+        job.fact("base weights", f"{config.quantize} (bitsandbytes), a LoRA adapter trained on them")
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     precision = precision_for(config.bf16, parallel.device, model.config)

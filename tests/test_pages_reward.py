@@ -148,7 +148,21 @@ def test_dpo_started_from_its_screen_can_have_people_spot_check_each_kl_check(ap
     at = start("pages/train/dpo.py")
     assert not at.exception
     in_form(at.checkbox, "train-dpo", "People spot-check each KL check").check()
+    in_form(at.selectbox, "train-dpo", "Base weights").set_value("4bit")
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
-    assert not at.exception and [(kind, args["spot_check_checkpoints"]) for kind, args in started] == [("dpo", True)]
+    assert not at.exception and [(kind, args["spot_check_checkpoints"], args["quantize"]) for kind, args in started] == [
+        ("dpo", True, "4bit")]
+
+
+def test_the_sft_screen_refuses_a_quantised_base_without_lora_and_says_what_to_tick(app_db, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
+    at = start("pages/train/sft.py")
+    in_form(at.selectbox, "train-sft", "Base weights").set_value("8bit")
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
+    assert not started and "An 8-bit base cannot be trained itself: turn LoRA on (QLoRA)" in unescaped(at.error[0])
+    in_form(at.checkbox, "train-sft", "LoRA adapter").check()
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
+    assert not at.exception and [(kind, args["lora"], args["quantize"]) for kind, args in started] == [("sft", True, "8bit")]

@@ -12,6 +12,7 @@ from data import jobs, versions
 from data import scheduler
 from data.scheduler import KIND_NAMES
 from training import STRATEGIES, STRATEGY_HELP
+from training import quantization
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.gate import evaluation_summary, gate_for, has_gate
 from ui.session import db_path, flash, require, session_db
@@ -19,6 +20,9 @@ from ui.text import inline
 
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
                 "failed": ":material/error:", "cancelled": ":material/stop_circle:"}
+
+
+QUANTIZE_NAMES = {"none": "as stored", "8bit": "8-bit (QLoRA)", "4bit": "4-bit NF4 (QLoRA)"}
 
 
 def launch(kind: str, config, what: str, follow: str = "below or under Jobs", links: tuple[tuple[str, str], ...] = (),
@@ -48,6 +52,12 @@ def activate_checkbox(column) -> bool:
 def checkpointing_checkbox(column) -> bool:
     """Every training form's memory option (training/checkpointing.py)."""
     return column.checkbox("Gradient checkpointing", False, help=CHECKPOINTING_HELP[0].upper() + CHECKPOINTING_HELP[1:])
+
+
+def quantize_input(column) -> str:
+    """The LoRA forms' base precision (training/quantization.py): as stored, or 8/4 bits under a LoRA adapter."""
+    return column.selectbox("Base weights", quantization.QUANTIZE, format_func=QUANTIZE_NAMES.get,
+                            help=quantization.HELP[0].upper() + quantization.HELP[1:])
 
 
 def processes_input(column) -> int:

@@ -5,9 +5,10 @@ import streamlit as st
 
 from data import items, review, versions
 from policy.config import DPOConfig
+from training import quantization
 from training.diagnostics import verdict
-from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, version_label,
-                     version_picker)
+from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
+                     version_label, version_picker)
 from ui.session import screen
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
@@ -63,15 +64,19 @@ def train_form(db) -> None:
                  "evaluation each time)")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
-        processes = processes_input(st.columns(3)[0])
+        left, right, _ = st.columns(3)
+        processes, quantize = processes_input(left), quantize_input(right)
         if st.form_submit_button("Start preference optimisation", type="primary"):
+            if problem := quantization.problem(quantize, lora):
+                st.error(problem[0].upper() + problem[1:] + ".")
+                return
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     kl_budget=float(kl_budget), eval_samples=int(eval_samples),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
                                     spot_check_checkpoints=spot_check_checkpoints, name=name.strip(), activate=activate,
-                                    gradient_checkpointing=low_memory, processes=processes),
+                                    gradient_checkpointing=low_memory, processes=processes, quantize=quantize),
                    "Preference optimisation")
 
 

@@ -5,8 +5,9 @@ import streamlit as st
 from data import demonstrations, importing, items, versions
 from data.store import StoreBusy
 from policy.config import SFTConfig
-from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, strategy_input,
-                     version_picker)
+from training import quantization
+from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
+                     strategy_input, version_picker)
 from ui.session import admin_download, flash, screen
 
 SFT_CHARTS = {"Loss": ["train/loss", "val/loss"]}
@@ -39,15 +40,19 @@ def train_form(db) -> None:
         name = right.text_input("Version name", placeholder="sft-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
-        left, right, _ = st.columns(3)
-        processes, strategy = processes_input(left), strategy_input(right)
+        left, middle, right = st.columns(3)
+        processes, strategy, quantize = processes_input(left), strategy_input(middle), quantize_input(right)
         if st.form_submit_button("Start fine-tuning", type="primary"):
             if strategy == "shard" and lora:
                 st.error("Sharding is for full weights (a LoRA adapter is small): untick LoRA, or replicate.")
                 return
+            if problem := quantization.problem(quantize, lora, strategy):
+                st.error(problem[0].upper() + problem[1:] + ".")
+                return
             launch("sft", SFTConfig(generator_version=generator["id"], epochs=int(epochs), learning_rate=float(learning_rate),
                                     batch_size=int(batch_size), lora=lora, prompt_sets=list(prompt_sets), name=name.strip(),
-                                    activate=activate, gradient_checkpointing=low_memory, processes=processes, strategy=strategy),
+                                    activate=activate, gradient_checkpointing=low_memory, processes=processes, strategy=strategy,
+                                    quantize=quantize),
                    "Fine-tuning")
 
 
