@@ -261,7 +261,8 @@ class KLBudget:
     """Spends at most `config.kl_budget` nats of KL to the reference: `kl_checks` times over the run the policy samples
     the held-out prompts (as the final evaluation does, same seed), and the trainable weights are kept as a checkpoint
     while the KL is within the budget; past it, the last checkpoint within budget (the start if none) is restored
-    and training stops. Off with kl_budget 0, kl_checks 0, eval_samples 0 or no held-out prompt."""
+    and training stops. Off with kl_budget 0 (unless people spot-check each check), kl_checks 0, eval_samples 0 or
+    no held-out prompt."""
 
     def __init__(self, trainer: "PreferenceTrainer", prompts: list, config: DPOConfig, total_steps: int,
                  spot_checked: bool = False, scorer=None):
@@ -372,7 +373,8 @@ def run_job(db, config: DPOConfig, job) -> dict:
         if "train/loss" in metrics:
             job.step_progress(step, total, f"loss {metrics['train/loss']:.3f} · pair accuracy {metrics['train/accuracy']:.2f}")
         elif set(metrics) == {"val/kl"}:
-            job.log(f"step {step}/{total}: KL to the start {metrics['val/kl']:.2f} of the budget {config.kl_budget:g}")
+            job.log(f"step {step}/{total}: KL to the start {metrics['val/kl']:.2f}"
+                    + (f" of the budget {config.kl_budget:g}" if config.kl_budget else ""))
 
     scorer = None
     if config.eval_samples and reward is not None and parallel.is_main:

@@ -135,13 +135,17 @@ def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_pro
         assert result["shared"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
 
 
-def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_generator):
+def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_generator, tiny_encoder):
+    """With people's spot check at each KL check: the first process alone evaluates with the reward model, and both
+    take the same steps."""
     from data import annotation
+    from tests.test_policy_train import saved_reward_model
 
     path = tmp_path / "dpo.db"
     db = open_db(path)
     items.ensure_prompt_set(db, "s")
     versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
+    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, tmp_path / "rm"), activate=True)
     alice = annotation.annotator_id(db, "alice")
     for i in range(10):
         prompt_id, _ = items.add_prompt(db, "s", f"prompt number {i}")
@@ -149,7 +153,8 @@ def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_
         annotation.submit_ranking(db, item, alice, [[1], [2], [0]], [0, 1, 2])
     db.close()
     done = run_trainer("policy.dpo", path, 2, ["--epochs", "2", "--rankings-per-step", "4", "--eval-samples", "2",
-                                               "--max-new-tokens", "6", "--bf16", "false", "--name", "dpo-2"])
+                                               "--max-new-tokens", "6", "--bf16", "false", "--name", "dpo-2",
+                                               "--kl-budget", "0", "--kl-checks", "2", "--spot-check-checkpoints", "true"])
     db = open_db(path)
     [job] = jobs.list_jobs(db)
     assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1 and "2 processes" in job["log"]
@@ -157,6 +162,7 @@ def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_
     assert made["name"] == "dpo-2" and made["metrics"]["train/rankings"] + made["metrics"]["val/rankings"] == 10
     steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "train/loss" in m]
     assert steps == sorted(set(steps)) and len(steps) == made["metrics"]["steps"]
+    assert [c["step"] for c in made["metrics"]["checkpoints"]] == [len(steps) // 2, len(steps)]
 
 
 def wait_until_finished(db, job_id: int, timeout: float = 300) -> dict:
