@@ -210,13 +210,18 @@ def parse_prompts(data: bytes, fmt: str, skip_invalid: bool = False) -> Parsed:
 
 
 def pasted_format(text: str) -> str:
-    """Pasted prompts are JSON lines when every non-blank line is an object, else plain text, one prompt per line.
+    """Pasted prompts are JSON lines when every non-blank line is an object, plain text (one prompt per line) when
+    none is; a mix is refused, since its JSON lines would otherwise become prompts of literal JSON.
 
     >>> pasted_format('{"prompt": "hi"}\\n\\n{"messages": []}'), pasted_format("What is {x}?\\nhi")
     ('jsonl', 'txt')
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return "jsonl" if lines and all(line.startswith("{") and line.endswith("}") for line in lines) else "txt"
+    objects = [n for n, line in enumerate(lines, 1) if line.startswith("{") and line.endswith("}")]
+    if objects and len(objects) < len(lines):
+        raise BadImportFile(None, f"{len(objects)} of the {len(lines)} pasted lines are JSON objects and the others "
+                                  "plain text: paste either JSON lines or plain lines, not both")
+    return "jsonl" if objects else "txt"
 
 
 def _prompts_from_lines(text: str) -> Parsed:

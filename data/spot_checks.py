@@ -57,9 +57,14 @@ def pairs_to_queue(checkpoints: list[dict], final_step: int, final: dict, n: int
     """(pairs, how many from earlier checkpoints): the favourites of the final evaluation `final`, and of each
     checkpoint of another step, each marked with its step and KL when there are several checkpoints (a checkpoint
     at `final_step` holds the final weights: its pairs would be the final ones again)."""
-    earlier = [at_checkpoint(pair, c["step"], c["val/kl"]) for c in checkpoints if c["step"] != final_step
-               for pair in favourites(c["examples"], n)]
     last = favourites(final.get("examples", []), n)
+    seen = {(p["prompt"], p["after"], p["before"]) for p in last}  # a pair two checkpoints wrote alike is ranked once
+    earlier = []
+    for c in checkpoints:
+        for pair in favourites(c["examples"], n) if c["step"] != final_step else []:
+            if (key := (pair["prompt"], pair["after"], pair["before"])) not in seen:
+                seen.add(key)
+                earlier.append(at_checkpoint(pair, c["step"], c["val/kl"]))
     if earlier:
         last = [at_checkpoint(pair, final_step, final["val/kl"]) for pair in last]
     return earlier + last, len(earlier)
@@ -100,11 +105,14 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> 
     return {"set": name, "pairs": len(pairs)}
 
 
-def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dict], earlier: int, by: str) -> str:
-    """Queue a new version's favourite pairs (`queue_pairs`); what the job's log says of it."""
+def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dict], earlier: int, by: str,
+                     asked: int) -> str:
+    """Queue a new version's favourite pairs (`queue_pairs`); what the job's log says of it. `asked`: the most pairs
+    a checkpoint may give (only held-out pairs whose new answer the reward prefers, each once, qualify)."""
     queued = queue_pairs(db, versions.get_version(db, version_id), start, pairs)
-    return (f"spot check: {by}'s {queued['pairs']} favourite held-out pairs queued for people to rank, in the prompt "
-            f"set {queued['set']}" + (f" ({earlier} of them from earlier checkpoints)" if earlier else ""))
+    return (f"spot check: {queued['pairs']} of {by}'s favourite held-out pairs queued for people to rank (up to "
+            f"{asked} a checkpoint: those where it prefers the new answer, each pair once), in the prompt set "
+            f"{queued['set']}" + (f"; {earlier} of them from earlier checkpoints" if earlier else ""))
 
 
 def activate(db: Database, version_id: int, actor: User | None = None, by: str = "", override: str = "") -> None:
@@ -165,6 +173,10 @@ def checkpoint_agreement(db: Database, version_id: int) -> list[dict]:
 
 
 def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int, by: str) -> str:
+    if pairs * RANKINGS_PER_PAIR < MIN_RANKINGS:
+        return (f"{rankings} of {pairs * RANKINGS_PER_PAIR} rankings of {by}'s {pairs} favourite pair"
+                f"{'s' if pairs != 1 else ''}: too few pairs for a verdict, which needs {MIN_RANKINGS} rankings (the "
+                "held-out prompts gave no more pairs where it prefers the new answer; hold out more prompts next time)")
     if rankings < MIN_RANKINGS:
         return (f"{rankings} of {pairs * RANKINGS_PER_PAIR} rankings of {by}'s favourite pairs so far (a verdict "
                 f"from {MIN_RANKINGS})")

@@ -383,6 +383,9 @@ def run_job(db, config: DPOConfig, job) -> dict:
         scorer = RewardScorer(reward["path"], str(device))
         job.log(f"evaluating against the active reward model {reward['name']}")
     spot_checked = bool(config.spot_check_checkpoints and config.spot_check and config.eval_samples and reward)
+    if config.spot_check_checkpoints and not spot_checked:
+        job.fact("spot check at each KL check", "not done: it needs an active reward model (Train → Models), "
+                                                "samples per held-out prompt and pairs to spot-check above 0")
     job.phase(f"training on {len(train)} rankings")
     trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel, spot_checked, scorer)
     parallel.wait()
@@ -407,11 +410,12 @@ def run_job(db, config: DPOConfig, job) -> dict:
             [c for c in metrics["checkpoints"] if c["step"] != final_step] + [spot_checks.checkpoint_of(final_step, metrics)])
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics, gate.DPO_REMEDY)), pairs)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate)
-    job.log(f"saved {name}; {activation}")
     for c in metrics.get("checkpoints", []):
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
+    job.log(f"saved {name}; {activation}")
     if queue:
-        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False)))
+        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False),
+                                             config.spot_check))
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
             **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)},
             **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}

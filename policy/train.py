@@ -487,11 +487,11 @@ def run_job(db, config: PolicyConfig, job) -> dict:
     rewarder = spot_checks.rewarder(config.judged)
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs, rewarder)
     version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
-    job.log(activation)
     for c in metrics.get("checkpoints", []):
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
+    job.log(activation)
     if queue:
-        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, rewarder))
+        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, rewarder, config.spot_check))
     if isinstance(scorer, JudgeReward):
         job.log(f"the judge's votes: {scorer.readable} of {scorer.asked} readable"
                 + ("; none held a 'Ranking:' line, so every answer scored alike and the policy learnt nothing from the "

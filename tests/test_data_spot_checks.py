@@ -101,3 +101,21 @@ def test_checkpoints_are_spot_checked_apart_and_the_version_is_judged_on_its_fin
     assert (verdict["pairs"], verdict["rankings"], verdict["gamed"]) == (2, 6, True)  # step 10's alone
     with pytest.raises(ValueError, match="the reward model is being gamed"):
         spot_checks.activate(db, new)
+
+
+def test_a_pair_two_checkpoints_wrote_alike_is_queued_once_and_marked_with_the_first():
+    final = {"val/kl": 0.9, "examples": [EXAMPLES[0]]}
+    checkpoints = [{"step": 1, "val/kl": 0.1, "examples": EXAMPLES[:2]}, {"step": 2, "val/kl": 0.2, "examples": EXAMPLES[1:2]},
+                   {"step": 3, "val/kl": 0.9, "examples": [EXAMPLES[2]]}]  # step 3 is the final weights: its pairs are final's
+    pairs, earlier = spot_checks.pairs_to_queue(checkpoints, 3, final, 8)
+    assert [(p["prompt"], p["step"]) for p in pairs] == [("question 1", 1), ("question 0", 3)] and earlier == 1
+
+
+def test_too_few_pairs_for_a_verdict_say_so_instead_of_waiting_for_rankings_that_cannot_come(db, tmp_path):
+    start = versions.register_version(db, "generator", "start", str(tmp_path / "start"))
+    new = versions.register_version(db, "generator", "policy-1", str(tmp_path / "new"), parent_id=start)
+    spot_checks.queue_pairs(db, versions.get_version(db, new), versions.get_version(db, start), EXAMPLES[:1])
+    rank_spot_checks(db, new, ["alice", "bob", "cy"], prefer_new=False)
+    verdict = spot_checks.verdict(db, new)
+    assert verdict["rankings"] == 3 and not verdict["gamed"]
+    assert "too few pairs for a verdict, which needs 6 rankings" in verdict["sentence"]

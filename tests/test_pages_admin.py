@@ -79,6 +79,10 @@ def test_admin_imports_pasted_prompts_once(app_db):
     assert not at.exception and "Imported: 2 added" in unescaped(at.success[0])
     texts = [row[0] for row in app_db.execute("SELECT text FROM prompts WHERE prompt_set = 'default' ORDER BY id")]
     assert texts[2:] == ["A third prompt", "A fourth"]
+    at.text_area[0].input('A plain fifth\n{"prompt": "A JSON sixth"}')  # a mix: neither way is safe to guess
+    at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
+    assert "1 of the 2 pasted lines are JSON objects and the others plain text" in unescaped(at.error[0])
+    assert app_db.execute("SELECT COUNT(*) FROM prompts WHERE prompt_set = 'default'").fetchone()[0] == 4
 
 
 def create_only(monkeypatch, started: list):

@@ -68,6 +68,10 @@ def train_form(db) -> None:
                                  "from chance learns noise: rank more, retrain, or make one active under Train → Models "
                                  "if you trust it."))
     judged = judge_remote is not None
+    if judged:
+        st.caption("A judge is only as good as its agreement with your annotators: measure it first (Quality → "
+                   "Agreement, *AI judge*). The embedded 135M generator wrote a readable ranking in 5% of its votes and "
+                   "agreed with people at chance (bench/README.md); a larger or remote model is needed.")
     with st.form("train-policy"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
@@ -158,10 +162,11 @@ def agreement_by_kl(checkpoints: list[dict]) -> None:
         return
     base = alt.Chart(table).encode(x=alt.X("√KL:Q", title="√KL to the start (nats^½)"))
     interval = base.mark_rule().encode(y=alt.Y("low:Q", scale=alt.Scale(domain=[0, 1]), title="people agree"), y2="high:Q")
-    points = base.mark_line(point=True).encode(y="agreement:Q", tooltip=[
+    points = base.mark_line(point=True).encode(y="agreement:Q", order="step:Q", tooltip=[  # joined in step order
         "step", alt.Tooltip("√KL:Q", format=".2f"), alt.Tooltip("agreement:Q", format=".0%"), "rankings", "pairs"])
+    labels = base.mark_text(dx=8, dy=-8, align="left").encode(y="agreement:Q", text=alt.Text("label:N"))
     chance = alt.Chart(pd.DataFrame({"y": [spot_checks.GAMED_BELOW]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
-    st.altair_chart(interval + points + chance, width="stretch")
+    st.altair_chart(interval + points + labels.transform_calculate(label="'step ' + datum.step") + chance, width="stretch")
 
 
 def compare_and_use(db) -> None:
