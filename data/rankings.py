@@ -135,7 +135,7 @@ def parse_ranking_text(text: str, letters_to_positions: list[int]) -> list[list[
     [[3], [2], [0, 1]]
     """
     cleaned = text.strip().upper()
-    unknown = list(dict.fromkeys(re.sub(r"[A-I=>,\s]", "", cleaned)))  # in the order typed
+    unknown = list(dict.fromkeys(re.sub(r"[A-Ia-i=>,\s]", "", text.strip())))  # as typed, in the order typed
     if unknown:
         raise RankingError(f"cannot read {', '.join(map(repr, unknown))}: use the letters {letter_range(len(letters_to_positions))}, "
                            "'>' or spaces between ranks and '=' for ties")
@@ -158,6 +158,15 @@ def _position(letter: str, letters_to_positions: list[int]) -> int:
         raise RankingError(f"there is no completion {letter}: this item has {len(letters_to_positions)}, "
                            f"{letter_range(len(letters_to_positions))}")
     return letters_to_positions[index]
+
+
+def example_ranking(k: int) -> str:
+    """A ranking of k letters to show as an example: best first, the first two tied.
+
+    >>> example_ranking(4), example_ranking(3), example_ranking(2)
+    ('D > C > A = B', 'C > A = B', 'B > A')
+    """
+    return "B > A" if k == 2 else " > ".join(reversed(LETTERS[2:k])) + " > A = B"
 
 
 def letter_range(k: int) -> str:

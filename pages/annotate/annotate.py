@@ -12,7 +12,7 @@ import streamlit as st
 
 from data import annotation, demonstrations, queue, undo
 from data.conversation import is_conversation
-from data.rankings import LETTERS, RankingError, ranking_from_input, shown_text
+from data.rankings import LETTERS, RankingError, example_ranking, ranking_from_input, shown_text
 from data.store import StoreBusy
 from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count, words_text
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
@@ -314,8 +314,10 @@ def ranking_bar(item, order: list[int]) -> None:
     key = item_key(item)
     with st.bottom, st.form(key, border=False):
         typed, submit_column, skip_column = st.columns([6, 1.3, 1], vertical_alignment="bottom")
+        example = example_ranking(item.k)
         typed.text_input(
-            "Ranking, best first", key=f"{key}-typed", placeholder="e.g. D > C > A = B   (or DCA=B), then Enter",
+            "Ranking, best first", key=f"{key}-typed",
+            placeholder=f"e.g. {example}   (or {example.replace(' > ', '').replace(' = ', '=')}), then Enter",
             help="Letters best to worst; '=' ties two completions. When filled, this wins over the ranks on the cards.",
         )
         submit_column.form_submit_button("Submit ranking", type="primary", on_click=submit, args=(item, order, False),

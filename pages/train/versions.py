@@ -32,7 +32,7 @@ def activate(db, user, version_id: int) -> None:
         flash("error", str(error))
         return
     version = versions.get_version(db, version_id)
-    message = f"{version['name']} is now the active {version['kind']}."
+    message = f"{version['name']} is now the active {versions.KIND_NAMES[version['kind']]}."
     if version["kind"] == "reward" and (job_id := uncertainty.score_in_background(db)):
         message += f" Job {job_id} scores the least-certain-first queues with it."
     flash("success", message)
