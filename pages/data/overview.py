@@ -105,8 +105,8 @@ def too_few_people(n: int, project: dict, served_to: int) -> str:
     if wanted <= served_to:
         return ""
     return (f"Only {served_to} annotator{'s are' if served_to != 1 else ' is'} served this set, and each ranks an item "
-            f"once: items that want {wanted} rankings cannot be finished until more are served it (Served to) or N "
-            "and the overlap's rankings are lowered.")
+            f"once: items that want {wanted} rankings cannot be finished until more annotators are added under "
+            "Served to (or more accounts made on Team), or N and the overlap's rankings are lowered.")
 
 
 def uncertain_status(queue: dict, reward: dict | None) -> None:
