@@ -31,6 +31,15 @@ def set_name(version_name: str) -> str:
     return SET_PREFIX + version_name
 
 
+def spot_check_sets_last(names: list[str]) -> list[str]:
+    """Prompt sets to train on, a project's own first: a spot check's set holds a few pairs' prompts.
+
+    >>> spot_check_sets_last(["spot-check-policy-1", "mine", "builtin"])
+    ['mine', 'builtin', 'spot-check-policy-1']
+    """
+    return sorted(names, key=lambda name: name.startswith(SET_PREFIX))
+
+
 def favourites(examples: list[dict], n: int) -> list[dict]:
     """Up to `n` of an evaluation's examples (prompt, before, after and their rewards; the reward model's biggest gains
     first) on which the reward model prefers the new answer.

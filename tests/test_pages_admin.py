@@ -295,6 +295,7 @@ def test_the_policy_screen_charts_peoples_agreement_against_sqrt_kl_per_checkpoi
     caption = next(text for text in map(unescaped, at.caption) if text.startswith("People's agreement with"))
     assert "the reward model" in caption and "No rankings yet at step 10." in caption
     assert len(step_5) == 2 and len(at.get("vega_lite_chart")) >= 1
+    assert at.selectbox(key="policy-set").value == "builtin"  # not the newest set, the spot check's few prompts
 
 
 def test_the_job_card_shows_the_phase_elapsed_time_what_it_chose_and_the_queue(app_db, monkeypatch):

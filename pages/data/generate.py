@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from data import generators, items, prompt_sets, versions
+from data import generators, items, prompt_sets, spot_checks, versions
 from data.accounts import AuthError
 from policy.config import GenerationConfig
 from policy.remote import RemoteGenerationError, check_server
@@ -147,7 +147,7 @@ def remote_generators_section(db, remotes: list) -> None:
 
 with screen("Generate") as (db, user):
     local_generators = versions.list_versions(db, "generator")
-    sets = [s["name"] for s in items.prompt_sets(db)]
+    sets = spot_checks.spot_check_sets_last([s["name"] for s in items.prompt_sets(db)])
     remotes = generators.remote_generators(db)
     if not local_generators or not sets:
         st.info("Import prompts first (Data → Import).")

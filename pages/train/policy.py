@@ -53,7 +53,7 @@ def train_form(db) -> None:
     prompts_in = {s["name"]: s["prompts"] for s in items.prompt_sets(db)}
     sources = reward_sources(db, rewards)
     left, right = st.columns(2)  # outside the form: the held-out default and the reward's fields follow these
-    prompt_set = left.selectbox("Prompt set", list(prompts_in), key="policy-set",
+    prompt_set = left.selectbox("Prompt set", spot_checks.spot_check_sets_last(list(prompts_in)), key="policy-set",
                                 help="the prompts the policy update samples answers to; its last prompts are held out")
     source = right.selectbox("Reward", list(sources), key="policy-reward",
                              help="the reward model's score, or an AI judge: it ranks each prompt's K answers together "
