@@ -166,8 +166,10 @@ def job_subject(args: dict, named: dict[int, dict], kind: str = "") -> str:
 
     >>> job_subject({"prompt_sets": [], "annotators": ["ann"]}, {}, "train_rm"), job_subject({"prompt_sets": []}, {}, "score_queue")
     ('all prompt sets · rankings by ann', "every prompt set in the 'uncertain' order")
+    >>> job_subject({"kind": "rankings", "format": "parquet", "prompt_sets": ["a"]}, {}, "export")
+    'rankings as parquet · prompt sets a'
     """
-    parts = []
+    parts = [f"{args.get('kind', 'pairs')} as {args.get('format', 'jsonl')}"] if kind == "export" else []
     if sets := args.get("prompt_sets") or args.get("prompt_set"):
         parts.append(f"prompt set {sets}" if isinstance(sets, str) else "prompt sets " + ", ".join(sets))
     elif "prompt_sets" in args:

@@ -58,7 +58,9 @@ def manage(db, kind: str) -> None:
                  column_config={"evaluation": st.column_config.TextColumn(width="large"),
                                 "used by": st.column_config.TextColumn(width="medium")}, placeholder="—")
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    chosen = left.selectbox(f"A {kind} version", listed[::-1], format_func=version_label, key=f"pick-{kind}")
+    by_id = {v["id"]: v for v in listed[::-1]}  # ids as options: the choice stays put when a version's state changes
+    chosen = by_id[left.selectbox(f"A {kind} version", list(by_id), format_func=lambda i: version_label(by_id[i]),
+                                  key=f"pick-{kind}")]
     passes, why = gate_for(chosen)
     if not has_gate(chosen):  # a starting model has nothing to be judged against: not a failure
         st.info("No evaluation gate: a starting or registered model, not trained here, has no start to be compared with. "
