@@ -209,6 +209,18 @@ def parse_prompts(data: bytes, fmt: str, skip_invalid: bool = False) -> Parsed:
     return parsers[fmt](text).accepted(skip_invalid, "prompts")
 
 
+def parse_pasted_prompts(text: str) -> Parsed:
+    """Prompts pasted into the Import screen (`pasted_format`), each with the source "pasted" unless its line says one.
+
+    >>> [(row.text, row.source) for row in parse_pasted_prompts('{"prompt": "hi"}\\n{"prompt": "yo", "source": "x"}')]
+    [('hi', 'pasted'), ('yo', 'x')]
+    """
+    rows = parse_prompts(text.encode(), pasted_format(text))
+    for row in rows:
+        row.source = row.source or "pasted"
+    return rows
+
+
 def pasted_format(text: str) -> str:
     """Pasted prompts are JSON lines when every non-blank line is an object, plain text (one prompt per line) when
     none is; a mix is refused, since its JSON lines would otherwise become prompts of literal JSON.

@@ -25,7 +25,7 @@ LEAVE_OUT = "Leave out the refused lines"
 def parse_prompt_input(upload, pasted: str):
     if upload is not None:
         return importing.parse_prompts(upload.getvalue(), importing.format_of(upload.name))
-    return importing.parse_prompts(pasted.encode(), importing.pasted_format(pasted))
+    return importing.parse_pasted_prompts(pasted)
 
 
 def run_import(do_import, how_to_skip: str | None = None) -> None:

@@ -39,7 +39,8 @@ def train_form(db) -> None:
         kl_budget = left.number_input(
             "KL budget (0: none)", 0.0, 1000.0, defaults.kl_budget, 0.5,
             help="the most KL to the start the run may spend, in nats per sampled answer on held-out prompts, checked "
-                 f"{defaults.kl_checks} times; past it, training stops and keeps the last weights within it. The default "
+                 f"up to {defaults.kl_checks} times (fewer on a run of fewer steps); past it, training stops and keeps "
+                 "the last weights within it. The default "
                  "is where answers still made sense in the closed-loop sweep (bench/README.md)")
         eval_samples = middle.number_input(
             "Samples per held-out prompt", 0, 32, defaults.eval_samples,
