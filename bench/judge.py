@@ -50,7 +50,7 @@ def llama_server(gguf: Path, log: Path, n_ctx: int) -> tuple[subprocess.Popen, s
     raise SystemExit("the llama.cpp server did not answer within 120 s")
 
 
-def seeded_store(path: Path, pairs) -> list[int]:
+def seeded_store(path: Path, pairs) -> None:
     """A store with one item per HH pair (position 0 the human's choice, 1 the other), ranked by one person."""
     from data import accounts, annotation, builtin, conversation, items, prompt_sets
     from data.guidelines import save_guidelines
@@ -62,35 +62,11 @@ def seeded_store(path: Path, pairs) -> list[int]:
     save_guidelines(db, "hh", GUIDELINES, accounts.create_user(db, "bench-admin", "bench-password", role="admin"))
     prompt_sets.configure(db, "hh", status="active")
     me = annotation.annotator_id(db, "hh-annotator")
-    ids = []
     for pair in pairs:
         prompt_id, _ = items.add_prompt(db, "hh", conversation.parse_hh_transcript(pair.prompt))
         item_id = items.add_item(db, prompt_id, [items.NewCompletion(pair.chosen.strip()), items.NewCompletion(pair.rejected.strip())])
         annotation.submit_ranking(db, item_id, me, [[0], [1]], [0, 1])
-        ids.append(item_id)
     db.conn.commit()
-    return ids
-
-
-class PrintedJob:
-    """What `run_judge` reports, printed to the terminal (the benchmark has no job row)."""
-
-    id, writes, args = None, True, {}
-
-    def log(self, line: str) -> None:
-        print(line, flush=True)
-
-    def progress(self, done: float, total: float, message: str = "") -> None:
-        print(f"  {message}", flush=True)
-
-    def phase(self, name: str) -> None:
-        print(f"[{name}]", flush=True)
-
-    def fact(self, name: str, value: str) -> None:
-        self.log(f"{name}: {value}")
-
-    def step_progress(self, step: int, total: int, text: str) -> None:
-        self.progress(step, total, text)
 
 
 def position_bias(db, judge: str, seed: int) -> dict:
@@ -125,7 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from data import generators
+    from data import generators, jobs
     from data.generators import RemoteGenerator
     from data.store import open_db
     from policy.config import JudgeConfig
@@ -146,9 +122,10 @@ def main() -> None:
             name="smollm2-judge", base_url=url, model="smollm2", max_tokens=args.max_tokens, temperature=0.8,
             concurrency=1, timeout_s=300, retries=1), None)
         db.conn.commit()
-        with Timer() as timer:
-            result = run_judge(db, JudgeConfig(prompt_set="hh", remote="smollm2-judge", share=1.0, votes=args.votes,
-                                               seed=args.seed), PrintedJob())
+        job_id = jobs.create_job(db, "judge", {"remote": "smollm2-judge"})  # a job as the app runs it: it prints its progress
+        with Timer() as timer, jobs.running_job(folder / "judge.db", job_id) as (job, result):
+            result.update(run_judge(db, JudgeConfig(prompt_set="hh", remote="smollm2-judge", share=1.0, votes=args.votes,
+                                                    seed=args.seed), job))
     finally:
         server.terminate()
         server.wait(10)

@@ -69,8 +69,8 @@ def pairs_to_queue(checkpoints: list[dict], final_step: int, final: dict, n: int
     last = favourites(final.get("examples", []), n)
     seen = {(p["prompt"], p["after"], p["before"]) for p in last}  # a pair two checkpoints wrote alike is ranked once
     earlier = []
-    for c in checkpoints:
-        for pair in favourites(c["examples"], n) if c["step"] != final_step else []:
+    for c in (c for c in checkpoints if c["step"] != final_step):
+        for pair in favourites(c["examples"], n):
             if (key := (pair["prompt"], pair["after"], pair["before"])) not in seen:
                 seen.add(key)
                 earlier.append(at_checkpoint(pair, c["step"], c["val/kl"]))
@@ -81,7 +81,7 @@ def pairs_to_queue(checkpoints: list[dict], final_step: int, final: dict, n: int
 
 def without_examples(checkpoints: list[dict]) -> list[dict]:
     """The checkpoints as a version's metrics keep them: their examples went to the queue."""
-    return [{key: c[key] for key in ("step", "val/kl", "val/win_rate")} for c in checkpoints]
+    return [{key: value for key, value in c.items() if key != "examples"} for c in checkpoints]
 
 
 def rewarder(judged: bool) -> str:
@@ -144,12 +144,11 @@ def verdict(db: Database, version_id: int) -> dict | None:
     if not rows:
         return None
     final = rows[-1]
-    name, pairs, rankings, agree, by = final["version"], final["pairs"], final["rankings"], final["agree"], final["by"]
-    share = agree / rankings if rankings else None
+    pairs, rankings, share = final["pairs"], final["rankings"], final["agreement"]
     gamed = rankings >= MIN_RANKINGS and share < GAMED_BELOW
-    return {"set": set_name(name), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
-            "agreement": share, "low": final["low"], "high": final["high"], "gamed": gamed, "by": by,
-            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, by)}
+    return {"set": set_name(final["version"]), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
+            "agreement": share, "low": final["low"], "high": final["high"], "gamed": gamed, "by": final["by"],
+            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, final["by"])}
 
 
 def checkpoint_agreement(db: Database, version_id: int) -> list[dict]:
