@@ -148,7 +148,9 @@ def verdict(db: Database, version_id: int) -> dict | None:
     gamed = rankings >= MIN_RANKINGS and share < GAMED_BELOW
     return {"set": set_name(final["version"]), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
             "agreement": share, "low": final["low"], "high": final["high"], "gamed": gamed, "by": final["by"],
-            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, final["by"])}
+            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, final["by"])
+                        + (f" (at the final checkpoint, step {final['step']}; the earlier ones are charted on Policy update)"
+                           if len(rows) > 1 else "")}
 
 
 def checkpoint_agreement(db: Database, version_id: int) -> list[dict]:

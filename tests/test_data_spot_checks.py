@@ -99,6 +99,7 @@ def test_checkpoints_are_spot_checked_apart_and_the_version_is_judged_on_its_fin
     assert rows[0]["low"] > 0.5 and rows[1]["high"] < 0.5
     verdict = spot_checks.verdict(db, new)
     assert (verdict["pairs"], verdict["rankings"], verdict["gamed"]) == (2, 6, True)  # step 10's alone
+    assert "(at the final checkpoint, step 10; the earlier ones are charted on Policy update)" in verdict["sentence"]
     with pytest.raises(ValueError, match="the reward model is being gamed"):
         spot_checks.activate(db, new)
 
