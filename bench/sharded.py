@@ -9,19 +9,20 @@ the reward model. Each arm runs in processes of its own, full weights in fp32 wi
 whole batch), and sharded over two gloo processes under `accelerate launch` (each half of the batch, FSDP2 through
 training/parallel.py as the trainers use it: every decoder block sharded, then the rest). A step is the trainers'
 own: SFT's `sft_loss` over the response tokens, the reward model's Bradley-Terry loss on chosen/rejected pairs, the
-gradients clipped, AdamW. Reports each process's peak RSS and the median step time. Results: bench/out/sharded.json.
+gradients clipped, AdamW. Reports each process's peak RSS and the median step time, and the resident memory through the last step's backward
+pass (sampled every 5 ms: at its start, when the input embedding's backward ends, its peak, its end). Results: bench/out/sharded.json.
 """
 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.common import median, peak_rss_mb, save
+from data.jobs import accelerate_launch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,11 +55,49 @@ def sft_step_inputs(batch: int, tokens: int, seed: int):
     return SFTBatch(ids, torch.ones_like(ids), targets, response)
 
 
+class BackwardTrace:
+    """Resident memory sampled every 5 ms through one backward pass, with the moment the input embedding's backward
+    ends (after it, only the root unit's gradient reduction is left): where in the pass the peak is."""
+
+    def __init__(self, model):
+        import torch
+
+        self.samples: list[tuple[float, int]] = []
+        self.embedding_done = None
+        self.running = False
+        next(m for m in model.modules() if isinstance(m, torch.nn.Embedding)).register_full_backward_hook(lambda *_: self.mark_embedding())
+
+    def mark_embedding(self):
+        self.embedding_done = time.perf_counter()
+
+    def sample(self):
+        while self.running:
+            self.samples.append((time.perf_counter(), rss_now_mb()))
+            time.sleep(0.005)
+
+    def backward(self, loss) -> dict:
+        import threading
+
+        self.running, started, start_mb = True, time.perf_counter(), rss_now_mb()
+        sampler = threading.Thread(target=self.sample)
+        sampler.start()
+        loss.backward()
+        ended = time.perf_counter()
+        self.running = False
+        sampler.join()
+        at = lambda t: next((r for s, r in reversed(self.samples) if s <= t), start_mb)  # noqa: E731  the last sample by t
+        peak_time, peak = max(self.samples, key=lambda sample: sample[1])
+        return {"start_mb": start_mb, "embedding_backward_done_mb": at(self.embedding_done or ended),
+                "peak_mb": peak, "end_mb": at(ended), "s": round(ended - started, 2),
+                "peak_after_embedding_backward": bool(self.embedding_done and peak_time > self.embedding_done)}
+
+
 def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
     """One arm in this process (alone, or one of the processes `accelerate launch` started)."""
     import torch
     import torch.nn.functional as F
 
+    from training import release_freed_memory
     from training.parallel import DataParallel
 
     parallel = DataParallel("cpu", strategy="shard")
@@ -81,6 +120,7 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
     trace = {"built": rss_now_mb()}
     model = parallel.prepare(model)
     trace["prepared"] = rss_now_mb()
+    backward_trace = BackwardTrace(model)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
     share = batch // parallel.processes
@@ -98,11 +138,15 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
             ids = torch.randint(1, 151_936, (batch * 2, tokens), generator=generator)[parallel.rank * share * 2:(parallel.rank + 1) * share * 2]
             rewards = model(ids, torch.ones_like(ids)).view(-1, 2)  # [pairs, chosen/rejected]
             loss = -F.logsigmoid(rewards[:, 0] - rewards[:, 1]).mean()
-        loss.backward()
+        if step == steps - 1:
+            trace["last backward"] = backward_trace.backward(loss)
+        else:
+            loss.backward()
         parallel.average_gradients()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        release_freed_memory()  # as the trainers do after each step
         times.append(time.perf_counter() - started)
         trace[f"after step {step + 1}"] = rss_now_mb()
     return {"kind": kind, "processes": parallel.processes, "sharded": parallel.sharded, "rank": parallel.rank,
@@ -114,10 +158,7 @@ def run_arm(kind: str, processes: int, steps: int, tokens: int, batch: int, tied
     """The arm in processes of its own; each prints one JSON line."""
     args = ["-m", "bench.sharded", "--worker", kind, "--steps", str(steps), "--tokens", str(tokens), "--batch", str(batch),
             *([] if tied else ["--untied"])]
-    command = [sys.executable, *args] if processes == 1 else [
-        shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate", "launch", "--multi_gpu",
-        "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", "0", *args]
+    command = [sys.executable, *args] if processes == 1 else [*accelerate_launch(processes), *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes))}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode:
@@ -148,6 +189,11 @@ def main() -> None:
         print(f"{kind}: {alone['parameters'] / 1e6:.0f}M parameters; alone {alone['peak_rss_mb']:,} MB, {alone['step_s']} s a step; "
               f"sharded over 2 processes {each} "
               f"({results[kind]['peak_rss_ratio']:.2f}x), {sharded[0]['step_s']} s a step", flush=True)
+        for name, arm in (("alone", alone), ("sharded, first process", sharded[0])):
+            b = arm["rss_mb"]["last backward"]
+            print(f"  {name}, last backward pass: {b['start_mb']:,} MB at its start, {b['embedding_backward_done_mb']:,} MB when "
+                  f"the embedding's backward ended, peak {b['peak_mb']:,} MB "
+                  f"({'after' if b['peak_after_embedding_backward'] else 'before'} it), {b['end_mb']:,} MB at its end", flush=True)
     save("sharded-untied" if args.untied else "sharded",
          {"steps": args.steps, "tokens": args.tokens, "batch": args.batch, "tied_embeddings": not args.untied, **results})
 

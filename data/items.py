@@ -157,7 +157,7 @@ def counts(db: Database) -> dict[str, int]:
         "rankings": "SELECT COUNT(*) FROM rankings WHERE skipped = 0",
         "skips": "SELECT COUNT(*) FROM rankings WHERE skipped = 1",
         "comparisons": "SELECT COUNT(*) FROM comparisons",
-        "annotators": "SELECT COUNT(*) FROM annotators",
+        "annotators": "SELECT COUNT(*) FROM annotators WHERE role != 'admin'",  # who rank (reviewers too), not the admins
         "demonstrations": "SELECT COUNT(*) FROM demonstrations",
     }
     return {name: db.execute(sql).fetchone()[0] for name, sql in tables.items()}

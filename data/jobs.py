@@ -37,6 +37,7 @@ from data.secrets import scrub_secrets
 from data.store import db_file, from_json, is_lock_error, now, open_db, resolve_db_path, to_json, write_transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ACCELERATE_CONFIG = PROJECT_ROOT / "training" / "accelerate" / "data_parallel.yaml"
 JOB_MODULES = {
     "generate": "policy.generate",
     "train_rm": "rm.train",
@@ -180,13 +181,18 @@ def job_command(kind: str, processes: int) -> list[str]:
     >>> job_command("sft", 1)[1:]
     ['-m', 'policy.sft']
     >>> job_command("sft", 2)[1:4], job_command("sft", 2)[-2:]
-    (['-m', 'accelerate.commands.launch', '--multi_gpu'], ['-m', 'policy.sft'])
+    (['-m', 'accelerate.commands.launch', '--config_file'], ['-m', 'policy.sft'])
     """
     if processes <= 1:
         return [sys.executable, "-m", JOB_MODULES[kind]]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-            "-m", JOB_MODULES[kind]]
+    return [*accelerate_launch(processes), "-m", JOB_MODULES[kind]]
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """`accelerate launch` of `processes` processes on this machine with the shipped config
+    (training/accelerate/data_parallel.yaml), never a user's default config, on a free port."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+            "--num_processes", str(processes), "--main_process_port", "0"]
 
 
 def _spawn(db: Database, db_path: Path, job_id: int, gpus: tuple[int, ...]) -> None:

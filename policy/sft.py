@@ -28,7 +28,7 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import checkpointing, gate, warmup_then_decay
+from training import checkpointing, gate, release_freed_memory, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
@@ -167,6 +167,7 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+            release_freed_memory()  # the step's gradients and gathered weights, so the heap does not grow step by step
             seconds += time.perf_counter() - started
             step, tokens = step + 1, tokens + batch.n_tokens
             report(step, total, {"train/epoch": epoch, "train/loss": loss.item(), "train/lr": schedule.get_last_lr()[0],

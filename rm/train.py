@@ -2,9 +2,9 @@
 
     python -m rm.train --epochs 2 --backbone embedded:all-MiniLM-L6-v2
 
-Several GPUs: `accelerate launch --multi_gpu --num_processes N -m rm.train ...` runs the same code path;
-each process trains on its share of the batches, gradients are averaged, and the first process
-records the job and writes the version (training/parallel.py).
+Several GPUs: `accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes N -m rm.train ...`
+runs the same code path; each process trains on its share of the batches, gradients are averaged, and the first
+process records the job and writes the version (training/parallel.py).
 
 The parts, in the order every trainer lists them (here, policy/sft.py, policy/dpo.py, policy/train.py):
   config      rm/config.py:RewardConfig
@@ -25,7 +25,7 @@ import torch
 from data import uncertainty, versions
 from data.rankings import tied_pairs
 from data.jobs import job_main
-from training import checkpointing, diagnostics, gate, model_config, warmup_then_decay
+from training import checkpointing, diagnostics, gate, model_config, release_freed_memory, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import RankingExample, load_rankings, n_pairs, split_by_prompt, weighted_by_reliability, weights_line
@@ -214,6 +214,7 @@ def fit(train, validation, config: RewardConfig, on_step=lambda step, total, met
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+            release_freed_memory()  # the step's gradients and gathered weights, so the heap does not grow step by step
             step += 1
             tokens += batch.n_tokens
             pairs_seen += batch.n_pairs

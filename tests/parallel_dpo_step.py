@@ -3,7 +3,7 @@ rankings of different weights (one with a tie), each process stepping on its sha
 then steps a single-process trainer on the whole batch and prints, as JSON, the largest weight difference and the
 held-out figures both give.
 
-    accelerate launch --multi_gpu --num_processes 2 -m tests.parallel_dpo_step TINY_GENERATOR_PATH
+    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 -m tests.parallel_dpo_step TINY_GENERATOR_PATH
 """
 
 import json

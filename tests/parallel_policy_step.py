@@ -3,7 +3,7 @@ algorithm, the same rollout in every process (the same weights and seed sample t
 updating on its half of the prompts; the first process then updates a single-process trainer on the whole rollout
 and prints the largest weight difference per algorithm as JSON.
 
-    accelerate launch --multi_gpu --num_processes 2 tests/parallel_policy_step.py TINY_GENERATOR_PATH
+    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 tests/parallel_policy_step.py TINY_GENERATOR_PATH
 """
 
 import json

@@ -3,7 +3,6 @@ result as one process within noise, exactly one version written, progress report
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +23,7 @@ DEMOS = [(f"question {i}: what is {w}", f"{w} is a word.") for i, w in enumerate
 
 def run_module(module: str, processes: int, args: list[str]) -> subprocess.CompletedProcess:
     """`python -m module args`, alone or as `processes` processes under accelerate (gloo on CPU)."""
-    launcher = [sys.executable, "-m"] if processes == 1 else [
-        shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate", "launch", "--multi_gpu",
-        "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", "0", "-m"]
+    launcher = [sys.executable, "-m"] if processes == 1 else [*jobs.accelerate_launch(processes), "-m"]  # the shipped config
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run([*launcher, module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -16,9 +16,10 @@ With `strategy="shard"` (SFT and the reward model) `prepare` shards the model wi
 FSDP averages those gradients itself, the trainer calls the model's own forward, and `full_state` gathers the whole
 weights for the first process to save.
 
-    accelerate launch --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
-    accelerate launch --multi_gpu --num_processes 2 -m policy.sft --epochs 3   # no GPU: 2 CPU processes (gloo)
-    accelerate launch --num_processes 2 -m policy.train --prompts-per-step 8   # each GPU samples 4 prompts a step
+    CONFIG=training/accelerate/data_parallel.yaml  # what the app's jobs launch with (data.jobs.accelerate_launch)
+    accelerate launch --config_file $CONFIG --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
+    accelerate launch --config_file $CONFIG --num_processes 2 -m policy.sft --epochs 3          # no GPU: 2 CPU processes
+    accelerate launch --config_file $CONFIG --num_processes 2 -m policy.train --prompts-per-step 8  # 4 prompts a GPU a step
 """
 
 import dataclasses

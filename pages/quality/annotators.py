@@ -57,6 +57,8 @@ with screen("Annotators") as (db, user):
         numbers = pd.to_numeric(shown[column], errors="coerce")
         if shown[column].dtype == object and numbers.notna().sum() == shown[column].notna().sum():
             shown[column] = numbers
+    for column in [c for c in PERCENT_COLUMNS if c in shown]:  # whole percents alike (20.83% beside 25% read as different precisions)
+        shown[column] = pd.to_numeric(shown[column]).round(2)
     st.caption("One row per annotator (scroll sideways for every figure; hover a column's name for what it measures). "
                "— : nothing to go on yet.")
     st.dataframe(shown, hide_index=True, column_config={
