@@ -276,3 +276,14 @@ def test_figures_logged_at_the_same_step_are_kept_together(db, db_path):
         job.metrics(2, {"train/loss": 0.6})
     assert jobs.job_metrics(db, job_id) == [{"step": 1, "train/loss": 0.69, "train/accuracy": 0.75, "val/kl": 0.2},
                                             {"step": 2, "train/loss": 0.6}]
+
+
+def test_jobs_of_several_processes_launch_with_the_shipped_accelerate_config():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    command = jobs.job_command("train_rm", 2)
+    assert command[command.index("--config_file") + 1] == str(jobs.ACCELERATE_CONFIG)
+    assert command[command.index("--num_processes") + 1] == "2" and command[-2:] == ["-m", "rm.train"]
+    config = load_config_from_file(str(jobs.ACCELERATE_CONFIG))  # what accelerate launch reads from it
+    assert config.distributed_type == "MULTI_GPU" and config.mixed_precision == "no" and config.num_machines == 1
+    assert not config.fsdp_config and not config.deepspeed_config  # the split is the trainers' --strategy
