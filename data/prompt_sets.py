@@ -229,14 +229,19 @@ def progress(db: Database) -> list[dict]:
     return rows
 
 
+def served_people(db: Database, name: str) -> list[int]:
+    """The ids of the enabled accounts the set is served to (its assigned annotators, or everyone)."""
+    return [row[0] for row in db.execute(
+        """SELECT n.id FROM annotators n WHERE n.disabled = 0 AND n.origin = 'account'
+           AND (NOT EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = ?)
+                OR n.id IN (SELECT annotator_id FROM set_assignments a WHERE a.prompt_set = ?))""", [name, name])]
+
+
 def unreachable(db: Database, name: str) -> tuple[int, int]:
     """(items, rankings) of the set still wanted that nobody can give: every enabled account the set is served to
     (its assigned annotators, or everyone) has ranked, skipped or been sent back from those items already. One
     lookup per open item on the rankings' (item, annotator) key."""
-    people = [row[0] for row in db.execute(
-        """SELECT n.id FROM annotators n WHERE n.disabled = 0 AND n.origin = 'account'
-           AND (NOT EXISTS (SELECT 1 FROM set_assignments a WHERE a.prompt_set = ?)
-                OR n.id IN (SELECT annotator_id FROM set_assignments a WHERE a.prompt_set = ?))""", [name, name])]
+    people = served_people(db, name)
     answered = (f"(SELECT COUNT(*) FROM rankings r WHERE r.item_id = i.id AND r.annotator_id IN ({', '.join('?' * len(people))}))"
                 if people else "0")
     items, rankings = db.execute(

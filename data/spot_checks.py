@@ -14,12 +14,14 @@ are still coming in, a job asked to activate its version leaves it to the admin 
 
 from sqlite_utils import Database
 
-from data import versions
+import math
+
+from data import guidelines, prompt_sets, versions
 from data.accounts import User
 from data.agreement import wilson_interval
 from data.items import NewCompletion, add_item, add_prompt, ensure_prompt_set
 from data.prompt_sets import configure
-from data.store import write_transaction
+from data.store import now, write_transaction
 
 SET_PREFIX = "spot-check-"
 RANKINGS_PER_PAIR = 3
@@ -97,15 +99,21 @@ def held_for_people(activate: bool, activation: str, pairs: list[dict], by: str 
                    f"pairs (make it active on Train → Models once they agree with it)")
 
 
-def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> dict:
-    """Put the reward model's favourite pairs (from `favourites`) into the queue. Returns {"set", "pairs"}."""
+def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict], source_sets: list[str] = ()) -> dict:
+    """Put the reward model's favourite pairs (from `favourites`) into the queue, in a set served to the people the
+    run's prompt sets (`source_sets`; none: every set) are served to, under their guidelines when they share one, each
+    pair wanting enough rankings for a verdict (at most one from each of those people). Returns {"set", "pairs"}."""
     if not pairs:
         return {"set": None, "pairs": 0}
     name = set_name(version["name"])
     with write_transaction(db):  # the whole set or none of it
         top = db.execute("SELECT COALESCE(MAX(priority), 0) FROM prompt_sets").fetchone()[0]
-        ensure_prompt_set(db, name, rankings_wanted=RANKINGS_PER_PAIR)
-        configure(db, name, priority=min(100, top + 1), status="active")  # before the items: they take its priority
+        ensure_prompt_set(db, name)
+        configure(db, name, priority=min(100, top + 1), status="active",  # before the items: they take its priority
+                  assign=served_to(db, source_sets))
+        people = len(prompt_sets.served_people(db, name))  # each ranks a pair once: more would never finish
+        configure(db, name, rankings_wanted=max(1, min(rankings_per_pair(len(pairs)), people or RANKINGS_PER_PAIR)))
+        _copy_guidelines(db, source_sets, name)
         for example in pairs:
             prompt_id, _ = add_prompt(db, name, example["prompt"])
             checkpoint = {key: example[key] for key in ("step", "kl") if key in example}
@@ -114,11 +122,43 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict]) -> 
     return {"set": name, "pairs": len(pairs)}
 
 
+def rankings_per_pair(pairs: int) -> int:
+    """What each pair wants: RANKINGS_PER_PAIR, or more when there are too few pairs for MIN_RANKINGS.
+
+    >>> rankings_per_pair(4), rankings_per_pair(1)
+    (3, 6)
+    """
+    return max(RANKINGS_PER_PAIR, math.ceil(MIN_RANKINGS / max(pairs, 1)))
+
+
+def served_to(db: Database, source_sets: list[str]) -> list[str]:
+    """The annotators every one of these sets is served to, together ([]: everyone, as when any of them, or no set, is
+    served to everyone)."""
+    people: set[str] = set()
+    for source in source_sets:
+        assigned = prompt_sets.assigned(db, source)
+        if not assigned:
+            return []
+        people.update(assigned)
+    return sorted(people)
+
+
+def _copy_guidelines(db: Database, source_sets: list[str], name: str) -> None:
+    """The sources' current guidelines as the spot-check set's first version, when they have one text among them."""
+    texts = {g.text: g for g in (guidelines.current_guidelines(db, s) for s in source_sets) if g}
+    if len(texts) != 1:
+        return
+    source = next(s for s in source_sets if guidelines.current_guidelines(db, s))
+    db.execute("""INSERT INTO guidelines (prompt_set, version, text, author_id, created_at)
+                  SELECT ?, 1, text, author_id, ? FROM guidelines WHERE prompt_set = ? ORDER BY version DESC LIMIT 1""",
+               [name, now(), source])
+
+
 def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dict], earlier: int, by: str,
-                     asked: int) -> str:
+                     asked: int, source_sets: list[str] = ()) -> str:
     """Queue a new version's favourite pairs (`queue_pairs`); what the job's log says of it. `asked`: the most pairs
     a checkpoint may give (only held-out pairs whose new answer the reward prefers, each once, qualify)."""
-    queued = queue_pairs(db, versions.get_version(db, version_id), start, pairs)
+    queued = queue_pairs(db, versions.get_version(db, version_id), start, pairs, source_sets)
     return (f"spot check: {queued['pairs']} of {by}'s favourite held-out pairs queued for people to rank (up to "
             f"{asked} a checkpoint: those where it prefers the new answer, each pair once), in the prompt set "
             f"{queued['set']}" + (f"; {earlier} of them from earlier checkpoints" if earlier else ""))
@@ -145,10 +185,13 @@ def verdict(db: Database, version_id: int) -> dict | None:
         return None
     final = rows[-1]
     pairs, rankings, share = final["pairs"], final["rankings"], final["agreement"]
+    name = set_name(final["version"])
+    per_pair = db.execute("SELECT rankings_wanted FROM prompt_sets WHERE name = ?", [name]).fetchone()
+    per_pair = per_pair[0] if per_pair else RANKINGS_PER_PAIR
     gamed = rankings >= MIN_RANKINGS and share < GAMED_BELOW
-    return {"set": set_name(final["version"]), "pairs": pairs, "rankings": rankings, "wanted": pairs * RANKINGS_PER_PAIR,
+    return {"set": name, "pairs": pairs, "rankings": rankings, "wanted": pairs * per_pair,
             "agreement": share, "low": final["low"], "high": final["high"], "gamed": gamed, "by": final["by"],
-            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, final["by"])
+            "sentence": _sentence(rankings, share, final["low"], final["high"], gamed, pairs, final["by"], per_pair)
                         + (f" (at the final checkpoint, step {final['step']}; the earlier ones are charted on Policy update)"
                            if len(rows) > 1 else "")}
 
@@ -182,13 +225,17 @@ def checkpoint_agreement(db: Database, version_id: int) -> list[dict]:
              "version": name, "by": by} for step, kl, pairs, rankings, agree in rows]
 
 
-def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int, by: str) -> str:
-    if pairs * RANKINGS_PER_PAIR < MIN_RANKINGS:
-        return (f"{rankings} of {pairs * RANKINGS_PER_PAIR} rankings of {by}'s {pairs} favourite pair"
-                f"{'s' if pairs != 1 else ''}: too few pairs for a verdict, which needs {MIN_RANKINGS} rankings (the "
-                "held-out prompts gave no more pairs where it prefers the new answer; hold out more prompts next time)")
+def _sentence(rankings: int, share: float | None, low: float, high: float, gamed: bool, pairs: int, by: str,
+              per_pair: int = RANKINGS_PER_PAIR) -> str:
+    """`per_pair`: the rankings each pair wants (fewer than a verdict needs when too few people are served it)."""
+    wanted = pairs * per_pair
+    if wanted < MIN_RANKINGS:
+        why = (f"only {per_pair} {'people are' if per_pair != 1 else 'person is'} served it, and each ranks a pair once: "
+               "add annotators on Team, then raise the set's N on Overview" if per_pair < rankings_per_pair(pairs) else
+               "the held-out prompts gave no more pairs where it prefers the new answer; hold out more prompts next time")
+        return (f"{rankings} of {wanted} rankings of {by}'s {pairs} favourite pair{'s' if pairs != 1 else ''}: too few "
+                f"for a verdict, which needs {MIN_RANKINGS} rankings ({why})")
     if rankings < MIN_RANKINGS:
-        return (f"{rankings} of {pairs * RANKINGS_PER_PAIR} rankings of {by}'s favourite pairs so far (a verdict "
-                f"from {MIN_RANKINGS})")
+        return f"{rankings} of {wanted} rankings of {by}'s favourite pairs so far (a verdict from {MIN_RANKINGS})"
     said = f"people agree with {by} on {share:.0%} of {rankings} rankings of its favourite pairs (95% interval {low:.0%}-{high:.0%})"
     return f"{by} is being gamed: {said}" if gamed else said

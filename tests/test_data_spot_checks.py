@@ -9,8 +9,17 @@ EXAMPLES = [{"prompt": f"question {i}", "before": f"a plain answer {i}", "after"
              "before_reward": 0.0, "after_reward": 1.0} for i in range(3)]
 
 
+def accounts_for(db, *names: str) -> None:
+    """People who can log in (a spot check counts who is served it, and only accounts can be)."""
+    from data import accounts
+
+    for name in names:
+        accounts.create_user(db, name, f"{name}-password-1")
+
+
 @pytest.fixture
 def queued(db, tmp_path):
+    accounts_for(db, "alice", "bob", "cy")
     items.ensure_prompt_set(db, "ordinary")
     prompt_sets.configure(db, "ordinary", priority=5)
     prompt_id, _ = items.add_prompt(db, "ordinary", "an ordinary question")
@@ -112,11 +121,39 @@ def test_a_pair_two_checkpoints_wrote_alike_is_queued_once_and_marked_with_the_f
     assert [(p["prompt"], p["step"]) for p in pairs] == [("question 1", 1), ("question 0", 3)] and earlier == 1
 
 
-def test_too_few_pairs_for_a_verdict_say_so_instead_of_waiting_for_rankings_that_cannot_come(db, tmp_path):
+def test_a_single_pair_wants_the_rankings_a_verdict_needs(db, tmp_path):
     start = versions.register_version(db, "generator", "start", str(tmp_path / "start"))
     new = versions.register_version(db, "generator", "policy-1", str(tmp_path / "new"), parent_id=start)
+    accounts_for(db, "alice", "bob", "cy", "dee", "eve", "fay")
     spot_checks.queue_pairs(db, versions.get_version(db, new), versions.get_version(db, start), EXAMPLES[:1])
+    assert prompt_sets.get_set(db, "spot-check-policy-1")["rankings_wanted"] == 6  # 1 pair x 6 rankings, not 3
     rank_spot_checks(db, new, ["alice", "bob", "cy"], prefer_new=False)
     verdict = spot_checks.verdict(db, new)
-    assert verdict["rankings"] == 3 and not verdict["gamed"]
-    assert "too few pairs for a verdict, which needs 6 rankings" in verdict["sentence"]
+    assert (verdict["rankings"], verdict["wanted"], verdict["gamed"]) == (3, 6, False)
+    assert "3 of 6 rankings of the reward model's favourite pairs so far (a verdict from 6)" in verdict["sentence"]
+
+
+def test_the_spot_check_is_served_to_the_runs_people_under_its_guidelines_and_says_when_they_are_too_few(db, tmp_path):
+    from data import accounts, guidelines
+
+    admin = accounts.create_user(db, "admin", "admin-password", role="admin")
+    accounts_for(db, "ann", "ben", "cat")
+    items.ensure_prompt_set(db, "support")
+    prompt_sets.configure(db, "support", assign=["ann", "ben"])
+    guidelines.save_guidelines(db, "support", "Prefer the answer that solves the customer's problem.", admin)
+    start = versions.register_version(db, "generator", "start", str(tmp_path / "start"))
+    new = versions.register_version(db, "generator", "policy-1", str(tmp_path / "new"), parent_id=start)
+    spot_checks.queue_pairs(db, versions.get_version(db, new), versions.get_version(db, start), EXAMPLES[:2], ["support"])
+    spot = prompt_sets.get_set(db, "spot-check-policy-1")
+    assert spot["assigned"] == ["ann", "ben"] and spot["rankings_wanted"] == 2  # one ranking each, no more
+    assert guidelines.current_guidelines(db, "spot-check-policy-1").text.startswith("Prefer the answer that solves")
+    served = queue.next_item(db, annotation.annotator_id(db, "cat"))
+    assert served is None or served.prompt_set != "spot-check-policy-1"  # not one of the support set's people
+    rank_spot_checks(db, new, ["ann", "ben"], prefer_new=True)
+    verdict = spot_checks.verdict(db, new)
+    assert verdict["rankings"] == 4 and not verdict["gamed"]
+    assert verdict["sentence"].startswith("4 of 4 rankings of the reward model's 2 favourite pairs: too few for a verdict, "
+                                          "which needs 6 rankings (only 2 people are served it, and each ranks a pair once")
+    # a run over every set (DPO without prompt sets), or a set served to everyone: the check is served to everyone
+    items.ensure_prompt_set(db, "open")
+    assert spot_checks.served_to(db, []) == [] and spot_checks.served_to(db, ["support", "open"]) == []
