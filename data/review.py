@@ -16,7 +16,7 @@ import statistics
 
 from sqlite_utils import Database
 
-from data import leaderboard, quality
+from data import leaderboard, prompt_sets, quality
 from data.accounts import User, require_role
 from data.rankings import validate_order
 from data.store import from_json, now, write_transaction
@@ -146,6 +146,17 @@ def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None
 def send_back(db: Database, ranking_id: int, reason: str = "sent back for another ranking", actor: User | None = None,
               by: str = "") -> None:
     reject(db, ranking_id, reason, actor, by, send_back=True)
+
+
+def others_who_can_rank(db: Database, item_id: int) -> int:
+    """How many of the people the item's set is served to have not ranked, skipped or been sent back from it: who the
+    queue can serve it to if it is sent back."""
+    prompt_set = db.execute("SELECT p.prompt_set FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE i.id = ?",
+                            [item_id]).fetchone()
+    if prompt_set is None:
+        return 0
+    answered = {row[0] for row in db.execute("SELECT annotator_id FROM rankings WHERE item_id = ?", [item_id])}
+    return sum(person not in answered for person in prompt_sets.served_people(db, prompt_set[0]))
 
 
 def review_events(db: Database, limit: int = 50) -> list[dict]:

@@ -121,6 +121,25 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     assert list(at.dataframe[-1].value["action"]) == ["reject"]
 
 
+def test_sending_back_an_item_nobody_else_can_rank_says_so_before_and_after(app_db):
+    """A team of two who both ranked an item: sent back, it could never be finished (walk, 2026-12-06)."""
+    from data import accounts, prompt_sets
+
+    for name in ("alice", "bob", "cy"):
+        accounts.create_user(app_db, name, f"{name}-password-1")
+    [item] = add_items(app_db, 1, prompt_set="mine")
+    prompt_sets.configure(app_db, "mine", assign=["alice", "bob", "cy"])
+    ranking = rank(app_db, "alice", item, flags=["prompt unclear"])
+    rank(app_db, "bob", item)
+    assert review.others_who_can_rank(app_db, item) == 1  # cy
+    prompt_sets.configure(app_db, "mine", assign=["alice", "bob"])
+    assert review.others_who_can_rank(app_db, item) == 0
+    at = start("pages/quality/review.py")
+    assert any("nobody else this item's set is served to can rank it" in unescaped(c) for c in at.caption)
+    next(b for b in at.button if b.label == "Send back").click().run()
+    assert not at.exception and unescaped(at.warning[0]).startswith(f"Ranking {ranking}: sent back, but nobody else")
+
+
 @pytest.mark.slow
 def test_the_command_line_lists_and_decides(db, db_path):
     [item] = add_items(db, 1)

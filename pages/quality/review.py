@@ -11,10 +11,13 @@ from ui.widgets import as_shown
 
 
 DECISION = "review-decision"  # (kind, message) of the last decision, shown beside the buttons that made it
+NOBODY_ELSE = ("nobody else this item's set is served to can rank it (each person ranks an item once, and all of them "
+               "have ranked or skipped it): it stays unfinished until an annotator is added (Team, or the set's Served "
+               "to on Overview).")
 
 
 @guarded("reviewer")
-def decide(db, user, ranking_id: int, action: str, reason_key: str) -> None:
+def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str) -> None:
     reason = st.session_state.get(reason_key) or ""
     try:
         if action == "accept":
@@ -24,6 +27,8 @@ def decide(db, user, ranking_id: int, action: str, reason_key: str) -> None:
         else:
             review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user)
         st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: {action} recorded.")
+        if action == "send back" and not review.others_who_can_rank(db, item_id):
+            st.session_state[DECISION] = ("warning", f"Ranking {ranking_id}: sent back, but {NOBODY_ELSE}")
     except (ValueError, LookupError) as error:
         st.session_state[DECISION] = ("error", str(error))
 
@@ -57,11 +62,13 @@ def actions(db, user, rows: list[dict]) -> None:
         as_shown(annotation.get_item(db, chosen["item_id"]), chosen["display_order"])
     reason_key = f"review-reason-{chosen['ranking_id']}"
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
+    if not review.others_who_can_rank(db, chosen["item_id"]):
+        st.caption(inline(f"Send back: {NOBODY_ELSE} Reject leaves the item as it is."))
     accept, reject, send_back = st.columns(3)
-    accept.button("Accept", on_click=decide, args=(chosen["ranking_id"], "accept", reason_key), width="stretch")
-    reject.button("Reject", on_click=decide, args=(chosen["ranking_id"], "reject", reason_key), width="stretch",
+    accept.button("Accept", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "accept", reason_key), width="stretch")
+    reject.button("Reject", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "reject", reason_key), width="stretch",
                   help="kept and marked; left out of training, agreement, the leaderboard and the pairs export")
-    send_back.button("Send back", on_click=decide, args=(chosen["ranking_id"], "send back", reason_key), width="stretch",
+    send_back.button("Send back", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "send back", reason_key), width="stretch",
                      help="rejected, and the item returns to the queue for another annotator")
     show_decision()
 
