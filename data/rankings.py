@@ -75,6 +75,17 @@ def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def have_none(letters: list[str]) -> str:
+    """The letters without a rank, in words.
+
+    >>> have_none(["C"]), have_none(["A", "B", "C"])
+    ('C has none', 'A, B and C have none')
+    """
+    if len(letters) == 1:
+        return f"{letters[0]} has none"
+    return f"{', '.join(letters[:-1])} and {letters[-1]} have none"
+
+
 def validate_ranking(groups: list[list[int]], k: int) -> list[list[int]]:
     """Check that `groups` ranks each of the k completions exactly once.
 
@@ -96,7 +107,7 @@ def validate_ranking(groups: list[list[int]], k: int) -> list[list[int]]:
         raise RankingError(f"{', '.join(duplicated)} ranked more than once")
     missing = [LETTERS[p] for p in sorted(set(range(k)) - set(seen))]
     if missing:
-        raise RankingError(f"give every completion a rank: {', '.join(missing)} has none")
+        raise RankingError(f"give every completion a rank: {have_none(missing)}")
     return [sorted(int(p) for p in group) for group in groups]
 
 
@@ -212,7 +223,9 @@ def ranking_from_input(typed: str, ranks: list[int | None], shown_order: list[in
     else:
         missing = [LETTERS[i] for i, rank in enumerate(ranks) if rank is None]
         if missing:
-            raise RankingError(f"give every completion a rank: {', '.join(missing)} has none")
+            raise RankingError(f"give every completion a rank: {have_none(missing)}"
+                               + (" (or, to flag all of them bad or unsafe, tick the flag and Submit with no rank)"
+                                  if len(missing) == k else ""))
         shown_groups = ranks_to_groups(dict(enumerate(ranks)))
     shown_groups = validate_ranking(shown_groups, k)
     return [sorted(shown_order[i] for i in group) for group in shown_groups]

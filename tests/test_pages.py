@@ -100,7 +100,7 @@ def test_a_missing_rank_is_refused_with_a_message(app_db):
     first_prompt = shown_prompt(at)
     at.segmented_control[0].set_value(1)
     button(at, "Submit ranking").click().run()
-    assert "give every completion a rank: B, C, D has none" in unescaped(at.error[0])
+    assert "give every completion a rank: B, C and D have none" in unescaped(at.error[0])
     assert shown_prompt(at) == first_prompt
     assert app_db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 0
 
@@ -220,3 +220,13 @@ def test_a_long_write_lock_keeps_the_ranking_and_says_the_store_is_busy(app_db, 
     button(at, "Submit ranking").click().run()
     assert "Saved: D > C > A = B" in unescaped(at.success[0])
     assert app_db.execute("SELECT COUNT(*) FROM rankings").fetchone()[0] == 1
+
+
+def test_a_flag_that_keeps_an_item_out_of_training_needs_no_ranking(app_db):
+    at = annotate_as(app_db, "uma")
+    button(at, "Submit ranking").click().run()  # nothing ranked, nothing flagged: refused, with the way to flag
+    assert "A, B, C and D have none (or, to flag all of them bad or unsafe" in unescaped(at.error[0])
+    at.pills(key=next(k for k in at.session_state if str(k).endswith("-flags"))).set_value(["offensive/unsafe"]).run()
+    button(at, "Submit ranking").click().run()
+    assert not at.exception and "Flagged 'offensive/unsafe' without a ranking" in unescaped(at.info[0])
+    assert app_db.execute("SELECT skipped, flags FROM rankings").fetchall() == [(1, '["offensive/unsafe"]')]

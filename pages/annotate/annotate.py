@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from data import annotation, demonstrations, queue, undo
+from data import annotation, demonstrations, queue, review, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, example_ranking, ranking_from_input, shown_text
 from data.store import StoreBusy
@@ -103,7 +103,15 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
             flash("info", "Skipped.")
             return
         ranks = [st.session_state.get(f"{key}-rank-{i}") for i in range(item.k)]
-        groups = ranking_from_input(st.session_state.get(f"{key}-typed") or "", ranks, order)
+        typed = st.session_state.get(f"{key}-typed") or ""
+        bad = [flag for flag in flags if flag in review.BAD_FLAGS]
+        if bad and not typed.strip() and all(rank is None for rank in ranks):  # a ranking would be left out anyway
+            annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment, **context)
+            count_one_down()
+            flash("info", f"Flagged {' and '.join(repr(f) for f in bad)} without a ranking: reviewers see the flag, and "
+                          "flagged items stay out of training.")
+            return
+        groups = ranking_from_input(typed, ranks, order)
         saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment, **context)
         if saved.was_new:
             count_one_down()
