@@ -112,10 +112,13 @@ def tie_figures(tie_odds: dict[str, list[torch.Tensor]]) -> dict:
 
 
 def ranking_bootstrap_interval(correct: torch.Tensor, ranking: torch.Tensor, resamples: int = 1000, seed: int = 0) -> list[float]:
-    """95% interval of the pair accuracy, resampling whole rankings (a ranking's pairs are not independent).
+    """95% interval of the pair accuracy, resampling whole rankings (a ranking's pairs are not independent); from a
+    single ranking nothing can be said: [0, 1].
     correct [P] in {0, 0.5, 1}, ranking [P] the ranking each pair came from -> [low, high]"""
     _, cluster = ranking.unique(return_inverse=True)  # [P] 0..C-1
-    C = int(cluster.max()) + 1
+    C = int(cluster.max()) + 1 if len(cluster) else 0
+    if C < 2:  # one ranking resampled is itself every time: a zero-width interval would look certain
+        return [0.0, 1.0]
     right = torch.zeros(C).index_add_(0, cluster, correct)  # [C] correct pairs per ranking
     pairs = torch.bincount(cluster, minlength=C).float()  # [C]
     draws = torch.randint(C, (resamples, C), generator=torch.Generator().manual_seed(seed))  # [R, C]

@@ -294,3 +294,9 @@ def test_the_held_out_accuracy_comes_with_an_interval_and_a_length_only_rule_bes
                                "more rankings (70% at 40 rankings, 80% at 80). Rank more items, then retrain.")
     shorter = [RankingExample(i, "q", ["a", "a b c"], [[0], [1]]) for i in range(3)]
     assert length_rule_accuracy(shorter, shorter)["val/length_rule"] == "shorter"
+    # one held-out ranking (a new project's first model): no interval, too few to tell, and a rule at chance blames nothing
+    assert ranking_bootstrap_interval(torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3, dtype=torch.long)) == [0.0, 1.0]
+    one = reward_model_verdict({"val/accuracy": 1 / 3, "val/accuracy_ci": [0.0, 1.0], "val/length_rule": "shorter",
+                                "val/length_rule_accuracy": 1 / 3, "val/rankings": 1, "val/pairs": 3})
+    assert one == [(False, "Too few rankings to tell: 33% held-out accuracy is measured on 1 held-out ranking (3 pairs), "
+                           "and a figure means something from about 5. Rank more items, then retrain.")]

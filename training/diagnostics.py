@@ -9,7 +9,7 @@ similar length).
 import math
 
 from data.rankings import ranking_to_pairs
-from training.gate import MIN_PAIRS
+from training.gate import MIN_HELD_OUT_RANKINGS, MIN_PAIRS
 
 
 def correlation(xs: list[float], ys: list[float]) -> float:
@@ -88,13 +88,18 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
     if accuracy is None:
         return lines
     rising = still_rising(metrics.get("val/learning_curve") or [])
-    if interval and interval[0] <= 0.5:
+    held_out = metrics.get("val/rankings")
+    if held_out is not None and held_out < MIN_HELD_OUT_RANKINGS:
+        lines.append((False, f"Too few rankings to tell: {accuracy:.0%} held-out accuracy is measured on {held_out} held-out "
+                             f"ranking{'s' if held_out != 1 else ''} ({metrics.get('val/pairs', '?')} pairs), and a figure "
+                             f"means something from about {MIN_HELD_OUT_RANKINGS}. Rank more items, then retrain."))
+    elif interval and interval[0] <= 0.5:
         lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy {accuracy:.0%} (95% interval "
                              f"{interval[0]:.0%}–{interval[1]:.0%}) cannot be told apart from chance. Rank more items, then retrain."))
     elif rising:
         lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy is still rising steeply with "
                              f"more rankings ({rising}). Rank more items, then retrain."))
-    if by_length is not None and accuracy - by_length < 0.05:
+    if by_length is not None and by_length > 0.5 and accuracy - by_length < 0.05:  # a rule at chance explains nothing
         lines.append((False, f"The rule \"the {rule} answer wins\" scores {by_length:.0%} on the same held-out pairs: most of "
                              "what this reward model learned may be length, and a policy update will chase it."))
     if interval and interval[0] > 0.5 and (by_length is None or accuracy - by_length >= 0.05):
