@@ -406,11 +406,16 @@ class Job:
         """Progress of a loop, "step 3/40 · <text> · ETA 80 s" (the ETA of the current phase, from its start), on the
         job's card and, every PRINT_EVERY_S and at the last step, on the terminal (or the job's log file)."""
         now_ = time.perf_counter()
-        message = f"step {step}/{total} · {text} · ETA {(now_ - self.phase_started) / step * (total - step):.0f} s"
+        message = f"step {step}/{total} · {text} · {self.eta(step, total)}"
         self.progress(step, total, message)
         if step == total or now_ - self.printed >= PRINT_EVERY_S:
             self.printed = now_
             print(message, flush=True)
+
+    def eta(self, done: float, total: float) -> str:
+        """"ETA 80 s": the current phase's time so far, scaled to what is left of it (from its start, as if even)."""
+        elapsed = time.perf_counter() - self.phase_started
+        return f"ETA {elapsed / done * (total - done):.0f} s" if done > 0 else "ETA after the first step"
 
     def log(self, line: str) -> None:
         print(line, flush=True)

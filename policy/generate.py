@@ -101,8 +101,9 @@ def within_batch(job, done: int, batch: int, total: int, max_new_tokens: int, ev
         nonlocal last
         if time.perf_counter() - last >= every_s:
             last = time.perf_counter()
-            job.progress(done + batch * t / max_new_tokens, total,
-                         f"{done}/{total} prompts, the next {batch} at token {t} of at most {max_new_tokens}")
+            so_far = done + batch * t / max_new_tokens
+            job.progress(so_far, total, f"{done}/{total} prompts, the next {batch} at token {t} of at most "
+                                        f"{max_new_tokens} · {job.eta(so_far, total)} (at most: answers often end sooner)")
     return on_token
 
 

@@ -204,6 +204,9 @@ def test_a_batch_reports_progress_as_its_tokens_are_written(tiny_small_vocab_gen
         def progress(self, done, total, message=""):
             self.seen.append((done, total, message))
 
+        def eta(self, done, total):
+            return f"ETA of {done}/{total}"
+
     model, tokenizer = load_generator(tiny_small_vocab_generator)
     tokens = []
     sample(model, tokenizer, [[{"role": "user", "content": "hi"}]], 2, 1.0, 1.0, 12, 0, on_token=tokens.append)
@@ -213,7 +216,7 @@ def test_a_batch_reports_progress_as_its_tokens_are_written(tiny_small_vocab_gen
     for t in (3, 6, 12):
         report(t)
     assert [(d, n) for d, n, _ in job.seen] == [(8.75, 11), (9.5, 11), (11.0, 11)]
-    assert job.seen[0][2] == "8/11 prompts, the next 3 at token 3 of at most 12"
+    assert job.seen[0][2] == "8/11 prompts, the next 3 at token 3 of at most 12 · ETA of 8.75/11 (at most: answers often end sooner)"
     quiet = Reports()
     report = within_batch(quiet, 0, 3, 3, 12, every_s=3600)
     report(5)
