@@ -203,7 +203,7 @@ def progress(db: Database) -> list[dict]:
     ETA at that pace. One grouped query over items (the pace from the rankings index on created_at)."""
     rows = list(db.query(f"""
         SELECT s.name, s.status, s.priority, s.rankings_wanted, s.overlap_share, s.overlap_rankings,
-               COUNT(i.id) AS items, COALESCE(SUM({WANTED}), 0) AS wanted,
+               COUNT(i.id) AS items, COALESCE(SUM(CASE WHEN i.id IS NOT NULL THEN {WANTED} END), 0) AS wanted,
                COALESCE(SUM(MIN(i.n_rankings, {WANTED})), 0) AS done,
                COALESCE(SUM(i.n_rankings >= {WANTED}), 0) AS complete,
                COALESCE(SUM(i.id IS NOT NULL AND {OVERLAP_POINT} < s.overlap_share), 0) AS overlap_items

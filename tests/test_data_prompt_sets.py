@@ -213,3 +213,12 @@ def test_unanswered_items_with_a_cut_answer_can_be_withdrawn_and_generated_again
     assert [row[0] for row in db.execute("SELECT id FROM items ORDER BY id")] == [made[0], made[3]]
     assert db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 4
     assert prompt_sets.cut_answers(db, "long")["withdrawable"] == 0
+
+
+def test_a_set_of_prompts_without_items_wants_no_rankings_yet(db):
+    """The walk: a new set of 8 prompts, nothing generated, read '0 of 8 rankings wanted (0 of 0 items complete)'."""
+    items.ensure_prompt_set(db, "fresh")
+    for i in range(8):
+        items.add_prompt(db, "fresh", f"question {i}")
+    row = next(r for r in prompt_sets.progress(db) if r["name"] == "fresh")
+    assert (row["items"], row["wanted"], row["done"], row["eta_days"]) == (0, 0, 0, 0.0)

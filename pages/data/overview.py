@@ -62,6 +62,9 @@ def progress_bar(project: dict) -> None:
             if project["per_day"] else " · no rankings in the last week")
     overlap = (f" · {project['overlap_items']:,} overlap items (for agreement)" if project["overlap_share"] and project["items"]
                else "")
+    if not project["items"]:
+        st.caption("No items to rank yet: generate completions for this set (Data → Generate), or import some.")
+        return
     st.progress(done / wanted if wanted else 0.0,
                 text=f"{done:,} of {wanted:,} rankings wanted ({project['complete']:,} of {project['items']:,} items complete)"
                      f"{overlap}{pace}")
