@@ -25,6 +25,18 @@ QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment",
           "gold": "gold items failed", "disagreement": "items whose rankings disagree most",
           "pattern": "annotators whose pace or pattern is off"}
 PATTERN_MIN_RANKINGS = 10  # an annotator's figures mean something from here on
+# Why a queue is empty: what puts a ranking in it (the walk found two empty queues that read as broken).
+EMPTY_BECAUSE = {
+    "flagged": "no ranking is flagged by its annotator",
+    "comments": "no ranking has a comment",
+    "skipped": "no item was skipped by two or more annotators",
+    "gold": "no gold item was ranked against its answer (Quality → Gold items marks them)",
+    "disagreement": "no item has two rankings that order a pair of its completions oppositely (a tie against an order "
+                    "is not counted: Quality → Item consensus shows ties)",
+    "pattern": f"no annotator's pace or pattern is off, judged once they have {PATTERN_MIN_RANKINGS} rankings: a median "
+               f"time under a third of the team's (once 3 annotators have {PATTERN_MIN_RANKINGS}), 90% of pairs tied, or "
+               "the first-shown answer ranked best beyond chance",
+}
 BAD_FLAGS = ("all are bad", "offensive/unsafe")
 # Rankings kept out of the trainers and the pairs export unless asked for (r: rankings).
 EXCLUDED_FROM_TRAINING = f"""(r.review = 'rejected' OR EXISTS (SELECT 1 FROM json_each(r.flags)

@@ -113,6 +113,9 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     ranking = rank(app_db, "alice", item, flags=["all are bad"])
     at = start("pages/quality/review.py")
     assert not at.exception and list(at.dataframe[0].value["ranking"]) == [ranking]
+    at.segmented_control(key="review-queue").set_value("pattern").run()  # empty: it says what would put a ranking there
+    assert unescaped(at.info[0]).startswith("Nothing in this queue: no annotator's pace or pattern is off, judged once")
+    at.segmented_control(key="review-queue").set_value("flagged").run()
     assert at.dataframe[0].value["stored order"].tolist() == ["A > B > C > D"]
     at.text_input(key=f"review-reason-{ranking}").input("every answer is fine, flag was a mistake")
     next(b for b in at.button if b.label == "Reject").click().run()

@@ -88,7 +88,7 @@ with screen("Review", role="reviewer") as (db, user):
     queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue")
     rows = review.review_queue(db, queue or "flagged")
     if not rows:
-        st.info("Nothing in this queue.")
+        st.info(f"Nothing in this queue: {review.EMPTY_BECAUSE[queue or 'flagged']}.")
     else:
         queue_table(rows)
         actions(db, user, rows)
