@@ -23,7 +23,8 @@ def undoable(db: Database, annotator: int) -> dict | None:
     asked again as a self-consistency repeat, not reviewed yet, and not the source of a demonstration."""
     cutoff = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=UNDO_WINDOW_S)).isoformat(timespec="milliseconds")
     row = next(iter(db.query(
-        """SELECT r.id, r.item_id, r.skipped, r.groups, r.created_at, r.review, i.origin FROM rankings r JOIN items i ON i.id = r.item_id
+        """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.review, i.origin
+           FROM rankings r JOIN items i ON i.id = r.item_id
            WHERE r.annotator_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT 1""", [annotator])), None)  # index walk
     if row is None or row["created_at"] < cutoff or row["review"]:  # a reviewed ranking stays as it was judged
         return None

@@ -61,9 +61,10 @@ def test_an_annotator_undoes_a_submission_from_the_annotate_screen(app_db):
     me = annotation.annotator_id(app_db, "alice")
     ranked_item = app_db.execute("SELECT item_id FROM rankings WHERE annotator_id = ?", [me]).fetchone()[0]
     next(b for b in at.button if b.label == "Undo last").click().run()
-    assert not at.exception and "Taken back" in unescaped(at.info[0])
+    assert not at.exception and "Taken back: your ranking A > B > C > D is deleted" in unescaped(at.info[0])
     assert app_db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ?", [me]).fetchone()[0] == 0
     assert typed in at.session_state  # the same item is the current one again (its widgets' keys)
+    assert at.text_input(key=typed).value == "A > B > C > D"  # what was taken back, to change or submit again
     assert queue.next_item(app_db, me).id == ranked_item
 
 

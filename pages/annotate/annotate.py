@@ -7,13 +7,14 @@ scrolling past every answer. Everything has a key: the shortcuts are listed on t
 
 import hashlib
 import time
+import types
 
 import streamlit as st
 
 from data import annotation, demonstrations, queue, review, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, example_ranking, ranking_from_input, shown_text
-from data.store import StoreBusy
+from data.store import StoreBusy, from_json
 from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count, words_text
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
 from ui.text import inline
@@ -126,9 +127,16 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
 @guarded()
 def take_back_last(db, user) -> None:
     try:
-        undo.undo_last(db, user.id)
+        last = undo.undoable(db, user.id)  # what it was, to say so and put it back in the ranking field
+        item_id = undo.undo_last(db, user.id)
         st.session_state.pop(LEFT, None)  # the taken-back item is open again: recount what is left
-        flash("info", "Taken back: your last answer is deleted and its item is your current one again.")
+        if last and not last["skipped"] and last["item_id"] == item_id:
+            given = shown_text(from_json(last["groups"]), from_json(last["display_order"]))
+            st.session_state[f"{item_key(types.SimpleNamespace(id=item_id, repeat_of=None))}-typed"] = given
+            flash("info", f"Taken back: your ranking {given} is deleted and its item is your current one again, with "
+                          "that ranking in the field to change or submit again.")
+        else:
+            flash("info", "Taken back: your skip is deleted and its item is your current one again.")
     except ValueError as error:
         flash("error", str(error))
 
