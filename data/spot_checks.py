@@ -1,7 +1,8 @@
 """People check the reward model's favourites: after a policy update (or a DPO run judged by a reward model), the
 held-out pairs on which the reward model (or the AI judge that rewarded the policy update) prefers the new generator's answer over the starting one's by the widest
 margin go into the annotation queue as ordinary items of two answers, in a set of their own ('spot-check-<version>',
-served before the other sets, RANKINGS_PER_PAIR rankings each). Annotators are not told which answer is which (the
+served before the other sets to the people the run's prompt sets are served to, under their guidelines,
+RANKINGS_PER_PAIR rankings each, more when there are too few pairs for a verdict, at most one per person served). Annotators are not told which answer is which (the
 display order is shuffled per annotator, as for any item), and their rankings are ordinary rankings (a later reward
 model learns from them).
 
@@ -12,15 +13,14 @@ here first: once MIN_RANKINGS are in and the share is below GAMED_BELOW, the ver
 are still coming in, a job asked to activate its version leaves it to the admin (Train → Models).
 """
 
-from sqlite_utils import Database
-
 import math
+
+from sqlite_utils import Database
 
 from data import guidelines, prompt_sets, versions
 from data.accounts import User
 from data.agreement import wilson_interval
 from data.items import NewCompletion, add_item, add_prompt, ensure_prompt_set
-from data.prompt_sets import configure
 from data.store import now, write_transaction
 
 SET_PREFIX = "spot-check-"
@@ -109,10 +109,10 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict], sou
     with write_transaction(db):  # the whole set or none of it
         top = db.execute("SELECT COALESCE(MAX(priority), 0) FROM prompt_sets").fetchone()[0]
         ensure_prompt_set(db, name)
-        configure(db, name, priority=min(100, top + 1), status="active",  # before the items: they take its priority
+        prompt_sets.configure(db, name, priority=min(100, top + 1), status="active",  # before the items: they take its priority
                   assign=served_to(db, source_sets))
         people = len(prompt_sets.served_people(db, name))  # each ranks a pair once: more would never finish
-        configure(db, name, rankings_wanted=max(1, min(rankings_per_pair(len(pairs)), people or RANKINGS_PER_PAIR)))
+        prompt_sets.configure(db, name, rankings_wanted=max(1, min(rankings_per_pair(len(pairs)), people or RANKINGS_PER_PAIR)))
         _copy_guidelines(db, source_sets, name)
         for example in pairs:
             prompt_id, _ = add_prompt(db, name, example["prompt"])
@@ -145,10 +145,10 @@ def served_to(db: Database, source_sets: list[str]) -> list[str]:
 
 def _copy_guidelines(db: Database, source_sets: list[str], name: str) -> None:
     """The sources' current guidelines as the spot-check set's first version, when they have one text among them."""
-    texts = {g.text: g for g in (guidelines.current_guidelines(db, s) for s in source_sets) if g}
-    if len(texts) != 1:
+    current = {source: guidelines.current_guidelines(db, source) for source in source_sets}
+    if len({g.text for g in current.values() if g}) != 1:
         return
-    source = next(s for s in source_sets if guidelines.current_guidelines(db, s))
+    source = next(s for s, g in current.items() if g)
     db.execute("""INSERT INTO guidelines (prompt_set, version, text, author_id, created_at)
                   SELECT ?, 1, text, author_id, ? FROM guidelines WHERE prompt_set = ? ORDER BY version DESC LIMIT 1""",
                [name, now(), source])
