@@ -7,7 +7,6 @@ scrolling past every answer. Everything has a key: the shortcuts are listed on t
 
 import hashlib
 import time
-import types
 
 import streamlit as st
 
@@ -73,7 +72,11 @@ def count_one_down() -> None:
 def item_key(item) -> str:
     """The prefix of this showing's widget and timer keys: a repeat of an item gets its own (its time starts afresh).
     Opaque, as widget keys reach the page: nothing in it tells a repeat from a first showing."""
-    return "item-" + hashlib.sha256(f"{item.id}:{item.repeat_of}".encode()).hexdigest()[:12]
+    return showing_key(item.id, item.repeat_of)
+
+
+def showing_key(item_id: int, repeat_of: int | None = None) -> str:
+    return "item-" + hashlib.sha256(f"{item_id}:{repeat_of}".encode()).hexdigest()[:12]
 
 
 def entry_keys(item) -> list[str]:
@@ -132,7 +135,7 @@ def take_back_last(db, user) -> None:
         st.session_state.pop(LEFT, None)  # the taken-back item is open again: recount what is left
         if last and not last["skipped"] and last["item_id"] == item_id:
             given = shown_text(from_json(last["groups"]), from_json(last["display_order"]))
-            st.session_state[f"{item_key(types.SimpleNamespace(id=item_id, repeat_of=None))}-typed"] = given
+            st.session_state[f"{showing_key(item_id)}-typed"] = given  # served again as a first showing
             flash("info", f"Taken back: your ranking {given} is deleted and its item is your current one again, with "
                           "that ranking in the field to change or submit again.")
         else:
