@@ -101,14 +101,15 @@ def test_the_models_screen_activates_and_cannot_delete_what_is_used(app_db, tmp_
     assert list(frame["name"]) == ["policy-2", "policy-1", "SmolLM2-135M-Instruct (embedded)"]
     assert frame.set_index("name").loc["policy-1", "evaluation"] == "win rate: too few to tell (n=4)"
     assert "'policy-2' was trained from it" in frame.set_index("name").loc["policy-1", "used by"]
-    at.selectbox(key="pick-generator").set_value(first).run()
+    at.selectbox(key=f"pick-generator-{base}").set_value(first).run()
     assert any("too few held-out pairs" in unescaped(w) for w in at.warning)
     assert at.button(key="delete-generator").disabled and at.button(key="activate-generator").disabled
     at.checkbox(key=f"override-generator-{first}").check().run()  # below the gate: the admin says they read why
     at.button(key="activate-generator").click().run()
     assert versions.active_version(app_db, "generator")["id"] == first
     assert "policy-1 is now the active generator" in unescaped(at.success[0])
-    assert at.selectbox(key="pick-generator").value == first  # the choice stays on the version just made active
+    picker = at.selectbox(key=f"pick-generator-{first}")  # a new widget, labelled afresh: the active one changed
+    assert picker.value == first and "policy-1 (active)" in picker.options  # the choice stays, its label is new
     history = at.dataframe[-1].value
     assert list(history["by"])[0] == "admin" and list(history["name"])[0] == "policy-1"
     assert list(history["note"])[0] == "below its gate: too few held-out pairs to tell: 4, need at least 30 (hold out more prompts, or draw more samples per prompt (K))"

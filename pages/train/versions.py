@@ -59,8 +59,13 @@ def manage(db, kind: str) -> None:
                                 "used by": st.column_config.TextColumn(width="medium")}, placeholder="—")
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     by_id = {v["id"]: v for v in listed[::-1]}  # ids as options: the choice stays put when a version's state changes
-    chosen = by_id[left.selectbox(f"A {kind} version", list(by_id), format_func=lambda i: version_label(by_id[i]),
-                                  key=f"pick-{kind}")]
+    active = next((v["id"] for v in listed if v["is_active"]), None)
+    kept = st.session_state.get(f"picked-{kind}")
+    # a new widget when the active version changes: the browser kept showing the old "(active)" label otherwise
+    picked = left.selectbox(f"A {kind} version", list(by_id), index=list(by_id).index(kept) if kept in by_id else 0,
+                            format_func=lambda i: version_label(by_id[i]), key=f"pick-{kind}-{active}")
+    st.session_state[f"picked-{kind}"] = picked
+    chosen = by_id[picked]
     passes, why = gate_for(chosen)
     if not has_gate(chosen):  # a starting model has nothing to be judged against: not a failure
         st.info("No evaluation gate: a starting or registered model, not trained here, has no start to be compared with. "
