@@ -41,7 +41,7 @@ from policy.evaluation import PolicyEvaluator
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.rollout import Rollout, completion_logprobs
 from policy.sft import encode_demonstration
-from training import checkpointing, gate, model_config, release_freed_memory, warmup_then_decay
+from training import checkpointing, gate, model_config, quantization, release_freed_memory, warmup_then_decay
 from training.parallel import DataParallel
 from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt, weighted_by_reliability, weights_line
@@ -363,7 +363,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
     job.phase("loading the generator")
     model, tokenizer = load_generator(start["path"], str(device), load_dtype(config, device, start_config), config.quantize)
     if config.quantize != "none":
-        job.fact("base weights", f"{config.quantize} (bitsandbytes), a LoRA adapter trained on them")
+        job.fact("base weights", quantization.job_fact(config.quantize))
     full_weights = hasattr(model, "merge_and_unload")  # starting from an adapter: merge it, save full weights
     if full_weights:
         model = model.merge_and_unload()

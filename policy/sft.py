@@ -28,7 +28,7 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import checkpointing, gate, release_freed_memory, warmup_then_decay
+from training import checkpointing, gate, quantization, release_freed_memory, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
@@ -215,7 +215,7 @@ def run_job(db, config: SFTConfig, job) -> dict:
     job.phase("loading the generator")
     model, tokenizer = load_generator(start["path"], str(parallel.device), quantize=config.quantize)
     if config.quantize != "none":
-        job.fact("base weights", f"{config.quantize} (bitsandbytes), a LoRA adapter trained on them")
+        job.fact("base weights", quantization.job_fact(config.quantize))
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     precision = precision_for(config.bf16, parallel.device, model.config)

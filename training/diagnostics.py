@@ -9,7 +9,7 @@ similar length).
 import math
 
 from data.rankings import ranking_to_pairs
-from training.gate import MIN_HELD_OUT_RANKINGS, MIN_PAIRS
+from training.gate import MIN_HELD_OUT_RANKINGS, MIN_PAIRS, too_few_held_out_rankings
 
 
 def correlation(xs: list[float], ys: list[float]) -> float:
@@ -89,7 +89,7 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
         return lines
     rising = still_rising(metrics.get("val/learning_curve") or [])
     held_out = metrics.get("val/rankings")
-    if held_out is not None and held_out < MIN_HELD_OUT_RANKINGS:
+    if too_few_held_out_rankings(metrics):
         lines.append((False, f"Too few rankings to tell: {accuracy:.0%} held-out accuracy is measured on {held_out} held-out "
                              f"ranking{'s' if held_out != 1 else ''} ({metrics.get('val/pairs', '?')} pairs), and a figure "
                              f"means something from about {MIN_HELD_OUT_RANKINGS}. Rank more items, then retrain."))

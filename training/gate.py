@@ -43,6 +43,13 @@ def generator_gate(metrics: dict, remedy: str = POLICY_REMEDY) -> tuple[bool, st
     return True, f"win rate {win:.2f} on {n} pairs (95% interval {low:.2f}-{high:.2f}), {lc:.2f} at similar length"
 
 
+def too_few_held_out_rankings(metrics: dict) -> bool:
+    """A reward model's held-out figures rest on fewer than MIN_HELD_OUT_RANKINGS rankings (its interval resamples whole
+    rankings: from one, it is no interval); False when the count was not recorded."""
+    n = metrics.get("val/rankings")
+    return n is not None and n < MIN_HELD_OUT_RANKINGS
+
+
 def reward_model_gate(metrics: dict) -> tuple[bool, str]:
     """
     >>> reward_model_gate({"val/accuracy": 0.7, "val/accuracy_ci": [0.62, 0.78], "val/length_rule_accuracy": 0.55, "val/rankings": 30})[0]
@@ -53,9 +60,8 @@ def reward_model_gate(metrics: dict) -> tuple[bool, str]:
     accuracy, interval = metrics.get("val/accuracy"), metrics.get("val/accuracy_ci")
     if accuracy is None or not interval:
         return False, "no held-out accuracy: too few rankings held out to judge it"
-    n = metrics.get("val/rankings")
-    if n is not None and n < MIN_HELD_OUT_RANKINGS:  # its interval resamples whole rankings: from one, it is no interval
-        return False, (f"too few held-out rankings to tell: {n}, need at least {MIN_HELD_OUT_RANKINGS} (rank more, or hold "
+    if too_few_held_out_rankings(metrics):
+        return False, (f"too few held-out rankings to tell: {metrics['val/rankings']}, need at least {MIN_HELD_OUT_RANKINGS} (rank more, or hold "
                        "out a larger share)")
     rule = metrics.get("val/length_rule_accuracy") or 0.0
     bar, what = (rule, f"the length-only rule ({rule:.2f})") if rule > 0.5 else (0.5, "a coin (0.50)")
@@ -102,7 +108,7 @@ def evaluation_summary(metrics: dict) -> str:
         lc = metrics.get("val/lc_win_rate")
         return f"win rate {win:.2f} (n={n}, 95% {low:.2f}-{high:.2f})" + (f"; {lc:.2f} at similar length" if lc is not None else "")
     rankings = metrics.get("val/rankings")
-    if metrics.get("val/accuracy_ci") and rankings is not None and rankings < MIN_HELD_OUT_RANKINGS:
+    if metrics.get("val/accuracy_ci") and too_few_held_out_rankings(metrics):
         return (f"accuracy {metrics['val/accuracy']:.2f}: too few to tell ({rankings} held-out "
                 f"ranking{'s' if rankings != 1 else ''}, {metrics.get('val/pairs', '?')} pairs)")
     if metrics.get("val/accuracy_ci"):

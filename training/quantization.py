@@ -31,6 +31,11 @@ def problem(quantize: str, lora: bool, strategy: str = "replicate") -> str | Non
     return None
 
 
+def job_fact(quantize: str) -> str:
+    """What a job's card says of its base weights."""
+    return f"{quantize} (bitsandbytes), a LoRA adapter trained on them"
+
+
 def bnb_config(quantize: str, compute_dtype):
     """transformers' BitsAndBytesConfig for `quantize`, None for none."""
     if quantize == "none":

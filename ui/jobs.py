@@ -41,6 +41,17 @@ def launch(kind: str, config, what: str, follow: str = "below or under Jobs", li
     st.rerun()
 
 
+def refused(problem: str | None) -> bool:
+    """A form's check: shows the problem (a clause, from the config's own check) as a sentence; True when there is one."""
+    if problem:
+        st.error(capitalised(problem) + ".")
+    return bool(problem)
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def activate_checkbox(column) -> bool:
     """The launch forms' opt-in: training never makes its version active unless asked, and then only past the gate."""
     return column.checkbox("Make it active if it passes the gate", False,
@@ -51,13 +62,13 @@ def activate_checkbox(column) -> bool:
 
 def checkpointing_checkbox(column) -> bool:
     """Every training form's memory option (training/checkpointing.py)."""
-    return column.checkbox("Gradient checkpointing", False, help=CHECKPOINTING_HELP[0].upper() + CHECKPOINTING_HELP[1:])
+    return column.checkbox("Gradient checkpointing", False, help=capitalised(CHECKPOINTING_HELP))
 
 
 def quantize_input(column) -> str:
     """The LoRA forms' base precision (training/quantization.py): as stored, or 8/4 bits under a LoRA adapter."""
     return column.selectbox("Base weights", quantization.QUANTIZE, format_func=QUANTIZE_NAMES.get,
-                            help=quantization.HELP[0].upper() + quantization.HELP[1:])
+                            help=capitalised(quantization.HELP))
 
 
 def processes_input(column) -> int:
@@ -76,7 +87,7 @@ def strategy_input(column) -> str:
     """SFT's and the reward model's choice, with several GPUs: replicate the model in every process or shard it."""
     if scheduler.gpu_count() < 2:
         return "replicate"
-    return column.selectbox("With several processes", STRATEGIES, help=STRATEGY_HELP[0].upper() + STRATEGY_HELP[1:],
+    return column.selectbox("With several processes", STRATEGIES, help=capitalised(STRATEGY_HELP),
                             format_func={"replicate": "replicate (data parallel)", "shard": "shard (FSDP2)"}.get)
 
 

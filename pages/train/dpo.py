@@ -8,7 +8,7 @@ from policy.config import DPOConfig
 from training import quantization
 from training.diagnostics import verdict
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
-                     version_label, version_picker)
+                     refused, version_label, version_picker)
 from ui.session import screen
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
@@ -68,8 +68,7 @@ def train_form(db) -> None:
         left, right, _ = st.columns(3)
         processes, quantize = processes_input(left), quantize_input(right)
         if st.form_submit_button("Start preference optimisation", type="primary"):
-            if problem := quantization.problem(quantize, lora):
-                st.error(problem[0].upper() + problem[1:] + ".")
+            if refused(quantization.problem(quantize, lora)):
                 return
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),

@@ -10,8 +10,8 @@ from data import generators, items, jobs, spot_checks, versions
 from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
-from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, version_label,
-                     version_picker)
+from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, refused,
+                     version_label, version_picker)
 from ui.session import screen, show_flash
 from ui.text import inline
 
@@ -117,8 +117,7 @@ def train_form(db) -> None:
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
         if st.form_submit_button("Start policy update", type="primary"):
-            if problem := held_out_problem(prompts_in[prompt_set], int(eval_prompts)):
-                st.error(problem[0].upper() + problem[1:] + ".")
+            if refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))):
                 return
             if int(prompts_per_step) % processes:
                 st.error(f"{int(prompts_per_step)} prompts per step cannot be shared equally by {processes} processes: "

@@ -6,7 +6,7 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from training.gate import MIN_HELD_OUT_RANKINGS
+from training.gate import MIN_HELD_OUT_RANKINGS, too_few_held_out_rankings
 from ui.jobs import (activate_checkbox, activation_confirmed, checkpointing_checkbox, gate_override, latest_job,
                      launch, processes_input, strategy_input, version_picker)
 from ui.models import reward_scorer
@@ -97,8 +97,7 @@ def models_list(db) -> None:
         left.metric("Held-out accuracy", f"{m['val/accuracy']:.0%} (n={m.get('val/pairs', '?')})",
                     help=f"pairs of held-out prompts the reward model orders as people did: {m.get('val/pairs', '?')} pairs "
                          f"from {m.get('val/rankings', '?')} rankings")
-        few = m.get("val/rankings", MIN_HELD_OUT_RANKINGS) < MIN_HELD_OUT_RANKINGS  # resampling 1-4 rankings says nothing
-        middle.metric("95% interval", "too few to tell" if few else f"{m['val/accuracy_ci'][0]:.0%} – {m['val/accuracy_ci'][1]:.0%}",
+        middle.metric("95% interval", "too few to tell" if too_few_held_out_rankings(m) else f"{m['val/accuracy_ci'][0]:.0%} – {m['val/accuracy_ci'][1]:.0%}",
                       help=f"resampling whole held-out rankings (from {MIN_HELD_OUT_RANKINGS} of them)")
         right.metric(f"\"The {m['val/length_rule']} answer wins\"", f"{m['val/length_rule_accuracy']:.0%}",
                      help="a length-only rule on the same pairs: how much of the reward model could be length")

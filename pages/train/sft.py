@@ -7,7 +7,7 @@ from data.store import StoreBusy
 from policy.config import SFTConfig
 from training import quantization
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
-                     strategy_input, version_picker)
+                     refused, strategy_input, version_picker)
 from ui.session import admin_download, flash, screen
 
 SFT_CHARTS = {"Loss": ["train/loss", "val/loss"]}
@@ -46,8 +46,7 @@ def train_form(db) -> None:
             if strategy == "shard" and lora:
                 st.error("Sharding is for full weights (a LoRA adapter is small): untick LoRA, or replicate.")
                 return
-            if problem := quantization.problem(quantize, lora, strategy):
-                st.error(problem[0].upper() + problem[1:] + ".")
+            if refused(quantization.problem(quantize, lora, strategy)):
                 return
             launch("sft", SFTConfig(generator_version=generator["id"], epochs=int(epochs), learning_rate=float(learning_rate),
                                     batch_size=int(batch_size), lora=lora, prompt_sets=list(prompt_sets), name=name.strip(),
