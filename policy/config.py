@@ -14,7 +14,7 @@ KL_BUDGET = 5.0
 SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on most, put in the annotation queue for "
                    "people to rank (data/spot_checks.py); the version is not made active while they disagree with it; "
                    "0: none")
-from training import PROCESSES_HELP, STRATEGY_HELP
+from training import PROCESSES_HELP, STRATEGY_HELP, sharding_problem
 from training.checkpointing import HELP as CHECKPOINTING_HELP
 from training.precision import BF16_HELP, normalise as normalise_bf16
 from training.quantization import HELP as QUANTIZE_HELP, problem as quantize_problem
@@ -141,6 +141,7 @@ class PolicyConfig:
     baseline_momentum: float = field(default=0.9, metadata={"help": "reinforce: momentum of the moving-average baseline"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
+    strategy: str = field(default="replicate", metadata={"help": STRATEGY_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "sampling and prompt-order seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
@@ -164,6 +165,8 @@ class PolicyConfig:
             raise ValueError("spot_check_every must be 0 (the final version only) or more steps")
         if self.judged and not 1 <= self.judge_votes <= 16:
             raise ValueError(f"judge_votes must be between 1 and 16, got {self.judge_votes}")
+        if problem := sharding_problem(self.strategy, self.lora):
+            raise ValueError(problem)
 
     @property
     def judged(self) -> bool:

@@ -36,13 +36,16 @@ class PolicyEvaluator:
     """The policy, its reference (None: the policy's LoRA adapter switched off) and an optional reward scorer.
 
     `rollout` samples K completions per prompt; `evaluate` and `kl_to_reference` compare the policy with its reference
-    on held-out prompts. `micro_batch_prompts` and `max_prompt_tokens` default to the policy update's.
+    on held-out prompts. `micro_batch_prompts` and `max_prompt_tokens` default to the policy update's. `parallel`:
+    a policy sharded across processes (training/parallel.py), whose every forward pass they run together: they sample
+    in lockstep and split each rollout into as many micro-batches, and every process must call what this one does.
     """
 
     def __init__(self, policy, reference, tokenizer, scorer, *, k: int, max_new_tokens: int, temperature: float,
                  bf16: bool, max_prompt_tokens: int = PolicyConfig.max_prompt_tokens,
-                 micro_batch_prompts: int = PolicyConfig.micro_batch_prompts):
+                 micro_batch_prompts: int = PolicyConfig.micro_batch_prompts, parallel=None):
         self.policy, self.reference, self.tokenizer, self.scorer = policy, reference, tokenizer, scorer
+        self.sharded = parallel if parallel is not None and parallel.sharded else None
         self.device = policy.device
         self.k, self.max_new_tokens, self.temperature, self.bf16 = k, max_new_tokens, temperature, bf16
         self.max_prompt_tokens, self.micro_batch_prompts = max_prompt_tokens, micro_batch_prompts
@@ -60,14 +63,16 @@ class PolicyEvaluator:
 
     def prompts_per_pass(self, rollout: Rollout) -> int:
         """`micro_batch_prompts`, or automatically (0): one prompt on a CPU; on a GPU (bound by kernel launches, not
-        memory, for a small model) all of the rollout's prompts when their activations fit in half the free memory."""
+        memory, for a small model) all of the rollout's prompts when their activations fit in half the free memory
+        (sharded: on every process)."""
         if self.micro_batch_prompts:
             return self.micro_batch_prompts
         prompts = rollout.sequences.shape[0] // self.k
         if self.device.type != "cuda":
             return 1
         free, _ = torch.cuda.mem_get_info(self.device)
-        return prompts if activation_bytes(self.policy.config, rollout) <= free / 2 else 1
+        fits = activation_bytes(self.policy.config, rollout) <= free / 2
+        return prompts if (self.sharded.everyone(fits) if self.sharded else fits) else 1
 
     def micro_logprobs(self, model, rollout: Rollout, start: int, stop: int, value_head=None, with_entropy=True):
         """`completion_logprobs` of rows start..stop-1, padded back to the rollout's T columns (zeros after the
@@ -95,7 +100,8 @@ class PolicyEvaluator:
         torch.manual_seed(seed)
         with self.autocast():
             rollout = sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.k,
-                                     self.max_new_tokens, self.temperature, self.max_prompt_tokens)
+                                     self.max_new_tokens, self.temperature, self.max_prompt_tokens,
+                                     self.sharded.everyone if self.sharded else None)
         release_freed_memory()  # the KV cache
         return rollout
 

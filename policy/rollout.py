@@ -44,16 +44,16 @@ class Rollout:
 
 @torch.no_grad()
 def sample_rollout(model, tokenizer, prompts: list[Prompt], k: int, max_new_tokens: int, temperature: float,
-                   max_prompt_tokens: int | None = None) -> Rollout:
+                   max_prompt_tokens: int | None = None, lockstep=None) -> Rollout:
     """K samples per prompt from the full tempered distribution (no top-p/top-k, so log-probs match).
 
     The policy continues each prompt's messages (the last `max_prompt_tokens` of them); the rollout keeps the
-    prompt's text for the reward scorer.
+    prompt's text for the reward scorer. `lockstep`: a sharded model's (policy.sampling.sample_tokens).
     """
     inputs = chat_inputs(tokenizer, prompts, max_prompt_tokens).to(model.device)
     eos_ids = eos_token_ids(model, tokenizer)
     completion = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], k, max_new_tokens, temperature,
-                               eos_ids, tokenizer.pad_token_id)  # [N, T]
+                               eos_ids, tokenizer.pad_token_id, lockstep=lockstep)  # [N, T]
     sequences = torch.cat([inputs["input_ids"].repeat_interleave(k, 0), completion], 1)  # [N, P+T]
     lengths, ended = completion_lengths(completion, eos_ids)  # [N], [N]
     positions = torch.arange(completion.shape[1], device=completion.device)  # [T]
@@ -75,6 +75,8 @@ def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=
     """
     from transformers import DynamicCache
 
+    if is_sharded(model):
+        return _through_forward(model, rollout, temperature, value_head, with_entropy)
     N, T, P, k = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length, rollout.k
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
     decoder = base.get_decoder()
@@ -99,10 +101,40 @@ def completion_logprobs(model, rollout: Rollout, temperature: float, value_head=
     return _read_completion(base, hidden, rollout, temperature, value_head, with_entropy)
 
 
+def is_sharded(model) -> bool:
+    """Whether FSDP shards the model across processes (its parts then cannot be called alone)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _through_forward(model, rollout: Rollout, temperature: float, value_head, with_entropy: bool):
+    """`completion_logprobs` through the model's own forward, as a model sharded by FSDP must be run: every row whole
+    (each prompt K times), the LM head on the last T positions only (`logits_to_keep`); the value head reads the
+    states the LM head is given (the final norm's output, as `completion_logprobs` gives it)."""
+    N, T = rollout.sequences.shape[0], rollout.completion_mask.shape[1]
+    position_ids = (rollout.attention_mask.cumsum(1) - 1).clamp(min=0)  # [N, P+T]
+    heard = []
+    hook = model.get_output_embeddings().register_forward_pre_hook(lambda module, args: heard.append(args[0]))
+    try:
+        logits = model(input_ids=rollout.sequences[:, :-1], attention_mask=rollout.attention_mask[:, :-1],
+                       position_ids=position_ids[:, :-1], use_cache=False, logits_to_keep=T).logits  # [N, T, V]
+    finally:
+        hook.remove()
+    hidden = heard[0].reshape(N * T, -1)  # [N*T, H] the state before each completion token
+    return _from_logits(logits.float() / temperature, hidden, rollout, value_head, with_entropy)
+
+
 def _read_completion(base, hidden: torch.Tensor, rollout: Rollout, temperature: float, value_head, with_entropy: bool):
     """From the state before each completion token [N*T, H]: log-probs, entropy and values [N, T]."""
-    N, T, P = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length
+    N, T = rollout.sequences.shape[0], rollout.completion_mask.shape[1]
     logits = base.get_output_embeddings()(hidden).float().view(N, T, -1) / temperature  # [N, T, V]
+    return _from_logits(logits, hidden, rollout, value_head, with_entropy)
+
+
+def _from_logits(logits: torch.Tensor, hidden: torch.Tensor, rollout: Rollout, value_head, with_entropy: bool):
+    """Log-probs of the completion tokens, entropy and values [N, T] from the tempered logits [N, T, V]."""
+    N, T, P = rollout.sequences.shape[0], rollout.completion_mask.shape[1], rollout.prompt_length
     tokens = rollout.sequences[:, P:]  # [N, T]
     # log pi(y_t) = logit_y - logsumexp(logits): no [N, T, V] log-softmax kept for the backward pass
     logprobs = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [N, T]

@@ -29,13 +29,17 @@ _compile_failed = False  # set once the compiled path has failed in this process
 @torch.no_grad()
 def sample_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int, max_new_tokens: int,
                   temperature: float, eos_ids: list[int], pad_id: int, top_p: float = 1.0,
-                  on_token=lambda tokens_so_far: None) -> torch.Tensor:
+                  on_token=lambda tokens_so_far: None, lockstep=None) -> torch.Tensor:
     """K samples for each left-padded prompt [B, P]: tokens [B*K, T], each prompt's K samples together, padding
     after the first EOS. On CPU a dynamic KV cache (a static cache and a compiled decode step were slower there,
     bench/README.md); on CUDA the compiled static-cache step (module docstring). `on_token(t)` hears after each
-    decoding step of the eager loop how many tokens each row has so far (a long batch's progress)."""
+    decoding step of the eager loop how many tokens each row has so far (a long batch's progress).
+    `lockstep(done) -> bool`: whether every process sampling beside this one is done too (a model sharded across
+    processes, whose every forward pass they run together: training/parallel.py:DataParallel.everyone); with it, the
+    eager loop stops only when all are, and a process whose rows have all ended decodes padding until then."""
     global _compile_failed
-    if compiled_decode(model.device) and not _compile_failed:
+    all_done = lockstep or (lambda done: done)
+    if compiled_decode(model.device) and not _compile_failed and lockstep is None:
         try:
             return sample_tokens_static(model, input_ids, attention_mask, k, max_new_tokens, temperature, eos_ids, pad_id,
                                         top_p, compile_step=True)
@@ -63,7 +67,7 @@ def sample_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         token = torch.where(finished, pad_id, _sample(logits.float() / temperature, top_p))  # [N]
         tokens[:, t] = token
         finished |= torch.isin(token, eos)
-        if t == T - 1 or bool(finished.all()):
+        if t == T - 1 or all_done(bool(finished.all())):
             break
         on_token(t + 1)
         out = model(input_ids=token.unsqueeze(1), attention_mask=mask[:, :P + t + 1], position_ids=next_position + t,

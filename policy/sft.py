@@ -28,7 +28,7 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import checkpointing, gate, quantization, release_freed_memory, warmup_then_decay
+from training import checkpointing, gate, quantization, release_freed_memory, sharding_problem, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
@@ -202,8 +202,8 @@ def _restore(model, state: dict) -> None:
 def run_job(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
-    if config.strategy == "shard" and config.lora:
-        raise ValueError("sharding is for full weights (a LoRA adapter is small): turn LoRA off, or replicate")
+    if problem := sharding_problem(config.strategy, config.lora):
+        raise ValueError(problem)
     parallel = DataParallel(config.device, strategy=config.strategy)
     rows = parallel.share(demonstrations.demonstrations(db, config.prompt_sets or None) if parallel.is_main else None)  # the same rows everywhere
     train, validation = split_by_prompt(rows, config.validation_fraction, config.seed, prompt_of=lambda r: r["prompt_id"])

@@ -39,7 +39,7 @@ from policy.generate import Prompt
 from policy.judge import Judge, JudgeReward, set_guidelines
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.rollout import Rollout
-from training import checkpointing, diagnostics, gate, model_config, release_freed_memory
+from training import checkpointing, diagnostics, gate, model_config, release_freed_memory, sharding_problem
 from training.parallel import DataParallel
 from training.precision import load_dtype, precision_for, use_bf16
 
@@ -152,9 +152,12 @@ class PolicyTrainer(PolicyEvaluator):
     def __init__(self, model, tokenizer, scorer, config: PolicyConfig, parallel: DataParallel | None = None):
         """`parallel`: under `accelerate launch`, this process's part of a data-parallel update (training/parallel.py):
         each process samples and scores its share of a step's prompts, statistics over the batch and the gradients
-        are summed or averaged over the processes, and all replicas take the same step."""
+        are summed or averaged over the processes, and all replicas take the same step. Sharded (full weights), the
+        policy and its reference are split across the processes (FSDP2), which run every forward pass together."""
         self.config = config
         self.parallel = parallel or DataParallel(str(model.device), alone=True)
+        if self.parallel.sharded and (problem := sharding_problem("shard", config.lora)):
+            raise ValueError(problem)
         bf16 = use_bf16(config.bf16, model.device, model.config)
         if config.lora:
             policy = with_lora_adapter(model, config.lora_rank, bf16_base=bf16)
@@ -168,20 +171,22 @@ class PolicyTrainer(PolicyEvaluator):
             self.sampler = None
         super().__init__(policy, reference, tokenizer, scorer, k=config.k, max_new_tokens=config.max_new_tokens,
                          temperature=config.temperature, bf16=bf16, max_prompt_tokens=config.max_prompt_tokens,
-                         micro_batch_prompts=config.micro_batch_prompts)
+                         micro_batch_prompts=config.micro_batch_prompts, parallel=self.parallel)
         self.policy.eval()  # no dropout: rollouts and updates see the same function
         if config.gradient_checkpointing:
             checkpointing.enable(self.policy)
         self.value_head = None
-        params = [p for p in self.policy.parameters() if p.requires_grad]
         if config.algorithm == "ppo":
             self.value_head = torch.nn.Linear(model.config.hidden_size, 1).to(self.device)
             torch.nn.init.zeros_(self.value_head.weight)
             torch.nn.init.zeros_(self.value_head.bias)
-            params += list(self.value_head.parameters())
         self.parallel.prepare(self.policy)  # the first process's weights (and LoRA's random start) everywhere
+        if self.parallel.sharded:
+            self.parallel.prepare(self.reference, frozen=True)
         if self.value_head is not None:
             self.parallel.prepare(self.value_head, add=True)
+        params = [p for p in self.policy.parameters() if p.requires_grad]  # after sharding: its shards
+        params += list(self.value_head.parameters()) if self.value_head is not None else []
         # fused: one kernel per step and no temporaries the size of all parameters (foreach made ~0.5 GB of them)
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.baseline = None  # reinforce's moving average
@@ -330,7 +335,7 @@ class PolicyTrainer(PolicyEvaluator):
         """Average the accumulated gradients over the processes, clip them, step, and clear them."""
         self.parallel.average_gradients()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.parallel.clip_gradients(params, 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         release_freed_memory()  # the step's gradients and activations, so the allocator does not grow step by step
@@ -383,7 +388,8 @@ def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyCon
 
     Under `accelerate launch` (`parallel`), every process walks the same prompt batches and samples its share of each
     (a prompt's K samples in one process); the metrics are averaged over the processes and only the first one reports
-    and evaluates on the held-out prompts (the replicas are equal)."""
+    and evaluates on the held-out prompts (the replicas are equal). Sharded, every process evaluates, on the same
+    prompts and seed (each forward pass needs them all), and the first one keeps the figures."""
     torch.manual_seed(config.seed)
     trainer = PolicyTrainer(model, tokenizer, scorer, config, parallel)
     parallel = trainer.parallel
@@ -391,19 +397,21 @@ def fit(model, tokenizer, scorer, train_prompts, eval_prompts, config: PolicyCon
         raise ValueError(f"{config.prompts_per_step} prompts per step cannot be shared equally by {parallel.processes} "
                          f"processes: use a multiple of {parallel.processes}")
     report = on_step if parallel.is_main else lambda step, total, metrics: None
+    on_phase = on_phase if parallel.is_main else lambda name: None
+    evaluates = parallel.is_main or parallel.sharded
     history, checkpoints = [], []
     for step, prompts in enumerate(prompt_batches(train_prompts, config.prompts_per_step, config.steps, config.seed), start=1):
         seed = config.seed * 100_003 + step + 7_919 * parallel.rank  # each process its own sampling noise
         metrics = parallel.mean_of(trainer.step(parallel.my_share(prompts), seed=seed))
         history.append(metrics)
         report(step, config.steps, metrics)
-        if eval_prompts and parallel.is_main and is_checkpoint(step, config):  # the others wait at the next step's sums
+        if eval_prompts and evaluates and is_checkpoint(step, config):  # the others wait at the next step's sums
             on_phase(f"checkpoint at step {step}: evaluating on {len(eval_prompts)} held-out prompts")
             checkpoints.append(spot_checks.checkpoint_of(step, trainer.evaluate(eval_prompts, seed=config.seed + 1)))
             on_phase(f"training: steps {step + 1}-{config.steps}")
     final = {"steps": config.steps, "reward/first_steps": _mean(history[:3], "reward/mean"),
              "reward/last_steps": _mean(history[-3:], "reward/mean"), "time/step_median": sorted(h["time/step"] for h in history)[len(history) // 2]}
-    if eval_prompts and parallel.is_main:
+    if eval_prompts and evaluates:
         on_phase(f"evaluating on {len(eval_prompts)} held-out prompts")
         final.update(trainer.evaluate(eval_prompts, seed=config.seed + 1))
         if checkpoints:
@@ -428,7 +436,7 @@ def _mean(history: list[dict], key: str) -> float:
 def run_job(db, config: PolicyConfig, job) -> dict:
     """Job body: load the generator and the reward model (or the judge), train, save and register the new generator
     version."""
-    parallel = DataParallel(config.device)  # under `accelerate launch`: this process's part (training/parallel.py)
+    parallel = DataParallel(config.device, strategy=config.strategy)  # under `accelerate launch`: this process's part
     # what every process trains with is read once, by the first process, and sent to the others
     start, reward, limits, prompts, guidelines = parallel.share([
         versions.version_or_active(db, "generator", config.generator_version),
@@ -472,6 +480,8 @@ def run_job(db, config: PolicyConfig, job) -> dict:
 
     job.phase(f"training: {config.steps} steps of {config.prompts_per_step} prompts x {config.k} samples")
     trainer, metrics = fit(model, tokenizer, scorer, train_prompts, eval_prompts, config, on_step, job.phase, parallel)
+    whole_state = parallel.full_state(trainer.policy)  # sharded: every process sends its shard, the first one saves
+    parallel.wait()
     if not job.writes:  # one process of several: the first one saves
         return {}
     job.phase("saving")
@@ -486,7 +496,8 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         metrics["checkpoints"] = spot_checks.without_examples(metrics["checkpoints"])
     rewarder = spot_checks.rewarder(config.judged)
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics)), pairs, rewarder)
-    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate)
+    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "policy_config.json", activate,
+                                        state_dict=whole_state)
     for c in metrics.get("checkpoints", []):
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
     job.log(activation)

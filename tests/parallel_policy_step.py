@@ -1,9 +1,10 @@
 """Run under `accelerate launch --num_processes 2` by tests/test_training_parallel.py: one policy update step per
 algorithm, the same rollout in every process (the same weights and seed sample the same tokens), each process
 updating on its half of the prompts; the first process then updates a single-process trainer on the whole rollout
-and prints the largest weight difference per algorithm as JSON.
+and prints the largest weight difference per algorithm as JSON. With `shard`, the policy and its reference are
+sharded across the two processes (FSDP2): they sample in lockstep and the whole weights are gathered to compare.
 
-    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 tests/parallel_policy_step.py TINY_GENERATOR_PATH
+    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 tests/parallel_policy_step.py TINY_GENERATOR_PATH [shard]
 """
 
 import json
@@ -13,6 +14,7 @@ import torch
 
 from policy.config import PolicyConfig
 from policy.models import load_generator
+from policy.sampling import sample_tokens
 from policy.train import PolicyTrainer
 from tests.conftest import ShorterIsBetter
 from training.parallel import DataParallel
@@ -21,18 +23,36 @@ PROMPTS = ["why is the sky blue", "write a short poem", "explain a hash table", 
 ALGORITHMS = ("rloo", "reinforce", "grpo", "dr_grpo", "ppo")
 
 
-def updated_weights(path: str, config: PolicyConfig, parallel: DataParallel) -> list[torch.Tensor]:
+def updated_weights(path: str, config: PolicyConfig, parallel: DataParallel) -> dict[str, torch.Tensor] | None:
+    """The policy's weights after one update (sharded: gathered whole on the first process, None on the other)."""
     torch.manual_seed(0)
     model, tokenizer = load_generator(path)
     trainer = PolicyTrainer(model, tokenizer, ShorterIsBetter(), config, parallel)
     rollout = trainer.rollout(PROMPTS, seed=5)  # [4 prompts x K], the same in every process
     rows = config.k * len(PROMPTS) // parallel.processes
     trainer.update(rollout.rows(parallel.rank * rows, (parallel.rank + 1) * rows))  # this process's prompts
-    return [p.detach().clone() for p in trainer.policy.parameters()]
+    if parallel.sharded:
+        return parallel.full_state(trainer.policy)
+    return {name: p.detach().clone() for name, p in trainer.policy.named_parameters()}
 
 
-def main(path: str) -> None:
-    parallel = DataParallel("cpu")
+def decoding_steps_in_lockstep(path: str, parallel: DataParallel) -> dict:
+    """A sharded model sampled by both processes, whose rows end at the first token on the first process (every
+    token is an EOS there) and never on the second: each process's decoding steps, and a sum after them (a process
+    that stopped early would leave the other's gathers unanswered, or answer them with its next collective)."""
+    model, tokenizer = load_generator(path)
+    parallel.prepare(model, frozen=True)
+    inputs = tokenizer(["a prompt"], return_tensors="pt")
+    eos_ids = list(range(model.config.vocab_size)) if parallel.rank == 0 else []
+    heard = []
+    tokens = sample_tokens(model, inputs["input_ids"], inputs["attention_mask"], k=2, max_new_tokens=6, temperature=1.0,
+                           eos_ids=eos_ids, pad_id=tokenizer.pad_token_id, on_token=heard.append, lockstep=parallel.everyone)
+    after = parallel.total(torch.tensor([float(parallel.rank + 1)])).item()
+    return {"steps": len(heard), "padding_after_first": bool((tokens[:, 1:] == tokenizer.pad_token_id).all()), "sum": after}
+
+
+def main(path: str, strategy: str = "replicate") -> None:
+    parallel = DataParallel("cpu", strategy=strategy)
     assert parallel.processes == 2, "run under accelerate launch --num_processes 2"
     differences = {}
     for algorithm in ALGORITHMS:
@@ -41,13 +61,16 @@ def main(path: str) -> None:
         shared = updated_weights(path, config, parallel)
         if parallel.is_main:
             alone = updated_weights(path, config, DataParallel("cpu", alone=True))
-            differences[algorithm] = max((a - b).abs().max().item() for a, b in zip(shared, alone))
-            moved = max((a - b).abs().max().item() for a, b in zip(alone, load_generator(path)[0].parameters()))
+            differences[algorithm] = max((shared[name] - weight).abs().max().item() for name, weight in alone.items())
+            start = dict(load_generator(path)[0].named_parameters())
+            moved = max((weight - start[name]).abs().max().item() for name, weight in alone.items())
             differences[f"{algorithm}/moved"] = moved  # the step changed the weights: the comparison is not vacuous
         parallel.wait()
+    if parallel.sharded:
+        print(f"LOCKSTEP {parallel.rank} " + json.dumps(decoding_steps_in_lockstep(path, parallel)), flush=True)
     if parallel.is_main:
         print("DIFFERENCES " + json.dumps(differences), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

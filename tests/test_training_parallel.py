@@ -87,14 +87,22 @@ def test_reward_model_on_two_processes_matches_one_and_writes_one_version(tmp_pa
     assert accuracy[2] > 0.9 and abs(accuracy[2] - accuracy[1]) <= 0.1
 
 
-def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_on_the_whole_batch(tiny_small_vocab_generator):
+@pytest.mark.parametrize("strategy", ["replicate", "shard"])
+def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_on_the_whole_batch(
+        tiny_small_vocab_generator, strategy):
     """Each process updates on half of a step's prompts; the averaged gradients and the statistics over the whole batch
-    (standardised rewards, REINFORCE's baseline, PPO's whitening and token count) give one process's update."""
-    done = run_module("tests.parallel_policy_step", 2, [tiny_small_vocab_generator])
+    (standardised rewards, REINFORCE's baseline, PPO's whitening and token count) give one process's update. Sharded,
+    the policy and its reference are split across the processes, which sample in lockstep and compute log-probs
+    through the model's own forward: the same update, gathered whole."""
+    done = run_module("tests.parallel_policy_step", 2, [tiny_small_vocab_generator, strategy])
     differences = json.loads(done.stdout.split("DIFFERENCES ", 1)[1].splitlines()[0])
     for algorithm in ("rloo", "reinforce", "grpo", "dr_grpo", "ppo"):
         assert differences[f"{algorithm}/moved"] > 1e-4, algorithm  # the step moved the weights
         assert differences[algorithm] < 1e-5, (algorithm, differences)
+    if strategy == "shard":  # the first process's rows end at once, the second's never: both decode all 6 tokens
+        first, second = (json.loads(done.stdout.split(f"LOCKSTEP {rank} ", 1)[1].splitlines()[0]) for rank in (0, 1))
+        assert first == {"steps": 5, "padding_after_first": True, "sum": 3.0}
+        assert second == {"steps": 5, "padding_after_first": False, "sum": 3.0}
 
 
 def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_small_vocab_generator,
@@ -119,6 +127,38 @@ def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_st
     [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
     assert made["name"] == "policy-2" and {"val/kl", "val/win_rate"} <= set(made["metrics"])
     assert [m["step"] for m in jobs.job_metrics(db, job["id"])] == [1, 2]
+
+
+def test_a_sharded_policy_update_on_two_processes_evaluates_on_both_and_saves_whole_weights_once(
+        tmp_path, tiny_small_vocab_generator, tiny_encoder):
+    """PPO with full weights and gradient checkpointing, sharded: the processes sample different prompts in lockstep
+    (the lockstep itself: tests/parallel_policy_step.py), update with a whole value head beside the sharded policy,
+    evaluate a checkpoint and the end together, and the first one saves the whole weights."""
+    from policy.models import load_generator
+    from tests.test_policy_train import PROMPTS, saved_reward_model
+
+    path = tmp_path / "policy.db"
+    db = open_db(path)
+    items.ensure_prompt_set(db, "s")
+    for prompt in PROMPTS:
+        items.add_prompt(db, "s", prompt)
+    versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
+    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, tmp_path / "rm"), activate=True)
+    db.close()
+    done = run_trainer("policy.train", path, 2, ["--prompt-set", "s", "--algorithm", "ppo", "--steps", "2", "--k", "2",
+                                                 "--prompts-per-step", "2", "--eval-prompts", "2", "--max-new-tokens", "12",
+                                                 "--lora", "false", "--strategy", "shard", "--spot-check-every", "1", "--gradient-checkpointing", "true",
+                                                 "--learning-rate", "1e-3", "--bf16", "false", "--name", "sharded"])
+    db = open_db(path)
+    [job] = jobs.list_jobs(db)
+    assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1
+    assert [m["step"] for m in jobs.job_metrics(db, job["id"])] == [1, 2]
+    [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
+    assert {"val/kl", "val/win_rate"} <= set(made["metrics"]) and [c["step"] for c in made["metrics"]["checkpoints"]] == [1, 2]
+    assert made["config"]["strategy"] == "shard"
+    saved, start = (dict(load_generator(p)[0].named_parameters()) for p in (made["path"], tiny_small_vocab_generator))
+    assert saved.keys() == start.keys()  # whole weights, not a shard
+    assert max((saved[name] - start[name]).abs().max().item() for name in saved) > 1e-4  # and trained
 
 
 def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_process_on_the_whole_batch(tiny_generator):

@@ -23,7 +23,22 @@ CACHE_ENV_VAR = "RLHF_CACHE"
 STRATEGIES = ("replicate", "shard")
 STRATEGY_HELP = ("with several processes: replicate (each holds the whole model, gradients averaged: data parallel) or "
                  "shard (weights, gradients and optimizer state split across the processes: FSDP2, for a model whose "
-                 "training does not fit one device; full weights only, SFT and the reward model)")
+                 "training does not fit one device; full weights only; SFT, the reward model and the policy update)")
+
+
+def sharding_problem(strategy: str, lora: bool) -> str | None:
+    """What sharding cannot do with these options, and what to choose instead; None when it can.
+
+    >>> sharding_problem("shard", lora=True)
+    'sharding is for full weights (a LoRA adapter is small): turn LoRA off, or replicate'
+    """
+    if strategy not in STRATEGIES:
+        return f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+    if strategy == "shard" and lora:
+        return "sharding is for full weights (a LoRA adapter is small): turn LoRA off, or replicate"
+    return None
+
+
 PROCESSES_HELP = ("processes under accelerate launch, one per GPU (data parallel: training/parallel.py); a job started "
                   "from the admin page launches them itself and holds that many GPUs; 1: one process")
 

@@ -12,9 +12,13 @@ The averaging is one all-reduce of all gradients, flattened, after each backward
 DistributedDataParallel's hooks: the trainers call their models' parts directly (the SFT loss runs the
 LM head on response positions only), which DDP's wrapper would not see.
 
-With `strategy="shard"` (SFT and the reward model) `prepare` shards the model with FSDP2 instead of copying it:
-FSDP averages those gradients itself, the trainer calls the model's own forward, and `full_state` gathers the whole
-weights for the first process to save.
+With `strategy="shard"` (SFT, the reward model and the policy update; full weights) `prepare` shards the model with
+FSDP2 instead of copying it: FSDP averages those gradients itself, the trainer calls the model's own forward, and
+`full_state` gathers the whole weights for the first process to save. Every forward pass of a sharded model gathers
+each block's weights from all processes, so every process must run the same passes in the same order: the policy
+update's sampling runs in lockstep (`everyone`: a process whose samples have all ended goes on until every
+process's have), its micro-batches are as many on every process (`smallest`), and its held-out evaluation runs on
+every process.
 
     CONFIG=training/accelerate/data_parallel.yaml  # what the app's jobs launch with (data.jobs.accelerate_launch)
     accelerate launch --config_file $CONFIG --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
@@ -59,11 +63,12 @@ class DataParallel:
     def is_main(self) -> bool:
         return self.accelerator is None or self.accelerator.is_main_process
 
-    def prepare(self, model: torch.nn.Module, add: bool = False) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, add: bool = False, frozen: bool = False) -> torch.nn.Module:
         """The model on this process's device; under several processes, with the first process's weights everywhere,
         and sharded: each of its transformer blocks (the classes its `_no_split_modules` names, as accelerate's
         transformer auto-wrap does) and then the rest, each gathered whole only for its own forward and backward.
-        `add`: a second model of the same training (a value head), its parameters averaged with the first's."""
+        `add`: a second model of the same training (a value head), its parameters averaged with the first's.
+        `frozen`: a model that is not trained (the policy update's reference), sharded like the trained one."""
         model.to(self.device)
         if self.accelerator:
             from accelerate.utils import broadcast
@@ -82,7 +87,8 @@ class DataParallel:
                     fully_shard(module)
             fully_shard(model)  # the rest: embeddings (tied ones must stay in one unit), norms, heads
             release_freed_memory()  # the whole weights each process held before sharding, back to the system
-        self.params = (self.params if add else []) + [p for p in model.parameters() if p.requires_grad]
+        if not frozen:
+            self.params = (self.params if add else []) + [p for p in model.parameters() if p.requires_grad]
         return model
 
     def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
@@ -143,6 +149,40 @@ class DataParallel:
         names = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         means = self.total(torch.tensor([float(metrics[k]) for k in names], dtype=torch.float64, device=self.device)) / self.processes
         return {**metrics, **dict(zip(names, means.tolist()))}
+
+    def everyone(self, flag: bool) -> bool:
+        """Whether `flag` holds on every process (alone: `flag`); every process must call it, in the same order."""
+        if not self.accelerator:
+            return flag
+        return int(self.total(torch.tensor([int(flag)], device=self.device)).item()) == self.processes
+
+    def smallest(self, value: int) -> int:
+        """The smallest of the processes' `value`s (alone: `value`); every process must call it."""
+        if not self.accelerator:
+            return value
+        import torch.distributed as dist
+
+        least = torch.tensor([value], dtype=torch.long, device=self.device)
+        dist.all_reduce(least, op=dist.ReduceOp.MIN)
+        return int(least.item())
+
+    def clip_gradients(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
+        """Scale the gradients so that their norm over the whole model is at most `max_norm`; returns that norm. A
+        sharded model's gradients are shards: their norm is summed over the processes (DTensor's own reduction), and
+        combined with a second model's whole ones (a value head's)."""
+        from torch.distributed.tensor import DTensor
+
+        params = [p for p in params if p.grad is not None]
+        sharded = [p for p in params if isinstance(p.grad, DTensor)]
+        whole = [p for p in params if not isinstance(p.grad, DTensor)]
+        if not sharded or not whole:  # one kind: torch's own clipping (a DTensor norm is reduced over the processes)
+            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        norms = torch.stack([torch.nn.utils.get_total_norm([p.grad for p in sharded]).full_tensor(),
+                             torch.nn.utils.get_total_norm([p.grad for p in whole])])  # [2]
+        norm = norms.norm()  # [] sqrt(a^2 + b^2): the norm over both models
+        torch.nn.utils.clip_grads_with_norm_(sharded, max_norm, norm)
+        torch.nn.utils.clip_grads_with_norm_(whole, max_norm, norm)
+        return float(norm)
 
     def steps(self, n_batches: int) -> int:
         """How many of n batches this process takes (what `shard` leaves it)."""

@@ -8,10 +8,11 @@ import streamlit as st
 
 from data import generators, items, jobs, spot_checks, versions
 from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round
+from training import sharding_problem
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, refused,
-                     version_label, version_picker)
+                     strategy_input, version_label, version_picker)
 from ui.session import screen, show_flash
 from ui.text import inline
 
@@ -113,11 +114,12 @@ def train_form(db) -> None:
             help="0: only the final version's pairs. N: every N steps the policy as it is then is evaluated and its "
                  "pairs queued too, and this screen charts people's agreement against √KL per checkpoint (an "
                  "evaluation each time: slower)")
-        processes = processes_input(right)
+        left, middle, _ = st.columns(3)
+        processes, strategy = processes_input(left), strategy_input(middle)
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
         if st.form_submit_button("Start policy update", type="primary"):
-            if refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))):
+            if refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))) or refused(sharding_problem(strategy, lora)):
                 return
             if int(prompts_per_step) % processes:
                 st.error(f"{int(prompts_per_step)} prompts per step cannot be shared equally by {processes} processes: "
@@ -129,7 +131,7 @@ def train_form(db) -> None:
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
                 name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes,
-                spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update")
+                strategy=strategy, spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update")
 
 
 def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "val/win_pairs") -> str:

@@ -5,7 +5,7 @@ import streamlit as st
 from data import demonstrations, importing, items, versions
 from data.store import StoreBusy
 from policy.config import SFTConfig
-from training import quantization
+from training import quantization, sharding_problem
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
                      refused, strategy_input, version_picker)
 from ui.session import admin_download, flash, screen
@@ -43,10 +43,7 @@ def train_form(db) -> None:
         left, middle, right = st.columns(3)
         processes, strategy, quantize = processes_input(left), strategy_input(middle), quantize_input(right)
         if st.form_submit_button("Start fine-tuning", type="primary"):
-            if strategy == "shard" and lora:
-                st.error("Sharding is for full weights (a LoRA adapter is small): untick LoRA, or replicate.")
-                return
-            if refused(quantization.problem(quantize, lora, strategy)):
+            if refused(sharding_problem(strategy, lora)) or refused(quantization.problem(quantize, lora, strategy)):
                 return
             launch("sft", SFTConfig(generator_version=generator["id"], epochs=int(epochs), learning_rate=float(learning_rate),
                                     batch_size=int(batch_size), lora=lora, prompt_sets=list(prompt_sets), name=name.strip(),
