@@ -201,7 +201,7 @@ class SFTConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
-        if problem := quantize_problem(self.quantize, self.lora, self.strategy):
+        if problem := quantize_problem(self.quantize, self.lora, self.strategy) or sharding_problem(self.strategy, self.lora):
             raise ValueError(problem)
 
 
@@ -246,6 +246,7 @@ class DPOConfig:
                 "agreement against sqrt(KL) per checkpoint (checks run even with no kl_budget)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": CHECKPOINTING_HELP})
     processes: int = field(default=1, metadata={"help": PROCESSES_HELP})
+    strategy: str = field(default="replicate", metadata={"help": STRATEGY_HELP})
     bf16: str = field(default="auto", metadata={"help": BF16_HELP + "; log-probs are computed in fp32"})
     seed: int = field(default=0, metadata={"help": "split and shuffle seed"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (CUDA when present)"})
@@ -255,7 +256,7 @@ class DPOConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
-        if problem := quantize_problem(self.quantize, self.lora):
+        if problem := quantize_problem(self.quantize, self.lora, self.strategy) or sharding_problem(self.strategy, self.lora):
             raise ValueError(problem)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")

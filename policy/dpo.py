@@ -121,7 +121,9 @@ def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, p
 class PreferenceTrainer:
     """The policy, its reference and the optimizer; `step(rankings)` is one update. Under `accelerate launch`
     (`parallel`), each process steps on its share of a step's rankings and evaluates its share of the held-out ones;
-    the weights, gradients and figures are the whole batch's (training/parallel.py)."""
+    the weights, gradients and figures are the whole batch's (training/parallel.py). Sharded (full weights), the
+    policy and its reference are split across the processes, which run every forward and backward pass together: a
+    process with fewer rankings than another runs `company`'s passes at weight 0 to make up the count."""
 
     def __init__(self, model, tokenizer, config: DPOConfig, total_steps: int, parallel: DataParallel | None = None):
         self.config, self.tokenizer, self.device = config, tokenizer, model.device
@@ -137,6 +139,9 @@ class PreferenceTrainer:
         if config.gradient_checkpointing:
             checkpointing.enable(self.policy)
         self.parallel.prepare(self.policy)  # the first process's weights (and LoRA's random start) everywhere
+        if self.parallel.sharded:
+            self.parallel.prepare(self.reference, frozen=True)
+        self.company: EncodedRanking | None = None  # sharded: what a process with no ranking of a step runs (fit sets it)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
         self.schedule = warmup_then_decay(self.optimizer, total_steps, total_steps // 10)
@@ -147,7 +152,8 @@ class PreferenceTrainer:
     def evaluator(self, scorer=None) -> PolicyEvaluator:
         """The policy beside its reference for sampled held-out figures (the KL budget's checks, the final evaluation)."""
         return PolicyEvaluator(self.policy, self.reference, self.tokenizer, scorer, k=self.config.eval_samples,
-                               max_new_tokens=self.config.max_new_tokens, temperature=1.0, bf16=self.bf16)
+                               max_new_tokens=self.config.max_new_tokens, temperature=1.0, bf16=self.bf16,
+                               parallel=self.parallel)
 
     @torch.no_grad()
     def reference_logprobs(self, ranking: EncodedRanking) -> torch.Tensor:
@@ -162,18 +168,21 @@ class PreferenceTrainer:
         total_weight = self.parallel.total(torch.tensor([sum(r.weight for r in rankings)], device=self.device)).item()
         # each ranking's share of the batch's loss; times the processes, as their gradients are averaged, not summed
         scale = self.parallel.processes / max(total_weight, 1e-8)
-        for ranking in rankings:
+        for ranking in self.parallel.padded(rankings):
+            counted = ranking is not None
+            ranking = ranking if counted else (rankings[0] if rankings else self.company)  # sharded: a pass for company
             reference = self.reference_logprobs(ranking)  # [K]
             with self.autocast(), checkpointing.gradient_pass(self.policy, c.gradient_checkpointing):
                 policy = sequence_logprobs(self.policy, ranking)  # [K] with grad
             ties = ranking.ties if c.ties == "equal" else ()
             loss, h = preference_loss(policy, reference, ranking.pairs, c.beta, c.loss, c.margin_weight, ties)
-            (loss * ranking.weight * scale).backward()
-            losses.append(loss.item())
-            margins.append(h.detach())
+            (loss * ranking.weight * scale * counted).backward()
+            if counted:
+                losses.append(loss.item())
+                margins.append(h.detach())
         self.parallel.average_gradients()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.parallel.clip_gradients(params, 1.0)
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -196,7 +205,11 @@ class PreferenceTrainer:
         """Held-out rankings: the loss, the implicit reward's pair accuracy (h > 0; a tie 0.5), the implicit reward
         margin beta * h, and the policy's own log-prob margin of the chosen over the rejected completion."""
         c, losses, margins, logp_margins = self.config, [], [], []
-        for ranking in self.parallel.my_share(rankings):
+        for ranking in self.parallel.padded(self.parallel.my_share(rankings)):
+            if ranking is None:  # sharded: a pass for company, not counted
+                with self.autocast():
+                    self.reference_logprobs(rankings[0]), sequence_logprobs(self.policy, rankings[0])
+                continue
             reference = self.reference_logprobs(ranking)
             with self.autocast():
                 policy = sequence_logprobs(self.policy, ranking)
@@ -227,6 +240,7 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
     steps_per_epoch = math.ceil(len(train_rankings) / config.rankings_per_step)
     total = steps_per_epoch * config.epochs
     trainer = PreferenceTrainer(model, tokenizer, config, total, parallel)
+    trainer.company = train_rankings[0]
     parallel = trainer.parallel
     on_step = on_step if parallel.is_main else lambda step, total, metrics: None
     budget = KLBudget(trainer, held_out_prompts(validation), config, total, spot_checked, scorer)
@@ -279,13 +293,16 @@ class KLBudget:
         return step in self.at
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().to("cpu", copy=True) for name, p in self.trainer.policy.named_parameters() if p.requires_grad}
+        """The trainable weights on the CPU (sharded: this process's shards)."""
+        policy = self.trainer.parallel.resharded(self.trainer.policy)
+        return {name: local(p).detach().to("cpu", copy=True) for name, p in policy.named_parameters() if p.requires_grad}
 
     def check(self, step: int) -> float:
-        """The KL now; under several processes the first one samples it and every process takes the same decision."""
+        """The KL now; under several processes the first one samples it (sharded: all of them, together, and the first
+        one's figure is kept) and every process takes the same decision."""
         parallel = self.trainer.parallel
-        kl = self.kl_now(step) if parallel.is_main else 0.0
-        kl = parallel.total(torch.tensor([kl], dtype=torch.float64, device=self.trainer.device)).item()
+        kl = self.kl_now(step) if parallel.is_main or parallel.sharded else 0.0
+        kl = parallel.total(torch.tensor([kl if parallel.is_main else 0.0], dtype=torch.float64, device=self.trainer.device)).item()
         self.curve.append((step, kl))
         if not self.config.kl_budget or kl <= self.config.kl_budget:
             self.checkpoint, self.checkpoint_step = self.trainable_state(), step
@@ -303,9 +320,9 @@ class KLBudget:
 
     @torch.no_grad()
     def restore(self):
-        parameters = dict(self.trainer.policy.named_parameters())
+        parameters = dict(self.trainer.parallel.resharded(self.trainer.policy).named_parameters())
         for name, value in self.checkpoint.items():
-            parameters[name].copy_(value)
+            local(parameters[name]).copy_(value)
         self.spent = True
 
     def summary(self) -> dict:
@@ -313,6 +330,13 @@ class KLBudget:
             return {}
         return {"kl_budget/curve": self.curve, "kl_budget/spent": self.spent, "kl_budget/kept_step": self.checkpoint_step
                 if self.spent else self.curve[-1][0], **({"checkpoints": self.checkpoints} if self.checkpoints else {})}
+
+
+def local(parameter: torch.Tensor) -> torch.Tensor:
+    """A parameter's values held by this process: a sharded one's shard (DTensor), else the parameter itself."""
+    from torch.distributed.tensor import DTensor
+
+    return parameter.to_local() if isinstance(parameter, DTensor) else parameter
 
 
 def held_out_evaluation(trainer: PreferenceTrainer, validation: list[RankingExample], config: DPOConfig,
@@ -338,7 +362,7 @@ def held_out_prompts(validation: list[RankingExample]) -> list:
 
 def run_job(db, config: DPOConfig, job) -> dict:
     """Job body: rankings from the store, DPO, then save and register the new generator version."""
-    parallel = DataParallel(config.device)  # under `accelerate launch`: this process's part (training/parallel.py)
+    parallel = DataParallel(config.device, strategy=config.strategy)  # under `accelerate launch`: this process's part
     start, reward = parallel.share([versions.version_or_active(db, "generator", config.generator_version),
                                     versions.active_version(db, "reward")] if parallel.is_main else None)
     examples = None
@@ -377,7 +401,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
                     + (f" of the budget {config.kl_budget:g}" if config.kl_budget else ""))
 
     scorer = None
-    if config.eval_samples and reward is not None and parallel.is_main:
+    if config.eval_samples and reward is not None and (parallel.is_main or parallel.sharded):  # sharded: all evaluate
         from rm.score import RewardScorer
 
         scorer = RewardScorer(reward["path"], str(device))
@@ -388,6 +412,10 @@ def run_job(db, config: DPOConfig, job) -> dict:
                                                 "samples per held-out prompt and pairs to spot-check above 0")
     job.phase(f"training on {len(train)} rankings")
     trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel, spot_checked, scorer)
+    if config.eval_samples and parallel.sharded:  # every process samples together; the first one keeps the figures
+        job.phase("evaluating: samples on held-out prompts")
+        metrics.update(held_out_evaluation(trainer, validation, config, scorer))
+    whole_state = parallel.full_state(trainer.policy)  # sharded: every process sends its shard, the first one saves
     parallel.wait()
     if not job.writes:  # one process of several: the first one evaluates on samples and saves
         return {}
@@ -396,7 +424,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
                 f"{metrics['kl_budget/kept_step']} (the last check within it)")
     job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "
             f"on {metrics['val/pairs']} pairs")
-    if config.eval_samples:
+    if config.eval_samples and not parallel.sharded:
         job.phase("evaluating: samples on held-out prompts")
         metrics.update(held_out_evaluation(trainer, validation, config, scorer))
     job.phase("saving")
@@ -409,7 +437,8 @@ def run_job(db, config: DPOConfig, job) -> dict:
         metrics["checkpoints"] = spot_checks.without_examples(
             [c for c in metrics["checkpoints"] if c["step"] != final_step] + [spot_checks.checkpoint_of(final_step, metrics)])
     activate, activation = spot_checks.held_for_people(*gate.decide(config.activate, gate.generator_gate(metrics, gate.DPO_REMEDY)), pairs)
-    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate)
+    version_id = save_generator_version(db, trained, tokenizer, name, start["id"], config, metrics, "dpo_config.json", activate,
+                                        state_dict=whole_state)
     for c in metrics.get("checkpoints", []):
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
     job.log(f"saved {name}; {activation}")

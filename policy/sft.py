@@ -28,7 +28,7 @@ from data.jobs import job_main
 from policy.config import SFTConfig
 from policy.generate import Prompt, prompt_messages
 from policy.models import load_generator, save_generator_version, with_lora_adapter
-from training import checkpointing, gate, quantization, release_freed_memory, sharding_problem, warmup_then_decay
+from training import checkpointing, gate, quantization, release_freed_memory, warmup_then_decay
 from training.precision import autocast, precision_for, use_bf16
 from training.parallel import DataParallel
 from training.rankings import split_by_prompt
@@ -175,13 +175,13 @@ def fit(model, tokenizer, train: list[dict], validation: list[dict], config: SFT
         val = validation_loss(model, val_batches, device, bf16, whole)
         report(step, total, {"train/epoch": epoch, "val/loss": val, "val/perplexity": math.exp(min(val, 50))})
         if val < best["loss"]:
-            best, bad_epochs = {"loss": val, "epoch": epoch, "state": _trainable_state(model)}, 0
+            best, bad_epochs = {"loss": val, "epoch": epoch, "state": _trainable_state(parallel.resharded(model))}, 0
         else:
             bad_epochs += 1
             if bad_epochs >= config.early_stop_patience:
                 break
     if best["state"] is not None:
-        _restore(model, best["state"])
+        _restore(parallel.resharded(model), best["state"])
     return model, {"val/loss_before": start_loss, "val/loss": best["loss"], "val/perplexity": math.exp(min(best["loss"], 50)),
                    "best_epoch": best["epoch"], "epochs_run": epoch, "steps": step, "train/tokens_per_s": tokens / max(seconds, 1e-9),
                    "train/demonstrations": len(train), "val/demonstrations": len(validation)}
@@ -202,8 +202,6 @@ def _restore(model, state: dict) -> None:
 def run_job(db, config: SFTConfig, job) -> dict:
     """Job body: load demonstrations, fine-tune, save and register a new generator version."""
     start = versions.version_or_active(db, "generator", config.generator_version)
-    if problem := sharding_problem(config.strategy, config.lora):
-        raise ValueError(problem)
     parallel = DataParallel(config.device, strategy=config.strategy)
     rows = parallel.share(demonstrations.demonstrations(db, config.prompt_sets or None) if parallel.is_main else None)  # the same rows everywhere
     train, validation = split_by_prompt(rows, config.validation_fraction, config.seed, prompt_of=lambda r: r["prompt_id"])

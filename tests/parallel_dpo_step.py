@@ -1,9 +1,10 @@
 """Run under `accelerate launch --num_processes 2` by tests/test_training_parallel.py: one DPO step on a batch of
-rankings of different weights (one with a tie), each process stepping on its share of the batch; the first process
+rankings of different weights (one with a tie), each process stepping on its share of the batch (with `shard`, full
+weights split across the processes); the first process
 then steps a single-process trainer on the whole batch and prints, as JSON, the largest weight difference and the
 held-out figures both give.
 
-    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 -m tests.parallel_dpo_step TINY_GENERATOR_PATH
+    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 -m tests.parallel_dpo_step TINY_GENERATOR_PATH [shard]
 """
 
 import json
@@ -22,28 +23,34 @@ RANKINGS = [RankingExample(i, f"question {i}", COMPLETIONS, groups, weight=weigh
     [([[0], [1], [2]], 1.0), ([[2], [0, 1]], 0.5), ([[1], [2], [0]], 2.0), ([[0, 2], [1]], 1.5), ([[2], [1], [0]], 1.0)])]
 
 
-def trained(path: str, parallel: DataParallel) -> tuple[list[torch.Tensor], dict]:
+def trained(path: str, parallel: DataParallel, sharded: bool) -> tuple[dict[str, torch.Tensor] | None, dict]:
+    """The trainable weights after one step (sharded: gathered whole on the first process), and the held-out figures."""
     torch.manual_seed(0)
     model, tokenizer = load_generator(path)
-    config = DPOConfig(lora=True, learning_rate=5e-3, ties="equal", margin_weight=True, bf16=False)
+    config = DPOConfig(lora=not sharded, learning_rate=5e-3, ties="equal", margin_weight=True, bf16=False)
     trainer = PreferenceTrainer(model, tokenizer, config, total_steps=1, parallel=parallel)
     encoded = [encode_ranking(tokenizer, r, 64) for r in RANKINGS]
-    trainer.step(parallel.my_share(encoded[:4]))  # a batch of 4: each process 2
+    trainer.step(parallel.my_share(encoded[:3]))  # a batch of 3: 2 and 1 (sharded, the second adds a pass of weight 0)
     figures = trainer.evaluate(encoded)  # 5 held-out rankings: 3 and 2
-    return [p.detach().clone() for p in trainer.policy.parameters() if p.requires_grad], figures
+    if parallel.sharded:
+        return parallel.full_state(trainer.policy), figures
+    return {name: p.detach().clone() for name, p in trainer.policy.named_parameters() if p.requires_grad}, figures
 
 
-def main(path: str) -> None:
-    parallel = DataParallel("cpu")
+def main(path: str, strategy: str = "replicate") -> None:
+    parallel = DataParallel("cpu", strategy=strategy)
     assert parallel.processes == 2, "run under accelerate launch --num_processes 2"
-    shared, shared_figures = trained(path, parallel)
+    sharded = strategy == "shard"
+    shared, shared_figures = trained(path, parallel, sharded)
     parallel.wait()
     if parallel.is_main:
-        alone, alone_figures = trained(path, DataParallel("cpu", alone=True))
-        print("DPO " + json.dumps({"difference": max((a - b).abs().max().item() for a, b in zip(shared, alone)),
-                                   "moved": max(p.abs().max().item() for p in alone),  # LoRA's B starts at 0
+        alone, alone_figures = trained(path, DataParallel("cpu", alone=True), sharded)
+        start = {name: p for name, p in load_generator(path)[0].named_parameters()}
+        print("DPO " + json.dumps({"difference": max((shared[n] - w).abs().max().item() for n, w in alone.items()),
+                                   "moved": max((w - start[n] if n in start else w).abs().max().item()  # LoRA's B starts at 0
+                                                for n, w in alone.items()),
                                    "shared": shared_figures, "alone": alone_figures}), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -195,20 +195,22 @@ def test_on_a_machine_with_gpus_a_training_takes_several_processes_and_shards_on
     assert jobs.list_jobs(app_db)[0]["num_gpus"] == 2  # the queue holds two GPUs for it
 
 
-def test_a_policy_update_on_several_gpus_shards_only_full_weights(app_db, monkeypatch, tmp_path):
+@pytest.mark.parametrize("page, submit, kind", [("policy", "train-policy-Start policy update", "train_policy"),
+                                                ("dpo", "train-dpo-Start preference optimisation", "dpo")])
+def test_a_policy_update_or_dpo_on_several_gpus_shards_only_full_weights(app_db, monkeypatch, tmp_path, page, submit, kind):
     monkeypatch.setenv("RLHF_GPUS", "4")
     versions.register_version(app_db, "reward", "rm", str(tmp_path), activate=True)
     started = []
     create_only(monkeypatch, started)
-    at = start("pages/train/policy.py")
+    at = start(f"pages/train/{page}.py")
     next(n for n in at.number_input if n.label == "Processes (GPUs)").set_value(2)
     next(s for s in at.selectbox if s.label == "With several processes").set_value("shard")
-    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()  # LoRA is on by default
+    at.button(key=f"FormSubmitter:{submit}").click().run()  # LoRA is on by default
     assert not at.exception and started == [] and "Sharding is for full weights" in unescaped(at.error[0])
     next(c for c in at.checkbox if c.label == "LoRA adapter").uncheck()
-    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
-    [(kind, args)] = started
-    assert kind == "train_policy" and args["processes"] == 2 and args["strategy"] == "shard" and not args["lora"]
+    at.button(key=f"FormSubmitter:{submit}").click().run()
+    [(started_kind, args)] = started
+    assert started_kind == kind and args["processes"] == 2 and args["strategy"] == "shard" and not args["lora"]
 
 
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):

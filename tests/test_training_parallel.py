@@ -161,36 +161,49 @@ def test_a_sharded_policy_update_on_two_processes_evaluates_on_both_and_saves_wh
     assert max((saved[name] - start[name]).abs().max().item() for name in saved) > 1e-4  # and trained
 
 
-def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_process_on_the_whole_batch(tiny_generator):
-    """Rankings of different weights split over two processes: the loss scaled by the whole batch's weight, the
-    gradients averaged, and the held-out figures summed over both processes' rankings give one process's."""
-    done = run_module("tests.parallel_dpo_step", 2, [tiny_generator])
+@pytest.mark.parametrize("strategy", ["replicate", "shard"])
+def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_process_on_the_whole_batch(tiny_generator,
+                                                                                                      strategy):
+    """Rankings of different weights split unevenly over two processes: the loss scaled by the whole batch's weight, the
+    gradients averaged, and the held-out figures summed over both processes' rankings give one process's (sharded:
+    the process with fewer rankings runs passes of weight 0 beside the other's)."""
+    done = run_module("tests.parallel_dpo_step", 2, [tiny_generator, strategy])
     result = json.loads(done.stdout.split("DPO ", 1)[1].splitlines()[0])
     assert result["moved"] > 1e-4 and result["difference"] < 1e-5, result
     for name, value in result["alone"].items():
         assert result["shared"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
 
 
-def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_generator, tiny_encoder):
-    """With people's spot check at each KL check: the first process alone evaluates with the reward model, and both
-    take the same steps."""
+def store_with_rankings(path: Path, tiny_generator: str, reward_model: str) -> None:
+    """10 prompts, each ranked once, and the tiny generator and a reward model active."""
     from data import annotation
-    from tests.test_policy_train import saved_reward_model
 
-    path = tmp_path / "dpo.db"
     db = open_db(path)
     items.ensure_prompt_set(db, "s")
     versions.register_version(db, "generator", "tiny", tiny_generator, activate=True)
-    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, tmp_path / "rm"), activate=True)
+    versions.register_version(db, "reward", "rm", reward_model, activate=True)
     alice = annotation.annotator_id(db, "alice")
     for i in range(10):
         prompt_id, _ = items.add_prompt(db, "s", f"prompt number {i}")
         item = items.add_item(db, prompt_id, [items.NewCompletion(t) for t in ("short", "a much longer answer", "mid one")])
         annotation.submit_ranking(db, item, alice, [[1], [2], [0]], [0, 1, 2])
     db.close()
-    done = run_trainer("policy.dpo", path, 2, ["--epochs", "2", "--rankings-per-step", "4", "--eval-samples", "2",
+
+
+@pytest.mark.parametrize("strategy", ["replicate", "shard"])
+def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_generator, tiny_encoder, strategy):
+    """With people's spot check at each KL check: the first process evaluates with the reward model (sharded: both,
+    together), and both take the same steps. 8 training rankings in steps of 3 leave a step of 2 rankings, one a
+    process, and sharded, held-out rankings one process lacks a pass for."""
+    from tests.test_policy_train import saved_reward_model
+
+    path = tmp_path / "dpo.db"
+    store_with_rankings(path, tiny_generator, saved_reward_model(tiny_encoder, tmp_path / "rm"))
+    sharded = ["--lora", "false", "--strategy", "shard"] if strategy == "shard" else []
+    done = run_trainer("policy.dpo", path, 2, ["--epochs", "2", "--rankings-per-step", "3", "--eval-samples", "2",
                                                "--max-new-tokens", "6", "--bf16", "false", "--name", "dpo-2",
-                                               "--kl-budget", "0", "--kl-checks", "2", "--spot-check-checkpoints", "true"])
+                                               "--kl-budget", "0", "--kl-checks", "2", "--spot-check-checkpoints", "true",
+                                               *sharded])
     db = open_db(path)
     [job] = jobs.list_jobs(db)
     assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1 and "2 processes" in job["log"]
@@ -199,6 +212,29 @@ def test_dpo_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_
     steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "train/loss" in m]
     assert steps == sorted(set(steps)) and len(steps) == made["metrics"]["steps"]
     assert [c["step"] for c in made["metrics"]["checkpoints"]] == [len(steps) // 2, len(steps)]
+    assert made["config"]["strategy"] == strategy and {"val/kl", "val/win_rate"} <= set(made["metrics"])
+
+
+def test_sharded_dpo_past_its_kl_budget_restores_the_shards_of_its_last_checkpoint_and_saves_them_whole(
+        tmp_path, tiny_generator, tiny_encoder):
+    """A budget the first check exceeds: every process puts back its shards of the start, and the saved weights are
+    the start's."""
+    from policy.models import load_generator
+    from tests.test_policy_train import saved_reward_model
+
+    path = tmp_path / "dpo.db"
+    store_with_rankings(path, tiny_generator, saved_reward_model(tiny_encoder, tmp_path / "rm"))
+    run_trainer("policy.dpo", path, 2, ["--epochs", "2", "--rankings-per-step", "2", "--eval-samples", "2",
+                                        "--max-new-tokens", "6", "--bf16", "false", "--lora", "false", "--strategy", "shard",
+                                        "--learning-rate", "1e-3", "--kl-budget", "1e-9", "--kl-checks", "2"])
+    db = open_db(path)
+    [job] = jobs.list_jobs(db)
+    assert job["status"] == "done", job["log"]
+    [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"] is not None]
+    assert made["metrics"]["kl_budget/spent"] and made["metrics"]["kl_budget/kept_step"] == 0
+    assert made["metrics"]["kl_budget/curve"][0][1] > 1e-9 and "val/kl" in made["metrics"]
+    saved, start = (dict(load_generator(p)[0].named_parameters()) for p in (made["path"], tiny_generator))
+    assert saved.keys() == start.keys() and max((saved[n] - start[n]).abs().max().item() for n in saved) < 1e-6
 
 
 def wait_until_finished(db, job_id: int, timeout: float = 300) -> dict:

@@ -23,7 +23,7 @@ CACHE_ENV_VAR = "RLHF_CACHE"
 STRATEGIES = ("replicate", "shard")
 STRATEGY_HELP = ("with several processes: replicate (each holds the whole model, gradients averaged: data parallel) or "
                  "shard (weights, gradients and optimizer state split across the processes: FSDP2, for a model whose "
-                 "training does not fit one device; full weights only; SFT, the reward model and the policy update)")
+                 "training does not fit one device; full weights only)")
 
 
 def sharding_problem(strategy: str, lora: bool) -> str | None:

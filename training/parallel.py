@@ -12,18 +12,19 @@ The averaging is one all-reduce of all gradients, flattened, after each backward
 DistributedDataParallel's hooks: the trainers call their models' parts directly (the SFT loss runs the
 LM head on response positions only), which DDP's wrapper would not see.
 
-With `strategy="shard"` (SFT, the reward model and the policy update; full weights) `prepare` shards the model with
+With `strategy="shard"` (every trainer; full weights) `prepare` shards the model with
 FSDP2 instead of copying it: FSDP averages those gradients itself, the trainer calls the model's own forward, and
 `full_state` gathers the whole weights for the first process to save. Every forward pass of a sharded model gathers
 each block's weights from all processes, so every process must run the same passes in the same order: the policy
-update's sampling runs in lockstep (`everyone`: a process whose samples have all ended goes on until every
-process's have), its micro-batches are as many on every process (`smallest`), and its held-out evaluation runs on
-every process.
+update's and DPO's sampling runs in lockstep (`everyone`: a process whose samples have all ended goes on until every
+process's have), micro-batches are as many on every process (`smallest`; DPO's rankings `padded` with passes of weight
+0), and the held-out evaluations run on every process.
 
     CONFIG=training/accelerate/data_parallel.yaml  # what the app's jobs launch with (data.jobs.accelerate_launch)
     accelerate launch --config_file $CONFIG --num_processes 4 -m rm.train --epochs 2            # 4 GPUs
     accelerate launch --config_file $CONFIG --num_processes 2 -m policy.sft --epochs 3          # no GPU: 2 CPU processes
     accelerate launch --config_file $CONFIG --num_processes 2 -m policy.train --prompts-per-step 8  # 4 prompts a GPU a step
+    accelerate launch --config_file $CONFIG --num_processes 8 -m policy.dpo --lora false --strategy shard  # FSDP2
 """
 
 import dataclasses
@@ -91,6 +92,18 @@ class DataParallel:
             self.params = (self.params if add else []) + [p for p in model.parameters() if p.requires_grad]
         return model
 
+    def resharded(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model with every sharded part back in its shards, as reading or writing its weights in place needs:
+        after a forward pass without a backward one (an evaluation) FSDP leaves the outermost part gathered, its
+        parameters then whole tensors whose changes would be lost. Not a collective; alone or replicated: the model."""
+        if self.sharded:
+            from torch.distributed.fsdp import FSDPModule
+
+            for module in model.modules():
+                if isinstance(module, FSDPModule):
+                    module.reshard()
+        return model
+
     def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         """A sharded model's whole weights, gathered on the first process's CPU (every process must call it; the
         others get None); a model that is not sharded: None (its own state_dict is whole)."""
@@ -132,6 +145,14 @@ class DataParallel:
         """This process's rows of a list every process holds: every processes-th one from its rank (a policy update
         step's prompts, each with all its K samples, so a leave-one-out baseline stays within one process)."""
         return rows[self.rank::self.processes]
+
+    def padded(self, rows: list) -> list:
+        """This process's rows, and sharded, Nones after them up to the most rows any process has: passes each process
+        runs only to keep the others company (a sharded model's every forward and backward pass needs all of them)."""
+        if not self.sharded:
+            return rows
+        most = -self.smallest(-len(rows))
+        return rows + [None] * (most - len(rows))
 
     def total(self, values: torch.Tensor) -> torch.Tensor:
         """The sum of `values` over the processes (alone: `values`); every process must call it, in the same order."""

@@ -5,10 +5,10 @@ import streamlit as st
 
 from data import items, review, versions
 from policy.config import DPOConfig
-from training import quantization
+from training import quantization, sharding_problem
 from training.diagnostics import verdict
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
-                     refused, version_label, version_picker)
+                     refused, strategy_input, version_label, version_picker)
 from ui.session import screen
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
@@ -65,10 +65,10 @@ def train_form(db) -> None:
                  "evaluation each time)")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
-        left, right, _ = st.columns(3)
-        processes, quantize = processes_input(left), quantize_input(right)
+        left, middle, right = st.columns(3)
+        processes, strategy, quantize = processes_input(left), strategy_input(middle), quantize_input(right)
         if st.form_submit_button("Start preference optimisation", type="primary"):
-            if refused(quantization.problem(quantize, lora)):
+            if refused(sharding_problem(strategy, lora)) or refused(quantization.problem(quantize, lora, strategy)):
                 return
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
@@ -76,7 +76,8 @@ def train_form(db) -> None:
                                     kl_budget=float(kl_budget), eval_samples=int(eval_samples),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
                                     spot_check_checkpoints=spot_check_checkpoints, name=name.strip(), activate=activate,
-                                    gradient_checkpointing=low_memory, processes=processes, quantize=quantize),
+                                    gradient_checkpointing=low_memory, processes=processes, strategy=strategy,
+                                    quantize=quantize),
                    "Preference optimisation")
 
 
