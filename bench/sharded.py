@@ -1,7 +1,7 @@
-"""Sharding (FSDP2) against one process: peak memory per process of one SFT step and one reward-model step of a
-~0.5B model.
+"""Sharding (FSDP2) against one process: peak memory per process of one SFT step, one reward-model step and one
+policy-update step of a ~0.5B model.
 
-    python -m bench.sharded [--steps 2] [--tokens 128]
+    python -m bench.sharded [--steps 2] [--tokens 128] [--kinds sft reward policy]
 
 The model is Qwen2-0.5B's architecture (24 layers, hidden 896, vocabulary 151,936, tied embeddings) with random
 weights built from its config (nothing is downloaded): a causal LM for SFT, the same body with a one-score head for
@@ -9,8 +9,13 @@ the reward model. Each arm runs in processes of its own, full weights in fp32 wi
 whole batch), and sharded over two gloo processes under `accelerate launch` (each half of the batch, FSDP2 through
 training/parallel.py as the trainers use it: every decoder block sharded, then the rest). A step is the trainers'
 own: SFT's `sft_loss` over the response tokens, the reward model's Bradley-Terry loss on chosen/rejected pairs, the
-gradients clipped, AdamW. Reports each process's peak RSS and the median step time, and the resident memory through the last step's backward
-pass (sampled every 5 ms: at its start, when the input embedding's backward ends, its peak, its end). Results: bench/out/sharded.json.
+gradients clipped, AdamW; the policy update's is PolicyTrainer.step (RLOO, full weights, K=2, `--batch` prompts a
+step, `--tokens / 4` new tokens): sampling (in lockstep when sharded), the reference's and the policy's log-probs, the
+update, with the reference model sharded too; its scores come from a stand-in (the completion's length), since what
+is measured is the policy's memory, not a reward model's. Reports each process's peak RSS and the median step time,
+and for SFT and the reward model the resident memory through the last step's backward pass (sampled every 5 ms: at
+its start, when the input embedding's backward ends, its peak, its end). Results: bench/out/sharded.json (a subset
+of kinds: sharded-<kinds>.json).
 """
 
 import argparse
@@ -25,6 +30,7 @@ from bench.common import median, peak_rss_mb, save
 from data.jobs import accelerate_launch
 
 ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("sft", "reward", "policy")
 
 
 def qwen2_half_billion(tied: bool = True):
@@ -92,6 +98,48 @@ class BackwardTrace:
                 "peak_after_embedding_backward": bool(self.embedding_done and peak_time > self.embedding_done)}
 
 
+class LengthScore:
+    """A stand-in scorer for the policy update's arm: the completion's length in characters."""
+
+    def score(self, prompts: list[str], texts: list[str]):
+        import torch
+
+        return torch.tensor([float(len(t)) for t in texts])
+
+
+def policy_worker(parallel, config, steps: int, tokens: int, batch: int) -> dict:
+    """The policy-update arm: PolicyTrainer's own steps on a random ~0.5B model (the embedded generator's tokenizer,
+    whose ids are within its vocabulary)."""
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    from data.versions import EMBEDDED_GENERATOR_PATH
+    from policy.config import PolicyConfig
+    from policy.train import PolicyTrainer
+    from training import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_GENERATOR_PATH))
+    tokenizer.padding_side = "left"
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    parameters = sum(p.numel() for p in model.parameters())
+    trace = {"built": rss_now_mb()}
+    settings = PolicyConfig(algorithm="rloo", lora=False, k=2, prompts_per_step=batch, max_new_tokens=max(1, tokens // 4),
+                            learning_rate=1e-5, bf16="false", micro_batch_prompts=1, strategy="shard")
+    trainer = PolicyTrainer(model, tokenizer, LengthScore(), settings, parallel)
+    trace["prepared"] = rss_now_mb()
+    prompts = [f"Question {i}: explain, in a few sentences, why the sky looks blue at noon and red at dusk."
+               for i in range(batch)]
+    times = []
+    for step in range(steps):
+        started = time.perf_counter()
+        metrics = parallel.mean_of(trainer.step(parallel.my_share(prompts), seed=step * 100 + parallel.rank))
+        times.append(time.perf_counter() - started)
+        trace[f"after step {step + 1}"] = rss_now_mb()
+    return {"kind": "policy", "processes": parallel.processes, "sharded": parallel.sharded, "rank": parallel.rank,
+            "parameters": parameters, "peak_rss_mb": round(peak_rss_mb()), "step_s": round(median(times), 2),
+            "loss": round(metrics["train/loss"], 4), "rss_mb": trace}
+
+
 def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
     """One arm in this process (alone, or one of the processes `accelerate launch` started)."""
     import torch
@@ -103,6 +151,8 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
     parallel = DataParallel("cpu", strategy="shard")
     torch.manual_seed(0)
     config = qwen2_half_billion(tied)
+    if kind == "policy":
+        return policy_worker(parallel, config, steps, tokens, batch)
     if kind == "sft":
         from transformers import Qwen2ForCausalLM
 
@@ -172,9 +222,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4, help="sequences (SFT) or pairs (reward model) per step, over all processes")
-    parser.add_argument("--kinds", nargs="+", choices=["sft", "reward"], default=["sft", "reward"])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--untied", action="store_true", help="separate input and output embeddings (Qwen2-0.5B ties them)")
-    parser.add_argument("--worker", choices=["sft", "reward"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.steps, args.tokens, args.batch, not args.untied)), flush=True)
@@ -190,11 +240,14 @@ def main() -> None:
               f"sharded over 2 processes {each} "
               f"({results[kind]['peak_rss_ratio']:.2f}x), {sharded[0]['step_s']} s a step", flush=True)
         for name, arm in (("alone", alone), ("sharded, first process", sharded[0])):
+            if "last backward" not in arm["rss_mb"]:  # the policy update's step is the trainer's own
+                continue
             b = arm["rss_mb"]["last backward"]
             print(f"  {name}, last backward pass: {b['start_mb']:,} MB at its start, {b['embedding_backward_done_mb']:,} MB when "
                   f"the embedding's backward ended, peak {b['peak_mb']:,} MB "
                   f"({'after' if b['peak_after_embedding_backward'] else 'before'} it), {b['end_mb']:,} MB at its end", flush=True)
-    save("sharded-untied" if args.untied else "sharded",
+    name = "sharded" + ("" if list(args.kinds) == list(KINDS) else "-" + "-".join(args.kinds)) + ("-untied" if args.untied else "")
+    save(name,
          {"steps": args.steps, "tokens": args.tokens, "batch": args.batch, "tied_embeddings": not args.untied, **results})
 
 

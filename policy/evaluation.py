@@ -98,10 +98,10 @@ class PolicyEvaluator:
 
     def rollout(self, prompts: list[Prompt], seed: int, policy=None) -> Rollout:
         torch.manual_seed(seed)
-        with self.autocast():
-            rollout = sample_rollout(policy or self.sampling_model(), self.tokenizer, prompts, self.k,
-                                     self.max_new_tokens, self.temperature, self.max_prompt_tokens,
-                                     self.sharded.everyone if self.sharded else None)
+        model = policy or self.sampling_model()
+        with self.autocast(), (self.sharded.gathered(model) if self.sharded else nullcontext()):
+            rollout = sample_rollout(model, self.tokenizer, prompts, self.k, self.max_new_tokens, self.temperature,
+                                     self.max_prompt_tokens, self.sharded.everyone if self.sharded else None)
         release_freed_memory()  # the KV cache
         return rollout
 

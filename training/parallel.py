@@ -17,7 +17,7 @@ FSDP2 instead of copying it: FSDP averages those gradients itself, the trainer c
 `full_state` gathers the whole weights for the first process to save. Every forward pass of a sharded model gathers
 each block's weights from all processes, so every process must run the same passes in the same order: the policy
 update's and DPO's sampling runs in lockstep (`everyone`: a process whose samples have all ended goes on until every
-process's have), micro-batches are as many on every process (`smallest`; DPO's rankings `padded` with passes of weight
+process's have; the weights are `gathered` once for it, not at every token), micro-batches are as many on every process (`smallest`; DPO's rankings `padded` with passes of weight
 0), and the held-out evaluations run on every process.
 
     CONFIG=training/accelerate/data_parallel.yaml  # what the app's jobs launch with (data.jobs.accelerate_launch)
@@ -29,6 +29,7 @@ process's have), micro-batches are as many on every process (`smallest`; DPO's r
 
 import dataclasses
 import json
+from contextlib import contextmanager
 
 import torch
 
@@ -103,6 +104,26 @@ class DataParallel:
                 if isinstance(module, FSDPModule):
                     module.reshard()
         return model
+
+    @contextmanager
+    def gathered(self, model: torch.nn.Module):
+        """A sharded model whose blocks, once gathered at their first forward pass, stay whole until the end of the
+        block instead of being gathered again at every pass: for sampling, a forward pass per token without a backward
+        one (TRL gathers a sharded policy for generation as well). It costs the whole weights' memory for that while,
+        and the processes still run every pass together (the first gathers). Alone or replicated: nothing changes."""
+        from torch.distributed.fsdp import FSDPModule
+
+        units = [m for m in model.modules() if isinstance(m, FSDPModule)] if self.sharded else []
+        blocks = [m for m in units if m is not model]  # the root is already kept whole after its forward pass
+        for block in blocks:
+            block.set_reshard_after_forward(False, recurse=False)
+        try:
+            yield model
+        finally:
+            for block in blocks:
+                block.set_reshard_after_forward(True, recurse=False)
+            for unit in units:
+                unit.reshard()
 
     def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         """A sharded model's whole weights, gathered on the first process's CPU (every process must call it; the
