@@ -88,6 +88,18 @@ def test_reward_model_on_two_processes_matches_one_and_writes_one_version(tmp_pa
 
 
 @pytest.mark.parametrize("strategy", ["replicate", "shard"])
+def test_an_sft_and_a_reward_model_step_on_two_processes_make_the_update_of_one_process_on_both_batches(
+        tiny_generator, tiny_encoder, strategy):
+    """Each process steps on its batch; the gradients averaged over the processes (sharded: by FSDP's reduce-scatter,
+    the SFT loss through the model's own forward) give one process's step on the mean of both batches' losses."""
+    done = run_module("tests.parallel_sft_rm_step", 2, [tiny_generator, tiny_encoder, strategy])
+    differences = json.loads(done.stdout.split("DIFFERENCES ", 1)[1].splitlines()[0])
+    for trainer in ("sft", "reward"):
+        assert differences[f"{trainer}/moved"] > 1e-4, trainer  # the step moved the weights
+        assert differences[trainer] < 1e-5, (trainer, differences)
+
+
+@pytest.mark.parametrize("strategy", ["replicate", "shard"])
 def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_on_the_whole_batch(
         tiny_small_vocab_generator, strategy):
     """Each process updates on half of a step's prompts; the averaged gradients and the statistics over the whole batch
