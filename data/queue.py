@@ -158,6 +158,11 @@ def ranked_count(db: Database, annotator: int) -> int:
                       {"a": annotator}).fetchone()[0]
 
 
+def rejected_count(db: Database, annotator: int) -> int:
+    """How many of the annotator's rankings a reviewer rejected or sent back (they stay counted as ranked)."""
+    return db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ? AND review = 'rejected'", [annotator]).fetchone()[0]
+
+
 def items_left(db: Database, annotator: int) -> int:
     """How many items this annotator could still be served. It visits every open item: at 100k items, call it sparingly."""
     return db.execute(f"SELECT COUNT(*) {_OPEN_TO_ANNOTATOR}", {"annotator": annotator, "now": now()}).fetchone()[0]

@@ -84,7 +84,7 @@ def processes_input(column) -> int:
 
 
 def strategy_input(column) -> str:
-    """SFT's and the reward model's choice, with several GPUs: replicate the model in every process or shard it."""
+    """Every training form's choice, with several GPUs: replicate the model in every process or shard it."""
     if scheduler.gpu_count() < 2:
         return "replicate"
     return column.selectbox("With several processes", STRATEGIES, help=capitalised(STRATEGY_HELP),

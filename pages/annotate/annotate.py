@@ -371,7 +371,9 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     if mode == "My rankings":
         my_rankings(db, user)
     item = queue.next_item(db, user.id)  # a busy store: the boundary keeps what was entered and offers a retry
-    st.caption(f"Ranking as **{user.name}** · {queue.ranked_count(db, user.id)} ranked, {items_left(db, user)} left")
+    rejected = queue.rejected_count(db, user.id)
+    st.caption(f"Ranking as **{user.name}** · {queue.ranked_count(db, user.id)} ranked"
+               + (f" ({rejected} of them sent back or rejected by a reviewer)" if rejected else "") + f", {items_left(db, user)} left")
     show_flash()
     if item is None:
         st.success("Nothing left to rank for you. Thank you! New items appear when the admin generates or imports more.")
