@@ -206,9 +206,10 @@ class PreferenceTrainer:
         margin beta * h, and the policy's own log-prob margin of the chosen over the rejected completion."""
         c, losses, margins, logp_margins = self.config, [], [], []
         for ranking in self.parallel.padded(self.parallel.my_share(rankings)):
-            if ranking is None:  # sharded: a pass for company, not counted
+            if ranking is None:  # sharded: the passes of a ranking the others run, for company, not counted
+                self.reference_logprobs(rankings[0])
                 with self.autocast():
-                    self.reference_logprobs(rankings[0]), sequence_logprobs(self.policy, rankings[0])
+                    sequence_logprobs(self.policy, rankings[0])
                 continue
             reference = self.reference_logprobs(ranking)
             with self.autocast():
