@@ -1,7 +1,5 @@
 """Log-in, the first admin, and every callback and fragment re-checking who is asking (AppTest)."""
 
-import re
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -258,7 +256,7 @@ def test_logging_in_while_another_process_holds_the_store_says_so_without_a_trac
 
 def test_admin_actions_are_in_the_audit_log_on_team_with_who_and_when(app_db, tmp_path):
     """Trust pass 3, finding 22: nothing recorded who started a job, changed an account, imported, exported, reviewed."""
-    from data import audit, importing, review
+    from data import audit, importing
     from data.importing import PromptRow
 
     admin = accounts.session_user(app_db, *app_db.execute("SELECT id, session_epoch FROM annotators WHERE name = 'admin'").fetchone())
