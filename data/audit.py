@@ -15,10 +15,11 @@ from data.store import now, write_transaction
 CLI = "command line"  # the actor of a change made with `python -m data` or a job started from a terminal
 
 
-def record(db: Database, actor, action: str, target: str = "", detail: dict | None = None) -> None:
-    """One entry: call inside the change's write transaction. `actor`: the admin's User, or None (command line)."""
+def record(db: Database, actor, action: str, target: str = "", detail: dict | None = None, by: str = "") -> None:
+    """One entry: call inside the change's write transaction. `actor`: the admin's User, or None: `by` (a job: "job
+    12"), else the command line."""
     db.execute("INSERT INTO audit_log (at, actor_id, actor, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-               [now(), getattr(actor, "id", None), getattr(actor, "name", CLI), action, str(target)[:200],
+               [now(), getattr(actor, "id", None), getattr(actor, "name", by or CLI), action, str(target)[:200],
                 json.dumps(detail or {}, default=str)[:2000]])
 
 

@@ -75,10 +75,11 @@ def assigned(db: Database, name: str) -> list[str]:
 
 def configure(db: Database, name: str, actor: User | None = None, status: str | None = None, priority: int | None = None,
               assign: list[str] | None = None, rankings_wanted: int | None = None, overlap_share: float | None = None,
-              overlap_rankings: int | None = None, logged: dict | None = None) -> dict:
+              overlap_rankings: int | None = None, logged: dict | None = None, by: str = "") -> dict:
     """Change what is given of a set's settings, in one transaction; `assign`: the annotators it is served to ([]:
     everyone). Refuses an unknown set, status or annotator, and a target out of range, naming what to use instead.
-    `logged`: settings the caller changed in the same transaction, for the same audit-log entry."""
+    `logged`: settings the caller changed in the same transaction, for the same audit-log entry; `by`: the job
+    changing them, for the audit log (no `actor`)."""
     with write_transaction(db):
         require_admin(db, actor)
         get_set(db, name)
@@ -106,7 +107,7 @@ def configure(db: Database, name: str, actor: User | None = None, status: str | 
             _assign(db, name, assign)
         audit.record(db, actor, "configure set", name, {"status": status, "priority": priority, "assigned": assign,
                                                          "rankings wanted": rankings_wanted, "overlap share": overlap_share,
-                                                         "overlap rankings": overlap_rankings, **(logged or {})})
+                                                         "overlap rankings": overlap_rankings, **(logged or {})}, by=by)
     return get_set(db, name)
 
 

@@ -99,10 +99,12 @@ def held_for_people(activate: bool, activation: str, pairs: list[dict], by: str 
                    f"pairs (make it active on Train → Models once they agree with it)")
 
 
-def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict], source_sets: list[str] = ()) -> dict:
+def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict], source_sets: list[str] = (),
+                queued_by: str = "") -> dict:
     """Put the reward model's favourite pairs (from `favourites`) into the queue, in a set served to the people the
     run's prompt sets (`source_sets`; none: every set) are served to, under their guidelines when they share one, each
-    pair wanting enough rankings for a verdict (at most one from each of those people). Returns {"set", "pairs"}."""
+    pair wanting enough rankings for a verdict (at most one from each of those people). `queued_by`: the job, for the
+    audit log. Returns {"set", "pairs"}."""
     if not pairs:
         return {"set": None, "pairs": 0}
     name = set_name(version["name"])
@@ -110,9 +112,10 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict], sou
         top = db.execute("SELECT COALESCE(MAX(priority), 0) FROM prompt_sets").fetchone()[0]
         ensure_prompt_set(db, name)
         prompt_sets.configure(db, name, priority=min(100, top + 1), status="active",  # before the items: they take its priority
-                  assign=served_to(db, source_sets))
+                  assign=served_to(db, source_sets), by=queued_by)
         people = len(prompt_sets.served_people(db, name))  # each ranks a pair once: more would never finish
-        prompt_sets.configure(db, name, rankings_wanted=max(1, min(rankings_per_pair(len(pairs)), people or RANKINGS_PER_PAIR)))
+        prompt_sets.configure(db, name, rankings_wanted=max(1, min(rankings_per_pair(len(pairs)), people or RANKINGS_PER_PAIR)),
+                              by=queued_by)
         _copy_guidelines(db, source_sets, name)
         for example in pairs:
             prompt_id, _ = add_prompt(db, name, example["prompt"])
@@ -155,10 +158,11 @@ def _copy_guidelines(db: Database, source_sets: list[str], name: str) -> None:
 
 
 def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dict], earlier: int, by: str,
-                     asked: int, source_sets: list[str] = ()) -> str:
+                     asked: int, source_sets: list[str] = (), queued_by: str = "") -> str:
     """Queue a new version's favourite pairs (`queue_pairs`); what the job's log says of it. `asked`: the most pairs
-    a checkpoint may give (only held-out pairs whose new answer the reward prefers, each once, qualify)."""
-    queued = queue_pairs(db, versions.get_version(db, version_id), start, pairs, source_sets)
+    a checkpoint may give (only held-out pairs whose new answer the reward prefers, each once, qualify); `queued_by`:
+    the job, for the audit log."""
+    queued = queue_pairs(db, versions.get_version(db, version_id), start, pairs, source_sets, queued_by)
     return (f"spot check: {queued['pairs']} of {by}'s favourite held-out pairs queued for people to rank (up to "
             f"{asked} a checkpoint: those where it prefers the new answer, each pair once), in the prompt set "
             f"{queued['set']}" + (f"; {earlier} of them from earlier checkpoints" if earlier else ""))

@@ -1,6 +1,7 @@
 """Configs of the generator's jobs, one dataclass each, free of torch so pages can build them."""
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
@@ -90,6 +91,8 @@ JUDGED_K = len(LETTERS) // 2  # a judge's evaluation ranks K new and K starting 
 class PolicyConfig:
     """Policy-gradient update of a generator against a reward model, with a KL penalty to where it started."""
 
+    LEARNING_RATES: ClassVar[dict[bool, float]] = {True: 2e-4, False: 1e-5}  # by lora: what the form offers
+
     algorithm: str = field(default="rloo", metadata={
         "help": "rloo: REINFORCE with a leave-one-out baseline over each prompt's K samples; "
                 "reinforce: REINFORCE with a moving-average baseline; ppo: clipped PPO with a value head and GAE; "
@@ -108,7 +111,8 @@ class PolicyConfig:
     k: int = field(default=4, metadata={"help": "samples per prompt (RLOO, GRPO and Dr. GRPO need at least 2)"})
     prompts_per_step: int = field(default=4, metadata={"help": "prompts per rollout; a step samples prompts_per_step x k completions"})
     steps: int = field(default=20, metadata={"help": "policy updates (one rollout each)"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA default; use ~1e-5 for a full fine-tune)"})
+    learning_rate: float = field(default=LEARNING_RATES[True], metadata={
+        "help": "AdamW learning rate (LoRA default; use ~1e-5 for a full fine-tune)"})
     kl_coef: float = field(default=0.05, metadata={"help": "beta: weight of the KL penalty to the starting generator"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature, also used when recomputing log-probs"})
@@ -178,10 +182,13 @@ class PolicyConfig:
 class SFTConfig:
     """Supervised fine-tuning of a generator on the annotators' demonstrations (response tokens only)."""
 
+    LEARNING_RATES: ClassVar[dict[bool, float]] = {False: 5e-5, True: 2e-4}  # by lora: what the form offers
+
     generator_version: int | None = field(default=None, metadata={"help": "generator version to start from; none: the active one"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets, a,b or a JSON list; empty: all demonstrations"})
     epochs: int = field(default=3, metadata={"help": "most passes over the demonstrations (early stop may end sooner)"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW peak learning rate (linear warm-up, then decay); ~2e-4 with LoRA"})
+    learning_rate: float = field(default=LEARNING_RATES[False], metadata={
+        "help": "AdamW peak learning rate (linear warm-up, then decay); ~2e-4 with LoRA"})
     batch_size: int = field(default=8, metadata={"help": "demonstrations per step, batched by similar length"})
     max_length: int = field(default=512, metadata={"help": "tokens of prompt + response; longer ones are cut from the response's end"})
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for validation loss and perplexity"})
@@ -209,6 +216,9 @@ class SFTConfig:
 class DPOConfig:
     """Direct preference optimisation of a generator straight from the rankings (no reward model in between)."""
 
+    # by lora: LoRA's from the closed-loop sweep (bench/README.md); full weights' as in the DPO paper
+    LEARNING_RATES: ClassVar[dict[bool, float]] = {True: 1.5e-4, False: 5e-7}
+
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id (also the reference); none: the active one"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets whose rankings to learn from, a,b or a JSON list; empty: all"})
     loss: str = field(default="sigmoid", metadata={
@@ -222,7 +232,7 @@ class DPOConfig:
         "help": "weight each pair by its rank gap (D > C > A: D>A counts twice as much as D>C)"})
     epochs: int = field(default=3, metadata={"help": "passes over the training rankings (the KL budget stops it earlier)"})
     rankings_per_step: int = field(default=8, metadata={"help": "rankings per optimizer step (each ranking's pairs stay together)"})
-    learning_rate: float = field(default=1.5e-4, metadata={
+    learning_rate: float = field(default=LEARNING_RATES[True], metadata={
         "help": "AdamW peak learning rate (linear warm-up, then decay), chosen by the closed-loop sweep (bench/README.md) "
                 "for LoRA; ~5e-7 for full weights"})
     max_length: int = field(default=512, metadata={"help": "tokens of prompt + completion; longer completions are cut at the end"})

@@ -445,7 +445,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
     job.log(f"saved {name}; {activation}")
     if queue:
         job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False),
-                                             config.spot_check, config.prompt_sets))
+                                             config.spot_check, config.prompt_sets, queued_by=f"job {job.id}"))
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
             **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)},
             **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}

@@ -138,7 +138,7 @@ def test_sending_back_an_item_nobody_else_can_rank_says_so_before_and_after(app_
     prompt_sets.configure(app_db, "mine", assign=["alice", "bob"])
     assert review.others_who_can_rank(app_db, item) == 0
     at = start("pages/quality/review.py")
-    assert any("nobody else this item's set is served to can rank it" in unescaped(c) for c in at.caption)
+    assert any("nobody else among the people this item's set is served to can rank it" in unescaped(c) for c in at.caption)
     next(b for b in at.button if b.label == "Send back").click().run()
     assert not at.exception and unescaped(at.warning[0]).startswith(f"Ranking {ranking}: sent back, but nobody else")
 

@@ -29,7 +29,7 @@ def queued(db, tmp_path):
     version, start_version = versions.get_version(db, new), versions.get_version(db, start)
     pairs = spot_checks.favourites(EXAMPLES + [{**EXAMPLES[0], "after_reward": -1.0}], 8)
     assert len(pairs) == 3  # the pair the reward model does not prefer the new answer on is left out
-    assert spot_checks.queue_pairs(db, version, start_version, pairs) == {"set": "spot-check-policy-1", "pairs": 3}
+    assert spot_checks.queue_pairs(db, version, start_version, pairs, queued_by="job 7") == {"set": "spot-check-policy-1", "pairs": 3}
     return new
 
 
@@ -50,6 +50,8 @@ def test_the_favourites_are_served_first_three_times_each_with_both_versions_nam
     assert item.prompt_set == "spot-check-policy-1"  # before the ordinary set of priority 5
     made_by = db.execute("SELECT generator_version_id FROM completions WHERE item_id = ? ORDER BY position", [item.id])
     assert [row[0] for row in made_by] == [queued, queued - 1]  # the new answer and the starting one
+    actors = db.execute("SELECT DISTINCT actor FROM audit_log WHERE target = 'spot-check-policy-1'").fetchall()
+    assert actors == [("job 7",)]  # the job that queued them, not "command line"
 
 
 def test_people_who_prefer_the_old_answers_stop_the_version_being_made_active(db, queued):

@@ -155,7 +155,7 @@ def test_my_rankings_says_sent_back_apart_from_rejected(app_db):
     button(at, "Submit ranking").click().run()
     review.send_back(app_db, app_db.execute("SELECT id FROM rankings").fetchone()[0], "read the prompt again", by="rita")
     at.radio(key="task").set_value("My rankings").run()
-    assert at.dataframe[0].value["status"].tolist() == ["sent back (another annotator ranks it): read the prompt again"]
+    assert at.dataframe[0].value["status"].tolist() == ["sent back (the item wants another annotator's ranking): read the prompt again"]
     at.radio(key="task").set_value("Rank completions").run()
     assert "1 ranked (1 of them sent back or rejected by a reviewer)" in at.caption[0].value
 

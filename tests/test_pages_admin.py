@@ -7,8 +7,11 @@ import shutil
 import pytest
 
 from ui.navigation import ADMIN_SCREENS
-from data import annotation, jobs, quality, queue, spot_checks, uncertainty, versions
+from data import annotation, jobs, prompt_sets, quality, queue, spot_checks, uncertainty, versions
+from data.items import NewCompletion, add_item, add_prompt, ensure_prompt_set
 from data.store import open_db
+from policy.config import DPOConfig, PolicyConfig, SFTConfig
+from tests.conftest import rank_by
 from tests.test_pages import start, unescaped
 
 SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
@@ -192,6 +195,7 @@ def test_on_a_machine_with_gpus_a_training_takes_several_processes_and_shards_on
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
     [(kind, args)] = started
     assert args["processes"] == 2 and args["strategy"] == "shard" and not args["lora"]
+    assert args["learning_rate"] == SFTConfig.LEARNING_RATES[False]  # the checkbox took the rate back with it
     assert jobs.list_jobs(app_db)[0]["num_gpus"] == 2  # the queue holds two GPUs for it
 
 
@@ -211,6 +215,19 @@ def test_a_policy_update_or_dpo_on_several_gpus_shards_only_full_weights(app_db,
     at.button(key=f"FormSubmitter:{submit}").click().run()
     [(started_kind, args)] = started
     assert started_kind == kind and args["processes"] == 2 and args["strategy"] == "shard" and not args["lora"]
+    # a full fine-tune at LoRA's rate wrecked a model in a walk: unticking LoRA takes the full-weight rate
+    config = {"policy": PolicyConfig, "dpo": DPOConfig}[page]
+    assert args["learning_rate"] == config.LEARNING_RATES[False] < config.LEARNING_RATES[True] / 10
+
+
+def test_the_reward_screen_warns_before_training_when_too_few_rankings_would_be_held_out_for_the_gate(app_db):
+    ensure_prompt_set(app_db, "small")
+    ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
+           for i in range(8)]
+    rank_by(app_db, ids, lambda text: text == "good")
+    at = start("pages/train/reward.py")
+    assert "About 2 of the 8 rankings would be held out" in unescaped(at.warning[0])
+    assert unescaped(at.warning[0]).endswith("could not be made active: rank 15 more.")
 
 
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):
@@ -294,6 +311,18 @@ def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     assert any("stopped hitting the length cap" in w for w in warnings)
 
 
+@pytest.mark.parametrize("trained_on", [{"prompt_sets": ["mine"]}, {"prompt_sets": []}, {"prompt_set": "mine"}])
+def test_the_next_round_after_a_run_defaults_to_the_set_it_trained_on_not_a_spot_checks(app_db, trained_on):
+    ensure_prompt_set(app_db, "mine")
+    prompt_sets.configure(app_db, "mine", priority=5)
+    ensure_prompt_set(app_db, "spot-check-dpo-1")  # the run's favourite pairs: served first, so listed first
+    prompt_sets.configure(app_db, "spot-check-dpo-1", priority=6)
+    start_id = versions.active_version(app_db, "generator")["id"]
+    versions.register_version(app_db, "generator", "dpo-1", "/nowhere", parent_id=start_id, config=trained_on)
+    at = start("pages/train/policy.py")
+    assert next(s for s in at.selectbox if s.label == "Prompt set for the next round").value == "mine"
+
+
 def test_the_policy_screen_charts_peoples_agreement_against_sqrt_kl_per_checkpoint(app_db):
     start_version = versions.active_version(app_db, "generator")
     metrics = {"val/reward_before": 0.0, "val/reward_after": 1.0, "val/win_rate": 0.9, "val/kl": 0.81,
@@ -362,8 +391,7 @@ def test_a_finished_job_card_names_its_set_and_versions_in_words_and_says_what_i
 
 
 def test_the_generate_screen_counts_cut_answers_and_withdraws_the_unanswered_ones(app_db):
-    from data import items, prompt_sets
-    from data.items import NewCompletion
+    from data import items
 
     items.ensure_prompt_set(app_db, "long")
     prompt_id, _ = items.add_prompt(app_db, "long", "Tell a long story.")

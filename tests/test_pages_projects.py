@@ -19,7 +19,7 @@ def test_the_overview_pauses_prioritises_and_assigns_a_set(app_db):
     at.number_input(key="priority-mine").set_value(7)
     at.multiselect(key="assign-mine").set_value(["alice"])
     at.button(key="save-mine").click().run()
-    assert not at.exception and "mine: active, priority 7, served to alice; 1 rankings per item" in unescaped(at.success[0])
+    assert not at.exception and "mine: active, priority 7, served to alice; 1 ranking per item" in unescaped(at.success[0])
     assert prompt_sets.get_set(app_db, "mine")["priority"] == 7 and prompt_sets.get_set(app_db, "mine")["assigned"] == ["alice"]
     [logged] = [e["detail"] for e in audit.recent(app_db) if e["action"] == "configure set"]
     assert "rankings wanted: 1" in logged and "queue order: " in logged  # N and the order saved here are logged too

@@ -149,11 +149,12 @@ def test_dpo_started_from_its_screen_can_have_people_spot_check_each_kl_check(ap
     assert not at.exception
     in_form(at.checkbox, "train-dpo", "People spot-check each KL check").check()
     in_form(at.selectbox, "train-dpo", "Base weights").set_value("4bit")
+    in_form(at.number_input, "train-dpo", "Pairs people spot-check").set_value(3)
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
-    assert not at.exception and [(kind, args["spot_check_checkpoints"], args["quantize"]) for kind, args in started] == [
-        ("dpo", True, "4bit")]
+    assert not at.exception and [(kind, args["spot_check_checkpoints"], args["spot_check"], args["quantize"])
+                                 for kind, args in started] == [("dpo", True, 3, "4bit")]
 
 
 def test_the_sft_screen_refuses_a_quantised_base_without_lora_and_says_what_to_tick(app_db, monkeypatch):

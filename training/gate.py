@@ -7,10 +7,14 @@ bound must beat both a coin and the length-only rule on the same pairs. SFT: the
 Each gate returns (passes, why), and the job says why in its log and result.
 """
 
+import itertools
+
 from data.agreement import wilson_interval  # the screens import it from here too
+from training.rankings import held_out_count
 
 MIN_PAIRS = 30
 MIN_HELD_OUT_RANKINGS = 5
+MAX_HELD_OUT_SHARE = 0.5  # the most the reward form holds out: the rest must still train
 
 
 POLICY_REMEDY = "hold out more prompts, or draw more samples per prompt (K)"
@@ -48,6 +52,31 @@ def too_few_held_out_rankings(metrics: dict) -> bool:
     rankings: from one, it is no interval); False when the count was not recorded."""
     n = metrics.get("val/rankings")
     return n is not None and n < MIN_HELD_OUT_RANKINGS
+
+
+def held_out_shortfall(rankings: int, share: float) -> str | None:
+    """Why a reward model trained now on `rankings` rankings, `share` of them held out (by prompt: about that share
+    when a prompt has one ranking), could not pass `reward_model_gate` whatever it learns (None: it could).
+
+    >>> held_out_shortfall(24, 0.2) is None
+    True
+    >>> held_out_shortfall(15, 0.2)
+    'about 3 of the 15 rankings would be held out (a share of 0.2), fewer than the 5 the gate needs to judge a reward model, so it could not be made active: hold out a share of 0.35 or more, or rank 8 more'
+    >>> held_out_shortfall(8, 0.2).endswith("could not be made active: rank 15 more")
+    True
+    """
+    def enough(n: int, s: float) -> bool:
+        return held_out_count(n, s) >= MIN_HELD_OUT_RANKINGS
+
+    if enough(rankings, share):
+        return None
+    shares = [s / 20 for s in range(1, int(MAX_HELD_OUT_SHARE * 20) + 1)]  # the form's steps of 0.05
+    wanted_share = next((s for s in shares if enough(rankings, s)), None)
+    more = next(n for n in itertools.count(1) if enough(rankings + n, share))
+    return (f"about {held_out_count(rankings, share)} of the {rankings} rankings would be held out (a share of "
+            f"{share:g}), fewer than the {MIN_HELD_OUT_RANKINGS} the gate needs to judge a reward model, so it could "
+            "not be made active: " + (f"hold out a share of {wanted_share:g} or more, or " if wanted_share else "")
+            + f"rank {more} more")
 
 
 def reward_model_gate(metrics: dict) -> tuple[bool, str]:

@@ -61,12 +61,16 @@ def weights_line(examples: list[RankingExample]) -> str:
             + (f"counting for less than half: {', '.join(low)}" if low else "none counts for less than half"))
 
 
+def held_out_count(prompts: int, validation_fraction: float) -> int:
+    """How many of `prompts` prompts `split_by_prompt` holds out."""
+    return max(1, round(prompts * validation_fraction))
+
+
 def split_by_prompt(examples: list, validation_fraction: float, seed: int, prompt_of=lambda e: e.prompt_id):
     """(train, validation): every example of a prompt lands on the same side."""
     prompt_ids = sorted({prompt_of(e) for e in examples})
     random.Random(seed).shuffle(prompt_ids)
-    n_validation = max(1, round(len(prompt_ids) * validation_fraction))
-    held_out = set(prompt_ids[:n_validation])
+    held_out = set(prompt_ids[:held_out_count(len(prompt_ids), validation_fraction)])
     return [e for e in examples if prompt_of(e) not in held_out], [e for e in examples if prompt_of(e) in held_out]
 
 

@@ -211,7 +211,7 @@ def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
                           help=f"logged once, at step {present.index[0]}")
         else:
             column.caption(title)
-            column.line_chart(present, height=200)
+            column.line_chart(present, height=200, x_label="step")
 
 
 RESULT_NAMES = {"val/accuracy": "held-out accuracy", "val/loss": "held-out loss", "val/win_rate": "win rate vs start",

@@ -82,8 +82,8 @@ def login_page() -> None:
         first_admin_form()
         return
     with st.form("log-in"):
-        st.text_input("Name", key="login-name")
-        st.text_input("Password", type="password", key="login-password")
+        st.text_input("Name", key="login-name", autocomplete="username")  # so a browser offers the saved password
+        st.text_input("Password", type="password", key="login-password", autocomplete="current-password")
         st.form_submit_button("Log in", type="primary", on_click=log_in)
     if sso_configured():
         if st.user.get("is_logged_in"):

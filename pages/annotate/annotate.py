@@ -168,7 +168,7 @@ def save_edit(db, user, ranking: dict, key: str) -> None:
 
 def status_of(ranking: dict) -> str:
     if ranking["review"]:
-        decision = "sent back (another annotator ranks it)" if ranking["review_action"] == "send back" else ranking["review"]
+        decision = "sent back (the item wants another annotator's ranking)" if ranking["review_action"] == "send back" else ranking["review"]
         return decision + (f": {ranking['review_reason']}" if ranking["review_reason"] else "")
     return "skipped" if ranking["skipped"] else "can be changed" if ranking["editable"] else "kept (asked again or used)"
 

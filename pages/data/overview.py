@@ -85,7 +85,7 @@ def save(db, user, name: str, project: dict, n: int, order: str, share: float, s
     served = ", ".join(project["assign"]) or "everyone"
     overlap = (f"{project['overlap_share']:.0%} of items (the overlap, for agreement) want {project['overlap_rankings']}"
                if project["overlap_share"] else "no overlap items")
-    message = (f"{name}: {project['status']}, priority {project['priority']}, served to {served}; {n} rankings per item, "
+    message = (f"{name}: {project['status']}, priority {project['priority']}, served to {served}; {n} ranking{'s' if n != 1 else ''} per item, "
                f"{overlap}; {uncertainty.QUEUE_ORDERS[order].lower()}.")
     if order == "uncertain" and (job_id := uncertainty.score_in_background(db, [name])):
         message += f" Job {job_id} scores its open items with the active reward model: follow it under Jobs."

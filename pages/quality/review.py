@@ -11,7 +11,7 @@ from ui.widgets import as_shown
 
 
 DECISION = "review-decision"  # (kind, message) of the last decision, shown beside the buttons that made it
-NOBODY_ELSE = ("nobody else this item's set is served to can rank it (each person ranks an item once, and all of them "
+NOBODY_ELSE = ("nobody else among the people this item's set is served to can rank it (each person ranks an item once, and all of them "
                "have ranked or skipped it): it stays unfinished until an annotator is added (Team, or the set's Served "
                "to on Overview).")
 

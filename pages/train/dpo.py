@@ -23,6 +23,8 @@ VERSION_COLUMNS = {"val/accuracy_before": "held-out pair accuracy before", "val/
 
 def train_form(db) -> None:
     defaults = DPOConfig()
+    lora = st.checkbox("LoRA adapter", defaults.lora, key="dpo-lora",  # outside the form: the learning rate follows it
+                       help=f"off: a full fine-tune, the learning rate's default {DPOConfig.LEARNING_RATES[False]:.0e}")
     with st.form("train-dpo"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator (also the reference)", versions.list_versions(db, "generator"))
@@ -32,7 +34,7 @@ def train_form(db) -> None:
         beta = middle.number_input("β", 0.001, 10.0, defaults.beta, 0.05, help="how far from the reference a preference may pull")
         epochs = right.number_input("Epochs", 1, 100, defaults.epochs)
         left, middle, right = st.columns(3)
-        learning_rate = left.number_input("Learning rate", 1e-8, 1e-2, defaults.learning_rate, format="%.1e")
+        learning_rate = left.number_input("Learning rate", 1e-8, 1e-2, DPOConfig.LEARNING_RATES[lora], format="%.1e")
         rankings_per_step = middle.number_input("Rankings per step", 1, 512, defaults.rankings_per_step)
         name = right.text_input("Version name", placeholder="dpo-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         left, middle, right = st.columns([2, 1, 3])
@@ -50,19 +52,22 @@ def train_form(db) -> None:
                       "win rate of 0.77 (0.84 at similar length) at a KL of 2 nats per answer; twice the rate won more at "
                       "KL 8 with answers losing sense.")
         left, right = st.columns(2)
-        lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 5e-7)")
-        margin_weight = right.checkbox("Weight pairs by rank gap", defaults.margin_weight,
+        margin_weight = left.checkbox("Weight pairs by rank gap", defaults.margin_weight,
                                        help="D > C > A: D>A counts twice as much as D>C")
-        weighted = left.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
+        weighted = right.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
                     "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
-        ties = right.checkbox("Learn from ties", help="a tie (A = B) counts as a preference of probability 1/2, pulling "
+        ties = left.checkbox("Learn from ties", help="a tie (A = B) counts as a preference of probability 1/2, pulling "
                               "the two answers' log-ratios together; off: ties give no pair")
-        spot_check_checkpoints = left.checkbox(
+        spot_check_checkpoints = right.checkbox(
             "People spot-check each KL check", defaults.spot_check_checkpoints,
             help=f"with an active reward model, each of the {defaults.kl_checks} checks also measures the win rate and "
-                 f"queues its {defaults.spot_check} favourite pairs for people, as the final version's are: Policy "
+                 "queues its favourite pairs for people, as the final version's are: Policy "
                  "update → Compare then charts people's agreement against √KL per checkpoint (slower: a full "
                  "evaluation each time)")
+        spot_check = left.number_input(
+            "Pairs people spot-check", 0, 64, defaults.spot_check,
+            help="with an active reward model: the held-out pairs it prefers the new answer on most, queued for people "
+                 "to rank (per checkpoint); the version is not made active while they disagree with it. 0: none")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
         left, middle, right = st.columns(3)
@@ -75,7 +80,8 @@ def train_form(db) -> None:
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     kl_budget=float(kl_budget), eval_samples=int(eval_samples),
                                     weighting="reliability" if weighted else "none", ties="equal" if ties else "ignore",
-                                    spot_check_checkpoints=spot_check_checkpoints, name=name.strip(), activate=activate,
+                                    spot_check=int(spot_check), spot_check_checkpoints=spot_check_checkpoints,
+                                    name=name.strip(), activate=activate,
                                     gradient_checkpointing=low_memory, processes=processes, strategy=strategy,
                                     quantize=quantize),
                    "Preference optimisation")

@@ -61,6 +61,8 @@ def train_form(db) -> None:
                                   "several times (letters shuffled), and an answer's reward is its share of the others "
                                   "it beat. A judge is slower (a critique per vote) and only as good as its agreement "
                                   "with people")
+    lora = left.checkbox("LoRA adapter", defaults.lora, key="policy-lora",  # the learning rate's default follows it
+                         help=f"off: a full fine-tune, the learning rate's default {PolicyConfig.LEARNING_RATES[False]:.0e}")
     judge_remote = sources[source]
     if judge_remote is None and not any(v["is_active"] for v in rewards):
         newest = rewards[-1]
@@ -91,15 +93,14 @@ def train_form(db) -> None:
                                      "when evaluating" if judged else None)
         prompts_per_step = right.number_input("Prompts per step", 1, 256, defaults.prompts_per_step)
         left, middle, right = st.columns(3)
-        learning_rate = left.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
+        learning_rate = left.number_input("Learning rate", 1e-7, 1e-2, PolicyConfig.LEARNING_RATES[lora], format="%.1e")
         kl_coef = middle.number_input("KL coefficient β", 0.0, 10.0, defaults.kl_coef, 0.01)
         max_new_tokens = right.number_input(
             "Max new tokens", 8, 1024, max(defaults.max_new_tokens, min(ranked_cap, 1024)), 8,
             help=f"at least the cap the ranked completions were sampled with ({ranked_cap or 'unknown'}): a shorter cap cuts "
                  "answers where the reward model never saw them cut, so the job raises a lower value to it")
-        left, middle, right = st.columns(3)
-        lora = left.checkbox("LoRA adapter", defaults.lora, help="Off: full fine-tune (use a learning rate near 1e-5)")
-        eval_prompts = middle.number_input(
+        left, right = st.columns(2)
+        eval_prompts = left.number_input(
             "Held-out prompts", 0, 1000, held_out_default(prompts_in.get(prompt_set, 0), defaults.eval_prompts),
             help=f"the set's last prompts, kept out of training for the before/after evaluation ({defaults.eval_prompts}, "
                  "or a quarter of a small set); each gives K pairs, and the gate needs 30")
@@ -207,8 +208,9 @@ def compare_and_use(db) -> None:
         st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
                      column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")}, placeholder="—")
     left, right = st.columns(2)
-    sets = [s["name"] for s in items.prompt_sets(db)]
-    trained_on = version["config"].get("prompt_set")  # the set it was trained on, not the newest (a spot check's)
+    sets = spot_checks.spot_check_sets_last([s["name"] for s in items.prompt_sets(db)])
+    # the set it was trained on (DPO's first), else a project's own: never by default a spot check's pairs
+    trained_on = version["config"].get("prompt_set") or next(iter(version["config"].get("prompt_sets") or []), None)
     prompt_set = left.selectbox("Prompt set for the next round", sets, key=f"next-round-set-{version['id']}",
                                 index=sets.index(trained_on) if trained_on in sets else 0)
     previous = jobs.latest_args(db, "generate", prompt_set)

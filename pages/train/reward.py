@@ -6,8 +6,8 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from training.gate import MIN_HELD_OUT_RANKINGS, too_few_held_out_rankings
-from ui.jobs import (activate_checkbox, activation_confirmed, checkpointing_checkbox, gate_override, latest_job,
+from training.gate import MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, held_out_shortfall, too_few_held_out_rankings
+from ui.jobs import (activate_checkbox, activation_confirmed, capitalised, checkpointing_checkbox, gate_override, latest_job,
                      launch, processes_input, strategy_input, version_picker)
 from ui.models import reward_scorer
 from ui.session import flash, require, screen
@@ -28,6 +28,8 @@ def train_form(db) -> None:
     st.markdown(f"**Train** on {counts['rankings']:,} rankings ({counts['comparisons']:,} comparisons){left_out}. "
                 "Defaults work; the split is by prompt.")
     defaults = RewardConfig()
+    if counts["rankings"] and (shortfall := held_out_shortfall(counts["rankings"], defaults.validation_fraction)):
+        st.warning(capitalised(shortfall) + ".")
     with st.form("train-rm"):
         choice = st.selectbox("Backbone", list(BACKBONES), format_func=BACKBONES.get)
         other = st.text_input("Hugging Face id or folder (for 'another')", placeholder="e.g. /models/deberta-v3-base")
@@ -37,7 +39,8 @@ def train_form(db) -> None:
         batch_size = right.number_input("Completions per step", 2, 256, defaults.batch_size)
         left, middle, right = st.columns(3)
         max_length = left.number_input("Max tokens", 16, 4096, defaults.max_length, 16)
-        validation_fraction = middle.number_input("Held-out share of prompts", 0.05, 0.5, defaults.validation_fraction, 0.05)
+        validation_fraction = middle.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE,
+                                                  defaults.validation_fraction, 0.05)
         seed = right.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         prompt_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
         annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))

@@ -28,15 +28,16 @@ def import_form(db, user) -> None:
 
 def train_form(db) -> None:
     defaults = SFTConfig()
+    lora = st.checkbox("LoRA adapter", defaults.lora, key="sft-lora",  # outside the form: the learning rate follows it
+                       help=f"on: an adapter, the learning rate's default {SFTConfig.LEARNING_RATES[True]:.0e}")
     with st.form("train-sft"):
         generator = version_picker(st, "Start from generator", versions.list_versions(db, "generator"))
         left, middle, right = st.columns(3)
         epochs = left.number_input("Epochs (at most)", 1, 100, defaults.epochs)
-        learning_rate = middle.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
+        learning_rate = middle.number_input("Learning rate", 1e-7, 1e-2, SFTConfig.LEARNING_RATES[lora], format="%.1e")
         batch_size = right.number_input("Demonstrations per step", 1, 256, defaults.batch_size)
-        left, middle, right = st.columns(3)
-        lora = left.checkbox("LoRA adapter", defaults.lora)
-        prompt_sets = middle.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+        left, right = st.columns(2)
+        prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
         name = right.text_input("Version name", placeholder="sft-<date>-<time>", help="letters, digits, '.', '_' and '-'")
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
