@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("sft", "reward", "policy")
 
 
-def qwen2_half_billion(tied: bool = True):
+def qwen2_half_billion(tied: bool = True, layers: int = 24):
     from transformers import Qwen2Config
 
-    return Qwen2Config(vocab_size=151_936, hidden_size=896, intermediate_size=4_864, num_hidden_layers=24,
+    return Qwen2Config(vocab_size=151_936, hidden_size=896, intermediate_size=4_864, num_hidden_layers=layers,
                        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4_096,
                        tie_word_embeddings=tied, torch_dtype="float32")
 
@@ -140,17 +140,18 @@ def policy_worker(parallel, config, steps: int, tokens: int, batch: int) -> dict
             "loss": round(metrics["train/loss"], 4), "rss_mb": trace}
 
 
-def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
-    """One arm in this process (alone, or one of the processes `accelerate launch` started)."""
+def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool, strategy: str = "shard", layers: int = 24) -> dict:
+    """One arm in this process (alone, or one of the processes `accelerate launch` started, sharding the model or
+    each holding all of it: `strategy`)."""
     import torch
     import torch.nn.functional as F
 
     from training import release_freed_memory
     from training.parallel import DataParallel
 
-    parallel = DataParallel("cpu", strategy="shard")
+    parallel = DataParallel("cpu", strategy=strategy)
     torch.manual_seed(0)
-    config = qwen2_half_billion(tied)
+    config = qwen2_half_billion(tied, layers)
     if kind == "policy":
         return policy_worker(parallel, config, steps, tokens, batch)
     if kind == "sft":
@@ -204,10 +205,11 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool) -> dict:
             "loss": round(loss.item(), 4), "rss_mb": trace}
 
 
-def run_arm(kind: str, processes: int, steps: int, tokens: int, batch: int, tied: bool) -> list[dict]:
+def run_arm(kind: str, processes: int, steps: int, tokens: int, batch: int, tied: bool, strategy: str = "shard",
+            layers: int = 24) -> list[dict]:
     """The arm in processes of its own; each prints one JSON line."""
     args = ["-m", "bench.sharded", "--worker", kind, "--steps", str(steps), "--tokens", str(tokens), "--batch", str(batch),
-            *([] if tied else ["--untied"])]
+            "--strategy", strategy, "--layers", str(layers), *([] if tied else ["--untied"])]
     command = [sys.executable, *args] if processes == 1 else [*accelerate_launch(processes), *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes))}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
@@ -224,31 +226,38 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="sequences (SFT) or pairs (reward model) per step, over all processes")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--untied", action="store_true", help="separate input and output embeddings (Qwen2-0.5B ties them)")
+    parser.add_argument("--strategy", choices=("shard", "replicate"), default="shard",
+                        help="replicate: the two processes each hold the whole model and average their gradients (SFT "
+                             "and the reward model only), to measure what the averaging itself costs")
+    parser.add_argument("--layers", type=int, default=24, help="decoder layers (Qwen2-0.5B has 24)")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.steps, args.tokens, args.batch, not args.untied)), flush=True)
+        print("RESULT " + json.dumps(worker(args.worker, args.steps, args.tokens, args.batch, not args.untied,
+                                            args.strategy, args.layers)), flush=True)
         return
     results = {}
     for kind in args.kinds:
-        alone = run_arm(kind, 1, args.steps, args.tokens, args.batch, not args.untied)[0]
-        sharded = run_arm(kind, 2, args.steps, args.tokens, args.batch, not args.untied)
+        alone = run_arm(kind, 1, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)[0]
+        sharded = run_arm(kind, 2, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)
         worst = max(r["peak_rss_mb"] for r in sharded)
-        results[kind] = {"alone": alone, "sharded": sharded, "peak_rss_ratio": round(worst / alone["peak_rss_mb"], 2)}
+        label = "sharded" if args.strategy == "shard" else "replicated"
+        results[kind] = {"alone": alone, label: sharded, "peak_rss_ratio": round(worst / alone["peak_rss_mb"], 2)}
         each = ", ".join(f"{r['peak_rss_mb']:,} MB" for r in sharded)
         print(f"{kind}: {alone['parameters'] / 1e6:.0f}M parameters; alone {alone['peak_rss_mb']:,} MB, {alone['step_s']} s a step; "
-              f"sharded over 2 processes {each} "
+              f"{'sharded over' if args.strategy == 'shard' else 'replicated on'} 2 processes {each} "
               f"({results[kind]['peak_rss_ratio']:.2f}x), {sharded[0]['step_s']} s a step", flush=True)
-        for name, arm in (("alone", alone), ("sharded, first process", sharded[0])):
+        for name, arm in (("alone", alone), (f"{label}, first process", sharded[0])):
             if "last backward" not in arm["rss_mb"]:  # the policy update's step is the trainer's own
                 continue
             b = arm["rss_mb"]["last backward"]
             print(f"  {name}, last backward pass: {b['start_mb']:,} MB at its start, {b['embedding_backward_done_mb']:,} MB when "
                   f"the embedding's backward ended, peak {b['peak_mb']:,} MB "
                   f"({'after' if b['peak_after_embedding_backward'] else 'before'} it), {b['end_mb']:,} MB at its end", flush=True)
-    name = "sharded" + ("" if list(args.kinds) == list(KINDS) else "-" + "-".join(args.kinds)) + ("-untied" if args.untied else "")
-    save(name,
-         {"steps": args.steps, "tokens": args.tokens, "batch": args.batch, "tied_embeddings": not args.untied, **results})
+    name = ("sharded" + ("" if list(args.kinds) == list(KINDS) else "-" + "-".join(args.kinds)) + ("-untied" if args.untied else "")
+            + ("" if args.strategy == "shard" else f"-{args.strategy}") + ("" if args.layers == 24 else f"-{args.layers}layers"))
+    save(name, {"steps": args.steps, "tokens": args.tokens, "batch": args.batch, "tied_embeddings": not args.untied,
+                "strategy": args.strategy, "layers": args.layers, **results})
 
 
 if __name__ == "__main__":

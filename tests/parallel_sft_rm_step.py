@@ -17,6 +17,7 @@ from rm.config import RewardConfig
 from rm.data import make_batches as rm_batches
 from rm.model import new_reward_model
 from rm.train import ranking_loss
+import training.parallel
 from training.parallel import DataParallel
 from training.rankings import RankingExample
 
@@ -59,6 +60,7 @@ def stepped(trainer: str, path: str, parallel: DataParallel) -> dict[str, torch.
 
 def main(generator: str, encoder: str, strategy: str = "replicate") -> None:
     parallel = DataParallel("cpu", strategy=strategy)
+    training.parallel.BUCKET_BYTES = 4096  # tiny models' gradients in many buckets, and the larger tensors alone
     assert parallel.processes == 2, "run under accelerate launch --num_processes 2"
     differences = {}
     for trainer, path in (("sft", generator), ("reward", encoder)):

@@ -117,8 +117,8 @@ def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_o
         assert second == {"steps": 5, "padding_after_first": False, "sum": 3.0}
 
 
-def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_small_vocab_generator,
-                                                                                        tiny_encoder):
+def policy_store(tmp_path, generator: str, encoder: str):
+    """A store with a prompt set "s", an active tiny generator and an active reward model on a tiny encoder."""
     from tests.test_policy_train import PROMPTS, saved_reward_model
 
     path = tmp_path / "policy.db"
@@ -126,9 +126,15 @@ def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_st
     items.ensure_prompt_set(db, "s")
     for prompt in PROMPTS:
         items.add_prompt(db, "s", prompt)
-    versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
-    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, tmp_path / "rm"), activate=True)
+    versions.register_version(db, "generator", "tiny", generator, activate=True)
+    versions.register_version(db, "reward", "rm", saved_reward_model(encoder, tmp_path / "rm"), activate=True)
     db.close()
+    return path
+
+
+def test_a_policy_update_on_two_processes_writes_one_version_and_reports_each_step_once(tmp_path, tiny_small_vocab_generator,
+                                                                                        tiny_encoder):
+    path = policy_store(tmp_path, tiny_small_vocab_generator, tiny_encoder)
     done = run_trainer("policy.train", path, 2, ["--prompt-set", "s", "--steps", "2", "--k", "2", "--prompts-per-step", "2",
                                                  "--eval-prompts", "2", "--max-new-tokens", "8", "--lora", "true",
                                                  "--bf16", "false", "--name", "policy-2"])
@@ -147,16 +153,7 @@ def test_a_sharded_policy_update_on_two_processes_evaluates_on_both_and_saves_wh
     (the lockstep itself: tests/parallel_policy_step.py), update with a whole value head beside the sharded policy,
     evaluate a checkpoint and the end together, and the first one saves the whole weights."""
     from policy.models import load_generator
-    from tests.test_policy_train import PROMPTS, saved_reward_model
-
-    path = tmp_path / "policy.db"
-    db = open_db(path)
-    items.ensure_prompt_set(db, "s")
-    for prompt in PROMPTS:
-        items.add_prompt(db, "s", prompt)
-    versions.register_version(db, "generator", "tiny", tiny_small_vocab_generator, activate=True)
-    versions.register_version(db, "reward", "rm", saved_reward_model(tiny_encoder, tmp_path / "rm"), activate=True)
-    db.close()
+    path = policy_store(tmp_path, tiny_small_vocab_generator, tiny_encoder)
     done = run_trainer("policy.train", path, 2, ["--prompt-set", "s", "--algorithm", "ppo", "--steps", "2", "--k", "2",
                                                  "--prompts-per-step", "2", "--eval-prompts", "2", "--max-new-tokens", "12",
                                                  "--lora", "false", "--strategy", "shard", "--spot-check-every", "1", "--gradient-checkpointing", "true",
@@ -317,3 +314,17 @@ def test_a_reward_model_sharded_on_two_processes_learns_as_one_process_does_and_
                                                               ["good answer", "great answer", "bad answer", "poor answer"])
         assert scores[:2].min() > scores[2:].max()  # the saved weights are the trained ones, whole
     assert accuracy["shard"] > 0.9 and abs(accuracy["shard"] - accuracy["replicate"]) <= 0.1
+
+
+def test_gradients_are_averaged_in_buckets_of_one_dtype_and_at_most_the_bucket_size(monkeypatch):
+    import training.parallel
+
+    monkeypatch.setattr(training.parallel, "BUCKET_BYTES", 64)
+    shapes = [(4, torch.float32), (8, torch.float32), (32, torch.float32), (2, torch.bfloat16), (2, torch.bfloat16),
+              (4, torch.float32)]  # 16, 32, 128, 4, 4 and 16 bytes of gradients
+    params = [torch.nn.Parameter(torch.zeros(n, dtype=dtype)) for n, dtype in shapes]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    index = {id(p): i for i, p in enumerate(params)}
+    buckets = training.parallel.gradient_buckets(params)
+    assert [[index[id(p)] for p in bucket] for bucket in buckets] == [[0, 1], [2], [3, 4], [5]]

@@ -8,9 +8,10 @@ update takes its share of each step's prompts with `my_share`, sums what a stati
 Alone (no `accelerate launch`, a job of one process) nothing changes: no process group, the device
 `pick_device` chooses, every batch.
 
-The averaging is one all-reduce of all gradients, flattened, after each backward pass, rather than
-DistributedDataParallel's hooks: the trainers call their models' parts directly (the SFT loss runs the
-LM head on response positions only), which DDP's wrapper would not see.
+The averaging is an all-reduce of the gradients in place after a step's last backward pass, in buckets of 25 MB as
+DistributedDataParallel's (so it takes one bucket's memory beyond the gradients, not a copy of them all), rather than
+DDP's hooks: the trainers call their models' parts directly (the SFT loss runs the LM head on response positions
+only), which DDP's wrapper would not see.
 
 With `strategy="shard"` (every trainer; full weights) `prepare` shards the model with
 FSDP2 instead of copying it: FSDP averages those gradients itself, the trainer calls the model's own forward, and
@@ -35,6 +36,8 @@ import torch
 
 from data.jobs import launched_processes
 from training import STRATEGIES, pick_device, release_freed_memory
+
+BUCKET_BYTES = 25 * 2**20  # gradients averaged in one all-reduce, as DistributedDataParallel's buckets
 
 
 class DataParallel:
@@ -236,22 +239,47 @@ class DataParallel:
         self.average_gradients()
 
     def average_gradients(self) -> None:
-        """The prepared parameters' gradients averaged over the processes (after a step's last backward pass); a
-        sharded model's are averaged by FSDP itself, each process keeping its shard's."""
+        """The prepared parameters' gradients averaged over the processes (after a step's last backward pass), in
+        place, a bucket of at most BUCKET_BYTES at a time as DistributedDataParallel does: the memory this takes
+        beyond the gradients is one bucket, whatever the model's size. A sharded model's are averaged by FSDP itself,
+        each process keeping its shard's."""
         if not self.accelerator:
             return
-        from accelerate.utils import reduce
+        import torch.distributed as dist
         from torch.distributed.tensor import DTensor
 
         params = [p for p in self.params if not isinstance(p, DTensor)]  # FSDP's own are averaged already
-        if not params:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")  # [sum of parameter sizes]
-        for p, g in zip(params, torch.split(flat, [g.numel() for g in grads])):
-            p.grad = g.view_as(p).clone()
+        for p in params:
+            if p.grad is None:  # a part this process's batch did not reach: a zero gradient, so the sums agree
+                p.grad = torch.zeros_like(p)
+        for bucket in gradient_buckets(params):
+            if len(bucket) == 1:  # a parameter as large as a bucket (an embedding) is reduced where it lies
+                flat = bucket[0].grad = bucket[0].grad.contiguous()
+            else:
+                flat = torch.cat([p.grad.reshape(-1) for p in bucket])  # [the bucket's elements]
+            dist.all_reduce(flat)  # summed over the processes
+            flat.div_(self.processes)
+            if len(bucket) > 1:
+                for p, mean in zip(bucket, flat.split([p.numel() for p in bucket])):
+                    p.grad.copy_(mean.view_as(p.grad))
 
     def wait(self) -> None:
         """All processes meet here (before the main one writes, say)."""
         if self.accelerator:
             self.accelerator.wait_for_everyone()
+
+
+def gradient_buckets(params: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
+    """The parameters in order, grouped into buckets of one dtype and device of at most BUCKET_BYTES of gradients (a
+    larger parameter alone in its own)."""
+    buckets, size = [], 0
+    for p in params:
+        nbytes = p.grad.numel() * p.grad.element_size()
+        last = buckets[-1] if buckets else None
+        if last and size + nbytes <= BUCKET_BYTES and (last[0].grad.dtype, last[0].grad.device) == (p.grad.dtype, p.grad.device):
+            last.append(p)
+            size += nbytes
+        else:
+            buckets.append([p])
+            size = nbytes
+    return buckets
