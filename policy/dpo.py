@@ -41,7 +41,7 @@ from policy.evaluation import PolicyEvaluator
 from policy.models import load_generator, save_generator_version, with_lora_adapter
 from policy.rollout import Rollout, completion_logprobs
 from policy.sft import encode_demonstration
-from training import checkpointing, gate, model_config, quantization, release_freed_memory, warmup_then_decay
+from training import checkpointing, diagnostics, gate, model_config, quantization, release_freed_memory, warmup_then_decay
 from training.parallel import DataParallel
 from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt, weighted_by_reliability, weights_line
@@ -447,7 +447,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
         job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False),
                                              config.spot_check, config.prompt_sets, queued_by=f"job {job.id}"))
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
-            **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)},
+            **diagnostics.held_out_figures(metrics),
             **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}
 
 

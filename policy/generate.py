@@ -119,8 +119,10 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     prompts = prompts_to_generate(db, config, version, [g.name for g, _ in mix])
     if not prompts:
         sources = ", ".join([version["name"]] * bool(version) + [g.name for g, _ in mix])
-        job.log(f"nothing to do: every prompt of {config.prompt_set!r} already has an item with completions from {sources}")
-        return {"items": 0, "completions": 0}
+        why = (f"every prompt of {config.prompt_set!r} already has an item with completions from {sources} (untick "
+               "'Skip prompts already done by these sources' to sample them again)")
+        job.log(f"nothing to do: {why}")
+        return {"items": 0, "completions": 0, "nothing_to_do": why}  # the card says why, not only the log
     model = tokenizer = None
     if k_local:
         job.log(f"loading generator {version['name']} ({version['path']})")

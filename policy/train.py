@@ -516,7 +516,7 @@ def run_job(db, config: PolicyConfig, job) -> dict:
     for _, line in diagnostics.verdict(metrics):
         job.log(line)
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
-            **{k: round(v, 4) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)}}
+            **diagnostics.held_out_figures(metrics)}
 
 
 def load_scorer(db, config: PolicyConfig, reward: dict | None, guidelines: tuple[str, bool] | None, device: str, log):

@@ -135,14 +135,26 @@ def test_rank_an_item_with_a_tie_from_the_keyboard_and_html_stays_inert(server, 
     assert page.locator("[data-testid=stMain] span").filter(has_text="Completion A").count() >= 1
     assert page.get_by_text(":violet-badge[Completion A]").count() == 1  # the imitation, shown as text
 
+    # A comment, then Esc leaves it: the shortcut typed next is one (a walk lost a ranking into the comment).
+    comment = page.get_by_role("textbox", name="Comment (optional)")
+    comment.click()
+    page.keyboard.type("A and B are equally bad")
+    page.keyboard.press("Escape")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Ranking, best first"
+    assert comment.input_value() == "A and B are equally bad"
+    comment.click()  # Enter in the comment goes on to the ranking field
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Ranking, best first"
+
     # Keyboard only: type the ranking, press Enter.
     page.get_by_role("textbox", name="Ranking, best first").fill("D > C > A = B")
     page.get_by_role("textbox", name="Ranking, best first").press("Enter")
     page.get_by_text("Saved: D > C > A = B").wait_for(timeout=30_000)
     page.get_by_text("1 ranked, 40 left").wait_for()
 
-    [ranking] = db.query("SELECT item_id, annotator_id, groups, display_order FROM rankings")
-    assert ranking["item_id"] == 1
+    [ranking] = db.query("SELECT item_id, annotator_id, groups, display_order, comment FROM rankings")
+    assert ranking["item_id"] == 1 and ranking["comment"] == "A and B are equally bad"
     order = annotation.display_order(1, ranking["annotator_id"], 4)
     assert ranking["groups"] == str([[order[3]], [order[2]], sorted([order[0], order[1]])])
     assert db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 5

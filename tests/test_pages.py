@@ -132,19 +132,25 @@ def test_an_annotator_changes_a_ranking_under_my_rankings_until_it_is_reviewed(a
     from data import review
 
     at = annotate_as(app_db, "gus")
-    at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed"))).input("A > B > C > D")
-    button(at, "Submit ranking").click().run()
+    for typed in ("A > B > C > D", "B > A > C > D"):  # two items
+        at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed") and not at.session_state[k])).input(typed)
+        button(at, "Submit ranking").click().run()
     at.radio(key="task").set_value("My rankings").run()
-    assert not at.exception and at.dataframe[0].value["your ranking"].tolist() == ["A > B > C > D"]
-    [ranking] = [k for k in at.session_state if str(k).startswith("edit-") and str(k)[5:].isdigit()]
-    at.text_input(key=ranking).input("D > C > A = B")
-    at.button(key=f"FormSubmitter:{ranking}-form-Save the change").click().run()
-    assert "Changed: D > C > A = B" in unescaped(at.success[0])
-    assert at.dataframe[0].value["your ranking"].tolist() == ["D > C > A = B"]
-    assert app_db.execute("SELECT COUNT(*), MIN(edited_at) IS NOT NULL FROM rankings").fetchone() == (1, 1)
-    review.accept(app_db, app_db.execute("SELECT id FROM rankings").fetchone()[0], by="rita")
+    assert not at.exception and at.dataframe[0].value["your ranking"].tolist() == ["B > A > C > D", "A > B > C > D"]
+    first, prompt = app_db.execute("SELECT r.id, p.text FROM rankings r JOIN items i ON i.id = r.item_id "
+                                   "JOIN prompts p ON p.id = i.prompt_id ORDER BY r.id").fetchone()
+    at.selectbox(key="edit-pick").set_value(first).run()  # the older one, second in the list
+    at.text_input(key=f"edit-{first}").input("D > C > A = B")
+    at.button(key=f"FormSubmitter:edit-{first}-form-Save the change").click().run()
+    assert unescaped(at.success[0]) == f"Changed your ranking of “{prompt[:59]}…” to D > C > A = B"
+    changed = app_db.execute("SELECT id FROM rankings WHERE edited_at IS NOT NULL").fetchone()[0]
+    assert at.selectbox(key="edit-pick").value == changed  # the pick stays on the ranking just changed (a new row)
+    assert at.dataframe[0].value["your ranking"].tolist() == ["B > A > C > D", "D > C > A = B"]
+    assert app_db.execute("SELECT COUNT(*), COUNT(edited_at) FROM rankings").fetchone() == (2, 1)
+    for (ranking_id,) in app_db.execute("SELECT id FROM rankings").fetchall():
+        review.accept(app_db, ranking_id, by="rita")
     at.run()
-    assert at.dataframe[0].value["status"].tolist() == ["accepted"] and not at.selectbox
+    assert at.dataframe[0].value["status"].tolist() == ["accepted", "accepted"] and not at.selectbox
 
 
 def test_my_rankings_says_sent_back_apart_from_rejected(app_db):
@@ -155,7 +161,9 @@ def test_my_rankings_says_sent_back_apart_from_rejected(app_db):
     button(at, "Submit ranking").click().run()
     review.send_back(app_db, app_db.execute("SELECT id FROM rankings").fetchone()[0], "read the prompt again", by="rita")
     at.radio(key="task").set_value("My rankings").run()
-    assert at.dataframe[0].value["status"].tolist() == ["sent back (the item wants another annotator's ranking): read the prompt again"]
+    shown = at.dataframe[0].value
+    assert shown["status"].tolist() == ["sent back (the item wants another annotator's ranking)"]
+    assert shown["reviewer's reason"].tolist() == ["read the prompt again"]
     at.radio(key="task").set_value("Rank completions").run()
     assert "1 ranked (1 of them sent back or rejected by a reviewer)" in at.caption[0].value
 

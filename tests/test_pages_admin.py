@@ -372,7 +372,8 @@ def test_a_finished_job_card_names_its_set_and_versions_in_words_and_says_what_i
     start_id = versions.active_version(app_db, "generator")["id"]
     made = versions.register_version(app_db, "generator", "dpo-new", "/nowhere", parent_id=start_id)
     job_id = jobs.create_job(app_db, "dpo", {"prompt_sets": ["builtin"], "generator_version": start_id})
-    result = {"version": made, "name": "dpo-new", "val/kl": 1.23456, "val/win_rate": 0.6, "activation":
+    result = {"version": made, "name": "dpo-new", "val/kl": 1.23456, "val/win_rate": 0.6, "val/win_pairs": 16,
+              "kl_budget/curve": [[1, 0.11714166402816772], [2, 0.126]], "activation":
               "not made active (not asked for): win rate 0.60 on 16 pairs, too few held-out pairs to tell"}
     app_db.execute("""UPDATE jobs SET status = 'done', started_at = created_at, claimed_at = created_at, finished_at = created_at,
                       result = ? WHERE id = ?""", [json.dumps(result), job_id])
@@ -382,7 +383,9 @@ def test_a_finished_job_card_names_its_set_and_versions_in_words_and_says_what_i
     starting = versions.get_version(app_db, start_id)["name"]
     assert any(unescaped(c) == f"prompt sets builtin · generator {starting}" for c in at.caption)
     table = at.dataframe[-1].value
-    assert dict(zip(table[""], table["value"]))["KL to start"] == "1.23"
+    shown = dict(zip(table[""], table["value"]))
+    assert shown["KL to start"] == "1.23" and shown["KL to start at each check"] == "step 1: 0.117 · step 2: 0.126"
+    assert shown["win rate vs start"] == "too few (n=16)"  # as Compare says it, not a bare 0.6
     assert [m.value for m in at.metric if m.label == "Loss"] == ["0.69"]  # one step: a number, not a chart of one point
     assert not any("is the active generator now" in unescaped(c) for c in at.caption)
     versions.set_active(app_db, made)

@@ -164,6 +164,6 @@ def test_the_sft_screen_refuses_a_quantised_base_without_lora_and_says_what_to_t
     in_form(at.selectbox, "train-sft", "Base weights").set_value("8bit")
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
     assert not started and "An 8-bit base cannot be trained itself: turn LoRA on (QLoRA)" in unescaped(at.error[0])
-    in_form(at.checkbox, "train-sft", "LoRA adapter").check()
+    next(c for c in at.checkbox if c.label == "LoRA adapter").check()  # above the form: the learning rate follows it
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
     assert not at.exception and [(kind, args["lora"], args["quantize"]) for kind, args in started] == [("sft", True, "8bit")]

@@ -95,6 +95,10 @@ def test_a_generation_job_continues_each_conversation(db, db_path, tiny_generato
         result.update(generate.run_generation(db, GenerationConfig(prompt_set="s", k=2, max_new_tokens=4), job))
     assert result["items"] == 2 and seen == [CHAT, [{"role": "user", "content": "hello"}]]
     assert annotation.get_item(db, 1).messages == CHAT
+    again = jobs.create_job(db, "generate", {})  # the same again: nothing to do, and the result says why
+    with jobs.running_job(db_path, again) as (job, result):
+        result.update(generate.run_generation(db, GenerationConfig(prompt_set="s", k=2, max_new_tokens=4), job))
+    assert result["items"] == 0 and result["nothing_to_do"].startswith("every prompt of 's' already has an item")
 
 
 def test_sampling_at_a_tiny_temperature_is_greedy_decoding_as_transformers_does_it(tiny_generator):

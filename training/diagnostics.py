@@ -12,6 +12,17 @@ from data.rankings import ranking_to_pairs
 from training.gate import MIN_HELD_OUT_RANKINGS, MIN_PAIRS, too_few_held_out_rankings
 
 
+def held_out_figures(metrics: dict) -> dict:
+    """A run's held-out figures for its job's result: the numbers, floats to 4 places, the pair counts with them (a
+    win rate is shown with the n it rests on).
+
+    >>> held_out_figures({"val/win_rate": 0.62512, "val/win_pairs": 4, "val/gated": True, "train/loss": 0.3})
+    {'val/win_rate': 0.6251, 'val/win_pairs': 4}
+    """
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+            if k.startswith("val/") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def correlation(xs: list[float], ys: list[float]) -> float:
     """Pearson correlation; 0 when either side does not vary.
 

@@ -14,7 +14,7 @@ from data.scheduler import KIND_NAMES
 from training import STRATEGIES, STRATEGY_HELP
 from training import quantization
 from training.checkpointing import HELP as CHECKPOINTING_HELP
-from training.gate import evaluation_summary, gate_for, has_gate
+from training.gate import MIN_PAIRS, evaluation_summary, gate_for, has_gate, wilson_interval
 from ui.session import db_path, flash, require, session_db
 from ui.text import inline
 
@@ -219,7 +219,8 @@ RESULT_NAMES = {"val/accuracy": "held-out accuracy", "val/loss": "held-out loss"
                 "val/lc_pairs": "similar-length pairs", "val/kl": "KL to start", "val/accuracy_before": "held-out accuracy before",
                 "val/reward_before": "reward before", "val/reward_after": "reward after", "val/logp_margin": "log-prob margin",
                 "val/reward_length_corr": "reward-length correlation", "val/loss_before": "held-out loss before",
-                "kl_budget/spent": "stopped at the KL budget"}
+                "kl_budget/spent": "stopped at the KL budget", "kl_budget/curve": "KL to start at each check",
+                "kl_budget/kept_step": "step kept"}
 
 
 def result_name(key: str) -> str:
@@ -237,11 +238,15 @@ def result_value(value) -> str:
     """
     >>> result_value(0.123456), result_value(12), result_value(True), result_value([1, 2])
     ('0.123', '12', 'yes', '[1, 2]')
+    >>> result_value([[1, 0.11714166402816772], [2, 0.126]])  # a curve: (step, value) pairs
+    'step 1: 0.117 · step 2: 0.126'
     """
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, list) and value and all(isinstance(p, list) and len(p) == 2 for p in value):
+        return " · ".join(f"step {step}: {result_value(float(figure))}" for step, figure in value)
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -283,11 +288,29 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "val/win_pairs") -> str:
+    """A win rate with its n and 95% interval; below 30 pairs, "too few to tell" (older versions: the figure alone)."""
+    n, rate = metrics.get(pairs_key), metrics.get(key)
+    if rate is None:
+        return "—" if n is None else f"too few (n={n})"
+    if n is None:
+        return f"{rate:.0%}"
+    if n < MIN_PAIRS:
+        return f"too few (n={n})"
+    low, high = wilson_interval(rate * n, n)
+    return f"{rate:.0%} ({low:.0%}–{high:.0%}, n={n})"
+
+
+WIN_RATES = {"val/win_rate": "val/win_pairs", "val/lc_win_rate": "val/lc_pairs"}  # a win rate: the pairs it rests on
+
+
 def result_table(result: dict) -> None:
     """A job's result as a table of named rows, not a dict."""
     shown = {name: value for name, value in result.items() if value not in (None, "", {}, [])}  # nothing to say: no row
     sentences = {name: value for name, value in shown.items() if isinstance(value, str) and len(value) > 60}
-    rows = [{"": result_name(name), "value": result_value(value)} for name, value in shown.items() if name not in sentences]
+    rows = [{"": result_name(name),  # a win rate as the Compare section gives it: with its n, "too few" below 30 pairs
+             "value": win_rate_text(result, name, WIN_RATES[name]) if name in WIN_RATES else result_value(value)}
+            for name, value in shown.items() if name not in sentences]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={"value": st.column_config.TextColumn(width="large")}, placeholder="—")

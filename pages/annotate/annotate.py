@@ -27,9 +27,12 @@ SEEN = "guidelines-seen"  # (prompt set, version) shown open once in this sessio
 EARLIER_WORDS = 120  # earlier turns of a conversation longer than this start collapsed
 SHORTCUTS = ("**/** ranking field · **Enter** submit · **S** skip · **U** undo the last · **F** flags · **G** guidelines · **D** compare two · "
              "**L** layout · **Tab** / **Shift+Tab** move between controls, **←** **→** within ranks or flags, **Space** "
-             "picks · **Esc** closes")
+             "picks · **Esc** closes a window or leaves a field · **Enter** in the comment goes on to the ranking field")
+EDIT_PICK = "edit-pick"  # the ranking picked under My rankings, by id
 REFUSED = "ranking-refused"  # why the last typed ranking was refused: shown beside the ranking field
 # "/" puts the cursor in the ranking field and "f" on the first flag (Streamlit buttons take shortcuts; nothing focuses a field).
+# Esc leaves a field (a comment took the shortcuts typed after it: a walk lost a ranking into one), and Enter in the
+# comment goes on to the ranking field.
 # A new item opens at the top (its prompt, the "Saved" echo and first-time guidelines in view), whatever the scroll
 # position the last one was submitted from.
 FOCUS_KEYS_JS = """<script>
@@ -44,7 +47,17 @@ if (!window.__rankingKeys) {
   window.__rankingKeys = true;
   const targets = {"/": 'input[aria-label="Ranking, best first"]', "f": '[aria-label="Flags"] button'};
   document.addEventListener("keydown", (event) => {
-    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName) || document.activeElement.isContentEditable;
+    const active = document.activeElement;
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName) || active.isContentEditable;
+    if (event.key === "Escape" && typing && !document.querySelector('[role="dialog"]')) {
+      active.blur();
+      return;
+    }
+    if (event.key === "Enter" && active.matches('input[aria-label="Comment (optional)"]')) {
+      const field = document.querySelector(targets["/"]);
+      if (field) { event.preventDefault(); field.focus(); }
+      return;
+    }
     const target = targets[event.key] && document.querySelector(targets[event.key]);
     if (target && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
       event.preventDefault();
@@ -160,16 +173,19 @@ def save_demonstration(db, user, prompt_id: int, key: str, source_completion_id:
 def save_edit(db, user, ranking: dict, key: str) -> None:
     try:
         groups = ranking_from_input(st.session_state.get(key) or "", [None] * ranking["k"], ranking["display_order"])
-        undo.edit_ranking(db, user.id, ranking["id"], groups)
-        flash("success", f"Changed: {shown_text(groups, ranking['display_order'])}")
+        st.session_state[EDIT_PICK] = undo.edit_ranking(db, user.id, ranking["id"], groups)  # a new row: stay on it
+        flash("success", f"Changed your ranking of “{short(ranking['prompt'])}” to {shown_text(groups, ranking['display_order'])}")
     except (RankingError, ValueError, LookupError) as error:
         flash("error", f"Not changed: {error}")
 
 
+def short(prompt: str, chars: int = 60) -> str:
+    return prompt if len(prompt) <= chars else prompt[:chars - 1] + "…"
+
+
 def status_of(ranking: dict) -> str:
     if ranking["review"]:
-        decision = "sent back (the item wants another annotator's ranking)" if ranking["review_action"] == "send back" else ranking["review"]
-        return decision + (f": {ranking['review_reason']}" if ranking["review_reason"] else "")
+        return "sent back (the item wants another annotator's ranking)" if ranking["review_action"] == "send back" else ranking["review"]
     return "skipped" if ranking["skipped"] else "can be changed" if ranking["editable"] else "kept (asked again or used)"
 
 
@@ -185,14 +201,17 @@ def my_rankings(db, user) -> None:
     st.dataframe([{"ranked": r["created_at"][:16].replace("T", " ") + (" (changed)" if r["edited_at"] else ""),
                    "set": r["prompt_set"], "prompt": r["prompt"],
                    "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
-                   "status": status_of(r)} for r in rows], hide_index=True,
+                   "status": status_of(r), "reviewer's reason": r["review_reason"] or None} for r in rows], hide_index=True,
                  column_config={"prompt": st.column_config.TextColumn(width="large"),
-                                "status": st.column_config.TextColumn(width="large")}, placeholder="—")
-    editable = [r for r in rows if r["editable"]]
+                                "status": st.column_config.TextColumn(width="medium"),
+                                "reviewer's reason": st.column_config.TextColumn(width="large")}, placeholder="—")
+    editable = {r["id"]: r for r in rows if r["editable"]}
     if not editable:
         st.stop()
-    chosen = st.selectbox("Change a ranking", editable, key="edit-pick", format_func=lambda r: (
-        f"{shown_text(r['groups'], r['display_order'])} · {r['prompt'][:60]}"))
+    # by id, labelled by what a change leaves as it is (a widget whose labels change starts again at the first);
+    # `save_edit` moves the pick to the changed ranking's new row
+    labels = {i: f"{short(r['prompt'])} · ranked {r['created_at'][:16].replace('T', ' ')}" for i, r in editable.items()}
+    chosen = editable[st.selectbox("Change a ranking", list(editable), key=EDIT_PICK, format_func=lambda i: labels.get(i, ""))]
     item = annotation.get_item(db, chosen["item_id"])
     with st.expander("The prompt and completions, as you saw them", expanded=True):
         as_shown(item, chosen["display_order"])

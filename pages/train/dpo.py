@@ -88,15 +88,18 @@ def train_form(db) -> None:
 
 
 def trained_versions(db) -> None:
+    st.markdown("**Generators trained by preference optimisation**")
     trained = [v for v in versions.list_versions(db, "generator") if "val/accuracy_before" in v["metrics"]]
     if not trained:
-        st.caption("No generator trained by preference optimisation yet.")
+        st.caption("None yet.")
         return
     rows = [{"version": version_label(v), **{label: v["metrics"].get(key) for key, label in VERSION_COLUMNS.items()}}
             for v in trained[::-1]]
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—")
     for good, line in verdict(trained[-1]["metrics"]):
         (st.success if good else st.warning)(f"{trained[-1]['name']}: {line}")
+    st.page_link("pages/train/policy.py", icon=":material/compare_arrows:",
+                 label="Compare one with where it started, and generate the next round with it: Policy update → Compare")
 
 
 with screen("Preference optimisation (DPO)") as (db, user):

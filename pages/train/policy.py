@@ -10,9 +10,9 @@ from data import generators, items, jobs, spot_checks, versions
 from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round
 from training import sharding_problem
 from training.diagnostics import verdict
-from training.gate import MIN_PAIRS, evaluation_summary, gate_for, wilson_interval
+from training.gate import MIN_PAIRS, evaluation_summary, gate_for
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, refused,
-                     strategy_input, version_label, version_picker)
+                     strategy_input, version_label, version_picker, win_rate_text)
 from ui.session import screen, show_flash
 from ui.text import inline
 
@@ -135,19 +135,6 @@ def train_form(db) -> None:
                 strategy=strategy, spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update")
 
 
-def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "val/win_pairs") -> str:
-    """A win rate with its n and 95% interval; below 30 pairs, "too few to tell" (older versions: the figure alone)."""
-    n, rate = metrics.get(pairs_key), metrics.get(key)
-    if rate is None:
-        return "—" if n is None else f"too few (n={n})"
-    if n is None:
-        return f"{rate:.0%}"
-    if n < MIN_PAIRS:
-        return f"too few (n={n})"
-    low, high = wilson_interval(rate * n, n)
-    return f"{rate:.0%} ({low:.0%}–{high:.0%}, n={n})"
-
-
 def agreement_by_kl(checkpoints: list[dict]) -> None:
     """People's agreement with the reward per checkpoint against sqrt(KL) to the start: over-optimisation (Gao et al.)
     shows as agreement falling while the policy moves away."""
@@ -195,6 +182,10 @@ def compare_and_use(db) -> None:
         length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens")
         capped.metric("Cut at the cap, before → after", f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}")
         corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")
+    if "val/reward_after" not in metrics and "val/win_rate" not in metrics:
+        st.caption("No reward model or judge scored this version's held-out answers (a DPO run without an active "
+                   "reward model), so there is no reward or win rate to compare"
+                   + ("; its held-out pair accuracy is under Train → Preference optimisation." if "val/accuracy" in metrics else "."))
     for good, line in verdict(metrics):
         (st.success if good else st.warning)(line)
     if check := spot_checks.verdict(db, version["id"]):
