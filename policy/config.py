@@ -91,7 +91,7 @@ JUDGED_K = len(LETTERS) // 2  # a judge's evaluation ranks K new and K starting 
 class PolicyConfig:
     """Policy-gradient update of a generator against a reward model, with a KL penalty to where it started."""
 
-    LEARNING_RATES: ClassVar[dict[bool, float]] = {True: 2e-4, False: 1e-5}  # by lora: what the form offers
+    LEARNING_RATES: ClassVar[dict[bool, float]] = {True: 2e-4, False: 1e-5}  # by lora: the default learning rate
 
     algorithm: str = field(default="rloo", metadata={
         "help": "rloo: REINFORCE with a leave-one-out baseline over each prompt's K samples; "
@@ -111,8 +111,8 @@ class PolicyConfig:
     k: int = field(default=4, metadata={"help": "samples per prompt (RLOO, GRPO and Dr. GRPO need at least 2)"})
     prompts_per_step: int = field(default=4, metadata={"help": "prompts per rollout; a step samples prompts_per_step x k completions"})
     steps: int = field(default=20, metadata={"help": "policy updates (one rollout each)"})
-    learning_rate: float = field(default=LEARNING_RATES[True], metadata={
-        "help": "AdamW learning rate (LoRA default; use ~1e-5 for a full fine-tune)"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "AdamW learning rate; none: 2e-4 with LoRA, 1e-5 for a full fine-tune (LEARNING_RATES)"})
     kl_coef: float = field(default=0.05, metadata={"help": "beta: weight of the KL penalty to the starting generator"})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled completion"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature, also used when recomputing log-probs"})
@@ -154,6 +154,8 @@ class PolicyConfig:
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
+        if self.learning_rate is None:  # a full fine-tune at LoRA's rate wrecks a model
+            self.learning_rate = self.LEARNING_RATES[self.lora]
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
         if self.algorithm in ("rloo", "grpo", "dr_grpo") and self.k < 2:
@@ -182,13 +184,13 @@ class PolicyConfig:
 class SFTConfig:
     """Supervised fine-tuning of a generator on the annotators' demonstrations (response tokens only)."""
 
-    LEARNING_RATES: ClassVar[dict[bool, float]] = {False: 5e-5, True: 2e-4}  # by lora: what the form offers
+    LEARNING_RATES: ClassVar[dict[bool, float]] = {False: 5e-5, True: 2e-4}  # by lora: the default learning rate
 
     generator_version: int | None = field(default=None, metadata={"help": "generator version to start from; none: the active one"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets, a,b or a JSON list; empty: all demonstrations"})
     epochs: int = field(default=3, metadata={"help": "most passes over the demonstrations (early stop may end sooner)"})
-    learning_rate: float = field(default=LEARNING_RATES[False], metadata={
-        "help": "AdamW peak learning rate (linear warm-up, then decay); ~2e-4 with LoRA"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "AdamW peak learning rate (linear warm-up, then decay); none: 5e-5, or 2e-4 with LoRA (LEARNING_RATES)"})
     batch_size: int = field(default=8, metadata={"help": "demonstrations per step, batched by similar length"})
     max_length: int = field(default=512, metadata={"help": "tokens of prompt + response; longer ones are cut from the response's end"})
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for validation loss and perplexity"})
@@ -208,6 +210,8 @@ class SFTConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
+        if self.learning_rate is None:  # a full fine-tune at LoRA's rate wrecks a model
+            self.learning_rate = self.LEARNING_RATES[self.lora]
         if problem := quantize_problem(self.quantize, self.lora, self.strategy) or sharding_problem(self.strategy, self.lora):
             raise ValueError(problem)
 
@@ -216,7 +220,7 @@ class SFTConfig:
 class DPOConfig:
     """Direct preference optimisation of a generator straight from the rankings (no reward model in between)."""
 
-    # by lora: LoRA's from the closed-loop sweep (bench/README.md); full weights' as in the DPO paper
+    # by lora, the default learning rate: LoRA's from the closed-loop sweep (bench/README.md), full weights' as in the DPO paper
     LEARNING_RATES: ClassVar[dict[bool, float]] = {True: 1.5e-4, False: 5e-7}
 
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id (also the reference); none: the active one"})
@@ -232,9 +236,9 @@ class DPOConfig:
         "help": "weight each pair by its rank gap (D > C > A: D>A counts twice as much as D>C)"})
     epochs: int = field(default=3, metadata={"help": "passes over the training rankings (the KL budget stops it earlier)"})
     rankings_per_step: int = field(default=8, metadata={"help": "rankings per optimizer step (each ranking's pairs stay together)"})
-    learning_rate: float = field(default=LEARNING_RATES[True], metadata={
-        "help": "AdamW peak learning rate (linear warm-up, then decay), chosen by the closed-loop sweep (bench/README.md) "
-                "for LoRA; ~5e-7 for full weights"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "AdamW peak learning rate (linear warm-up, then decay); none: 1.5e-4 with LoRA (chosen by the "
+                "closed-loop sweep, bench/README.md), 5e-7 for full weights (LEARNING_RATES)"})
     max_length: int = field(default=512, metadata={"help": "tokens of prompt + completion; longer completions are cut at the end"})
     validation_fraction: float = field(default=0.2, metadata={"help": "share of prompts held out for the held-out accuracy"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft); the reference is the adapter switched off"})
@@ -266,6 +270,8 @@ class DPOConfig:
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
         self.prompt_sets = name_list(self.prompt_sets)
+        if self.learning_rate is None:  # a full fine-tune at LoRA's rate wrecks a model
+            self.learning_rate = self.LEARNING_RATES[self.lora]
         if problem := quantize_problem(self.quantize, self.lora, self.strategy) or sharding_problem(self.strategy, self.lora):
             raise ValueError(problem)
         if self.weighting not in WEIGHTINGS:

@@ -53,3 +53,13 @@ def test_every_job_prints_its_help_and_takes_lists_of_names_whole(kind, capsys):
         assert getattr(config_cls(**required, **{field: '["a, b", "c"]'}), field) == ["a, b", "c"]
         assert getattr(config_cls(**required, **{field: "a,b"}), field) == ["a", "b"]
         assert getattr(config_cls(**required), field) == []
+
+
+@pytest.mark.parametrize("kind", ["sft", "train_policy", "dpo"])
+def test_a_generator_trainers_learning_rate_follows_lora_unless_given(kind):
+    """A full fine-tune at LoRA's rate wrecked a model in a walk of the app: `--lora false` alone takes the full-weight
+    rate, on the command line as on the forms."""
+    config_cls = _job_main_call(importlib.import_module(JOB_MODULES[kind]))[1]
+    full, lora = config_cls(lora=False), config_cls(lora=True)
+    assert full.learning_rate == config_cls.LEARNING_RATES[False] < lora.learning_rate == config_cls.LEARNING_RATES[True]
+    assert config_cls(lora=False, learning_rate=3e-6).learning_rate == 3e-6
