@@ -67,7 +67,10 @@ def main(path: str, strategy: str = "replicate") -> None:
             differences[f"{algorithm}/moved"] = moved  # the step changed the weights: the comparison is not vacuous
         parallel.wait()
     if parallel.sharded:
-        print(f"LOCKSTEP {parallel.rank} " + json.dumps(decoding_steps_in_lockstep(path, parallel)), flush=True)
+        # one write of the whole line: the two processes share the pipe (a print's text and newline were two writes,
+        # and the other process's line once landed between them)
+        sys.stdout.write(f"LOCKSTEP {parallel.rank} " + json.dumps(decoding_steps_in_lockstep(path, parallel)) + "\n")
+        sys.stdout.flush()
     if parallel.is_main:
         print("DIFFERENCES " + json.dumps(differences), flush=True)
 

@@ -3,6 +3,7 @@ result as one process within noise, exactly one version written, progress report
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -112,7 +113,7 @@ def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_o
         assert differences[f"{algorithm}/moved"] > 1e-4, algorithm  # the step moved the weights
         assert differences[algorithm] < 1e-5, (algorithm, differences)
     if strategy == "shard":  # the first process's rows end at once, the second's never: both decode all 6 tokens
-        first, second = (json.loads(done.stdout.split(f"LOCKSTEP {rank} ", 1)[1].splitlines()[0]) for rank in (0, 1))
+        first, second = (json.loads(re.search(rf"LOCKSTEP {rank} (\{{[^}}]*\}})", done.stdout).group(1)) for rank in (0, 1))
         assert first == {"steps": 5, "padding_after_first": True, "sum": 3.0}
         assert second == {"steps": 5, "padding_after_first": False, "sum": 3.0}
 
