@@ -239,15 +239,15 @@ def main() -> None:
     results = {}
     for kind in args.kinds:
         alone = run_arm(kind, 1, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)[0]
-        sharded = run_arm(kind, 2, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)
-        worst = max(r["peak_rss_mb"] for r in sharded)
+        together = run_arm(kind, 2, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)
+        worst = max(r["peak_rss_mb"] for r in together)
         label = "sharded" if args.strategy == "shard" else "replicated"
-        results[kind] = {"alone": alone, label: sharded, "peak_rss_ratio": round(worst / alone["peak_rss_mb"], 2)}
-        each = ", ".join(f"{r['peak_rss_mb']:,} MB" for r in sharded)
+        results[kind] = {"alone": alone, label: together, "peak_rss_ratio": round(worst / alone["peak_rss_mb"], 2)}
+        each = ", ".join(f"{r['peak_rss_mb']:,} MB" for r in together)
         print(f"{kind}: {alone['parameters'] / 1e6:.0f}M parameters; alone {alone['peak_rss_mb']:,} MB, {alone['step_s']} s a step; "
               f"{'sharded over' if args.strategy == 'shard' else 'replicated on'} 2 processes {each} "
-              f"({results[kind]['peak_rss_ratio']:.2f}x), {sharded[0]['step_s']} s a step", flush=True)
-        for name, arm in (("alone", alone), (f"{label}, first process", sharded[0])):
+              f"({results[kind]['peak_rss_ratio']:.2f}x), {together[0]['step_s']} s a step", flush=True)
+        for name, arm in (("alone", alone), (f"{label}, first process", together[0])):
             if "last backward" not in arm["rss_mb"]:  # the policy update's step is the trainer's own
                 continue
             b = arm["rss_mb"]["last backward"]
