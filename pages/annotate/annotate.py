@@ -198,13 +198,15 @@ def my_rankings(db, user) -> None:
         st.stop()
     st.caption(f"Your {len(rows)} newest answers. A ranking can be changed until a reviewer has looked at it; "
                f"your last one can also be taken back (U) for {undo.UNDO_WINDOW_S // 60} minutes.")
+    reasons = any(r["review_reason"] for r in rows)  # a column only when a reviewer gave one: the prompt keeps its width
     st.dataframe([{"ranked": r["created_at"][:16].replace("T", " ") + (" (changed)" if r["edited_at"] else ""),
                    "set": r["prompt_set"], "prompt": r["prompt"],
                    "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
-                   "status": status_of(r), "reviewer's reason": r["review_reason"] or None} for r in rows], hide_index=True,
+                   "status": status_of(r), **({"reviewer's reason": r["review_reason"] or None} if reasons else {})}
+                  for r in rows], hide_index=True,
                  column_config={"prompt": st.column_config.TextColumn(width="large"),
                                 "status": st.column_config.TextColumn(width="medium"),
-                                "reviewer's reason": st.column_config.TextColumn(width="large")}, placeholder="—")
+                                "reviewer's reason": st.column_config.TextColumn(width="medium")}, placeholder="—")
     editable = {r["id"]: r for r in rows if r["editable"]}
     if not editable:
         st.stop()
