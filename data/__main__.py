@@ -216,7 +216,9 @@ def _review(db, args):
     elif args.action == "reject":
         review.reject(db, ranking_id, args.reason)
     else:
-        review.send_back(db, ranking_id, args.reason or "sent back for another ranking")
+        returned = review.send_back(db, ranking_id, args.reason or "sent back for another ranking")
+        return {"ranking": ranking_id, "action": args.action,
+                "to": "its annotator, to rank again (nobody else can)" if returned else "the queue, for another annotator"}
     return {"ranking": ranking_id, "action": args.action}
 
 

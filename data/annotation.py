@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
-from data import agreement, quality
+from data import agreement, audit, quality
 from data.conversation import as_messages
 from data.guidelines import Guideline
 from data.rankings import FLAGS, ranking_to_pairs, tie_count, validate_ranking
@@ -42,6 +42,7 @@ class Item:
     messages: list[dict] = field(default_factory=list)  # the conversation before the turn to rank (one user turn for plain text)
     guideline: "Guideline | None" = None  # the set's current guidelines when the item was served
     repeat_of: int | None = None  # a self-consistency repeat: the id of this annotator's first ranking of the item
+    sent_back: dict | None = None  # their ranking of it was sent back to them to redo: the reviewer's reason and name
 
     @property
     def k(self) -> int:
@@ -181,9 +182,11 @@ def _store(db: Database, answer: Answer) -> Submitted:
         if answer.repeat_of is not None:  # only as served (Item.repeat_of): an import or a script never makes a repeat
             return _store_repeat(db, answer)
         existing = db.execute(
-            "SELECT id FROM rankings WHERE item_id = ? AND annotator_id = ?", [answer.item_id, answer.annotator]
+            "SELECT id, returned FROM rankings WHERE item_id = ? AND annotator_id = ?", [answer.item_id, answer.annotator]
         ).fetchone()
-        if existing:
+        if existing and existing[1]:
+            _replace_sent_back(db, existing[0])
+        elif existing:
             return Submitted(existing[0], was_new=False)
         ranking_id = db.execute(
             """INSERT INTO rankings (item_id, annotator_id, skipped, groups, display_order, seconds, flags, comment, created_at,
@@ -221,6 +224,24 @@ def _store_repeat(db: Database, answer: Answer) -> Submitted:
          answer.guideline_version, agree, disagree, tau, now()]).lastrowid
     _end_reservation(db, answer)
     return Submitted(repeat_id, was_new=True)
+
+
+def _replace_sent_back(db: Database, ranking_id: int) -> None:
+    """The annotator answers an item a reviewer sent back to them (data.review): their rejected ranking makes way for
+    the new answer (one ranking per person and item). The rejection already took it out of every statistic and of
+    the item's count; the audit log keeps what it was, beside the review log's decision and reason."""
+    old = next(iter(db.query("""SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.review_reason,
+                                       r.reviewed_by, a.name AS annotator
+                                FROM rankings r JOIN annotators a ON a.id = r.annotator_id WHERE r.id = ?""", [ranking_id])))
+    audit.record(db, None, "ranking redone after a send back", f"ranking {ranking_id}",
+                 {"item": old["item_id"], "was": "skipped" if old["skipped"] else from_json(old["groups"]),
+                  "display_order": from_json(old["display_order"]), "made": old["created_at"],
+                  "sent back by": old["reviewed_by"], "reason": old["review_reason"]}, by=old["annotator"])
+    if not old["skipped"]:  # only rankings are counted by day
+        quality.forget_day(db, ranking_id, old["created_at"][:10])
+    db.execute("DELETE FROM comparisons WHERE ranking_id = ?", [ranking_id])
+    db.execute("DELETE FROM stats_unreadable WHERE ranking_id = ?", [ranking_id])
+    db.execute("DELETE FROM rankings WHERE id = ?", [ranking_id])
 
 
 def _groups_json(answer: Answer) -> str | None:

@@ -587,3 +587,11 @@ def m0026_judgements(db):
         created_at TEXT NOT NULL,
         UNIQUE (judge, item_id, vote)
     )""")
+
+
+@migrations()
+def m0027_returned_rankings(db):
+    # A ranking sent back when nobody else the item's set is served to can rank it goes back to its own annotator, who
+    # ranks the item again (data.review.send_back): the rejected ranking waits, marked, until its redo replaces it.
+    db.execute("ALTER TABLE rankings ADD COLUMN returned INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX rankings_returned ON rankings (annotator_id, item_id) WHERE returned = 1")

@@ -240,10 +240,11 @@ def served_people(db: Database, name: str) -> list[int]:
 
 def unreachable(db: Database, name: str) -> tuple[int, int]:
     """(items, rankings) of the set still wanted that nobody can give: every enabled account the set is served to
-    (its assigned annotators, or everyone) has ranked, skipped or been sent back from those items already. One
-    lookup per open item on the rankings' (item, annotator) key."""
+    (its assigned annotators, or everyone) has ranked, skipped or been sent back from those items already (a ranking
+    sent back to its own annotator to redo leaves the item reachable). One lookup per open item on the rankings'
+    (item, annotator) key."""
     people = served_people(db, name)
-    answered = (f"(SELECT COUNT(*) FROM rankings r WHERE r.item_id = i.id AND r.annotator_id IN ({', '.join('?' * len(people))}))"
+    answered = (f"(SELECT COUNT(*) FROM rankings r WHERE r.item_id = i.id AND r.returned = 0 AND r.annotator_id IN ({', '.join('?' * len(people))}))"
                 if people else "0")
     items, rankings = db.execute(
         f"""SELECT COUNT(*), COALESCE(SUM({WANTED} - i.n_rankings), 0) {OPEN_ITEMS} AND s.name = ? AND {answered} >= ?""",

@@ -73,6 +73,13 @@ def take_back(db: Database, ranking_id: int, item_id: int, day: str | None, samp
     mark_dirty(db, item_id)
 
 
+def forget_day(db: Database, ranking_id: int, day: str) -> None:
+    """Before a ranking already taken out of the statistics (rejected) is deleted: its day's count goes down, if the
+    statistics have counted it."""
+    if ranking_id <= db.execute("SELECT last_ranking_id FROM stats_state").fetchone()[0]:
+        _count_days(db, Counter({day: -1}))
+
+
 def mark_dirty(db: Database, item_id: int) -> None:
     """Have the next refresh recompute this item (its gold answer changed)."""
     db.execute("INSERT OR IGNORE INTO stats_dirty (item_id) VALUES (?)", [item_id])

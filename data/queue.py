@@ -1,7 +1,8 @@
 """The annotation queue: which item an annotator is shown next, held for them while they answer.
 
 The serving rule: an annotator first gets back the item they already hold (a reservation lasts RESERVATION_S, so a
-reload or a second tab shows the same item); else a gold item of a set served to them, when their count of answers
+reload or a second tab shows the same item); else an item a reviewer sent back to them to rank again (data.review:
+nobody else could rank it), with the reviewer's reason; else a gold item of a set served to them, when their count of answers
 reaches the set's gold rate; else, now and then (the set's repeat share, drawn from a seed fixed by the annotator and
 their count of answers, so a reload draws the same), an item they ranked at least a day or the set's repeat gap of
 rankings ago, unannounced (self-consistency); else, among the open items of the sets served to them (active, and
@@ -51,7 +52,8 @@ _HELD = f"""
     JOIN items i ON i.id = v.item_id JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
     WHERE v.annotator_id = :annotator AND v.expires_at > :now AND {SERVED_TO}
       AND CASE WHEN v.repeat_of IS NULL
-               THEN NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = v.item_id AND r.annotator_id = :annotator)
+               THEN NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = v.item_id AND r.annotator_id = :annotator
+                                AND r.returned = 0)
                ELSE NOT EXISTS (SELECT 1 FROM repeat_rankings x WHERE x.ranking_id = v.repeat_of) END
     ORDER BY v.item_id LIMIT 1
 """
@@ -89,11 +91,26 @@ def next_item(db: Database, annotator: int) -> Item | None:
     item = get_item(db, item_id)
     item.guideline = guidelines.current_guidelines(db, item.prompt_set)
     item.repeat_of = repeat_of
+    item.sent_back = sent_back(db, item_id, annotator)
     return item
+
+
+def sent_back(db: Database, item_id: int, annotator: int) -> dict | None:
+    """When this annotator's ranking of the item was sent back to them to redo: that ranking's id, the reviewer's
+    reason and name."""
+    row = db.execute("""SELECT id, review_reason, reviewed_by FROM rankings
+                        WHERE item_id = ? AND annotator_id = ? AND returned = 1""", [item_id, annotator]).fetchone()
+    return {"ranking_id": row[0], "reason": row[1], "by": row[2]} if row else None
 
 
 def _fresh_item(db: Database, annotator: int, now_: str) -> tuple[int, int | None] | None:
     """(item, the ranking it repeats or None) for an annotator who holds nothing."""
+    returned = db.execute(f"""SELECT r.item_id FROM rankings r JOIN items i ON i.id = r.item_id
+                              JOIN prompts p ON p.id = i.prompt_id JOIN prompt_sets s ON s.name = p.prompt_set
+                              WHERE r.annotator_id = :annotator AND r.returned = 1 AND {SERVED_TO}
+                              ORDER BY r.reviewed_at, r.id LIMIT 1""", {"annotator": annotator}).fetchone()
+    if returned:  # sent back to them to rank again: before anything new
+        return returned[0], None
     gold_item = gold_item_due(db, annotator)  # gold goes to everyone, at its set's rate
     if gold_item:
         return gold_item, None
@@ -164,5 +181,8 @@ def rejected_count(db: Database, annotator: int) -> int:
 
 
 def items_left(db: Database, annotator: int) -> int:
-    """How many items this annotator could still be served. It visits every open item: at 100k items, call it sparingly."""
-    return db.execute(f"SELECT COUNT(*) {_OPEN_TO_ANNOTATOR}", {"annotator": annotator, "now": now()}).fetchone()[0]
+    """How many items this annotator could still be served, those sent back to them to rank again included. It visits
+    every open item: at 100k items, call it sparingly."""
+    return db.execute(f"""SELECT (SELECT COUNT(*) {_OPEN_TO_ANNOTATOR})
+                                 + (SELECT COUNT(*) FROM rankings WHERE annotator_id = :annotator AND returned = 1)""",
+                      {"annotator": annotator, "now": now()}).fetchone()[0]

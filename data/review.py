@@ -16,7 +16,7 @@ import statistics
 
 from sqlite_utils import Database
 
-from data import leaderboard, prompt_sets, quality
+from data import leaderboard, prompt_sets, quality, undo
 from data.accounts import User, require_role
 from data.rankings import validate_order
 from data.store import from_json, now, write_transaction
@@ -137,9 +137,11 @@ def accept(db: Database, ranking_id: int, actor: User | None = None, by: str = "
 
 
 def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None, by: str = "",
-           send_back: bool = False) -> None:
+           send_back: bool = False) -> bool:
     """Mark a ranking rejected: the statistics and leaderboard counts forget it, exports and trainers leave it out.
-    `send_back`: its item also needs one more ranking, so the queue serves it to another annotator."""
+    `send_back`: its item also needs one more ranking, so the queue serves it to another annotator, or, when nobody
+    else the item's set is served to can rank it, back to the annotator who made it, first in their queue and with
+    the reason: their new answer replaces this one (data.annotation). Returns whether it went back to its annotator."""
     reason = reason.strip()
     if not reason:
         raise ValueError("say why the ranking is rejected (the annotator and the audit log see the reason)")
@@ -153,11 +155,29 @@ def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None
                 db.execute("UPDATE items SET n_rankings = n_rankings - 1 WHERE id = ?", [row["item_id"]])
         _decide(db, ranking_id, "rejected", reason, actor.name if actor else by or "command line")
         _record(db, ranking_id, "send back" if send_back else "reject", reason, actor, by)
+        returned = send_back and goes_back_to_its_annotator(db, ranking_id)
+        if returned:
+            db.execute("UPDATE rankings SET returned = 1 WHERE id = ?", [ranking_id])
+    return returned
 
 
 def send_back(db: Database, ranking_id: int, reason: str = "sent back for another ranking", actor: User | None = None,
-              by: str = "") -> None:
-    reject(db, ranking_id, reason, actor, by, send_back=True)
+              by: str = "") -> bool:
+    """`reject` with `send_back`: True when the ranking went back to its own annotator to redo."""
+    return reject(db, ranking_id, reason, actor, by, send_back=True)
+
+
+def goes_back_to_its_annotator(db: Database, ranking_id: int) -> bool:
+    """Where a send back of this ranking goes: back to the annotator who made it when nobody else the item's set is
+    served to can rank the item, the set is still served to them, and the ranking is not kept for a repeat or a
+    demonstration made from it; else to the queue for another annotator."""
+    row = db.execute("""SELECT r.item_id, r.annotator_id, p.prompt_set FROM rankings r JOIN items i ON i.id = r.item_id
+                        JOIN prompts p ON p.id = i.prompt_id WHERE r.id = ?""", [ranking_id]).fetchone()
+    if row is None:
+        return False
+    item_id, annotator, prompt_set = row
+    return (not others_who_can_rank(db, item_id) and annotator in prompt_sets.served_people(db, prompt_set)
+            and not undo.linked_elsewhere(db, ranking_id))
 
 
 def others_who_can_rank(db: Database, item_id: int) -> int:

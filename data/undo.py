@@ -28,11 +28,12 @@ def undoable(db: Database, annotator: int) -> dict | None:
            WHERE r.annotator_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT 1""", [annotator])), None)  # index walk
     if row is None or row["created_at"] < cutoff or row["review"]:  # a reviewed ranking stays as it was judged
         return None
-    return None if _blocked(db, row["id"]) else row
+    return None if linked_elsewhere(db, row["id"]) else row
 
 
-def _blocked(db: Database, ranking_id: int) -> bool:
-    """Asked again as a self-consistency repeat (the repeat was compared with it) or the source of a demonstration."""
+def linked_elsewhere(db: Database, ranking_id: int) -> bool:
+    """Asked again as a self-consistency repeat (the repeat was compared with it) or the source of a demonstration:
+    such a ranking is neither undone, edited nor redone after a send back (data.review)."""
     return db.execute("""SELECT (SELECT COUNT(*) FROM repeat_rankings WHERE ranking_id = :id)
                               + (SELECT COUNT(*) FROM demonstrations WHERE implicit_ranking_id = :id)""",
                       {"id": ranking_id}).fetchone()[0] > 0
@@ -58,7 +59,7 @@ def my_rankings(db: Database, annotator: int, limit: int = MY_RANKINGS) -> list[
     each can still be edited (a ranking, not reviewed, not repeated, not a demonstration's source)."""
     rows = db.query(
         """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.edited_at, r.review,
-                  r.review_reason, p.prompt_set, substr(p.text, 1, 160) AS prompt,
+                  r.review_reason, r.returned, p.prompt_set, substr(p.text, 1, 160) AS prompt,
                   (SELECT e.action FROM review_events e WHERE e.ranking_id = r.id ORDER BY e.id DESC LIMIT 1) AS review_action,
                   (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
            FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
@@ -66,7 +67,7 @@ def my_rankings(db: Database, annotator: int, limit: int = MY_RANKINGS) -> list[
     out = []
     for row in rows:
         row = {**row, "groups": from_json(row["groups"]), "display_order": from_json(row["display_order"])}
-        row["editable"] = not row["skipped"] and not row["review"] and not _blocked(db, row["id"])
+        row["editable"] = not row["skipped"] and not row["review"] and not linked_elsewhere(db, row["id"])
         out.append(row)
     return out
 
@@ -80,7 +81,7 @@ def edit_ranking(db: Database, annotator: int, ranking_id: int, groups: list[lis
                WHERE r.id = ? AND r.annotator_id = ?""", [ranking_id, annotator])), None)
         if row is None:
             raise LookupError(f"ranking {ranking_id} is not one of yours")
-        if row["skipped"] or row["review"] or _blocked(db, ranking_id):
+        if row["skipped"] or row["review"] or linked_elsewhere(db, ranking_id):
             raise ValueError("this ranking can no longer be changed: " + (
                 "it was a skip" if row["skipped"] else f"it was reviewed ({row['review']})" if row["review"]
                 else "it was asked again or a demonstration was made from it"))

@@ -124,23 +124,82 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     assert list(at.dataframe[-1].value["action"]) == ["reject"]
 
 
-def test_sending_back_an_item_nobody_else_can_rank_says_so_before_and_after(app_db):
-    """A team of two who both ranked an item: sent back, it could never be finished (walk, 2026-12-06)."""
+def team_of_two_who_both_ranked(db) -> tuple[int, int, int]:
+    """alice and bob, the only people set "mine" is served to, have both ranked its one item: (item, alice's, bob's)."""
     from data import accounts, prompt_sets
 
-    for name in ("alice", "bob", "cy"):
-        accounts.create_user(app_db, name, f"{name}-password-1")
-    [item] = add_items(app_db, 1, prompt_set="mine")
-    prompt_sets.configure(app_db, "mine", assign=["alice", "bob", "cy"])
-    ranking = rank(app_db, "alice", item, flags=["prompt unclear"])
-    rank(app_db, "bob", item)
-    assert review.others_who_can_rank(app_db, item) == 1  # cy
-    prompt_sets.configure(app_db, "mine", assign=["alice", "bob"])
-    assert review.others_who_can_rank(app_db, item) == 0
+    for name in ("alice", "bob"):
+        accounts.create_user(db, name, f"{name}-password-1")
+    [item] = add_items(db, 1, prompt_set="mine")
+    prompt_sets.configure(db, "mine", assign=["alice", "bob"])
+    return item, rank(db, "alice", item, flags=["prompt unclear"]), rank(db, "bob", item)
+
+
+def test_a_send_back_nobody_else_can_take_goes_back_to_its_annotator_and_the_redo_replaces_it(app_db):
+    """A team of two who both ranked an item: sent back, it could never be finished (walk, 2026-12-06). It now goes
+    back to the annotator who ranked it, first in their queue with the reason, and their new ranking replaces the
+    rejected one, every count equal to a recount."""
+    from data import audit, prompt_sets
+
+    item, alices, bobs = team_of_two_who_both_ranked(app_db)
+    alice, bob = annotation.annotator_id(app_db, "alice"), annotation.annotator_id(app_db, "bob")
+    quality.refresh(app_db)
+    leaderboard.refresh(app_db)
+    assert review.others_who_can_rank(app_db, item) == 0 and review.goes_back_to_its_annotator(app_db, alices)
+    assert review.send_back(app_db, alices, "you ranked A first, but A does not answer the question", by="rita")
+    assert app_db.execute("SELECT n_rankings FROM items WHERE id = ?", [item]).fetchone()[0] == 1
+    assert prompt_sets.unreachable(app_db, "mine") == (0, 0)  # alice can still give it
+    assert queue.next_item(app_db, bob) is None
+    assert (queue.items_left(app_db, alice), queue.items_left(app_db, bob)) == (1, 0)
+    served = queue.next_item(app_db, alice)
+    assert served.id == item and served.sent_back == {"ranking_id": alices, "by": "rita",
+                                                     "reason": "you ranked A first, but A does not answer the question"}
+    assert queue.next_item(app_db, alice).id == item  # held for her, as any served item
+    redo = annotation.submit_ranking(app_db, item, alice, [[3], [2], [1], [0]], [0, 1, 2, 3])
+    assert redo.was_new and redo.ranking_id != alices
+    assert app_db.execute("SELECT id, review, returned FROM rankings WHERE annotator_id = ?", [alice]).fetchall() == [(redo.ranking_id, "", 0)]
+    assert app_db.execute("SELECT n_rankings FROM items WHERE id = ?", [item]).fetchone()[0] == 2
+    assert queue.next_item(app_db, alice) is None and queue.sent_back(app_db, item, alice) is None
+    assert annotation.submit_ranking(app_db, item, alice, [[0], [1], [2], [3]], [0, 1, 2, 3]).was_new is False
+    [redone] = [e for e in audit.recent(app_db) if e["action"] == "ranking redone after a send back"]
+    assert redone["who"] == "alice" and redone["target"] == f"ranking {alices}"
+    assert "was: [[0], [1], [2], [3]]" in redone["detail"] and "sent back by: rita" in redone["detail"]
+    quality.refresh(app_db)
+    leaderboard.refresh(app_db)
+    assert_equal_to_reference(app_db)
+    assert stored_counts(app_db) == reference_counts(app_db)
+    assert bobs
+
+
+def test_a_send_back_nobody_at_all_can_take_says_so_before_and_after(app_db):
+    """The annotator who ranked it is no longer among those the set is served to: the item stays unfinished, and
+    the screen says so before the click and after it."""
+    from data import prompt_sets
+
+    item, alices, _ = team_of_two_who_both_ranked(app_db)
+    prompt_sets.configure(app_db, "mine", assign=["bob"])
+    assert not review.goes_back_to_its_annotator(app_db, alices)
     at = start("pages/quality/review.py")
     assert any("nobody else among the people this item's set is served to can rank it" in unescaped(c) for c in at.caption)
     next(b for b in at.button if b.label == "Send back").click().run()
-    assert not at.exception and unescaped(at.warning[0]).startswith(f"Ranking {ranking}: sent back, but nobody else")
+    assert not at.exception and unescaped(at.warning[0]).startswith(f"Ranking {alices}: sent back, but nobody else")
+    assert queue.next_item(app_db, annotation.annotator_id(app_db, "alice")) is None
+
+
+def test_the_review_screen_sends_back_to_its_annotator_who_sees_the_reason(app_db):
+    item, alices, _ = team_of_two_who_both_ranked(app_db)
+    at = start("pages/quality/review.py")
+    assert any("so it goes back to alice, first in their queue with your reason" in unescaped(c) for c in at.caption)
+    at.text_input(key=f"review-reason-{alices}").input("B repeats the prompt: it is not the best")
+    next(b for b in at.button if b.label == "Send back").click().run()
+    assert not at.exception and unescaped(at.success[0]).startswith(f"Ranking {alices}: sent back to its annotator")
+    mine = start(user="alice")
+    assert not mine.exception and unescaped(mine.warning[0]) == (
+        "admin sent your ranking of this item back: “B repeats the prompt: it is not the best”. Rank it again: your "
+        "new answer replaces the earlier one.")
+    mine.radio(key="task").set_value("My rankings").run()
+    assert mine.dataframe[0].value["status"].tolist() == ["sent back to you: rank it again (next in your queue)"]
+    assert item
 
 
 @pytest.mark.slow

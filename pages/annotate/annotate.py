@@ -83,13 +83,15 @@ def count_one_down() -> None:
 
 
 def item_key(item) -> str:
-    """The prefix of this showing's widget and timer keys: a repeat of an item gets its own (its time starts afresh).
-    Opaque, as widget keys reach the page: nothing in it tells a repeat from a first showing."""
-    return showing_key(item.id, item.repeat_of)
+    """The prefix of this showing's widget and timer keys: a repeat of an item, or an item sent back to be ranked
+    again, gets its own (its time starts afresh, the first answer's entries stay behind). Opaque, as widget keys reach
+    the page: nothing in it tells a repeat from a first showing."""
+    return showing_key(item.id, item.repeat_of, item.sent_back["ranking_id"] if item.sent_back else None)
 
 
-def showing_key(item_id: int, repeat_of: int | None = None) -> str:
-    return "item-" + hashlib.sha256(f"{item_id}:{repeat_of}".encode()).hexdigest()[:12]
+def showing_key(item_id: int, repeat_of: int | None = None, redoes: int | None = None) -> str:
+    showing = f"{item_id}:{repeat_of}" + ("" if redoes is None else f":{redoes}")
+    return "item-" + hashlib.sha256(showing.encode()).hexdigest()[:12]
 
 
 def entry_keys(item) -> list[str]:
@@ -184,6 +186,8 @@ def short(prompt: str, chars: int = 60) -> str:
 
 
 def status_of(ranking: dict) -> str:
+    if ranking["returned"]:
+        return "sent back to you: rank it again (next in your queue)"
     if ranking["review"]:
         return "sent back (the item wants another annotator's ranking)" if ranking["review_action"] == "send back" else ranking["review"]
     return "skipped" if ranking["skipped"] else "can be changed" if ranking["editable"] else "kept (asked again or used)"
@@ -407,6 +411,9 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     order = annotation.display_order(item.id, user.id, item.k, repeat=item.repeat_of is not None)
     st.session_state.setdefault(f"{item_key(item)}-shown-at", time.time())
 
+    if item.sent_back:
+        st.warning(inline(f"{item.sent_back['by']} sent your ranking of this item back: “{item.sent_back['reason']}”. "
+                          "Rank it again: your new answer replaces the earlier one."), icon=":material/undo:")
     show_guidelines(item)
     show_prompt(item)
     st.subheader(f"{item.k} candidate replies" if is_conversation(item.messages) else f"{item.k} completions")

@@ -24,8 +24,10 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
             review.accept(db, ranking_id, actor=user)
         elif action == "reject":
             review.reject(db, ranking_id, reason, actor=user)
-        else:
-            review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user)
+        elif review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user):
+            st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back to its annotator, who ranks the "
+                                                     "item again (first in their queue, with your reason).")
+            return
         st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: {action} recorded.")
         if action == "send back" and not review.others_who_can_rank(db, item_id):
             st.session_state[DECISION] = ("warning", f"Ranking {ranking_id}: sent back, but {NOBODY_ELSE}")
@@ -62,14 +64,18 @@ def actions(db, user, rows: list[dict]) -> None:
         as_shown(annotation.get_item(db, chosen["item_id"]), chosen["display_order"])
     reason_key = f"review-reason-{chosen['ranking_id']}"
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
-    if not review.others_who_can_rank(db, chosen["item_id"]):
+    if review.goes_back_to_its_annotator(db, chosen["ranking_id"]):
+        st.caption(inline(f"Send back: nobody else this item's set is served to can rank it, so it goes back to "
+                          f"{chosen['annotator']}, first in their queue with your reason; their new ranking replaces this one."))
+    elif not review.others_who_can_rank(db, chosen["item_id"]):
         st.caption(inline(f"Send back: {NOBODY_ELSE} Reject leaves the item as it is."))
     accept, reject, send_back = st.columns(3)
     accept.button("Accept", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "accept", reason_key), width="stretch")
     reject.button("Reject", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "reject", reason_key), width="stretch",
                   help="kept and marked; left out of training, agreement, the leaderboard and the pairs export")
     send_back.button("Send back", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "send back", reason_key), width="stretch",
-                     help="rejected, and the item returns to the queue for another annotator")
+                     help="rejected, and the item returns to the queue for another annotator (or, when nobody else "
+                          "can rank it, to this annotator to rank again)")
     show_decision()
 
 
