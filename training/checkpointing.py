@@ -17,7 +17,7 @@ HELP = ("recompute each layer's activations in the backward pass instead of keep
 def enable(model) -> None:
     """Turn on checkpointing in the transformers model inside `model` (a peft wrapper, our reward model, or itself)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "classifier", model)
-    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
 @contextmanager

@@ -196,8 +196,8 @@ def job_subject(args: dict, named: dict[int, dict], kind: str = "") -> str:
 
 
 def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
-    """One line chart per title, each with the named metrics against the step; a figure logged at one step only is
-    shown as a number (a chart of one point has no line and a meaningless axis)."""
+    """One line chart per title, each with the named metrics against the step; a figure logged at one step only, or
+    the same at every step, is shown as a number (a chart of one point, or a flat line, has a meaningless axis)."""
     if not history:
         return
     frame = pd.DataFrame(history).set_index("step")
@@ -209,6 +209,9 @@ def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
         if len(present) == 1:
             column.metric(title, " · ".join(f"{value:.3g}" for value in present.iloc[0].dropna()),
                           help=f"logged once, at step {present.index[0]}")
+        elif (present.nunique() <= 1).all():
+            column.metric(title, " · ".join(f"{value:.3g}" for value in present.ffill().iloc[-1].dropna()),
+                          help=f"the same at every step logged ({present.index[0]} to {present.index[-1]})")
         else:
             column.caption(title)
             column.line_chart(present, height=200, x_label="step")

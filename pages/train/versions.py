@@ -8,6 +8,7 @@ from data import spot_checks, uncertainty, versions
 from training.gate import evaluation_summary, gate_for, has_gate
 from ui.jobs import activation_confirmed, gate_override, version_label
 from ui.session import flash, guarded, screen
+from ui.text import inline
 
 KINDS = {"generator": "Generators", "reward": "Reward models"}
 
@@ -81,6 +82,10 @@ def manage(db, kind: str) -> None:
                       args=(chosen["id"],), help="also to roll back to an earlier version; below the gate, tick the box "
                                                  "above first: your call, recorded with your name")
     uses = versions.uses_of(db, chosen["id"])
+    summary = evaluation_summary(chosen["metrics"])  # whole here: the table's cells cut long ones
+    if summary or uses:
+        st.caption(inline(" · ".join([*([f"Evaluation: {summary}"] if summary else []),
+                                      *([f"Used by: {'; '.join(uses)}"] if uses else [])])))
     buttons[1].button("Delete", key=f"delete-{kind}", disabled=bool(uses), on_click=delete, args=(chosen["id"],),
                       help="in use: " + "; ".join(uses) if uses else "removes the version and its folder under models/")
 

@@ -1,0 +1,25 @@
+"""The job card's figures: a line where a figure moves, a number where a chart would show nothing."""
+
+from streamlit.testing.v1 import AppTest
+
+
+def charts_of(history: list[dict]) -> AppTest:
+    def script(history):
+        from ui.jobs import metric_charts
+
+        metric_charts(history, {"KL to start": ["train/kl"], "loss": ["train/loss"]})
+
+    return AppTest.from_function(script, args=(history,), default_timeout=30).run()
+
+
+def test_a_moving_figure_is_a_line_and_a_flat_one_a_number():
+    at = charts_of([{"step": s, "train/kl": 0.0, "train/loss": 1.0 / s} for s in (1, 2, 3)])
+    assert not at.exception
+    assert [(m.label, m.value) for m in at.metric] == [("KL to start", "0")]  # flat: one y tick "0.000000" said nothing
+    assert "the same at every step logged (1 to 3)" in at.metric[0].help
+    assert [c.value for c in at.caption] == ["loss"]  # the moving one keeps its chart
+
+
+def test_a_figure_logged_once_is_a_number():
+    at = charts_of([{"step": 1, "train/kl": 0.25}, {"step": 2, "train/loss": 0.5}, {"step": 3, "train/loss": 0.4}])
+    assert [(m.label, m.value) for m in at.metric] == [("KL to start", "0.25")]
