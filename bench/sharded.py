@@ -1,11 +1,13 @@
 """Sharding (FSDP2) against one process: peak memory per process of one SFT step, one reward-model step and one
 policy-update step of a ~0.5B model.
 
-    python -m bench.sharded [--steps 2] [--tokens 128] [--kinds sft reward policy]
+    python -m bench.sharded [--steps 2] [--tokens 128] [--kinds sft reward policy] [--arch qwen2-0.5b|smollm2-360m]
+                            [--gradient-checkpointing] [--mmap-threshold BYTES]
 
-The model is Qwen2-0.5B's architecture (24 layers, hidden 896, vocabulary 151,936, tied embeddings) with random
-weights built from its config (nothing is downloaded): a causal LM for SFT, the same body with a one-score head for
-the reward model. Each arm runs in processes of its own, full weights in fp32 with AdamW: alone (one process, the
+The model is Qwen2-0.5B's architecture (24 layers, hidden 896, vocabulary 151,936, tied embeddings) or, with
+`--arch smollm2-360m`, SmolLM2-360M's (Llama, 32 layers, hidden 960, the embedded generator's vocabulary of 49,152,
+tied), with random weights built from its config (nothing is downloaded): a causal LM for SFT, the same body with a
+one-score head for the reward model. Each arm runs in processes of its own, full weights in fp32 with AdamW: alone (one process, the
 whole batch), and sharded over two gloo processes under `accelerate launch` (each half of the batch, FSDP2 through
 training/parallel.py as the trainers use it: every decoder block sharded, then the rest). A step is the trainers'
 own: SFT's `sft_loss` over the response tokens, the reward model's Bradley-Terry loss on chosen/rejected pairs, the
@@ -14,8 +16,9 @@ step, `--tokens / 4` new tokens): sampling (in lockstep when sharded), the refer
 update, with the reference model sharded too; its scores come from a stand-in (the completion's length), since what
 is measured is the policy's memory, not a reward model's. Reports each process's peak RSS and the median step time,
 and for SFT and the reward model the resident memory through the last step's backward pass (sampled every 5 ms: at
-its start, when the input embedding's backward ends, its peak, its end). Results: bench/out/sharded.json (a subset
-of kinds: sharded-<kinds>.json).
+its start, when the input embedding's backward ends, its peak, its end). `--gradient-checkpointing` and
+`--mmap-threshold` apply to both arms alike. Results: bench/out/sharded.json (a subset of kinds or another setting:
+sharded-<kinds>-<setting>.json).
 """
 
 import argparse
@@ -33,10 +36,21 @@ ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("sft", "reward", "policy")
 
 
-def qwen2_half_billion(tied: bool = True, layers: int = 24):
+ARCHITECTURES = ("qwen2-0.5b", "smollm2-360m")
+
+
+def model_config(arch: str = "qwen2-0.5b", tied: bool = True, layers: int | None = None):
+    """The published shape of Qwen2-0.5B (24 layers, vocabulary 151,936: its tied embedding is 27% of the model) or of
+    SmolLM2-360M (Llama, 32 layers, the embedded generator's vocabulary of 49,152: 13%), with random weights."""
+    if arch == "smollm2-360m":
+        from transformers import LlamaConfig
+
+        return LlamaConfig(vocab_size=49_152, hidden_size=960, intermediate_size=2_560, num_hidden_layers=layers or 32,
+                           num_attention_heads=15, num_key_value_heads=5, max_position_embeddings=8_192,
+                           rope_theta=100_000.0, rms_norm_eps=1e-5, tie_word_embeddings=tied, torch_dtype="float32")
     from transformers import Qwen2Config
 
-    return Qwen2Config(vocab_size=151_936, hidden_size=896, intermediate_size=4_864, num_hidden_layers=layers,
+    return Qwen2Config(vocab_size=151_936, hidden_size=896, intermediate_size=4_864, num_hidden_layers=layers or 24,
                        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4_096,
                        tie_word_embeddings=tied, torch_dtype="float32")
 
@@ -47,14 +61,14 @@ def rss_now_mb() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
-def sft_step_inputs(batch: int, tokens: int, seed: int):
+def sft_step_inputs(batch: int, tokens: int, seed: int, vocab: int):
     """A batch of random token ids whose second half is the response (what `sft_loss` trains on)."""
     import torch
 
     from policy.sft import SFTBatch
 
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, 151_936, (batch, tokens), generator=generator)
+    ids = torch.randint(0, vocab, (batch, tokens), generator=generator)
     response = torch.zeros(batch, tokens, dtype=torch.bool)
     response[:, tokens // 2:-1] = True  # position t predicts token t + 1
     targets = torch.roll(ids, -1, dims=1)
@@ -110,7 +124,7 @@ class LengthScore:
 def policy_worker(parallel, config, steps: int, tokens: int, batch: int) -> dict:
     """The policy-update arm: PolicyTrainer's own steps on a random ~0.5B model (the embedded generator's tokenizer,
     whose ids are within its vocabulary)."""
-    from transformers import AutoTokenizer, Qwen2ForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from data.versions import EMBEDDED_GENERATOR_PATH
     from policy.config import PolicyConfig
@@ -119,7 +133,7 @@ def policy_worker(parallel, config, steps: int, tokens: int, batch: int) -> dict
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_GENERATOR_PATH))
     tokenizer.padding_side = "left"
-    model = Qwen2ForCausalLM(config).eval()
+    model = AutoModelForCausalLM.from_config(config).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     parameters = sum(p.numel() for p in model.parameters())
     trace = {"built": rss_now_mb()}
@@ -140,7 +154,8 @@ def policy_worker(parallel, config, steps: int, tokens: int, batch: int) -> dict
             "loss": round(metrics["train/loss"], 4), "rss_mb": trace}
 
 
-def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool, strategy: str = "shard", layers: int = 24) -> dict:
+def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool, strategy: str = "shard", layers: int | None = None,
+           arch: str = "qwen2-0.5b", checkpointing: bool = False) -> dict:
     """One arm in this process (alone, or one of the processes `accelerate launch` started, sharding the model or
     each holding all of it: `strategy`)."""
     import torch
@@ -151,24 +166,28 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool, strategy:
 
     parallel = DataParallel("cpu", strategy=strategy)
     torch.manual_seed(0)
-    config = qwen2_half_billion(tied, layers)
+    config = model_config(arch, tied, layers)
     if kind == "policy":
         return policy_worker(parallel, config, steps, tokens, batch)
     if kind == "sft":
-        from transformers import Qwen2ForCausalLM
+        from transformers import AutoModelForCausalLM
 
         from policy.sft import sft_loss
 
-        model = Qwen2ForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     else:
-        from transformers import Qwen2ForSequenceClassification
+        from transformers import AutoModelForSequenceClassification
 
         from rm.model import RewardModel
 
         config.num_labels, config.pad_token_id = 1, 0
-        model = RewardModel(Qwen2ForSequenceClassification(config))
+        model = RewardModel(AutoModelForSequenceClassification.from_config(config))
     parameters = sum(p.numel() for p in model.parameters())
     trace = {"built": rss_now_mb()}
+    if checkpointing:  # as the trainers' --gradient-checkpointing: before the model is sharded
+        from training import checkpointing as layer_checkpointing
+
+        layer_checkpointing.enable(model)
     model = parallel.prepare(model)
     trace["prepared"] = rss_now_mb()
     backward_trace = BackwardTrace(model)
@@ -179,14 +198,14 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool, strategy:
     for step in range(steps):
         started = time.perf_counter()
         if kind == "sft":
-            inputs = sft_step_inputs(batch, tokens, step)
+            inputs = sft_step_inputs(batch, tokens, step, config.vocab_size)
             mine = slice(parallel.rank * share, (parallel.rank + 1) * share)
             loss = sft_loss(model, type(inputs)(*(t[mine] for t in (inputs.input_ids, inputs.attention_mask,
                                                                       inputs.target_ids, inputs.response_mask))),
                             whole=parallel.sharded)
         else:
             generator = torch.Generator().manual_seed(step)
-            ids = torch.randint(1, 151_936, (batch * 2, tokens), generator=generator)[parallel.rank * share * 2:(parallel.rank + 1) * share * 2]
+            ids = torch.randint(1, config.vocab_size, (batch * 2, tokens), generator=generator)[parallel.rank * share * 2:(parallel.rank + 1) * share * 2]
             rewards = model(ids, torch.ones_like(ids)).view(-1, 2)  # [pairs, chosen/rejected]
             loss = -F.logsigmoid(rewards[:, 0] - rewards[:, 1]).mean()
         if step == steps - 1:
@@ -206,12 +225,15 @@ def worker(kind: str, steps: int, tokens: int, batch: int, tied: bool, strategy:
 
 
 def run_arm(kind: str, processes: int, steps: int, tokens: int, batch: int, tied: bool, strategy: str = "shard",
-            layers: int = 24) -> list[dict]:
+            layers: int | None = None, arch: str = "qwen2-0.5b", checkpointing: bool = False,
+            mmap_threshold: int | None = None) -> list[dict]:
     """The arm in processes of its own; each prints one JSON line."""
     args = ["-m", "bench.sharded", "--worker", kind, "--steps", str(steps), "--tokens", str(tokens), "--batch", str(batch),
-            "--strategy", strategy, "--layers", str(layers), *([] if tied else ["--untied"])]
+            "--strategy", strategy, "--arch", arch, *([] if layers is None else ["--layers", str(layers)]),
+            *([] if tied else ["--untied"]), *(["--gradient-checkpointing"] if checkpointing else [])]
     command = [sys.executable, *args] if processes == 1 else [*accelerate_launch(processes), *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes))}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes)),
+           **({"MALLOC_MMAP_THRESHOLD_": str(mmap_threshold)} if mmap_threshold else {})}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode:
         raise SystemExit(done.stdout[-2000:] + done.stderr[-4000:])
@@ -229,17 +251,25 @@ def main() -> None:
     parser.add_argument("--strategy", choices=("shard", "replicate"), default="shard",
                         help="replicate: the two processes each hold the whole model and average their gradients (SFT "
                              "and the reward model only), to measure what the averaging itself costs")
-    parser.add_argument("--layers", type=int, default=24, help="decoder layers (Qwen2-0.5B has 24)")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="qwen2-0.5b")
+    parser.add_argument("--layers", type=int, help="decoder layers (Qwen2-0.5B has 24, SmolLM2-360M 32)")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="as the trainers' option, in both arms")
+    parser.add_argument("--mmap-threshold", type=int, metavar="BYTES",
+                        help="glibc's MALLOC_MMAP_THRESHOLD_ in both arms: allocations from this size get pages of their "
+                             "own, handed back when freed (a fixed threshold; glibc's default rises to 32 MB as large "
+                             "blocks are freed, and keeps freed ones inside the step)")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.steps, args.tokens, args.batch, not args.untied,
-                                            args.strategy, args.layers)), flush=True)
+                                            args.strategy, args.layers, args.arch, args.gradient_checkpointing)), flush=True)
         return
     results = {}
     for kind in args.kinds:
-        alone = run_arm(kind, 1, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)[0]
-        together = run_arm(kind, 2, args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers)
+        arm = (args.steps, args.tokens, args.batch, not args.untied, args.strategy, args.layers, args.arch,
+               args.gradient_checkpointing, args.mmap_threshold)
+        alone = run_arm(kind, 1, *arm)[0]
+        together = run_arm(kind, 2, *arm)
         worst = max(r["peak_rss_mb"] for r in together)
         label = "sharded" if args.strategy == "shard" else "replicated"
         results[kind] = {"alone": alone, label: together, "peak_rss_ratio": round(worst / alone["peak_rss_mb"], 2)}
@@ -255,9 +285,12 @@ def main() -> None:
                   f"the embedding's backward ended, peak {b['peak_mb']:,} MB "
                   f"({'after' if b['peak_after_embedding_backward'] else 'before'} it), {b['end_mb']:,} MB at its end", flush=True)
     name = ("sharded" + ("" if list(args.kinds) == list(KINDS) else "-" + "-".join(args.kinds)) + ("-untied" if args.untied else "")
-            + ("" if args.strategy == "shard" else f"-{args.strategy}") + ("" if args.layers == 24 else f"-{args.layers}layers"))
+            + ("" if args.strategy == "shard" else f"-{args.strategy}") + ("" if args.layers is None else f"-{args.layers}layers")
+            + ("" if args.arch == "qwen2-0.5b" else f"-{args.arch}") + ("-checkpointing" if args.gradient_checkpointing else "")
+            + (f"-mmap{args.mmap_threshold}" if args.mmap_threshold else ""))
     save(name, {"steps": args.steps, "tokens": args.tokens, "batch": args.batch, "tied_embeddings": not args.untied,
-                "strategy": args.strategy, "layers": args.layers, **results})
+                "strategy": args.strategy, "arch": args.arch, "layers": args.layers,
+                "gradient_checkpointing": args.gradient_checkpointing, "mmap_threshold": args.mmap_threshold, **results})
 
 
 if __name__ == "__main__":
