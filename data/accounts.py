@@ -125,6 +125,8 @@ def create_first_admin(db: Database, name: str, password: str) -> User:
             raise AuthError(f"the name {name!r} is taken: pick another")
         user_id = db.execute("INSERT INTO annotators (name, role, password_hash, origin, created_at) VALUES (?, 'admin', ?, 'account', ?)",
                              [name, hashed, now()]).lastrowid
+        audit.record(db, None, "create account", name, {"role": "admin", "sign-in": "password"},
+                     by="the set-up link (first admin)")
     return _user(db, user_id)
 
 

@@ -132,8 +132,12 @@ def pause_demo_if_first(db: Database, prompt_set: str, item_id: int) -> bool:
                             WHERE p.prompt_set != ? AND i.id != ? LIMIT 1""", [BUILTIN_SET, item_id]).fetchone()
     if earlier:
         return False
-    return db.execute("UPDATE prompt_sets SET status = 'paused' WHERE name = ? AND status = 'active'",
-                      [BUILTIN_SET]).rowcount > 0
+    paused = db.execute("UPDATE prompt_sets SET status = 'paused' WHERE name = ? AND status = 'active'",
+                        [BUILTIN_SET]).rowcount > 0
+    if paused:
+        audit.record(db, None, "configure set", BUILTIN_SET, {"status": "paused", "why": f"{prompt_set} is the first set "
+                     "of your own with items: the demo set would be served before it"}, by="the app")
+    return paused
 
 
 def delete_set(db: Database, name: str, actor: User | None = None) -> dict:

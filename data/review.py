@@ -123,6 +123,13 @@ def training_counts(db: Database) -> dict[str, int]:
     return {"rankings": total - left_out, "comparisons": comparisons - left_out_pairs, "left_out": left_out}
 
 
+def training_prompts(db: Database) -> int:
+    """How many prompts the rankings the trainers learn from were given on (rejected ones aside): what a held-out share
+    splits, since a prompt's rankings are held out together."""
+    return db.execute("""SELECT COUNT(DISTINCT i.prompt_id) FROM rankings r JOIN items i ON i.id = r.item_id
+                         WHERE r.skipped = 0 AND r.review != 'rejected'""").fetchone()[0]
+
+
 def queue_sizes(db: Database) -> dict[str, int]:
     """Unreviewed rankings in the flagged and comments queues (indexed counts)."""
     return {"flagged": db.execute("SELECT COUNT(*) FROM rankings WHERE flags != '[]' AND review = ''").fetchone()[0],

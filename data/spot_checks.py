@@ -120,9 +120,22 @@ def queue_pairs(db: Database, version: dict, start: dict, pairs: list[dict], sou
         for example in pairs:
             prompt_id, _ = add_prompt(db, name, example["prompt"])
             checkpoint = {key: example[key] for key in ("step", "kl") if key in example}
-            add_item(db, prompt_id, [NewCompletion(example["after"], version["id"], version["name"], params=checkpoint),
-                                     NewCompletion(example["before"], start["id"], start["name"])])
+            add_item(db, prompt_id, [NewCompletion(example["after"], version["id"], version["name"], params=checkpoint,
+                                                   **sampled_as(example, "after")),
+                                     NewCompletion(example["before"], start["id"], start["name"], **sampled_as(example, "before"))])
     return {"set": name, "pairs": len(pairs)}
+
+
+def sampled_as(example: dict, side: str) -> dict:
+    """The length and end of an example's answer (`side`: before or after) as a completion stores them, so that the
+    annotator sees a cut answer marked as cut; {} for an example saved without them.
+
+    >>> sampled_as({"after_tokens": 64, "after_ended": False}, "after"), sampled_as({}, "before")
+    ({'n_tokens': 64, 'finish_reason': 'length'}, {})
+    """
+    if f"{side}_ended" not in example:
+        return {}
+    return {"n_tokens": example.get(f"{side}_tokens"), "finish_reason": "eos" if example[f"{side}_ended"] else "length"}
 
 
 def rankings_per_pair(pairs: int) -> int:

@@ -79,7 +79,7 @@ def uses_of(db: Database, version_id: int) -> list[str]:
         "SELECT name FROM model_versions WHERE parent_id = ?", [version_id])]
     (written,) = db.execute("SELECT count(*) FROM completions WHERE generator_version_id = ?", [version_id]).fetchone()
     if written:
-        uses.append(f"{written:,} completions were written by it")
+        uses.append(f"{written:,} completion{'s were' if written != 1 else ' was'} written by it")
     if version["kind"] == "reward":
         uses += [f"generator {name!r} was trained against it" for (name,) in db.execute(
             "SELECT name FROM model_versions WHERE kind = 'generator' AND json_extract(config, '$.reward_version') = ?",

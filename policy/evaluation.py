@@ -139,8 +139,11 @@ class PolicyEvaluator:
         reward_gain = (new_scores.view(-1, k, 1) - old_scores.view(-1, 1, k)).flatten().tolist()
         length_gain = (new_lengths.view(-1, k, 1) - old_lengths.view(-1, 1, k)).flatten().tolist()
         biggest = diff.argsort(descending=True)[:EXAMPLES_SAVED].tolist()
+        # with each answer's length and whether it ended, so that a spot check shows a cut answer as cut
         examples = [{"prompt": new.prompts[i], "before": old.texts[i], "before_reward": round(old_scores[i].item(), 3),
-                     "after": new.texts[i], "after_reward": round(new_scores[i].item(), 3)} for i in biggest]
+                     "after": new.texts[i], "after_reward": round(new_scores[i].item(), 3),
+                     "before_tokens": int(old_lengths[i]), "before_ended": bool(old.ended[i]),
+                     "after_tokens": int(new_lengths[i]), "after_ended": bool(new.ended[i])} for i in biggest]
         return {"val/reward_before": old_scores.mean().item(), "val/reward_after": new_scores.mean().item(),
                 "val/kl": kl.mean().item(), "val/win_rate": ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item(),
                 "val/win_pairs": len(diff),

@@ -13,8 +13,12 @@ def admin(db, name="root") -> accounts.User:
 
 
 def test_the_first_admin_is_refused_once_any_admin_exists_even_a_disabled_one(db):
+    from data import audit
+
     first = accounts.create_first_admin(db, "root", "a-long-password")
     assert first.is_admin and not accounts.needs_first_admin(db)
+    [made] = audit.recent(db)  # the trail starts with its first admin (it began with the imports before)
+    assert (made["who"], made["action"], made["target"]) == ("the set-up link (first admin)", "create account", "root")
     with pytest.raises(accounts.AuthError, match="exists already"):
         accounts.create_first_admin(db, "intruder", "a-long-password")
     second = admin(db, "second")

@@ -192,7 +192,7 @@ def test_the_review_screen_sends_back_to_its_annotator_who_sees_the_reason(app_d
     assert any("so it goes back to alice, first in their queue with your reason" in unescaped(c) for c in at.caption)
     at.text_input(key=f"review-reason-{alices}").input("B repeats the prompt: it is not the best")
     next(b for b in at.button if b.label == "Send back").click().run()
-    assert not at.exception and unescaped(at.success[0]).startswith(f"Ranking {alices}: sent back to its annotator")
+    assert not at.exception and unescaped(at.success[0]).startswith(f"Ranking {alices}: sent back to alice, who ranks the item again")
     mine = start(user="alice")
     assert not mine.exception and unescaped(mine.warning[0]) == (
         "admin sent your ranking of this item back: “B repeats the prompt: it is not the best”. Rank it again: your "

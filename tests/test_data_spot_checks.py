@@ -159,3 +159,16 @@ def test_the_spot_check_is_served_to_the_runs_people_under_its_guidelines_and_sa
     # a run over every set (DPO without prompt sets), or a set served to everyone: the check is served to everyone
     items.ensure_prompt_set(db, "open")
     assert spot_checks.served_to(db, []) == [] and spot_checks.served_to(db, ["support", "open"]) == []
+
+
+def test_a_cut_answer_is_queued_marked_as_cut(db, tmp_path):
+    """A spot check showed two answers cut mid-sentence with no mark (walk, 2026-12-06): the evaluation's examples now
+    carry each answer's length and end, and the queued completions store them as generated ones do."""
+    start = versions.register_version(db, "generator", "start", str(tmp_path / "start"))
+    new = versions.register_version(db, "generator", "policy-1", str(tmp_path / "new"), parent_id=start)
+    cut = {**EXAMPLES[0], "after_tokens": 64, "after_ended": False, "before_tokens": 12, "before_ended": True}
+    spot_checks.queue_pairs(db, versions.get_version(db, new), versions.get_version(db, start), [cut])
+    [(item,)] = db.execute("""SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
+                              WHERE p.prompt_set = 'spot-check-policy-1'""").fetchall()
+    completions = annotation.get_item(db, item).completions
+    assert [(c.text, c.n_tokens, c.cut) for c in completions] == [("a rewarded answer 0", 64, True), ("a plain answer 0", 12, False)]

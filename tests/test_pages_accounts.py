@@ -132,6 +132,7 @@ def test_admin_creates_disables_and_promotes_accounts(app_db):
     at.button(key="FormSubmitter:create-user-Create account").click().run()
     assert accounts.authenticate(app_db, "jo", "a-long-password").role == "annotator"
     assert at.text_input(key="new-name").value == "" and at.text_input(key="new-password").value == ""
+    assert unescaped(at.success[0]).startswith("jo can log in now at ")  # where to, for the admin to pass on (walk)
     at.selectbox(key="change-name").set_value("jo")
     at.radio(key="change-action").set_value("make admin")
     at.button(key="FormSubmitter:change-user-Apply").click().run()

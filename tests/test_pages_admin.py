@@ -77,6 +77,7 @@ def test_admin_imports_pasted_prompts_once(app_db):
         at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
         assert not at.exception and expected in unescaped(at.success[0])
     assert app_db.execute("SELECT COUNT(*) FROM prompts WHERE prompt_set = 'default'").fetchone()[0] == 2
+    assert "to the set default. Next: Data → Generate writes the completions" in unescaped(at.success[0])
     at.text_area[0].input('{"prompt": "A third prompt"}\n{"messages": [{"role": "user", "content": "A fourth"}]}')
     at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()  # JSON lines, read as such
     assert not at.exception and "Imported: 2 added" in unescaped(at.success[0])
@@ -226,8 +227,29 @@ def test_the_reward_screen_warns_before_training_when_too_few_rankings_would_be_
            for i in range(8)]
     rank_by(app_db, ids, lambda text: text == "good")
     at = start("pages/train/reward.py")
-    assert "About 2 of the 8 rankings would be held out" in unescaped(at.warning[0])
-    assert unescaped(at.warning[0]).endswith("could not be made active: rank 15 more.")
+    assert "About 2 of the 8 rankings would be held out (2 of the 8 prompts" in unescaped(at.warning[0])
+    assert unescaped(at.warning[0]).endswith("could not be made active: rank about 15 more on 15 new prompts.")
+
+
+def test_the_held_out_warning_counts_prompts_and_follows_the_share_field(app_db, monkeypatch):
+    """Two annotators ranked every prompt: the advice the screen gave (a share of 0.4) held out 4 rankings, not 5, and
+    the warning kept saying 0.2 after the field was changed (walk, 2026-12-06)."""
+    ensure_prompt_set(app_db, "small")
+    ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
+           for i in range(6)]
+    for who in ("ann", "ben"):
+        rank_by(app_db, ids, lambda text: text == "good", annotator=who)
+    at = start("pages/train/reward.py")
+    assert unescaped(at.warning[0]).startswith("About 2 of the 12 rankings would be held out (1 of the 6 prompts, a share of 0.2")
+    assert "hold out a share of 0.45 or more" in unescaped(at.warning[0])
+    at.number_input(key="rm-held-out").set_value(0.4).run()
+    assert unescaped(at.warning[0]).startswith("About 4 of the 12 rankings would be held out (2 of the 6 prompts, a share of 0.4")
+    at.number_input(key="rm-held-out").set_value(0.45).run()
+    assert not at.warning  # 3 of the 6 prompts: 6 rankings, enough for the gate
+    started = []
+    create_only(monkeypatch, started)
+    at.button(key="FormSubmitter:train-rm-Start training").click().run()
+    assert [(kind, args["validation_fraction"]) for kind, args in started] == [("train_rm", 0.45)]
 
 
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):

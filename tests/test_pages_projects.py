@@ -21,7 +21,9 @@ def test_the_overview_pauses_prioritises_and_assigns_a_set(app_db):
     at.button(key="save-mine").click().run()
     assert not at.exception and "mine: active, priority 7, served to alice; 1 ranking per item" in unescaped(at.success[0])
     assert prompt_sets.get_set(app_db, "mine")["priority"] == 7 and prompt_sets.get_set(app_db, "mine")["assigned"] == ["alice"]
-    [logged] = [e["detail"] for e in audit.recent(app_db) if e["action"] == "configure set"]
+    [logged] = [e["detail"] for e in audit.recent(app_db) if e["action"] == "configure set" and e["target"] == "mine"]
+    [paused] = [e for e in audit.recent(app_db) if e["action"] == "configure set" and e["target"] == "builtin"]  # the demo set's pause is in the trail too
+    assert paused["who"] == "the app" and paused["detail"].startswith("status: paused, why: mine is the first set of your own")
     assert "rankings wanted: 1" in logged and "queue order: " in logged  # N and the order saved here are logged too
     at.number_input(key="n-mine").set_value(3)  # 3 rankings an item, from alice alone: saved, with a warning
     at.button(key="save-mine").click().run()

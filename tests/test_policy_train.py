@@ -385,6 +385,9 @@ def test_the_evaluation_says_whether_the_gain_is_length(tiny_small_vocab_generat
     assert any(line.startswith("The reward model's score follows length closely") for line in warnings)
     gains = [round(e["after_reward"] - e["before_reward"], 6) for e in metrics["examples"]]
     assert gains == sorted(gains, reverse=True)  # the biggest reward gains first
+    for e in metrics["examples"]:  # each answer's length and end go with it (a spot check marks a cut answer)
+        assert all(e[f"{side}_tokens"] >= 1 and isinstance(e[f"{side}_ended"], bool) for side in ("before", "after"))
+        assert e["after_ended"] or e["after_tokens"] == config().max_new_tokens
 
 
 def test_a_gain_that_length_explains_or_that_cannot_be_told_apart_from_length_is_called_so():

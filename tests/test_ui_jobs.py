@@ -23,3 +23,15 @@ def test_a_moving_figure_is_a_line_and_a_flat_one_a_number():
 def test_a_figure_logged_once_is_a_number():
     at = charts_of([{"step": 1, "train/kl": 0.25}, {"step": 2, "train/loss": 0.5}, {"step": 3, "train/loss": 0.4}])
     assert [(m.label, m.value) for m in at.metric] == [("KL to start", "0.25")]
+
+
+def test_two_figures_logged_once_are_named_by_their_split():
+    """A reward model's card said "Pairwise accuracy 0.409 · 0.261" with nothing to tell which was held out (walk)."""
+    def script():
+        from ui.jobs import metric_charts
+
+        metric_charts([{"step": 1, "train/accuracy": 0.409, "val/accuracy": 0.2612}],
+                      {"Pairwise accuracy": ["train/accuracy", "val/accuracy"]})
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert [(m.label, m.value) for m in at.metric] == [("Pairwise accuracy", "training 0.409 · held-out 0.261")]

@@ -8,6 +8,7 @@ Each gate returns (passes, why), and the job says why in its log and result.
 """
 
 import itertools
+import math
 
 from data.agreement import wilson_interval  # the screens import it from here too
 from training.rankings import held_out_count
@@ -54,29 +55,35 @@ def too_few_held_out_rankings(metrics: dict) -> bool:
     return n is not None and n < MIN_HELD_OUT_RANKINGS
 
 
-def held_out_shortfall(rankings: int, share: float) -> str | None:
-    """Why a reward model trained now on `rankings` rankings, `share` of them held out (by prompt: about that share
-    when a prompt has one ranking), could not pass `reward_model_gate` whatever it learns (None: it could).
+def held_out_shortfall(rankings: int, prompts: int, share: float) -> str | None:
+    """Why a reward model trained now on `rankings` rankings of `prompts` prompts, `share` of the prompts held out
+    (with all their rankings: `split_by_prompt`), could not pass `reward_model_gate` whatever it learns (None: it
+    could). The held-out rankings are counted as the held-out prompts times the rankings a prompt has on average.
 
-    >>> held_out_shortfall(24, 0.2) is None
+    >>> held_out_shortfall(24, 24, 0.2) is None
     True
-    >>> held_out_shortfall(15, 0.2)
-    'about 3 of the 15 rankings would be held out (a share of 0.2), fewer than the 5 the gate needs to judge a reward model, so it could not be made active: hold out a share of 0.35 or more, or rank 8 more'
-    >>> held_out_shortfall(8, 0.2).endswith("could not be made active: rank 15 more")
+    >>> print(held_out_shortfall(15, 15, 0.2))
+    about 3 of the 15 rankings would be held out (3 of the 15 prompts, a share of 0.2: a prompt's rankings are held out together), fewer than the 5 the gate needs to judge a reward model, so it could not be made active: hold out a share of 0.35 or more, or rank about 8 more on 8 new prompts
+    >>> held_out_shortfall(12, 6, 0.4).endswith("hold out a share of 0.45 or more, or rank about 2 more on 1 new prompt")
+    True
+    >>> held_out_shortfall(8, 8, 0.2).endswith("could not be made active: rank about 15 more on 15 new prompts")
     True
     """
-    def enough(n: int, s: float) -> bool:
-        return held_out_count(n, s) >= MIN_HELD_OUT_RANKINGS
+    per_prompt = rankings / max(prompts, 1)
 
-    if enough(rankings, share):
+    def held_out(n_prompts: int, s: float) -> float:
+        return held_out_count(n_prompts, s) * per_prompt
+
+    if held_out(prompts, share) >= MIN_HELD_OUT_RANKINGS:
         return None
     shares = [s / 20 for s in range(1, int(MAX_HELD_OUT_SHARE * 20) + 1)]  # the form's steps of 0.05
-    wanted_share = next((s for s in shares if enough(rankings, s)), None)
-    more = next(n for n in itertools.count(1) if enough(rankings + n, share))
-    return (f"about {held_out_count(rankings, share)} of the {rankings} rankings would be held out (a share of "
-            f"{share:g}), fewer than the {MIN_HELD_OUT_RANKINGS} the gate needs to judge a reward model, so it could "
-            "not be made active: " + (f"hold out a share of {wanted_share:g} or more, or " if wanted_share else "")
-            + f"rank {more} more")
+    wanted_share = next((s for s in shares if held_out(prompts, s) >= MIN_HELD_OUT_RANKINGS), None)
+    new_prompts = next(n for n in itertools.count(1) if held_out(prompts + n, share) >= MIN_HELD_OUT_RANKINGS)
+    return (f"about {round(held_out(prompts, share))} of the {rankings} rankings would be held out "
+            f"({held_out_count(prompts, share)} of the {prompts} prompts, a share of {share:g}: a prompt's rankings are "
+            f"held out together), fewer than the {MIN_HELD_OUT_RANKINGS} the gate needs to judge a reward model, so it "
+            "could not be made active: " + (f"hold out a share of {wanted_share:g} or more, or " if wanted_share else "")
+            + f"rank about {math.ceil(new_prompts * per_prompt)} more on {new_prompts} new prompt{'s' if new_prompts != 1 else ''}")
 
 
 def reward_model_gate(metrics: dict) -> tuple[bool, str]:

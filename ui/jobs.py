@@ -207,19 +207,33 @@ def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
         if present.empty:
             continue
         if len(present) == 1:
-            column.metric(title, " · ".join(f"{value:.3g}" for value in present.iloc[0].dropna()),
-                          help=f"logged once, at step {present.index[0]}")
+            column.metric(title, figures(present.iloc[0]), help=f"logged once, at step {present.index[0]}")
         elif (present.nunique() <= 1).all():
-            column.metric(title, " · ".join(f"{value:.3g}" for value in present.ffill().iloc[-1].dropna()),
+            column.metric(title, figures(present.ffill().iloc[-1]),
                           help=f"the same at every step logged ({present.index[0]} to {present.index[-1]})")
         else:
             column.caption(title)
             column.line_chart(present, height=200, x_label="step")
 
 
+SPLITS = {"train": "training", "val": "held-out"}
+
+
+def figures(row: pd.Series) -> str:
+    """One chart's figures at one step as text; several are each named by their split ("training 0.41 · held-out 0.26").
+
+    >>> figures(pd.Series({"train/accuracy": 0.409, "val/accuracy": 0.2612})), figures(pd.Series({"policy/kl": 0.0}))
+    ('training 0.409 · held-out 0.261', '0')
+    """
+    row = row.dropna()
+    if len(row) == 1:
+        return f"{row.iloc[0]:.3g}"
+    return " · ".join(f"{SPLITS.get(name.split('/')[0], name)} {value:.3g}" for name, value in row.items())
+
+
 RESULT_NAMES = {"val/accuracy": "held-out accuracy", "val/loss": "held-out loss", "val/win_rate": "win rate vs start",
-                "val/win_pairs": "win-rate pairs", "val/lc_win_rate": "win rate at similar length",
-                "val/lc_pairs": "similar-length pairs", "val/kl": "KL to start", "val/accuracy_before": "held-out accuracy before",
+                "val/win_pairs": "win-rate pairs (each new answer vs the start's of the same draw)", "val/lc_win_rate": "win rate at similar length",
+                "val/lc_pairs": "similar-length pairs (of every new × start answer pair of a prompt)", "val/kl": "KL to start", "val/accuracy_before": "held-out accuracy before",
                 "val/reward_before": "reward before", "val/reward_after": "reward after", "val/logp_margin": "log-prob margin",
                 "val/reward_length_corr": "reward-length correlation", "val/loss_before": "held-out loss before",
                 "kl_budget/spent": "stopped at the KL budget", "kl_budget/curve": "KL to start at each check",

@@ -28,11 +28,12 @@ def parse_prompt_input(upload, pasted: str):
     return importing.parse_pasted_prompts(pasted)
 
 
-def run_import(do_import, how_to_skip: str | None = None) -> None:
-    """`how_to_skip`: this form's way to import the valid rows of a file with refused lines (None: the form has none)."""
+def run_import(do_import, how_to_skip: str | None = None, then: str = "") -> None:
+    """`how_to_skip`: this form's way to import the valid rows of a file with refused lines (None: the form has none);
+    `then`: what the imported data is for next, said after the counts."""
     try:
         counts = do_import()
-        flash("success", "Imported: " + ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in counts.items()))
+        flash("success", "Imported: " + ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in counts.items()) + then)
     except importing.RefusedLines as refused:
         flash("error", f"Import failed: {refused.message(how_to_skip)}" + ("" if how_to_skip else " Fix or remove those lines and import again."))
     except (importing.BadImportFile, ValueError, StoreBusy) as error:
@@ -124,5 +125,7 @@ with screen("Import") as (db, user):
                               "one object a line with a `prompt` or `messages` key, as in a .jsonl file")
         prompt_set = st.text_input("Prompt set", value="default")
         if st.form_submit_button("Import prompts", type="primary"):
-            run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip(), actor=user))
+            run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip(), actor=user),
+                       then=f" to the set {prompt_set.strip()}. Next: Data → Generate writes the completions people rank "
+                            "(Overview steers who the set is served to).")
     preference_section(db)

@@ -1,5 +1,7 @@
 """Team: accounts, roles, passwords. Every change is re-checked against who is asking, in the callback itself."""
 
+from urllib.parse import urlsplit
+
 import pandas as pd
 import streamlit as st
 
@@ -13,11 +15,19 @@ def create_account(db, user) -> None:
     try:
         accounts.create_user(db, name, password or None, st.session_state.get("new-role", "annotator"), actor=user)
         st.session_state["new-name"] = st.session_state["new-password"] = ""  # a refused one keeps what was typed
-        flash("success", f"{name} can log in now." if password else
+        flash("success", f"{name} can log in now at {app_address()}: give them that address, their name and the password you "
+                         "chose (Reset password below, if it is lost)." if password else
               f"{name} can log in through single sign-on" + ("." if sso_configured() else
                                                              ", once an [auth] section is set in .streamlit/secrets.toml."))
     except accounts.AuthError as error:
         flash("error", f"{name or 'The account'} was not created: {error}.")
+
+
+def app_address() -> str:
+    """The address people open the app at, as this admin's browser reached it (its host, and the base path if set)."""
+    parts = urlsplit(st.context.url or "")
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"{parts.scheme}://{parts.netloc}/{base}" if parts.netloc else "this app's address"
 
 
 ACTIONS = ("reset password", "disable", "enable", "make admin", "make reviewer", "make annotator")

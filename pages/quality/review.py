@@ -17,7 +17,7 @@ NOBODY_ELSE = ("nobody else among the people this item's set is served to can ra
 
 
 @guarded("reviewer")
-def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str) -> None:
+def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str, annotator: str) -> None:
     reason = st.session_state.get(reason_key) or ""
     try:
         if action == "accept":
@@ -25,7 +25,7 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
         elif action == "reject":
             review.reject(db, ranking_id, reason, actor=user)
         elif review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user):
-            st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back to its annotator, who ranks the "
+            st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back to {annotator}, who ranks the "
                                                      "item again (first in their queue, with your reason).")
             return
         st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: {action} recorded.")
@@ -70,10 +70,11 @@ def actions(db, user, rows: list[dict]) -> None:
     elif not review.others_who_can_rank(db, chosen["item_id"]):
         st.caption(inline(f"Send back: {NOBODY_ELSE} Reject leaves the item as it is."))
     accept, reject, send_back = st.columns(3)
-    accept.button("Accept", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "accept", reason_key), width="stretch")
-    reject.button("Reject", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "reject", reason_key), width="stretch",
+    decision = (chosen["ranking_id"], chosen["item_id"])
+    accept.button("Accept", on_click=decide, args=(*decision, "accept", reason_key, chosen["annotator"]), width="stretch")
+    reject.button("Reject", on_click=decide, args=(*decision, "reject", reason_key, chosen["annotator"]), width="stretch",
                   help="kept and marked; left out of training, agreement, the leaderboard and the pairs export")
-    send_back.button("Send back", on_click=decide, args=(chosen["ranking_id"], chosen["item_id"], "send back", reason_key), width="stretch",
+    send_back.button("Send back", on_click=decide, args=(*decision, "send back", reason_key, chosen["annotator"]), width="stretch",
                      help="rejected, and the item returns to the queue for another annotator (or, when nobody else "
                           "can rank it, to this annotator to rank again)")
     show_decision()

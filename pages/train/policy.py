@@ -21,7 +21,7 @@ REWARD_MODEL, LOCAL_JUDGE = "Reward model", "AI judge: a local generator version
 NEXT_ROUND = "next-round"  # where the next round's message shows: beside its button
 ALGORITHMS = {"rloo": "RLOO (leave-one-out baseline)", "reinforce": "REINFORCE (moving-average baseline)", "ppo": "PPO (clipped, value head, GAE)",
               "grpo": "GRPO (group-normalised advantages)", "dr_grpo": "Dr. GRPO (group mean, no length bias)"}
-TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start (a batch's estimate: may dip below 0)": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
+TRAINING_CHARTS = {"Reward": ["reward/mean"], "KL to start before each update (a batch's estimate: 0 at step 1, may dip below 0)": ["policy/kl"], "Entropy": ["policy/entropy"], "Length": ["policy/length"],
                    "Reward-length correlation": ["policy/reward_length_corr"], "Ended before the cap": ["policy/ended"]}
 EVAL_METRICS = [("Reward before", "val/reward_before", "{:.3f}"), ("Reward after", "val/reward_after", "{:.3f}"),
                 ("Win rate vs start", "val/win_rate", "{:.0%}"), ("KL to start", "val/kl", "{:.3f}")]

@@ -28,7 +28,12 @@ def train_form(db) -> None:
     st.markdown(f"**Train** on {counts['rankings']:,} rankings ({counts['comparisons']:,} comparisons){left_out}. "
                 "Defaults work; the split is by prompt.")
     defaults = RewardConfig()
-    if counts["rankings"] and (shortfall := held_out_shortfall(counts["rankings"], defaults.validation_fraction)):
+    # above the form, so that the warning follows it (a field inside a form changes nothing until the form is sent)
+    validation_fraction = st.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE, defaults.validation_fraction,
+                                          0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
+                                          "(the gate reads their accuracy); a prompt's rankings are held out together")
+    if counts["rankings"] and (shortfall := held_out_shortfall(counts["rankings"], review.training_prompts(db),
+                                                               validation_fraction)):
         st.warning(capitalised(shortfall) + ".")
     with st.form("train-rm"):
         choice = st.selectbox("Backbone", list(BACKBONES), format_func=BACKBONES.get)
@@ -37,11 +42,9 @@ def train_form(db) -> None:
         epochs = left.number_input("Epochs", 1, 50, defaults.epochs)
         learning_rate = middle.number_input("Learning rate", 1e-7, 1e-2, defaults.learning_rate, format="%.1e")
         batch_size = right.number_input("Completions per step", 2, 256, defaults.batch_size)
-        left, middle, right = st.columns(3)
+        left, middle, _ = st.columns(3)
         max_length = left.number_input("Max tokens", 16, 4096, defaults.max_length, 16)
-        validation_fraction = middle.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE,
-                                                  defaults.validation_fraction, 0.05)
-        seed = right.number_input("Seed", 0, 2**31 - 1, defaults.seed)
+        seed = middle.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         prompt_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
         annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
         name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
