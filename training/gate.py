@@ -55,6 +55,17 @@ def too_few_held_out_rankings(metrics: dict) -> bool:
     return n is not None and n < MIN_HELD_OUT_RANKINGS
 
 
+def could_fall_short(rankings: int, share: float) -> bool:
+    """Whether `held_out_shortfall` can say anything, before the prompts are counted (a query over every ranking):
+    from `share` x rankings >= 10 x MIN_HELD_OUT_RANKINGS on, either 10 prompts or more are held out (a ranking each
+    at least) or a prompt has more than 5 rankings on average, so never fewer than the gate needs.
+
+    >>> could_fall_short(249, 0.2), could_fall_short(250, 0.2)
+    (True, False)
+    """
+    return rankings * share < 10 * MIN_HELD_OUT_RANKINGS
+
+
 def held_out_shortfall(rankings: int, prompts: int, share: float) -> str | None:
     """Why a reward model trained now on `rankings` rankings of `prompts` prompts, `share` of the prompts held out
     (with all their rankings: `split_by_prompt`), could not pass `reward_model_gate` whatever it learns (None: it

@@ -6,7 +6,8 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from training.gate import MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, held_out_shortfall, too_few_held_out_rankings
+from training.gate import (MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
+                           too_few_held_out_rankings)
 from ui.jobs import (activate_checkbox, activation_confirmed, capitalised, checkpointing_checkbox, gate_override, latest_job,
                      launch, processes_input, strategy_input, version_picker)
 from ui.models import reward_scorer
@@ -32,8 +33,8 @@ def train_form(db) -> None:
     validation_fraction = st.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE, defaults.validation_fraction,
                                           0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
                                           "(the gate reads their accuracy); a prompt's rankings are held out together")
-    if counts["rankings"] and (shortfall := held_out_shortfall(counts["rankings"], review.training_prompts(db),
-                                                               validation_fraction)):
+    if counts["rankings"] and could_fall_short(counts["rankings"], validation_fraction) and (
+            shortfall := held_out_shortfall(counts["rankings"], review.training_prompts(db), validation_fraction)):
         st.warning(capitalised(shortfall) + ".")
     with st.form("train-rm"):
         choice = st.selectbox("Backbone", list(BACKBONES), format_func=BACKBONES.get)
