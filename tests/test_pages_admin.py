@@ -321,7 +321,8 @@ def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     start_id = versions.active_version(app_db, "generator")["id"]
     metrics = {"val/reward_before": -1.0, "val/reward_after": 0.2, "val/win_rate": 0.8, "val/kl": 2.0, "val/lc_win_rate": 0.48, "val/lc_pairs": 40,
                "val/reward_length_corr": -0.93, "val/length_before": 60, "val/length_after": 21, "val/capped_before": 0.7,
-               "val/capped_after": 0.1, "examples": [{"prompt": "p", "before": "long", "before_reward": -1.0, "after": "s", "after_reward": 0.2}]}
+               "val/capped_after": 0.1, "examples": [{"prompt": "p", "before": "long", "before_reward": -1.0, "after": "s", "after_reward": 0.2,
+                                                      "before_tokens": 64, "before_ended": False, "after_tokens": 3, "after_ended": True}]}
     versions.register_version(app_db, "generator", "policy-short", "/nowhere", parent_id=start_id, metrics=metrics)
     at = start("pages/train/policy.py")
     assert not at.exception
@@ -331,6 +332,8 @@ def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
     warnings = [unescaped(w) for w in at.warning]
     assert any(w.startswith("The gain is explained by length") for w in warnings)
     assert any("stopped hitting the length cap" in w for w in warnings)
+    examples = at.dataframe[-1].value  # the cut answer is marked, the lengths and ends are not columns of their own
+    assert examples["before"].tolist() == ["long … [cut at the token cap]"] and examples["after"].tolist() == ["s"]
 
 
 @pytest.mark.parametrize("trained_on", [{"prompt_sets": ["mine"]}, {"prompt_sets": []}, {"prompt_set": "mine"}])

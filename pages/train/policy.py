@@ -27,6 +27,15 @@ EVAL_METRICS = [("Reward before", "val/reward_before", "{:.3f}"), ("Reward after
                 ("Win rate vs start", "val/win_rate", "{:.0%}"), ("KL to start", "val/kl", "{:.3f}")]
 
 
+
+def examples_frame(examples: list[dict]) -> pd.DataFrame:
+    """The evaluation's examples, an answer cut at the token cap marked so (newer evaluations say which were)."""
+    frame = pd.DataFrame(examples)
+    for side in ("before", "after"):
+        if f"{side}_ended" in frame:
+            frame[side] = [text if ended else f"{text} … [cut at the token cap]" for text, ended in zip(frame[side], frame[f"{side}_ended"])]
+    return frame
+
 def ranked_completions_cap(db) -> int:
     """The longest token cap the ranked completions were sampled with (0: unknown). It reads every ranked item's
     completions, so a session re-reads it at most once a minute, not on every run of this screen."""
@@ -196,7 +205,8 @@ def compare_and_use(db) -> None:
         agreement_by_kl(checkpoints)
     if metrics.get("examples"):
         st.caption("The biggest reward gains, for reading: same prompt, same seed, before and after")
-        st.dataframe(pd.DataFrame(metrics["examples"]), hide_index=True,
+        st.dataframe(examples_frame(metrics["examples"]), hide_index=True,
+                     column_order=["prompt", "before", "before_reward", "after", "after_reward"],
                      column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")}, placeholder="—")
     left, right = st.columns(2)
     sets = spot_checks.spot_check_sets_last([s["name"] for s in items.prompt_sets(db)])
