@@ -8,7 +8,7 @@ from data import annotation, audit, conversation, items
 from data.accounts import require_admin
 from data.importing import BadImportFile, json_lines, required_text, decode
 from data.items import NewCompletion
-from data.prompt_sets import SERVED_TO
+from data.prompt_sets import BUILTIN_SET, SERVED_TO
 from data.store import now, write_transaction
 
 EDITED_FROM = "edited demonstration"
@@ -69,13 +69,15 @@ def _rank_edit_over_source(db: Database, prompt_id: int, annotator: int, text: s
 
 def next_prompt_without_demonstration(db: Database, exclude: list[int] = (), annotator: int | None = None) -> dict | None:
     """The prompt nobody has written a demonstration for (the "write demonstrations" queue): of the sets served to
-    `annotator` (active, assigned to them or to nobody), the highest priority first, then the oldest."""
-    params = {"annotator": annotator, **{f"skip{i}": prompt_id for i, prompt_id in enumerate(exclude)}}
+    `annotator` (active, assigned to them or to nobody), the highest priority first, a project's own before the
+    built-in demo set (which pauses only when a set of one's own gets items: a project that starts with demonstrations
+    has none yet), then the oldest."""
+    params = {"annotator": annotator, "demo": BUILTIN_SET, **{f"skip{i}": prompt_id for i, prompt_id in enumerate(exclude)}}
     skipped = f"AND p.id NOT IN ({', '.join(f':skip{i}' for i in range(len(exclude)))})" if exclude else ""
     return next(iter(db.query(
         f"""SELECT p.id, p.text, p.prompt_set FROM prompts p JOIN prompt_sets s ON s.name = p.prompt_set
             WHERE NOT EXISTS (SELECT 1 FROM demonstrations d WHERE d.prompt_id = p.id) AND {SERVED_TO} {skipped}
-            ORDER BY s.priority DESC, p.id LIMIT 1""", params)), None)
+            ORDER BY s.priority DESC, p.prompt_set = :demo, p.id LIMIT 1""", params)), None)
 
 
 def demonstrations(db: Database, prompt_sets: list[str] | None = None) -> list[dict]:

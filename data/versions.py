@@ -116,7 +116,8 @@ def lineage(db: Database, version: dict) -> dict:
         """SELECT id, kind FROM jobs WHERE status = 'done' AND json_extract(result, '$.version') = ?
            AND kind IN ('train_rm', 'sft', 'train_policy', 'dpo') ORDER BY id LIMIT 1""", [version["id"]]).fetchone()
     config, metrics = version["config"], version["metrics"]
-    data = config.get("prompt_sets") or config.get("prompt_set") or ("all prompt sets" if job else "")
+    sets = config.get("prompt_sets") or config.get("prompt_set") or ("all prompt sets" if job else "")
+    data = ", ".join(sets) if isinstance(sets, list) else sets  # one text for every version (a table's column)
     seen = metrics.get("train/rankings") or metrics.get("train/demonstrations")
     return {"parent": parent, "reward_model": reward, "job": job[0] if job else None, "data": data, "examples": seen}
 

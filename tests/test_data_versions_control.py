@@ -127,3 +127,13 @@ def test_the_command_line_lists_activates_and_deletes(app_db, db_path, tmp_path)
     assert refused.returncode == 2 and "it is the active one" in refused.stderr
     run("activate", str(base))
     assert json.loads(run("delete", str(second)).stdout) == {"deleted": "policy-2"}
+
+
+def test_the_models_table_shows_one_set_and_several_alike(app_db, tmp_path):
+    """A DPO version's sets (a list) beside a policy's set (a text) broke the table's conversion (walk, 2026-12-06)."""
+    versions.register_version(app_db, "generator", "dpo-1", str(tmp_path / "a"), config={"prompt_sets": ["walkset", "more"]})
+    versions.register_version(app_db, "generator", "policy-1", str(tmp_path / "b"), config={"prompt_set": "walkset"})
+    at = start("pages/train/versions.py")
+    assert not at.exception
+    trained_on = at.dataframe[0].value.set_index("name")["trained on"]
+    assert (trained_on["dpo-1"], trained_on["policy-1"]) == ("walkset, more", "walkset")

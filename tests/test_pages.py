@@ -180,6 +180,18 @@ def test_write_demonstrations_queue(app_db):
     assert app_db.execute("SELECT COUNT(*) FROM demonstrations WHERE source = 'written'").fetchone()[0] == 1
 
 
+def test_write_demonstrations_shows_the_set_and_its_guidelines(app_db):
+    """Writing an answer without the set's guidelines in reach (walk, 2026-12-06): they are there, as when ranking."""
+    from data import guidelines
+
+    guidelines.save_guidelines(app_db, "builtin", "Answer in two sentences at most.", accounts.active_user(app_db, "admin"))
+    at = annotate_as(app_db, "fay")
+    at.radio(key="task").set_value("Write demonstrations").run()
+    assert any(unescaped(c) == "Prompt set builtin" for c in at.caption)
+    [shown] = [e for e in at.expander if e.label == "Guidelines for this set (version 1)"]
+    assert any("Answer in two sentences at most." in h.proto.body for h in shown.get("html"))
+
+
 
 
 def hostile_item(db) -> None:

@@ -431,3 +431,16 @@ def test_the_generate_screen_counts_cut_answers_and_withdraws_the_unanswered_one
     next(b for b in at.button if b.label == "Withdraw those 1 items").click().run()
     assert not at.exception and "1 unanswered items with cut answers withdrawn" in unescaped(at.success[0])
     assert prompt_sets.cut_answers(app_db, "long") == {"completions": 0, "cut": 0, "withdrawable": 0}
+
+
+def test_a_failed_job_says_its_error_in_a_sentence_and_keeps_the_traceback_folded(app_db):
+    """The advice at the end of a traceback ran past the card's edge in a code block (walk, 2026-12-06)."""
+    failed = jobs.create_job(app_db, "train_rm", {})
+    app_db.execute("UPDATE jobs SET status = 'failed', error = ? WHERE id = ?",
+                   ['Traceback (most recent call last):\n  File "rm/train.py", line 9, in fit\nrm.train.NotEnoughData: need '
+                    'comparisons on at least 2 prompts: rank more items, or lower the validation fraction\n', failed])
+    app_db.conn.commit()
+    at = start("pages/operate/jobs.py")
+    assert unescaped(at.error[0]) == ("The job stopped: NotEnoughData: need comparisons on at least 2 prompts: rank more "
+                                      "items, or lower the validation fraction")
+    assert [e.label for e in at.expander if e.label == "Traceback"] == ["Traceback"]

@@ -35,3 +35,14 @@ def test_two_figures_logged_once_are_named_by_their_split():
 
     at = AppTest.from_function(script, default_timeout=30).run()
     assert [(m.label, m.value) for m in at.metric] == [("Pairwise accuracy", "training 0.409 · held-out 0.261")]
+
+
+def test_more_than_three_charts_take_a_second_row():
+    """Five charts side by side cut their titles and figures (a DPO card, walk 2026-12-06)."""
+    def script():
+        from ui.jobs import metric_charts
+
+        metric_charts([{"step": 1, **{f"m/{i}": 0.5 for i in range(5)}}], {f"chart {i}": [f"m/{i}"] for i in range(5)})
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert len(at.columns) == 6 and len(at.metric) == 5  # two rows of three

@@ -15,6 +15,7 @@ from training.rankings import held_out_count
 
 MIN_PAIRS = 30
 MIN_HELD_OUT_RANKINGS = 5
+MIN_HELD_OUT_DEMONSTRATIONS = 5  # an SFT run's validation loss on fewer is one or two answers' luck
 MAX_HELD_OUT_SHARE = 0.5  # the most the reward form holds out: the rest must still train
 
 
@@ -32,8 +33,9 @@ def generator_gate(metrics: dict, remedy: str = POLICY_REMEDY) -> tuple[bool, st
     """
     win, n = metrics.get("val/win_rate"), int(metrics.get("val/win_pairs") or 0)
     if win is None:
-        return False, ("no held-out win rate (no reward model judged it): read its samples and make it active by hand "
-                       "on the Models screen if you trust it")
+        return False, ("no held-out win rate (no reward model judged it): read what it writes (Data → Generate with "
+                       "this version, or Policy update → Compare once a reward model is active) and make it active by "
+                       "hand on the Models screen if you trust it")
     if n < MIN_PAIRS:
         return False, f"too few held-out pairs to tell: {n}, need at least {MIN_PAIRS} ({remedy})"
     low, high = wilson_interval(win * n, n)
@@ -119,14 +121,21 @@ def reward_model_gate(metrics: dict) -> tuple[bool, str]:
 
 
 def sft_gate(metrics: dict) -> tuple[bool, str]:
+    """The validation loss fell, on at least MIN_HELD_OUT_DEMONSTRATIONS held-out demonstrations (versions from before
+    their count was kept are judged on the loss alone).
+
+    >>> sft_gate({"val/loss_before": 2.0, "val/loss": 1.5, "val/demonstrations": 8})
+    (True, 'validation loss 2.000 -> 1.500 on 8 held-out demonstrations')
+    >>> sft_gate({"val/loss_before": 2.575, "val/loss": 2.528, "val/demonstrations": 1})[1]
+    'too few held-out demonstrations to tell: 1, need at least 5 (write more, or hold out a larger share)'
     """
-    >>> sft_gate({"val/loss_before": 2.0, "val/loss": 1.5})
-    (True, 'validation loss 2.000 -> 1.500')
-    """
-    before, after = metrics.get("val/loss_before"), metrics.get("val/loss")
+    before, after, n = metrics.get("val/loss_before"), metrics.get("val/loss"), metrics.get("val/demonstrations")
+    if n is not None and n < MIN_HELD_OUT_DEMONSTRATIONS:
+        return False, (f"too few held-out demonstrations to tell: {n}, need at least {MIN_HELD_OUT_DEMONSTRATIONS} (write "
+                       "more, or hold out a larger share)")
     if before is None or after is None or after >= before:
         return False, f"validation loss did not fall ({before} -> {after})"
-    return True, f"validation loss {before:.3f} -> {after:.3f}"
+    return True, f"validation loss {before:.3f} -> {after:.3f}" + (f" on {n} held-out demonstrations" if n else "")
 
 
 def decide(asked: bool, gate: tuple[bool, str]) -> tuple[bool, str]:
@@ -164,7 +173,10 @@ def evaluation_summary(metrics: dict) -> str:
         return (f"accuracy {metrics['val/accuracy']:.2f} (n={metrics.get('val/pairs', '?')} pairs, 95% {low:.2f}-{high:.2f})"
                 + (f"; length rule {rule:.2f}" if rule is not None else ""))
     if metrics.get("val/loss") is not None and metrics.get("val/loss_before") is not None:
-        return f"validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}"
+        n = metrics.get("val/demonstrations")
+        return (f"validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}"
+                + ("" if n is None else f" (n={n} held-out demonstration{'s' if n != 1 else ''}"
+                   + ("" if n >= MIN_HELD_OUT_DEMONSTRATIONS else ": too few to tell") + ")"))
     if metrics.get("val/accuracy") is not None:
         return f"held-out pair accuracy {metrics['val/accuracy']:.2f} (n={metrics.get('val/pairs', '?')})"
     return ""

@@ -2,6 +2,7 @@
 time and ETA), move it up or cancel it; pick a model version."""
 
 import json
+import re
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -164,11 +165,25 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
         if job["status"] == "cancelled":
             st.info("Cancelled by an admin.")
         elif job["error"]:
-            st.error("The job stopped with this error:")
-            st.code(job["error"][-1500:], language=None)
+            st.error(inline(f"The job stopped: {error_line(job['error'])}"))  # read whole, wrapped: it says what to do
+            with st.expander("Traceback"):
+                st.code(job["error"][-3000:], language=None)
         if job["log"]:
             with st.expander("Log"):
                 st.code(job["log"][-3000:], language=None)
+
+
+def error_line(error: str) -> str:
+    r"""A failed job's error as one sentence: its traceback's last line, the exception named without its module.
+
+    >>> error_line("Traceback (most recent call last):\n  File ...\nrm.train.NotEnoughData: need comparisons on 2 prompts\n")
+    'NotEnoughData: need comparisons on 2 prompts'
+    >>> error_line("the job's process ended without reporting (crashed or killed)")
+    "the job's process ended without reporting (crashed or killed)"
+    """
+    lines = [line for line in error.strip().splitlines() if line.strip()] or [error]
+    kind, said, message = lines[-1].partition(": ")
+    return f"{kind.rsplit('.', 1)[-1]}: {message}" if said and re.fullmatch(r"[\w.]+", kind) else lines[-1]
 
 
 def job_subject(args: dict, named: dict[int, dict], kind: str = "") -> str:
@@ -195,13 +210,17 @@ def job_subject(args: dict, named: dict[int, dict], kind: str = "") -> str:
     return " · ".join(parts)
 
 
+CHARTS_PER_ROW = 3  # a fourth and fifth cut their titles and figures (a DPO card's "training 0.6…")
+
+
 def metric_charts(history: list[dict], charts: dict[str, list[str]]) -> None:
     """One line chart per title, each with the named metrics against the step; a figure logged at one step only, or
     the same at every step, is shown as a number (a chart of one point, or a flat line, has a meaningless axis)."""
     if not history:
         return
     frame = pd.DataFrame(history).set_index("step")
-    columns = st.columns(len(charts))
+    per_row = min(len(charts), CHARTS_PER_ROW)
+    columns = [column for _ in range(0, len(charts), per_row) for column in st.columns(per_row)]
     for column, (title, names) in zip(columns, charts.items()):
         present = frame[[n for n in names if n in frame.columns]].dropna(how="all")
         if present.empty:

@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from data import annotation, demonstrations, queue, review, undo
+from data import annotation, demonstrations, guidelines, queue, review, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, example_ranking, ranking_from_input, shown_text
 from data.store import StoreBusy, from_json
@@ -246,6 +246,10 @@ def write_demonstrations(db) -> None:
         st.stop()
     key = f"demo-{prompt['id']}"
     st.session_state.setdefault(f"{key}-shown-at", time.time())
+    st.caption(inline(f"Prompt set {prompt['prompt_set']}"))
+    if guideline := guidelines.current_guidelines(db, prompt["prompt_set"]):  # as when ranking: what a good answer is
+        with st.expander(f"Guidelines for this set (version {guideline.version})", icon=":material/menu_book:"):
+            untrusted(guideline.text)
     st.subheader("Prompt")
     with st.container(border=True):
         untrusted(prompt["text"])
