@@ -218,7 +218,8 @@ def progress(db: Database) -> list[dict]:
         GROUP BY s.name ORDER BY s.priority DESC, s.created_at"""))
     week = db.execute("""SELECT p.prompt_set, COUNT(*) FROM rankings r JOIN items i ON i.id = r.item_id
                          JOIN prompts p ON p.id = i.prompt_id
-                         WHERE r.created_at >= strftime('%Y-%m-%dT%H:%M:%S', 'now', '-7 days') AND r.skipped = 0 GROUP BY p.prompt_set""").fetchall()
+                         WHERE r.created_at >= strftime('%Y-%m-%dT%H:%M:%S', 'now', '-7 days') AND r.skipped = 0
+                           AND i.origin = 'sampled' GROUP BY p.prompt_set""").fetchall()  # as `done` counts
     age_days = {name: max(1.0, min(7.0, days)) for name, days in db.execute(
         "SELECT name, julianday('now') - julianday(created_at) FROM prompt_sets")}  # a new set: its pace since it began
     pace = {name: n / age_days.get(name, 7.0) for name, n in week}
@@ -229,6 +230,8 @@ def progress(db: Database) -> list[dict]:
         left = row["wanted"] - row["done"] - stuck  # what the people who may rank the set can still give
         if left <= 0:
             row["eta_days"] = None if stuck else 0.0  # done, or nothing left that anybody can give: no ETA
+        elif row["status"] != "active":
+            row["eta_days"] = None  # not served: no pace to go on
         else:
             row["eta_days"] = round(left / row["per_day"], 1) if row["per_day"] else None
     return rows

@@ -105,6 +105,9 @@ def test_progress_counts_rankings_against_the_targets(db):
     [row] = prompt_sets.progress(db)
     assert (row["items"], row["wanted"], row["done"], row["complete"]) == (3, 3, 2, 2)
     assert row["per_day"] == 2.0 and row["eta_days"] == 0.5  # a set younger than a day: its pace per day since it began
+    prompt_sets.configure(db, "s", status="paused")
+    [row] = prompt_sets.progress(db)
+    assert row["eta_days"] is None  # paused: not served, no ETA (a walk saw "about 51 days left" on a paused set)
 
 
 def test_items_everyone_has_answered_are_called_unfinishable_not_given_an_eta(db):
