@@ -264,16 +264,19 @@ def agreement_summary(db: Database) -> dict:
 
 
 def annotator_table(db: Database) -> list[dict]:
-    """Per annotator: count, speed, agreement with the others' consensus, tie rate, position and length bias, gold accuracy."""
+    """Per annotator: count, speed, agreement with the others' consensus (and the pairs it rests on), tie rate,
+    position and length bias, gold accuracy (and the gold rankings it rests on)."""
     refresh(db)
     rows = db.query("""SELECT s.*, a.name FROM annotator_stats s JOIN annotators a ON a.id = s.annotator_id
                        WHERE s.rankings > 0 ORDER BY a.name""")
     ratio = lambda part, whole: part / whole if whole else None  # noqa: E731
     return [{
         "annotator": r["name"], "rankings": r["rankings"], "median_seconds": _median_seconds(db, r["annotator_id"], r["timed"]),
-        "agreement_with_others": ratio(r["agree"], r["agree"] + r["disagree"]), "tie_rate": ratio(r["ties"], r["pairs"]),
+        "agreement_with_others": ratio(r["agree"], r["agree"] + r["disagree"]), "agreement_pairs": r["agree"] + r["disagree"],
+        "tie_rate": ratio(r["ties"], r["pairs"]),
         "first_shown_ranked_best": r["first_best"] / r["rankings"], "first_shown_expected": r["expected_first"] / r["rankings"],
         "longer_wins": ratio(r["longer_wins"], r["length_pairs"]), "gold_accuracy": ratio(r["gold_passed"], r["gold_rankings"]),
+        "gold_rankings": r["gold_rankings"],
     } for r in rows]
 
 

@@ -6,7 +6,7 @@ Kept as the reference that the incremental statistics in data/quality.py must eq
 
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import krippendorff
 import numpy as np
@@ -89,6 +89,7 @@ def annotator_table(db: Database) -> list[dict]:
     by_item = _by_item(rankings)
     lengths = {(item, pos): n for item, pos, n in db.execute("SELECT item_id, position, LENGTH(text) FROM completions")}
     gold_accuracy = gold.accuracy_by_annotator(db)
+    gold_counts = Counter(r["annotator"] for r in gold.gold_results(db))
     table = []
     for name in sorted({r["annotator"] for r in rankings}):
         mine = [r for r in rankings if r["annotator"] == name]
@@ -114,12 +115,13 @@ def annotator_table(db: Database) -> list[dict]:
         table.append({
             "annotator": name, "rankings": len(mine),
             "median_seconds": statistics.median(seconds) if seconds else None,
-            "agreement_with_others": consensus.rate,
+            "agreement_with_others": consensus.rate, "agreement_pairs": consensus.agree + consensus.disagree,
             "tie_rate": sum(tie_count(r["groups"]) for r in mine) / all_pairs if all_pairs else None,
             "first_shown_ranked_best": statistics.fmean(first_best) if mine else None,
             "first_shown_expected": statistics.fmean(expected_first) if mine else None,
             "longer_wins": longer_wins / length_pairs if length_pairs else None,
             "gold_accuracy": gold_accuracy.get(name),
+            "gold_rankings": gold_counts[name],
         })
     return table
 

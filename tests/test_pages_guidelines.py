@@ -62,7 +62,9 @@ def test_the_quality_screens_show_self_agreement_and_agreement_by_guideline_vers
     at = start("pages/quality/annotators.py")
     table = next(d.value for d in at.dataframe if "annotator" in d.value.columns)
     columns = list(table.columns)
-    assert columns[columns.index("agreement_with_others") + 1:][:3] == ["repeats", "self_agreement", "self_tau_b"]
+    # each figure beside what it rests on (a walk read 50% and 0% off 5 rankings and 1 gold item, with no n)
+    assert columns[columns.index("agreement_with_others") + 1:][:4] == ["agreement_pairs", "repeats", "self_agreement", "self_tau_b"]
+    assert columns[columns.index("gold_accuracy") + 1] == "gold_rankings"
     alice, bob = table.set_index("annotator").loc["alice"], table.set_index("annotator").loc["bob"]
     assert alice["repeats"] == 1 and alice["self_agreement"] == 4 / 5 and round(alice["self_tau_b"], 4) == 0.5477
     assert bob["repeats"] == 0 and bob.isna()["self_agreement"]  # none asked again: 0 repeats, no self-agreement

@@ -41,7 +41,7 @@ def with_self_agreement(table: pd.DataFrame, repeats: list[dict]) -> pd.DataFram
     table = table.merge(own, on="annotator", how="left")
     table["repeats"] = table["repeats"].fillna(0).astype(int)  # none asked again yet: 0, not an empty "None" cell
     columns = [c for c in table.columns if c not in own.columns[1:]]
-    at = columns.index("agreement_with_others") + 1
+    at = columns.index("agreement_pairs") + 1  # after agreement with others and the pairs it rests on
     return table[columns[:at] + list(own.columns[1:]) + columns[at:]]
 
 
@@ -64,6 +64,9 @@ with screen("Annotators") as (db, user):
     st.dataframe(shown, hide_index=True, column_config={
         "annotator": st.column_config.TextColumn("annotator", pinned=True),
         "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f"),
+        "agreement_pairs": st.column_config.NumberColumn("pairs compared", help="the pairs agreement with others rests "
+                                                         "on: a few make its figure luck"),
+        "gold_rankings": st.column_config.NumberColumn("gold ranked", help="the gold items gold accuracy rests on"),
         "repeats": st.column_config.NumberColumn(help="items they ranked again when served a second time, unannounced (skipped repeats left out)"),
         "self_tau_b": st.column_config.NumberColumn("self τ-b", format="%.2f", help="mean Kendall τ-b with their first ranking"),
         "training_weight": st.column_config.NumberColumn(
