@@ -4,7 +4,7 @@ from sqlite_utils import Database
 
 from data import quality
 from data.prompt_sets import update_settings
-from data.rankings import passes_gold, ranking_to_pairs
+from data.rankings import groups_to_text, passes_gold, ranking_to_pairs
 from data.store import from_json, now, to_json, write_transaction
 
 
@@ -38,6 +38,22 @@ def gold_results(db: Database) -> list[dict]:
                        WHERE r.skipped = 0 ORDER BY r.id""")
     return [{"ranking_id": r["ranking_id"], "annotator": r["annotator"], "item_id": r["item_id"],
              "passed": passes_gold(from_json(r["expected"]), from_json(r["groups"]))} for r in rows]
+
+
+def gold_items(db: Database, prompt_set: str) -> list[dict]:
+    """A set's gold items, newest first: the item, its prompt's start, the expected order (letters in stored order, as
+    the Gold screen lists the completions), and how many of its rankings passed."""
+    rows = db.query("""SELECT g.item_id, substr(p.text, 1, 120) AS prompt, g.expected, g.created_at
+                       FROM gold g JOIN items i ON i.id = g.item_id JOIN prompts p ON p.id = i.prompt_id
+                       WHERE p.prompt_set = ? ORDER BY g.created_at DESC, g.item_id DESC""", [prompt_set])
+    out = []
+    for row in rows:
+        expected = from_json(row["expected"])
+        graded = [passes_gold(expected, from_json(g)) for (g,) in db.execute(
+            "SELECT groups FROM rankings WHERE item_id = ? AND skipped = 0", [row["item_id"]])]
+        out.append({"item": row["item_id"], "prompt": row["prompt"], "expected": groups_to_text(expected),
+                    "rankings": len(graded), "passed": sum(graded), "marked": row["created_at"][:16].replace("T", " ")})
+    return out
 
 
 def accuracy_by_annotator(db: Database) -> dict[str, float]:

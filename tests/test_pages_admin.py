@@ -263,7 +263,8 @@ def test_the_quality_screens_show_agreement_and_biases(app_db):
     rank_two(app_db)
     at = start("pages/quality/agreement.py")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Pairwise agreement"].startswith("80% (n=") and metrics["Krippendorff's α (ordinal)"] != "–"
+    assert metrics["Pairwise agreement"].startswith("80% (n=") and metrics["Krippendorff's α (ordinal)"].endswith("(n=1 item)")
+    assert metrics["Kendall's τ-b"].endswith("(n=1 item)")  # what a figure rests on, beside it (walk, 2026-12-06)
     at = start("pages/quality/annotators.py")
     assert len(at.get("vega_lite_chart")) >= 2  # position bias, length bias
     table = next(d.value for d in at.dataframe if "annotator" in d.value.columns)
@@ -292,6 +293,9 @@ def test_admin_marks_a_gold_item_and_sets_its_rate(app_db):
     assert not at.exception and "is gold now" in unescaped(at.success[0])
     assert app_db.execute("SELECT expected FROM gold").fetchone()[0] == "[[1], [0]]"
     assert app_db.execute("SELECT gold_every FROM prompt_sets WHERE name = 'builtin'").fetchone()[0] == 5
+    # the set's gold items are listed, with the expected order and how its rankings fared (walk, 2026-12-06)
+    [listed] = at.dataframe[0].value.to_dict("records")
+    assert (listed["expected"], listed["rankings"], listed["passed"]) == ("B > A", 0, 0)
 
 
 def test_a_corrupted_ranking_is_left_out_with_a_warning_and_breaks_no_screen(app_db):

@@ -13,7 +13,8 @@ from ui.session import screen
 from ui.widgets import statistics_caught_up
 
 percent = lambda x, n=None: "–" if x is None else f"{x:.0%}" + (f" (n={n:,})" if n is not None else "")  # noqa: E731
-number = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+number = lambda x, items=None: "–" if x is None else f"{x:.2f}" + (  # noqa: E731
+    f" (n={items:,} item{'s' if items != 1 else ''})" if items is not None else "")
 
 def judge_form(db) -> None:
     remotes = [g.name for g in generators.remote_generators(db)]
@@ -79,8 +80,9 @@ with screen("Agreement & health") as (db, user):
     columns[0].metric("Pairwise agreement", percent(summary["pairwise_agreement"], summary["pairs_both_ordered"]),
                       help=f"{summary['pairs_both_ordered']:,} pairs both annotators ordered; "
                            f"{summary['pairs_one_tied']:,} tied by one only, {summary['pairs_both_tied']:,} by both")
-    columns[1].metric("Kendall's τ-b", number(summary["kendall_tau_b"]), help="mean over pairs of annotators on shared items")
-    columns[2].metric("Krippendorff's α (ordinal)", number(summary["krippendorff_alpha"]),
+    columns[1].metric("Kendall's τ-b", number(summary["kendall_tau_b"], summary["shared_items"]),
+                      help="mean over pairs of annotators on shared items (n: the items ranked by two or more)")
+    columns[2].metric("Krippendorff's α (ordinal)", number(summary["krippendorff_alpha"], summary["shared_items"]),
                       help=f"over the {summary['shared_items']:,} items ranked by two or more annotators")
     columns[3].metric("Coverage", percent(health["coverage"], health["items"]), help=f"{health['covered_items']:,} of the {health['items']:,} items of active prompt sets have the rankings their set wants")
     if not summary["shared_items"]:

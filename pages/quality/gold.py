@@ -21,7 +21,9 @@ def save_gold(db, user, item_id: int, k: int) -> None:
 with screen("Gold items") as (db, user):
     graded, passed = gold.summary(db)
     if graded:
-        st.caption(f"{graded:,} gold rankings, {passed / graded:.0%} passed")
+        st.caption(f"{graded:,} gold rankings, {passed / graded:.0%} passed (a ranking passes when it orders every pair the "
+                   "expected order orders the same way; every ranking of a gold item is graded, those made before it was "
+                   "marked too)")
     sets = items.prompt_sets(db)
     left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
     chosen = left.selectbox("Prompt set", sets, format_func=lambda s: s["name"], key="gold-set")
@@ -29,6 +31,9 @@ with screen("Gold items") as (db, user):
     if right.button("Save rate"):
         gold.set_gold_every(db, chosen["name"], int(every))
         st.toast(f"{inline(chosen['name'])}: " + (f"gold every {int(every)} items" if every else "no gold"))
+    if marked := gold.gold_items(db, chosen["name"]):
+        st.caption(f"The gold items of {inline(chosen['name'])} (letters in the order the completions are listed below)")
+        st.dataframe(marked, hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")})
     candidates = items.items_of_set(db, chosen["name"], limit=500)
     if candidates:
         item = st.selectbox("Item", candidates, format_func=lambda r: f"#{r['id']} · {r['prompt'][:70]}", key="gold-item")
