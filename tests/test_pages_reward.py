@@ -147,6 +147,9 @@ def test_without_a_reward_model_the_policy_screen_offers_a_judge_and_starts_a_ju
 def test_dpo_started_from_its_screen_can_have_people_spot_check_each_kl_check(app_db, monkeypatch):
     at = start("pages/train/dpo.py")
     assert not at.exception
+    # no reward model yet: said before the run, not only in its result (walk, 2026-12-06)
+    assert any(unescaped(i).startswith("No reward model is active: a run's win rate against its start cannot be measured")
+               for i in at.info)
     in_form(at.checkbox, "train-dpo", "People spot-check each KL check").check()
     in_form(at.selectbox, "train-dpo", "Base weights").set_value("4bit")
     in_form(at.number_input, "train-dpo", "Pairs people spot-check").set_value(3)

@@ -106,9 +106,13 @@ with screen("Preference optimisation (DPO)") as (db, user):
     counts = review.training_counts(db)
     left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or unsafe)"
                 if counts["left_out"] else "")
-    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} directly: every pair a ranking implies "
-                "(ties give none), the reference being the starting generator. The Policy update screen compares any "
-                "trained generator with where it started.")
+    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} of every set directly (the prompt sets "
+                "chosen below narrow them): every pair a ranking implies (ties give none), the reference being the "
+                "starting generator. The Policy update screen compares any trained generator with where it started.")
+    if versions.active_version(db, "reward") is None:
+        st.info("No reward model is active: a run's win rate against its start cannot be measured, so the gate cannot "
+                "make it active on its own. Make it active on Models once you have read what it writes, or train a "
+                "reward model first (Train → Reward model).")
     train_form(db)
     latest_job(db, "dpo", DPO_CHARTS, "dpo")
     st.divider()
