@@ -26,6 +26,12 @@ def current_guidelines(db: Database, prompt_set: str) -> Guideline | None:
     return Guideline(*row) if row else None
 
 
+def earlier_text(db: Database, prompt_set: str, version: int) -> str | None:
+    """The text of the version before `version` (None for the first): what an annotator compares a new version with."""
+    row = db.execute("SELECT text FROM guidelines WHERE prompt_set = ? AND version = ?", [prompt_set, version - 1]).fetchone()
+    return row[0] if row else None
+
+
 def save_guidelines(db: Database, prompt_set: str, text: str, actor: User) -> Guideline:
     """Make `text` the set's guidelines: version n+1, or the current version unchanged when the text is the same.
 

@@ -74,6 +74,10 @@ def test_guidelines_open_on_first_view_collapse_after_and_the_ranking_records_th
     guidelines.save_guidelines(chat_db, "chat", "Prefer correct answers; ties are fine.", admin)
     at.run()  # a new version is new to this session, so it opens again
     assert guidelines_shown(at).label.endswith("(version 2)") and guidelines_shown(at).proto.expanded
+    # and says what changed since version 1 (a walk found nothing to tell the new text from the old)
+    assert any(c.value.startswith("What changed since version 1") for c in guidelines_shown(at).caption)
+    [changes] = [h.proto.body for h in guidelines_shown(at).get("html") if "untrusted" not in h.proto.body]
+    assert "<ins" in changes and "fine.</ins>" in changes and "<del" in changes and "one.</del>" in changes
     at.text_input(key=typed_key(at)).input("B > A > C = D")
     button(at, "Submit ranking").click().run()
     assert "Saved: B > A > C = D" in unescaped(at.success[0])

@@ -295,8 +295,9 @@ def show_prompt(item) -> None:
     turn(last)
 
 
-def show_guidelines(item) -> None:
-    """The set's guidelines: open the first time this session meets their version, collapsed after; G opens them too."""
+def show_guidelines(db, item) -> None:
+    """The set's guidelines: open the first time this session meets their version, collapsed after, with what changed
+    since the version before; G opens them too."""
     guideline = item.guideline
     if guideline is None:
         return
@@ -305,6 +306,9 @@ def show_guidelines(item) -> None:
     seen.add((item.prompt_set, guideline.version))
     with st.expander(f"Guidelines for this set (version {guideline.version})", expanded=first_view, icon=":material/menu_book:"):
         untrusted(guideline.text)
+        if (earlier := guidelines.earlier_text(db, item.prompt_set, guideline.version)) is not None:
+            st.caption(f"What changed since version {guideline.version - 1} (struck out: removed; highlighted: added)")
+            st.html(diff_html(earlier, guideline.text))
 
 
 @st.dialog("Guidelines", width="large")
@@ -418,7 +422,7 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     if item.sent_back:
         st.warning(inline(f"{item.sent_back['by']} sent your ranking of this item back: “{item.sent_back['reason']}”. "
                           "Rank it again: your new answer replaces the earlier one."), icon=":material/undo:")
-    show_guidelines(item)
+    show_guidelines(db, item)
     show_prompt(item)
     st.subheader(f"{item.k} candidate replies" if is_conversation(item.messages) else f"{item.k} completions")
     tools(item, order, undo.undoable(db, user.id) is not None)
