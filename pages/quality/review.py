@@ -37,7 +37,8 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
 
 def queue_table(rows: list[dict]) -> None:
     st.caption("Letters are those each annotator saw: completions are shuffled per annotator, so A in two rows can be "
-               "different answers. \"Stored order\" writes every ranking of an item with the same letters, to compare them.")
+               "different answers. \"Stored order\" writes every ranking of an item with the same letters, to compare them. "
+               "Rankings awaiting a decision come first; decided ones stay listed below them, with the decision.")
     st.dataframe(pd.DataFrame([{
         "ranking": r["ranking_id"], "item": r["item_id"], "set": r["prompt_set"], "annotator": r["annotator"],
         # the letters the annotator saw (their comment uses them), not the stored order of the exports
