@@ -199,7 +199,14 @@ def others_who_can_rank(db: Database, item_id: int) -> int:
 
 
 def review_events(db: Database, limit: int = 50) -> list[dict]:
-    return list(db.query("SELECT * FROM review_events ORDER BY id DESC LIMIT ?", [limit]))
+    """The newest decisions, a send back with where its item went since: to another annotator's queue, back to its
+    annotator to redo, or redone (the ranking was replaced by its annotator's new one)."""
+    return list(db.query("""
+        SELECT e.*, CASE WHEN e.action != 'send back' THEN ''
+                         WHEN r.id IS NULL THEN 'redone by its annotator'
+                         WHEN r.returned = 1 THEN 'with its annotator, to redo'
+                         ELSE 'in the queue for another annotator' END AS since
+        FROM review_events e LEFT JOIN rankings r ON r.id = e.ranking_id ORDER BY e.id DESC LIMIT ?""", [limit]))
 
 
 def _unreviewed(db: Database, ranking_id: int, actor: User | None) -> dict:

@@ -74,7 +74,8 @@ def test_send_back_serves_the_item_to_another_annotator(db):
     review.send_back(db, ranking, by="tester")
     assert queue.next_item(db, annotation.annotator_id(db, "bob")).id == item
     assert queue.next_item(db, annotation.annotator_id(db, "alice")) is None  # not to the same annotator
-    assert [(e["action"], e["by"]) for e in review.review_events(db)] == [("send back", "tester")]
+    assert [(e["action"], e["by"], e["since"]) for e in review.review_events(db)] == [
+        ("send back", "tester", "in the queue for another annotator")]
 
 
 @pytest.mark.parametrize("seed_", [0, 1])
@@ -151,6 +152,7 @@ def test_a_send_back_nobody_else_can_take_goes_back_to_its_annotator_and_the_red
     assert prompt_sets.unreachable(app_db, "mine") == (0, 0)  # alice can still give it
     assert queue.next_item(app_db, bob) is None
     assert (queue.items_left(app_db, alice), queue.items_left(app_db, bob)) == (1, 0)
+    assert review.review_events(app_db)[0]["since"] == "with its annotator, to redo"
     served = queue.next_item(app_db, alice)
     assert served.id == item and served.sent_back == {"ranking_id": alices, "by": "rita",
                                                      "reason": "you ranked A first, but A does not answer the question"}
@@ -160,6 +162,7 @@ def test_a_send_back_nobody_else_can_take_goes_back_to_its_annotator_and_the_red
     assert app_db.execute("SELECT id, review, returned FROM rankings WHERE annotator_id = ?", [alice]).fetchall() == [(redo.ranking_id, "", 0)]
     assert app_db.execute("SELECT n_rankings FROM items WHERE id = ?", [item]).fetchone()[0] == 2
     assert queue.next_item(app_db, alice) is None and queue.sent_back(app_db, item, alice) is None
+    assert review.review_events(app_db)[0]["since"] == "redone by its annotator"  # the Review screen's audit log says so
     assert annotation.submit_ranking(app_db, item, alice, [[0], [1], [2], [3]], [0, 1, 2, 3]).was_new is False
     [redone] = [e for e in audit.recent(app_db) if e["action"] == "ranking redone after a send back"]
     assert redone["who"] == "alice" and redone["target"] == f"ranking {alices}"

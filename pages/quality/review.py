@@ -103,4 +103,6 @@ with screen("Review", role="reviewer") as (db, user):
     events = review.review_events(db)
     if events:
         st.subheader("Audit log")
-        st.dataframe(pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by"]], hide_index=True, placeholder="—")
+        st.dataframe(pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by", "since"]], hide_index=True,
+                     column_config={"since": st.column_config.TextColumn("since", help="where a sent-back item went")},
+                     placeholder="—")
