@@ -147,8 +147,9 @@ def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None
            send_back: bool = False) -> bool:
     """Mark a ranking rejected: the statistics and leaderboard counts forget it, exports and trainers leave it out.
     `send_back`: its item also needs one more ranking, so the queue serves it to another annotator, or, when nobody
-    else the item's set is served to can rank it, back to the annotator who made it, first in their queue and with
-    the reason: their new answer replaces this one (data.annotation). Returns whether it went back to its annotator."""
+    else the item's set is served to can rank it, back to the annotator who made it, next in their queue (after an
+    item they hold) and with the reason: their new answer replaces this one (data.annotation). Returns whether it
+    went back to its annotator."""
     reason = reason.strip()
     if not reason:
         raise ValueError("say why the ranking is rejected (the annotator and the audit log see the reason)")

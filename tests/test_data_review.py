@@ -138,7 +138,7 @@ def team_of_two_who_both_ranked(db) -> tuple[int, int, int]:
 
 def test_a_send_back_nobody_else_can_take_goes_back_to_its_annotator_and_the_redo_replaces_it(app_db):
     """A team of two who both ranked an item: sent back, it could never be finished (walk, 2026-12-06). It now goes
-    back to the annotator who ranked it, first in their queue with the reason, and their new ranking replaces the
+    back to the annotator who ranked it, next in their queue with the reason, and their new ranking replaces the
     rejected one, every count equal to a recount."""
     from data import audit, prompt_sets
 
@@ -192,7 +192,7 @@ def test_a_send_back_nobody_at_all_can_take_says_so_before_and_after(app_db):
 def test_the_review_screen_sends_back_to_its_annotator_who_sees_the_reason(app_db):
     item, alices, _ = team_of_two_who_both_ranked(app_db)
     at = start("pages/quality/review.py")
-    assert any("so it goes back to alice, first in their queue with your reason" in unescaped(c) for c in at.caption)
+    assert any("so it goes back to alice, next in their queue (after an item they hold now) with your reason" in unescaped(c) for c in at.caption)
     at.text_input(key=f"review-reason-{alices}").input("B repeats the prompt: it is not the best")
     next(b for b in at.button if b.label == "Send back").click().run()
     assert not at.exception and unescaped(at.success[0]).startswith(f"Ranking {alices}: sent back to alice, who ranks the item again")

@@ -77,7 +77,7 @@ def test_admin_imports_pasted_prompts_once(app_db):
         at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()
         assert not at.exception and expected in unescaped(at.success[0])
     assert app_db.execute("SELECT COUNT(*) FROM prompts WHERE prompt_set = 'default'").fetchone()[0] == 2
-    assert "to the set default. Next: Data → Generate writes the completions" in unescaped(at.success[0])
+    assert "(set default). Next: Data → Generate writes the completions" in unescaped(at.success[0])
     at.text_area[0].input('{"prompt": "A third prompt"}\n{"messages": [{"role": "user", "content": "A fourth"}]}')
     at.button(key="FormSubmitter:import-prompts-Import prompts").click().run()  # JSON lines, read as such
     assert not at.exception and "Imported: 2 added" in unescaped(at.success[0])

@@ -126,6 +126,6 @@ with screen("Import") as (db, user):
         prompt_set = st.text_input("Prompt set", value="default")
         if st.form_submit_button("Import prompts", type="primary"):
             run_import(lambda: importing.import_prompts(db, parse_prompt_input(upload, pasted), prompt_set.strip(), actor=user),
-                       then=f" to the set {prompt_set.strip()}. Next: Data → Generate writes the completions people rank "
+                       then=f" (set {prompt_set.strip()}). Next: Data → Generate writes the completions people rank "
                             "(Overview steers who the set is served to).")
     preference_section(db)

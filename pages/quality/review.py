@@ -26,7 +26,7 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
             review.reject(db, ranking_id, reason, actor=user)
         elif review.send_back(db, ranking_id, reason or "sent back for another ranking", actor=user):
             st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back to {annotator}, who ranks the "
-                                                     "item again (first in their queue, with your reason).")
+                                                     "item again (next in their queue, with your reason).")
             return
         st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: {action} recorded.")
         if action == "send back" and not review.others_who_can_rank(db, item_id):
@@ -67,7 +67,8 @@ def actions(db, user, rows: list[dict]) -> None:
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
     if review.goes_back_to_its_annotator(db, chosen["ranking_id"]):
         st.caption(inline(f"Send back: nobody else this item's set is served to can rank it, so it goes back to "
-                          f"{chosen['annotator']}, first in their queue with your reason; their new ranking replaces this one."))
+                          f"{chosen['annotator']}, next in their queue (after an item they hold now) with your reason; their new "
+                          "ranking replaces this one."))
     elif not review.others_who_can_rank(db, chosen["item_id"]):
         st.caption(inline(f"Send back: {NOBODY_ELSE} Reject leaves the item as it is."))
     accept, reject, send_back = st.columns(3)
