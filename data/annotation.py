@@ -239,6 +239,11 @@ def _replace_sent_back(db: Database, ranking_id: int) -> None:
                   "sent back by": old["reviewed_by"], "reason": old["review_reason"]}, by=old["annotator"])
     if not old["skipped"]:  # only rankings are counted by day
         quality.forget_day(db, ranking_id, old["created_at"][:10])
+    delete_rows(db, ranking_id)
+
+
+def delete_rows(db: Database, ranking_id: int) -> None:
+    """A ranking's rows and its comparisons' (its statistics already told: data.undo, or a redo after a send back)."""
     db.execute("DELETE FROM comparisons WHERE ranking_id = ?", [ranking_id])
     db.execute("DELETE FROM stats_unreadable WHERE ranking_id = ?", [ranking_id])
     db.execute("DELETE FROM rankings WHERE id = ?", [ranking_id])

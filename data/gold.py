@@ -43,17 +43,15 @@ def gold_results(db: Database) -> list[dict]:
 def gold_items(db: Database, prompt_set: str) -> list[dict]:
     """A set's gold items, newest first: the item, its prompt's start, the expected order (letters in stored order, as
     the Gold screen lists the completions), and how many of its rankings passed."""
-    rows = db.query("""SELECT g.item_id, substr(p.text, 1, 120) AS prompt, g.expected, g.created_at
-                       FROM gold g JOIN items i ON i.id = g.item_id JOIN prompts p ON p.id = i.prompt_id
-                       WHERE p.prompt_set = ? ORDER BY g.created_at DESC, g.item_id DESC""", [prompt_set])
-    out = []
-    for row in rows:
-        expected = from_json(row["expected"])
-        graded = [passes_gold(expected, from_json(g)) for (g,) in db.execute(
-            "SELECT groups FROM rankings WHERE item_id = ? AND skipped = 0", [row["item_id"]])]
-        out.append({"item": row["item_id"], "prompt": row["prompt"], "expected": groups_to_text(expected),
-                    "rankings": len(graded), "passed": sum(graded), "marked": row["created_at"][:16].replace("T", " ")})
-    return out
+    rows = list(db.query("""SELECT g.item_id, substr(p.text, 1, 120) AS prompt, g.expected, g.created_at
+                            FROM gold g JOIN items i ON i.id = g.item_id JOIN prompts p ON p.id = i.prompt_id
+                            WHERE p.prompt_set = ? ORDER BY g.created_at DESC, g.item_id DESC""", [prompt_set]))
+    graded: dict[int, list[bool]] = {row["item_id"]: [] for row in rows}
+    for result in gold_results(db):
+        graded.get(result["item_id"], []).append(result["passed"])
+    return [{"item": row["item_id"], "prompt": row["prompt"], "expected": groups_to_text(from_json(row["expected"])),
+             "rankings": len(graded[row["item_id"]]), "passed": sum(graded[row["item_id"]]),
+             "marked": row["created_at"][:16].replace("T", " ")} for row in rows]
 
 
 def accuracy_by_annotator(db: Database) -> dict[str, float]:

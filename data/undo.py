@@ -9,7 +9,7 @@ import datetime
 from sqlite_utils import Database
 
 from data import leaderboard, quality
-from data.annotation import completions_of, submit_ranking
+from data.annotation import completions_of, delete_rows, submit_ranking
 from data.queue import RESERVATION_S
 from data.rankings import validate_ranking
 from data.store import from_json, now, write_transaction
@@ -102,6 +102,4 @@ def _delete(db: Database, row: dict) -> None:
         if row["origin"] == "sampled":
             leaderboard.take_back(db, row["id"], row["item_id"], row["groups"])
         db.execute("UPDATE items SET n_rankings = n_rankings - 1 WHERE id = ?", [row["item_id"]])
-    db.execute("DELETE FROM comparisons WHERE ranking_id = ?", [row["id"]])
-    db.execute("DELETE FROM stats_unreadable WHERE ranking_id = ?", [row["id"]])
-    db.execute("DELETE FROM rankings WHERE id = ?", [row["id"]])
+    delete_rows(db, row["id"])
