@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from data.store import StoreBusy
+from ui.login import own_password_form
 from ui.navigation import logged_out_navigation, navigation
 from ui.session import log_out, session_db, signed_in, sync_cookie
 from ui.widgets import UNTRUSTED_STYLE
@@ -26,6 +27,7 @@ try:
         page = st.navigation(navigation(user), expanded=True)
         with st.sidebar:
             st.caption(f"Logged in as **{user.name}** ({user.role})")
+            own_password_form(db, user)
             st.button("Log out", on_click=log_out)
     page.run()
 except StoreBusy as busy:

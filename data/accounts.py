@@ -274,6 +274,37 @@ def reset_password(db: Database, actor: User, name: str, password: str) -> int:
         return _user(db, target["id"]).epoch
 
 
+def change_own_password(db: Database, user: User, current: str, new: str, client: str | None = None) -> int:
+    """The asking account's new password, given its current one (checked, and counted against log-in back-off as a
+    log-in try is, so the form cannot guess it faster than the log-in form). Every other session of the account ends;
+    returns the new epoch for the asking one to keep."""
+    if len(new) < MIN_PASSWORD:
+        raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
+    if new == current:
+        raise AuthError("the new password is the same as the current one")
+    if not has_password(db, user.id):
+        raise AuthError("your account signs in through single sign-on: it has no password here to change")
+    try:
+        checked = authenticate(db, user.name, current, client)
+    except TooManyFailures:
+        raise
+    except AuthError:  # authenticate's "wrong name or password": here only the password can be wrong
+        raise AuthError("your current password is not right") from None
+    hashed = hash_password(new)
+    with write_transaction(db):
+        require_role(db, user, "annotator")  # still this session's account, enabled, not reset meanwhile
+        if checked.id != user.id:
+            raise AuthError("your session has ended: log in again")
+        db.execute("UPDATE annotators SET password_hash = ?, session_epoch = session_epoch + 1 WHERE id = ?", [hashed, user.id])
+        audit.record(db, user, "change own password", user.name)
+        return _user(db, user.id).epoch
+
+
+def has_password(db: Database, user_id: int) -> bool:
+    """Whether the account logs in with a password (not only through single sign-on)."""
+    return db.execute("SELECT password_hash IS NOT NULL FROM annotators WHERE id = ?", [user_id]).fetchone()[0] == 1
+
+
 def require_admin(db: Database, actor: User | None) -> None:
     """Inside a change's own transaction: `actor` (None: the command line or a job) is still an enabled admin."""
     require_role(db, actor, "admin")

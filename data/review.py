@@ -111,9 +111,12 @@ def _pattern_queue(db: Database, limit: int) -> list[dict]:
     return [{**_row(row), "why": why[row["annotator"]]} for row in rows]
 
 
-def training_counts(db: Database) -> dict[str, int]:
+def training_counts(db: Database, prompt_sets: list[str] | None = None) -> dict[str, int]:
     """The rankings and comparisons the trainers learn from: all of them but those left out (`EXCLUDED_FROM_TRAINING`),
-    which are counted through the partial indexes of rejected and flagged rankings, so this stays cheap at any size."""
+    which are counted through the partial indexes of rejected and flagged rankings, so this stays cheap at any size.
+    `prompt_sets`: only theirs, without the comparisons (`training_rankings_of`)."""
+    if prompt_sets:
+        return training_rankings_of(db, prompt_sets)
     total, comparisons = (db.execute("SELECT COUNT(*) FROM rankings WHERE skipped = 0").fetchone()[0],
                           db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0])
     left_out, left_out_pairs = db.execute(f"""
@@ -123,11 +126,30 @@ def training_counts(db: Database) -> dict[str, int]:
     return {"rankings": total - left_out, "comparisons": comparisons - left_out_pairs, "left_out": left_out}
 
 
-def training_prompts(db: Database) -> int:
-    """How many prompts the rankings the trainers learn from were given on (rejected ones aside): what a held-out share
-    splits, since a prompt's rankings are held out together."""
-    return db.execute("""SELECT COUNT(DISTINCT i.prompt_id) FROM rankings r JOIN items i ON i.id = r.item_id
-                         WHERE r.skipped = 0 AND r.review != 'rejected'""").fetchone()[0]
+def training_rankings_of(db: Database, prompt_sets: list[str]) -> dict[str, int]:
+    """`training_counts` of some prompt sets, the comparisons left out: every ranking of the sets less the skipped and
+    the left-out ones, each count through an index (~30 ms for a set of 50,000 rankings)."""
+    items_of_sets = f"""SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
+                        WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))})"""
+    total, skipped = (db.execute(f"SELECT COUNT(*) FROM rankings {index} WHERE {where} AND item_id IN ({items_of_sets})",
+                                 prompt_sets).fetchone()[0]  # each through an index alone (no statistics tell SQLite so)
+                      for index, where in (("", "1"), ("INDEXED BY rankings_skipped", "skipped = 1")))
+    left_out = db.execute(f"""
+        SELECT COUNT(*) FROM (SELECT r.id, r.item_id FROM rankings r WHERE r.review = 'rejected' AND r.skipped = 0
+            UNION SELECT r.id, r.item_id FROM rankings r WHERE r.flags != '[]' AND r.skipped = 0 AND {EXCLUDED_FROM_TRAINING}) e
+        WHERE e.item_id IN ({items_of_sets})""", prompt_sets).fetchone()[0]
+    return {"rankings": total - skipped - left_out, "left_out": left_out}
+
+
+def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most: int | None = None) -> int:
+    """How many prompts the rankings the trainers learn from were given on (rejected ones aside), of `prompt_sets`
+    (None: every set): what a held-out share splits, since a prompt's rankings are held out together. `at_most`: stop
+    counting there (a count that cannot change the answer is read in a few rows, not over every ranking)."""
+    sets = f"AND p.prompt_set IN ({', '.join('?' * len(prompt_sets))})" if prompt_sets else ""
+    limit = f"LIMIT {int(at_most)}" if at_most is not None else ""
+    return db.execute(f"""SELECT COUNT(*) FROM (SELECT DISTINCT i.prompt_id FROM rankings r JOIN items i ON i.id = r.item_id
+                          {"JOIN prompts p ON p.id = i.prompt_id" if sets else ""}
+                          WHERE r.skipped = 0 AND r.review != 'rejected' {sets} {limit})""", prompt_sets or []).fetchone()[0]
 
 
 def queue_sizes(db: Database) -> dict[str, int]:

@@ -222,6 +222,7 @@ class DPOConfig:
 
     # by lora, the default learning rate: LoRA's from the closed-loop sweep (bench/README.md), full weights' as in the DPO paper
     LEARNING_RATES: ClassVar[dict[bool, float]] = {True: 1.5e-4, False: 5e-7}
+    EVAL_PROMPTS: ClassVar[int] = 16  # held-out prompts sampled for the KL checks and the win rate, at most
 
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id (also the reference); none: the active one"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets whose rankings to learn from, a,b or a JSON list; empty: all"})

@@ -46,7 +46,7 @@ from training.parallel import DataParallel
 from training.precision import autocast, load_dtype, precision_for, use_bf16
 from training.rankings import RankingExample, load_rankings, split_by_prompt, weighted_by_reliability, weights_line
 
-EVAL_PROMPTS = 16
+EVAL_PROMPTS = DPOConfig.EVAL_PROMPTS
 
 
 @dataclass

@@ -261,3 +261,39 @@ def test_the_trusted_proxies_come_from_the_server_only(monkeypatch, tmp_path):
     assert data_secrets.trusted_proxies() == ["10.0.0.5"]
     monkeypatch.setenv("RLHF_TRUSTED_PROXIES", "10.0.0.6, 10.1.0.0/16")
     assert data_secrets.trusted_proxies() == ["10.0.0.6", "10.1.0.0/16"]
+
+
+def test_an_account_changes_its_own_password_with_the_current_one_and_its_other_sessions_end(db):
+    from data import audit
+
+    accounts.create_user(db, "ann", "a-long-password")
+    here, elsewhere = accounts.authenticate(db, "ann", "a-long-password"), accounts.authenticate(db, "ann", "a-long-password")
+    token = accounts.open_session(db, elsewhere)
+    for current, new, refusal in (("wrong-password", "a-new-password", "current password is not right"),
+                                  ("a-long-password", "short", "at least 8"),
+                                  ("a-long-password", "a-long-password", "same as the current one")):
+        with pytest.raises(accounts.AuthError, match=refusal):
+            accounts.change_own_password(db, here, current, new)
+    assert accounts.session_user(db, here.id, here.epoch) == here  # refusals change nothing
+    epoch = accounts.change_own_password(db, here, "a-long-password", "a-new-password")
+    assert epoch == here.epoch + 1 and accounts.resume_session(db, token) is None  # the other browser is logged out
+    with pytest.raises(accounts.AuthError, match="wrong name or password"):
+        accounts.authenticate(db, "ann", "a-long-password")
+    assert accounts.authenticate(db, "ann", "a-new-password").epoch == epoch
+    assert (audit.recent(db)[0]["who"], audit.recent(db)[0]["action"]) == ("ann", "change own password")
+    with pytest.raises(accounts.AuthError, match="session has ended"):  # the old epoch: a click from an ended session
+        accounts.change_own_password(db, here, "a-new-password", "a-third-password")
+
+
+def test_guessing_the_current_password_backs_off_as_log_ins_do_and_sso_accounts_have_none(db):
+    accounts.create_user(db, "ann", "a-long-password")
+    ann = accounts.authenticate(db, "ann", "a-long-password")
+    for _ in range(accounts.FREE_FAILURES["name"]):
+        with pytest.raises(accounts.AuthError, match="not right"):
+            accounts.change_own_password(db, ann, "guess", "a-new-password")
+    with pytest.raises(accounts.TooManyFailures):
+        accounts.change_own_password(db, ann, "a-long-password", "a-new-password")  # even the right one waits
+    sso = accounts.create_user(db, "sso@example.com", None)
+    assert not accounts.has_password(db, sso.id) and accounts.has_password(db, ann.id)
+    with pytest.raises(accounts.AuthError, match="single sign-on"):
+        accounts.change_own_password(db, sso, "", "a-new-password")

@@ -286,6 +286,25 @@ def test_the_trainers_counts_leave_out_rejected_and_all_bad_rankings(db):
     assert review.training_counts(db)["rankings"] == len(load_rankings(db))
 
 
+def test_the_counts_of_some_prompt_sets_equal_a_recount_of_what_the_trainers_load_from_them(db):
+    """The DPO screen counts the sets picked through indexes alone (skips, rejections and all-bad flags subtracted)."""
+    mine, other = add_items(db, 4, prompt_set="mine"), add_items(db, 3, prompt_set="other")
+    for who in ("alice", "bob"):
+        for item in mine + other:
+            rank(db, who, item)
+    review.reject(db, rank(db, "carol", mine[0]), "rushed", by="rita")
+    rank(db, "carol", mine[1], flags=["all are bad"])
+    rank(db, "carol", mine[2], flags=["prompt unclear"])  # flagged, but not left out
+    annotation.skip_item(db, mine[3], annotation.annotator_id(db, "carol"), [0, 1, 2, 3], 1.0)
+    for sets in (["mine"], ["other"], ["mine", "other"]):
+        counts = review.training_counts(db, sets)
+        assert counts["rankings"] == len(load_rankings(db, sets)), sets
+        assert counts["left_out"] == (2 if "mine" in sets else 0)
+        assert review.training_prompts(db, sets) == len({r.prompt_id for r in load_rankings(db, sets)})
+    assert review.training_counts(db, ["mine", "other"])["rankings"] == review.training_counts(db)["rankings"] == 15
+    assert review.training_prompts(db, ["mine", "other"], at_most=3) == 3  # counting stops there
+
+
 def test_an_item_whose_only_ranking_was_rejected_is_not_listed_as_ranked(db):
     """The Chromium walk: Item consensus opened on an item whose one ranking was rejected ("no rankings to build…")."""
     from data import items

@@ -31,7 +31,7 @@ def test_log_in_with_a_password_then_log_out(app_db):
     assert "wrong name or password" in unescaped(at.error[0])
     log_in_form(at, "gina", "a-long-password")
     assert not at.exception and "Ranking as **gina**" in at.main.caption[0].value
-    at.sidebar.button[0].click().run()
+    next(b for b in at.sidebar.button if b.label == "Log out").click().run()
     assert "account" not in at.session_state and not at.main.caption  # nothing of the page is served any more
 
 
@@ -292,3 +292,31 @@ def test_a_demoted_admin_cannot_start_a_job_or_import_even_with_an_old_session(a
     with pytest.raises(accounts.AuthError):
         importing.import_prompts(app_db, [PromptRow("q")], "s", actor=second)
     assert app_db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def change_own_password(at, current: str, new: str, repeat: str | None = None):
+    for key, value in zip(("own-current-password", "own-new-password", "own-password-again"), (current, new, repeat or new)):
+        at.sidebar.text_input(key=key).input(value)
+    at.sidebar.button(key="FormSubmitter:own-password-Change password").click().run()
+    return at
+
+
+def test_an_annotator_changes_their_own_password_in_the_sidebar_and_stays_logged_in(app_db):
+    accounts.create_user(app_db, "gina", "a-long-password")
+    at = start(user="gina")
+    change_own_password(at, "a-long-password", "a-new-password", "a-typo-password")
+    assert "two new passwords differ" in at.sidebar.error[0].value
+    change_own_password(at, "not-my-password", "a-new-password")
+    assert "current password is not right" in at.sidebar.error[0].value
+    change_own_password(at, "a-long-password", "a-new-password")
+    assert not at.exception and "Password changed" in at.sidebar.success[0].value
+    assert "Ranking as **gina**" in at.run().main.caption[0].value  # this tab goes on under the new epoch
+    assert at.sidebar.text_input(key="own-new-password").value == ""  # nothing typed stays in the form
+    assert accounts.authenticate(app_db, "gina", "a-new-password").name == "gina"
+
+
+def test_a_single_sign_on_account_has_no_password_form(app_db):
+    accounts.create_user(app_db, "sso@example.com", None)
+    at = start(user="sso@example.com")
+    assert not [t for t in at.sidebar.text_input if t.key == "own-new-password"]
+    assert [t for t in start(user="admin").sidebar.text_input if t.key == "own-new-password"]

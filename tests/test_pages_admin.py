@@ -8,7 +8,7 @@ import pytest
 
 from ui.navigation import ADMIN_SCREENS
 from data import annotation, jobs, prompt_sets, quality, queue, spot_checks, uncertainty, versions
-from data.items import NewCompletion, add_item, add_prompt, ensure_prompt_set
+from data.items import BUILTIN_SET, NewCompletion, add_item, add_prompt, ensure_prompt_set
 from data.store import open_db
 from policy.config import DPOConfig, PolicyConfig, SFTConfig
 from tests.conftest import rank_by
@@ -250,6 +250,34 @@ def test_the_held_out_warning_counts_prompts_and_follows_the_share_field(app_db,
     create_only(monkeypatch, started)
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     assert [(kind, args["validation_fraction"]) for kind, args in started] == [("train_rm", 0.45)]
+
+
+def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would_rest_on_too_few_pairs(app_db, monkeypatch):
+    """A project of 10 ranked prompts: 2 held out x 2 samples = 4 win-rate pairs, so the run could never make itself
+    active, and the count on the screen was of every set whatever set the form picked (walk, 2026-12-06)."""
+    ensure_prompt_set(app_db, "small")
+    ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
+           for i in range(10)]
+    rank_by(app_db, ids, lambda text: text == "good")
+    at = start("pages/train/dpo.py")
+    assert not at.warning  # no active reward model: the screen says the gate cannot judge at all (an info), nothing more
+    versions.register_version(app_db, "reward", "rm", "/nowhere", activate=True)
+    app_db.conn.commit()
+    at.run()
+    assert unescaped(at.warning[0]) == ("A run could not make itself active: its win rate would rest on 4 pairs (2 "
+                                        "held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 15 "
+                                        "samples per held-out prompt, or rank about 63 more prompts.")
+    at.multiselect(key="dpo-sets").select("small").run()
+    assert "Learns from the **10 rankings** of small directly" in at.markdown[0].value
+    at.multiselect(key="dpo-sets").unselect("small").select(BUILTIN_SET).run()
+    assert "Learns from the **0 rankings** of" in at.markdown[0].value and not at.warning
+    at.multiselect(key="dpo-sets").unselect(BUILTIN_SET).select("small").run()
+    at.number_input(key="dpo-samples").set_value(15).run()
+    assert not at.warning
+    started = []
+    create_only(monkeypatch, started)
+    at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
+    assert [(kind, args["prompt_sets"], args["eval_samples"]) for kind, args in started] == [("dpo", ["small"], 15)]
 
 
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):

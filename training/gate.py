@@ -50,6 +50,41 @@ def generator_gate(metrics: dict, remedy: str = POLICY_REMEDY) -> tuple[bool, st
     return True, f"win rate {win:.2f} on {n} pairs (95% interval {low:.2f}-{high:.2f}), {lc:.2f} at similar length"
 
 
+def win_pairs_shortfall(prompts: int, samples: int, share: float, most_prompts: int) -> str | None:
+    """Why a DPO run on rankings of `prompts` prompts could not pass `generator_gate` whatever it learns (None: it
+    could): its win rate rests on one pair per sample of each held-out prompt (`share` of them, at most
+    `most_prompts`), and the gate wants MIN_PAIRS.
+
+    >>> win_pairs_shortfall(100, 2, 0.2, 16) is None
+    True
+    >>> print(win_pairs_shortfall(40, 2, 0.2, 16))
+    a run could not make itself active: its win rate would rest on 16 pairs (8 held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 4 samples per held-out prompt, or rank about 33 more prompts
+    >>> win_pairs_shortfall(200, 1, 0.2, 16).endswith("draw 2 samples per held-out prompt")
+    True
+    """
+    held_out = min(held_out_count(prompts, share), most_prompts) if prompts else 0
+    if held_out * samples >= MIN_PAIRS:
+        return None
+    if samples == 0:
+        return "a run could not make itself active: with no samples per held-out prompt it has no win rate"
+    remedies = [f"draw {math.ceil(MIN_PAIRS / held_out)} samples per held-out prompt"] if held_out else []
+    if most_prompts * samples >= MIN_PAIRS:  # more prompts help only up to the cap
+        more = next(n for n in itertools.count(1) if held_out_count(prompts + n, share) * samples >= MIN_PAIRS)
+        remedies.append(f"rank about {more} more prompt{'s' if more != 1 else ''}")
+    return (f"a run could not make itself active: its win rate would rest on {held_out * samples} pairs ({held_out} "
+            f"held-out prompt{'s' if held_out != 1 else ''}, {samples} sample{'s' if samples != 1 else ''} each), fewer "
+            f"than the {MIN_PAIRS} the gate needs; " + ", or ".join(remedies))
+
+
+def prompts_that_count(share: float, most_prompts: int) -> int:
+    """Prompts past which `win_pairs_shortfall` says the same: from there on, `most_prompts` are held out.
+
+    >>> prompts_that_count(0.2, 16)
+    83
+    """
+    return math.ceil((most_prompts + 0.5) / share)
+
+
 def too_few_held_out_rankings(metrics: dict) -> bool:
     """A reward model's held-out figures rest on fewer than MIN_HELD_OUT_RANKINGS rankings (its interval resamples whole
     rankings: from one, it is no interval); False when the count was not recorded."""

@@ -14,7 +14,7 @@ import streamlit as st
 from data import accounts
 from data.secrets import trusted_proxies
 from data.store import StoreBusy
-from ui.session import flash, session_db, show_flash, sso_configured, start_session
+from ui.session import flash, guarded, renew_session, session_db, show_flash, sso_configured, start_session
 
 
 @st.cache_resource(show_spinner=False)
@@ -46,6 +46,43 @@ def log_in() -> None:
         flash("error", str(error))
     except StoreBusy as busy:  # another process held the store's write lock too long: say so, never a traceback
         flash("warning", f"{busy} Log in again in a moment.")
+
+
+PASSWORD_FIELDS = ("own-current-password", "own-new-password", "own-password-again")
+PASSWORD_MESSAGE = "own-password-message"  # (kind, text): shown in the sidebar, where the form is
+
+
+@guarded()
+def change_own_password(db, user) -> None:
+    current, new, repeat = (st.session_state.get(key, "") for key in PASSWORD_FIELDS)
+    try:
+        if new != repeat:
+            raise accounts.AuthError("the two new passwords differ")
+        epoch = accounts.change_own_password(db, user, current, new, client=client_address())
+        renew_session(accounts.User(user.id, user.name, user.role, epoch))
+        st.session_state[PASSWORD_MESSAGE] = ("success", "Password changed. You stay logged in here; your sessions in "
+                                                          "other browsers have ended.")
+    except accounts.AuthError as error:
+        st.session_state[PASSWORD_MESSAGE] = ("error", f"Not changed: {error}.")
+    except StoreBusy as busy:
+        st.session_state[PASSWORD_MESSAGE] = ("warning", f"{busy} Not changed yet: try again in a moment.")
+    for key in PASSWORD_FIELDS:  # no password stays typed in the form, whatever the answer
+        st.session_state[key] = ""
+
+
+def own_password_form(db, user) -> None:
+    """The sidebar's "Change password", for every account that logs in with one (an admin resets a forgotten one)."""
+    if not accounts.has_password(db, user.id):
+        return
+    with st.popover("Change password", icon=":material/key:"):
+        with st.form("own-password", border=False):
+            st.text_input("Current password", type="password", key=PASSWORD_FIELDS[0], autocomplete="current-password")
+            st.text_input("New password", type="password", key=PASSWORD_FIELDS[1], autocomplete="new-password",
+                          help=f"at least {accounts.MIN_PASSWORD} characters")
+            st.text_input("Repeat the new password", type="password", key=PASSWORD_FIELDS[2], autocomplete="new-password")
+            st.form_submit_button("Change password", type="primary", on_click=change_own_password)
+        if message := st.session_state.pop(PASSWORD_MESSAGE, None):
+            getattr(st, message[0])(message[1])
 
 
 def create_first_admin() -> None:

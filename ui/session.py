@@ -85,6 +85,15 @@ def start_session(user: accounts.User, remember: bool = True) -> None:
         st.session_state.cookie = accounts.open_session(session_db(), user, accounts.SESSION_HOURS)
 
 
+def renew_session(user: accounts.User) -> None:
+    """Keep this tab logged in after a change that ended every session of its account (its own new password): the new
+    epoch, a new token for the browser, the old token deleted. What the tab holds (a typed ranking) stays."""
+    if token := browser_token():
+        accounts.end_session(session_db(), token)
+    st.session_state.account = (user.id, user.epoch)
+    st.session_state.cookie = accounts.open_session(session_db(), user, accounts.SESSION_HOURS)
+
+
 def clear_session() -> None:
     """Forget everything of the previous account in this tab (typed rankings, counts, widgets) but the connection and the message."""
     for key in list(st.session_state):

@@ -7,9 +7,11 @@ from data import items, review, versions
 from policy.config import DPOConfig
 from training import quantization, sharding_problem
 from training.diagnostics import verdict
-from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
+from training.gate import MIN_PAIRS, prompts_that_count, win_pairs_shortfall
+from ui.jobs import (activate_checkbox, capitalised, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
                      refused, strategy_input, version_label, version_picker)
 from ui.session import screen
+from ui.text import inline
 
 LOSSES = {"sigmoid": "DPO (sigmoid)", "ipo": "IPO (squared)"}
 DPO_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pair accuracy of the implicit reward": ["train/accuracy", "val/accuracy"],
@@ -21,14 +23,37 @@ VERSION_COLUMNS = {"val/accuracy_before": "held-out pair accuracy before", "val/
                    "train/pairs": "training pairs"}
 
 
-def train_form(db) -> None:
+def rankings_to_learn_from(db) -> tuple[list[str], int]:
+    """The prompt sets and the held-out samples, above the form so that the count and the warning follow them (a field
+    inside a form changes nothing until the form is sent)."""
+    defaults = DPOConfig()
+    left, right = st.columns(2)
+    prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)], key="dpo-sets")
+    eval_samples = right.number_input(
+        "Samples per held-out prompt", 0, 32, defaults.eval_samples, key="dpo-samples",
+        help=f"answers sampled per held-out prompt (a fifth of the ranked prompts, at most {DPOConfig.EVAL_PROMPTS}) for "
+             f"the KL checks and the win rate against the start; the gate needs {MIN_PAIRS} pairs or more; 0: no "
+             "sampled evaluation")
+    counts = review.training_counts(db, prompt_sets)
+    left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or unsafe)"
+                if counts["left_out"] else "")
+    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} of "
+                + (inline(", ".join(prompt_sets)) if prompt_sets else "every set") + " directly: every pair a ranking "
+                "implies (ties give none), the reference being the starting generator. The Policy update screen "
+                "compares any trained generator with where it started.")
+    share, most = defaults.validation_fraction, DPOConfig.EVAL_PROMPTS
+    if counts["rankings"] and versions.active_version(db, "reward") is not None and (shortfall := win_pairs_shortfall(
+            review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most)), int(eval_samples), share, most)):
+        st.warning(capitalised(shortfall) + ".")
+    return prompt_sets, int(eval_samples)
+
+
+def train_form(db, prompt_sets: list[str], eval_samples: int) -> None:
     defaults = DPOConfig()
     lora = st.checkbox("LoRA adapter", defaults.lora, key="dpo-lora",  # outside the form: the learning rate follows it
                        help=f"off: a full fine-tune, the learning rate's default {DPOConfig.LEARNING_RATES[False]:.0e}")
     with st.form("train-dpo"):
-        left, right = st.columns(2)
-        generator = version_picker(left, "Start from generator (also the reference)", versions.list_versions(db, "generator"))
-        prompt_sets = right.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
+        generator = version_picker(st, "Start from generator (also the reference)", versions.list_versions(db, "generator"))
         left, middle, right = st.columns(3)
         loss = left.selectbox("Loss", list(LOSSES), format_func=LOSSES.get)
         beta = middle.number_input("β", 0.001, 10.0, defaults.beta, 0.05, help="how far from the reference a preference may pull")
@@ -37,17 +62,13 @@ def train_form(db) -> None:
         learning_rate = left.number_input("Learning rate", 1e-8, 1e-2, DPOConfig.LEARNING_RATES[lora], format="%.1e")
         rankings_per_step = middle.number_input("Rankings per step", 1, 512, defaults.rankings_per_step)
         name = right.text_input("Version name", placeholder="dpo-<date>-<time>", help="letters, digits, '.', '_' and '-'")
-        left, middle, right = st.columns([2, 1, 3])
+        left, right = st.columns([1, 2])
         kl_budget = left.number_input(
             "KL budget (0: none)", 0.0, 1000.0, defaults.kl_budget, 0.5,
             help="the most KL to the start the run may spend, in nats per sampled answer on held-out prompts, checked "
                  f"up to {defaults.kl_checks} times (fewer on a run of fewer steps); past it, training stops and keeps "
                  "the last weights within it. The default "
                  "is where answers still made sense in the closed-loop sweep (bench/README.md)")
-        eval_samples = middle.number_input(
-            "Samples per held-out prompt", 0, 32, defaults.eval_samples,
-            help="answers sampled per held-out prompt (a fifth of the ranked prompts, at most 16) for the KL checks "
-                 "and the win rate against the start; the gate needs 30 pairs or more; 0: no sampled evaluation")
         right.caption("Defaults from the closed-loop sweep: learning rate 1.5e-4 with LoRA, 3 epochs, β 0.1 reached a "
                       "win rate of 0.77 (0.84 at similar length) at a KL of 2 nats per answer; twice the rate won more at "
                       "KL 8 with answers losing sense.")
@@ -103,17 +124,11 @@ def trained_versions(db) -> None:
 
 
 with screen("Preference optimisation (DPO)") as (db, user):
-    counts = review.training_counts(db)
-    left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or unsafe)"
-                if counts["left_out"] else "")
-    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} of every set directly (the prompt sets "
-                "chosen below narrow them): every pair a ranking implies (ties give none), the reference being the "
-                "starting generator. The Policy update screen compares any trained generator with where it started.")
     if versions.active_version(db, "reward") is None:
         st.info("No reward model is active: a run's win rate against its start cannot be measured, so the gate cannot "
                 "make it active on its own. Make it active on Models once you have read what it writes, or train a "
                 "reward model first (Train → Reward model).")
-    train_form(db)
+    train_form(db, *rankings_to_learn_from(db))
     latest_job(db, "dpo", DPO_CHARTS, "dpo")
     st.divider()
     trained_versions(db)
