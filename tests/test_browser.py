@@ -241,6 +241,40 @@ def test_a_reload_keeps_the_annotator_logged_in_until_log_out_or_a_role_change(s
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
 
 
+def test_a_new_password_keeps_this_browser_logged_in_across_a_reload_and_review_keeps_its_queue(server, browser):
+    """The sidebar's Change password renews this browser's session cookie (a reload stays logged in) and ends the
+    others; Review's queue is in the address, so a reload stays on it (a reload went back to "flagged": walk, 2026-12-06)."""
+    url, db = server
+    page, elsewhere = new_page(browser, width=1280), new_page(browser, width=1280)
+    for each in (page, elsewhere):
+        log_in(each, url, "alice", "alice-password")
+        each.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+        each.wait_for_function("document.cookie.includes('rlhf_session=')", timeout=10_000)
+    old_cookie = page.evaluate("document.cookie")
+    page.get_by_role("button", name="Change password").click()
+    page.get_by_label("Current password").fill("alice-password")
+    page.get_by_label("New password", exact=True).fill("alice-new-password")
+    page.get_by_label("Repeat the new password").fill("alice-new-password")
+    page.get_by_role("button", name="Save the new password").click()
+    page.get_by_text("Password changed").wait_for(timeout=30_000)
+    page.wait_for_function(f"document.cookie !== {old_cookie!r}", timeout=10_000)
+    page.reload()
+    page.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)  # still logged in, on the new session
+    elsewhere.reload()
+    elsewhere.get_by_role("button", name="Log in").wait_for(timeout=30_000)  # the other browser's session ended
+    assert accounts.authenticate(db, "alice", "alice-new-password").name == "alice"
+
+    admin = new_page(browser, width=1280)
+    log_in(admin, url, "admin", "admin-password")
+    admin.get_by_text("ranked,").first.wait_for(timeout=30_000)
+    admin.goto(f"{url}/review")
+    admin.get_by_text("with a comment", exact=True).click()
+    admin.get_by_text("Nothing in this queue: no ranking has a comment").wait_for(timeout=30_000)
+    assert "review-queue=with+a+comment" in admin.url
+    admin.reload()
+    admin.get_by_text("Nothing in this queue: no ranking has a comment").wait_for(timeout=30_000)
+
+
 def test_an_admin_moves_through_every_screen_without_an_exception(server, browser, tmp_path):
     from ui.navigation import ADMIN_SCREENS
 

@@ -123,6 +123,7 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     assert not at.exception and f"Ranking {ranking}: reject recorded." in unescaped(at.success[0])
     assert app_db.execute("SELECT review, reviewed_by FROM rankings WHERE id = ?", [ranking]).fetchone() == ("rejected", "admin")
     assert list(at.dataframe[-1].value["action"]) == ["reject"]
+    assert len(at.dataframe[-1].value["at"][0]) == len("2026-12-07 10:15")  # to the minute, as the other tables
 
 
 def team_of_two_who_both_ranked(db) -> tuple[int, int, int]:

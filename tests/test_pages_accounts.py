@@ -297,7 +297,7 @@ def test_a_demoted_admin_cannot_start_a_job_or_import_even_with_an_old_session(a
 def change_own_password(at, current: str, new: str, repeat: str | None = None):
     for key, value in zip(("own-current-password", "own-new-password", "own-password-again"), (current, new, repeat or new)):
         at.sidebar.text_input(key=key).input(value)
-    at.sidebar.button(key="FormSubmitter:own-password-Change password").click().run()
+    at.sidebar.button(key="FormSubmitter:own-password-Save the new password").click().run()
     return at
 
 

@@ -80,7 +80,7 @@ def own_password_form(db, user) -> None:
             st.text_input("New password", type="password", key=PASSWORD_FIELDS[1], autocomplete="new-password",
                           help=f"at least {accounts.MIN_PASSWORD} characters")
             st.text_input("Repeat the new password", type="password", key=PASSWORD_FIELDS[2], autocomplete="new-password")
-            st.form_submit_button("Change password", type="primary", on_click=change_own_password)
+            st.form_submit_button("Save the new password", type="primary", on_click=change_own_password)
         if message := st.session_state.pop(PASSWORD_MESSAGE, None):
             getattr(st, message[0])(message[1])
 

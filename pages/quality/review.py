@@ -94,7 +94,8 @@ with screen("Review", role="reviewer") as (db, user):
     st.caption(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented rankings await review. "
                "Rankings flagged \"all are bad\" or \"offensive/unsafe\" are left out of training and the "
                "pairs export whether reviewed or not.")
-    queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue")
+    queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue",
+                                 bind="query-params")  # a reload or a shared link keeps the queue
     rows = review.review_queue(db, queue or "flagged")
     if not rows:
         st.info(f"Nothing in this queue: {review.EMPTY_BECAUSE[queue or 'flagged']}.")
@@ -104,6 +105,8 @@ with screen("Review", role="reviewer") as (db, user):
     events = review.review_events(db)
     if events:
         st.subheader("Audit log")
-        st.dataframe(pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by", "since"]], hide_index=True,
+        log = pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by", "since"]]
+        log["at"] = log["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
+        st.dataframe(log, hide_index=True,
                      column_config={"since": st.column_config.TextColumn("since", help="where a sent-back item went")},
                      placeholder="—")
