@@ -122,6 +122,18 @@ def test_the_team_screen_refuses_disabling_yourself(app_db):
     assert accounts.active_user(app_db, "admin") is not None
 
 
+def test_an_admin_resetting_their_own_password_on_team_stays_logged_in_on_this_screen(app_db):
+    at = start("pages/operate/team.py")
+    at.selectbox(key="audit-who").set_value("admin").run()  # what the tab holds survives the reset
+    at.selectbox(key="change-name").set_value("admin")
+    at.radio(key="change-action").set_value("reset password")
+    at.text_input(key="change-password").input("a-brand-new-password")
+    at.button(key="FormSubmitter:change-user-Apply").click().run()
+    assert not at.exception and "admin: reset password done" in unescaped(at.success[0])
+    assert at.run().selectbox(key="audit-who").value == "admin" and not at.error
+    assert accounts.authenticate(app_db, "admin", "a-brand-new-password").is_admin
+
+
 def test_admin_creates_disables_and_promotes_accounts(app_db):
     at = start("pages/operate/team.py")
     at.text_input(key="new-name").input("jo")

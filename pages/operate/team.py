@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from data import accounts, audit
-from ui.session import flash, guarded, screen, sso_configured, start_session
+from ui.session import flash, guarded, renew_session, screen, sso_configured
 
 
 @guarded("admin")
@@ -40,7 +40,7 @@ def change_account(db, user) -> None:
         if action == "reset password":
             epoch = accounts.reset_password(db, user, name, st.session_state.get("change-password", ""))
             if name == user.name:  # your own reset keeps this session, ends the others
-                start_session(accounts.User(user.id, user.name, user.role, epoch))
+                renew_session(accounts.User(user.id, user.name, user.role, epoch))
         elif action in ("disable", "enable"):
             accounts.set_disabled(db, user, name, action == "disable")
         else:
