@@ -377,7 +377,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
     train, validation = split_by_prompt(examples, config.validation_fraction, config.seed) if examples else ([], [])
     if not train or not validation:
         raise ValueError(f"need rankings with a strict preference for at least 2 prompts (one held out), have "
-                         f"{len(examples)}: rank some items on the Annotate page, or import rankings")
+                         f"{len(examples)}: rank some items of the prompt sets picked on the Annotate page, or import rankings")
     job.log(f"DPO ({config.loss}, beta {config.beta}) of {start['name']} on {len(train)} rankings "
             f"({len(validation)} held out); LoRA {'on' if config.lora else 'off'}"
             + (f"; {parallel.processes} processes" if parallel.processes > 1 else ""))

@@ -46,9 +46,10 @@ class NotEnoughData(ValueError):
 def check_enough(train, validation) -> None:
     if n_pairs(train) == 0 or n_pairs(validation) == 0:
         prompts = len({e.prompt_id for e in train + validation})
-        raise NotEnoughData(
-            f"need comparisons on at least 2 prompts (one to train on, one held out); have {n_pairs(train + validation)} "
-            f"comparisons on {prompts} prompt(s). Rank more items on the Annotate page, or lower the validation fraction.")
+        advice = ("rank items of at least 2 prompts on the Annotate page (of the prompt sets and annotators picked, if any)"
+                  if prompts < 2 else "change the held-out share of prompts: it left no comparison on one side")
+        raise NotEnoughData(f"need comparisons on at least 2 prompts (one to train on, one held out); have "
+                            f"{n_pairs(train + validation)} comparisons on {prompts} prompt(s): {advice}.")
 
 
 def ranking_loss(rewards: torch.Tensor, batch, log_nu: torch.Tensor | None = None) -> torch.Tensor:

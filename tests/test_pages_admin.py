@@ -11,7 +11,7 @@ from data import annotation, jobs, prompt_sets, quality, queue, spot_checks, unc
 from data.items import BUILTIN_SET, NewCompletion, add_item, add_prompt, ensure_prompt_set
 from data.store import open_db
 from policy.config import DPOConfig, PolicyConfig, SFTConfig
-from tests.conftest import rank_by
+from tests.conftest import add_items, rank_by
 from tests.test_pages import start, unescaped
 
 SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
@@ -205,6 +205,7 @@ def test_on_a_machine_with_gpus_a_training_takes_several_processes_and_shards_on
 def test_a_policy_update_or_dpo_on_several_gpus_shards_only_full_weights(app_db, monkeypatch, tmp_path, page, submit, kind):
     monkeypatch.setenv("RLHF_GPUS", "4")
     versions.register_version(app_db, "reward", "rm", str(tmp_path), activate=True)
+    rank_by(app_db, add_items(app_db, 2), lambda text: "word" not in text)  # DPO refuses a store with no rankings first
     started = []
     create_only(monkeypatch, started)
     at = start(f"pages/train/{page}.py")
@@ -229,6 +230,29 @@ def test_the_reward_screen_warns_before_training_when_too_few_rankings_would_be_
     at = start("pages/train/reward.py")
     assert "About 2 of the 8 rankings would be held out (2 of the 8 prompts" in unescaped(at.warning[0])
     assert unescaped(at.warning[0]).endswith("could not be made active: rank about 15 more on 15 new prompts.")
+
+
+def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing_to_learn(app_db, monkeypatch):
+    """Picking a set with no rankings left "Train on 15 rankings" on the screen and queued a job that failed in 7 s
+    (walk, 2026-12-07)."""
+    ensure_prompt_set(app_db, "small")
+    ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
+           for i in range(30)]
+    rank_by(app_db, ids, lambda text: text == "good")
+    at = start("pages/train/reward.py")
+    assert at.markdown[0].value.startswith("**Train** on 30 rankings (30 comparisons). Defaults work")
+    at.multiselect(key="rm-sets").select(BUILTIN_SET).run()
+    assert at.markdown[0].value.startswith(f"**Train** on 0 rankings of {BUILTIN_SET}.")
+    assert unescaped(at.warning[0]) == (f"The prompt set {BUILTIN_SET} has no rankings to learn from: rank some of its "
+                                        "items first, or pick another set.")
+    started = []
+    create_only(monkeypatch, started)
+    at.button(key="FormSubmitter:train-rm-Start training").click().run()
+    assert not started and unescaped(at.error[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings")
+    at.multiselect(key="rm-sets").unselect(BUILTIN_SET).select("small").run()
+    assert not at.warning and at.markdown[0].value.startswith("**Train** on 30 rankings of small.")
+    at.button(key="FormSubmitter:train-rm-Start training").click().run()
+    assert [(kind, args["prompt_sets"]) for kind, args in started] == [("train_rm", ["small"])]
 
 
 def test_the_held_out_warning_counts_prompts_and_follows_the_share_field(app_db, monkeypatch):
@@ -270,12 +294,15 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
     at.multiselect(key="dpo-sets").select("small").run()
     assert "Learns from the **10 rankings** of small directly" in at.markdown[0].value
     at.multiselect(key="dpo-sets").unselect("small").select(BUILTIN_SET).run()
-    assert "Learns from the **0 rankings** of" in at.markdown[0].value and not at.warning
+    assert "Learns from the **0 rankings** of" in at.markdown[0].value
+    assert unescaped(at.warning[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings to learn from")
+    started = []
+    create_only(monkeypatch, started)
+    at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
+    assert not started and unescaped(at.error[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings")  # refused, no job
     at.multiselect(key="dpo-sets").unselect(BUILTIN_SET).select("small").run()
     at.number_input(key="dpo-samples").set_value(15).run()
     assert not at.warning
-    started = []
-    create_only(monkeypatch, started)
     at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
     assert [(kind, args["prompt_sets"], args["eval_samples"]) for kind, args in started] == [("dpo", ["small"], 15)]
 

@@ -92,6 +92,26 @@ def too_few_held_out_rankings(metrics: dict) -> bool:
     return n is not None and n < MIN_HELD_OUT_RANKINGS
 
 
+def nothing_to_learn(rankings: int, prompts: int, sets: list[str]) -> str | None:
+    """Why a reward model or DPO run on these rankings would stop at once (None: it can start): none, or all of one
+    prompt (a run holds out whole prompts, and needs one on each side).
+
+    >>> nothing_to_learn(0, 0, ["builtin"])
+    'the prompt set builtin has no rankings to learn from: rank some of its items first, or pick another set'
+    >>> nothing_to_learn(3, 1, [])
+    'every ranking is of one prompt: a run needs rankings of 2 prompts or more (one to train on, one held out)'
+    """
+    if rankings == 0 and not sets:
+        return "there are no rankings to learn from yet: rank some items first (Annotate), or import rankings (Data → Import)"
+    if rankings == 0:
+        several = len(sets) > 1
+        return (f"the prompt set{'s' if several else ''} {', '.join(sets)} {'have' if several else 'has'} no rankings to "
+                f"learn from: rank some of {'their' if several else 'its'} items first, or pick another set")
+    if prompts < 2:
+        return "every ranking is of one prompt: a run needs rankings of 2 prompts or more (one to train on, one held out)"
+    return None
+
+
 def could_fall_short(rankings: int, share: float) -> bool:
     """Whether `held_out_shortfall` can say anything, before the prompts are counted (a query over every ranking):
     from `share` x rankings >= 10 x MIN_HELD_OUT_RANKINGS on, either 10 prompts or more are held out (a ranking each

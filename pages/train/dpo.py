@@ -7,7 +7,7 @@ from data import items, review, versions
 from policy.config import DPOConfig
 from training import quantization, sharding_problem
 from training.diagnostics import verdict
-from training.gate import MIN_PAIRS, prompts_that_count, win_pairs_shortfall
+from training.gate import MIN_PAIRS, nothing_to_learn, prompts_that_count, win_pairs_shortfall
 from ui.jobs import (activate_checkbox, capitalised, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
                      refused, strategy_input, version_label, version_picker)
 from ui.session import screen
@@ -23,9 +23,9 @@ VERSION_COLUMNS = {"val/accuracy_before": "held-out pair accuracy before", "val/
                    "train/pairs": "training pairs"}
 
 
-def rankings_to_learn_from(db) -> tuple[list[str], int]:
-    """The prompt sets and the held-out samples, above the form so that the count and the warning follow them (a field
-    inside a form changes nothing until the form is sent)."""
+def rankings_to_learn_from(db) -> tuple[list[str], int, str | None]:
+    """The prompt sets and the held-out samples, above the form so that the count and the warnings follow them (a field
+    inside a form changes nothing until the form is sent); and why a run could not start on them (None: it can)."""
     defaults = DPOConfig()
     left, right = st.columns(2)
     prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)], key="dpo-sets")
@@ -42,13 +42,16 @@ def rankings_to_learn_from(db) -> tuple[list[str], int]:
                 "implies (ties give none), the reference being the starting generator. The Policy update screen "
                 "compares any trained generator with where it started.")
     share, most = defaults.validation_fraction, DPOConfig.EVAL_PROMPTS
-    if counts["rankings"] and versions.active_version(db, "reward") is not None and (shortfall := win_pairs_shortfall(
-            review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most)), int(eval_samples), share, most)):
+    prompts = review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most))
+    if problem := nothing_to_learn(counts["rankings"], prompts, prompt_sets):
+        st.warning(capitalised(problem) + ".")
+    elif versions.active_version(db, "reward") is not None and (
+            shortfall := win_pairs_shortfall(prompts, int(eval_samples), share, most)):
         st.warning(capitalised(shortfall) + ".")
-    return prompt_sets, int(eval_samples)
+    return prompt_sets, int(eval_samples), problem
 
 
-def train_form(db, prompt_sets: list[str], eval_samples: int) -> None:
+def train_form(db, prompt_sets: list[str], eval_samples: int, problem: str | None) -> None:
     defaults = DPOConfig()
     lora = st.checkbox("LoRA adapter", defaults.lora, key="dpo-lora",  # outside the form: the learning rate follows it
                        help=f"off: a full fine-tune, the learning rate's default {DPOConfig.LEARNING_RATES[False]:.0e}")
@@ -94,7 +97,7 @@ def train_form(db, prompt_sets: list[str], eval_samples: int) -> None:
         left, middle, right = st.columns(3)
         processes, strategy, quantize = processes_input(left), strategy_input(middle), quantize_input(right)
         if st.form_submit_button("Start preference optimisation", type="primary"):
-            if refused(sharding_problem(strategy, lora)) or refused(quantization.problem(quantize, lora, strategy)):
+            if refused(problem) or refused(sharding_problem(strategy, lora)) or refused(quantization.problem(quantize, lora, strategy)):
                 return
             launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),

@@ -7,11 +7,12 @@ from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
 from training.gate import (MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
-                           too_few_held_out_rankings)
+                           nothing_to_learn, too_few_held_out_rankings)
 from ui.jobs import (activate_checkbox, activation_confirmed, capitalised, checkpointing_checkbox, gate_override, latest_job,
-                     launch, processes_input, strategy_input, version_picker)
+                     launch, processes_input, refused, strategy_input, version_picker)
 from ui.models import reward_scorer
 from ui.session import flash, require, screen
+from ui.text import inline
 
 BACKBONES = {
     EMBEDDED_ENCODER: "all-MiniLM-L6-v2 (encoder, embedded, fast)",
@@ -22,19 +23,25 @@ TRAINING_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pairwise accuracy": ["tr
 
 
 def train_form(db) -> None:
-    counts = review.training_counts(db)
+    defaults = RewardConfig()
+    # above the form, so that the count and the warnings follow them (a field inside a form changes nothing until sent)
+    left, right = st.columns([2, 1])
+    prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)], key="rm-sets")
+    validation_fraction = right.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE, defaults.validation_fraction,
+                                             0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
+                                             "(the gate reads their accuracy); a prompt's rankings are held out together")
+    counts = review.training_counts(db, prompt_sets)
     left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
                 f"unsafe; Quality → Review)"
                 if counts["left_out"] else "")
-    st.markdown(f"**Train** on {counts['rankings']:,} rankings ({counts['comparisons']:,} comparisons){left_out}. "
-                "Defaults work; the split is by prompt.")
-    defaults = RewardConfig()
-    # above the form, so that the warning follows it (a field inside a form changes nothing until the form is sent)
-    validation_fraction = st.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE, defaults.validation_fraction,
-                                          0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
-                                          "(the gate reads their accuracy); a prompt's rankings are held out together")
-    if counts["rankings"] and could_fall_short(counts["rankings"], validation_fraction) and (
-            shortfall := held_out_shortfall(counts["rankings"], review.training_prompts(db), validation_fraction)):
+    comparisons = f" ({counts['comparisons']:,} comparisons)" if "comparisons" in counts else ""
+    st.markdown(f"**Train** on {counts['rankings']:,} rankings{comparisons}{left_out}"
+                + (f" of {inline(', '.join(prompt_sets))}" if prompt_sets else "") + ". Defaults work; the split is by prompt.")
+    problem = nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2), prompt_sets)
+    if problem:
+        st.warning(capitalised(problem) + ".")
+    elif could_fall_short(counts["rankings"], validation_fraction) and (
+            shortfall := held_out_shortfall(counts["rankings"], review.training_prompts(db, prompt_sets), validation_fraction)):
         st.warning(capitalised(shortfall) + ".")
     with st.form("train-rm"):
         choice = st.selectbox("Backbone", list(BACKBONES), format_func=BACKBONES.get)
@@ -46,7 +53,6 @@ def train_form(db) -> None:
         left, middle, _ = st.columns(3)
         max_length = left.number_input("Max tokens", 16, 4096, defaults.max_length, 16)
         seed = middle.number_input("Seed", 0, 2**31 - 1, defaults.seed)
-        prompt_sets = st.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)])
         annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
         name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
         weighted = st.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
@@ -60,6 +66,8 @@ def train_form(db) -> None:
         left, right, _ = st.columns(3)
         processes, strategy = processes_input(left), strategy_input(right)
         if st.form_submit_button("Start training", type="primary"):
+            if refused(problem):
+                return
             backbone = other.strip() if choice == "other" else choice
             if not backbone:
                 flash("error", "Type a Hugging Face id or a folder for the backbone.")
