@@ -181,6 +181,19 @@ def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dic
             f"{queued['set']}" + (f"; {earlier} of them from earlier checkpoints" if earlier else ""))
 
 
+def nothing_to_queue(evaluation: dict, by: str) -> str | None:
+    """What the job's log says when spot-check pairs were asked for and none qualified (None: there was no
+    evaluation with examples to pick from, which the log says elsewhere).
+
+    >>> nothing_to_queue({"val/win_pairs": 16, "examples": [{}]}, "the reward model")
+    "spot check: no pair queued: the reward model preferred the new answer on none of the 16 held-out pairs (it prefers the start's answers), so there is nothing of its favourites for people to check"
+    """
+    if not evaluation.get("examples"):
+        return None
+    return (f"spot check: no pair queued: {by} preferred the new answer on none of the {evaluation.get('val/win_pairs', '?')} "
+            "held-out pairs (it prefers the start's answers), so there is nothing of its favourites for people to check")
+
+
 def activate(db: Database, version_id: int, actor: User | None = None, by: str = "", override: str = "") -> None:
     """Make a version active (data/versions.py:set_active, `override` as there), unless people disagree with the
     reward model on the generator's favourite pairs: checked in the same transaction."""

@@ -59,14 +59,15 @@ def my_rankings(db: Database, annotator: int, limit: int = MY_RANKINGS) -> list[
     each can still be edited (a ranking, not reviewed, not repeated, not a demonstration's source)."""
     rows = db.query(
         """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.edited_at, r.review,
-                  r.review_reason, r.returned, p.prompt_set, substr(p.text, 1, 160) AS prompt,
+                  r.review_reason, r.returned, r.flags, r.comment, p.prompt_set, substr(p.text, 1, 160) AS prompt,
                   (SELECT e.action FROM review_events e WHERE e.ranking_id = r.id ORDER BY e.id DESC LIMIT 1) AS review_action,
                   (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
            FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
            WHERE r.annotator_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT ?""", [annotator, limit])
     out = []
     for row in rows:
-        row = {**row, "groups": from_json(row["groups"]), "display_order": from_json(row["display_order"])}
+        row = {**row, "groups": from_json(row["groups"]), "display_order": from_json(row["display_order"]),
+               "flags": from_json(row["flags"])}
         row["editable"] = not row["skipped"] and not row["review"] and not linked_elsewhere(db, row["id"])
         out.append(row)
     return out

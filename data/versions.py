@@ -118,7 +118,8 @@ def lineage(db: Database, version: dict) -> dict:
     config, metrics = version["config"], version["metrics"]
     sets = config.get("prompt_sets") or config.get("prompt_set") or ("all prompt sets" if job else "")
     data = ", ".join(sets) if isinstance(sets, list) else sets  # one text for every version (a table's column)
-    seen = metrics.get("train/rankings") or metrics.get("train/demonstrations")
+    seen = next((f"{metrics[key]:,} {what}" for key, what in (("train/rankings", "rankings"),
+                                                                ("train/demonstrations", "demonstrations")) if metrics.get(key)), "")
     return {"parent": parent, "reward_model": reward, "job": job[0] if job else None, "data": data, "examples": seen}
 
 

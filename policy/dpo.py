@@ -368,8 +368,11 @@ def run_job(db, config: DPOConfig, job) -> dict:
                                     versions.active_version(db, "reward")] if parallel.is_main else None)
     examples = None
     if parallel.is_main:  # read once, by the first process, and sent to the others: all train on the same rankings
-        examples = [e for e in load_rankings(db, config.prompt_sets or None)
-                    if ranking_to_pairs(e.groups) or (config.ties == "equal" and tied_pairs(e.groups))]
+        loaded = load_rankings(db, config.prompt_sets or None)
+        examples = [e for e in loaded if ranking_to_pairs(e.groups) or (config.ties == "equal" and tied_pairs(e.groups))]
+        if len(examples) < len(loaded):  # the screen counted them: say where they went
+            job.log(f"{len(loaded) - len(examples)} of the {len(loaded)} rankings left out: every answer tied, and ties "
+                    "give no pair unless 'Learn from ties' is on")
         if config.weighting == "reliability":
             examples = weighted_by_reliability(db, examples)
             job.log(weights_line(examples))
@@ -446,6 +449,8 @@ def run_job(db, config: DPOConfig, job) -> dict:
     if queue:
         job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False),
                                              config.spot_check, config.prompt_sets, queued_by=f"job {job.id}"))
+    elif config.spot_check and (nothing := spot_checks.nothing_to_queue(metrics, spot_checks.rewarder(False))):
+        job.log(nothing)
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
             **diagnostics.held_out_figures(metrics),
             **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}

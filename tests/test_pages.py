@@ -115,6 +115,19 @@ def test_skip_with_a_flag_moves_on(app_db):
     assert "0 ranked, 39 left" in at.caption[0].value
 
 
+def test_a_flag_and_a_comment_sent_with_a_ranking_are_said_when_saved_and_listed_under_my_rankings(app_db):
+    """A walk flagged "all are bad", read only "Saved: A = B > C", and found no flag under My rankings (2026-12-07)."""
+    at = annotate_as(app_db, "fay")
+    at.pills[0].set_value(["all are bad"])
+    at.text_input(key=next(k for k in at.session_state if str(k).endswith("-comment"))).input("B stops mid-sentence")
+    at.text_input(key=next(k for k in at.session_state if str(k).endswith("-typed"))).input("A = B > C > D")
+    button(at, "Submit ranking").click().run()
+    assert unescaped(at.success[0]) == "Saved: A = B > C > D, flagged “all are bad”, with your comment"
+    at.radio(key="task").set_value("My rankings").run()
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["flags"], row["comment"]) == ("all are bad", "B stops mid-sentence")
+
+
 def test_annotator_edits_a_completion_into_a_demonstration(app_db):
     at = annotate_as(app_db, "erin")
     at.selectbox(key=next(k for k in at.session_state if str(k).endswith("-demo-start"))).set_value("B")

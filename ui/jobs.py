@@ -256,7 +256,9 @@ RESULT_NAMES = {"val/accuracy": "held-out accuracy", "val/loss": "held-out loss"
                 "val/reward_before": "reward before", "val/reward_after": "reward after", "val/logp_margin": "log-prob margin",
                 "val/reward_length_corr": "reward-length correlation", "val/loss_before": "held-out loss before",
                 "kl_budget/spent": "stopped at the KL budget", "kl_budget/curve": "KL to start at each check",
-                "kl_budget/kept_step": "step kept"}
+                "kl_budget/kept_step": "step kept", "val/capped_before": "held-out answers cut at the token cap, before",
+                "val/capped_after": "held-out answers cut at the token cap, after"}
+SHARES = {"val/capped_before", "val/capped_after"}  # shares of answers: said as percentages, as Compare does
 
 
 def result_name(key: str) -> str:
@@ -345,11 +347,13 @@ def result_table(result: dict) -> None:
     shown = {name: value for name, value in result.items() if value not in (None, "", {}, [])}  # nothing to say: no row
     sentences = {name: value for name, value in shown.items() if isinstance(value, str) and len(value) > 60}
     rows = [{"": result_name(name),  # a win rate as the Compare section gives it: with its n, "too few" below 30 pairs
-             "value": win_rate_text(result, name, WIN_RATES[name]) if name in WIN_RATES else result_value(value)}
+             "value": win_rate_text(result, name, WIN_RATES[name]) if name in WIN_RATES else
+             f"{value:.0%}" if name in SHARES and isinstance(value, float) else result_value(value)}
             for name, value in shown.items() if name not in sentences]
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"value": st.column_config.TextColumn(width="large")}, placeholder="—")
+    if rows:  # the names are long (what a count counts): as wide as the values
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", placeholder="—",
+                     column_config={"": st.column_config.TextColumn(width="large"),
+                                    "value": st.column_config.TextColumn(width="large")})
     for name, value in sentences.items():  # a sentence (why a version was or was not made active) is read whole
         st.caption(f"**{result_name(name)}**: {inline(str(value))}")
 

@@ -14,6 +14,7 @@ UNTRUSTED_STYLE = """<style>
 .untrusted table { border-collapse: collapse; margin-bottom: 1rem; }
 .untrusted th, .untrusted td { border: 1px solid rgba(128, 128, 128, 0.35); padding: 0.25rem 0.6rem; }
 .untrusted pre { padding: 0.6rem; border-radius: 0.4rem; background: rgba(128, 128, 128, 0.12); overflow-x: auto; }
+.untrusted :not(pre) > code { padding: 0.1rem 0.3rem; border-radius: 0.25rem; background: rgba(128, 128, 128, 0.15); }
 </style>"""  # how untrusted text shown as HTML (ui/text.py) looks: app.py adds it once per run
 
 

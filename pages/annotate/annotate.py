@@ -134,12 +134,18 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
         saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment, **context)
         if saved.was_new:
             count_one_down()
-        flash("success", f"Saved: {shown_text(groups, order)}" if saved.was_new else "Already saved.")
+        flash("success", f"Saved: {shown_text(groups, order)}{with_what(flags, comment)}" if saved.was_new else "Already saved.")
     except (RankingError, ValueError) as error:
         st.session_state[REFUSED] = str(error)  # shown beside the field, where the annotator is looking
     except StoreBusy as busy:
         keep_entries(item)
         flash("warning", f"{busy} Your ranking is NOT saved yet; what you entered is kept: press Submit again.")
+
+
+def with_what(flags: list[str], comment: str) -> str:
+    """What was sent with a ranking, for its "Saved" line: an annotator sees that the flag and comment were kept."""
+    return "".join([", flagged " + " and ".join(f"“{flag}”" for flag in flags) if flags else "",
+                    ", with your comment" if comment.strip() else ""])
 
 
 @guarded()
@@ -206,6 +212,7 @@ def my_rankings(db, user) -> None:
     st.dataframe([{"ranked": r["created_at"][:16].replace("T", " ") + (" (changed)" if r["edited_at"] else ""),
                    "set": r["prompt_set"], "prompt": r["prompt"],
                    "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
+                   "flags": ", ".join(r["flags"]) or None, "comment": r["comment"] or None,
                    "status": status_of(r), **({"reviewer's reason": r["review_reason"] or None} if reasons else {})}
                   for r in rows], hide_index=True,
                  column_config={"prompt": st.column_config.TextColumn(width="large"),
@@ -420,7 +427,9 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     st.session_state.setdefault(f"{item_key(item)}-shown-at", time.time())
 
     if item.sent_back:
-        st.warning(inline(f"{item.sent_back['by']} sent your ranking of this item back: “{item.sent_back['reason']}”. "
+        reason = item.sent_back["reason"]  # its own full stop, if it has one, ends the sentence
+        st.warning(inline(f"{item.sent_back['by']} sent your ranking of this item back: “{reason}”"
+                          + ("" if reason.rstrip().endswith((".", "!", "?")) else ".") + " "
                           "Rank it again: your new answer replaces the earlier one."), icon=":material/undo:")
     show_guidelines(db, item)
     show_prompt(item)

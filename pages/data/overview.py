@@ -58,7 +58,8 @@ def progress_bar(project: dict) -> None:
     """Rankings done against what the set's targets want, with the team's pace and an ETA at that pace."""
     wanted, done = project["wanted"], project["done"]
     pace = (f" · {project['per_day']:g} ranking{'' if project['per_day'] == 1 else 's'} a day lately"
-            + (f" · about {project['eta_days']:g} days left at that pace" if project["eta_days"] else "")
+            + (f" · about {project['eta_days']:g} day{'' if project['eta_days'] == 1 else 's'} left at that pace"
+               if project["eta_days"] else "")
             if project["per_day"] else " · no rankings in the last week")
     if project["status"] != "active" and project["done"] < project["wanted"]:
         pace += f" · {project['status']}: not served, so no ETA"

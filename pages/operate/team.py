@@ -80,7 +80,9 @@ with screen("Team") as (db, user):
                                   audit.CLI], key="audit-who")
     entries = audit.recent(db, 200, None if who == "everyone" else who)
     if entries:
-        st.dataframe(pd.DataFrame(entries), hide_index=True, width="stretch",
+        log = pd.DataFrame(entries)
+        log["at"] = log["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
+        st.dataframe(log, hide_index=True, width="stretch",
                      column_config={"detail": st.column_config.TextColumn(width="large")}, placeholder="—")
     else:
         st.caption("Nothing recorded yet.")

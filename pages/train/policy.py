@@ -204,7 +204,10 @@ def compare_and_use(db) -> None:
     if len(checkpoints) > 1:
         agreement_by_kl(checkpoints)
     if metrics.get("examples"):
-        st.caption("The biggest reward gains, for reading: same prompt, same seed, before and after")
+        gains = sum(e["after_reward"] > e["before_reward"] for e in metrics["examples"])  # a few saved examples
+        st.caption("The held-out answers the new version gained most reward on, for reading: same prompt, same seed, "
+                   "before and after" + ("" if gains == len(metrics["examples"]) else
+                                         f" ({gains} of these {len(metrics['examples'])} gained at all)"))
         st.dataframe(examples_frame(metrics["examples"]), hide_index=True,
                      column_order=["prompt", "before", "before_reward", "after", "after_reward"],
                      column_config={"before": st.column_config.TextColumn(width="large"), "after": st.column_config.TextColumn(width="large")}, placeholder="—")

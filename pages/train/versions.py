@@ -19,7 +19,7 @@ def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
         origin = versions.lineage(db, v)
         rows.append({"id": v["id"], "name": v["name"], "active": v["is_active"], "from": origin["parent"] or "",
                      **({"against": origin["reward_model"] or ""} if v["kind"] == "generator" else {}),
-                     "job": origin["job"], "trained on": origin["data"] or "", "examples": origin["examples"],
+                     "job": origin["job"], "trained on": origin["data"] or "", "learnt from": origin["examples"],
                      "evaluation": evaluation_summary(v["metrics"]), "used by": "; ".join(versions.uses_of(db, v["id"])),
                      "created": v["created_at"][:16].replace("T", " ")})
     return pd.DataFrame(rows)
