@@ -80,6 +80,15 @@ def next_prompt_without_demonstration(db: Database, exclude: list[int] = (), ann
             ORDER BY s.priority DESC, p.prompt_set = :demo, p.id LIMIT 1""", params)), None)
 
 
+def training_counts(db: Database, prompt_sets: list[str] | None = None) -> dict[str, int]:
+    """The demonstrations SFT learns from (`demonstrations`), of `prompt_sets` (None: every set), and the prompts they
+    answer: what a held-out share splits, since a prompt's demonstrations are held out together."""
+    where = f"WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))})" if prompt_sets else ""
+    count, prompts = db.execute(f"""SELECT COUNT(*), COUNT(DISTINCT d.prompt_id) FROM demonstrations d
+                                    JOIN prompts p ON p.id = d.prompt_id {where}""", prompt_sets or []).fetchone()
+    return {"demonstrations": count, "prompts": prompts}
+
+
 def demonstrations(db: Database, prompt_sets: list[str] | None = None) -> list[dict]:
     where, params = "", []
     if prompt_sets:

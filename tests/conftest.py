@@ -75,6 +75,17 @@ def tiny_encoder(tmp_path_factory) -> str:
     return str(save_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder")))
 
 
+def write_demonstrations(db, n: int, prompt_set: str = "demos") -> None:
+    """n prompts, a demonstration of each (what an SFT run needs to start)."""
+    from data import annotation, demonstrations
+
+    items.ensure_prompt_set(db, prompt_set)
+    writer = annotation.annotator_id(db, "writer")
+    for i in range(n):
+        demonstrations.save_demonstration(db, items.add_prompt(db, prompt_set, f"task {i}")[0], writer, f"answer {i}")
+    db.conn.commit()
+
+
 def rank_by(db, item_ids: list[int], better, annotator: str = "scripted") -> None:
     """A scripted annotator: ranks each item's completions by better(text) (higher is better, equal ties)."""
     from data import annotation

@@ -11,7 +11,7 @@ from data import annotation, jobs, prompt_sets, quality, queue, spot_checks, unc
 from data.items import BUILTIN_SET, NewCompletion, add_item, add_prompt, ensure_prompt_set
 from data.store import open_db
 from policy.config import DPOConfig, PolicyConfig, SFTConfig
-from tests.conftest import add_items, rank_by
+from tests.conftest import add_items, rank_by, write_demonstrations
 from tests.test_pages import start, unescaped
 
 SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
@@ -171,6 +171,7 @@ def test_a_written_export_too_large_to_download_says_where_it_is_instead(app_db,
 
 
 def test_admin_starts_fine_tuning(app_db, monkeypatch):
+    write_demonstrations(app_db, 30)
     started = []
     create_only(monkeypatch, started)
     at = start("pages/train/sft.py")
@@ -184,6 +185,7 @@ def test_admin_starts_fine_tuning(app_db, monkeypatch):
 
 def test_on_a_machine_with_gpus_a_training_takes_several_processes_and_shards_only_full_weights(app_db, monkeypatch):
     monkeypatch.setenv("RLHF_GPUS", "4")
+    write_demonstrations(app_db, 30)
     started = []
     create_only(monkeypatch, started)
     at = start("pages/train/sft.py")
@@ -307,7 +309,28 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
     assert [(kind, args["prompt_sets"], args["eval_samples"]) for kind, args in started] == [("dpo", ["small"], 15)]
 
 
+def test_the_sft_screen_counts_the_sets_picked_refuses_too_few_and_warns_when_too_few_would_be_held_out(app_db, monkeypatch):
+    """An SFT run made itself active on 1 held-out demonstration, and the screen counted every set's demonstrations
+    whatever the form picked (walks, 2026-12-06 and 07)."""
+    write_demonstrations(app_db, 4)
+    write_demonstrations(app_db, 1, prompt_set="one")
+    at = start("pages/train/sft.py")
+    assert at.markdown[1].value.startswith("Fine-tunes on **5 demonstrations** of 5 prompts, a share of 0.2")
+    assert unescaped(at.warning[0]).startswith("About 1 of the 5 demonstrations would be held out (1 of the 5 prompts")
+    assert unescaped(at.warning[0]).endswith("judge a fine-tune, so it could not be made active: write about 18 more on 18 new prompts.")
+    at.multiselect(key="sft-sets").select("one").run()
+    assert at.markdown[1].value.startswith("Fine-tunes on **1 demonstration** of 1 prompt in one")
+    started = []
+    create_only(monkeypatch, started)
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()
+    assert not started and unescaped(at.error[0]).startswith("A fine-tune needs demonstrations of 2 prompts or more")
+    at.multiselect(key="sft-sets").unselect("one").select("demos").run()
+    at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()  # 4: a warning, not a refusal
+    assert [(kind, args["prompt_sets"]) for kind, args in started] == [("sft", ["demos"])]
+
+
 def test_a_version_name_that_is_a_path_is_refused_before_the_job_starts(app_db):
+    write_demonstrations(app_db, 30)
     at = start("pages/train/sft.py")
     next(t for t in at.text_input if t.label == "Version name").input("../../escaped")
     at.button(key="FormSubmitter:train-sft-Start fine-tuning").click().run()

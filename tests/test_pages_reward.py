@@ -6,7 +6,7 @@ import pytest
 
 from data import items, jobs, versions
 from data.items import NewCompletion
-from tests.conftest import rank_by
+from tests.conftest import rank_by, write_demonstrations
 from tests.test_pages import start, unescaped
 
 pytestmark = pytest.mark.slow  # real training jobs, each its own process
@@ -161,6 +161,7 @@ def test_dpo_started_from_its_screen_can_have_people_spot_check_each_kl_check(ap
 
 
 def test_the_sft_screen_refuses_a_quantised_base_without_lora_and_says_what_to_tick(app_db, monkeypatch):
+    write_demonstrations(app_db, 30)
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at = start("pages/train/sft.py")

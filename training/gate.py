@@ -9,6 +9,7 @@ Each gate returns (passes, why), and the job says why in its log and result.
 
 import itertools
 import math
+from dataclasses import dataclass
 
 from data.agreement import wilson_interval  # the screens import it from here too
 from training.rankings import held_out_count
@@ -123,10 +124,25 @@ def could_fall_short(rankings: int, share: float) -> bool:
     return rankings * share < 10 * MIN_HELD_OUT_RANKINGS
 
 
-def held_out_shortfall(rankings: int, prompts: int, share: float) -> str | None:
-    """Why a reward model trained now on `rankings` rankings of `prompts` prompts, `share` of the prompts held out
-    (with all their rankings: `split_by_prompt`), could not pass `reward_model_gate` whatever it learns (None: it
-    could). The held-out rankings are counted as the held-out prompts times the rankings a prompt has on average.
+@dataclass(frozen=True)
+class HeldOut:
+    """What a gate judges on held-out examples: their name, how many it needs, what it judges, how more are made, and
+    whether the screen has a held-out share to change."""
+    what: str = "rankings"
+    minimum: int = MIN_HELD_OUT_RANKINGS
+    judged: str = "a reward model"
+    verb: str = "rank"
+    share_field: bool = True
+
+
+FINE_TUNE = HeldOut("demonstrations", MIN_HELD_OUT_DEMONSTRATIONS, "a fine-tune", "write", share_field=False)
+
+
+def held_out_shortfall(examples: int, prompts: int, share: float, kind: HeldOut = HeldOut()) -> str | None:
+    """Why a reward model (or, with FINE_TUNE, an SFT run) trained now on `examples` rankings (demonstrations) of
+    `prompts` prompts, `share` of the prompts held out (with all their examples: `split_by_prompt`), could not pass its
+    gate whatever it learns (None: it could). The held-out examples are counted as the held-out prompts times the
+    examples a prompt has on average.
 
     >>> held_out_shortfall(24, 24, 0.2) is None
     True
@@ -136,22 +152,24 @@ def held_out_shortfall(rankings: int, prompts: int, share: float) -> str | None:
     True
     >>> held_out_shortfall(8, 8, 0.2).endswith("could not be made active: rank about 15 more on 15 new prompts")
     True
+    >>> held_out_shortfall(4, 4, 0.2, FINE_TUNE).endswith("judge a fine-tune, so it could not be made active: write about 19 more on 19 new prompts")
+    True
     """
-    per_prompt = rankings / max(prompts, 1)
+    per_prompt = examples / max(prompts, 1)
 
     def held_out(n_prompts: int, s: float) -> float:
         return held_out_count(n_prompts, s) * per_prompt
 
-    if held_out(prompts, share) >= MIN_HELD_OUT_RANKINGS:
+    if held_out(prompts, share) >= kind.minimum:
         return None
     shares = [s / 20 for s in range(1, int(MAX_HELD_OUT_SHARE * 20) + 1)]  # the form's steps of 0.05
-    wanted_share = next((s for s in shares if held_out(prompts, s) >= MIN_HELD_OUT_RANKINGS), None)
-    new_prompts = next(n for n in itertools.count(1) if held_out(prompts + n, share) >= MIN_HELD_OUT_RANKINGS)
-    return (f"about {round(held_out(prompts, share))} of the {rankings} rankings would be held out "
-            f"({held_out_count(prompts, share)} of the {prompts} prompts, a share of {share:g}: a prompt's rankings are "
-            f"held out together), fewer than the {MIN_HELD_OUT_RANKINGS} the gate needs to judge a reward model, so it "
+    wanted_share = next((s for s in shares if held_out(prompts, s) >= kind.minimum), None) if kind.share_field else None
+    new_prompts = next(n for n in itertools.count(1) if held_out(prompts + n, share) >= kind.minimum)
+    return (f"about {round(held_out(prompts, share))} of the {examples} {kind.what} would be held out "
+            f"({held_out_count(prompts, share)} of the {prompts} prompts, a share of {share:g}: a prompt's {kind.what} are "
+            f"held out together), fewer than the {kind.minimum} the gate needs to judge {kind.judged}, so it "
             "could not be made active: " + (f"hold out a share of {wanted_share:g} or more, or " if wanted_share else "")
-            + f"rank about {math.ceil(new_prompts * per_prompt)} more on {new_prompts} new prompt{'s' if new_prompts != 1 else ''}")
+            + f"{kind.verb} about {math.ceil(new_prompts * per_prompt)} more on {new_prompts} new prompt{'s' if new_prompts != 1 else ''}")
 
 
 def reward_model_gate(metrics: dict) -> tuple[bool, str]:
