@@ -278,18 +278,18 @@ def change_own_password(db: Database, user: User, current: str, new: str, client
     """The asking account's new password, given its current one (checked, and counted against log-in back-off as a
     log-in try is, so the form cannot guess it faster than the log-in form). Every other session of the account ends;
     returns the new epoch for the asking one to keep."""
-    if len(new) < MIN_PASSWORD:
-        raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
-    if new == current:
-        raise AuthError("the new password is the same as the current one")
     if not has_password(db, user.id):
         raise AuthError("your account signs in through single sign-on: it has no password here to change")
-    try:
+    try:  # first, so that a wrong one is said (and counted) whatever the new one is
         checked = authenticate(db, user.name, current, client)
     except TooManyFailures:
         raise
     except AuthError:  # authenticate's "wrong name or password": here only the password can be wrong
         raise AuthError("your current password is not right") from None
+    if len(new) < MIN_PASSWORD:
+        raise AuthError(f"passwords need at least {MIN_PASSWORD} characters")
+    if new == current:
+        raise AuthError("the new password is the same as the current one")
     hashed = hash_password(new)
     with write_transaction(db):
         require_role(db, user, "annotator")  # still this session's account, enabled, not reset meanwhile

@@ -129,7 +129,9 @@ def test_an_admin_resetting_their_own_password_on_team_stays_logged_in_on_this_s
     at.radio(key="change-action").set_value("reset password")
     at.text_input(key="change-password").input("a-brand-new-password")
     at.button(key="FormSubmitter:change-user-Apply").click().run()
-    assert not at.exception and "admin: reset password done" in unescaped(at.success[0])
+    assert not at.exception and unescaped(at.success[0]) == ("admin: reset password done. You stay logged in here; your "
+                                                             "sessions in other browsers have ended.")
+    assert at.text_input(key="change-password").value == ""  # not left typed, to go with the next change
     assert at.run().selectbox(key="audit-who").value == "admin" and not at.error
     assert accounts.authenticate(app_db, "admin", "a-brand-new-password").is_admin
 

@@ -231,7 +231,7 @@ def test_the_reward_screen_warns_before_training_when_too_few_rankings_would_be_
     rank_by(app_db, ids, lambda text: text == "good")
     at = start("pages/train/reward.py")
     assert "About 2 of the 8 rankings would be held out (2 of the 8 prompts" in unescaped(at.warning[0])
-    assert unescaped(at.warning[0]).endswith("could not be made active: rank about 15 more on 15 new prompts.")
+    assert unescaped(at.warning[0]).endswith("could not be made active: rank about 15 more on 15 new prompts (import more prompts if the set has too few).")
 
 
 def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing_to_learn(app_db, monkeypatch):
@@ -317,7 +317,7 @@ def test_the_sft_screen_counts_the_sets_picked_refuses_too_few_and_warns_when_to
     at = start("pages/train/sft.py")
     assert at.markdown[1].value.startswith("Fine-tunes on **5 demonstrations** of 5 prompts, a share of 0.2")
     assert unescaped(at.warning[0]).startswith("About 1 of the 5 demonstrations would be held out (1 of the 5 prompts")
-    assert unescaped(at.warning[0]).endswith("judge a fine-tune, so it could not be made active: write about 18 more on 18 new prompts.")
+    assert unescaped(at.warning[0]).endswith("judge a fine-tune, so it could not be made active: write about 18 more on 18 new prompts (import more prompts if the set has too few).")
     at.multiselect(key="sft-sets").select("one").run()
     assert at.markdown[1].value.startswith("Fine-tunes on **1 demonstration** of 1 prompt in one")
     started = []

@@ -147,12 +147,12 @@ def held_out_shortfall(examples: int, prompts: int, share: float, kind: HeldOut 
     >>> held_out_shortfall(24, 24, 0.2) is None
     True
     >>> print(held_out_shortfall(15, 15, 0.2))
-    about 3 of the 15 rankings would be held out (3 of the 15 prompts, a share of 0.2: a prompt's rankings are held out together), fewer than the 5 the gate needs to judge a reward model, so it could not be made active: hold out a share of 0.35 or more, or rank about 8 more on 8 new prompts
-    >>> held_out_shortfall(12, 6, 0.4).endswith("hold out a share of 0.45 or more, or rank about 2 more on 1 new prompt")
+    about 3 of the 15 rankings would be held out (3 of the 15 prompts, a share of 0.2: a prompt's rankings are held out together), fewer than the 5 the gate needs to judge a reward model, so it could not be made active: hold out a share of 0.35 or more, or rank about 8 more on 8 new prompts (import more prompts if the set has too few)
+    >>> held_out_shortfall(12, 6, 0.4).endswith("hold out a share of 0.45 or more, or rank about 2 more on 1 new prompt (import more prompts if the set has too few)")
     True
-    >>> held_out_shortfall(8, 8, 0.2).endswith("could not be made active: rank about 15 more on 15 new prompts")
+    >>> held_out_shortfall(8, 8, 0.2).endswith("could not be made active: rank about 15 more on 15 new prompts (import more prompts if the set has too few)")
     True
-    >>> held_out_shortfall(4, 4, 0.2, FINE_TUNE).endswith("judge a fine-tune, so it could not be made active: write about 19 more on 19 new prompts")
+    >>> held_out_shortfall(4, 4, 0.2, FINE_TUNE).endswith("judge a fine-tune, so it could not be made active: write about 19 more on 19 new prompts (import more prompts if the set has too few)")
     True
     """
     per_prompt = examples / max(prompts, 1)
@@ -169,7 +169,8 @@ def held_out_shortfall(examples: int, prompts: int, share: float, kind: HeldOut 
             f"({held_out_count(prompts, share)} of the {prompts} prompts, a share of {share:g}: a prompt's {kind.what} are "
             f"held out together), fewer than the {kind.minimum} the gate needs to judge {kind.judged}, so it "
             "could not be made active: " + (f"hold out a share of {wanted_share:g} or more, or " if wanted_share else "")
-            + f"{kind.verb} about {math.ceil(new_prompts * per_prompt)} more on {new_prompts} new prompt{'s' if new_prompts != 1 else ''}")
+            + f"{kind.verb} about {math.ceil(new_prompts * per_prompt)} more on {new_prompts} new prompt{'s' if new_prompts != 1 else ''}"
+            " (import more prompts if the set has too few)")
 
 
 def reward_model_gate(metrics: dict) -> tuple[bool, str]:

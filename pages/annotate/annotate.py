@@ -217,6 +217,7 @@ def my_rankings(db, user) -> None:
                   for r in rows], hide_index=True,
                  column_config={"prompt": st.column_config.TextColumn(width="large"),
                                 "status": st.column_config.TextColumn(width="medium"),
+                                "comment": st.column_config.TextColumn(width="medium"),
                                 "reviewer's reason": st.column_config.TextColumn(width="medium")}, placeholder="—")
     editable = {r["id"]: r for r in rows if r["editable"]}
     if not editable:

@@ -41,6 +41,9 @@ def change_account(db, user) -> None:
             epoch = accounts.reset_password(db, user, name, st.session_state.get("change-password", ""))
             if name == user.name:  # your own reset keeps this session, ends the others
                 renew_session(accounts.User(user.id, user.name, user.role, epoch))
+                flash("success", f"{name}: reset password done. You stay logged in here; your sessions in other "
+                                 "browsers have ended.")
+                return
         elif action in ("disable", "enable"):
             accounts.set_disabled(db, user, name, action == "disable")
         else:
@@ -48,6 +51,8 @@ def change_account(db, user) -> None:
         flash("success", f"{name}: {action} done. Their open sessions have ended." if action != "enable" else f"{name} is enabled.")
     except accounts.AuthError as error:
         flash("error", f"{name}: {action} not done: {error}.")
+    finally:
+        st.session_state["change-password"] = ""  # no password stays typed, to be sent again with another change
 
 
 with screen("Team") as (db, user):

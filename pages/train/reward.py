@@ -34,9 +34,8 @@ def train_form(db) -> None:
     left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
                 f"unsafe; Quality → Review)"
                 if counts["left_out"] else "")
-    comparisons = f" ({counts['comparisons']:,} comparisons)" if "comparisons" in counts else ""
-    st.markdown(f"**Train** on {counts['rankings']:,} rankings{comparisons}{left_out}"
-                + (f" of {inline(', '.join(prompt_sets))}" if prompt_sets else "") + ". Defaults work; the split is by prompt.")
+    of_sets = f" of {inline(', '.join(prompt_sets))}" if prompt_sets else f" ({counts['comparisons']:,} comparisons)"
+    st.markdown(f"**Train** on {counts['rankings']:,} rankings{of_sets}{left_out}. Defaults work; the split is by prompt.")
     problem = nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2), prompt_sets)
     if problem:
         st.warning(capitalised(problem) + ".")

@@ -40,9 +40,10 @@ def demonstrations_to_learn_from(db) -> tuple[list[str], str | None]:
                 f"{defaults.validation_fraction:g} of the prompts held out for the validation loss its gate reads.")
     problem = None
     if counts["prompts"] < 2:
-        problem = (f"a fine-tune needs demonstrations of 2 prompts or more (one to train on, one held out), and "
-                   f"{'these sets have' if prompt_sets else 'there are'} {counts['demonstrations']} of "
-                   f"{counts['prompts']}: write some (Annotate → Write demonstrations) or import them (above)")
+        where = (f"{'the sets picked have' if len(prompt_sets) > 1 else 'the set picked has'}" if prompt_sets else "there are")
+        problem = (f"a fine-tune needs demonstrations of 2 prompts or more (one to train on, one held out), and {where} "
+                   f"{n} demonstration{'s' if n != 1 else ''} of {prompts} prompt{'s' if prompts != 1 else ''}: write "
+                   "some (Annotate → Write demonstrations) or import them (above)")
         st.warning(capitalised(problem) + ".")
     elif shortfall := held_out_shortfall(counts["demonstrations"], counts["prompts"], defaults.validation_fraction, FINE_TUNE):
         st.warning(capitalised(shortfall) + ".")
