@@ -141,15 +141,19 @@ def training_rankings_of(db: Database, prompt_sets: list[str]) -> dict[str, int]
     return {"rankings": total - skipped - left_out, "left_out": left_out}
 
 
-def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most: int | None = None) -> int:
+def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most: int | None = None,
+                     annotators: list[str] | None = None) -> int:
     """How many prompts the rankings the trainers learn from were given on (rejected ones aside), of `prompt_sets`
-    (None: every set): what a held-out share splits, since a prompt's rankings are held out together. `at_most`: stop
-    counting there (a count that cannot change the answer is read in a few rows, not over every ranking)."""
+    and by `annotators` (None: all): what a held-out share splits, since a prompt's rankings are held out together.
+    `at_most`: stop counting there (a count that cannot change the answer is read in a few rows, not every ranking)."""
     sets = f"AND p.prompt_set IN ({', '.join('?' * len(prompt_sets))})" if prompt_sets else ""
+    people = (f"AND r.annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))"
+              if annotators else "")
     limit = f"LIMIT {int(at_most)}" if at_most is not None else ""
     return db.execute(f"""SELECT COUNT(*) FROM (SELECT DISTINCT i.prompt_id FROM rankings r JOIN items i ON i.id = r.item_id
                           {"JOIN prompts p ON p.id = i.prompt_id" if sets else ""}
-                          WHERE r.skipped = 0 AND r.review != 'rejected' {sets} {limit})""", prompt_sets or []).fetchone()[0]
+                          WHERE r.skipped = 0 AND r.review != 'rejected' {sets} {people} {limit})""",
+                      [*(prompt_sets or []), *(annotators or [])]).fetchone()[0]
 
 
 def queue_sizes(db: Database) -> dict[str, int]:

@@ -13,6 +13,7 @@ from data.store import open_db
 from policy.config import DPOConfig, PolicyConfig, SFTConfig
 from tests.conftest import add_items, rank_by, write_demonstrations
 from tests.test_pages import start, unescaped
+from tests.test_pages_reward import in_form
 
 SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
 
@@ -241,6 +242,8 @@ def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing
     ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
            for i in range(30)]
     rank_by(app_db, ids, lambda text: text == "good")
+    annotation.annotator_id(app_db, "idle")  # a person with no rankings: the form's annotators are checked when sent
+    app_db.conn.commit()
     at = start("pages/train/reward.py")
     assert at.markdown[0].value.startswith("**Train** on 30 rankings (30 comparisons). Defaults work")
     at.multiselect(key="rm-sets").select(BUILTIN_SET).run()
@@ -253,6 +256,10 @@ def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing
     assert not started and unescaped(at.error[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings")
     at.multiselect(key="rm-sets").unselect(BUILTIN_SET).select("small").run()
     assert not at.warning and at.markdown[0].value.startswith("**Train** on 30 rankings of small.")
+    in_form(at.multiselect, "train-rm", "Annotators (empty: all)").select("idle")
+    at.button(key="FormSubmitter:train-rm-Start training").click().run()
+    assert not started and unescaped(at.error[0]).startswith("The rankings of idle in small are of fewer than 2 prompts")
+    in_form(at.multiselect, "train-rm", "Annotators (empty: all)").unselect("idle")
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
     assert [(kind, args["prompt_sets"]) for kind, args in started] == [("train_rm", ["small"])]
 

@@ -65,7 +65,7 @@ def train_form(db) -> None:
         left, right, _ = st.columns(3)
         processes, strategy = processes_input(left), strategy_input(right)
         if st.form_submit_button("Start training", type="primary"):
-            if refused(problem):
+            if refused(problem) or (annotators and refused(only_some_annotators_problem(db, prompt_sets, annotators))):
                 return
             backbone = other.strip() if choice == "other" else choice
             if not backbone:
@@ -79,6 +79,15 @@ def train_form(db) -> None:
                                             ties="davidson" if ties else "ignore", learning_curve=curve,
                                             activate=activate, gradient_checkpointing=low_memory, processes=processes, strategy=strategy),
                    "Reward-model training")
+
+
+def only_some_annotators_problem(db, prompt_sets: list[str], annotators: list[str]) -> str | None:
+    """The form's annotators (a field inside it, so checked when it is sent): their rankings must span 2 prompts."""
+    if review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators) >= 2:
+        return None
+    return (f"the rankings of {inline(', '.join(annotators))}" + (f" in {inline(', '.join(prompt_sets))}" if prompt_sets else "")
+            + " are of fewer than 2 prompts: a run needs 2 or more (one to train on, one held out); pick more annotators "
+            "or leave the field empty for all")
 
 
 def models_list(db) -> None:
