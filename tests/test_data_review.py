@@ -197,6 +197,8 @@ def test_the_review_screen_sends_back_to_its_annotator_who_sees_the_reason(app_d
     at.text_input(key=f"review-reason-{alices}").input("B repeats the prompt: it is not the best")
     next(b for b in at.button if b.label == "Send back").click().run()
     assert not at.exception and unescaped(at.success[0]).startswith(f"Ranking {alices}: sent back to alice, who ranks the item again")
+    table = at.dataframe[0].value
+    assert table.loc[table["ranking"] == alices, "review"].tolist() == ["sent back"]  # not a bare "rejected"
     mine = start(user="alice")
     assert not mine.exception and unescaped(mine.warning[0]) == (
         "admin sent your ranking of this item back: “B repeats the prompt: it is not the best”. Rank it again: your "
