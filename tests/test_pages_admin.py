@@ -299,7 +299,7 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
     at.run()
     assert unescaped(at.warning[0]) == ("A run could not make itself active: its win rate would rest on 4 pairs (2 "
                                         "held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 15 "
-                                        "samples per held-out prompt, or rank about 63 more prompts.")
+                                        "samples per held-out prompt, or rank about 63 more prompts (import more if the set has too few).")
     at.multiselect(key="dpo-sets").select("small").run()
     assert "Learns from the **10 rankings** of small directly" in at.markdown[0].value
     at.multiselect(key="dpo-sets").unselect("small").select(BUILTIN_SET).run()

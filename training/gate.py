@@ -59,7 +59,7 @@ def win_pairs_shortfall(prompts: int, samples: int, share: float, most_prompts: 
     >>> win_pairs_shortfall(100, 2, 0.2, 16) is None
     True
     >>> print(win_pairs_shortfall(40, 2, 0.2, 16))
-    a run could not make itself active: its win rate would rest on 16 pairs (8 held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 4 samples per held-out prompt, or rank about 33 more prompts
+    a run could not make itself active: its win rate would rest on 16 pairs (8 held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 4 samples per held-out prompt, or rank about 33 more prompts (import more if the set has too few)
     >>> win_pairs_shortfall(200, 1, 0.2, 16).endswith("draw 2 samples per held-out prompt")
     True
     """
@@ -71,7 +71,7 @@ def win_pairs_shortfall(prompts: int, samples: int, share: float, most_prompts: 
     remedies = [f"draw {math.ceil(MIN_PAIRS / held_out)} samples per held-out prompt"] if held_out else []
     if most_prompts * samples >= MIN_PAIRS:  # more prompts help only up to the cap
         more = next(n for n in itertools.count(1) if held_out_count(prompts + n, share) * samples >= MIN_PAIRS)
-        remedies.append(f"rank about {more} more prompt{'s' if more != 1 else ''}")
+        remedies.append(f"rank about {more} more prompt{'s' if more != 1 else ''} (import more if the set has too few)")
     return (f"a run could not make itself active: its win rate would rest on {held_out * samples} pairs ({held_out} "
             f"held-out prompt{'s' if held_out != 1 else ''}, {samples} sample{'s' if samples != 1 else ''} each), fewer "
             f"than the {MIN_PAIRS} the gate needs; " + ", or ".join(remedies))
