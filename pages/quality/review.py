@@ -44,7 +44,8 @@ def queue_table(rows: list[dict]) -> None:
         # the letters the annotator saw (their comment uses them), not the stored order of the exports
         "ranking given": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
         "stored order": "skipped" if r["skipped"] else shown_text(r["groups"], list(range(r["k"]))),
-        "flags": ", ".join(r["flags"]), "comment": r["comment"], "review": "sent back" if r["review_action"] == "send back" else r["review"] or "—", "prompt": r["prompt"],
+        "flags": ", ".join(r["flags"]), "comment": r["comment"],
+        "review": "sent back" if r["review_action"] == "send back" else r["review"] or "—", "prompt": r["prompt"],
         **({"why": r["why"]} if "why" in r else {})}
         for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")}, placeholder="—")
 
