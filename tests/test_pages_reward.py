@@ -6,7 +6,7 @@ import pytest
 
 from data import items, jobs, versions
 from data.items import NewCompletion
-from tests.conftest import rank_by, write_demonstrations
+from tests.conftest import add_items, rank_by, write_demonstrations
 from tests.test_pages import start, unescaped
 
 pytestmark = pytest.mark.slow  # real training jobs, each its own process
@@ -145,6 +145,7 @@ def test_without_a_reward_model_the_policy_screen_offers_a_judge_and_starts_a_ju
 
 
 def test_dpo_started_from_its_screen_can_have_people_spot_check_each_kl_check(app_db, monkeypatch):
+    rank_by(app_db, add_items(app_db, 2), lambda text: "word" not in text)  # something to learn from
     at = start("pages/train/dpo.py")
     assert not at.exception
     # no reward model yet: said before the run, not only in its result (walk, 2026-12-06)
