@@ -5,7 +5,7 @@ from sqlite_utils import Database
 from data import quality
 from data.prompt_sets import update_settings
 from data.rankings import groups_to_text, passes_gold, ranking_to_pairs
-from data.store import from_json, now, to_json, write_transaction
+from data.store import from_json, now, to_json, to_the_minute, write_transaction
 
 
 def set_gold(db: Database, item_id: int, expected: list[list[int]]) -> None:
@@ -51,7 +51,7 @@ def gold_items(db: Database, prompt_set: str) -> list[dict]:
         graded.get(result["item_id"], []).append(result["passed"])
     return [{"item": row["item_id"], "prompt": row["prompt"], "expected": groups_to_text(from_json(row["expected"])),
              "rankings": len(graded[row["item_id"]]), "passed": sum(graded[row["item_id"]]),
-             "marked": row["created_at"][:16].replace("T", " ")} for row in rows]
+             "marked": to_the_minute(row["created_at"])} for row in rows]
 
 
 def accuracy_by_annotator(db: Database) -> dict[str, float]:

@@ -41,10 +41,10 @@ BAD_FLAGS = ("all are bad", "offensive/unsafe")
 # Rankings kept out of the trainers and the pairs export unless asked for (r: rankings).
 EXCLUDED_FROM_TRAINING = f"""(r.review = 'rejected' OR EXISTS (SELECT 1 FROM json_each(r.flags)
                               WHERE value IN ({', '.join(repr(f) for f in BAD_FLAGS)})))"""
-_COLUMNS = """r.id AS ranking_id, r.item_id, a.name AS annotator, r.skipped, r.groups, r.flags, r.comment, r.review,
+_COLUMNS = f"""r.id AS ranking_id, r.item_id, a.name AS annotator, r.skipped, r.groups, r.flags, r.comment, r.review,
               r.review_reason, r.created_at, p.prompt_set, substr(p.text, 1, 200) AS prompt, r.display_order,
               (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k,
-              (SELECT e.action FROM review_events e WHERE e.ranking_id = r.id ORDER BY e.id DESC LIMIT 1) AS review_action"""
+              {undo.LAST_REVIEW_ACTION} AS review_action"""
 _FROM = """FROM rankings r JOIN annotators a ON a.id = r.annotator_id JOIN items i ON i.id = r.item_id
            JOIN prompts p ON p.id = i.prompt_id"""
 _QUEUE_SQL = {

@@ -96,6 +96,15 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def to_the_minute(stamp: str) -> str:
+    """A stored timestamp as the tables show it.
+
+    >>> to_the_minute("2026-12-07T01:06:30.912+00:00")
+    '2026-12-07 01:06'
+    """
+    return stamp[:16].replace("T", " ")
+
+
 def to_json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 

@@ -54,13 +54,17 @@ def undo_last(db: Database, annotator: int) -> int:
     return row["item_id"]
 
 
+# A ranking's last review decision (accept, reject, send back), through review_events' (ranking_id, id) index.
+LAST_REVIEW_ACTION = "(SELECT e.action FROM review_events e WHERE e.ranking_id = r.id ORDER BY e.id DESC LIMIT 1)"
+
+
 def my_rankings(db: Database, annotator: int, limit: int = MY_RANKINGS) -> list[dict]:
     """This annotator's newest rankings and skips, with what they were shown (prompt, display order) and whether
     each can still be edited (a ranking, not reviewed, not repeated, not a demonstration's source)."""
     rows = db.query(
-        """SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.edited_at, r.review,
+        f"""SELECT r.id, r.item_id, r.skipped, r.groups, r.display_order, r.created_at, r.edited_at, r.review,
                   r.review_reason, r.returned, r.flags, r.comment, p.prompt_set, substr(p.text, 1, 160) AS prompt,
-                  (SELECT e.action FROM review_events e WHERE e.ranking_id = r.id ORDER BY e.id DESC LIMIT 1) AS review_action,
+                  {LAST_REVIEW_ACTION} AS review_action,
                   (SELECT COUNT(*) FROM completions c WHERE c.item_id = r.item_id) AS k
            FROM rankings r JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id
            WHERE r.annotator_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT ?""", [annotator, limit])

@@ -113,6 +113,20 @@ def nothing_to_learn(rankings: int, prompts: int, sets: list[str]) -> str | None
     return None
 
 
+def too_few_demonstrations(demonstrations: int, prompts: int, sets: list[str]) -> str | None:
+    """Why an SFT run on these demonstrations would stop at once (None: it can start): they answer fewer than 2 prompts.
+
+    >>> too_few_demonstrations(1, 1, ["one"])
+    'a fine-tune needs demonstrations of 2 prompts or more (one to train on, one held out), and the set picked has 1 demonstration of 1 prompt: write some (Annotate → Write demonstrations) or import them (above)'
+    """
+    if prompts >= 2:
+        return None
+    where = ("the sets picked have" if len(sets) > 1 else "the set picked has") if sets else "there are"
+    return (f"a fine-tune needs demonstrations of 2 prompts or more (one to train on, one held out), and {where} "
+            f"{demonstrations} demonstration{'s' if demonstrations != 1 else ''} of {prompts} prompt"
+            f"{'s' if prompts != 1 else ''}: write some (Annotate → Write demonstrations) or import them (above)")
+
+
 def could_fall_short(rankings: int, share: float) -> bool:
     """Whether `held_out_shortfall` can say anything, before the prompts are counted (a query over every ranking):
     from `share` x rankings >= 10 x MIN_HELD_OUT_RANKINGS on, either 10 prompts or more are held out (a ranking each

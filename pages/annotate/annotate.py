@@ -13,7 +13,7 @@ import streamlit as st
 from data import annotation, demonstrations, guidelines, queue, review, undo
 from data.conversation import is_conversation
 from data.rankings import LETTERS, RankingError, example_ranking, ranking_from_input, shown_text
-from data.store import StoreBusy, from_json
+from data.store import StoreBusy, from_json, to_the_minute
 from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count, words_text
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
 from ui.text import inline
@@ -209,7 +209,7 @@ def my_rankings(db, user) -> None:
     st.caption(f"Your {len(rows)} newest answers. A ranking can be changed until a reviewer has looked at it; "
                f"your last one can also be taken back (U) for {undo.UNDO_WINDOW_S // 60} minutes.")
     reasons = any(r["review_reason"] for r in rows)  # a column only when a reviewer gave one: the prompt keeps its width
-    st.dataframe([{"ranked": r["created_at"][:16].replace("T", " ") + (" (changed)" if r["edited_at"] else ""),
+    st.dataframe([{"ranked": to_the_minute(r["created_at"]) + (" (changed)" if r["edited_at"] else ""),
                    "set": r["prompt_set"], "prompt": r["prompt"],
                    "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
                    "flags": ", ".join(r["flags"]) or None, "comment": r["comment"] or None,
@@ -224,7 +224,7 @@ def my_rankings(db, user) -> None:
         st.stop()
     # by id, labelled by what a change leaves as it is (a widget whose labels change starts again at the first);
     # `save_edit` moves the pick to the changed ranking's new row
-    labels = {i: f"{short(r['prompt'])} · ranked {r['created_at'][:16].replace('T', ' ')}" for i, r in editable.items()}
+    labels = {i: f"{short(r['prompt'])} · ranked {to_the_minute(r['created_at'])}" for i, r in editable.items()}
     chosen = editable[st.selectbox("Change a ranking", list(editable), key=EDIT_PICK, format_func=lambda i: labels.get(i, ""))]
     item = annotation.get_item(db, chosen["item_id"])
     with st.expander("The prompt and completions, as you saw them", expanded=True):

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from data import accounts, audit
+from data.store import to_the_minute
 from ui.session import flash, guarded, renew_session, screen, sso_configured
 
 
@@ -86,7 +87,7 @@ with screen("Team") as (db, user):
     entries = audit.recent(db, 200, None if who == "everyone" else who)
     if entries:
         log = pd.DataFrame(entries)
-        log["at"] = log["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
+        log["at"] = log["at"].map(to_the_minute)
         st.dataframe(log, hide_index=True, width="stretch",
                      column_config={"detail": st.column_config.TextColumn(width="large")}, placeholder="—")
     else:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from data import annotation, review
+from data.store import to_the_minute
 from data.rankings import shown_text
 from ui.session import guarded, screen
 from ui.text import inline
@@ -107,7 +108,7 @@ with screen("Review", role="reviewer") as (db, user):
     if events:
         st.subheader("Audit log")
         log = pd.DataFrame(events)[["at", "action", "ranking_id", "reason", "by", "since"]]
-        log["at"] = log["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
+        log["at"] = log["at"].map(to_the_minute)
         st.dataframe(log, hide_index=True,
                      column_config={"since": st.column_config.TextColumn("since", help="where a sent-back item went")},
                      placeholder="—")

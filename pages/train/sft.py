@@ -6,7 +6,7 @@ from data import demonstrations, importing, items, versions
 from data.store import StoreBusy
 from policy.config import SFTConfig
 from training import quantization, sharding_problem
-from training.gate import FINE_TUNE, held_out_shortfall
+from training.gate import FINE_TUNE, held_out_shortfall, too_few_demonstrations
 from ui.jobs import (activate_checkbox, capitalised, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
                      refused, strategy_input, version_picker)
 from ui.session import admin_download, flash, screen
@@ -38,14 +38,9 @@ def demonstrations_to_learn_from(db) -> tuple[list[str], str | None]:
     st.markdown(f"Fine-tunes on **{n:,} demonstration{'s' if n != 1 else ''}** of {prompts:,} prompt{'s' if prompts != 1 else ''}"
                 + (f" in {inline(', '.join(prompt_sets))}" if prompt_sets else "") + ", a share of "
                 f"{defaults.validation_fraction:g} of the prompts held out for the validation loss its gate reads.")
-    problem = None
-    if counts["prompts"] < 2:
-        where = (f"{'the sets picked have' if len(prompt_sets) > 1 else 'the set picked has'}" if prompt_sets else "there are")
-        problem = (f"a fine-tune needs demonstrations of 2 prompts or more (one to train on, one held out), and {where} "
-                   f"{n} demonstration{'s' if n != 1 else ''} of {prompts} prompt{'s' if prompts != 1 else ''}: write "
-                   "some (Annotate → Write demonstrations) or import them (above)")
+    if problem := too_few_demonstrations(n, prompts, prompt_sets):
         st.warning(capitalised(problem) + ".")
-    elif shortfall := held_out_shortfall(counts["demonstrations"], counts["prompts"], defaults.validation_fraction, FINE_TUNE):
+    elif shortfall := held_out_shortfall(n, prompts, defaults.validation_fraction, FINE_TUNE):
         st.warning(capitalised(shortfall) + ".")
     return prompt_sets, problem
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from data import spot_checks, uncertainty, versions
+from data.store import to_the_minute
 from training.gate import evaluation_summary, gate_for, has_gate
 from ui.jobs import activation_confirmed, gate_override, version_label
 from ui.session import flash, guarded, screen
@@ -21,7 +22,7 @@ def versions_frame(db, listed: list[dict]) -> pd.DataFrame:
                      **({"against": origin["reward_model"] or ""} if v["kind"] == "generator" else {}),
                      "job": origin["job"], "trained on": origin["data"] or "", "learnt from": origin["examples"],
                      "evaluation": evaluation_summary(v["metrics"]), "used by": "; ".join(versions.uses_of(db, v["id"])),
-                     "created": v["created_at"][:16].replace("T", " ")})
+                     "created": to_the_minute(v["created_at"])})
     return pd.DataFrame(rows)
 
 
@@ -99,5 +100,5 @@ with screen("Models") as (db, user):
     if events:
         st.subheader("History")
         history = pd.DataFrame(events)[["at", "action", "kind", "name", "by", "note"]]
-        history["at"] = history["at"].str[:16].str.replace("T", " ")  # to the minute, as the other tables
+        history["at"] = history["at"].map(to_the_minute)
         st.dataframe(history, hide_index=True, placeholder="—")
