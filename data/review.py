@@ -112,12 +112,12 @@ def _pattern_queue(db: Database, limit: int) -> list[dict]:
     return [{**_row(row), "why": why[row["annotator"]]} for row in rows]
 
 
-def training_counts(db: Database, prompt_sets: list[str] | None = None) -> dict[str, int]:
+def training_counts(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None) -> dict[str, int]:
     """The rankings and comparisons the trainers learn from: all of them but those left out (`EXCLUDED_FROM_TRAINING`),
     which are counted through the partial indexes of rejected and flagged rankings, so this stays cheap at any size.
-    `prompt_sets`: only theirs, without the comparisons (`training_rankings_of`)."""
-    if prompt_sets:
-        return training_rankings_of(db, prompt_sets)
+    `prompt_sets`, `annotators`: only theirs, without the comparisons (`training_rankings_of`)."""
+    if prompt_sets or annotators:
+        return training_rankings_of(db, prompt_sets, annotators)
     total, comparisons = (db.execute("SELECT COUNT(*) FROM rankings WHERE skipped = 0").fetchone()[0],
                           db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0])
     left_out, left_out_pairs = db.execute(f"""
@@ -127,33 +127,47 @@ def training_counts(db: Database, prompt_sets: list[str] | None = None) -> dict[
     return {"rankings": total - left_out, "comparisons": comparisons - left_out_pairs, "left_out": left_out}
 
 
-def training_rankings_of(db: Database, prompt_sets: list[str]) -> dict[str, int]:
-    """`training_counts` of some prompt sets, the comparisons left out: every ranking of the sets less the skipped and
-    the left-out ones, each count through an index (~30 ms for a set of 50,000 rankings)."""
-    items_of_sets = f"""SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
-                        WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))})"""
-    total, skipped = (db.execute(f"SELECT COUNT(*) FROM rankings {index} WHERE {where} AND item_id IN ({items_of_sets})",
-                                 prompt_sets).fetchone()[0]  # each through an index alone (no statistics tell SQLite so)
-                      for index, where in (("", "1"), ("INDEXED BY rankings_skipped", "skipped = 1")))
+def training_rankings_of(db: Database, prompt_sets: list[str] | None, annotators: list[str] | None = None) -> dict[str, int]:
+    """`training_counts` of some prompt sets and/or annotators, the comparisons left out: every ranking of the sets (by
+    the annotators) less the skipped and the left-out ones, each count through an index (~30 ms for a set of 50,000
+    rankings)."""
+    of, params = [], []
+    if prompt_sets:
+        of.append(f"""item_id IN (SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
+                                  WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))}))""")
+        params += prompt_sets
+    if annotators:
+        of.append(f"annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))")
+        params += annotators
+    of = " AND ".join(of)
+    every = "INDEXED BY rankings_annotator" if annotators else ""  # a few people's rankings: fewer than a set's
+    total, skipped = (db.execute(f"SELECT COUNT(*) FROM rankings {index} WHERE {where} AND {of}", params).fetchone()[0]
+                      # each through an index alone (no statistics tell SQLite so)
+                      for index, where in ((every, "1"), ("INDEXED BY rankings_skipped", "skipped = 1")))
     left_out = db.execute(f"""
-        SELECT COUNT(*) FROM (SELECT r.id, r.item_id FROM rankings r WHERE r.review = 'rejected' AND r.skipped = 0
-            UNION SELECT r.id, r.item_id FROM rankings r WHERE r.flags != '[]' AND r.skipped = 0 AND {EXCLUDED_FROM_TRAINING}) e
-        WHERE e.item_id IN ({items_of_sets})""", prompt_sets).fetchone()[0]
+        SELECT COUNT(*) FROM (
+            SELECT r.id, r.item_id, r.annotator_id FROM rankings r WHERE r.review = 'rejected' AND r.skipped = 0
+            UNION SELECT r.id, r.item_id, r.annotator_id FROM rankings r
+                  WHERE r.flags != '[]' AND r.skipped = 0 AND {EXCLUDED_FROM_TRAINING}) e
+        WHERE {of}""", params).fetchone()[0]
     return {"rankings": total - skipped - left_out, "left_out": left_out}
 
 
 def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most: int | None = None,
-                     annotators: list[str] | None = None) -> int:
-    """How many prompts the rankings the trainers learn from were given on (rejected ones aside), of `prompt_sets`
-    and by `annotators` (None: all): what a held-out share splits, since a prompt's rankings are held out together.
-    `at_most`: stop counting there (a count that cannot change the answer is read in a few rows, not every ranking)."""
+                     annotators: list[str] | None = None, with_pairs: bool = False) -> int:
+    """How many prompts the rankings the trainers learn from were given on (those left out aside:
+    `EXCLUDED_FROM_TRAINING`), of `prompt_sets` and by `annotators` (None: all): what a held-out share splits, since a
+    prompt's rankings are held out together. `with_pairs`: rankings that imply a pair only (all tied: none, as DPO
+    reads them). `at_most`: stop counting there (a count that cannot change the answer is read in a few rows, not
+    every ranking)."""
     sets = f"AND p.prompt_set IN ({', '.join('?' * len(prompt_sets))})" if prompt_sets else ""
     people = (f"AND r.annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))"
               if annotators else "")
+    pairs = "AND json_array_length(r.groups) > 1" if with_pairs else ""
     limit = f"LIMIT {int(at_most)}" if at_most is not None else ""
     return db.execute(f"""SELECT COUNT(*) FROM (SELECT DISTINCT i.prompt_id FROM rankings r JOIN items i ON i.id = r.item_id
                           {"JOIN prompts p ON p.id = i.prompt_id" if sets else ""}
-                          WHERE r.skipped = 0 AND r.review != 'rejected' {sets} {people} {limit})""",
+                          WHERE r.skipped = 0 AND NOT {EXCLUDED_FROM_TRAINING} {sets} {people} {pairs} {limit})""",
                       [*(prompt_sets or []), *(annotators or [])]).fetchone()[0]
 
 

@@ -305,6 +305,11 @@ def test_the_counts_of_some_prompt_sets_equal_a_recount_of_what_the_trainers_loa
         assert counts["left_out"] == (2 if "mine" in sets else 0)
         assert review.training_prompts(db, sets) == len({r.prompt_id for r in load_rankings(db, sets)})
     assert review.training_counts(db, ["mine", "other"])["rankings"] == review.training_counts(db)["rankings"] == 15
+    for sets, people in ((None, ["carol"]), (["mine"], ["carol"]), (["other"], ["carol"]), (["mine"], ["alice", "carol"])):
+        counts = review.training_counts(db, sets, people)  # the reward screen's annotators picked, with or without sets
+        assert counts["rankings"] == len(load_rankings(db, sets, people)), (sets, people)
+        assert counts["left_out"] == (2 if "carol" in people and sets != ["other"] else 0)
+        assert review.training_prompts(db, sets, annotators=people) == len({r.prompt_id for r in load_rankings(db, sets, people)})
     assert review.training_prompts(db, ["mine", "other"], at_most=3) == 3  # counting stops there
 
 

@@ -256,12 +256,17 @@ def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing
     assert not started and unescaped(at.error[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings")
     at.multiselect(key="rm-sets").unselect(BUILTIN_SET).select("small").run()
     assert not at.warning and at.markdown[0].value.startswith("**Train** on 30 rankings of small.")
-    in_form(at.multiselect, "train-rm", "Annotators (empty: all)").select("idle")
+    at.multiselect(key="rm-annotators").select("idle").run()  # the count and the warning follow the annotators too
+    assert at.markdown[0].value.startswith("**Train** on 0 rankings of small by idle.")
+    assert unescaped(at.warning[0]) == ("Idle has no rankings in small to learn from: pick other annotators, or leave "
+                                        "the field empty for all.")
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
-    assert not started and unescaped(at.error[0]).startswith("The rankings of idle in small are of fewer than 2 prompts")
-    in_form(at.multiselect, "train-rm", "Annotators (empty: all)").unselect("idle")
+    assert not started and unescaped(at.error[0]).startswith("Idle has no rankings in small")
+    at.multiselect(key="rm-annotators").select("scripted").run()
+    assert not at.warning and unescaped(at.markdown[0]).startswith("**Train** on 30 rankings of small by idle, scripted.")
     at.button(key="FormSubmitter:train-rm-Start training").click().run()
-    assert [(kind, args["prompt_sets"]) for kind, args in started] == [("train_rm", ["small"])]
+    assert [(kind, args["prompt_sets"], args["annotators"]) for kind, args in started] == [
+        ("train_rm", ["small"], ["idle", "scripted"])]
 
 
 def test_the_held_out_warning_counts_prompts_and_follows_the_share_field(app_db, monkeypatch):
@@ -292,6 +297,9 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
     ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
            for i in range(10)]
     rank_by(app_db, ids, lambda text: text == "good")
+    tied = [add_item(app_db, add_prompt(app_db, "small", f"tied {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
+            for i in range(5)]
+    rank_by(app_db, tied, lambda text: 0)  # all tied: no pair, so none of their prompts is held out for the win rate
     at = start("pages/train/dpo.py")
     assert not at.warning  # no active reward model: the screen says the gate cannot judge at all (an info), nothing more
     versions.register_version(app_db, "reward", "rm", "/nowhere", activate=True)
@@ -301,7 +309,7 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
                                         "held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 15 "
                                         "samples per held-out prompt, or rank about 63 more prompts (import more if the set has too few).")
     at.multiselect(key="dpo-sets").select("small").run()
-    assert "Learns from the **10 rankings** of small directly" in at.markdown[0].value
+    assert "Learns from the **15 rankings** of small directly" in at.markdown[0].value
     at.multiselect(key="dpo-sets").unselect("small").select(BUILTIN_SET).run()
     assert "Learns from the **0 rankings** of" in at.markdown[0].value
     assert unescaped(at.warning[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings to learn from")

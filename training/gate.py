@@ -93,15 +93,24 @@ def too_few_held_out_rankings(metrics: dict) -> bool:
     return n is not None and n < MIN_HELD_OUT_RANKINGS
 
 
-def nothing_to_learn(rankings: int, prompts: int, sets: list[str]) -> str | None:
-    """Why a reward model or DPO run on these rankings would stop at once (None: it can start): none, or all of one
-    prompt (a run holds out whole prompts, and needs one on each side).
+def nothing_to_learn(rankings: int, prompts: int, sets: list[str], annotators: list[str] = ()) -> str | None:
+    """Why a reward model or DPO run on these rankings (of `sets` and by `annotators`; empty: all) would stop at once
+    (None: it can start): none, or all of one prompt (a run holds out whole prompts, and needs one on each side).
 
     >>> nothing_to_learn(0, 0, ["builtin"])
     'the prompt set builtin has no rankings to learn from: rank some of its items first, or pick another set'
     >>> nothing_to_learn(3, 1, [])
     'every ranking is of one prompt: a run needs rankings of 2 prompts or more (one to train on, one held out)'
+    >>> nothing_to_learn(1, 1, ["small"], ["idle"])
+    'the rankings of idle in small are of one prompt: a run needs rankings of 2 prompts or more (one to train on, one held out); pick more annotators, or leave the field empty for all'
     """
+    if annotators and prompts < 2:
+        names, of_sets = ", ".join(annotators), f" in {', '.join(sets)}" if sets else ""
+        if rankings:
+            return (f"the rankings of {names}{of_sets} are of one prompt: a run needs rankings of 2 prompts or more (one "
+                    "to train on, one held out); pick more annotators, or leave the field empty for all")
+        return (f"{names} {'have' if len(annotators) > 1 else 'has'} no rankings{of_sets} to learn from: pick other "
+                "annotators, or leave the field empty for all")
     if rankings == 0 and not sets:
         return "there are no rankings to learn from yet: rank some items first (Annotate), or import rankings (Data → Import)"
     if rankings == 0:

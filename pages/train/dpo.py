@@ -42,11 +42,11 @@ def rankings_to_learn_from(db) -> tuple[list[str], int, str | None]:
                 "implies (ties give none), the reference being the starting generator. The Policy update screen "
                 "compares any trained generator with where it started.")
     share, most = defaults.validation_fraction, DPOConfig.EVAL_PROMPTS
-    prompts = review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most))
-    if problem := nothing_to_learn(counts["rankings"], prompts, prompt_sets):
+    if problem := nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2), prompt_sets):
         st.warning(capitalised(problem) + ".")
-    elif versions.active_version(db, "reward") is not None and (
-            shortfall := win_pairs_shortfall(prompts, int(eval_samples), share, most)):
+    elif versions.active_version(db, "reward") is not None and (shortfall := win_pairs_shortfall(
+            review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most), with_pairs=True),
+            int(eval_samples), share, most)):  # held out from the prompts with a pair: all-tied rankings give none
         st.warning(capitalised(shortfall) + ".")
     return prompt_sets, int(eval_samples), problem
 

@@ -25,22 +25,25 @@ TRAINING_CHARTS = {"Loss": ["train/loss", "val/loss"], "Pairwise accuracy": ["tr
 def train_form(db) -> None:
     defaults = RewardConfig()
     # above the form, so that the count and the warnings follow them (a field inside a form changes nothing until sent)
-    left, right = st.columns([2, 1])
+    left, middle, right = st.columns([2, 2, 1])
     prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)], key="rm-sets")
+    annotators = middle.multiselect("Annotators (empty: all)", annotation.annotator_names(db), key="rm-annotators")
     validation_fraction = right.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE, defaults.validation_fraction,
                                              0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
                                              "(the gate reads their accuracy); a prompt's rankings are held out together")
-    counts = review.training_counts(db, prompt_sets)
+    counts = review.training_counts(db, prompt_sets, annotators)
     left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
                 f"unsafe; Quality → Review)"
                 if counts["left_out"] else "")
-    of_sets = f" of {inline(', '.join(prompt_sets))}" if prompt_sets else f" ({counts['comparisons']:,} comparisons)"
-    st.markdown(f"**Train** on {counts['rankings']:,} rankings{of_sets}{left_out}. Defaults work; the split is by prompt.")
-    problem = nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2), prompt_sets)
+    of = ((f" of {inline(', '.join(prompt_sets))}" if prompt_sets else "") + (f" by {inline(', '.join(annotators))}" if annotators else "")
+          or f" ({counts['comparisons']:,} comparisons)")  # the comparisons are counted for all rankings only
+    st.markdown(f"**Train** on {counts['rankings']:,} rankings{of}{left_out}. Defaults work; the split is by prompt.")
+    problem = nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators),
+                               prompt_sets, annotators)
     if problem:
         st.warning(capitalised(problem) + ".")
-    elif could_fall_short(counts["rankings"], validation_fraction) and (
-            shortfall := held_out_shortfall(counts["rankings"], review.training_prompts(db, prompt_sets), validation_fraction)):
+    elif could_fall_short(counts["rankings"], validation_fraction) and (shortfall := held_out_shortfall(
+            counts["rankings"], review.training_prompts(db, prompt_sets, annotators=annotators), validation_fraction)):
         st.warning(capitalised(shortfall) + ".")
     with st.form("train-rm"):
         choice = st.selectbox("Backbone", list(BACKBONES), format_func=BACKBONES.get)
@@ -52,7 +55,6 @@ def train_form(db) -> None:
         left, middle, _ = st.columns(3)
         max_length = left.number_input("Max tokens", 16, 4096, defaults.max_length, 16)
         seed = middle.number_input("Seed", 0, 2**31 - 1, defaults.seed)
-        annotators = st.multiselect("Annotators (empty: all)", annotation.annotator_names(db))
         name = st.text_input("Version name (empty: rm-<date>-<time>)", help="letters, digits, '.', '_' and '-'")
         weighted = st.checkbox("Weight rankings by reliability", help="each ranking counts by its annotator's training weight "
                     "(Quality → Annotators: agreement with the others, gold accuracy, self-agreement); off: all count the same")
@@ -65,7 +67,7 @@ def train_form(db) -> None:
         left, right, _ = st.columns(3)
         processes, strategy = processes_input(left), strategy_input(right)
         if st.form_submit_button("Start training", type="primary"):
-            if refused(problem) or (annotators and refused(only_some_annotators_problem(db, prompt_sets, annotators))):
+            if refused(problem):
                 return
             backbone = other.strip() if choice == "other" else choice
             if not backbone:
@@ -79,15 +81,6 @@ def train_form(db) -> None:
                                             ties="davidson" if ties else "ignore", learning_curve=curve,
                                             activate=activate, gradient_checkpointing=low_memory, processes=processes, strategy=strategy),
                    "Reward-model training")
-
-
-def only_some_annotators_problem(db, prompt_sets: list[str], annotators: list[str]) -> str | None:
-    """The form's annotators (a field inside it, so checked when it is sent): their rankings must span 2 prompts."""
-    if review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators) >= 2:
-        return None
-    return (f"the rankings of {inline(', '.join(annotators))}" + (f" in {inline(', '.join(prompt_sets))}" if prompt_sets else "")
-            + " are of fewer than 2 prompts: a run needs 2 or more (one to train on, one held out); pick more annotators "
-            "or leave the field empty for all")
 
 
 def models_list(db) -> None:
