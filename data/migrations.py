@@ -602,3 +602,10 @@ def m0028_skipped_rankings(db):
     # The rankings of some prompt sets are counted through the (item_id, annotator_id) index alone, less their skips:
     # a count over a set of 50,000 rankings reads the index (20 ms), not every row for its `skipped` (120-250 ms).
     db.execute("CREATE INDEX rankings_skipped ON rankings (item_id) WHERE skipped = 1")
+
+
+@migrations()
+def m0029_all_tied_rankings(db):
+    # A ranking that ties every answer implies no pair, so DPO leaves it out (unless it learns from ties): the DPO screen
+    # counts such rankings of the sets picked through this index, not by reading every ranking's groups.
+    db.execute("CREATE INDEX rankings_all_tied ON rankings (item_id) WHERE skipped = 0 AND json_array_length(groups) = 1")

@@ -313,6 +313,25 @@ def test_the_counts_of_some_prompt_sets_equal_a_recount_of_what_the_trainers_loa
     assert review.training_prompts(db, ["mine", "other"], at_most=3) == 3  # counting stops there
 
 
+def test_the_all_tied_count_is_what_dpo_leaves_out(db):
+    """DPO's screen said 15 rankings where the job trained on 14: one tied every answer (walk, 2026-12-07)."""
+    from data.rankings import ranking_to_pairs
+
+    mine, other = add_items(db, 4, prompt_set="mine"), add_items(db, 2, prompt_set="other")
+    tie = lambda who, item, **kw: annotation.submit_ranking(  # noqa: E731
+        db, item, annotation.annotator_id(db, who), [[0, 1, 2, 3]], [0, 1, 2, 3], **kw).ranking_id
+    for item in mine + other:
+        rank(db, "alice", item)
+    tie("bob", mine[0]), tie("bob", mine[1]), tie("bob", other[0])
+    review.reject(db, tie("carol", mine[2]), "rushed", by="rita")  # left out already: not counted twice
+    tie("carol", mine[3], flags=["all are bad"])
+    annotation.skip_item(db, other[1], annotation.annotator_id(db, "bob"), [0, 1, 2, 3], 1.0)
+    for sets in (None, ["mine"], ["other"]):
+        loaded = load_rankings(db, sets)
+        assert review.all_tied(db, sets) == sum(not ranking_to_pairs(e.groups) for e in loaded) == (1 if sets == ["other"] else 2 if sets else 3)
+        assert review.training_prompts(db, sets, with_pairs=True) == len({e.prompt_id for e in loaded if ranking_to_pairs(e.groups)})
+
+
 def test_an_item_whose_only_ranking_was_rejected_is_not_listed_as_ranked(db):
     """The Chromium walk: Item consensus opened on an item whose one ranking was rejected ("no rankings to build…")."""
     from data import items

@@ -309,7 +309,8 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
                                         "held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 15 "
                                         "samples per held-out prompt, or rank about 63 more prompts (import more if the set has too few).")
     at.multiselect(key="dpo-sets").select("small").run()
-    assert "Learns from the **15 rankings** of small directly" in at.markdown[0].value
+    assert unescaped(at.markdown[0]).startswith("Learns from the **15 rankings** (5 of them tie every answer: no pair "
+                                                "unless 'Learn from ties' is on) of small directly")
     at.multiselect(key="dpo-sets").unselect("small").select(BUILTIN_SET).run()
     assert "Learns from the **0 rankings** of" in at.markdown[0].value
     assert unescaped(at.warning[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings to learn from")

@@ -34,10 +34,11 @@ def rankings_to_learn_from(db) -> tuple[list[str], int, str | None]:
         help=f"answers sampled per held-out prompt (a fifth of the ranked prompts, at most {DPOConfig.EVAL_PROMPTS}) for "
              f"the KL checks and the win rate against the start; the gate needs {MIN_PAIRS} pairs or more; 0: no "
              "sampled evaluation")
-    counts = review.training_counts(db, prompt_sets)
-    left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or unsafe)"
-                if counts["left_out"] else "")
-    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{left_out} of "
+    counts, tied = review.training_counts(db, prompt_sets), review.all_tied(db, prompt_sets)
+    left_out = "; ".join(([f"{counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
+                           "unsafe"] if counts["left_out"] else [])
+                         + ([f"{tied:,} of them tie every answer: no pair unless 'Learn from ties' is on"] if tied else []))
+    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{f' ({left_out})' if left_out else ''} of "
                 + (inline(", ".join(prompt_sets)) if prompt_sets else "every set") + " directly: every pair a ranking "
                 "implies (ties give none), the reference being the starting generator. The Policy update screen "
                 "compares any trained generator with where it started.")
