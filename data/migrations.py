@@ -608,4 +608,6 @@ def m0028_skipped_rankings(db):
 def m0029_all_tied_rankings(db):
     # A ranking that ties every answer implies no pair, so DPO leaves it out (unless it learns from ties): the DPO screen
     # counts such rankings of the sets picked through this index, not by reading every ranking's groups.
-    db.execute("CREATE INDEX rankings_all_tied ON rankings (item_id) WHERE skipped = 0 AND json_array_length(groups) = 1")
+    # (groups read only where they are valid JSON: an old malformed row must not stop the migration or a later write)
+    db.execute("""CREATE INDEX rankings_all_tied ON rankings (item_id)
+                  WHERE skipped = 0 AND CASE WHEN json_valid(groups) THEN json_array_length(groups) END = 1""")

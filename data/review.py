@@ -159,7 +159,8 @@ def all_tied(db: Database, prompt_sets: list[str] | None = None) -> int:
     sets = (f"""AND r.item_id IN (SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
                                   WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))}))""" if prompt_sets else "")
     return db.execute(f"""SELECT COUNT(*) FROM rankings r INDEXED BY rankings_all_tied
-                          WHERE r.skipped = 0 AND json_array_length(r.groups) = 1 AND NOT {EXCLUDED_FROM_TRAINING} {sets}""",
+                          WHERE r.skipped = 0 AND CASE WHEN json_valid(r.groups) THEN json_array_length(r.groups) END = 1
+                                AND NOT {EXCLUDED_FROM_TRAINING} {sets}""",
                       prompt_sets or []).fetchone()[0]
 
 
@@ -173,7 +174,7 @@ def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most
     sets = f"AND p.prompt_set IN ({', '.join('?' * len(prompt_sets))})" if prompt_sets else ""
     people = (f"AND r.annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))"
               if annotators else "")
-    pairs = "AND json_array_length(r.groups) > 1" if with_pairs else ""
+    pairs = "AND CASE WHEN json_valid(r.groups) THEN json_array_length(r.groups) END > 1" if with_pairs else ""
     limit = f"LIMIT {int(at_most)}" if at_most is not None else ""
     return db.execute(f"""SELECT COUNT(*) FROM (SELECT DISTINCT i.prompt_id FROM rankings r JOIN items i ON i.id = r.item_id
                           {"JOIN prompts p ON p.id = i.prompt_id" if sets else ""}
