@@ -81,11 +81,11 @@ def test_the_gate_refuses_a_policy_version_evaluated_on_4_pairs_and_says_why():
     ({"val/win_rate": 0.55, "val/win_pairs": 40, "val/lc_win_rate": 0.6}, "not shown better"),
     ({"val/win_rate": 0.9, "val/win_pairs": 40, "val/lc_win_rate": 0.4}, "looks like length"),
     ({"val/win_rate": 0.9, "val/win_pairs": 40, "val/lc_win_rate": None}, "too few answers of similar length"),
-    ({"val/win_rate": 0.9, "val/win_pairs": 40, "val/lc_win_rate": 0.8}, "win rate 0.90 on 40 pairs"),
+    ({"val/win_rate": 0.9, "val/win_pairs": 40, "val/lc_win_rate": 0.8}, "win rate 90% on 40 pairs"),
 ])
 def test_the_generator_gate(metrics, verdict):
     passes, why = gate.generator_gate(metrics)
-    assert verdict in why and passes == why.startswith("win rate 0.90 on 40")
+    assert verdict in why and passes == why.startswith("win rate 90% on 40")
 
 
 def test_training_activates_only_when_asked(db):

@@ -508,7 +508,7 @@ def test_a_finished_job_card_names_its_set_and_versions_in_words_and_says_what_i
     table = at.dataframe[-1].value
     shown = dict(zip(table[""], table["value"]))
     assert shown["KL to start"] == "1.23" and shown["KL to start at each check"] == "step 1: 0.117 · step 2: 0.126"
-    assert shown["win rate vs start"] == "too few (n=16)"  # as Compare says it, not a bare 0.6
+    assert shown["win rate vs start"] == "too few to tell (n=16)"  # as Compare says it, not a bare 0.6
     assert [m.value for m in at.metric if m.label == "Loss"] == ["0.69"]  # one step: a number, not a chart of one point
     assert not any("is the active generator now" in unescaped(c) for c in at.caption)
     versions.set_active(app_db, made)

@@ -24,6 +24,26 @@ POLICY_REMEDY = "hold out more prompts, or draw more samples per prompt (K)"
 DPO_REMEDY = "rank more prompts (a fifth are held out), or draw more samples per held-out prompt"
 
 
+def span(low: float, high: float) -> str:
+    """A 95% interval of shares as every screen and log writes it.
+
+    >>> span(0.583, 0.871)
+    '58–87%'
+    """
+    return f"{low:.0%}–{high:.0%}".replace("%–", "–", 1)
+
+
+def win_rate_figure(rate: float, pairs: int) -> str:
+    """A win rate with its 95% interval and n; below MIN_PAIRS pairs, too few to tell.
+
+    >>> win_rate_figure(0.75, 32), win_rate_figure(1.0, 4)
+    ('75% (58–87%, n=32)', 'too few to tell (n=4)')
+    """
+    if pairs < MIN_PAIRS:
+        return f"too few to tell (n={pairs})"
+    return f"{rate:.0%} ({span(*wilson_interval(rate * pairs, pairs))}, n={pairs})"
+
+
 def generator_gate(metrics: dict, remedy: str = POLICY_REMEDY) -> tuple[bool, str]:
     """A policy update's or DPO run's held-out evaluation against its start; `remedy`: how its run gets more pairs.
 
@@ -41,14 +61,14 @@ def generator_gate(metrics: dict, remedy: str = POLICY_REMEDY) -> tuple[bool, st
         return False, f"too few held-out pairs to tell: {n}, need at least {MIN_PAIRS} ({remedy})"
     low, high = wilson_interval(win * n, n)
     if low <= 0.5:
-        return False, f"win rate {win:.2f} on {n} pairs, 95% interval {low:.2f}-{high:.2f}: not shown better than the start"
+        return False, f"win rate {win:.0%} on {n} pairs (95% interval {span(low, high)}): not shown better than the start"
     lc = metrics.get("val/lc_win_rate")
     if lc is None:
-        return False, (f"win rate {win:.2f} (95% interval {low:.2f}-{high:.2f}) but too few answers of similar length to "
+        return False, (f"win rate {win:.0%} (95% interval {span(low, high)}) but too few answers of similar length to "
                        "rule out that the gain is length")
     if lc <= 0.5:
-        return False, f"win rate {win:.2f}, but {lc:.2f} among answers of similar length: the gain looks like length"
-    return True, f"win rate {win:.2f} on {n} pairs (95% interval {low:.2f}-{high:.2f}), {lc:.2f} at similar length"
+        return False, f"win rate {win:.0%}, but {lc:.0%} among answers of similar length: the gain looks like length"
+    return True, f"win rate {win:.0%} on {n} pairs (95% interval {span(low, high)}), {lc:.0%} at similar length"
 
 
 def win_pairs_shortfall(prompts: int, samples: int, share: float, most_prompts: int) -> str | None:
@@ -201,7 +221,7 @@ def reward_model_gate(metrics: dict) -> tuple[bool, str]:
     >>> reward_model_gate({"val/accuracy": 0.7, "val/accuracy_ci": [0.62, 0.78], "val/length_rule_accuracy": 0.55, "val/rankings": 30})[0]
     True
     >>> reward_model_gate({"val/accuracy": 0.6, "val/accuracy_ci": [0.45, 0.75], "val/length_rule_accuracy": 0.5})[1]
-    'held-out accuracy 0.60, 95% interval 0.45-0.75: its lower bound does not beat a coin (0.50)'
+    'held-out accuracy 60% (95% interval 45–75%): its lower bound does not beat a coin (50%)'
     """
     accuracy, interval = metrics.get("val/accuracy"), metrics.get("val/accuracy_ci")
     if accuracy is None or not interval:
@@ -210,11 +230,11 @@ def reward_model_gate(metrics: dict) -> tuple[bool, str]:
         return False, (f"too few held-out rankings to tell: {metrics['val/rankings']}, need at least {MIN_HELD_OUT_RANKINGS} (rank more, or hold "
                        "out a larger share)")
     rule = metrics.get("val/length_rule_accuracy") or 0.0
-    bar, what = (rule, f"the length-only rule ({rule:.2f})") if rule > 0.5 else (0.5, "a coin (0.50)")
+    bar, what = (rule, f"the length-only rule ({rule:.0%})") if rule > 0.5 else (0.5, "a coin (50%)")
     if interval[0] <= bar:
-        return False, (f"held-out accuracy {accuracy:.2f}, 95% interval {interval[0]:.2f}-{interval[1]:.2f}: its lower bound "
-                       f"does not beat {what}")
-    return True, f"held-out accuracy {accuracy:.2f} (95% interval {interval[0]:.2f}-{interval[1]:.2f}) beats {what}"
+        return False, (f"held-out accuracy {accuracy:.0%} (95% interval {span(*interval)}): its lower bound does not "
+                       f"beat {what}")
+    return True, f"held-out accuracy {accuracy:.0%} (95% interval {span(*interval)}) beats {what}"
 
 
 def sft_gate(metrics: dict) -> tuple[bool, str]:
@@ -247,35 +267,33 @@ def evaluation_summary(metrics: dict) -> str:
     """One line for the Models table: the figure its gate reads, with its n and 95% interval.
 
     >>> evaluation_summary({"val/win_rate": 0.75, "val/win_pairs": 32, "val/lc_win_rate": 0.6})
-    'win rate 0.75 (n=32, 95% 0.58-0.87); 0.60 at similar length'
+    'win rate 75% (58–87%, n=32); 60% at similar length'
     >>> evaluation_summary({"val/win_rate": 1.0, "val/win_pairs": 4})
     'win rate: too few to tell (n=4)'
     >>> evaluation_summary({"val/accuracy": 0.5, "val/accuracy_ci": [0.5, 0.5], "val/rankings": 1, "val/pairs": 6})
-    'accuracy 0.50: too few to tell (1 held-out ranking, 6 pairs)'
+    'accuracy 50%: too few to tell (1 held-out ranking, 6 pairs)'
     """
     if metrics.get("val/win_rate") is not None:
-        win, n = metrics["val/win_rate"], int(metrics.get("val/win_pairs") or 0)
-        if n < MIN_PAIRS:
-            return f"win rate: too few to tell (n={n})"
-        low, high = wilson_interval(win * n, n)
-        lc = metrics.get("val/lc_win_rate")
-        return f"win rate {win:.2f} (n={n}, 95% {low:.2f}-{high:.2f})" + (f"; {lc:.2f} at similar length" if lc is not None else "")
+        pairs, lc = int(metrics.get("val/win_pairs") or 0), metrics.get("val/lc_win_rate")
+        figure = win_rate_figure(metrics["val/win_rate"], pairs)
+        if pairs < MIN_PAIRS:
+            return f"win rate: {figure}"
+        return f"win rate {figure}" + (f"; {lc:.0%} at similar length" if lc is not None else "")
     rankings = metrics.get("val/rankings")
     if metrics.get("val/accuracy_ci") and too_few_held_out_rankings(metrics):
-        return (f"accuracy {metrics['val/accuracy']:.2f}: too few to tell ({rankings} held-out "
+        return (f"accuracy {metrics['val/accuracy']:.0%}: too few to tell ({rankings} held-out "
                 f"ranking{'s' if rankings != 1 else ''}, {metrics.get('val/pairs', '?')} pairs)")
     if metrics.get("val/accuracy_ci"):
-        low, high = metrics["val/accuracy_ci"]
         rule = metrics.get("val/length_rule_accuracy")
-        return (f"accuracy {metrics['val/accuracy']:.2f} (n={metrics.get('val/pairs', '?')} pairs, 95% {low:.2f}-{high:.2f})"
-                + (f"; length rule {rule:.2f}" if rule is not None else ""))
+        return (f"accuracy {metrics['val/accuracy']:.0%} ({span(*metrics['val/accuracy_ci'])}, n={metrics.get('val/pairs', '?')} "
+                f"pairs)" + (f"; length rule {rule:.0%}" if rule is not None else ""))
     if metrics.get("val/loss") is not None and metrics.get("val/loss_before") is not None:
         n = metrics.get("val/demonstrations")
         return (f"validation loss {metrics['val/loss_before']:.3f} -> {metrics['val/loss']:.3f}"
                 + ("" if n is None else f" (n={n} held-out demonstration{'s' if n != 1 else ''}"
                    + ("" if n >= MIN_HELD_OUT_DEMONSTRATIONS else ": too few to tell") + ")"))
     if metrics.get("val/accuracy") is not None:
-        return f"held-out pair accuracy {metrics['val/accuracy']:.2f} (n={metrics.get('val/pairs', '?')})"
+        return f"held-out pair accuracy {metrics['val/accuracy']:.0%} (n={metrics.get('val/pairs', '?')})"
     return ""
 
 

@@ -15,7 +15,7 @@ from data.scheduler import KIND_NAMES
 from training import STRATEGIES, STRATEGY_HELP
 from training import quantization
 from training.checkpointing import HELP as CHECKPOINTING_HELP
-from training.gate import MIN_PAIRS, evaluation_summary, gate_for, has_gate, wilson_interval
+from training.gate import evaluation_summary, gate_for, has_gate, win_rate_figure
 from ui.session import db_path, flash, require, session_db
 from ui.text import inline
 
@@ -330,13 +330,8 @@ def win_rate_text(metrics: dict, key: str = "val/win_rate", pairs_key: str = "va
     """A win rate with its n and 95% interval; below 30 pairs, "too few to tell" (older versions: the figure alone)."""
     n, rate = metrics.get(pairs_key), metrics.get(key)
     if rate is None:
-        return "—" if n is None else f"too few (n={n})"
-    if n is None:
-        return f"{rate:.0%}"
-    if n < MIN_PAIRS:
-        return f"too few (n={n})"
-    low, high = wilson_interval(rate * n, n)
-    return f"{rate:.0%} ({low:.0%}–{high:.0%}, n={n})"
+        return "—" if n is None else f"too few to tell (n={n})"
+    return f"{rate:.0%}" if n is None else win_rate_figure(rate, n)
 
 
 WIN_RATES = {"val/win_rate": "val/win_pairs", "val/lc_win_rate": "val/lc_pairs"}  # a win rate: the pairs it rests on
