@@ -176,8 +176,10 @@ def ranked_count(db: Database, annotator: int) -> int:
 
 
 def rejected_count(db: Database, annotator: int) -> int:
-    """How many of the annotator's rankings a reviewer rejected or sent back (they stay counted as ranked)."""
-    return db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ? AND review = 'rejected'", [annotator]).fetchone()[0]
+    """How many of the annotator's rankings a reviewer rejected or sent back (they stay counted as ranked; a skip or a
+    flag sent without a ranking is not among them)."""
+    return db.execute("SELECT COUNT(*) FROM rankings WHERE annotator_id = ? AND review = 'rejected' AND skipped = 0",
+                      [annotator]).fetchone()[0]
 
 
 def items_left(db: Database, annotator: int) -> int:

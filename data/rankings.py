@@ -240,6 +240,20 @@ def shown_text(groups: list[list[int]], shown_order: list[int]) -> str:
     return groups_to_text([sorted(shown_order.index(p) for p in group) for group in groups])
 
 
+def answer_text(row: dict, order: list[int] | None = None) -> str:
+    """An annotator's answer (a stored ranking row: skipped, flags, groups, display_order) as they gave it: the ranking
+    in the letters they saw (or in `order`), else why there is none (a flag sent without a ranking is not a plain skip).
+
+    >>> answer_text({"skipped": 0, "flags": [], "groups": [[1], [0]], "display_order": [1, 0]})
+    'A > B'
+    >>> answer_text({"skipped": 1, "flags": ["all are bad"], "groups": None, "display_order": [0, 1]})
+    'no ranking, flagged all are bad'
+    """
+    if not row["skipped"]:
+        return shown_text(row["groups"], row["display_order"] if order is None else order)
+    return f"no ranking, flagged {', '.join(row['flags'])}" if row["flags"] else "skipped"
+
+
 MAX_SECONDS = 10**9  # about 32 years: more is no time anybody spent, and a bigger integer would not fit SQLite
 
 

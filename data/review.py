@@ -21,7 +21,8 @@ from data.accounts import User, require_role
 from data.rankings import validate_order
 from data.store import from_json, now, write_transaction
 
-QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment", "skipped": "items skipped by 2+ annotators",
+QUEUES = {"flagged": "flagged by their annotator", "comments": "with a comment", "recent": "every ranking, newest first",
+          "skipped": "items skipped by 2+ annotators",
           "gold": "gold items failed", "disagreement": "items whose rankings disagree most",
           "pattern": "annotators whose pace or pattern is off"}
 PATTERN_MIN_RANKINGS = 10  # an annotator's figures mean something from here on
@@ -36,6 +37,7 @@ EMPTY_BECAUSE = {
     "pattern": f"no annotator's pace or pattern is off, judged once they have {PATTERN_MIN_RANKINGS} rankings: a median "
                f"time under a third of the team's (once 3 annotators have {PATTERN_MIN_RANKINGS}), 90% of pairs tied, or "
                "the first-shown answer ranked best beyond chance",
+    "recent": "nobody has ranked or skipped anything yet",
 }
 BAD_FLAGS = ("all are bad", "offensive/unsafe")
 # Rankings kept out of the trainers and the pairs export unless asked for (r: rankings).
@@ -50,6 +52,7 @@ _FROM = """FROM rankings r JOIN annotators a ON a.id = r.annotator_id JOIN items
 _QUEUE_SQL = {
     "flagged": f"SELECT {_COLUMNS} {_FROM} WHERE r.flags != '[]' ORDER BY r.review != '', r.id DESC LIMIT ?",
     "comments": f"SELECT {_COLUMNS} {_FROM} WHERE r.comment != '' ORDER BY r.review != '', r.id DESC LIMIT ?",
+    "recent": f"SELECT {_COLUMNS} {_FROM} ORDER BY r.id DESC LIMIT ?",  # a sample of plain work too, through the key
     "skipped": f"""SELECT {_COLUMNS} {_FROM} WHERE r.item_id IN (SELECT item_id FROM rankings WHERE skipped = 1
                    GROUP BY item_id HAVING COUNT(*) >= 2) ORDER BY r.item_id DESC, r.id LIMIT ?""",
     "gold": f"""SELECT {_COLUMNS} {_FROM} JOIN ranking_stats s ON s.ranking_id = r.id WHERE s.gold_passed = 0

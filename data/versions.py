@@ -118,8 +118,10 @@ def lineage(db: Database, version: dict) -> dict:
     config, metrics = version["config"], version["metrics"]
     sets = config.get("prompt_sets") or config.get("prompt_set") or ("all prompt sets" if job else "")
     data = ", ".join(sets) if isinstance(sets, list) else sets  # one text for every version (a table's column)
-    seen = next((f"{metrics[key]:,} {what}" for key, what in (("train/rankings", "rankings"),
-                                                                ("train/demonstrations", "demonstrations")) if metrics.get(key)), "")
+    seen = next((f"{metrics[key]:,} {what}" + (f" ({metrics[held]:,} more held out to test it)" if metrics.get(held) else "")
+                 for key, held, what in (("train/rankings", "val/rankings", "rankings"),
+                                         ("train/demonstrations", "val/demonstrations", "demonstrations"))
+                 if metrics.get(key)), "")
     return {"parent": parent, "reward_model": reward, "job": job[0] if job else None, "data": data, "examples": seen}
 
 

@@ -126,6 +126,33 @@ def test_the_review_screen_rejects_with_a_reason(app_db):
     assert len(at.dataframe[-1].value["at"][0]) == len("2026-12-07 10:15")  # to the minute, as the other tables
 
 
+def test_review_reaches_plain_rankings_and_each_queue_keeps_its_own_pick(app_db):
+    """The walk (2026-12-07): a plain ranking could not be opened to accept it (no queue held it); switching from
+    "flagged" to "with a comment" kept the flagged queue's ranking in the picker above a table that did not list it;
+    a flag sent without a ranking read "skipped"; and the annotator's "of them sent back" counted it among rankings."""
+    from data import queue
+
+    items = add_items(app_db, 3, prompt_set="mine")
+    plain = rank(app_db, "alice", items[0])
+    commented = rank(app_db, "bob", items[1], comment="B and C are close")
+    flagged = annotation.skip_item(app_db, items[2], annotation.annotator_id(app_db, "alice"), [0, 1, 2, 3], 2.0,
+                                   flags=["all are bad"]).ranking_id
+    at = start("pages/quality/review.py")
+    assert at.selectbox(key="review-pick-flagged").value["ranking_id"] == flagged
+    assert at.dataframe[0].value["ranking given"].tolist() == ["no ranking, flagged all are bad"]
+    assert any("ranked: **no ranking, flagged all are bad**" in unescaped(m) for m in at.markdown)
+    at.segmented_control(key="review-queue").set_value("comments").run()
+    assert at.selectbox(key="review-pick-comments").value["ranking_id"] == commented
+    at.segmented_control(key="review-queue").set_value("recent").run()
+    assert at.dataframe[0].value["ranking"].tolist() == [flagged, commented, plain]
+    at.selectbox(key="review-pick-recent").set_value(next(o for o in at.selectbox(key="review-pick-recent").options
+                                                          if o.startswith(f"ranking {plain} "))).run()
+    next(b for b in at.button if b.label == "Accept").click().run()
+    assert app_db.execute("SELECT review FROM rankings WHERE id = ?", [plain]).fetchone()[0] == "accepted"
+    review.send_back(app_db, flagged, "rank them anyway", by="rita")
+    assert queue.rejected_count(app_db, annotation.annotator_id(app_db, "alice")) == 0  # not one of her 1 ranking
+
+
 def team_of_two_who_both_ranked(db) -> tuple[int, int, int]:
     """alice and bob, the only people set "mine" is served to, have both ranked its one item: (item, alice's, bob's)."""
     from data import accounts, prompt_sets

@@ -137,3 +137,12 @@ def test_the_models_table_shows_one_set_and_several_alike(app_db, tmp_path):
     assert not at.exception
     trained_on = at.dataframe[0].value.set_index("name")["trained on"]
     assert (trained_on["dpo-1"], trained_on["policy-1"]) == ("walkset, more", "walkset")
+
+
+def test_the_models_table_says_how_many_rankings_were_held_out_beside_those_learnt_from(app_db, tmp_path):
+    """"learnt from: 8 rankings" of a set of 10 read as 2 lost (walk, 2026-12-07)."""
+    versions.register_version(app_db, "reward", "rm-1", str(tmp_path / "a"), metrics={"train/rankings": 8, "val/rankings": 2})
+    versions.register_version(app_db, "reward", "rm-old", str(tmp_path / "b"), metrics={"train/rankings": 5})
+    at = start("pages/train/versions.py")
+    learnt = next(d.value for d in at.dataframe if "rm-1" in set(d.value.get("name", []))).set_index("name")["learnt from"]
+    assert (learnt["rm-1"], learnt["rm-old"]) == ("8 rankings (2 more held out to test it)", "5 rankings")

@@ -232,7 +232,7 @@ def test_a_reviewer_gets_annotate_and_review_and_decides_on_others_rankings_only
                                   flags=["prompt unclear"], comment="B is the only complete one")
     at = start("pages/quality/review.py", user="rita")
     assert not at.exception and at.title[0].value == "Review"
-    assert [o for o in at.selectbox(key="review-pick").options] == [f"ranking 2 by alice of item {items[1]}"]
+    assert [o for o in at.selectbox(key="review-pick-flagged").options] == [f"ranking 2 by alice of item {items[1]}"]
     # the reviewer reads the ranking, the comment's letters and the answers as alice saw them, not in the stored order
     assert at.dataframe[0].value["ranking given"].tolist() == ["B > D > A > C", "B > D > A > C"]
     shown = [unescaped(m) for m in at.markdown]

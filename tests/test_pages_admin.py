@@ -421,12 +421,14 @@ def test_the_policy_screen_says_when_a_gain_is_length_alone(app_db):
                "val/reward_length_corr": -0.93, "val/length_before": 60, "val/length_after": 21, "val/capped_before": 0.7,
                "val/capped_after": 0.1, "examples": [{"prompt": "p", "before": "long", "before_reward": -1.0, "after": "s", "after_reward": 0.2,
                                                       "before_tokens": 64, "before_ended": False, "after_tokens": 3, "after_ended": True}]}
-    versions.register_version(app_db, "generator", "policy-short", "/nowhere", parent_id=start_id, metrics=metrics)
+    versions.register_version(app_db, "generator", "policy-short", "/nowhere", parent_id=start_id, metrics=metrics,
+                              config={"max_new_tokens": 64})
     at = start("pages/train/policy.py")
     assert not at.exception
     shown = {m.label: m.value for m in at.metric}
     assert shown["Win rate at similar length"].startswith("48% (") and shown["Win rate at similar length"].endswith("n=40)") and shown["Length before → after"] == "60 → 21 tokens"
-    assert shown["Cut at the cap, before → after"] == "70% → 10%"
+    assert shown["Cut at the 64-token cap, before → after"] == "70% → 10%"  # the evaluation's cap, not a round's (walk)
+    assert "of at most 64 new tokens" in next(m.help for m in at.metric if m.label.startswith("Cut at"))
     warnings = [unescaped(w) for w in at.warning]
     assert any(w.startswith("The gain is explained by length") for w in warnings)
     assert any("stopped hitting the length cap" in w for w in warnings)
@@ -542,3 +544,20 @@ def test_a_failed_job_says_its_error_in_a_sentence_and_keeps_the_traceback_folde
     assert unescaped(at.error[0]) == ("The job stopped: NotEnoughData: need comparisons on at least 2 prompts: rank more "
                                       "items, or lower the validation fraction")
     assert [e.label for e in at.expander if e.label == "Traceback"] == ["Traceback"]
+
+
+def test_the_policy_screen_says_before_a_run_what_is_wrong_with_the_active_reward_model(app_db):
+    """The walk (2026-12-07): a reward model made active below its gate, 73% for "the longer answer wins", and the
+    Policy update screen showed a bare form; the warnings were on the Reward model screen only."""
+    metrics = {"val/accuracy": 0.55, "val/accuracy_ci": [0.3, 0.8], "val/rankings": 2, "val/pairs": 11,
+               "val/length_rule": "longer", "val/length_rule_accuracy": 0.73}
+    versions.register_version(app_db, "reward", "rm-weak", "/nowhere", metrics=metrics, activate=True)
+    at = start("pages/train/policy.py")
+    warning = unescaped(at.warning[0])
+    assert warning.startswith("The rewards come from rm-weak, the active reward model, made active although its gate "
+                              "did not pass (too few held-out rankings to tell: 2")
+    assert "Too few rankings to tell: 55% held-out accuracy" in warning and "the longer answer wins" in warning
+    good = {**metrics, "val/accuracy": 0.8, "val/accuracy_ci": [0.7, 0.88], "val/rankings": 40, "val/length_rule_accuracy": 0.5}
+    versions.register_version(app_db, "reward", "rm-good", "/nowhere", metrics=good, activate=True)
+    at.run()
+    assert not at.warning

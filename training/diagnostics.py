@@ -9,7 +9,7 @@ similar length).
 import math
 
 from data.rankings import ranking_to_pairs
-from training.gate import MIN_HELD_OUT_RANKINGS, MIN_PAIRS, too_few_held_out_rankings
+from training.gate import MIN_HELD_OUT_RANKINGS, MIN_PAIRS, span, too_few_held_out_rankings
 
 
 def held_out_figures(metrics: dict) -> dict:
@@ -106,7 +106,7 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
                              f"means something from about {MIN_HELD_OUT_RANKINGS}. Rank more items, then retrain."))
     elif interval and interval[0] <= 0.5:
         lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy {accuracy:.0%} (95% interval "
-                             f"{interval[0]:.0%}–{interval[1]:.0%}) cannot be told apart from chance. Rank more items, then retrain."))
+                             f"{span(*interval)}) cannot be told apart from chance. Rank more items, then retrain."))
     elif rising:
         lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy is still rising steeply with "
                              f"more rankings ({rising}). Rank more items, then retrain."))
@@ -115,7 +115,7 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
                              "what this reward model learned may be length, and a policy update will chase it."))
     if interval and interval[0] > 0.5 and (by_length is None or accuracy - by_length >= 0.05):
         beyond = f", {accuracy - by_length:+.0%} over the rule \"the {rule} answer wins\"" if by_length is not None else ""
-        lines.append((True, f"Held-out accuracy {accuracy:.0%} (95% interval {interval[0]:.0%}–{interval[1]:.0%}){beyond}."))
+        lines.append((True, f"Held-out accuracy {accuracy:.0%} (95% interval {span(*interval)}){beyond}."))
     return lines
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from data import annotation, demonstrations, guidelines, queue, review, undo
 from data.conversation import is_conversation
-from data.rankings import LETTERS, RankingError, example_ranking, ranking_from_input, shown_text
+from data.rankings import LETTERS, RankingError, answer_text, example_ranking, ranking_from_input, shown_text
 from data.store import StoreBusy, from_json, to_the_minute
 from ui.compare import diff_html, grid_rows, most_similar_pair, similarity, split_long, word_count, words_text
 from ui.session import error_boundary, flash, guarded, require, session_db, show_flash
@@ -196,7 +196,9 @@ def status_of(ranking: dict) -> str:
         return "sent back to you: rank it again (next in your queue)"
     if ranking["review"]:
         return "sent back (the item wants another annotator's ranking)" if ranking["review_action"] == "send back" else ranking["review"]
-    return "skipped" if ranking["skipped"] else "can be changed" if ranking["editable"] else "kept (asked again or used)"
+    if ranking["skipped"]:
+        return "not ranked by you: the item stays open for the others"
+    return "can be changed" if ranking["editable"] else "kept (asked again or used)"
 
 
 def my_rankings(db, user) -> None:
@@ -211,7 +213,7 @@ def my_rankings(db, user) -> None:
     reasons = any(r["review_reason"] for r in rows)  # a column only when a reviewer gave one: the prompt keeps its width
     st.dataframe([{"ranked": to_the_minute(r["created_at"]) + (" (changed)" if r["edited_at"] else ""),
                    "set": r["prompt_set"], "prompt": r["prompt"],
-                   "your ranking": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
+                   "your ranking": answer_text(r),
                    "flags": ", ".join(r["flags"]) or None, "comment": r["comment"] or None,
                    "status": status_of(r), **({"reviewer's reason": r["review_reason"] or None} if reasons else {})}
                   for r in rows], hide_index=True,

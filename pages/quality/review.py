@@ -5,7 +5,7 @@ import streamlit as st
 
 from data import annotation, review
 from data.store import to_the_minute
-from data.rankings import shown_text
+from data.rankings import answer_text
 from ui.session import guarded, screen
 from ui.text import inline
 from ui.widgets import as_shown
@@ -36,33 +36,36 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
         st.session_state[DECISION] = ("error", str(error))
 
 
-def queue_table(rows: list[dict]) -> None:
+def queue_table(rows: list[dict], queue: str) -> None:
     st.caption("Letters are those each annotator saw: completions are shuffled per annotator, so A in two rows can be "
                "different answers. \"Stored order\" writes every ranking of an item with the same letters, to compare them. "
-               "Rankings awaiting a decision come first; decided ones stay listed below them, with the decision.")
+               + ("The newest first, decided or not (the review column says which)." if queue == "recent" else
+                  "Rankings awaiting a decision come first; decided ones stay listed below them, with the decision."))
     st.dataframe(pd.DataFrame([{
         "ranking": r["ranking_id"], "item": r["item_id"], "set": r["prompt_set"], "annotator": r["annotator"],
         # the letters the annotator saw (their comment uses them), not the stored order of the exports
-        "ranking given": "skipped" if r["skipped"] else shown_text(r["groups"], r["display_order"]),
-        "stored order": "skipped" if r["skipped"] else shown_text(r["groups"], list(range(r["k"]))),
+        "ranking given": answer_text(r),
+        "stored order": answer_text(r, list(range(r["k"]))),
         "flags": ", ".join(r["flags"]), "comment": r["comment"],
         "review": "sent back" if r["review_action"] == "send back" else r["review"] or "—", "prompt": r["prompt"],
         **({"why": r["why"]} if "why" in r else {})}
         for r in rows]), hide_index=True, column_config={"prompt": st.column_config.TextColumn(width="large")}, placeholder="—")
 
 
-def actions(db, user, rows: list[dict]) -> None:
+def actions(db, user, rows: list[dict], queue: str) -> None:
     open_rows = [r for r in rows if not r["review"] and r["annotator"] != user.name]  # nobody reviews their own
     if not open_rows:
         show_decision()
-        st.caption("Everything in this queue has been reviewed (your own rankings are for another reviewer).")
+        own = any(not r["review"] and r["annotator"] == user.name for r in rows)
+        st.caption("Everything in this queue has been reviewed" + (": the rest are your own rankings, for another "
+                                                                   "reviewer." if own else "."))
         return
     chosen = st.selectbox("Ranking to decide on", open_rows, format_func=lambda r: f"ranking {r['ranking_id']} by "
-                          f"{r['annotator']} of item {r['item_id']}", key="review-pick")
+                          f"{r['annotator']} of item {r['item_id']}",
+                          key=f"review-pick-{queue}")  # each queue its own pick: a ranking picked in another is not kept
     with st.expander("The prompt and completions, as the annotator saw them", expanded=True):
-        given = "skipped" if chosen["skipped"] else shown_text(chosen["groups"], chosen["display_order"])
-        st.markdown(f"**{inline(chosen['annotator'])}** ranked: **{given}**"
-                    + (f" · flags: {inline(', '.join(chosen['flags']))}" if chosen["flags"] else "")
+        st.markdown(f"**{inline(chosen['annotator'])}** ranked: **{inline(answer_text(chosen))}**"
+                    + (f" · flags: {inline(', '.join(chosen['flags']))}" if chosen["flags"] and not chosen["skipped"] else "")
                     + (f" · comment: “{inline(chosen['comment'])}”" if chosen["comment"] else ""))
         as_shown(annotation.get_item(db, chosen["item_id"]), chosen["display_order"])
     reason_key = f"review-reason-{chosen['ranking_id']}"
@@ -102,8 +105,8 @@ with screen("Review", role="reviewer") as (db, user):
     if not rows:
         st.info(f"Nothing in this queue: {review.EMPTY_BECAUSE[queue or 'flagged']}.")
     else:
-        queue_table(rows)
-        actions(db, user, rows)
+        queue_table(rows, queue or "flagged")
+        actions(db, user, rows, queue or "flagged")
     events = review.review_events(db)
     if events:
         st.subheader("Audit log")

@@ -9,7 +9,7 @@ import streamlit as st
 from data import generators, items, jobs, spot_checks, versions
 from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round
 from training import sharding_problem
-from training.diagnostics import verdict
+from training.diagnostics import reward_model_verdict, verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, refused,
                      strategy_input, version_label, version_picker, win_rate_text)
@@ -53,6 +53,18 @@ def reward_sources(db, rewards: list[dict]) -> dict[str, str | None]:
     return {**({REWARD_MODEL: None} if rewards else {}), **remotes, LOCAL_JUDGE: ""}
 
 
+def what_it_rewards(reward: dict) -> None:
+    """Before a run: the active reward model's own warnings (the Reward model screen's), when it did not pass its gate or
+    may reward length: a policy update learns whatever the reward model rewards."""
+    passes, why = gate_for(reward)
+    concerns = [line for good, line in reward_model_verdict(reward["metrics"]) if not good]
+    if passes and not concerns:
+        return
+    st.warning(inline(f"The rewards come from {reward['name']}, the active reward model"
+                      + ("" if passes else f", made active although its gate did not pass ({why})") + ". A policy update "
+                      "learns whatever it rewards. " + " ".join(concerns)))
+
+
 def train_form(db) -> None:
     rewards = versions.list_versions(db, "reward")
     defaults = PolicyConfig()
@@ -79,6 +91,8 @@ def train_form(db) -> None:
                                  f"({gate_for(newest)[1]}). A policy update against a reward model that cannot be told "
                                  "from chance learns noise: rank more, retrain, or make one active under Train → Models "
                                  "if you trust it."))
+    elif judge_remote is None and (active := next((v for v in rewards if v["is_active"]), None)):
+        what_it_rewards(active)
     judged = judge_remote is not None
     if judged:
         st.caption("A judge is only as good as its agreement with your annotators: measure it first (Quality → "
@@ -188,8 +202,13 @@ def compare_and_use(db) -> None:
                   help=f"n: every new sample against every old one of the same prompt (K × K pairs a prompt, so n can be "
                        f"larger than the win rate's), kept when their lengths differ by at most 10% (or 2 tokens): "
                        f"{metrics.get('val/lc_pairs', 0)} pairs; too few to tell below {MIN_PAIRS}: the lengths barely overlap")
-        length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens")
-        capped.metric("Cut at the cap, before → after", f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}")
+        cap = version["config"].get("max_new_tokens")
+        sampled = (f"the evaluation's samples, of at most {cap} new tokens (the run's own cap, set short for speed: "
+                   "Data → Generate's rounds have theirs), so a share cut here is not what a round would cut") if cap else ""
+        length.metric("Length before → after", f"{metrics['val/length_before']:.0f} → {metrics['val/length_after']:.0f} tokens",
+                      help=sampled or None)
+        capped.metric(f"Cut at the {f'{cap}-token ' if cap else ''}cap, before → after",
+                      f"{metrics['val/capped_before']:.0%} → {metrics['val/capped_after']:.0%}", help=sampled or None)
         corr.metric("Reward-length correlation", f"{metrics['val/reward_length_corr']:+.2f}", help="on the new generator's samples")
     if "val/reward_after" not in metrics and "val/win_rate" not in metrics:
         st.caption("No reward model or judge scored this version's held-out answers (a DPO run without an active "
