@@ -160,10 +160,10 @@ class PreferenceTrainer:
         with self.autocast(), (self.policy.disable_adapter() if self.reference is None else nullcontext()):
             return sequence_logprobs(self.reference or self.policy, ranking)
 
-    def step(self, rankings: list[EncodedRanking]) -> dict:
+    def step(self, rankings: list[EncodedRanking], on_pass=lambda done, of: None) -> dict:
         """One optimizer step over a batch of whole rankings (this process's share of it, under several), one
         ranking's forward and backward pass at a time; the step's loss is the batch's rankings' losses averaged by
-        their weights."""
+        their weights. `on_pass(done, of)` hears each pass end (a step of long answers takes minutes on a CPU)."""
         c, losses, margins = self.config, [], []
         total_weight = self.parallel.total(torch.tensor([sum(r.weight for r in rankings)], device=self.device)).item()
         # each ranking's share of the batch's loss; times the processes, as their gradients are averaged, not summed
@@ -180,6 +180,7 @@ class PreferenceTrainer:
             if counted:
                 losses.append(loss.item())
                 margins.append(h.detach())
+                on_pass(len(losses), len(rankings))
         self.parallel.average_gradients()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.parallel.clip_gradients(params, 1.0)
@@ -225,10 +226,13 @@ class PreferenceTrainer:
 
 def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingExample], config: DPOConfig,
         on_step=lambda step, total, metrics: None, parallel: DataParallel | None = None,
-        spot_checked: bool = False, scorer=None) -> tuple[PreferenceTrainer, dict]:
+        spot_checked: bool = False, scorer=None, on_phase=lambda name: None,
+        on_progress=lambda done, total, text: None) -> tuple[PreferenceTrainer, dict]:
     """Train on rankings in memory; returns (trainer, metrics). Under `accelerate launch` (`parallel`), every process
     walks the same batches and steps on its share of each; only the first one reports and checks the KL budget.
-    `spot_checked`: each KL check evaluates the policy with `scorer` (a reward model's), for people's spot check."""
+    `spot_checked`: each KL check evaluates the policy with `scorer` (a reward model's), for people's spot check.
+    `on_phase` hears what the run does next; `on_progress` (steps done, a fraction within one) what a step or a KL
+    check is at, between the steps' reports."""
     torch.manual_seed(config.seed)
     device = model.device
     teaches = lambda r: r.pairs or (config.ties == "equal" and r.ties)  # noqa: E731
@@ -243,9 +247,12 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
     trainer = PreferenceTrainer(model, tokenizer, config, total, parallel)
     trainer.company = train_rankings[0]
     parallel = trainer.parallel
-    on_step = on_step if parallel.is_main else lambda step, total, metrics: None
+    if not parallel.is_main:
+        on_step, on_phase, on_progress = lambda step, total, metrics: None, lambda name: None, lambda done, total, text: None
     budget = KLBudget(trainer, held_out_prompts(validation), config, total, spot_checked, scorer)
+    on_phase(f"held-out pair accuracy before training ({len(val_rankings)} rankings)")
     before = trainer.evaluate(val_rankings)
+    on_phase(f"training on {len(train_rankings)} rankings")
     step, tokens, seconds = 0, 0, 0.0
     for epoch in range(1, config.epochs + 1):
         order = list(range(len(train_rankings)))
@@ -253,11 +260,14 @@ def fit(model, tokenizer, train: list[RankingExample], validation: list[RankingE
         for start in range(0, len(order), config.rankings_per_step):
             batch = [train_rankings[i] for i in order[start:start + config.rankings_per_step]]
             started = time.perf_counter()
-            metrics = trainer.step(parallel.my_share(batch))
+            passes = lambda done, of: on_progress(step + done / of, total, f"step {step + 1}/{total}: ranking {done} of {of}")  # noqa: E731
+            metrics = trainer.step(parallel.my_share(batch), passes)
             seconds += time.perf_counter() - started
             step, tokens = step + 1, tokens + sum(r.n_tokens for r in batch)
             on_step(step, total, {"train/epoch": epoch, **metrics, "speed/tokens_per_s": tokens / seconds})
             if budget.due(step):
+                on_progress(step, total, f"step {step}/{total} · KL check: sampling {config.eval_samples} answers to each "
+                                         f"of {len(budget.prompts)} held-out prompts")
                 kl = budget.check(step)
                 on_step(step, total, {"val/kl": kl})
                 if budget.spent:
@@ -414,8 +424,8 @@ def run_job(db, config: DPOConfig, job) -> dict:
     if config.spot_check_checkpoints and not spot_checked:
         job.fact("spot check at each KL check", "not done: it needs an active reward model (Train → Models), "
                                                 "samples per held-out prompt and pairs to spot-check above 0")
-    job.phase(f"training on {len(train)} rankings")
-    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel, spot_checked, scorer)
+    trainer, metrics = fit(model, tokenizer, train, validation, config, on_step, parallel, spot_checked, scorer,
+                           on_phase=job.phase, on_progress=job.progress)
     if config.eval_samples and parallel.sharded:  # every process samples together; the first one keeps the figures
         job.phase("evaluating: samples on held-out prompts")
         metrics.update(held_out_evaluation(trainer, validation, config, scorer))

@@ -224,7 +224,12 @@ def test_the_kl_budget_stops_a_run_and_keeps_the_last_checkpoint_within_it(tiny_
                 for i in range(12)]
     fast = dict(epochs=4, learning_rate=5e-2, eval_samples=2, max_new_tokens=8, kl_checks=4)
     model, tokenizer = load_generator(tiny_generator)
-    _, free = fit(model, tokenizer, examples[:8], examples[8:], config(**fast, kl_budget=1e9))
+    heard = []  # what the job's card says between steps (a walk's card said nothing for 2 minutes, 2026-12-07)
+    _, free = fit(model, tokenizer, examples[:8], examples[8:], config(**fast, kl_budget=1e9),
+                  on_phase=lambda name: heard.append(name), on_progress=lambda done, total, text: heard.append((done, total, text)))
+    assert heard[:2] == ["held-out pair accuracy before training (4 rankings)", "training on 8 rankings"]
+    assert heard[2:4] == [(0.5, 16, "step 1/16: ranking 1 of 2"), (1.0, 16, "step 1/16: ranking 2 of 2")]
+    assert (4, 16, "step 4/16 · KL check: sampling 2 answers to each of 4 held-out prompts") in heard
     curve = free["kl_budget/curve"]
     assert [step for step, _ in curve] == [4, 8, 12, 16] and free["steps"] == 16 and not free["kl_budget/spent"]
     assert curve[-1][1] > curve[0][1]  # the policy moves away from its reference as it trains
