@@ -73,8 +73,11 @@ def annotator_id(db: Database, name: str) -> int:
     return db.execute("SELECT id FROM annotators WHERE name = ?", [name]).fetchone()[0]
 
 
-def annotator_names(db: Database) -> list[str]:
-    return [row[0] for row in db.execute("SELECT name FROM annotators ORDER BY name")]
+def annotator_names(db: Database, ranked: bool = False) -> list[str]:
+    """Everyone who can be served items; `ranked`: only those with a ranking (whose rankings a picker can choose)."""
+    who = ("WHERE EXISTS (SELECT 1 FROM rankings r WHERE r.annotator_id = a.id AND r.skipped = 0)"  # the annotator index
+           if ranked else "")
+    return [row[0] for row in db.execute(f"SELECT a.name FROM annotators a {who} ORDER BY a.name")]
 
 
 def repeat_settings(db: Database, prompt_set: str) -> dict:

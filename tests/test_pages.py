@@ -69,6 +69,19 @@ def test_annotator_sees_an_item_with_progress(app_db):
     assert len(at.segmented_control) == 4
 
 
+def test_going_back_to_ranking_counts_what_is_left_afresh(app_db):
+    """The walk (2026-12-07): back on "Rank completions" after a look at My rankings, "3 left" where the others had
+    ranked two of them meanwhile (the count is kept up to 30 s)."""
+    at = annotate_as(app_db, "alice")
+    assert "0 ranked, 40 left" in at.caption[0].value
+    for item in [row[0] for row in app_db.execute("SELECT id FROM items ORDER BY id DESC LIMIT 2")]:
+        app_db.execute("UPDATE items SET n_rankings = 99 WHERE id = ?", [item])  # finished by the others meanwhile
+    app_db.conn.commit()
+    at.radio(key="task").set_value("My rankings").run()
+    at.radio(key="task").set_value("Rank completions").run()
+    assert "0 ranked, 38 left" in at.caption[0].value
+
+
 def test_typed_ranking_with_a_tie_is_saved_in_stored_positions_and_the_next_item_follows(app_db):
     at = annotate_as(app_db, "alice")
     first_prompt = shown_prompt(at)

@@ -13,7 +13,6 @@ from data.store import open_db
 from policy.config import DPOConfig, PolicyConfig, SFTConfig
 from tests.conftest import add_items, rank_by, write_demonstrations
 from tests.test_pages import start, unescaped
-from tests.test_pages_reward import in_form
 
 SCREENS = [file for screens in ADMIN_SCREENS.values() for file, _, _ in screens]
 
@@ -242,10 +241,13 @@ def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing
     ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])
            for i in range(30)]
     rank_by(app_db, ids, lambda text: text == "good")
-    annotation.annotator_id(app_db, "idle")  # a person with no rankings: the form's annotators are checked when sent
+    annotation.skip_item(app_db, ids[0], annotation.annotator_id(app_db, "skipper"), [0, 1], 1.0)  # no ranking
+    ensure_prompt_set(app_db, "other")
+    elsewhere = add_item(app_db, add_prompt(app_db, "other", "a question")[0], [NewCompletion("good"), NewCompletion("bad")])
+    rank_by(app_db, [elsewhere], len, annotator="idle")  # idle has ranked, but nothing of "small"
     app_db.conn.commit()
     at = start("pages/train/reward.py")
-    assert at.markdown[0].value.startswith("**Train** on 30 rankings (30 comparisons). Defaults work")
+    assert at.markdown[0].value.startswith("**Train** on 31 rankings (31 comparisons). Defaults work")
     at.multiselect(key="rm-sets").select(BUILTIN_SET).run()
     assert at.markdown[0].value.startswith(f"**Train** on 0 rankings of {BUILTIN_SET}.")
     assert unescaped(at.warning[0]) == (f"The prompt set {BUILTIN_SET} has no rankings to learn from: rank some of its "
@@ -256,6 +258,7 @@ def test_the_reward_screen_counts_the_sets_picked_and_refuses_a_run_with_nothing
     assert not started and unescaped(at.error[0]).startswith(f"The prompt set {BUILTIN_SET} has no rankings")
     at.multiselect(key="rm-sets").unselect(BUILTIN_SET).select("small").run()
     assert not at.warning and at.markdown[0].value.startswith("**Train** on 30 rankings of small.")
+    assert "skipper" not in at.multiselect(key="rm-annotators").options  # nothing to learn from to pick
     at.multiselect(key="rm-annotators").select("idle").run()  # the count and the warning follow the annotators too
     assert at.markdown[0].value.startswith("**Train** on 0 rankings of small by idle.")
     assert unescaped(at.warning[0]) == ("Idle has no rankings in small to learn from: pick other annotators, or leave "

@@ -76,6 +76,11 @@ def items_left(db, user) -> int:
     return count
 
 
+def recount_left() -> None:
+    """The next run counts the items left afresh (not the count of up to RECOUNT_S ago)."""
+    st.session_state.pop(LEFT, None)
+
+
 def count_one_down() -> None:
     if LEFT in st.session_state:
         count, counted_at = st.session_state[LEFT]
@@ -153,7 +158,7 @@ def take_back_last(db, user) -> None:
     try:
         last = undo.undoable(db, user.id)  # what it was, to say so and put it back in the ranking field
         item_id = undo.undo_last(db, user.id)
-        st.session_state.pop(LEFT, None)  # the taken-back item is open again: recount what is left
+        recount_left()  # the taken-back item is open again
         if last and not last["skipped"] and last["item_id"] == item_id:
             given = shown_text(from_json(last["groups"]), from_json(last["display_order"]))
             st.session_state[f"{showing_key(item_id)}-typed"] = given  # served again as a first showing
@@ -408,7 +413,7 @@ db = session_db()
 user = require(db)
 with error_boundary(details=False):  # an annotator never sees a traceback
     mode = st.radio("Task", ["Rank completions", "Write demonstrations", "My rankings"], horizontal=True, key="task",
-                    label_visibility="collapsed")
+                    label_visibility="collapsed", on_change=recount_left)  # back to ranking: the others ranked meanwhile
     if mode == "Write demonstrations":
         write_demonstrations(db)
     if mode == "My rankings":

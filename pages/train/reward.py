@@ -27,7 +27,7 @@ def train_form(db) -> None:
     # above the form, so that the count and the warnings follow them (a field inside a form changes nothing until sent)
     left, middle, right = st.columns([2, 2, 1])
     prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)], key="rm-sets")
-    annotators = middle.multiselect("Annotators (empty: all)", annotation.annotator_names(db), key="rm-annotators")
+    annotators = middle.multiselect("Annotators (empty: all)", annotation.annotator_names(db, ranked=True), key="rm-annotators")
     validation_fraction = right.number_input("Held-out share of prompts", 0.05, MAX_HELD_OUT_SHARE, defaults.validation_fraction,
                                              0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
                                              "(the gate reads their accuracy); a prompt's rankings are held out together")
