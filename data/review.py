@@ -156,15 +156,18 @@ def training_rankings_of(db: Database, prompt_sets: list[str] | None, annotators
     return {"rankings": total - skipped - left_out, "left_out": left_out}
 
 
-def all_tied(db: Database, prompt_sets: list[str] | None = None) -> int:
-    """How many of the rankings the trainers learn from (of `prompt_sets`; None: all) tie every answer: no pair, so DPO
-    leaves them out unless it learns from ties. Through the partial index of such rankings (a few, at any size)."""
+def all_tied(db: Database, prompt_sets: list[str] | None = None, annotators: list[str] | None = None) -> int:
+    """How many of the rankings the trainers learn from (of `prompt_sets`, by `annotators`; None: all) tie every answer:
+    no pair, so DPO leaves them out unless it learns from ties. Through the partial index of such rankings (a few, at
+    any size)."""
     sets = (f"""AND r.item_id IN (SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
                                   WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))}))""" if prompt_sets else "")
+    people = (f"AND r.annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))"
+              if annotators else "")
     return db.execute(f"""SELECT COUNT(*) FROM rankings r INDEXED BY rankings_all_tied
                           WHERE r.skipped = 0 AND CASE WHEN json_valid(r.groups) THEN json_array_length(r.groups) END = 1
-                                AND NOT {EXCLUDED_FROM_TRAINING} {sets}""",
-                      prompt_sets or []).fetchone()[0]
+                                AND NOT {EXCLUDED_FROM_TRAINING} {sets} {people}""",
+                      [*(prompt_sets or []), *(annotators or [])]).fetchone()[0]
 
 
 def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most: int | None = None,

@@ -226,6 +226,7 @@ class DPOConfig:
 
     generator_version: int | None = field(default=None, metadata={"help": "starting generator version id (also the reference); none: the active one"})
     prompt_sets: list[str] = field(default_factory=list, metadata={"help": "prompt sets whose rankings to learn from, a,b or a JSON list; empty: all"})
+    annotators: list[str] = field(default_factory=list, metadata={"help": "annotators whose rankings to learn from, a,b or a JSON list; empty: all"})
     loss: str = field(default="sigmoid", metadata={
         "help": "sigmoid: DPO's -log sigma(beta * (chosen - rejected log-ratio)); ipo: IPO's squared distance to 1/(2 beta)"})
     beta: float = field(default=0.1, metadata={"help": "beta: how far from the reference the preference may pull (DPO's temperature)"})
@@ -270,7 +271,7 @@ class DPOConfig:
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
-        self.prompt_sets = name_list(self.prompt_sets)
+        self.prompt_sets, self.annotators = name_list(self.prompt_sets), name_list(self.annotators)
         if self.learning_rate is None:  # a full fine-tune at LoRA's rate wrecks a model
             self.learning_rate = self.LEARNING_RATES[self.lora]
         if problem := quantize_problem(self.quantize, self.lora, self.strategy) or sharding_problem(self.strategy, self.lora):

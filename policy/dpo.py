@@ -378,7 +378,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
                                     versions.active_version(db, "reward")] if parallel.is_main else None)
     examples = None
     if parallel.is_main:  # read once, by the first process, and sent to the others: all train on the same rankings
-        loaded = load_rankings(db, config.prompt_sets or None)
+        loaded = load_rankings(db, config.prompt_sets or None, config.annotators or None)
         examples = [e for e in loaded if ranking_to_pairs(e.groups) or (config.ties == "equal" and tied_pairs(e.groups))]
         if len(examples) < len(loaded):  # the screen counted them: say where they went
             job.log(f"{len(loaded) - len(examples)} of the {len(loaded)} rankings left out: every answer tied, and ties "

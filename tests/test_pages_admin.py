@@ -324,8 +324,12 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
     at.multiselect(key="dpo-sets").unselect(BUILTIN_SET).select("small").run()
     at.number_input(key="dpo-samples").set_value(15).run()
     assert not at.warning
+    at.multiselect(key="dpo-annotators").select("scripted").run()  # the count and warnings follow the people too
+    assert unescaped(at.markdown[0]).startswith("Learns from the **15 rankings** (5 of them tie every answer: no pair "
+                                                "unless 'Learn from ties' is on) of small by scripted directly")
     at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
-    assert [(kind, args["prompt_sets"], args["eval_samples"]) for kind, args in started] == [("dpo", ["small"], 15)]
+    assert [(kind, args["prompt_sets"], args["annotators"], args["eval_samples"]) for kind, args in started] == [
+        ("dpo", ["small"], ["scripted"], 15)]
 
 
 def test_the_sft_screen_counts_the_sets_picked_refuses_too_few_and_warns_when_too_few_would_be_held_out(app_db, monkeypatch):

@@ -98,9 +98,11 @@ def test_a_dpo_job_learns_from_the_store_and_registers_a_child_version(db, db_pa
         if i == 0:
             tie = items.add_item(db, prompt_id, [items.NewCompletion("x"), items.NewCompletion("y")])
             annotation.submit_ranking(db, tie, alice, [[0, 1]], [0, 1])  # a tie alone: no pair, left out
+        annotation.submit_ranking(db, item, annotation.annotator_id(db, "bob"), [[0], [2], [1]], [0, 1, 2])  # not picked
     job_id = jobs.create_job(db, "dpo", {})
     with jobs.running_job(db_path, job_id) as (job, result):
-        result.update(run_job(db, config(name="tiny-dpo", epochs=2, eval_samples=2, max_new_tokens=6), job))
+        result.update(run_job(db, config(name="tiny-dpo", epochs=2, eval_samples=2, max_new_tokens=6,
+                                          annotators="alice"), job))
     done = jobs.get_job(db, job_id)
     assert done["status"] == "done", done["error"]
     version = versions.get_version(db, done["result"]["version"])

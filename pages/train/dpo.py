@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from data import items, review, versions
+from data import annotation, items, review, versions
 from policy.config import DPOConfig
 from training import quantization, sharding_problem
 from training.diagnostics import verdict
@@ -23,36 +23,40 @@ VERSION_COLUMNS = {"val/accuracy_before": "held-out pair accuracy before", "val/
                    "train/pairs": "training pairs"}
 
 
-def rankings_to_learn_from(db) -> tuple[list[str], int, str | None]:
-    """The prompt sets and the held-out samples, above the form so that the count and the warnings follow them (a field
-    inside a form changes nothing until the form is sent); and why a run could not start on them (None: it can)."""
+def rankings_to_learn_from(db) -> tuple[list[str], list[str], int, str | None]:
+    """The prompt sets, annotators and held-out samples, above the form so that the count and the warnings follow them
+    (a field inside a form changes nothing until the form is sent); and why a run could not start on them (None: it can)."""
     defaults = DPOConfig()
-    left, right = st.columns(2)
+    left, middle, right = st.columns([2, 2, 1])
     prompt_sets = left.multiselect("Prompt sets (empty: all)", [s["name"] for s in items.prompt_sets(db)], key="dpo-sets")
+    annotators = middle.multiselect("Annotators (empty: all)", annotation.annotator_names(db, ranked=True), key="dpo-annotators")
     eval_samples = right.number_input(
         "Samples per held-out prompt", 0, 32, defaults.eval_samples, key="dpo-samples",
         help=f"answers sampled per held-out prompt (a fifth of the ranked prompts, at most {DPOConfig.EVAL_PROMPTS}) for "
              f"the KL checks and the win rate against the start; the gate needs {MIN_PAIRS} pairs or more; 0: no "
              "sampled evaluation")
-    counts, tied = review.training_counts(db, prompt_sets), review.all_tied(db, prompt_sets)
+    counts, tied = review.training_counts(db, prompt_sets, annotators), review.all_tied(db, prompt_sets, annotators)
     left_out = "; ".join(([f"{counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
                            "unsafe"] if counts["left_out"] else [])
                          + ([f"{tied:,} of them tie every answer: no pair unless 'Learn from ties' is on"] if tied else []))
     st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{f' ({left_out})' if left_out else ''} of "
-                + (inline(", ".join(prompt_sets)) if prompt_sets else "every set") + " directly: every pair a ranking "
+                + (inline(", ".join(prompt_sets)) if prompt_sets else "every set")
+                + (f" by {inline(', '.join(annotators))}" if annotators else "") + " directly: every pair a ranking "
                 "implies (ties give none), the reference being the starting generator. The Policy update screen "
                 "compares any trained generator with where it started.")
     share, most = defaults.validation_fraction, DPOConfig.EVAL_PROMPTS
-    if problem := nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2), prompt_sets):
+    prompts = review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators)
+    if problem := nothing_to_learn(counts["rankings"], prompts, prompt_sets, annotators):
         st.warning(capitalised(problem) + ".")
     elif versions.active_version(db, "reward") is not None and (shortfall := win_pairs_shortfall(
-            review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most), with_pairs=True),
+            review.training_prompts(db, prompt_sets, at_most=prompts_that_count(share, most), annotators=annotators,
+                                    with_pairs=True),
             int(eval_samples), share, most)):  # held out from the prompts with a pair: all-tied rankings give none
         st.warning(capitalised(shortfall) + ".")
-    return prompt_sets, int(eval_samples), problem
+    return prompt_sets, annotators, int(eval_samples), problem
 
 
-def train_form(db, prompt_sets: list[str], eval_samples: int, problem: str | None) -> None:
+def train_form(db, prompt_sets: list[str], annotators: list[str], eval_samples: int, problem: str | None) -> None:
     defaults = DPOConfig()
     lora = st.checkbox("LoRA adapter", defaults.lora, key="dpo-lora",  # outside the form: the learning rate follows it
                        help=f"off: a full fine-tune, the learning rate's default {DPOConfig.LEARNING_RATES[False]:.0e}")
@@ -100,7 +104,8 @@ def train_form(db, prompt_sets: list[str], eval_samples: int, problem: str | Non
         if st.form_submit_button("Start preference optimisation", type="primary"):
             if refused(problem) or refused(sharding_problem(strategy, lora)) or refused(quantization.problem(quantize, lora, strategy)):
                 return
-            launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets), loss=loss,
+            launch("dpo", DPOConfig(generator_version=generator["id"], prompt_sets=list(prompt_sets),
+                                    annotators=list(annotators), loss=loss,
                                     beta=float(beta), epochs=int(epochs), learning_rate=float(learning_rate),
                                     rankings_per_step=int(rankings_per_step), lora=lora, margin_weight=margin_weight,
                                     kl_budget=float(kl_budget), eval_samples=int(eval_samples),
