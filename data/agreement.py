@@ -131,6 +131,15 @@ def bradley_terry_with_intervals(rankings: list[list[list[int]]], k: int, resamp
     return [{"position": p, "strength": float(fits[0, p]), "low": float(low[p]), "high": float(high[p])} for p in range(k)]
 
 
+def span(low: float, high: float) -> str:
+    """A 95% interval of shares as every screen and log writes it.
+
+    >>> span(0.583, 0.871)
+    '58–87%'
+    """
+    return f"{low:.0%}–{high:.0%}".replace("%–", "–", 1)
+
+
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of a proportion (ties counted as half a success).
 

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from data import guidelines, prompt_sets, versions
 from data.accounts import User
-from data.agreement import wilson_interval
+from data.agreement import span, wilson_interval
 from data.items import NewCompletion, add_item, add_prompt, ensure_prompt_set
 from data.store import now, write_transaction
 
@@ -267,5 +267,5 @@ def _sentence(rankings: int, share: float | None, low: float, high: float, gamed
                 f"for a verdict, which needs {MIN_RANKINGS} rankings ({why})")
     if rankings < MIN_RANKINGS:
         return f"{rankings} of {wanted} rankings of {by}'s favourite pairs so far (a verdict from {MIN_RANKINGS})"
-    said = f"people agree with {by} on {share:.0%} of {rankings} rankings of its favourite pairs (95% interval {low:.0%}-{high:.0%})"
+    said = f"people agree with {by} on {share:.0%} of {rankings} rankings of its favourite pairs (95% interval {span(low, high)})"
     return f"{by} is being gamed: {said}" if gamed else said

@@ -24,6 +24,7 @@ import time
 import torch
 
 from data import annotation, conversation, generators, judgements, versions
+from data.agreement import span
 from data.guidelines import current_guidelines
 from data.jobs import job_main
 from data.rankings import LETTERS, RankingError, parse_ranking_text, validate_ranking
@@ -196,7 +197,7 @@ def run_judge(db, config: JudgeConfig, job) -> dict:
     for row in measured:
         if row["agreement"] is not None:
             job.log(f"{row['votes']} vote(s): agreement with people {row['agreement']:.0%} on {row['pairs']} pairs "
-                    f"of {row['items']} items (95% {row['low']:.0%}-{row['high']:.0%})")
+                    f"of {row['items']} items (95% {span(row['low'], row['high'])})")
     summary = judgements.judge_summary(db, judge.name)
     if judgements.none_readable(summary):
         job.log("no vote held a readable 'Ranking:' line: the judge model does not follow the instructions (a larger "

@@ -49,7 +49,7 @@ def test_training_started_from_the_admin_page_runs_and_shows_curves(app_db, tiny
     assert job["result"]["activation"].startswith("made active: held-out accuracy")
     shown = {m.label: m.value for m in at.metric}
     low, high = active["metrics"]["val/accuracy_ci"]
-    assert shown["95% interval"] == f"{low:.0%} – {high:.0%}"
+    assert shown["95% interval"] == f"{low * 100:.0f}–{high:.0%}"
     assert active["metrics"]["val/length_rule_accuracy"] == 0.5  # "good answer" and "bad answer": same length
     assert any("length" in unescaped(m) or "Held-out accuracy" in unescaped(m) for m in [*at.success, *at.warning])
     curve = active["metrics"]["val/learning_curve"]  # a quarter, a half and all of the 19 training prompts

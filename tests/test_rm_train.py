@@ -286,7 +286,7 @@ def test_the_held_out_accuracy_comes_with_an_interval_and_a_length_only_rule_bes
     assert 'The rule "the shorter answer wins" scores 60%' in few[1][1]
     good = reward_model_verdict({"val/accuracy": 0.8, "val/accuracy_ci": [0.72, 0.87], "val/length_rule": "longer",
                                  "val/length_rule_accuracy": 0.55})
-    assert good == [(True, 'Held-out accuracy 80% (95% interval 72%–87%), +25% over the rule "the longer answer wins".')]
+    assert good == [(True, 'Held-out accuracy 80% (95% interval 72–87%), +25% over the rule "the longer answer wins".')]
     steep = reward_model_verdict({"val/accuracy": 0.8, "val/accuracy_ci": [0.72, 0.87], "val/length_rule": "longer",
                                   "val/length_rule_accuracy": 0.55,
                                   "val/learning_curve": [{"rankings": 40, "accuracy": 0.7}, {"rankings": 80, "accuracy": 0.8}]})

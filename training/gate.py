@@ -11,7 +11,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from data.agreement import wilson_interval  # the screens import it from here too
+from data.agreement import span, wilson_interval  # the screens import them from here too
 from training.rankings import held_out_count
 
 MIN_PAIRS = 30
@@ -22,15 +22,6 @@ MAX_HELD_OUT_SHARE = 0.5  # the most the reward form holds out: the rest must st
 
 POLICY_REMEDY = "hold out more prompts, or draw more samples per prompt (K)"
 DPO_REMEDY = "rank more prompts (a fifth are held out), or draw more samples per held-out prompt"
-
-
-def span(low: float, high: float) -> str:
-    """A 95% interval of shares as every screen and log writes it.
-
-    >>> span(0.583, 0.871)
-    '58–87%'
-    """
-    return f"{low:.0%}–{high:.0%}".replace("%–", "–", 1)
 
 
 def win_rate_figure(rate: float, pairs: int) -> str:

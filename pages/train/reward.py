@@ -6,7 +6,7 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from training.gate import (MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
+from training.gate import (MAX_HELD_OUT_SHARE, span, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
                            nothing_to_learn, too_few_held_out_rankings)
 from ui.jobs import (activate_checkbox, activation_confirmed, capitalised, checkpointing_checkbox, gate_override, latest_job,
                      launch, processes_input, refused, strategy_input, version_picker)
@@ -113,7 +113,7 @@ def models_list(db) -> None:
         left.metric("Held-out accuracy", f"{m['val/accuracy']:.0%} (n={m.get('val/pairs', '?')})",
                     help=f"pairs of held-out prompts the reward model orders as people did: {m.get('val/pairs', '?')} pairs "
                          f"from {m.get('val/rankings', '?')} rankings")
-        middle.metric("95% interval", "too few to tell" if too_few_held_out_rankings(m) else f"{m['val/accuracy_ci'][0]:.0%} – {m['val/accuracy_ci'][1]:.0%}",
+        middle.metric("95% interval", "too few to tell" if too_few_held_out_rankings(m) else span(*m["val/accuracy_ci"]),
                       help=f"resampling whole held-out rankings (from {MIN_HELD_OUT_RANKINGS} of them)")
         right.metric(f"\"The {m['val/length_rule']} answer wins\"", f"{m['val/length_rule_accuracy']:.0%}",
                      help="a length-only rule on the same pairs: how much of the reward model could be length")
