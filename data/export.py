@@ -56,7 +56,8 @@ CONSENSUS_CACHE = 50_000  # distinct sets of rankings whose consensus one export
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so (OWASP CSV injection)
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_QUALITY_COLUMNS = [("annotator_agreement", pa.float64()), ("annotator_gold_accuracy", pa.float64()), ("is_gold", pa.bool_())]
+_QUALITY_COLUMNS = [("annotator_agreement", pa.float64()), ("annotator_agreement_pairs", pa.int64()),  # what it rests on
+                    ("annotator_gold_accuracy", pa.float64()), ("annotator_gold_rankings", pa.int64()), ("is_gold", pa.bool_())]
 SCHEMAS = {  # one fixed schema per kind: every Parquet row group, and the columns of every format
     "pairs": pa.schema([
         ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), ("annotator", pa.string()),
@@ -511,10 +512,13 @@ def _reporting(chunks: Iterator[list[dict]], total: int, on_progress: Callable[[
 
 
 def annotator_quality(db: Database) -> dict[str, dict[str, float | None]]:
-    """Per quality column, each annotator's figure: agreement with the others, gold accuracy."""
+    """Per quality column, each annotator's figure: agreement with the others and the pairs it rests on, gold accuracy
+    and the gold rankings it rests on (an agreement of 0.0 on 5 pairs is no verdict)."""
     table = quality.annotator_table(db)
     return {"annotator_agreement": {r["annotator"]: r["agreement_with_others"] for r in table},
-            "annotator_gold_accuracy": {r["annotator"]: r["gold_accuracy"] for r in table}}
+            "annotator_agreement_pairs": {r["annotator"]: r["agreement_pairs"] for r in table},
+            "annotator_gold_accuracy": {r["annotator"]: r["gold_accuracy"] for r in table},
+            "annotator_gold_rankings": {r["annotator"]: r["gold_rankings"] for r in table}}
 
 
 def _conditions(db: Database, where: ExportFilter, annotators: dict, kind: str) -> tuple[str, list]:

@@ -56,6 +56,8 @@ def test_exports_filter_by_quality_and_keep_provenance(db):
     everything = export.export_frame(db, "pairs")
     assert {"annotator_agreement", "annotator_gold_accuracy", "is_gold", "ties_in_ranking", "margin"} <= set(everything.columns)
     assert everything[everything.item_id == ids[2]]["is_gold"].all()
+    carols = everything[everything.annotator == "carol"].iloc[0]  # what her 0.0 rests on: one pair of one shared item
+    assert (carols.annotator_agreement, carols.annotator_agreement_pairs, carols.annotator_gold_rankings) == (0.0, 1, 0)
     assert set(export.export_frame(db, "pairs", ExportFilter(min_agreement=0.5)).annotator) == {"alice", "bob"}
     assert set(export.export_frame(db, "pairs", ExportFilter(min_gold_accuracy=1.0)).annotator) == {"alice", "carol"}
     assert set(export.export_frame(db, "pairs", ExportFilter(exclude_annotators=["alice"])).annotator) == {"bob", "carol"}
