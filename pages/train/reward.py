@@ -6,8 +6,8 @@ import streamlit as st
 from data import annotation, items, review, uncertainty, versions
 from rm.config import EMBEDDED_ENCODER, RewardConfig
 from training.diagnostics import reward_model_verdict
-from training.gate import (MAX_HELD_OUT_SHARE, span, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
-                           nothing_to_learn, too_few_held_out_rankings)
+from training.gate import (MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
+                           nothing_to_learn, span, too_few_held_out_rankings)
 from ui.jobs import (activate_checkbox, activation_confirmed, capitalised, checkpointing_checkbox, gate_override, latest_job,
                      launch, processes_input, refused, strategy_input, version_picker)
 from ui.models import reward_scorer
