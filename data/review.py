@@ -205,9 +205,9 @@ def reject(db: Database, ranking_id: int, reason: str, actor: User | None = None
            send_back: bool = False) -> bool:
     """Mark a ranking rejected: the statistics and leaderboard counts forget it, exports and trainers leave it out.
     `send_back`: its item also needs one more ranking, so the queue serves it to another annotator, or, when nobody
-    else the item's set is served to can rank it, back to the annotator who made it, next in their queue (after an
-    item they hold) and with the reason: their new answer replaces this one (data.annotation). Returns whether it
-    went back to its annotator."""
+    else the item's set is served to can rank it (or it was a skip), back to the annotator who made it, next in their
+    queue (after an item they hold) and with the reason: their new answer replaces this one (data.annotation).
+    Returns whether it went back to its annotator."""
     reason = reason.strip()
     if not reason:
         raise ValueError("say why the ranking is rejected (the annotator and the audit log see the reason)")
@@ -234,15 +234,17 @@ def send_back(db: Database, ranking_id: int, reason: str = "sent back for anothe
 
 
 def goes_back_to_its_annotator(db: Database, ranking_id: int) -> bool:
-    """Where a send back of this ranking goes: back to the annotator who made it when nobody else the item's set is
-    served to can rank the item, the set is still served to them, and the ranking is not kept for a repeat or a
-    demonstration made from it; else to the queue for another annotator."""
-    row = db.execute("""SELECT r.item_id, r.annotator_id, p.prompt_set FROM rankings r JOIN items i ON i.id = r.item_id
-                        JOIN prompts p ON p.id = i.prompt_id WHERE r.id = ?""", [ranking_id]).fetchone()
+    """Where a send back of this ranking goes: back to the annotator who made it when it is a skip (or a flag sent
+    without a ranking: it took no ranking from the item, so another annotator's would add nothing the reviewer asked
+    for) or nobody else the item's set is served to can rank the item, the set is still served to them, and the
+    ranking is not kept for a repeat or a demonstration made from it; else to the queue for another annotator."""
+    row = db.execute("""SELECT r.item_id, r.annotator_id, r.skipped, p.prompt_set FROM rankings r
+                        JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id WHERE r.id = ?""",
+                     [ranking_id]).fetchone()
     if row is None:
         return False
-    item_id, annotator, prompt_set = row
-    return (not others_who_can_rank(db, item_id) and annotator in prompt_sets.served_people(db, prompt_set)
+    item_id, annotator, skipped, prompt_set = row
+    return ((skipped or not others_who_can_rank(db, item_id)) and annotator in prompt_sets.served_people(db, prompt_set)
             and not undo.linked_elsewhere(db, ranking_id))
 
 

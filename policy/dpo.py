@@ -436,7 +436,7 @@ def run_job(db, config: DPOConfig, job) -> dict:
     if metrics.get("kl_budget/spent"):
         job.log(f"KL budget {config.kl_budget:g} spent: stopped at step {metrics['steps']}, kept the weights of step "
                 f"{metrics['kl_budget/kept_step']} (the last check within it)")
-    job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.3f} -> {metrics['val/accuracy']:.3f} "
+    job.log(f"held-out pair accuracy {metrics['val/accuracy_before']:.0%} -> {metrics['val/accuracy']:.0%} "
             f"on {metrics['val/pairs']} pairs")
     if config.eval_samples and not parallel.sharded:
         job.phase("evaluating: samples on held-out prompts")

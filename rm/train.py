@@ -179,7 +179,7 @@ def learning_curve(train, validation, config: RewardConfig, full: dict, parallel
         _, _, metrics = fit(subset, validation, config, lambda step, total, _: progress(step, total, f"{text} · step {step}/{total}"),
                             parallel)
         points.append({"rankings": len(subset), "accuracy": metrics["val/accuracy"]})
-        log(f"learning curve: {len(subset)} rankings -> held-out accuracy {metrics['val/accuracy']:.3f}")
+        log(f"learning curve: {len(subset)} rankings -> held-out accuracy {metrics['val/accuracy']:.0%}")
     return points + [{"rankings": len(train), "accuracy": full["val/accuracy"]}]
 
 
@@ -269,7 +269,7 @@ def run_job(db, config: RewardConfig, job) -> dict:
     activate, activation = gate.decide(config.activate, gate.reward_model_gate(metrics))
     version_id = versions.register_version(db, "reward", name, str(folder), config=asdict(config), metrics=metrics,
                                            activate=activate)
-    job.log(f"saved {name}: validation accuracy {metrics['val/accuracy']:.3f} on {metrics['val/pairs']} pairs; {activation}")
+    job.log(f"saved {name}: held-out accuracy {metrics['val/accuracy']:.0%} on {metrics['val/pairs']} pairs; {activation}")
     if activate and (scoring := uncertainty.score_in_background(db)):  # the queues follow the new active model
         job.log(f"job {scoring} scores the least-certain-first queues with it")
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision), "val/accuracy": round(metrics["val/accuracy"], 4),

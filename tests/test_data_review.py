@@ -130,8 +130,10 @@ def test_review_reaches_plain_rankings_and_each_queue_keeps_its_own_pick(app_db)
     """The walk (2026-12-07): a plain ranking could not be opened to accept it (no queue held it); switching from
     "flagged" to "with a comment" kept the flagged queue's ranking in the picker above a table that did not list it;
     a flag sent without a ranking read "skipped"; and the annotator's "of them sent back" counted it among rankings."""
-    from data import queue
+    from data import accounts, queue
 
+    for name in ("alice", "bob"):
+        accounts.create_user(app_db, name, f"{name}-password-1")
     items = add_items(app_db, 3, prompt_set="mine")
     plain = rank(app_db, "alice", items[0])
     commented = rank(app_db, "bob", items[1], comment="B and C are close")
@@ -149,8 +151,16 @@ def test_review_reaches_plain_rankings_and_each_queue_keeps_its_own_pick(app_db)
                                                           if o.startswith(f"ranking {plain} "))).run()
     next(b for b in at.button if b.label == "Accept").click().run()
     assert app_db.execute("SELECT review FROM rankings WHERE id = ?", [plain]).fetchone()[0] == "accepted"
-    review.send_back(app_db, flagged, "rank them anyway", by="rita")
-    assert queue.rejected_count(app_db, annotation.annotator_id(app_db, "alice")) == 0  # not one of her 1 ranking
+    rank(app_db, "bob", items[2])  # the item is complete (N = 1) whatever happens to alice's flag
+    alice = annotation.annotator_id(app_db, "alice")
+    # the reviewer wants it ranked: a flag sent without a ranking goes back to its annotator, not to a queue that would
+    # not serve the complete item to anyone (the verification walk: "send back recorded", and nothing happened)
+    assert review.send_back(app_db, flagged, "rank them anyway", by="rita") is True
+    assert queue.rejected_count(app_db, alice) == 0  # not one of her 1 ranking
+    assert queue.next_item(app_db, alice).id == items[2]
+    annotation.submit_ranking(app_db, items[2], alice, [[1], [0], [2], [3]], [0, 1, 2, 3])
+    assert app_db.execute("SELECT skipped, review FROM rankings WHERE item_id = ? AND annotator_id = ?",
+                          [items[2], alice]).fetchone() == (0, "")
 
 
 def team_of_two_who_both_ranked(db) -> tuple[int, int, int]:

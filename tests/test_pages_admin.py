@@ -312,7 +312,7 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
                                         "held-out prompts, 2 samples each), fewer than the 30 the gate needs; draw 15 "
                                         "samples per held-out prompt, or rank about 63 more prompts (import more if the set has too few).")
     at.multiselect(key="dpo-sets").select("small").run()
-    assert unescaped(at.markdown[0]).startswith("Learns from the **15 rankings** (5 of them tie every answer: no pair "
+    assert unescaped(at.markdown[0]).startswith("Learns from the **15 rankings** (5 of the 15 tie every answer: no pair "
                                                 "unless 'Learn from ties' is on) of small directly")
     at.multiselect(key="dpo-sets").unselect("small").select(BUILTIN_SET).run()
     assert "Learns from the **0 rankings** of" in at.markdown[0].value
@@ -325,7 +325,7 @@ def test_the_dpo_screen_counts_the_sets_picked_and_warns_when_its_win_rate_would
     at.number_input(key="dpo-samples").set_value(15).run()
     assert not at.warning
     at.multiselect(key="dpo-annotators").select("scripted").run()  # the count and warnings follow the people too
-    assert unescaped(at.markdown[0]).startswith("Learns from the **15 rankings** (5 of them tie every answer: no pair "
+    assert unescaped(at.markdown[0]).startswith("Learns from the **15 rankings** (5 of the 15 tie every answer: no pair "
                                                 "unless 'Learn from ties' is on) of small by scripted directly")
     at.button(key="FormSubmitter:train-dpo-Start preference optimisation").click().run()
     assert [(kind, args["prompt_sets"], args["annotators"], args["eval_samples"]) for kind, args in started] == [
@@ -561,9 +561,16 @@ def test_the_policy_screen_says_before_a_run_what_is_wrong_with_the_active_rewar
     versions.register_version(app_db, "reward", "rm-weak", "/nowhere", metrics=metrics, activate=True)
     at = start("pages/train/policy.py")
     warning = unescaped(at.warning[0])
-    assert warning.startswith("The rewards come from rm-weak, the active reward model, made active although its gate "
-                              "did not pass (too few held-out rankings to tell: 2")
-    assert "Too few rankings to tell: 55% held-out accuracy" in warning and "the longer answer wins" in warning
+    assert warning.startswith("The rewards come from rm-weak, the active reward model, made active below its gate. Too "
+                              "few rankings to tell: 55% held-out accuracy is measured on 2 held-out rankings")
+    assert "the longer answer wins" in warning and warning.endswith("A policy update learns whatever it rewards.")
+    shaky = {**metrics, "val/rankings": 40, "val/accuracy": 0.7, "val/accuracy_ci": [0.58, 0.8],  # its gate's only: why
+             "val/length_rule_accuracy": 0.6}
+    versions.register_version(app_db, "reward", "rm-shaky", "/nowhere", metrics=shaky, activate=True)
+    at.run()
+    assert unescaped(at.warning[0]).startswith("The rewards come from rm-shaky, the active reward model, made active below "
+                                               "its gate: held-out accuracy 70% (95% interval 58–80%): its lower bound does not beat the length-only rule (60%). "
+                                               "A policy update learns whatever it rewards.")
     good = {**metrics, "val/accuracy": 0.8, "val/accuracy_ci": [0.7, 0.88], "val/rankings": 40, "val/length_rule_accuracy": 0.5}
     versions.register_version(app_db, "reward", "rm-good", "/nowhere", metrics=good, activate=True)
     at.run()

@@ -103,7 +103,7 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
     if too_few_held_out_rankings(metrics):
         lines.append((False, f"Too few rankings to tell: {accuracy:.0%} held-out accuracy is measured on {held_out} held-out "
                              f"ranking{'s' if held_out != 1 else ''} ({metrics.get('val/pairs', '?')} pairs), and a figure "
-                             f"means something from about {MIN_HELD_OUT_RANKINGS}. Rank more items, then retrain."))
+                             f"means something from about {MIN_HELD_OUT_RANKINGS} held-out rankings. Rank more items, then retrain."))
     elif interval and interval[0] <= 0.5:
         lines.append((False, f"Probably too few rankings for a policy update: held-out accuracy {accuracy:.0%} (95% interval "
                              f"{span(*interval)}) cannot be told apart from chance. Rank more items, then retrain."))

@@ -53,6 +53,23 @@ def capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def rankings_counted(counts: dict, tied: int, ties_field: str) -> tuple[str, str]:
+    """A training screen's count of the rankings it learns from ("1 ranking", "12 rankings") and what to say beside
+    it in brackets: those left out by a reviewer or a flag, and those that tie every answer (no pair unless the form's
+    `ties_field` is on).
+
+    >>> rankings_counted({"rankings": 1, "left_out": 0}, 0, "Learn from ties")
+    ('1 ranking', '')
+    >>> rankings_counted({"rankings": 12, "left_out": 2}, 3, "Learn from ties")[1]
+    " (2 more left out: rejected or sent back by a reviewer, or flagged all bad or unsafe; 3 of the 12 tie every answer: no pair unless 'Learn from ties' is on)"
+    """
+    n = counts["rankings"]
+    said = ([f"{counts['left_out']:,} more left out: rejected or sent back by a reviewer, or flagged all bad or unsafe"]
+            if counts["left_out"] else []) + \
+           ([f"{tied:,} of the {n:,} tie every answer: no pair unless '{ties_field}' is on"] if tied else [])
+    return f"{n:,} ranking{'' if n == 1 else 's'}", f" ({'; '.join(said)})" if said else ""
+
+
 def activate_checkbox(column) -> bool:
     """The launch forms' opt-in: training never makes its version active unless asked, and then only past the gate."""
     return column.checkbox("Make it active if it passes the gate", False,
@@ -258,7 +275,8 @@ RESULT_NAMES = {"val/accuracy": "held-out accuracy", "val/loss": "held-out loss"
                 "kl_budget/spent": "stopped at the KL budget", "kl_budget/curve": "KL to start at each check",
                 "kl_budget/kept_step": "step kept", "val/capped_before": "held-out answers cut at the token cap, before",
                 "val/capped_after": "held-out answers cut at the token cap, after"}
-SHARES = {"val/capped_before", "val/capped_after"}  # shares of answers: said as percentages, as Compare does
+SHARES = {"val/capped_before", "val/capped_after", "val/accuracy", "val/accuracy_before", "train/accuracy",
+          "val/length_rule_accuracy", "val/tie_share", "val/tie_predicted"}  # shares: said as percentages, as Compare does
 
 
 def result_name(key: str) -> str:

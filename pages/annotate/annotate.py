@@ -133,7 +133,7 @@ def submit(db, user, item, order: list[int], skipped: bool) -> None:
             annotation.skip_item(db, item.id, user.id, order, seconds, flags, comment, **context)
             count_one_down()
             flash("info", f"Flagged {' and '.join(repr(f) for f in bad)} without a ranking: reviewers see the flag, and "
-                          "flagged items stay out of training.")
+                          "the item stays open for the others to rank.")
             return
         groups = ranking_from_input(typed, ranks, order)
         saved = annotation.submit_ranking(db, item.id, user.id, groups, order, seconds, flags, comment, **context)

@@ -71,9 +71,10 @@ def actions(db, user, rows: list[dict], queue: str) -> None:
     reason_key = f"review-reason-{chosen['ranking_id']}"
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
     if review.goes_back_to_its_annotator(db, chosen["ranking_id"]):
-        st.caption(inline(f"Send back: nobody else this item's set is served to can rank it, so it goes back to "
-                          f"{chosen['annotator']}, next in their queue (after an item they hold now) with your reason; their new "
-                          "ranking replaces this one."))
+        why = ("it is no ranking (a skip, or a flag sent without one), so" if chosen["skipped"] else
+               "nobody else this item's set is served to can rank it, so")
+        st.caption(inline(f"Send back: {why} it goes back to {chosen['annotator']}, next in their queue (after an item "
+                          "they hold now) with your reason; their new ranking replaces this answer."))
     elif not review.others_who_can_rank(db, chosen["item_id"]):
         st.caption(inline(f"Send back: {NOBODY_ELSE} Reject leaves the item as it is."))
     accept, reject, send_back = st.columns(3)
@@ -83,7 +84,7 @@ def actions(db, user, rows: list[dict], queue: str) -> None:
                   help="kept and marked; left out of training, agreement, the leaderboard and the pairs export")
     send_back.button("Send back", on_click=decide, args=(*decision, "send back", reason_key, chosen["annotator"]), width="stretch",
                      help="rejected, and the item returns to the queue for another annotator (or, when nobody else "
-                          "can rank it, to this annotator to rank again)")
+                          "can rank it or the answer was no ranking, to this annotator to rank)")
     show_decision()
 
 
@@ -96,7 +97,7 @@ def show_decision() -> None:
 
 with screen("Review", role="reviewer") as (db, user):
     sizes = review.queue_sizes(db)
-    st.caption(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented rankings await review. "
+    st.caption(f"{sizes['flagged']:,} flagged and {sizes['comments']:,} commented answers await review. "
                "Rankings flagged \"all are bad\" or \"offensive/unsafe\" are left out of training and the "
                "pairs export whether reviewed or not.")
     queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue",

@@ -9,7 +9,7 @@ from training import quantization, sharding_problem
 from training.diagnostics import verdict
 from training.gate import MIN_PAIRS, nothing_to_learn, prompts_that_count, win_pairs_shortfall
 from ui.jobs import (activate_checkbox, capitalised, checkpointing_checkbox, latest_job, launch, processes_input, quantize_input,
-                     refused, strategy_input, version_label, version_picker)
+                     rankings_counted, refused, strategy_input, version_label, version_picker)
 from ui.session import screen
 from ui.text import inline
 
@@ -35,15 +35,12 @@ def rankings_to_learn_from(db) -> tuple[list[str], list[str], int, str | None]:
         help=f"answers sampled per held-out prompt (a fifth of the ranked prompts, at most {DPOConfig.EVAL_PROMPTS}) for "
              f"the KL checks and the win rate against the start; the gate needs {MIN_PAIRS} pairs or more; 0: no "
              "sampled evaluation")
-    counts, tied = review.training_counts(db, prompt_sets, annotators), review.all_tied(db, prompt_sets, annotators)
-    left_out = "; ".join(([f"{counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
-                           "unsafe"] if counts["left_out"] else [])
-                         + ([f"{tied:,} of them tie every answer: no pair unless 'Learn from ties' is on"] if tied else []))
-    st.markdown(f"Learns from the **{counts['rankings']:,} rankings**{f' ({left_out})' if left_out else ''} of "
-                + (inline(", ".join(prompt_sets)) if prompt_sets else "every set")
+    counts = review.training_counts(db, prompt_sets, annotators)
+    rankings, besides = rankings_counted(counts, review.all_tied(db, prompt_sets, annotators), "Learn from ties")
+    st.markdown(f"Learns from the **{rankings}**{besides} of " + (inline(", ".join(prompt_sets)) if prompt_sets else "every set")
                 + (f" by {inline(', '.join(annotators))}" if annotators else "") + " directly: every pair a ranking "
-                "implies (ties give none), the reference being the starting generator. The Policy update screen "
-                "compares any trained generator with where it started.")
+                "implies, the reference being the starting generator. The Policy update screen compares any trained "
+                "generator with where it started.")
     share, most = defaults.validation_fraction, DPOConfig.EVAL_PROMPTS
     prompts = review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators)
     if problem := nothing_to_learn(counts["rankings"], prompts, prompt_sets, annotators):
@@ -78,7 +75,7 @@ def train_form(db, prompt_sets: list[str], annotators: list[str], eval_samples: 
                  "the last weights within it. The default "
                  "is where answers still made sense in the closed-loop sweep (bench/README.md)")
         right.caption("Defaults from the closed-loop sweep: learning rate 1.5e-4 with LoRA, 3 epochs, β 0.1 reached a "
-                      "win rate of 0.77 (0.84 at similar length) at a KL of 2 nats per answer; twice the rate won more at "
+                      "win rate of 77% (84% at similar length) at a KL of 2 nats per answer; twice the rate won more at "
                       "KL 8 with answers losing sense.")
         left, right = st.columns(2)
         margin_weight = left.checkbox("Weight pairs by rank gap", defaults.margin_weight,

@@ -60,9 +60,9 @@ def what_it_rewards(reward: dict) -> None:
     concerns = [line for good, line in reward_model_verdict(reward["metrics"]) if not good]
     if passes and not concerns:
         return
-    st.warning(inline(f"The rewards come from {reward['name']}, the active reward model"
-                      + ("" if passes else f", made active although its gate did not pass ({why})") + ". A policy update "
-                      "learns whatever it rewards. " + " ".join(concerns)))
+    below = "" if passes else ", made active below its gate" + ("" if concerns else f": {why}")  # the concerns say why
+    st.warning(inline(" ".join([f"The rewards come from {reward['name']}, the active reward model{below}.", *concerns,
+                                "A policy update learns whatever it rewards."])))
 
 
 def train_form(db) -> None:

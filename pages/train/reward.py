@@ -9,7 +9,7 @@ from training.diagnostics import reward_model_verdict
 from training.gate import (MAX_HELD_OUT_SHARE, MIN_HELD_OUT_RANKINGS, could_fall_short, held_out_shortfall,
                            nothing_to_learn, span, too_few_held_out_rankings)
 from ui.jobs import (activate_checkbox, activation_confirmed, capitalised, checkpointing_checkbox, gate_override, latest_job,
-                     launch, processes_input, refused, strategy_input, version_picker)
+                     launch, processes_input, rankings_counted, refused, strategy_input, version_picker)
 from ui.models import reward_scorer
 from ui.session import flash, require, screen
 from ui.text import inline
@@ -32,12 +32,10 @@ def train_form(db) -> None:
                                              0.05, key="rm-held-out", help="the prompts whose rankings evaluate the model "
                                              "(the gate reads their accuracy); a prompt's rankings are held out together")
     counts = review.training_counts(db, prompt_sets, annotators)
-    left_out = (f" ({counts['left_out']:,} left out: rejected or sent back by a reviewer, or flagged all bad or "
-                f"unsafe; Quality → Review)"
-                if counts["left_out"] else "")
+    rankings, besides = rankings_counted(counts, review.all_tied(db, prompt_sets, annotators), "Learn from ties (Davidson)")
     of = ((f" of {inline(', '.join(prompt_sets))}" if prompt_sets else "") + (f" by {inline(', '.join(annotators))}" if annotators else "")
           or f" ({counts['comparisons']:,} comparisons)")  # the comparisons are counted for all rankings only
-    st.markdown(f"**Train** on {counts['rankings']:,} rankings{of}{left_out}. Defaults work; the split is by prompt.")
+    st.markdown(f"**Train** on {rankings}{of}{besides}. Defaults work; the split is by prompt.")
     problem = nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators),
                                prompt_sets, annotators)
     if problem:
@@ -96,7 +94,9 @@ def models_list(db) -> None:
         "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
         "ties": v["config"].get("ties", "ignore"), "held-out tie share": v["metrics"].get("val/tie_share"),
         "predicted tie share": v["metrics"].get("val/tie_predicted"),
-        "created": v["created_at"][:19]} for v in models]), hide_index=True, placeholder="—")
+        "created": v["created_at"][:19]} for v in models]), hide_index=True, placeholder="—",
+        column_config={column: st.column_config.NumberColumn(format="percent") for column in  # as every other screen
+                       ("validation accuracy", "length-only rule", "held-out tie share", "predicted tie share")})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active", disabled=not activation_confirmed(chosen)):
