@@ -522,7 +522,7 @@ def test_a_finished_job_card_names_its_set_and_versions_in_words_and_says_what_i
     assert not any("is the active generator now" in unescaped(c) for c in at.caption)
     versions.set_active(app_db, made)
     at.run()
-    assert any(unescaped(c) == "dpo-new is the active generator now." for c in at.caption)
+    assert any(unescaped(c) == "dpo-new was made active later and is the active generator now." for c in at.caption)
 
 
 def test_the_generate_screen_counts_cut_answers_and_withdraws_the_unanswered_ones(app_db):
@@ -575,3 +575,6 @@ def test_the_policy_screen_says_before_a_run_what_is_wrong_with_the_active_rewar
     versions.register_version(app_db, "reward", "rm-good", "/nowhere", metrics=good, activate=True)
     at.run()
     assert not at.warning
+    picker = at.selectbox(key="policy-reward-version")  # above the form: the warning follows the version picked
+    picker.select_index(next(i for i, o in enumerate(picker.options) if o.startswith("rm-weak"))).run()
+    assert unescaped(at.warning[0]).startswith("The rewards come from rm-weak, below its gate. Too few rankings to tell")

@@ -178,7 +178,9 @@ def job_card(db, job: dict, charts: dict[str, list[str]] | None = None, place: s
         if job["result"]:
             result_table({k: v for k, v in job["result"].items() if k not in facts})
             if made in named and named[made]["is_active"]:
-                st.caption(inline(f"{named[made]['name']} is the active {versions.KIND_NAMES[named[made]['kind']]} now."))
+                later = str(job["result"].get("activation", "")).startswith("not made active")  # by an admin since
+                st.caption(inline(f"{named[made]['name']} {'was made active later and ' if later else ''}is the active "
+                                  f"{versions.KIND_NAMES[named[made]['kind']]} now."))
         if job["status"] == "cancelled":
             st.info("Cancelled by an admin.")
         elif job["error"]:

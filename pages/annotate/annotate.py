@@ -217,10 +217,10 @@ def my_rankings(db, user) -> None:
                f"your last one can also be taken back (U) for {undo.UNDO_WINDOW_S // 60} minutes.")
     reasons = any(r["review_reason"] for r in rows)  # a column only when a reviewer gave one: the prompt keeps its width
     st.dataframe([{"ranked": to_the_minute(r["created_at"]) + (" (changed)" if r["edited_at"] else ""),
-                   "set": r["prompt_set"], "prompt": r["prompt"],
-                   "your ranking": answer_text(r),
-                   "flags": ", ".join(r["flags"]) or None, "comment": r["comment"] or None,
-                   "status": status_of(r), **({"reviewer's reason": r["review_reason"] or None} if reasons else {})}
+                   "your ranking": answer_text(r), "status": status_of(r),  # in sight in a narrow window, before the prompt
+                   **({"reviewer's reason": r["review_reason"] or None} if reasons else {}),
+                   "prompt": r["prompt"], "flags": ", ".join(r["flags"]) or None, "comment": r["comment"] or None,
+                   "set": r["prompt_set"]}
                   for r in rows], hide_index=True,
                  column_config={"prompt": st.column_config.TextColumn(width="large"),
                                 "status": st.column_config.TextColumn(width="medium"),

@@ -54,15 +54,16 @@ def reward_sources(db, rewards: list[dict]) -> dict[str, str | None]:
 
 
 def what_it_rewards(reward: dict) -> None:
-    """Before a run: the active reward model's own warnings (the Reward model screen's), when it did not pass its gate or
-    may reward length: a policy update learns whatever the reward model rewards."""
+    """Before a run: the picked reward model's own warnings (the Reward model screen's), when it did not pass its gate
+    or may reward length: a policy update learns whatever the reward model rewards."""
     passes, why = gate_for(reward)
     concerns = [line for good, line in reward_model_verdict(reward["metrics"]) if not good]
     if passes and not concerns:
         return
-    below = "" if passes else ", made active below its gate" + ("" if concerns else f": {why}")  # the concerns say why
-    st.warning(inline(" ".join([f"The rewards come from {reward['name']}, the active reward model{below}.", *concerns,
-                                "A policy update learns whatever it rewards."])))
+    which = ", the active reward model" + ("" if passes else ", made active below its gate") if reward["is_active"] else \
+        ("" if passes else ", below its gate")
+    st.warning(inline(" ".join([f"The rewards come from {reward['name']}{which}" + ("." if passes or concerns else f": {why}."),
+                                *concerns, "A policy update learns whatever it rewards."])))
 
 
 def train_form(db) -> None:
@@ -85,14 +86,10 @@ def train_form(db) -> None:
     lora = left.checkbox("LoRA adapter", defaults.lora, key="policy-lora",  # the learning rate's default follows it
                          help=f"off: a full fine-tune, the learning rate's default {PolicyConfig.LEARNING_RATES[False]:.0e}")
     judge_remote = sources[source]
-    if judge_remote is None and not any(v["is_active"] for v in rewards):
-        newest = rewards[-1]
-        st.warning(inline(f"No reward model is active: {newest['name']} was not made active "
-                                 f"({gate_for(newest)[1]}). A policy update against a reward model that cannot be told "
-                                 "from chance learns noise: rank more, retrain, or make one active under Train → Models "
-                                 "if you trust it."))
-    elif judge_remote is None and (active := next((v for v in rewards if v["is_active"]), None)):
-        what_it_rewards(active)
+    reward = None
+    if judge_remote is None:  # outside the form too: the warning follows the reward model picked
+        reward = version_picker(right, "Reward model", rewards, key="policy-reward-version")
+        what_it_rewards(reward)
     judged = judge_remote is not None
     if judged:
         st.caption("A judge is only as good as its agreement with your annotators: measure it first (Quality → "
@@ -101,10 +98,8 @@ def train_form(db) -> None:
     with st.form("train-policy"):
         left, right = st.columns(2)
         generator = version_picker(left, "Start from generator", versions.list_versions(db, "generator"))
-        reward = judge = None
-        if not judged:
-            reward = version_picker(right, "Reward model", rewards)
-        elif judge_remote == "":
+        judge = None
+        if judge_remote == "":
             judge = version_picker(right, "Judge (a generator version)", versions.list_versions(db, "generator"))
         judge_votes = right.number_input("Judge's votes per prompt", 1, 16, defaults.judge_votes, disabled=not judged,
                                          help="rankings of each prompt's K answers, letters shuffled each time, averaged")
