@@ -87,16 +87,17 @@ def models_list(db) -> None:
     if not models:
         st.caption("None yet: train one above.")
         return
+    percent = lambda share: None if share is None else 100 * share  # noqa: E731  "59", as every other screen's 59%
     st.dataframe(pd.DataFrame([{
         "id": v["id"], "name": v["name"], "active": v["is_active"], "backbone": v["config"].get("backbone"),
-        "validation accuracy": v["metrics"].get("val/accuracy"),
-        "length-only rule": v["metrics"].get("val/length_rule_accuracy"), "validation loss": v["metrics"].get("val/loss"),
+        "validation accuracy %": percent(v["metrics"].get("val/accuracy")),
+        "length-only rule %": percent(v["metrics"].get("val/length_rule_accuracy")), "validation loss": v["metrics"].get("val/loss"),
         "train pairs": v["metrics"].get("train/pairs"), "held-out pairs": v["metrics"].get("val/pairs"),
-        "ties": v["config"].get("ties", "ignore"), "held-out tie share": v["metrics"].get("val/tie_share"),
-        "predicted tie share": v["metrics"].get("val/tie_predicted"),
+        "ties": v["config"].get("ties", "ignore"), "held-out tie share %": percent(v["metrics"].get("val/tie_share")),
+        "predicted tie share %": percent(v["metrics"].get("val/tie_predicted")),
         "created": v["created_at"][:19]} for v in models]), hide_index=True, placeholder="—",
-        column_config={column: st.column_config.NumberColumn(format="percent") for column in  # as every other screen
-                       ("validation accuracy", "length-only rule", "held-out tie share", "predicted tie share")})
+        column_config={column: st.column_config.NumberColumn(format="%.0f") for column in
+                       ("validation accuracy %", "length-only rule %", "held-out tie share %", "predicted tie share %")})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = version_picker(left, "Active reward model", models)
     if right.button("Make active", disabled=not activation_confirmed(chosen)):
