@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", nargs="?", choices=["list", "accept", "reject", "send-back"], default="list")
     p.add_argument("ranking", nargs="?", help="the ranking id to decide on")
     p.add_argument("--queue", choices=list(review.QUEUES), default="flagged")
+    p.add_argument("--annotator", help="with --queue recent: only this person's newest answers")
     p.add_argument("--reason", default="", help="why (needed to reject)")
     p.add_argument("--limit", type=int, default=50)
     commands.add_parser("sets", help="the prompt sets: status, priority, items, rankings done and wanted, pace, assigned annotators")
@@ -209,7 +210,7 @@ def _versions(db, args):
 
 def _review(db, args):
     if args.action == "list":
-        return review.review_queue(db, args.queue, args.limit)
+        return review.review_queue(db, args.queue, args.limit, args.annotator)
     ranking_id = _number(args.ranking, "ranking id")
     if args.action == "accept":
         review.accept(db, ranking_id)

@@ -63,11 +63,15 @@ _QUEUE_SQL = {
 }
 
 
-def review_queue(db: Database, queue: str, limit: int = 100) -> list[dict]:
+def review_queue(db: Database, queue: str, limit: int = 100, annotator: str | None = None) -> list[dict]:
     """The rankings of one queue, unreviewed first (skipped items and disagreement: grouped by item; pattern: with
-    why each annotator is in it)."""
+    why each annotator is in it). `annotator`: for the "recent" queue, only this person's (their newest, through the
+    annotator index), a sample of one person's work to accept or send back."""
     if queue not in QUEUES:
         raise ValueError(f"unknown review queue {queue!r}: use one of {', '.join(QUEUES)}")
+    if queue == "recent" and annotator:
+        return [_row(row) for row in db.query(f"""SELECT {_COLUMNS} {_FROM} WHERE a.name = ?
+                                                  ORDER BY r.created_at DESC, r.id DESC LIMIT ?""", [annotator, limit])]
     if queue == "pattern":
         return _pattern_queue(db, limit)
     if queue in ("gold", "disagreement"):

@@ -147,6 +147,11 @@ def test_review_reaches_plain_rankings_and_each_queue_keeps_its_own_pick(app_db)
     assert at.selectbox(key="review-pick-comments").value["ranking_id"] == commented
     at.segmented_control(key="review-queue").set_value("recent").run()
     assert at.dataframe[0].value["ranking"].tolist() == [flagged, commented, plain]
+    at.selectbox(key="review-whose").set_value("bob").run()  # a sample of one person's work
+    assert at.dataframe[0].value["ranking"].tolist() == [commented]
+    at.selectbox(key="review-whose").set_value("alice").run()
+    assert at.dataframe[0].value["ranking"].tolist() == [flagged, plain]
+    assert review.review_queue(app_db, "recent", annotator="alice") == review.review_queue(app_db, "recent")[::2]
     at.selectbox(key="review-pick-recent").set_value(next(o for o in at.selectbox(key="review-pick-recent").options
                                                           if o.startswith(f"ranking {plain} "))).run()
     next(b for b in at.button if b.label == "Accept").click().run()

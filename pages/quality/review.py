@@ -102,7 +102,9 @@ with screen("Review", role="reviewer") as (db, user):
                "pairs export whether reviewed or not.")
     queue = st.segmented_control("Queue", list(review.QUEUES), format_func=review.QUEUES.get, default="flagged", key="review-queue",
                                  bind="query-params")  # a reload or a shared link keeps the queue
-    rows = review.review_queue(db, queue or "flagged")
+    whose = st.selectbox("Whose rankings", ["everyone's", *annotation.annotator_names(db, ranked=True)], key="review-whose",
+                         help="one person's newest answers: a sample of their work") if queue == "recent" else None
+    rows = review.review_queue(db, queue or "flagged", annotator=None if whose in (None, "everyone's") else whose)
     if not rows:
         st.info(f"Nothing in this queue: {review.EMPTY_BECAUSE[queue or 'flagged']}.")
     else:
