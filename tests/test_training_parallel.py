@@ -31,6 +31,12 @@ def run_module(module: str, processes: int, args: list[str]) -> subprocess.Compl
     return done
 
 
+def printed(stdout: str, marker: str):
+    """The JSON a process printed after `marker`: the processes share one pipe, so another's line can follow it on the
+    same line (a full run, 2026-12-07: 'DIFFERENCES {...}LOCKSTEP 1 {...}'); the first JSON value is read, the rest left."""
+    return json.JSONDecoder().raw_decode(stdout.split(marker, 1)[1])[0]
+
+
 def run_trainer(module: str, db_path: Path, processes: int, args: list[str]) -> subprocess.CompletedProcess:
     """The trainer's command line, alone or as `processes` processes under accelerate."""
     return run_module(module, processes, ["--db", str(db_path), *args])
@@ -94,7 +100,7 @@ def test_an_sft_and_a_reward_model_step_on_two_processes_make_the_update_of_one_
     """Each process steps on its batch; the gradients averaged over the processes (sharded: by FSDP's reduce-scatter,
     the SFT loss through the model's own forward) give one process's step on the mean of both batches' losses."""
     done = run_module("tests.parallel_sft_rm_step", 2, [tiny_generator, tiny_encoder, strategy])
-    differences = json.loads(done.stdout.split("DIFFERENCES ", 1)[1].splitlines()[0])
+    differences = printed(done.stdout, "DIFFERENCES ")
     for trainer in ("sft", "reward"):
         assert differences[f"{trainer}/moved"] > 1e-4, trainer  # the step moved the weights
         assert differences[trainer] < 1e-5, (trainer, differences)
@@ -108,7 +114,7 @@ def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_o
     the policy and its reference are split across the processes, which sample in lockstep and compute log-probs
     through the model's own forward: the same update, gathered whole."""
     done = run_module("tests.parallel_policy_step", 2, [tiny_small_vocab_generator, strategy])
-    differences = json.loads(done.stdout.split("DIFFERENCES ", 1)[1].splitlines()[0])
+    differences = printed(done.stdout, "DIFFERENCES ")
     for algorithm in ("rloo", "reinforce", "grpo", "dr_grpo", "ppo"):
         assert differences[f"{algorithm}/moved"] > 1e-4, algorithm  # the step moved the weights
         assert differences[algorithm] < 1e-5, (algorithm, differences)
@@ -178,7 +184,7 @@ def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_pro
     gradients averaged, and the held-out figures summed over both processes' rankings give one process's (sharded:
     the process with fewer rankings runs passes of weight 0 beside the other's)."""
     done = run_module("tests.parallel_dpo_step", 2, [tiny_generator, strategy])
-    result = json.loads(done.stdout.split("DPO ", 1)[1].splitlines()[0])
+    result = printed(done.stdout, "DPO ")
     assert result["moved"] > 1e-4 and result["difference"] < 1e-5, result
     for name, value in result["alone"].items():
         assert result["shared"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
