@@ -134,18 +134,25 @@ def training_counts(db: Database, prompt_sets: list[str] | None = None, annotato
     return {"rankings": total - left_out, "comparisons": comparisons - left_out_pairs, "left_out": left_out}
 
 
+def of_sets_and_people(prompt_sets: list[str] | None, annotators: list[str] | None, table: str = "") -> tuple[list[str], list]:
+    """SQL conditions (and their parameters) on rankings (`table`: their alias and a dot) of these prompt sets and by
+    these annotators (None or empty: no condition), each through the rankings' item or annotator key."""
+    of, params = [], []
+    if prompt_sets:
+        of.append(f"""{table}item_id IN (SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
+                                        WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))}))""")
+        params += prompt_sets
+    if annotators:
+        of.append(f"{table}annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))")
+        params += annotators
+    return of, params
+
+
 def training_rankings_of(db: Database, prompt_sets: list[str] | None, annotators: list[str] | None = None) -> dict[str, int]:
     """`training_counts` of some prompt sets and/or annotators, the comparisons left out: every ranking of the sets (by
     the annotators) less the skipped and the left-out ones, each count through an index (~30 ms for a set of 50,000
     rankings)."""
-    of, params = [], []
-    if prompt_sets:
-        of.append(f"""item_id IN (SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
-                                  WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))}))""")
-        params += prompt_sets
-    if annotators:
-        of.append(f"annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))")
-        params += annotators
+    of, params = of_sets_and_people(prompt_sets, annotators)
     of = " AND ".join(of)
     every = "INDEXED BY rankings_annotator" if annotators else ""  # a few people's rankings: fewer than a set's
     total, skipped = (db.execute(f"SELECT COUNT(*) FROM rankings {index} WHERE {where} AND {of}", params).fetchone()[0]
@@ -164,14 +171,10 @@ def all_tied(db: Database, prompt_sets: list[str] | None = None, annotators: lis
     """How many of the rankings the trainers learn from (of `prompt_sets`, by `annotators`; None: all) tie every answer:
     no pair, so DPO leaves them out unless it learns from ties. Through the partial index of such rankings (a few, at
     any size)."""
-    sets = (f"""AND r.item_id IN (SELECT i.id FROM items i JOIN prompts p ON p.id = i.prompt_id
-                                  WHERE p.prompt_set IN ({', '.join('?' * len(prompt_sets))}))""" if prompt_sets else "")
-    people = (f"AND r.annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))"
-              if annotators else "")
+    of, params = of_sets_and_people(prompt_sets, annotators, "r.")
     return db.execute(f"""SELECT COUNT(*) FROM rankings r INDEXED BY rankings_all_tied
                           WHERE r.skipped = 0 AND CASE WHEN json_valid(r.groups) THEN json_array_length(r.groups) END = 1
-                                AND NOT {EXCLUDED_FROM_TRAINING} {sets} {people}""",
-                      [*(prompt_sets or []), *(annotators or [])]).fetchone()[0]
+                                AND NOT {EXCLUDED_FROM_TRAINING} {''.join(f' AND {c}' for c in of)}""", params).fetchone()[0]
 
 
 def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most: int | None = None,
@@ -182,8 +185,7 @@ def training_prompts(db: Database, prompt_sets: list[str] | None = None, at_most
     reads them). `at_most`: stop counting there (a count that cannot change the answer is read in a few rows, not
     every ranking)."""
     sets = f"AND p.prompt_set IN ({', '.join('?' * len(prompt_sets))})" if prompt_sets else ""
-    people = (f"AND r.annotator_id IN (SELECT id FROM annotators WHERE name IN ({', '.join('?' * len(annotators))}))"
-              if annotators else "")
+    people = " ".join(f"AND {c}" for c in of_sets_and_people(None, annotators, "r.")[0])
     pairs = "AND CASE WHEN json_valid(r.groups) THEN json_array_length(r.groups) END > 1" if with_pairs else ""
     limit = f"LIMIT {int(at_most)}" if at_most is not None else ""
     return db.execute(f"""SELECT COUNT(*) FROM (SELECT DISTINCT i.prompt_id FROM rankings r JOIN items i ON i.id = r.item_id
