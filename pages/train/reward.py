@@ -33,8 +33,9 @@ def train_form(db) -> None:
                                              "(the gate reads their accuracy); a prompt's rankings are held out together")
     counts = review.training_counts(db, prompt_sets, annotators)
     rankings, besides = rankings_counted(counts, review.all_tied(db, prompt_sets, annotators), "Learn from ties (Davidson)")
-    of = ((f" of {inline(', '.join(prompt_sets))}" if prompt_sets else "") + (f" by {inline(', '.join(annotators))}" if annotators else "")
-          or f" ({counts['comparisons']:,} comparisons)")  # the comparisons are counted for all rankings only
+    of = (f" of {inline(', '.join(prompt_sets))}" if prompt_sets else "") + (f" by {inline(', '.join(annotators))}" if annotators else "")
+    if not of:  # the comparisons are counted for all rankings only: one bracket with what is said beside them
+        of, besides = "", f" ({counts['comparisons']:,} comparisons" + (f"; {besides[2:]}" if besides else ")")
     st.markdown(f"**Train** on {rankings}{of}{besides}. Defaults work; the split is by prompt.")
     problem = nothing_to_learn(counts["rankings"], review.training_prompts(db, prompt_sets, at_most=2, annotators=annotators),
                                prompt_sets, annotators)
