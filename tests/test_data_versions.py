@@ -15,8 +15,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAY_S = 24 * 3600
 
 
-@pytest.mark.parametrize("name", ["rm-1", "A", "policy_v2.1", "x" * 64, "",
-                                  versions.default_version_name("rm"), versions.default_version_name("policy")])
+@pytest.mark.parametrize("name", ["rm-1", "A", "policy_v2.1", "x" * 64, "",  # and the default names, under ids without the time
+                                  *(pytest.param(versions.default_version_name(kind), id=f"default-{kind}") for kind in ("rm", "policy"))])
 def test_safe_free_version_names_pass(db, name):
     versions.check_version_name(db, "reward", name)
 
