@@ -189,16 +189,17 @@ def nav_links(page) -> list[str]:
     return [link.inner_text().strip().split("\n")[-1] for link in page.locator("[data-testid=stSidebarNav] a").all()]
 
 
-@pytest.mark.parametrize("path", ["", "team", "admin_team", "annotate", "export", "common", "jobs_view", "login"])
-def test_logged_out_every_url_shows_the_log_in_form_and_no_page_list(server, page, path):
+def test_logged_out_every_url_shows_the_log_in_form_and_no_page_list(server, browser):
     url, _ = server
-    page.goto(f"{url}/{path}")
-    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
-    page.wait_for_timeout(500)  # let any late navigation message arrive
-    assert nav_links(page) == []
-    body = page.locator("[data-testid=stMain]").inner_text()
-    for leaked in ("Admin", "common", "jobs_view", "admin_team", "Team", "Export", "Annotate"):
-        assert leaked not in body and leaked not in page.locator("[data-testid=stSidebar]").all_inner_texts().__str__()
+    for path in ("", "team", "admin_team", "annotate", "export", "common", "jobs_view", "login"):
+        page = new_page(browser)  # a context of its own: nothing carried from the last address
+        page.goto(f"{url}/{path}")
+        page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+        page.wait_for_timeout(500)  # let any late navigation message arrive
+        assert nav_links(page) == [], path
+        body = page.locator("[data-testid=stMain]").inner_text()
+        for leaked in ("Admin", "common", "jobs_view", "admin_team", "Team", "Export", "Annotate"):
+            assert leaked not in body and leaked not in str(page.locator("[data-testid=stSidebar]").all_inner_texts()), (path, leaked)
 
 
 def test_an_annotator_sees_only_annotate(server, page):
