@@ -1,14 +1,7 @@
-"""Run under `accelerate launch --num_processes 2` by tests/test_training_parallel.py: one DPO step on a batch of
-rankings of different weights (one with a tie), each process stepping on its share of the batch (with `shard`, full
-weights split across the processes); the first process
-then steps a single-process trainer on the whole batch and prints, as JSON, the largest weight difference and the
-held-out figures both give.
-
-    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 -m tests.parallel_dpo_step TINY_GENERATOR_PATH [shard]
-"""
-
-import json
-import sys
+"""Run under `accelerate launch --num_processes 2` by tests/parallel_steps.py: one DPO step on a batch of rankings of
+different weights (one with a tie), each process stepping on its share of the batch (sharded: full weights split
+across the processes); the first process then steps a single-process trainer on the whole batch: the largest weight
+difference and the held-out figures both give."""
 
 import torch
 
@@ -37,20 +30,16 @@ def trained(path: str, parallel: DataParallel, sharded: bool) -> tuple[dict[str,
     return {name: p.detach().clone() for name, p in trainer.policy.named_parameters() if p.requires_grad}, figures
 
 
-def main(path: str, strategy: str = "replicate") -> None:
-    parallel = DataParallel("cpu", strategy=strategy)
-    assert parallel.processes == 2, "run under accelerate launch --num_processes 2"
-    sharded = strategy == "shard"
+def differences(parallel: DataParallel, path: str) -> dict | None:
+    """On the first process: the largest difference from one process's step, how far it moved, and both figures."""
+    sharded, result = parallel.sharded, None
     shared, shared_figures = trained(path, parallel, sharded)
     parallel.wait()
     if parallel.is_main:
         alone, alone_figures = trained(path, DataParallel("cpu", alone=True), sharded)
         start = {name: p for name, p in load_generator(path)[0].named_parameters()}
-        print("DPO " + json.dumps({"difference": max((shared[n] - w).abs().max().item() for n, w in alone.items()),
-                                   "moved": max((w - start[n] if n in start else w).abs().max().item()  # LoRA's B starts at 0
-                                                for n, w in alone.items()),
-                                   "shared": shared_figures, "alone": alone_figures}), flush=True)
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])
+        result = {"difference": max((shared[n] - w).abs().max().item() for n, w in alone.items()),
+                  "moved": max((w - start[n] if n in start else w).abs().max().item() for n, w in alone.items()),  # LoRA's B starts at 0
+                  "shared": shared_figures, "alone": alone_figures}
+    parallel.wait()
+    return result

@@ -1,14 +1,8 @@
-"""Run under `accelerate launch --num_processes 2` by tests/test_training_parallel.py: one policy update step per
-algorithm, the same rollout in every process (the same weights and seed sample the same tokens), each process
-updating on its half of the prompts; the first process then updates a single-process trainer on the whole rollout
-and prints the largest weight difference per algorithm as JSON. With `shard`, the policy and its reference are
-sharded across the two processes (FSDP2): they sample in lockstep and the whole weights are gathered to compare.
-
-    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 tests/parallel_policy_step.py TINY_GENERATOR_PATH [shard]
-"""
-
-import json
-import sys
+"""Run under `accelerate launch --num_processes 2` by tests/parallel_steps.py: one policy update step per algorithm,
+the same rollout in every process (the same weights and seed sample the same tokens), each process updating on its
+half of the prompts; the first process then updates a single-process trainer on the whole rollout: the largest weight
+difference per algorithm. Sharded, the policy and its reference are split across the two processes (FSDP2): they
+sample in lockstep and the whole weights are gathered to compare."""
 
 import torch
 
@@ -51,9 +45,8 @@ def decoding_steps_in_lockstep(path: str, parallel: DataParallel) -> dict:
     return {"steps": len(heard), "padding_after_first": bool((tokens[:, 1:] == tokenizer.pad_token_id).all()), "sum": after}
 
 
-def main(path: str, strategy: str = "replicate") -> None:
-    parallel = DataParallel("cpu", strategy=strategy)
-    assert parallel.processes == 2, "run under accelerate launch --num_processes 2"
+def differences(parallel: DataParallel, path: str) -> dict[str, float]:
+    """On the first process: per algorithm, the largest difference from one process's update, and how far it moved."""
     differences = {}
     for algorithm in ALGORITHMS:
         config = PolicyConfig(algorithm=algorithm, k=2, prompts_per_step=4, max_new_tokens=12, lora=False,
@@ -66,14 +59,4 @@ def main(path: str, strategy: str = "replicate") -> None:
             moved = max((weight - start[name]).abs().max().item() for name, weight in alone.items())
             differences[f"{algorithm}/moved"] = moved  # the step changed the weights: the comparison is not vacuous
         parallel.wait()
-    if parallel.sharded:
-        # one write of the whole line: the two processes share the pipe (a print's text and newline were two writes,
-        # and the other process's line once landed between them)
-        sys.stdout.write(f"LOCKSTEP {parallel.rank} " + json.dumps(decoding_steps_in_lockstep(path, parallel)) + "\n")
-        sys.stdout.flush()
-    if parallel.is_main:
-        print("DIFFERENCES " + json.dumps(differences), flush=True)
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])
+    return differences

@@ -1,13 +1,7 @@
-"""Run under `accelerate launch --num_processes 2` by tests/test_training_parallel.py: one SFT step and one
-reward-model step, each process on its batch of a step of two, replicated or sharded (FSDP2); the first process then
-takes the same step alone on both batches (their losses averaged, as the processes' gradients are) and prints the
-largest weight difference per trainer as JSON.
-
-    accelerate launch --config_file training/accelerate/data_parallel.yaml --num_processes 2 -m tests.parallel_sft_rm_step TINY_GENERATOR TINY_ENCODER [shard]
-"""
-
-import json
-import sys
+"""Run under `accelerate launch --num_processes 2` by tests/parallel_steps.py: one SFT step and one reward-model step,
+each process on its batch of a step of two, replicated or sharded (FSDP2); the first process then takes the same step
+alone on both batches (their losses averaged, as the processes' gradients are): the largest weight difference per
+trainer."""
 
 import torch
 
@@ -58,10 +52,9 @@ def stepped(trainer: str, path: str, parallel: DataParallel) -> dict[str, torch.
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def main(generator: str, encoder: str, strategy: str = "replicate") -> None:
-    parallel = DataParallel("cpu", strategy=strategy)
-    training.parallel.BUCKET_BYTES = 4096  # tiny models' gradients in many buckets, and the larger tensors alone
-    assert parallel.processes == 2, "run under accelerate launch --num_processes 2"
+def differences(parallel: DataParallel, generator: str, encoder: str) -> dict[str, float]:
+    """On the first process: per trainer, the largest difference from one process's step, and how far it moved."""
+    training.parallel.BUCKET_BYTES, bucket_bytes = 4096, training.parallel.BUCKET_BYTES  # tiny models' gradients in many buckets
     differences = {}
     for trainer, path in (("sft", generator), ("reward", encoder)):
         shared = stepped(trainer, path, parallel)
@@ -72,9 +65,5 @@ def main(generator: str, encoder: str, strategy: str = "replicate") -> None:
             differences[trainer] = max((shared[name] - weight).abs().max().item() for name, weight in alone.items())
             differences[f"{trainer}/moved"] = max((weight - start[name]).abs().max().item() for name, weight in alone.items())
         parallel.wait()
-    if parallel.is_main:
-        print("DIFFERENCES " + json.dumps(differences), flush=True)
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])
+    training.parallel.BUCKET_BYTES = bucket_bytes
+    return differences

@@ -3,7 +3,6 @@ result as one process within noise, exactly one version written, progress report
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -15,7 +14,9 @@ import torch
 from data import demonstrations, items, jobs, versions
 from data.store import open_db
 
-pytestmark = pytest.mark.slow  # two processes under accelerate launch, against one
+# Two processes under accelerate launch, against one. Each launch costs ~8 s before a step (the CLI's and both
+# workers' imports), so the module's fixtures launch once per strategy and run the one-process baselines once.
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 DEMOS = [(f"question {i}: what is {w}", f"{w} is a word.") for i, w in enumerate(
     ["rain", "snow", "sun", "wind", "a cat", "a dog", "a tree", "the sea", "a hill", "a road", "a boat", "a star",
@@ -49,79 +50,153 @@ def store_with_demonstrations(path: Path, tiny_generator: str) -> None:
     db.close()
 
 
-def test_sft_on_two_processes_matches_one_and_writes_one_version(tmp_path, tiny_generator):
-    args = ["--epochs", "3", "--learning-rate", "2e-3", "--bf16", "false", "--lora", "false", "--validation-fraction", "0.2"]
-    results = {}
-    for processes in (1, 2):
-        path = tmp_path / f"{processes}.db"
-        store_with_demonstrations(path, tiny_generator)
-        batch = ["--batch-size", str(8 // processes)]  # the same 8 demonstrations per step in both runs
-        done = run_trainer("policy.sft", path, processes, [*args, *batch, "--name", f"sft-{processes}"])
-        db = open_db(path)
-        [job] = jobs.list_jobs(db)
-        assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1  # one process reports
-        made = [v for v in versions.list_versions(db, "generator") if v["name"].startswith("sft-")]
-        assert [v["name"] for v in made] == [f"sft-{processes}"]  # exactly one version, from the first process
-        steps = [m["step"] for m in jobs.job_metrics(db, job["id"]) if "train/loss" in m]
-        assert steps == sorted(set(steps))  # each step reported once
-        results[processes] = job["result"], made[0]["metrics"]
-    (one, one_metrics), (two, two_metrics) = results[1], results[2]
-    assert two_metrics["steps"] == one_metrics["steps"]  # half the batch per process: the same number of steps
-    assert two_metrics["val/loss"] < two_metrics["val/loss_before"]  # it learnt
-    assert two["val/loss"] == pytest.approx(one["val/loss"], rel=0.1)  # as far as one process does
+SFT_SETTINGS = {"epochs": 3, "learning_rate": 2e-3, "bf16": "false", "lora": False, "validation_fraction": 0.2}
+RM_ARGS = ["--epochs", "3", "--learning-rate", "3e-3", "--bf16", "false"]
 
 
-def test_reward_model_on_two_processes_matches_one_and_writes_one_version(tmp_path, tiny_encoder):
+def as_flags(settings: dict) -> list[str]:
+    return [word for key, value in settings.items()
+            for word in (f"--{key.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value))]
+
+
+def wait_until_finished(db, job_id: int, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while (job := jobs.get_job(db, job_id))["status"] in jobs.UNFINISHED and time.time() < deadline:
+        time.sleep(1)
+    return job
+
+
+def trained_on(path: Path, module: str, kind: str, processes: int, args: list[str], name: str):
+    """Run a trainer's command line on the store at `path`, its version called `name`: what it printed, its one job,
+    the versions of that name and the metrics its job reported."""
+    done = run_trainer(module, path, processes, [*args, "--name", name])
+    return done.stdout, *made_by_the_one_job(path, kind, name)
+
+
+def made_by_the_one_job(path: Path, kind: str, name: str):
+    db = open_db(path)
+    [job] = jobs.list_jobs(db)
+    made = [v for v in versions.list_versions(db, kind) if v["name"] == name]
+    return job, made, jobs.job_metrics(db, job["id"])
+
+
+def sft_run(path: Path, generator: str, processes: int, strategy: str, started_from: str = "accelerate launch"):
+    """SFT of `processes` processes started by `accelerate launch` of the command line (the README's
+    line), the command line's `--processes` (it launches its processes itself) or a job queued as the admin page does."""
+    store_with_demonstrations(path, generator)
+    settings = {**SFT_SETTINGS, "batch_size": 8 // processes, "strategy": strategy, "processes": processes}
+    name = f"sft-{strategy}-{processes}"
+    if started_from == "accelerate launch":
+        return trained_on(path, "policy.sft", "generator", processes, as_flags(settings), name)
+    if started_from == "the command line":
+        done = run_trainer("policy.sft", path, 1, as_flags({**settings, "name": name}))
+        return done.stdout, *made_by_the_one_job(path, "generator", name)
+    job_id = jobs.start_job(path, "sft", {**settings, "name": name})
+    job = wait_until_finished(open_db(path), job_id)
+    assert job["status"] == "done", job["error"] or job["log"]
+    return jobs.job_log_path(path, job_id).read_text(), *made_by_the_one_job(path, "generator", name)
+
+
+def rm_run(path: Path, encoder: str, processes: int, strategy: str):
     from tests.test_rm_train import scripted_db
 
-    accuracy = {}
-    for processes in (1, 2):
-        path = tmp_path / f"rm-{processes}.db"
-        db = open_db(path)
-        scripted_db(db, n_prompts=64)
-        db.close()
-        done = run_trainer("rm.train", path, processes, [
-            "--backbone", tiny_encoder, "--epochs", "3", "--learning-rate", "3e-3", "--bf16", "false",
-            "--batch-size", str(16 // processes), "--name", f"rm-{processes}"])
-        db = open_db(path)
-        [job] = jobs.list_jobs(db)
-        assert job["status"] == "done" and done.stdout.count(f"job {job['id']} done") == 1
-        [version] = versions.list_versions(db, "reward")
-        assert version["name"] == f"rm-{processes}"
-        accuracy[processes] = version["metrics"]["val/accuracy"]
-        steps = [m["step"] for m in jobs.job_metrics(db, job["id"])]
-        assert steps == sorted(set(steps)) and len(steps) == version["metrics"]["steps"]
-    assert accuracy[2] > 0.9 and abs(accuracy[2] - accuracy[1]) <= 0.1
+    db = open_db(path)
+    scripted_db(db, n_prompts=64)
+    db.close()
+    return trained_on(path, "rm.train", "reward", processes,
+                      ["--backbone", encoder, *RM_ARGS, "--batch-size", str(16 // processes), "--strategy", strategy],
+                      f"rm-{strategy}-{processes}")
+
+
+@pytest.fixture(scope="module")
+def sft_alone(tmp_path_factory, tiny_generator):
+    """The metrics of the version one process makes (both strategies of two processes compare with it)."""
+    _, _, [made], _ = sft_run(tmp_path_factory.mktemp("sft") / "alone.db", tiny_generator, 1, "replicate")
+    return made["metrics"]
+
+
+@pytest.fixture(scope="module")
+def rm_alone(tmp_path_factory, tiny_encoder):
+    _, _, [version], _ = rm_run(tmp_path_factory.mktemp("rm") / "alone.db", tiny_encoder, 1, "replicate")
+    return version["metrics"]
+
+
+@pytest.mark.parametrize("strategy, started_from", [("replicate", "accelerate launch"), ("shard", "the command line"),
+                                                  ("replicate", "the admin page")])
+def test_sft_on_two_processes_matches_one_and_writes_one_version_of_whole_weights(tmp_path, tiny_generator, sft_alone,
+                                                                                  strategy, started_from):
+    """Each process half of every step's demonstrations (sharded, FSDP2: each holds half of every block's weights,
+    gradients and optimizer state): it learns as one process does, reports each step once, and the one version it
+    saves is the whole model (it loads). Started by `accelerate launch`, or as one command or one queued job that
+    launches its processes itself."""
+    from policy.models import load_generator
+
+    printed_out, job, made, metrics = sft_run(tmp_path / "two.db", tiny_generator, 2, strategy, started_from)
+    assert job["status"] == "done" and printed_out.count(f"job {job['id']} done") == 1  # one process reports
+    assert "2 processes" in job["log"] and job["args"]["processes"] == 2
+    assert len(made) == 1  # exactly one version, from the first process
+    steps = [m["step"] for m in metrics if "train/loss" in m]
+    assert steps == sorted(set(steps))  # each step reported once
+    two = made[0]["metrics"]
+    assert two["steps"] == sft_alone["steps"]  # half the batch per process: the same number of steps
+    assert two["val/loss"] < two["val/loss_before"]  # it learnt
+    assert two["val/loss"] == pytest.approx(sft_alone["val/loss"], rel=0.1)  # as far as one process does
+    model, start = (load_generator(path)[0].state_dict() for path in (made[0]["path"], tiny_generator))
+    assert [a.shape for a in model.values()] == [b.shape for b in start.values()]  # whole weights, not a shard
+    assert any(not torch.equal(a, b) for a, b in zip(model.values(), start.values()))
 
 
 @pytest.mark.parametrize("strategy", ["replicate", "shard"])
+def test_a_reward_model_on_two_processes_learns_as_one_does_and_writes_one_version_of_whole_weights(tmp_path, tiny_encoder,
+                                                                                                  rm_alone, strategy):
+    from rm.score import RewardScorer
+
+    stdout, job, made, metrics = rm_run(tmp_path / "two.db", tiny_encoder, 2, strategy)
+    assert job["status"] == "done" and stdout.count(f"job {job['id']} done") == 1 and len(made) == 1
+    version, steps = made[0], [m["step"] for m in metrics]
+    assert steps == sorted(set(steps)) and len(steps) == version["metrics"]["steps"]
+    accuracy = version["metrics"]["val/accuracy"]
+    assert accuracy > 0.9 and abs(accuracy - rm_alone["val/accuracy"]) <= 0.1
+    scores = RewardScorer(version["path"], "cpu").score(["question number 1"] * 4,
+                                                          ["good answer", "great answer", "bad answer", "poor answer"])
+    assert scores[:2].min() > scores[2:].max()  # the saved weights are the trained ones, whole
+
+
+@pytest.fixture(scope="module", params=["replicate", "shard"])
+def steps_on_two_processes(request, tiny_generator, tiny_small_vocab_generator, tiny_encoder):
+    """One step of every trainer on two processes against one process, all in one launch (tests/parallel_steps.py):
+    (strategy, what the processes printed)."""
+    strategy = request.param
+    done = run_module("tests.parallel_steps", 2, [tiny_generator, tiny_small_vocab_generator, tiny_encoder, strategy])
+    return strategy, done.stdout
+
+
 def test_an_sft_and_a_reward_model_step_on_two_processes_make_the_update_of_one_process_on_both_batches(
-        tiny_generator, tiny_encoder, strategy):
+        steps_on_two_processes):
     """Each process steps on its batch; the gradients averaged over the processes (sharded: by FSDP's reduce-scatter,
     the SFT loss through the model's own forward) give one process's step on the mean of both batches' losses."""
-    done = run_module("tests.parallel_sft_rm_step", 2, [tiny_generator, tiny_encoder, strategy])
-    differences = printed(done.stdout, "DIFFERENCES ")
+    differences = printed(steps_on_two_processes[1], "SFT_RM ")
     for trainer in ("sft", "reward"):
         assert differences[f"{trainer}/moved"] > 1e-4, trainer  # the step moved the weights
         assert differences[trainer] < 1e-5, (trainer, differences)
 
 
-@pytest.mark.parametrize("strategy", ["replicate", "shard"])
-def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_on_the_whole_batch(
-        tiny_small_vocab_generator, strategy):
+def test_a_policy_update_step_on_two_processes_makes_the_update_of_one_process_on_the_whole_batch(steps_on_two_processes):
     """Each process updates on half of a step's prompts; the averaged gradients and the statistics over the whole batch
     (standardised rewards, REINFORCE's baseline, PPO's whitening and token count) give one process's update. Sharded,
     the policy and its reference are split across the processes, which sample in lockstep and compute log-probs
     through the model's own forward: the same update, gathered whole."""
-    done = run_module("tests.parallel_policy_step", 2, [tiny_small_vocab_generator, strategy])
-    differences = printed(done.stdout, "DIFFERENCES ")
+    strategy, stdout = steps_on_two_processes
+    differences = printed(stdout, "POLICY ")
     for algorithm in ("rloo", "reinforce", "grpo", "dr_grpo", "ppo"):
         assert differences[f"{algorithm}/moved"] > 1e-4, algorithm  # the step moved the weights
         assert differences[algorithm] < 1e-5, (algorithm, differences)
     if strategy == "shard":  # the first process's rows end at once, the second's never: both decode all 6 tokens
-        first, second = (json.loads(re.search(rf"LOCKSTEP {rank} (\{{[^}}]*\}})", done.stdout).group(1)) for rank in (0, 1))
+        first, second = (printed(stdout, f"LOCKSTEP {rank} ") for rank in (0, 1))
         assert first == {"steps": 5, "padding_after_first": True, "sum": 3.0}
         assert second == {"steps": 5, "padding_after_first": False, "sum": 3.0}
+    else:
+        assert "LOCKSTEP" not in stdout
 
 
 def policy_store(tmp_path, generator: str, encoder: str):
@@ -177,14 +252,12 @@ def test_a_sharded_policy_update_on_two_processes_evaluates_on_both_and_saves_wh
     assert max((saved[name] - start[name]).abs().max().item() for name in saved) > 1e-4  # and trained
 
 
-@pytest.mark.parametrize("strategy", ["replicate", "shard"])
-def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_process_on_the_whole_batch(tiny_generator,
-                                                                                                      strategy):
+def test_a_dpo_step_on_two_processes_makes_the_update_and_the_figures_of_one_process_on_the_whole_batch(
+        steps_on_two_processes):
     """Rankings of different weights split unevenly over two processes: the loss scaled by the whole batch's weight, the
     gradients averaged, and the held-out figures summed over both processes' rankings give one process's (sharded:
     the process with fewer rankings runs passes of weight 0 beside the other's)."""
-    done = run_module("tests.parallel_dpo_step", 2, [tiny_generator, strategy])
-    result = printed(done.stdout, "DPO ")
+    result = printed(steps_on_two_processes[1], "DPO ")
     assert result["moved"] > 1e-4 and result["difference"] < 1e-5, result
     for name, value in result["alone"].items():
         assert result["shared"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
@@ -251,76 +324,6 @@ def test_sharded_dpo_past_its_kl_budget_restores_the_shards_of_its_last_checkpoi
     assert made["metrics"]["kl_budget/curve"][0][1] > 1e-9 and "val/kl" in made["metrics"]
     saved, start = (dict(load_generator(p)[0].named_parameters()) for p in (made["path"], tiny_generator))
     assert saved.keys() == start.keys() and max((saved[n] - start[n]).abs().max().item() for n in saved) < 1e-6
-
-
-def wait_until_finished(db, job_id: int, timeout: float = 300) -> dict:
-    deadline = time.time() + timeout
-    while (job := jobs.get_job(db, job_id))["status"] in jobs.UNFINISHED and time.time() < deadline:
-        time.sleep(1)
-    return job
-
-
-def test_a_job_of_two_processes_started_as_the_admin_page_does_or_from_the_command_line_launches_them_itself(
-        tmp_path, tiny_generator):
-    path = tmp_path / "launch.db"
-    store_with_demonstrations(path, tiny_generator)
-    db = open_db(path)
-    job_id = jobs.start_job(path, "sft", {"epochs": 1, "batch_size": 4, "lora": False, "bf16": "false", "processes": 2,
-                                         "name": "sft-page"})
-    job = wait_until_finished(db, job_id)
-    assert job["status"] == "done", job["error"] or job["log"]
-    assert "2 processes" in job["log"] and job["result"]["name"] == "sft-page"
-    done = run_module("policy.sft", 1, ["--db", str(path), "--epochs", "1", "--batch-size", "4", "--lora", "false",
-                                        "--bf16", "false", "--processes", "2", "--name", "sft-cli"])
-    [cli_job] = jobs.list_jobs(db, limit=1)
-    assert cli_job["status"] == "done" and "2 processes" in cli_job["log"] and done.stdout.count(f"job {cli_job['id']} done") == 1
-    assert sorted(v["name"] for v in versions.list_versions(db, "generator") if v["parent_id"]) == ["sft-cli", "sft-page"]
-
-
-def test_sft_sharded_on_two_processes_matches_one_and_saves_whole_weights(tmp_path, tiny_generator):
-    """FSDP2: each process holds half of every block's weights, gradients and optimizer state; the version it saves
-    is the whole model (it loads and generates), and it learns as one process does."""
-    from policy.models import load_generator
-
-    args = ["--epochs", "3", "--learning-rate", "2e-3", "--bf16", "false", "--lora", "false", "--validation-fraction", "0.2"]
-    losses = {}
-    for processes, strategy in ((1, "replicate"), (2, "shard")):
-        path = tmp_path / f"{strategy}.db"
-        store_with_demonstrations(path, tiny_generator)
-        run_trainer("policy.sft", path, processes, [*args, "--batch-size", str(8 // processes), "--strategy", strategy,
-                                                    "--name", f"sft-{strategy}"])
-        db = open_db(path)
-        [job] = jobs.list_jobs(db)
-        [made] = [v for v in versions.list_versions(db, "generator") if v["parent_id"]]
-        assert job["status"] == "done" and made["name"] == f"sft-{strategy}"
-        losses[strategy] = made["metrics"]["val/loss"], made["metrics"]["val/loss_before"]
-        model, _ = load_generator(made["path"])  # whole weights: every tensor its full shape
-        start, _ = load_generator(tiny_generator)
-        assert all(a.shape == b.shape for a, b in zip(model.state_dict().values(), start.state_dict().values()))
-        assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
-    assert losses["shard"][0] < losses["shard"][1]  # it learnt
-    assert losses["shard"][0] == pytest.approx(losses["replicate"][0], rel=0.1)
-
-
-def test_a_reward_model_sharded_on_two_processes_learns_as_one_process_does_and_saves_whole_weights(tmp_path, tiny_encoder):
-    from rm.score import RewardScorer
-    from tests.test_rm_train import scripted_db
-
-    accuracy = {}
-    for processes, strategy in ((1, "replicate"), (2, "shard")):
-        path = tmp_path / f"rm-{strategy}.db"
-        db = open_db(path)
-        scripted_db(db, n_prompts=64)
-        db.close()
-        run_trainer("rm.train", path, processes, ["--backbone", tiny_encoder, "--epochs", "3", "--learning-rate", "3e-3",
-                                                  "--bf16", "false", "--batch-size", str(16 // processes),
-                                                  "--strategy", strategy, "--name", f"rm-{strategy}"])
-        [version] = versions.list_versions(open_db(path), "reward")
-        accuracy[strategy] = version["metrics"]["val/accuracy"]
-        scores = RewardScorer(version["path"], "cpu").score(["question number 1"] * 4,
-                                                              ["good answer", "great answer", "bad answer", "poor answer"])
-        assert scores[:2].min() > scores[2:].max()  # the saved weights are the trained ones, whole
-    assert accuracy["shard"] > 0.9 and abs(accuracy["shard"] - accuracy["replicate"]) <= 0.1
 
 
 def test_gradients_are_averaged_in_buckets_of_one_dtype_and_at_most_the_bucket_size(monkeypatch):
