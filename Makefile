@@ -17,7 +17,7 @@ run: install
 	HF_HUB_OFFLINE=1 $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: install browser $(VENV)/.server
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
 # The edit-test loop: pure functions, tiny-model steps and screens, without the tests marked slow or browser.
 test-fast: install
