@@ -84,6 +84,17 @@ def held_out_problem(prompts: int, eval_prompts: int) -> str | None:
             f"its evaluation; hold out at most {max(prompts - 1, 0)}, or add prompts to the set")
 
 
+def token_cap_problem(max_new_tokens: int, ranked_cap: int) -> str | None:
+    """Why a policy update rewarded by a reward model cannot take this token cap as asked (None: it can): below the cap
+    the ranked completions were sampled with, the job raises it (policy.train.shaped_to_the_rankings), so a form
+    says so before the job starts."""
+    if not ranked_cap or max_new_tokens >= ranked_cap:
+        return None
+    return (f"max new tokens {max_new_tokens} is below the {ranked_cap} the ranked completions were sampled with: a "
+            f"shorter cap cuts answers where the reward model never saw them cut, so the job would raise it to "
+            f"{ranked_cap}; use at least {ranked_cap}")
+
+
 JUDGED_K = len(LETTERS) // 2  # a judge's evaluation ranks K new and K starting answers at once
 
 

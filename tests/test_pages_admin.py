@@ -224,6 +224,30 @@ def test_a_policy_update_or_dpo_on_several_gpus_shards_only_full_weights(app_db,
     assert args["learning_rate"] == config.LEARNING_RATES[False] < config.LEARNING_RATES[True] / 10
 
 
+def test_the_policy_screen_refuses_a_token_cap_below_the_ranked_completions_before_the_job_would_raise_it(app_db, monkeypatch,
+                                                                                                        tmp_path):
+    """A walk typed 32 max new tokens and learnt only from the job's card that it ran with 96: the form says so first."""
+    versions.register_version(app_db, "reward", "rm", str(tmp_path), activate=True)
+    sampled = [NewCompletion(text, params={"max_new_tokens": 96}) for text in ("good", "bad")]
+    rank_by(app_db, [add_item(app_db, add_prompt(app_db, BUILTIN_SET, "capped question")[0], sampled)],
+            lambda text: text == "good")
+    started = []
+    create_only(monkeypatch, started)
+    at = start("pages/train/policy.py")
+    cap = next(n for n in at.number_input if n.label == "Max new tokens")
+    assert cap.value >= 96  # the form starts at the ranked completions' cap
+    cap.set_value(32)
+    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
+    assert not at.exception and started == []
+    assert unescaped(at.error[0]) == ("Max new tokens 32 is below the 96 the ranked completions were sampled with: a shorter "
+                                      "cap cuts answers where the reward model never saw them cut, so the job would raise "
+                                      "it to 96; use at least 96.")
+    next(n for n in at.number_input if n.label == "Max new tokens").set_value(96)
+    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
+    [(kind, args)] = started
+    assert kind == "train_policy" and args["max_new_tokens"] == 96
+
+
 def test_the_reward_screen_warns_before_training_when_too_few_rankings_would_be_held_out_for_the_gate(app_db):
     ensure_prompt_set(app_db, "small")
     ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from data import generators, items, jobs, spot_checks, versions
-from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round
+from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round, token_cap_problem
 from training import sharding_problem
 from training.diagnostics import reward_model_verdict, verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for
@@ -115,8 +115,8 @@ def train_form(db) -> None:
         kl_coef = middle.number_input("KL coefficient β", 0.0, 10.0, defaults.kl_coef, 0.01)
         max_new_tokens = right.number_input(
             "Max new tokens", 8, 1024, max(defaults.max_new_tokens, min(ranked_cap, 1024)), 8,
-            help=f"at least the cap the ranked completions were sampled with ({ranked_cap or 'unknown'}): a shorter cap cuts "
-                 "answers where the reward model never saw them cut, so the job raises a lower value to it")
+            help=f"at least the cap the ranked completions were sampled with ({ranked_cap or 'unknown'}) when a reward "
+                 "model rewards the update: a shorter cap cuts answers where the reward model never saw them cut")
         left, right = st.columns(2)
         eval_prompts = left.number_input(
             "Held-out prompts", 0, 1000, held_out_default(prompts_in.get(prompt_set, 0), defaults.eval_prompts),
@@ -138,7 +138,8 @@ def train_form(db) -> None:
         activate = activate_checkbox(st)
         low_memory = checkpointing_checkbox(st)
         if st.form_submit_button("Start policy update", type="primary"):
-            if refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))) or refused(sharding_problem(strategy, lora)):
+            if (refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))) or refused(sharding_problem(strategy, lora))
+                    or not judged and refused(token_cap_problem(int(max_new_tokens), min(ranked_cap, 1024)))):
                 return
             if int(prompts_per_step) % processes:
                 st.error(f"{int(prompts_per_step)} prompts per step cannot be shared equally by {processes} processes: "
