@@ -51,7 +51,7 @@ def store_with_demonstrations(path: Path, tiny_generator: str) -> None:
 
 
 SFT_SETTINGS = {"epochs": 3, "learning_rate": 2e-3, "bf16": "false", "lora": False, "validation_fraction": 0.2}
-RM_ARGS = ["--epochs", "3", "--learning-rate", "3e-3", "--bf16", "false"]
+RM_SETTINGS = {"epochs": 3, "learning_rate": 3e-3, "bf16": "false"}
 
 
 def as_flags(settings: dict) -> list[str]:
@@ -66,14 +66,8 @@ def wait_until_finished(db, job_id: int, timeout: float = 300) -> dict:
     return job
 
 
-def trained_on(path: Path, module: str, kind: str, processes: int, args: list[str], name: str):
-    """Run a trainer's command line on the store at `path`, its version called `name`: what it printed, its one job,
-    the versions of that name and the metrics its job reported."""
-    done = run_trainer(module, path, processes, [*args, "--name", name])
-    return done.stdout, *made_by_the_one_job(path, kind, name)
-
-
 def made_by_the_one_job(path: Path, kind: str, name: str):
+    """The store's one job, the versions called `name` and the metrics the job reported."""
     db = open_db(path)
     [job] = jobs.list_jobs(db)
     made = [v for v in versions.list_versions(db, kind) if v["name"] == name]
@@ -81,20 +75,21 @@ def made_by_the_one_job(path: Path, kind: str, name: str):
 
 
 def sft_run(path: Path, generator: str, processes: int, strategy: str, started_from: str = "accelerate launch"):
-    """SFT of `processes` processes started by `accelerate launch` of the command line (the README's
-    line), the command line's `--processes` (it launches its processes itself) or a job queued as the admin page does."""
+    """SFT of `processes` processes started by `accelerate launch` of the command line (the README's line), the
+    command line's `--processes` (it launches its processes itself) or a job queued as the admin page does: what its
+    processes printed, then `made_by_the_one_job`."""
     store_with_demonstrations(path, generator)
-    settings = {**SFT_SETTINGS, "batch_size": 8 // processes, "strategy": strategy, "processes": processes}
     name = f"sft-{strategy}-{processes}"
-    if started_from == "accelerate launch":
-        return trained_on(path, "policy.sft", "generator", processes, as_flags(settings), name)
-    if started_from == "the command line":
-        done = run_trainer("policy.sft", path, 1, as_flags({**settings, "name": name}))
-        return done.stdout, *made_by_the_one_job(path, "generator", name)
-    job_id = jobs.start_job(path, "sft", {**settings, "name": name})
-    job = wait_until_finished(open_db(path), job_id)
-    assert job["status"] == "done", job["error"] or job["log"]
-    return jobs.job_log_path(path, job_id).read_text(), *made_by_the_one_job(path, "generator", name)
+    settings = {**SFT_SETTINGS, "batch_size": 8 // processes, "strategy": strategy, "processes": processes, "name": name}
+    if started_from == "the admin page":
+        job_id = jobs.start_job(path, "sft", settings)
+        job = wait_until_finished(open_db(path), job_id)
+        assert job["status"] == "done", job["error"] or job["log"]
+        printed_out = jobs.job_log_path(path, job_id).read_text()
+    else:
+        launched = processes if started_from == "accelerate launch" else 1
+        printed_out = run_trainer("policy.sft", path, launched, as_flags(settings)).stdout
+    return printed_out, *made_by_the_one_job(path, "generator", name)
 
 
 def rm_run(path: Path, encoder: str, processes: int, strategy: str):
@@ -103,9 +98,9 @@ def rm_run(path: Path, encoder: str, processes: int, strategy: str):
     db = open_db(path)
     scripted_db(db, n_prompts=64)
     db.close()
-    return trained_on(path, "rm.train", "reward", processes,
-                      ["--backbone", encoder, *RM_ARGS, "--batch-size", str(16 // processes), "--strategy", strategy],
-                      f"rm-{strategy}-{processes}")
+    name = f"rm-{strategy}-{processes}"
+    settings = {"backbone": encoder, **RM_SETTINGS, "batch_size": 16 // processes, "strategy": strategy, "name": name}
+    return run_trainer("rm.train", path, processes, as_flags(settings)).stdout, *made_by_the_one_job(path, "reward", name)
 
 
 @pytest.fixture(scope="module")
