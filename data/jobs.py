@@ -190,9 +190,11 @@ def job_command(kind: str, processes: int) -> list[str]:
 
 def accelerate_launch(processes: int) -> list[str]:
     """`accelerate launch` of `processes` processes on this machine with the shipped config
-    (training/accelerate/data_parallel.yaml), never a user's default config, on a free port."""
+    (training/accelerate/data_parallel.yaml), never a user's default config, on a free port. Its log folder is
+    os.devnull: torch's launcher otherwise leaves an empty /tmp/torchelastic_* tree behind at every launch, and a
+    job's processes write to the job's log already (a failure is reported there and by its exit status)."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
-            "--num_processes", str(processes), "--main_process_port", "0"]
+            "--num_processes", str(processes), "--main_process_port", "0", "--log_dir", os.devnull]
 
 
 def _spawn(db: Database, db_path: Path, job_id: int, gpus: tuple[int, ...]) -> None:

@@ -1,10 +1,12 @@
 """Data-parallel training under `accelerate launch --cpu --num_processes 2` (gloo): the same data, the same held-out
 result as one process within noise, exactly one version written, progress reported once."""
 
+import glob
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +29,15 @@ def run_module(module: str, processes: int, args: list[str]) -> subprocess.Compl
     """`python -m module args`, alone or as `processes` processes under accelerate (gloo on CPU)."""
     launcher = [sys.executable, "-m"] if processes == 1 else [*jobs.accelerate_launch(processes), "-m"]  # the shipped config
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    before = launch_folders()
     done = subprocess.run([*launcher, module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert launch_folders() <= before, "torch's launcher left its log folder behind"  # one a launch, with no log_dir
     return done
+
+
+def launch_folders() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "torchelastic_*")))
 
 
 def printed(stdout: str, marker: str):
