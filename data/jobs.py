@@ -299,12 +299,12 @@ def list_jobs(db: Database, limit: int = 20, kind: str | None = None) -> list[di
     return [_decoded(r) for r in db.query(f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT {int(limit)}", params)]
 
 
-def latest_args(db: Database, kind: str, prompt_set: str) -> dict | None:
-    """The arguments of the newest finished job of this kind for this prompt set (None: there is none): how its last
-    round was run, for the next round to run the same way."""
-    row = db.execute("""SELECT args FROM jobs WHERE kind = ? AND status = 'done' AND json_valid(args)
-                        AND json_extract(args, '$.prompt_set') = ? ORDER BY id DESC LIMIT 1""", [kind, prompt_set]).fetchone()
-    return from_json(row[0]) if row else None
+def latest_done(db: Database, kind: str, prompt_set: str) -> dict | None:
+    """The newest finished job of this kind for this prompt set (None: there is none), its arguments and result
+    decoded: how its last round was run and what it made, for the next round to run the same way."""
+    rows = db.query("""SELECT * FROM jobs WHERE kind = ? AND status = 'done' AND json_valid(args)
+                       AND json_extract(args, '$.prompt_set') = ? ORDER BY id DESC LIMIT 1""", [kind, prompt_set])
+    return next((_decoded(row) for row in rows), None)
 
 
 def job_metrics(db: Database, job_id: int) -> list[dict]:

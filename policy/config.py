@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from data import jobs
 from data.generators import parse_mix
 from data.items import BUILTIN_SET
 from data.rankings import LETTERS
@@ -59,11 +60,36 @@ class GenerationConfig:
 ROUND_SETTINGS = ("k", "temperature", "top_p", "max_new_tokens", "prompts_per_batch", "remote", "bf16", "device")
 
 
-def next_round(previous: dict | None, prompt_set: str, generator_version: int) -> GenerationConfig:
+def next_round(previous: dict | None, prompt_set: str, generator_version: int | None, items_made: int = 0) -> GenerationConfig:
     """A generation round with a new generator version, sampled as the set's last round was (K, temperature, top-p,
-    token cap, remote mix), so annotators rank items like the ones before; the defaults for a set never generated."""
+    token cap, remote mix), so annotators rank items like the ones before, with a seed of its own (`fresh_seed`);
+    the defaults for a set never generated. `previous`: the last round's arguments; `items_made`: the items it wrote."""
     kept = {key: previous[key] for key in ROUND_SETTINGS if previous and key in previous}
-    return GenerationConfig(prompt_set=prompt_set, generator_version=generator_version, **kept)
+    return GenerationConfig(prompt_set=prompt_set, generator_version=generator_version,
+                            seed=fresh_seed(previous, items_made), **kept)
+
+
+def next_round_of(db, prompt_set: str, generator_version: int | None) -> tuple[GenerationConfig, dict | None]:
+    """`next_round` after the set's newest finished generation job, and that job (None: the set was never generated)."""
+    last = jobs.latest_done(db, "generate", prompt_set)
+    if last is None:
+        return next_round(None, prompt_set, generator_version), None
+    made = int((last["result"] or {}).get("items") or 0)
+    return next_round(last["args"], prompt_set, generator_version, made), last
+
+
+def fresh_seed(previous: dict | None, items_made: int) -> int:
+    """The seed after the last one the set's last round used (its batch b sampled with seed + b): a version a step or
+    two from the last one, sampled with the same seeds, writes many answers word for word again (a walk, 2026-12-07:
+    9 of 15 after a one-step policy update). The default seed for a set never generated.
+
+    >>> fresh_seed(None, 0), fresh_seed({"seed": 0, "prompts_per_batch": 8}, 20), fresh_seed({"seed": 3}, 0)
+    (0, 3, 4)
+    """
+    if not previous:
+        return GenerationConfig.seed
+    batches = -(-items_made // int(previous.get("prompts_per_batch") or GenerationConfig.prompts_per_batch))
+    return int(previous.get("seed") or 0) + max(batches, 1)
 
 
 def held_out_default(prompts: int, wanted: int = 8) -> int:

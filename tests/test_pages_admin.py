@@ -111,6 +111,28 @@ def test_admin_starts_a_generation_job_and_a_second_is_refused(app_db, monkeypat
     assert "job 1" in unescaped(at.error[0]).lower() and len(jobs.list_jobs(app_db)) == 1
 
 
+def test_the_generate_form_starts_from_the_sets_last_round_with_a_seed_it_did_not_use(app_db, monkeypatch):
+    """A round after a one-step policy update, with the last round's seed, wrote 9 of 15 answers word for word again
+    (a walk, 2026-12-07); the form also came back with the defaults instead of the set's K and token cap."""
+    started = []
+    create_only(monkeypatch, started)
+    last = jobs.create_job(app_db, "generate", {"prompt_set": "builtin", "k": 3, "max_new_tokens": 64, "seed": 0})
+    app_db.execute("UPDATE jobs SET status = 'done', result = '{\"items\": 40}' WHERE id = ?", [last])
+    ensure_prompt_set(app_db, "fresh")
+    app_db.conn.commit()
+    at = start("pages/data/generate.py")
+    at.selectbox(key="generate-set").set_value(BUILTIN_SET).run()
+    assert any(unescaped(c).startswith(f"Sampled as this set's last round (job {last}): K=3") for c in at.caption)
+    assert at.slider[0].value == 3
+    fields = {n.label: n.value for n in at.number_input}
+    assert (fields["Max new tokens"], fields["Seed"]) == (64, 5)  # 40 prompts, 8 a batch: seeds 0-4 used
+    at.button(key="FormSubmitter:generate-Start generation").click().run()
+    assert not at.exception and [(args["k"], args["max_new_tokens"], args["seed"]) for _, args in started] == [(3, 64, 5)]
+    at.selectbox(key="generate-set").set_value("fresh").run()  # never generated: the defaults
+    assert any(unescaped(c).startswith("This set was never generated: the defaults, K=4") for c in at.caption)
+    assert at.slider[0].value == 4 and {n.label: n.value for n in at.number_input}["Seed"] == 0
+
+
 def test_admin_cancels_a_running_job(app_db):
     job_id = jobs.create_job(app_db, "generate", {})
     app_db.execute("UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = created_at, message = '3/40 prompts' WHERE id = ?",

@@ -90,15 +90,17 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     assert job["result"]["activation"].startswith("not made active (not asked for")
     assert versions.active_version(app_db, "generator")["id"] == tiny
     assert any(m.label == "Win rate vs start" for m in at.metric)
-    last_round = jobs.create_job(app_db, "generate", {"prompt_set": "s", "k": 3, "max_new_tokens": 40, "temperature": 0.7})
-    app_db.execute("UPDATE jobs SET status = 'done' WHERE id = ?", [last_round])
+    last_round = jobs.create_job(app_db, "generate", {"prompt_set": "s", "k": 3, "max_new_tokens": 40, "temperature": 0.7,
+                                                      "seed": 5})
+    app_db.execute("UPDATE jobs SET status = 'done', result = '{\"items\": 12}' WHERE id = ?", [last_round])
     at.run()
-    assert any(c.value.startswith("Sampled as this set's last round: K=3, temperature 0.7") for c in at.caption)
+    said = next(c.value for c in at.caption if c.value.startswith(f"Sampled as this set's last round (job {last_round}): "))
+    assert "K=3, temperature 0.7" in said and "seed 7, after the seeds 5-6 it used" in said  # 12 items, 8 a batch
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at.button[[b.label for b in at.button].index("Generate the next round with this version")].click().run()
     assert started == [("generate", {**started[0][1], "generator_version": new["id"], "prompt_set": "s", "k": 3,
-                                     "max_new_tokens": 40, "temperature": 0.7})]
+                                     "max_new_tokens": 40, "temperature": 0.7, "seed": 7})]
     assert "Follow it under Data → Generate or Jobs" in unescaped(at.success[0])
     # the form refuses a held-out share the set cannot give, instead of a job failing after it waited in line
     at.selectbox(key="policy-set").set_value("s").run()

@@ -353,7 +353,7 @@ def test_an_admin_registers_a_remote_generator_and_mixes_it_into_a_generation(ap
     assert (g.base_url, g.model, g.api_key_env) == ("http://gpu-box:8000/v1", "big-model", "VLLM_API_KEY")
     assert "sk-live" not in str(at.dataframe[0].value.to_dict())
 
-    at.number_input(key="mix-vllm-big").set_value(2)
+    at.number_input(key="mix-vllm-big-builtin").set_value(2)
     button(at, "Start generation").click().run()
     assert not at.exception and started[0][0] == "generate" and started[0][1]["remote"] == "vllm-big=2"
 

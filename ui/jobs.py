@@ -26,6 +26,19 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circ
 QUANTIZE_NAMES = {"none": "as stored", "8bit": "8-bit (QLoRA)", "4bit": "4-bit NF4 (QLoRA)"}
 
 
+def round_settings(config, previous: dict | None) -> str:
+    """What a generation round (`config`) takes from the prompt set's last one (`previous`, a job; None: never
+    generated), in a sentence for beside its button or form."""
+    settings = (f"K={config.k}, temperature {config.temperature:g}, top-p {config.top_p:g}, up to {config.max_new_tokens} "
+                f"tokens{', remote ' + config.remote if config.remote else ''}")
+    if previous is None:
+        return f"This set was never generated: the defaults, {settings}."
+    used = previous["args"].get("seed") or 0
+    seeds = f"seed {used}" if config.seed == used + 1 else f"seeds {used}-{config.seed - 1}"
+    return (f"Sampled as this set's last round (job {previous['id']}): {settings}; seed {config.seed}, after the {seeds} "
+            "it used (the same seeds would write many of the same answers again).")
+
+
 def launch(kind: str, config, what: str, follow: str = "below or under Jobs", links: tuple[tuple[str, str], ...] = (),
            place: str | None = None) -> None:
     """Start a background job from a trainer's config dataclass, say so on the next run, and rerun. `follow`: where

@@ -5,9 +5,10 @@ import streamlit as st
 
 from data import generators, items, prompt_sets, spot_checks, versions
 from data.accounts import AuthError
-from policy.config import GenerationConfig
+from data.generators import parse_mix
+from policy.config import GenerationConfig, next_round_of
 from policy.remote import RemoteGenerationError, check_server
-from ui.jobs import launch, latest_job, version_picker
+from ui.jobs import launch, latest_job, round_settings, version_picker
 from ui.session import flash, guarded, screen
 
 
@@ -74,9 +75,12 @@ def cut_answers_section(db, sets: list[str]) -> None:
 
 
 def generation_form(db, local_generators: list[dict], remotes: list, sets: list[str]) -> None:
-    defaults = GenerationConfig()
+    # above the form, so that its settings start from the set's last round (a field inside a form changes nothing until sent)
+    prompt_set = st.selectbox("Prompt set", sets, key="generate-set")
+    defaults, previous = next_round_of(db, prompt_set, None)
+    st.caption(round_settings(defaults, previous))
+    mixed = parse_mix(defaults.remote)
     with st.form("generate"):
-        prompt_set = st.selectbox("Prompt set", sets)
         version = version_picker(st, "Generator", local_generators)
         k = st.slider("Completions per prompt (K)", 2, 9, defaults.k)
         mix = {}
@@ -84,7 +88,8 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
             st.caption("Arena-style items: how many of each item's K completions each remote model writes; the generator "
                        "above writes the rest (none when these add up to K). Annotators never see which model wrote what.")
             for column, g in zip(st.columns(min(len(remotes), 4)) * len(remotes), remotes):
-                mix[g.name] = column.number_input(g.name, 0, 9, 0, key=f"mix-{g.name}", help=f"{g.model} at {g.base_url}")
+                mix[g.name] = column.number_input(g.name, 0, 9, mixed.get(g.name, 0), key=f"mix-{g.name}-{prompt_set}",
+                                                  help=f"{g.model} at {g.base_url}")
         left, middle, right = st.columns(3)
         temperature = left.number_input("Temperature", 0.05, 2.0, defaults.temperature, 0.05)
         top_p = middle.number_input("Top-p", 0.05, 1.0, defaults.top_p, 0.05)

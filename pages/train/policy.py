@@ -6,13 +6,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from data import generators, items, jobs, spot_checks, versions
-from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round, token_cap_problem
+from data import generators, items, spot_checks, versions
+from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round_of, token_cap_problem
 from training import sharding_problem
 from training.diagnostics import reward_model_verdict, verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for
 from ui.jobs import (activate_checkbox, checkpointing_checkbox, latest_job, launch, processes_input, refused,
-                     strategy_input, version_label, version_picker, win_rate_text)
+                     round_settings, strategy_input, version_label, version_picker, win_rate_text)
 from ui.session import screen, show_flash
 from ui.text import inline
 
@@ -232,11 +232,8 @@ def compare_and_use(db) -> None:
     trained_on = version["config"].get("prompt_set") or next(iter(version["config"].get("prompt_sets") or []), None)
     prompt_set = left.selectbox("Prompt set for the next round", sets, key=f"next-round-set-{version['id']}",
                                 index=sets.index(trained_on) if trained_on in sets else 0)
-    previous = jobs.latest_args(db, "generate", prompt_set)
-    config = next_round(previous, prompt_set, version["id"])
-    left.caption(("Sampled as this set's last round: " if previous else "This set was never generated: the defaults, ")
-                 + f"K={config.k}, temperature {config.temperature:g}, top-p {config.top_p:g}, up to {config.max_new_tokens} "
-                 f"tokens{', remote ' + config.remote if config.remote else ''}. Other settings: Data → Generate.")
+    config, previous = next_round_of(db, prompt_set, version["id"])
+    left.caption(round_settings(config, previous) + " Other settings: Data → Generate.")
     if right.button("Generate the next round with this version", type="primary"):
         launch("generate", config, f"Generation with {version['name']}", follow="under Data → Generate or Jobs",
                links=(("data/generate", "Data → Generate"), ("operate/jobs", "Jobs")), place=NEXT_ROUND)
