@@ -300,3 +300,6 @@ def test_the_held_out_accuracy_comes_with_an_interval_and_a_length_only_rule_bes
                                 "val/length_rule_accuracy": 1 / 3, "val/rankings": 1, "val/pairs": 3})
     assert one == [(False, "Too few rankings to tell: 33% held-out accuracy is measured on 1 held-out ranking (3 pairs), "
                            "and a figure means something from about 5 held-out rankings. Rank more items, then retrain.")]
+    two = reward_model_verdict({"val/accuracy": 1.0, "val/accuracy_ci": [1.0, 1.0], "val/length_rule": "longer",
+                                "val/length_rule_accuracy": 2 / 3, "val/rankings": 2, "val/pairs": 6})
+    assert [good for good, _ in two] == [False] and two[0][1].startswith("Too few rankings to tell: 100%")  # no "100% (100-100%)"

@@ -113,7 +113,8 @@ def reward_model_verdict(metrics: dict) -> list[tuple[bool, str]]:
     if by_length is not None and by_length > 0.5 and accuracy - by_length < 0.05:  # a rule at chance explains nothing
         lines.append((False, f"The rule \"the {rule} answer wins\" scores {by_length:.0%} on the same held-out pairs: most of "
                              "what this reward model learned may be length, and a policy update will chase it."))
-    if interval and interval[0] > 0.5 and (by_length is None or accuracy - by_length >= 0.05):
+    if interval and interval[0] > 0.5 and (by_length is None or accuracy - by_length >= 0.05) and not too_few_held_out_rankings(metrics):
+        # (from two rankings, every resample can agree: "100% (100-100%)" said beside "too few to tell", walk 2026-12-07)
         beyond = f", {accuracy - by_length:+.0%} over the rule \"the {rule} answer wins\"" if by_length is not None else ""
         lines.append((True, f"Held-out accuracy {accuracy:.0%} (95% interval {span(*interval)}){beyond}."))
     return lines

@@ -126,8 +126,10 @@ def models_list(db) -> None:
             st.line_chart(pd.DataFrame(m["val/learning_curve"]).set_index("rankings")["accuracy"], height=220)
     if active and active["metrics"].get("calibration"):
         left, right = st.columns(2)
-        left.caption("Calibration on held-out pairs: predicted P(better) against how often humans agreed")
-        left.dataframe(pd.DataFrame(active["metrics"]["calibration"]).round(3), hide_index=True, placeholder="—")
+        left.caption("Calibration on held-out pairs: predicted P(better) against how often humans agreed, each pair in "
+                     "both orders (A over B and B over A), so the buckets cover 0 to 1")
+        left.dataframe(pd.DataFrame(active["metrics"]["calibration"]).rename(columns={"pairs": "pairs x 2 orders"}).round(3),
+                       hide_index=True, placeholder="—")
         right.caption("Reward distribution on held-out completions (deciles)")
         quantiles = pd.DataFrame({"percentile": range(0, 101, 10), "reward": active["metrics"]["reward/quantiles"]})
         right.bar_chart(quantiles, x="percentile", y="reward", height=220)  # a numeric axis: 0, 10, ..., 100
