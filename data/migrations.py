@@ -611,3 +611,10 @@ def m0029_all_tied_rankings(db):
     # (groups read only where they are valid JSON: an old malformed row must not stop the migration or a later write)
     db.execute("""CREATE INDEX rankings_all_tied ON rankings (item_id)
                   WHERE skipped = 0 AND CASE WHEN json_valid(groups) THEN json_array_length(groups) END = 1""")
+
+
+@migrations()
+def m0030_rejected_by_reviewer(db):
+    # A reviewer is not served an item whose ranking they rejected or sent back (they read it and its reason: their own
+    # would not be independent): the queue finds those items through this index, a reviewer's few entries read alone.
+    db.execute("CREATE INDEX rankings_rejected_by ON rankings (reviewed_by, item_id) WHERE review = 'rejected'")

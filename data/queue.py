@@ -37,6 +37,7 @@ class Progress:
 
 
 # The open items (prompt_sets.OPEN_ITEMS) in sets served to this annotator that they have neither ranked nor skipped,
+# nor rejected or sent back a ranking of as a reviewer (they read it and its reason: theirs would not be independent),
 # and that their set still wants once the rankings in progress elsewhere (live reservations of other annotators,
 # repeats aside) are counted: a stricter form of the open items' own `n_rankings < WANTED`.
 _OPEN_TO_ANNOTATOR = f"""
@@ -44,6 +45,8 @@ _OPEN_TO_ANNOTATOR = f"""
       AND i.n_rankings + (SELECT COUNT(*) FROM reservations v WHERE v.item_id = i.id AND v.annotator_id != :annotator
                           AND v.expires_at > :now AND v.repeat_of IS NULL) < {WANTED}
       AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.item_id = i.id AND r.annotator_id = :annotator)
+      AND i.id NOT IN (SELECT r.item_id FROM rankings r INDEXED BY rankings_rejected_by  -- once, not once an item
+                       WHERE r.review = 'rejected' AND r.reviewed_by = (SELECT name FROM annotators WHERE id = :annotator))
 """
 
 # The reservation this annotator still holds and has not answered: a first ranking, or a repeat of one.

@@ -239,29 +239,34 @@ def send_back(db: Database, ranking_id: int, reason: str = "sent back for anothe
     return reject(db, ranking_id, reason, actor, by, send_back=True)
 
 
-def goes_back_to_its_annotator(db: Database, ranking_id: int) -> bool:
+def goes_back_to_its_annotator(db: Database, ranking_id: int, reviewer: int | None = None) -> bool:
     """Where a send back of this ranking goes: back to the annotator who made it when it is a skip (or a flag sent
     without a ranking: it took no ranking from the item, so another annotator's would add nothing the reviewer asked
     for) or nobody else the item's set is served to can rank the item, the set is still served to them, and the
-    ranking is not kept for a repeat or a demonstration made from it; else to the queue for another annotator."""
+    ranking is not kept for a repeat or a demonstration made from it; else to the queue for another annotator.
+    `reviewer`: the account about to decide (before its decision is recorded), who is not served the item either."""
     row = db.execute("""SELECT r.item_id, r.annotator_id, r.skipped, p.prompt_set FROM rankings r
                         JOIN items i ON i.id = r.item_id JOIN prompts p ON p.id = i.prompt_id WHERE r.id = ?""",
                      [ranking_id]).fetchone()
     if row is None:
         return False
     item_id, annotator, skipped, prompt_set = row
-    return ((skipped or not others_who_can_rank(db, item_id)) and annotator in prompt_sets.served_people(db, prompt_set)
+    return ((skipped or not others_who_can_rank(db, item_id, reviewer)) and annotator in prompt_sets.served_people(db, prompt_set)
             and not undo.linked_elsewhere(db, ranking_id))
 
 
-def others_who_can_rank(db: Database, item_id: int) -> int:
-    """How many of the people the item's set is served to have not ranked, skipped or been sent back from it: who the
-    queue can serve it to if it is sent back."""
+def others_who_can_rank(db: Database, item_id: int, reviewer: int | None = None) -> int:
+    """How many of the people the item's set is served to have not ranked, skipped or been sent back from it, nor
+    rejected or sent back a ranking of it as reviewers (`reviewer`: one about to): who the queue can serve it to if it
+    is sent back."""
     prompt_set = db.execute("SELECT p.prompt_set FROM items i JOIN prompts p ON p.id = i.prompt_id WHERE i.id = ?",
                             [item_id]).fetchone()
     if prompt_set is None:
         return 0
-    answered = {row[0] for row in db.execute("SELECT annotator_id FROM rankings WHERE item_id = ?", [item_id])}
+    answered = {row[0] for row in db.execute("""
+        SELECT annotator_id FROM rankings WHERE item_id = :item
+        UNION SELECT a.id FROM rankings r JOIN annotators a ON a.name = r.reviewed_by
+              WHERE r.item_id = :item AND r.review = 'rejected'""", {"item": item_id})} | {reviewer}
     return sum(person not in answered for person in prompt_sets.served_people(db, prompt_set[0]))
 
 

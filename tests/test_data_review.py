@@ -78,6 +78,27 @@ def test_send_back_serves_the_item_to_another_annotator(db):
         ("send back", "tester", "in the queue for another annotator")]
 
 
+@pytest.mark.parametrize("team", [["alice", "rita", "bob"], ["alice", "rita"]])
+def test_a_sent_back_item_is_not_served_to_the_reviewer_who_sent_it_back(app_db, team):
+    """An admin who also ranks sent a ranking back and was served the item herself, with its old ranking and reason
+    in mind (walk, 2026-12-07): it goes to another annotator, or, when the reviewer is the only other, back to its own."""
+    from data import accounts, prompt_sets
+
+    for name in team:
+        accounts.create_user(app_db, name, f"{name}-password-1")
+    [item] = add_items(app_db, 1, prompt_set="mine")
+    prompt_sets.configure(app_db, "mine", assign=team)
+    alices = rank(app_db, "alice", item)
+    rita = annotation.annotator_id(app_db, "rita")
+    went_back = review.send_back(app_db, alices, "read the prompt again", by="rita")
+    assert queue.next_item(app_db, rita) is None and queue.items_left(app_db, rita) == 0
+    assert review.others_who_can_rank(app_db, item) == len(team) - 2
+    if "bob" in team:
+        assert not went_back and queue.next_item(app_db, annotation.annotator_id(app_db, "bob")).id == item
+    else:
+        assert went_back and queue.next_item(app_db, annotation.annotator_id(app_db, "alice")).id == item
+
+
 @pytest.mark.parametrize("seed_", [0, 1])
 def test_statistics_after_rejections_equal_a_recount(db, seed_):
     rng = random.Random(seed_)
@@ -248,6 +269,28 @@ def test_the_review_screen_sends_back_to_its_annotator_who_sees_the_reason(app_d
     mine.radio(key="task").set_value("My rankings").run()
     assert mine.dataframe[0].value["status"].tolist() == ["sent back to you: rank it again (next in your queue)"]
     assert item
+
+
+@pytest.mark.parametrize("team", [["alice", "admin"], ["alice", "admin", "bob"]])
+def test_the_review_screen_says_where_a_send_back_goes_never_to_the_reviewer(app_db, team):
+    """The screen said "send back recorded" and its admin was served the item next (walk, 2026-12-07)."""
+    from data import accounts, prompt_sets
+
+    for name in team[2:] + ["alice"]:
+        accounts.create_user(app_db, name, f"{name}-password-1")
+    [item] = add_items(app_db, 1, prompt_set="mine")
+    prompt_sets.configure(app_db, "mine", assign=team)
+    alices = rank(app_db, "alice", item, flags=["prompt unclear"])
+    at = start("pages/quality/review.py")
+    goes_back = any("so it goes back to alice" in unescaped(c) for c in at.caption)  # before the click
+    next(b for b in at.button if b.label == "Send back").click().run()
+    said = unescaped(at.success[0])
+    if "bob" in team:
+        assert not goes_back and said == (f"Ranking {alices}: sent back. The item goes to the next of the 1 person its "
+                                          "set is served to who has not ranked it, neither alice nor you.")
+    else:  # the reviewer is the only other person: back to alice, as the screen said before the click
+        assert goes_back and said.startswith(f"Ranking {alices}: sent back to alice, who ranks the item again")
+    assert queue.next_item(app_db, annotation.annotator_id(app_db, "admin")) is None
 
 
 @pytest.mark.slow

@@ -30,8 +30,12 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
                                                      "item again (next in their queue, with your reason).")
             return
         st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: {action} recorded.")
-        if action == "send back" and not review.others_who_can_rank(db, item_id):
+        if action == "send back" and not (others := review.others_who_can_rank(db, item_id)):
             st.session_state[DECISION] = ("warning", f"Ranking {ranking_id}: sent back, but {NOBODY_ELSE}")
+        elif action == "send back":
+            st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back. The item goes to the next of the "
+                                          f"{others} {'person' if others == 1 else 'people'} its set is served to who "
+                                          f"{'has' if others == 1 else 'have'} not ranked it, neither {annotator} nor you.")
     except (ValueError, LookupError) as error:
         st.session_state[DECISION] = ("error", str(error))
 
@@ -70,12 +74,12 @@ def actions(db, user, rows: list[dict], queue: str) -> None:
         as_shown(annotation.get_item(db, chosen["item_id"]), chosen["display_order"])
     reason_key = f"review-reason-{chosen['ranking_id']}"
     st.text_input("Reason (needed to reject; the audit log keeps it)", key=reason_key, max_chars=500)
-    if review.goes_back_to_its_annotator(db, chosen["ranking_id"]):
+    if review.goes_back_to_its_annotator(db, chosen["ranking_id"], reviewer=user.id):
         why = ("it is no ranking (a skip, or a flag sent without one), so" if chosen["skipped"] else
                "nobody else this item's set is served to can rank it, so")
         st.caption(inline(f"Send back: {why} it goes back to {chosen['annotator']}, next in their queue (after an item "
                           "they hold now) with your reason; their new ranking replaces this answer."))
-    elif not review.others_who_can_rank(db, chosen["item_id"]):
+    elif not review.others_who_can_rank(db, chosen["item_id"], reviewer=user.id):
         st.caption(inline(f"Send back: {NOBODY_ELSE} Reject leaves the item as it is."))
     accept, reject, send_back = st.columns(3)
     decision = (chosen["ranking_id"], chosen["item_id"])
