@@ -18,6 +18,7 @@ SPOT_CHECK_HELP = ("held-out pairs the reward model prefers the new answer on mo
                    "0: none")
 from training import PROCESSES_HELP, STRATEGY_HELP, sharding_problem
 from training.checkpointing import HELP as CHECKPOINTING_HELP
+from training.gate import MIN_PAIRS
 from training.precision import BF16_HELP, normalise as normalise_bf16
 from training.quantization import HELP as QUANTIZE_HELP, problem as quantize_problem
 
@@ -119,6 +120,24 @@ def token_cap_problem(max_new_tokens: int, ranked_cap: int) -> str | None:
     return (f"max new tokens {max_new_tokens} is below the {ranked_cap} the ranked completions were sampled with: a "
             f"shorter cap cuts answers where the reward model never saw them cut, so the job would raise it to "
             f"{ranked_cap}; use at least {ranked_cap}")
+
+
+def evaluation_pairs_problem(eval_prompts: int, k: int, activate: bool = False) -> str | None:
+    """Why a policy update's held-out evaluation cannot make its version active by itself (None: it can): each held-out
+    prompt gives K pairs (a new answer against the start's, same seed), and the gate reads a win rate from MIN_PAIRS.
+    `activate`: said to a run asked to make its version active.
+
+    >>> evaluation_pairs_problem(8, 4) is None, evaluation_pairs_problem(1, 2).split(", so")[0]
+    (True, 'its held-out evaluation gives 1 prompt x K=2 = 2 pairs, below the 30 its gate reads a win rate from')
+    """
+    pairs = eval_prompts * k
+    if pairs >= MIN_PAIRS:
+        return None
+    outcome = "'Make it active' cannot make it active" if activate else "it cannot be made active by itself"
+    return (f"its held-out evaluation gives {eval_prompts} prompt{'s' * (eval_prompts != 1)} x K={k} = {pairs} pairs, "
+            f"below the {MIN_PAIRS} its gate reads a win rate from, so {outcome}: hold out at least "
+            f"{-(-MIN_PAIRS // k)} prompts (or raise K), or make it active by hand on the Models screen after reading "
+            "what it writes")
 
 
 JUDGED_K = len(LETTERS) // 2  # a judge's evaluation ranks K new and K starting answers at once

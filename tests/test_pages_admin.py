@@ -270,6 +270,29 @@ def test_the_policy_screen_refuses_a_token_cap_below_the_ranked_completions_befo
     assert kind == "train_policy" and args["max_new_tokens"] == 96
 
 
+def test_the_policy_screen_says_before_a_run_when_its_evaluation_cannot_reach_the_gate(app_db, monkeypatch, tmp_path):
+    """1 held-out prompt x K=2 gave 2 pairs, and only the Models screen said afterwards that 30 were needed (walk,
+    2026-12-07): ticked 'Make it active', the form refuses; unticked, the queued message says so."""
+    versions.register_version(app_db, "reward", "rm", str(tmp_path), activate=True)
+    started = []
+    create_only(monkeypatch, started)
+    at = start("pages/train/policy.py")
+    for label, value in (("Held-out prompts", 1), ("Samples per prompt (K)", 2)):
+        next(n for n in at.number_input if n.label == label).set_value(value)
+    next(c for c in at.checkbox if c.label == "Make it active if it passes the gate").check()
+    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
+    assert not at.exception and started == []
+    assert unescaped(at.error[0]) == ("Its held-out evaluation gives 1 prompt x K=2 = 2 pairs, below the 30 its gate reads "
+                                      "a win rate from, so 'Make it active' cannot make it active: hold out at least 15 "
+                                      "prompts (or raise K), or make it active by hand on the Models screen after reading "
+                                      "what it writes.")
+    next(c for c in at.checkbox if c.label == "Make it active if it passes the gate").uncheck()
+    at.button(key="FormSubmitter:train-policy-Start policy update").click().run()
+    assert [(args["eval_prompts"], args["k"], args["activate"]) for _, args in started] == [(1, 2, False)]
+    assert "Note: its held-out evaluation gives 1 prompt x K=2 = 2 pairs" in unescaped(at.success[0])
+    assert "so it cannot be made active by itself" in unescaped(at.success[0])
+
+
 def test_the_reward_screen_warns_before_training_when_too_few_rankings_would_be_held_out_for_the_gate(app_db):
     ensure_prompt_set(app_db, "small")
     ids = [add_item(app_db, add_prompt(app_db, "small", f"question {i}")[0], [NewCompletion("good"), NewCompletion("bad")])

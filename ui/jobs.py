@@ -40,16 +40,17 @@ def round_settings(config, previous: dict | None) -> str:
 
 
 def launch(kind: str, config, what: str, follow: str = "below or under Jobs", links: tuple[tuple[str, str], ...] = (),
-           place: str | None = None) -> None:
+           place: str | None = None, note: str | None = None) -> None:
     """Start a background job from a trainer's config dataclass, say so on the next run, and rerun. `follow`: where
-    its progress shows, when not on this screen, and `links` to those screens; `place`: see ui.session.flash."""
+    its progress shows, when not on this screen, and `links` to those screens; `place`: see ui.session.flash; `note`:
+    a clause to say with it (what the run will not do as things stand)."""
     try:
         job_id = jobs.start_job(db_path(), kind, asdict(config), actor=require(session_db(), "admin"))
         line = jobs.queue_places(session_db()).get(job_id)
         flash("success", f"{what} queued as job {job_id}: " + (
             f"{jobs.ordinal(line['place'])} in line, waiting for {line['waits_for']}." if line and not line["starting"]
             else "starting now.")
-            + f" Follow it {follow}.", links, place)
+            + f" Follow it {follow}." + (f" Note: {note}." if note else ""), links, place)
     except (ValueError, LookupError) as error:
         flash("error", str(error), place=place)
     st.rerun()

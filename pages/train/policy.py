@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from data import generators, items, spot_checks, versions
-from policy.config import JUDGED_K, PolicyConfig, held_out_default, held_out_problem, next_round_of, token_cap_problem
+from policy.config import (JUDGED_K, PolicyConfig, evaluation_pairs_problem, held_out_default, held_out_problem, next_round_of,
+                           token_cap_problem)
 from training import sharding_problem
 from training.diagnostics import reward_model_verdict, verdict
 from training.gate import MIN_PAIRS, evaluation_summary, gate_for
@@ -141,6 +142,8 @@ def train_form(db) -> None:
             if (refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))) or refused(sharding_problem(strategy, lora))
                     or not judged and refused(token_cap_problem(int(max_new_tokens), min(ranked_cap, 1024)))):
                 return
+            if activate and refused(evaluation_pairs_problem(int(eval_prompts), int(k), activate=True)):
+                return
             if int(prompts_per_step) % processes:
                 st.error(f"{int(prompts_per_step)} prompts per step cannot be shared equally by {processes} processes: "
                          f"use a multiple of {processes}.")
@@ -151,7 +154,8 @@ def train_form(db) -> None:
                 steps=int(steps), k=int(k), prompts_per_step=int(prompts_per_step), learning_rate=float(learning_rate),
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
                 name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes,
-                strategy=strategy, spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update")
+                strategy=strategy, spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update",
+                note=evaluation_pairs_problem(int(eval_prompts), int(k)))
 
 
 def agreement_by_kl(checkpoints: list[dict]) -> None:
