@@ -181,6 +181,11 @@ def queue_for_people(db: Database, version_id: int, start: dict, pairs: list[dic
             f"{queued['set']}" + (f"; {earlier} of them from earlier checkpoints" if earlier else ""))
 
 
+def said_on_the_card(job, sentence: str) -> None:
+    """A spot check's outcome ("spot check: ...") as a fact of the job: its card shows it, its log keeps the line."""
+    job.fact("spot check", sentence.removeprefix("spot check: "))
+
+
 def nothing_to_queue(evaluation: dict, by: str) -> str | None:
     """What the job's log says when spot-check pairs were asked for and none qualified (None: there was no
     evaluation with examples to pick from, which the log says elsewhere).

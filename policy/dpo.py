@@ -457,10 +457,11 @@ def run_job(db, config: DPOConfig, job) -> dict:
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
     job.log(f"saved {name}; {activation}")
     if queue:
-        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, spot_checks.rewarder(False),
-                                             config.spot_check, config.prompt_sets, queued_by=f"job {job.id}"))
+        spot_checks.said_on_the_card(job, spot_checks.queue_for_people(
+            db, version_id, start, queue, earlier, spot_checks.rewarder(False), config.spot_check, config.prompt_sets,
+            queued_by=f"job {job.id}"))
     elif config.spot_check and (nothing := spot_checks.nothing_to_queue(metrics, spot_checks.rewarder(False))):
-        job.log(nothing)
+        spot_checks.said_on_the_card(job, nothing)
     return {"version": version_id, "name": name, "activation": activation, "precision": str(precision),
             **diagnostics.held_out_figures(metrics),
             **{k: v for k, v in metrics.items() if k.startswith("kl_budget/")}}

@@ -502,10 +502,10 @@ def run_job(db, config: PolicyConfig, job) -> dict:
         job.log(f"checkpoint at step {c['step']}: KL {c['val/kl']:.3f}, win rate {c['val/win_rate']:.2f}")
     job.log(activation)
     if queue:
-        job.log(spot_checks.queue_for_people(db, version_id, start, queue, earlier, rewarder, config.spot_check,
-                                             [config.prompt_set], queued_by=f"job {job.id}"))
+        spot_checks.said_on_the_card(job, spot_checks.queue_for_people(
+            db, version_id, start, queue, earlier, rewarder, config.spot_check, [config.prompt_set], queued_by=f"job {job.id}"))
     elif config.spot_check and (nothing := spot_checks.nothing_to_queue(metrics, rewarder)):
-        job.log(nothing)
+        spot_checks.said_on_the_card(job, nothing)
     if isinstance(scorer, JudgeReward):
         job.log(f"the judge's votes: {scorer.readable} of {scorer.asked} readable"
                 + ("; none held a 'Ranking:' line, so every answer scored alike and the policy learnt nothing from the "

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -148,6 +149,8 @@ def test_with_a_reward_model_each_kl_check_is_a_checkpoint_people_spot_check(db,
     assert f"checkpoint at step {steps // 2}: KL" in done["log"]
     rows = spot_checks.checkpoint_agreement(db, version["id"])
     assert {row["step"] for row in rows} <= {steps // 2, steps}  # every queued pair marked with its checkpoint
+    said = json.loads(done["facts"])["spot check"]  # on the job's card, not only in its log (walk, 2026-12-07)
+    assert ("pairs queued for people to rank" in said) == bool(rows) and f"spot check: {said}" in done["log"]
 
 
 def test_dpo_refuses_a_store_without_strict_preferences(db, db_path, tiny_generator):
