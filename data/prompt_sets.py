@@ -237,6 +237,23 @@ def progress(db: Database) -> list[dict]:
     return rows
 
 
+def rounds(db: Database, name: str) -> list[dict]:
+    """The set's items by the job that wrote them, oldest first: a generation round each (`job_id` None: imported or
+    added otherwise), with who wrote its answers (read from its first item), how many items and rankings it has
+    against what the set wants, and how many items are complete. One grouped query over the set's items."""
+    rows = list(db.query(f"""
+        SELECT i.job_id, MIN(i.id) AS first_item, MIN(i.created_at) AS started, COUNT(*) AS items,
+               SUM(MIN(i.n_rankings, {WANTED})) AS done, SUM({WANTED}) AS wanted, SUM(i.n_rankings >= {WANTED}) AS complete
+        FROM prompt_sets s JOIN prompts p ON p.prompt_set = s.name JOIN items i ON i.prompt_id = p.id AND i.origin = 'sampled'
+        WHERE s.name = ? GROUP BY i.job_id ORDER BY started, i.job_id""", [name]))
+    for row in rows:
+        row["writers"] = [writer for (writer,) in db.execute(
+            """SELECT DISTINCT COALESCE(v.name, c.model_name, 'imported') FROM completions c
+               LEFT JOIN model_versions v ON v.id = c.generator_version_id WHERE c.item_id = ? ORDER BY 1""",
+            [row.pop("first_item")])]
+    return rows
+
+
 def served_people(db: Database, name: str) -> list[int]:
     """The ids of the enabled accounts the set is served to (its assigned annotators, or everyone)."""
     return [row[0] for row in db.execute(

@@ -133,6 +133,26 @@ def test_the_generate_form_starts_from_the_sets_last_round_with_a_seed_it_did_no
     assert at.slider[0].value == 4 and {n.label: n.value for n in at.number_input}["Seed"] == 0
 
 
+def test_the_generate_screen_lists_a_sets_rounds_with_who_wrote_them_and_their_progress(app_db):
+    """Which version wrote which items was said on job cards only (walk, 2026-12-07)."""
+    start_id = versions.active_version(app_db, "generator")["id"]
+    policy = versions.register_version(app_db, "generator", "policy-1", "/nowhere", parent_id=start_id)
+    ensure_prompt_set(app_db, "mine")
+    prompts = [add_prompt(app_db, "mine", f"question {i}")[0] for i in range(3)]
+    first, second = (jobs.create_job(app_db, "generate", {"prompt_set": "mine", "generator_version": version})
+                     for version in (start_id, policy))
+    ranked = [add_item(app_db, p, [NewCompletion("a", start_id), NewCompletion("b", start_id)], job_id=first) for p in prompts]
+    add_item(app_db, prompts[0], [NewCompletion("c", policy), NewCompletion("d", model_name="llama")], job_id=second)
+    rank_by(app_db, ranked[:2], lambda text: text == "a")
+    app_db.conn.commit()
+    at = start("pages/data/generate.py")
+    at.selectbox(key="generate-set").set_value("mine").run()
+    table = at.dataframe[0].value
+    start_name = versions.get_version(app_db, start_id)["name"]
+    assert table[["round", "written by", "items", "rankings", "complete items"]].values.tolist() == [
+        [f"job {first}", start_name, 3, "2 of 3", 2], [f"job {second}", "llama, policy-1", 1, "0 of 1", 0]]
+
+
 def test_admin_cancels_a_running_job(app_db):
     job_id = jobs.create_job(app_db, "generate", {})
     app_db.execute("UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = created_at, message = '3/40 prompts' WHERE id = ?",

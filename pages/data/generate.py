@@ -6,10 +6,12 @@ import streamlit as st
 from data import generators, items, prompt_sets, spot_checks, versions
 from data.accounts import AuthError
 from data.generators import parse_mix
+from data.store import to_the_minute
 from policy.config import GenerationConfig, next_round_of
 from policy.remote import RemoteGenerationError, check_server
 from ui.jobs import launch, latest_job, round_settings, version_picker
 from ui.session import flash, guarded, screen
+from ui.text import inline
 
 
 @guarded("admin")
@@ -74,7 +76,7 @@ def cut_answers_section(db, sets: list[str]) -> None:
                   help="deletes them (nothing of them was answered), so the next generation samples their prompts again")
 
 
-def generation_form(db, local_generators: list[dict], remotes: list, sets: list[str]) -> None:
+def generation_form(db, local_generators: list[dict], remotes: list, sets: list[str]) -> str:
     # above the form, so that its settings start from the set's last round (a field inside a form changes nothing until sent)
     prompt_set = st.selectbox("Prompt set", sets, key="generate-set")
     defaults, previous = next_round_of(db, prompt_set, None)
@@ -105,8 +107,21 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
                                           skip_done=skip_done, remote=",".join(f"{n}={c}" for n, c in mix.items() if c))
             except ValueError as error:
                 st.error(str(error))
-                return
+                return prompt_set
             launch("generate", config, "Generation")
+    return prompt_set
+
+
+def rounds_table(db, prompt_set: str) -> None:
+    """The set's rounds, oldest first: which job and generators wrote its items, and how far their ranking is."""
+    rounds = prompt_sets.rounds(db, prompt_set)
+    if not rounds:
+        return
+    st.markdown(f"**Rounds of {inline(prompt_set)}** · which generator wrote which items, and how far their ranking is")
+    st.dataframe(pd.DataFrame([{
+        "round": f"job {r['job_id']}" if r["job_id"] else "imported", "written by": ", ".join(r["writers"]),
+        "started": to_the_minute(r["started"]), "items": r["items"], "rankings": f"{r['done']:,} of {r['wanted']:,}",
+        "complete items": r["complete"]} for r in rounds]), hide_index=True, placeholder="—")
 
 
 def refused_remotes(db) -> None:
@@ -157,7 +172,8 @@ with screen("Generate") as (db, user):
     if not local_generators or not sets:
         st.info("Import prompts first (Data → Import).")
         st.stop()
-    generation_form(db, local_generators, remotes, sets)
+    prompt_set = generation_form(db, local_generators, remotes, sets)
     latest_job(db, "generate", {}, "generate")
+    rounds_table(db, prompt_set)
     cut_answers_section(db, sets)
     remote_generators_section(db, remotes)
