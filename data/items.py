@@ -133,19 +133,23 @@ def prompts_without_completions_from(db: Database, prompt_set: str, generator_ve
 
 
 def prompts_without_item_from(db: Database, prompt_set: str, generator_version_id: int | None,
-                               remote_names: list[str]) -> list[dict]:
+                               remote_names: list[str], versus_version_id: int | None = None) -> list[dict]:
     """Prompts of the set with no item yet that holds completions from every one of these sources: the generator
-    version (None: none) and each named remote generator. An arena run after a local-only run still has work."""
+    version (None: none), a head-to-head's other version (None: none) and each named remote generator. An arena run
+    after a local-only run still has work."""
     return list(db.query(
         """SELECT p.id, p.text, p.messages FROM prompts p
            WHERE p.prompt_set = :set AND NOT EXISTS (
                SELECT 1 FROM items i WHERE i.prompt_id = p.id
                  AND (:version IS NULL OR EXISTS (SELECT 1 FROM completions c WHERE c.item_id = i.id
                                                   AND c.generator_version_id = :version))
+                 AND (:versus IS NULL OR EXISTS (SELECT 1 FROM completions c WHERE c.item_id = i.id
+                                                 AND c.generator_version_id = :versus))
                  AND (SELECT COUNT(DISTINCT c.model_name) FROM completions c WHERE c.item_id = i.id
                       AND c.generator_version_id IS NULL AND c.model_name IN (SELECT value FROM json_each(:names))) = :n)
            ORDER BY p.id""",
-        {"set": prompt_set, "version": generator_version_id, "names": to_json(remote_names), "n": len(remote_names)}))
+        {"set": prompt_set, "version": generator_version_id, "versus": versus_version_id, "names": to_json(remote_names),
+         "n": len(remote_names)}))
 
 
 def counts(db: Database) -> dict[str, int]:

@@ -105,8 +105,8 @@ def memory_estimate(kind: str, args: dict, weights_mb: int) -> int:
     1310
     """
     runtime = 500
-    if kind in ("generate", "score_queue", "judge"):
-        return runtime + int(1.5 * weights_mb)
+    if kind in ("generate", "score_queue", "judge"):  # a head-to-head's other version: a second model about its size
+        return runtime + int(1.5 * weights_mb) * (2 if kind == "generate" and args.get("versus_k") else 1)
     if kind == "train_policy" and args.get("judge_version") is not None:  # a local judge beside the policy, about its size
         runtime += int(1.5 * weights_mb)
     full_weights = not args.get("lora", kind in ("train_policy", "dpo"))

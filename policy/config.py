@@ -46,6 +46,10 @@ class GenerationConfig:
     remote: str = field(default="", metadata={
         "help": "remote generators writing part of each item, NAME=COUNT comma-separated (e.g. llama=2): arena-style "
                 "items; the generator version writes the rest of the K, nothing when the counts add up to K"})
+    versus_version: int | None = field(default=None, metadata={
+        "help": "another generator version (id) writing --versus-k of each item's K answers: a head-to-head, whose "
+                "rankings the Model leaderboard rates the two versions from (a new version against where it started)"})
+    versus_k: int = field(default=0, metadata={"help": "how many of each item's K answers the versus version writes"})
 
     def __post_init__(self):
         self.bf16 = normalise_bf16(self.bf16)
@@ -54,6 +58,14 @@ class GenerationConfig:
         remote = sum(parse_mix(self.remote).values())
         if remote > self.k:
             raise ValueError(f"the remote generators write {remote} completions per item, more than k = {self.k}")
+        if self.versus_k < 0 or self.versus_k and self.versus_version is None:
+            raise ValueError("a head-to-head needs the other version (versus_version, an id) and how many answers it "
+                             f"writes (versus_k, at least 1), got {self.versus_version} and {self.versus_k}")
+        if self.versus_k and remote + self.versus_k >= self.k:
+            raise ValueError(f"the versus version ({self.versus_k}) and the remote generators ({remote}) write "
+                             f"{remote + self.versus_k} of k = {self.k} answers: leave at least one to the generator version")
+        if self.versus_k and self.versus_version == self.generator_version:
+            raise ValueError("a head-to-head needs two different generator versions: pick another versus version")
         if self.temperature <= 0:
             raise ValueError("temperature must be above 0 (sampling); use a small value such as 0.1 for near-greedy")
 
@@ -61,22 +73,27 @@ class GenerationConfig:
 ROUND_SETTINGS = ("k", "temperature", "top_p", "max_new_tokens", "prompts_per_batch", "remote", "bf16", "device")
 
 
-def next_round(previous: dict | None, prompt_set: str, generator_version: int | None, items_made: int = 0) -> GenerationConfig:
+def next_round(previous: dict | None, prompt_set: str, generator_version: int | None, items_made: int = 0,
+               versus_version: int | None = None) -> GenerationConfig:
     """A generation round with a new generator version, sampled as the set's last round was (K, temperature, top-p,
     token cap, remote mix), so annotators rank items like the ones before, with a seed of its own (`fresh_seed`);
-    the defaults for a set never generated. `previous`: the last round's arguments; `items_made`: the items it wrote."""
+    the defaults for a set never generated. `previous`: the last round's arguments; `items_made`: the items it wrote;
+    `versus_version`: a version (where the new one started) writing half the K, less any remote share, beside it."""
     kept = {key: previous[key] for key in ROUND_SETTINGS if previous and key in previous}
-    return GenerationConfig(prompt_set=prompt_set, generator_version=generator_version,
-                            seed=fresh_seed(previous, items_made), **kept)
+    config = GenerationConfig(prompt_set=prompt_set, generator_version=generator_version,
+                              seed=fresh_seed(previous, items_made), **kept)
+    versus_k = min(config.k // 2, config.k - sum(parse_mix(config.remote).values()) - 1)
+    if versus_version is not None and versus_version != generator_version and versus_k > 0:
+        config.versus_version, config.versus_k = versus_version, versus_k
+    return config
 
 
-def next_round_of(db, prompt_set: str, generator_version: int | None) -> tuple[GenerationConfig, dict | None]:
+def next_round_of(db, prompt_set: str, generator_version: int | None,
+                  versus_version: int | None = None) -> tuple[GenerationConfig, dict | None]:
     """`next_round` after the set's newest finished generation job, and that job (None: the set was never generated)."""
     last = jobs.latest_done(db, "generate", prompt_set)
-    if last is None:
-        return next_round(None, prompt_set, generator_version), None
-    made = int((last["result"] or {}).get("items") or 0)
-    return next_round(last["args"], prompt_set, generator_version, made), last
+    made = int(((last or {}).get("result") or {}).get("items") or 0)
+    return next_round(last and last["args"], prompt_set, generator_version, made, versus_version), last
 
 
 def fresh_seed(previous: dict | None, items_made: int) -> int:

@@ -21,6 +21,9 @@ from policy.remote import sample_remote
 from policy.sampling import sample_tokens
 from training.precision import precision_for, use_bf16
 
+VERSUS_SEED_OFFSET = 2**20  # a head-to-head's other version samples with seed + b + this: a near copy (a version a step
+# from its start) would otherwise write the very answers of the version it is compared with
+
 
 @dataclass
 class Sample:
@@ -114,11 +117,12 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     order shuffled per prompt so that a position says nothing about the model; annotators never see which wrote what.
     """
     mix = [(generators.remote_generator(db, name), n) for name, n in generators.parse_mix(config.remote).items()]
-    k_local = config.k - sum(n for _, n in mix)
+    k_local = config.k - sum(n for _, n in mix) - config.versus_k
     version = versions.version_or_active(db, "generator", config.generator_version) if k_local else None
-    prompts = prompts_to_generate(db, config, version, [g.name for g, _ in mix])
+    versus = head_to_head_version(db, config, version)
+    prompts = prompts_to_generate(db, config, version, [g.name for g, _ in mix], versus)
     if not prompts:
-        sources = ", ".join([version["name"]] * bool(version) + [g.name for g, _ in mix])
+        sources = ", ".join([v["name"] for v in (version, versus) if v] + [g.name for g, _ in mix])
         why = (f"every prompt of {config.prompt_set!r} already has an item with completions from {sources} (untick "
                "'Skip prompts already done by these sources' to sample them again)")
         job.log(f"nothing to do: {why}")
@@ -130,9 +134,15 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         model, tokenizer = load_generator(version["path"], config.device)
         job.fact("precision", str(precision_for(config.bf16, model.device, model.config)))
 
-    def autocast():
-        bf16 = model is not None and use_bf16(config.bf16, model.device, model.config)
-        return torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    rival = rival_tokenizer = None
+    if versus:
+        job.log(f"loading the head-to-head's other version {versus['name']} ({versus['path']}): {config.versus_k} of each "
+                "item's answers")
+        rival, rival_tokenizer = load_generator(versus["path"], config.device)
+
+    def autocast(m=model):
+        bf16 = m is not None and use_bf16(config.bf16, m.device, m.config)
+        return torch.autocast(m.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     for g, n in mix:
         job.log(f"remote generator {g.name}: {n} per item from {g.model} at {g.base_url}, {g.concurrency} requests at a time")
@@ -148,21 +158,30 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
                             config.seed + b, within_batch(job, start, len(batch), len(prompts), config.max_new_tokens))
                      if k_local else [[] for _ in batch])
         seconds = time.perf_counter() - batch_started  # the local sampling alone: remote requests time themselves
+        rival_started, rival_seed = time.perf_counter(), config.seed + b + VERSUS_SEED_OFFSET  # never the same draws
+        with autocast(rival):
+            rivals = (sample(rival, rival_tokenizer, messages, config.versus_k, config.temperature, config.top_p,
+                             config.max_new_tokens, rival_seed) if versus else [[] for _ in batch])
+        rival_seconds = time.perf_counter() - rival_started
         remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error
         batch_tokens = sum(s.n_tokens for samples in local for s in samples)
+        rival_tokens = sum(s.n_tokens for samples in rivals for s in samples)
         with write_transaction(db):
             for p, prompt in enumerate(batch):
                 completions = [NewCompletion(s.text, version["id"], version["name"], params, config.seed + b, s.n_tokens,
                                              s.finish_reason, seconds * s.n_tokens / max(batch_tokens, 1)) for s in local[p]]
+                completions += [NewCompletion(s.text, versus["id"], versus["name"], params, rival_seed, s.n_tokens,
+                                              s.finish_reason, rival_seconds * s.n_tokens / max(rival_tokens, 1))
+                                for s in rivals[p]]
                 completions += [remote_completion(g, s) for g, samples in remote for s in samples[p]]
-                if mix:
+                if mix or versus:
                     random.Random(f"{config.seed}:{prompt['id']}").shuffle(completions)
                 items.add_item(db, prompt["id"], completions, job_id=job.id)
                 empty += sum(not c.text.strip() for c in completions)  # kept: an empty answer is ranked like any other
-        ended = [s.finish_reason for samples in local for s in samples] + [
+        ended = [s.finish_reason for samples in local + rivals for s in samples] + [
             s.finish_reason for _, samples in remote for row in samples for s in row]
         cut, written = cut + ended.count("length"), written + len(ended)
-        tokens += batch_tokens + sum(s.n_tokens or 0 for _, samples in remote for row in samples for s in row)
+        tokens += batch_tokens + rival_tokens + sum(s.n_tokens or 0 for _, samples in remote for row in samples for s in row)
         done = start + len(batch)
         rate = tokens / (time.perf_counter() - started)
         job.progress(done, len(prompts), f"{done}/{len(prompts)} prompts, {rate:.0f} tokens/s")
@@ -178,7 +197,21 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
     return {"items": len(prompts), "completions": len(prompts) * config.k, "cut_at_cap": f"{cut} of {written}",
             **({"empty_answers": empty} if empty else {}), "tokens": tokens,
             "tokens_per_s": round(tokens / elapsed, 1), "generator_version": version["id"] if version else None,
-            "remote": {g.name: n for g, n in mix}}
+            "remote": {g.name: n for g, n in mix}, **({"versus": {versus["name"]: config.versus_k}} if versus else {})}
+
+
+def head_to_head_version(db, config: GenerationConfig, version: dict | None) -> dict | None:
+    """The version writing `versus_k` of each item's answers beside the generator version (None: no head-to-head);
+    refused when it is the same version (the active one, when the generator was left to the default)."""
+    if not config.versus_k:
+        return None
+    versus = versions.get_version(db, config.versus_version)
+    if versus is None or versus["kind"] != "generator":
+        raise LookupError(f"there is no generator version {config.versus_version} for the head-to-head: see the Models "
+                          "screen or `python -m data versions` for the ids")
+    if version and versus["id"] == version["id"]:
+        raise ValueError(f"the head-to-head's two versions are both {version['name']}: pick another versus version")
+    return versus
 
 
 def score_new_items(db, config: GenerationConfig, job) -> None:
@@ -187,13 +220,15 @@ def score_new_items(db, config: GenerationConfig, job) -> None:
         job.log(f"job {scoring} scores the new items for the least-certain-first queue")
 
 
-def prompts_to_generate(db, config: GenerationConfig, version: dict | None, remote_names: list[str]) -> list[dict]:
+def prompts_to_generate(db, config: GenerationConfig, version: dict | None, remote_names: list[str],
+                        versus: dict | None = None) -> list[dict]:
     if not config.skip_done:
         prompts = items.prompts_of_set(db, config.prompt_set)
-    elif not remote_names:
+    elif not remote_names and not versus:
         prompts = items.prompts_without_completions_from(db, config.prompt_set, version["id"])
     else:  # an item from this same mix of sources
-        prompts = items.prompts_without_item_from(db, config.prompt_set, version["id"] if version else None, remote_names)
+        prompts = items.prompts_without_item_from(db, config.prompt_set, version["id"] if version else None, remote_names,
+                                                  versus["id"] if versus else None)
     return prompts[: config.limit] if config.limit else prompts
 
 

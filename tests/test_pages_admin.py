@@ -126,8 +126,14 @@ def test_the_generate_form_starts_from_the_sets_last_round_with_a_seed_it_did_no
     assert at.slider[0].value == 3
     fields = {n.label: n.value for n in at.number_input}
     assert (fields["Max new tokens"], fields["Seed"]) == (64, 5)  # 40 prompts, 8 a batch: seeds 0-4 used
+    start_version = versions.active_version(app_db, "generator")
+    other = versions.register_version(app_db, "generator", "policy-1", "/nowhere", parent_id=start_version["id"])
+    at.run()
+    next(s for s in at.selectbox if s.label.startswith("Head-to-head")).set_value(versions.get_version(app_db, other))
     at.button(key="FormSubmitter:generate-Start generation").click().run()
     assert not at.exception and [(args["k"], args["max_new_tokens"], args["seed"]) for _, args in started] == [(3, 64, 5)]
+    assert (started[0][1]["generator_version"], started[0][1]["versus_version"], started[0][1]["versus_k"]) == (
+        start_version["id"], other, 1)  # 3 // 2 of the answers
     at.selectbox(key="generate-set").set_value("fresh").run()  # never generated: the defaults
     assert any(unescaped(c).startswith("This set was never generated: the defaults, K=4") for c in at.caption)
     assert at.slider[0].value == 4 and {n.label: n.value for n in at.number_input}["Seed"] == 0

@@ -95,12 +95,13 @@ def test_policy_update_started_from_the_admin_page_then_the_next_round(app_db, t
     app_db.execute("UPDATE jobs SET status = 'done', result = '{\"items\": 12}' WHERE id = ?", [last_round])
     at.run()
     said = next(c.value for c in at.caption if c.value.startswith(f"Sampled as this set's last round (job {last_round}): "))
-    assert "K=3, temperature 0.7" in said and "seed 7, after the seeds 5-6 it used" in said  # 12 items, 8 a batch
+    assert "K=3 (1 by tiny), temperature 0.7" in said and "seed 7, after the seeds 5-6 it used" in said  # 12 items, 8 a batch
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda path, kind, args, actor=None: started.append((kind, args)) or 99)
     at.button[[b.label for b in at.button].index("Generate the next round with this version")].click().run()
     assert started == [("generate", {**started[0][1], "generator_version": new["id"], "prompt_set": "s", "k": 3,
-                                     "max_new_tokens": 40, "temperature": 0.7, "seed": 7})]
+                                     "max_new_tokens": 40, "temperature": 0.7, "seed": 7,
+                                     "versus_version": tiny, "versus_k": 1})]  # a head-to-head with where it started
     assert "Follow it under Data → Generate or Jobs" in unescaped(at.success[0])
     # the form refuses a held-out share the set cannot give, instead of a job failing after it waited in line
     at.selectbox(key="policy-set").set_value("s").run()

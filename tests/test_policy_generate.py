@@ -225,3 +225,48 @@ def test_a_batch_reports_progress_as_its_tokens_are_written(tiny_small_vocab_gen
     report = within_batch(quiet, 0, 3, 3, 12, every_s=3600)
     report(5)
     assert quiet.seen == []  # at most once every every_s: the store is not written per token
+
+
+def test_a_head_to_head_round_mixes_two_versions_in_each_item_and_the_leaderboard_meets_them(db, db_path, tiny_generator):
+    """Each round came from one version only, so the Model leaderboard never met two (walk, 2026-12-07): a round can
+    have another version write some of each item's answers, with seeds of its own (a version a step from its start
+    would otherwise write the very same answers)."""
+    from data import annotation, items, jobs, leaderboard
+    from policy import generate
+    from policy.config import GenerationConfig
+
+    start = versions.register_version(db, "generator", "start", tiny_generator, activate=True)
+    new = versions.register_version(db, "generator", "new", tiny_generator, parent_id=start)  # the same weights
+    items.ensure_prompt_set(db, "s")
+    for text in ("hello", "how are you?"):
+        items.add_prompt(db, "s", text)
+    db.conn.commit()
+    config = GenerationConfig(prompt_set="s", generator_version=new, k=4, max_new_tokens=4, versus_version=start, versus_k=2)
+    job_id = jobs.create_job(db, "generate", vars(config))
+    with jobs.running_job(db_path, job_id) as (job, result):
+        result.update(generate.run_generation(db, config, job))
+    assert result["items"] == 2 and result["versus"] == {"start": 2}
+    rows = db.execute("SELECT item_id, generator_version_id, seed FROM completions ORDER BY item_id, position").fetchall()
+    for item in {row[0] for row in rows}:
+        seeds = {version: {s for i, v, s in rows if i == item and v == version} for version in (start, new)}
+        assert [len([r for r in rows if r[0] == item and r[1] == v]) for v in (new, start)] == [2, 2]
+        assert seeds[new] == {0} and seeds[start] == {generate.VERSUS_SEED_OFFSET}  # batch 0: never the same draws
+    again = jobs.create_job(db, "generate", vars(config))  # skip done: an item from the same two versions exists
+    with jobs.running_job(db_path, again) as (job, result):
+        result.update(generate.run_generation(db, config, job))
+    assert result["items"] == 0 and "from new, start" in result["nothing_to_do"]
+    ann = annotation.annotator_id(db, "ann")
+    annotation.submit_ranking(db, 1, ann, [[0], [1], [2], [3]], [0, 1, 2, 3])
+    leaderboard.refresh(db)
+    counts = leaderboard.pair_counts(db)
+    assert sorted(counts.models) == ["new", "start"] and len(counts.item) == 1  # the ranked item's cross-version pairs
+
+
+@pytest.mark.parametrize("settings, message", [({"versus_k": 1}, "needs the other version"),
+                                               ({"versus_version": 2, "versus_k": 2, "k": 2}, "leave at least one"),
+                                               ({"versus_version": 2, "versus_k": 1, "generator_version": 2}, "two different")])
+def test_a_head_to_head_that_cannot_be_sampled_is_refused_before_the_job_starts(settings, message):
+    from policy.config import GenerationConfig
+
+    with pytest.raises(ValueError, match=message):
+        GenerationConfig(**settings)

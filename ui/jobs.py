@@ -26,10 +26,11 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circ
 QUANTIZE_NAMES = {"none": "as stored", "8bit": "8-bit (QLoRA)", "4bit": "4-bit NF4 (QLoRA)"}
 
 
-def round_settings(config, previous: dict | None) -> str:
+def round_settings(config, previous: dict | None, versus: str | None = None) -> str:
     """What a generation round (`config`) takes from the prompt set's last one (`previous`, a job; None: never
-    generated), in a sentence for beside its button or form."""
-    settings = (f"K={config.k}, temperature {config.temperature:g}, top-p {config.top_p:g}, up to {config.max_new_tokens} "
+    generated), in a sentence for beside its button or form; `versus`: the name of a head-to-head's other version."""
+    settings = (f"K={config.k}{f' ({config.versus_k} by {versus})' if versus and config.versus_k else ''}, temperature "
+                f"{config.temperature:g}, top-p {config.top_p:g}, up to {config.max_new_tokens} "
                 f"tokens{', remote ' + config.remote if config.remote else ''}")
     if previous is None:
         return f"This set was never generated: the defaults, {settings}."

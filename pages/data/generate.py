@@ -9,7 +9,7 @@ from data.generators import parse_mix
 from data.store import to_the_minute
 from policy.config import GenerationConfig, next_round_of
 from policy.remote import RemoteGenerationError, check_server
-from ui.jobs import launch, latest_job, round_settings, version_picker
+from ui.jobs import launch, latest_job, round_settings, version_label, version_picker
 from ui.session import flash, guarded, screen
 from ui.text import inline
 
@@ -96,6 +96,13 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
         temperature = left.number_input("Temperature", 0.05, 2.0, defaults.temperature, 0.05)
         top_p = middle.number_input("Top-p", 0.05, 1.0, defaults.top_p, 0.05)
         max_new_tokens = right.number_input("Max new tokens", 8, 1024, defaults.max_new_tokens, 8)
+        left, right = st.columns([3, 1])
+        versus = left.selectbox("Head-to-head: another version writes some of each item's answers", [None, *local_generators],
+                                format_func=lambda v: "none" if v is None else version_label(v),
+                                help="answers of two versions shuffled in each item: people's rankings compare them "
+                                     "directly, and the Model leaderboard rates them (a new version against where it "
+                                     "started)")
+        versus_k = right.number_input("Answers it writes", 1, 8, max(1, defaults.k // 2))
         left, middle, right = st.columns(3)
         seed = left.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         limit = middle.number_input("Only the first N prompts (0: all)", 0, 100_000, 0)
@@ -104,7 +111,8 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
             try:
                 config = GenerationConfig(prompt_set=prompt_set, generator_version=version["id"], k=k, temperature=temperature,
                                           top_p=top_p, max_new_tokens=int(max_new_tokens), seed=int(seed), limit=int(limit) or None,
-                                          skip_done=skip_done, remote=",".join(f"{n}={c}" for n, c in mix.items() if c))
+                                          skip_done=skip_done, remote=",".join(f"{n}={c}" for n, c in mix.items() if c),
+                                          versus_version=versus and versus["id"], versus_k=int(versus_k) if versus else 0)
             except ValueError as error:
                 st.error(str(error))
                 return prompt_set

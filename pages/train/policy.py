@@ -236,8 +236,14 @@ def compare_and_use(db) -> None:
     trained_on = version["config"].get("prompt_set") or next(iter(version["config"].get("prompt_sets") or []), None)
     prompt_set = left.selectbox("Prompt set for the next round", sets, key=f"next-round-set-{version['id']}",
                                 index=sets.index(trained_on) if trained_on in sets else 0)
-    config, previous = next_round_of(db, prompt_set, version["id"])
-    left.caption(round_settings(config, previous) + " Other settings: Data → Generate.")
+    parent = version["parent_id"] and versions.get_version(db, version["parent_id"])
+    versus = parent and left.checkbox(
+        f"Head-to-head with {parent['name']}", True, key=f"next-round-versus-{version['id']}",
+        help=f"{parent['name']}, where it started, writes half of each item's answers beside it, shuffled: people's "
+             "rankings then compare the two directly, and the Model leaderboard rates them (without it, each round's "
+             "answers come from one version, and the leaderboard never sees two meet)")
+    config, previous = next_round_of(db, prompt_set, version["id"], parent["id"] if versus else None)
+    left.caption(round_settings(config, previous, parent["name"] if versus else None) + " Other settings: Data → Generate.")
     if right.button("Generate the next round with this version", type="primary"):
         launch("generate", config, f"Generation with {version['name']}", follow="under Data → Generate or Jobs",
                links=(("data/generate", "Data → Generate"), ("operate/jobs", "Jobs")), place=NEXT_ROUND)
