@@ -113,8 +113,9 @@ def within_batch(job, done: int, batch: int, total: int, max_new_tokens: int, ev
 def run_generation(db, config: GenerationConfig, job) -> dict:
     """Generate for every prompt of the set and store each prompt's K completions as one item.
 
-    With remote generators in the mix, each item holds completions from several models (arena-style), in an
-    order shuffled per prompt so that a position says nothing about the model; annotators never see which wrote what.
+    With remote generators in the mix, or another version in a head-to-head (`versus_version`), each item holds
+    completions from several models (arena-style), in an order shuffled per prompt so that a position says nothing
+    about the model; annotators never see which wrote what.
     """
     mix = [(generators.remote_generator(db, name), n) for name, n in generators.parse_mix(config.remote).items()]
     k_local = config.k - sum(n for _, n in mix) - config.versus_k
@@ -161,7 +162,9 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         rival_started, rival_seed = time.perf_counter(), config.seed + b + VERSUS_SEED_OFFSET  # never the same draws
         with autocast(rival):
             rivals = (sample(rival, rival_tokenizer, messages, config.versus_k, config.temperature, config.top_p,
-                             config.max_new_tokens, rival_seed) if versus else [[] for _ in batch])
+                             config.max_new_tokens, rival_seed,  # progress and Cancel as the batch's first pass
+                             within_batch(job, start, len(batch), len(prompts), config.max_new_tokens))
+                      if versus else [[] for _ in batch])
         rival_seconds = time.perf_counter() - rival_started
         remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error
         batch_tokens = sum(s.n_tokens for samples in local for s in samples)
