@@ -267,7 +267,7 @@ def test_a_new_password_keeps_this_browser_logged_in_across_a_reload_and_review_
 
     admin = new_page(browser, width=1280)
     log_in(admin, url, "admin", "admin-password")
-    admin.get_by_text("ranked,").first.wait_for(timeout=30_000)
+    admin.get_by_role("heading", name="Overview", exact=True).wait_for(timeout=30_000)
     admin.goto(f"{url}/review")
     admin.get_by_text("with a comment", exact=True).click()
     admin.get_by_text("Nothing in this queue: no ranking has a comment").wait_for(timeout=30_000)
@@ -279,10 +279,11 @@ def test_a_new_password_keeps_this_browser_logged_in_across_a_reload_and_review_
 def test_an_admin_moves_through_every_screen_without_an_exception(server, browser, tmp_path):
     from ui.navigation import ADMIN_SCREENS
 
-    url, _ = server
+    url, db = server
     admin = new_page(browser, width=1280)
     log_in(admin, url, "admin", "admin-password")
-    admin.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    admin.get_by_role("heading", name="Overview", exact=True).wait_for(timeout=30_000)  # an admin lands on Overview:
+    assert db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0  # no item held from the annotators
     titles = [title for screens in ADMIN_SCREENS.values() for _, title, _ in screens]
     assert nav_links(admin) == ["Annotate", *titles]
     for title in titles:
@@ -443,7 +444,7 @@ def test_an_upload_shows_its_detected_format_then_every_refused_line_and_imports
     upload.write_text("\n".join(good[:2] + bad + good[2:]))
     admin = new_page(browser, width=1280)
     log_in(admin, url, "admin", "admin-password")
-    admin.get_by_text("0 ranked, 41 left").wait_for(timeout=30_000)
+    admin.get_by_role("heading", name="Overview", exact=True).wait_for(timeout=30_000)
     admin.locator("[data-testid=stSidebarNav] a").filter(has_text="Import").first.click()
     admin.get_by_text("Preference file").wait_for(timeout=30_000)
     admin.locator("[data-testid=stFileUploaderDropzoneInput]").nth(1).set_input_files(str(upload))

@@ -237,7 +237,7 @@ def test_completions_load_nothing_remote_link_nowhere_and_cannot_imitate_a_label
     db = open_db(db_path)
     hostile_item(db)
     accounts.create_user(db, "admin", "admin-password", role="admin")
-    at = start(user="admin")
+    at = start("pages/annotate/annotate.py", user="admin")  # an admin lands on Overview: Annotate is a click away
     shown = untrusted_shown(at)
     assert not any(re.search(r"<a\b|<img|href=|src=", body) for body in shown)  # nothing to load, nothing to follow
     assert any("<code>http://tracker.example/beacon.gif</code>" in body for body in shown)  # the address shown as text

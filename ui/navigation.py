@@ -24,6 +24,7 @@ ADMIN_SCREENS = {  # section: [(file under pages/, title, icon)]; a file's name 
                 ("operate/export", "Export", "download")],
 }
 ANNOTATE = "annotate/annotate"
+ADMIN_HOME = "data/overview"  # an admin's landing screen, at "/" and at its own address
 REVIEWER_SCREENS = [("quality/review", "Review", "rate_review")]  # a reviewer's screens beside Annotate
 
 
@@ -45,6 +46,14 @@ def navigation(user) -> dict:
                                                     for file, title, icon in REVIEWER_SCREENS]}
     if not user.is_admin:  # annotators are never served an admin screen, not even by URL
         return {"": annotate}
-    return {"Annotate": annotate, **{
-        section: [st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:") for file, title, icon in screens]
+    # an admin lands on Overview, not Annotate: opening Annotate reserves an item for 10 minutes, and an admin who came
+    # to run the project held one from both annotators that way (walk, 2026-12-07); /overview stays its address too
+    home = ADMIN_HOME
+    title, icon = next((title, icon) for file, title, icon in ADMIN_SCREENS["Data"] if file == home)
+    landing = [st.Page(f"pages/{home}.py", title=title, icon=f":material/{icon}:", url_path="home", default=True),
+               st.Page(f"pages/{home}.py", title=title, url_path=home.split("/")[-1], visibility="hidden")]
+    return {"Annotate": [st.Page(f"pages/{ANNOTATE}.py", title="Annotate", icon=":material/reorder:")], **{
+        section: [*(landing if section == "Data" else []),
+                  *(st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:")
+                    for file, title, icon in screens if file != home)]
         for section, screens in ADMIN_SCREENS.items()}}
