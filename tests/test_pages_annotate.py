@@ -157,3 +157,17 @@ def test_a_corrupted_conversation_row_is_shown_as_text_and_can_be_skipped(chat_d
     assert not at.exception and not at.error
     button(at, "Skip").click().run()
     assert chat_db.execute("SELECT skipped FROM rankings").fetchone() == (1,)
+
+
+def test_nothing_left_is_never_shown_beside_a_count_of_items_left(app_db):
+    """The count is kept up to 30 s (it visits every open item): it said "2 left" beside "Nothing left to rank for
+    you" once the last items went to others (walk, 2026-12-07)."""
+    from data import prompt_sets
+
+    accounts.create_user(app_db, "alice", "password-123")
+    at = start(user="alice")
+    assert any(", 40 left" in unescaped(c) for c in at.caption)
+    prompt_sets.configure(app_db, items.BUILTIN_SET, status="paused", by="test")  # nothing is served to her now
+    at.run()
+    assert any("Nothing left to rank for you" in unescaped(s) for s in at.success)
+    assert any(unescaped(c).endswith(", 0 left") for c in at.caption)

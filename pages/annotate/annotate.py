@@ -419,6 +419,8 @@ with error_boundary(details=False):  # an annotator never sees a traceback
     if mode == "My rankings":
         my_rankings(db, user)
     item = queue.next_item(db, user.id)  # a busy store: the boundary keeps what was entered and offers a retry
+    if item is None:  # the count of up to RECOUNT_S ago said "2 left" beside "Nothing left" (walk, 2026-12-07)
+        recount_left()
     rejected = queue.rejected_count(db, user.id)
     st.caption(f"Ranking as **{user.name}** · {queue.ranked_count(db, user.id)} ranked"
                + (f" ({rejected} of them sent back or rejected by a reviewer)" if rejected else "") + f", {items_left(db, user)} left")
