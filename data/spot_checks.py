@@ -192,11 +192,15 @@ def nothing_to_queue(evaluation: dict, by: str) -> str | None:
 
     >>> nothing_to_queue({"val/win_pairs": 16, "examples": [{}]}, "the reward model")
     "spot check: no pair queued: the reward model preferred the new answer on none of the 16 held-out pairs (it prefers the start's answers), so there is nothing of its favourites for people to check"
+    >>> nothing_to_queue({"val/win_pairs": 2, "val/win_rate": 0.5, "examples": [{}]}, "the reward model").split("none of the ")[1]
+    "2 held-out pairs (it scores the new answers and the start's alike), so there is nothing of its favourites for people to check"
     """
     if not evaluation.get("examples"):
         return None
+    tied = (evaluation.get("val/win_rate") or 0) > 0  # no win, so a win rate above 0 is ties: the two scored alike
+    why = "it scores the new answers and the start's alike" if tied else "it prefers the start's answers"
     return (f"spot check: no pair queued: {by} preferred the new answer on none of the {evaluation.get('val/win_pairs', '?')} "
-            "held-out pairs (it prefers the start's answers), so there is nothing of its favourites for people to check")
+            f"held-out pairs ({why}), so there is nothing of its favourites for people to check")
 
 
 def activate(db: Database, version_id: int, actor: User | None = None, by: str = "", override: str = "") -> None:

@@ -139,22 +139,31 @@ def token_cap_problem(max_new_tokens: int, ranked_cap: int) -> str | None:
             f"{ranked_cap}; use at least {ranked_cap}")
 
 
-def evaluation_pairs_problem(eval_prompts: int, k: int, activate: bool = False) -> str | None:
+def evaluation_pairs_problem(eval_prompts: int, k: int, activate: bool = False, prompts: int | None = None) -> str | None:
     """Why a policy update's held-out evaluation cannot make its version active by itself (None: it can): each held-out
     prompt gives K pairs (a new answer against the start's, same seed), and the gate reads a win rate from MIN_PAIRS.
-    `activate`: said to a run asked to make its version active.
+    `activate`: said to a run asked to make its version active; `prompts`: the set's, when holding out more cannot help.
 
     >>> evaluation_pairs_problem(8, 4) is None, evaluation_pairs_problem(1, 2).split(", so")[0]
     (True, 'its held-out evaluation gives 1 prompt x K=2 = 2 pairs, below the 30 its gate reads a win rate from')
+    >>> evaluation_pairs_problem(1, 2, prompts=5).split(": ", 1)[1]
+    'the set has 5 prompts, too few to hold out 15 (one at least must train): hold out 4 with K=8, or import more prompts, or make it active by hand on the Models screen after reading what it writes'
     """
     pairs = eval_prompts * k
     if pairs >= MIN_PAIRS:
         return None
     outcome = "'Make it active' cannot make it active" if activate else "it cannot be made active by itself"
+    needed = -(-MIN_PAIRS // k)  # held-out prompts at this K
+    if prompts is not None and needed > prompts - 1:
+        most = prompts - 1  # held out, one at least left to train on
+        k_needed = -(-MIN_PAIRS // max(most, 1))
+        remedy = (f"the set has {prompts} prompts, too few to hold out {needed} (one at least must train): "
+                  + (f"hold out {most} with K={k_needed}, or " if most and k_needed <= 16 else "") + "import more prompts")
+    else:
+        remedy = f"hold out at least {needed} prompts (or raise K)"
     return (f"its held-out evaluation gives {eval_prompts} prompt{'s' * (eval_prompts != 1)} x K={k} = {pairs} pairs, "
-            f"below the {MIN_PAIRS} its gate reads a win rate from, so {outcome}: hold out at least "
-            f"{-(-MIN_PAIRS // k)} prompts (or raise K), or make it active by hand on the Models screen after reading "
-            "what it writes")
+            f"below the {MIN_PAIRS} its gate reads a win rate from, so {outcome}: {remedy}, or make it active by hand on "
+            "the Models screen after reading what it writes")
 
 
 JUDGED_K = len(LETTERS) // 2  # a judge's evaluation ranks K new and K starting answers at once

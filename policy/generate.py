@@ -94,17 +94,19 @@ def sample(model, tokenizer, prompts: list[Prompt], k: int, temperature: float, 
     return [samples[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
-def within_batch(job, done: int, batch: int, total: int, max_new_tokens: int, every_s: float = 1.0):
+def within_batch(job, done: int, batch: int, total: int, max_new_tokens: int, every_s: float = 1.0,
+                 part: tuple[float, float] = (0.0, 1.0)):
     """`on_token` for one batch: the job's progress moves with the tokens written (at most once every `every_s`),
     so a set smaller than a batch, or a batch of long answers, does not sit at its last figure for minutes; each
-    report also lets a Cancel through."""
+    report also lets a Cancel through. `part`: (where this pass starts, its share) of a batch sampled in two passes
+    (a head-to-head's two versions), so the progress does not go back when the second starts."""
     last = time.perf_counter()
 
     def on_token(t: int) -> None:
         nonlocal last
         if time.perf_counter() - last >= every_s:
             last = time.perf_counter()
-            so_far = done + batch * t / max_new_tokens
+            so_far = done + batch * (part[0] + part[1] * t / max_new_tokens)
             job.progress(so_far, total, f"{done}/{total} prompts, the next {batch} at token {t} of at most "
                                         f"{max_new_tokens} · {job.eta(so_far, total)} (at most: answers often end sooner)")
     return on_token
@@ -147,8 +149,10 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
 
     for g, n in mix:
         job.log(f"remote generator {g.name}: {n} per item from {g.model} at {g.base_url}, {g.concurrency} requests at a time")
+    first_pass = k_local / max(k_local + config.versus_k, 1)  # a batch's share the generator version samples, before its rival
     params = {k: v for k, v in asdict(config).items() if k in ("k", "temperature", "top_p", "max_new_tokens")}
-    job.phase(f"sampling {len(prompts)} prompts x {config.k}")
+    job.phase(f"sampling {len(prompts)} prompts x {config.k}"
+              + (f" ({config.versus_k} of each by {versus['name']}, after each batch's others)" if versus else ""))
     tokens, started, cut, written, empty = 0, time.perf_counter(), 0, 0, 0
     for b, start in enumerate(range(0, len(prompts), config.prompts_per_batch)):
         batch = prompts[start:start + config.prompts_per_batch]
@@ -156,14 +160,16 @@ def run_generation(db, config: GenerationConfig, job) -> dict:
         messages = [conversation.as_messages(p["text"], p["messages"]) for p in batch]  # continued turn by turn
         with autocast():
             local = (sample(model, tokenizer, messages, k_local, config.temperature, config.top_p, config.max_new_tokens,
-                            config.seed + b, within_batch(job, start, len(batch), len(prompts), config.max_new_tokens))
+                            config.seed + b, within_batch(job, start, len(batch), len(prompts), config.max_new_tokens,
+                                                          part=(0.0, first_pass)))
                      if k_local else [[] for _ in batch])
         seconds = time.perf_counter() - batch_started  # the local sampling alone: remote requests time themselves
         rival_started, rival_seed = time.perf_counter(), config.seed + b + VERSUS_SEED_OFFSET  # never the same draws
         with autocast(rival):
             rivals = (sample(rival, rival_tokenizer, messages, config.versus_k, config.temperature, config.top_p,
                              config.max_new_tokens, rival_seed,  # progress and Cancel as the batch's first pass
-                             within_batch(job, start, len(batch), len(prompts), config.max_new_tokens))
+                             within_batch(job, start, len(batch), len(prompts), config.max_new_tokens,
+                                          part=(first_pass, 1.0 - first_pass)))
                       if versus else [[] for _ in batch])
         rival_seconds = time.perf_counter() - rival_started
         remote = [(g, sample_remote(g, messages, n, seed=(config.seed + b) * 1000)) for g, n in mix]  # all, or an error

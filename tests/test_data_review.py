@@ -286,8 +286,9 @@ def test_the_review_screen_says_where_a_send_back_goes_never_to_the_reviewer(app
     next(b for b in at.button if b.label == "Send back").click().run()
     said = unescaped(at.success[0])
     if "bob" in team:
-        assert not goes_back and said == (f"Ranking {alices}: sent back. The item goes to the next of the 1 person its "
-                                          "set is served to who has not ranked it, neither alice nor you.")
+        assert not goes_back and said == (f"Ranking {alices}: sent back. The queue serves the item to the one other "
+                                          "person its set is served to who has not ranked it (not alice, who ranked it, "
+                                          "nor you, the reviewer).")
     else:  # the reviewer is the only other person: back to alice, as the screen said before the click
         assert goes_back and said.startswith(f"Ranking {alices}: sent back to alice, who ranks the item again")
     assert queue.next_item(app_db, annotation.annotator_id(app_db, "admin")) is None

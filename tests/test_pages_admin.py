@@ -159,6 +159,21 @@ def test_the_generate_screen_lists_a_sets_rounds_with_who_wrote_them_and_their_p
         [f"job {first}", start_name, 3, "2 of 3", 2], [f"job {second}", "llama, policy-1", 1, "0 of 1", 0]]
 
 
+def test_after_a_head_to_head_round_the_generate_form_offers_the_same_head_to_head(app_db):
+    start_id = versions.active_version(app_db, "generator")["id"]
+    policy = versions.register_version(app_db, "generator", "policy-1", "/nowhere", parent_id=start_id)
+    last = jobs.create_job(app_db, "generate", {"prompt_set": BUILTIN_SET, "generator_version": policy, "k": 3,
+                                                "versus_version": start_id, "versus_k": 1})
+    app_db.execute("UPDATE jobs SET status = 'done', result = '{\"items\": 8}' WHERE id = ?", [last])
+    app_db.conn.commit()
+    at = start("pages/data/generate.py")
+    at.selectbox(key="generate-set").set_value(BUILTIN_SET).run()
+    start_name = versions.get_version(app_db, start_id)["name"]
+    assert any(f"K=3 (1 by {start_name})" in unescaped(c) for c in at.caption)
+    assert next(s for s in at.selectbox if s.label.startswith("Head-to-head")).value["id"] == start_id
+    assert {n.label: n.value for n in at.number_input}["Answers it writes"] == 1
+
+
 def test_admin_cancels_a_running_job(app_db):
     job_id = jobs.create_job(app_db, "generate", {})
     app_db.execute("UPDATE jobs SET status = 'running', pid = ?, heartbeat_at = created_at, message = '3/40 prompts' WHERE id = ?",

@@ -225,6 +225,12 @@ def test_a_batch_reports_progress_as_its_tokens_are_written(tiny_small_vocab_gen
     report = within_batch(quiet, 0, 3, 3, 12, every_s=3600)
     report(5)
     assert quiet.seen == []  # at most once every every_s: the store is not written per token
+    two = Reports()  # a head-to-head's batch, 2 answers of 3 by its version, then 1 by the other: never going back
+    for part in ((0.0, 2 / 3), (2 / 3, 1 / 3)):
+        report = within_batch(two, 0, 3, 3, 12, every_s=0.0, part=part)
+        for t in (6, 12):
+            report(t)
+    assert [round(d, 6) for d, _, _ in two.seen] == [1.0, 2.0, 2.5, 3.0]
 
 
 def test_a_head_to_head_round_mixes_two_versions_in_each_item_and_the_leaderboard_meets_them(db, db_path, tiny_generator):

@@ -313,6 +313,8 @@ def result_value(value) -> str:
     ('0.123', '12', 'yes', '[1, 2]')
     >>> result_value([[1, 0.11714166402816772], [2, 0.126]])  # a curve: (step, value) pairs
     'step 1: 0.117 · step 2: 0.126'
+    >>> result_value({"SmolLM2-135M-Instruct (embedded)": 1, "llama": 2})  # answers per model of a round
+    'SmolLM2-135M-Instruct (embedded): 1 · llama: 2'
     """
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -320,6 +322,8 @@ def result_value(value) -> str:
         return f"{value:.3g}"
     if isinstance(value, list) and value and all(isinstance(p, list) and len(p) == 2 for p in value):
         return " · ".join(f"step {step}: {result_value(float(figure))}" for step, figure in value)
+    if isinstance(value, dict) and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value.values()):
+        return " · ".join(f"{name}: {result_value(figure)}" for name, figure in value.items())
     return value if isinstance(value, str) else json.dumps(value)
 
 

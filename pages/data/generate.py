@@ -63,7 +63,7 @@ def withdraw_cut(db, user, prompt_set: str) -> None:
 def cut_answers_section(db, sets: list[str]) -> None:
     """How many of a set's completions were cut at the token cap, and a way to take the unanswered ones out."""
     st.subheader("Answers cut at the token cap")
-    prompt_set = st.selectbox("Prompt set", sets, key="cut-set")
+    prompt_set = st.selectbox("Prompt set to check", sets, key="cut-set")
     counts = prompt_sets.cut_answers(db, prompt_set)
     if not counts["completions"]:
         st.caption("No generated completions in this set yet.")
@@ -80,7 +80,11 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
     # above the form, so that its settings start from the set's last round (a field inside a form changes nothing until sent)
     prompt_set = st.selectbox("Prompt set", sets, key="generate-set")
     defaults, previous = next_round_of(db, prompt_set, None)
-    st.caption(round_settings(defaults, previous))
+    last = previous["args"] if previous else {}
+    rival = next((v for v in local_generators if v["id"] == last.get("versus_version")), None) if last.get("versus_k") else None
+    if rival:  # the last round was a head-to-head: so is this one, unless changed below
+        defaults.versus_version, defaults.versus_k = rival["id"], int(last["versus_k"])
+    st.caption(round_settings(defaults, previous, rival and rival["name"]))
     mixed = parse_mix(defaults.remote)
     with st.form("generate"):
         version = version_picker(st, "Generator", local_generators)
@@ -97,12 +101,14 @@ def generation_form(db, local_generators: list[dict], remotes: list, sets: list[
         top_p = middle.number_input("Top-p", 0.05, 1.0, defaults.top_p, 0.05)
         max_new_tokens = right.number_input("Max new tokens", 8, 1024, defaults.max_new_tokens, 8)
         left, right = st.columns([3, 1])
-        versus = left.selectbox("Head-to-head: another version writes some of each item's answers", [None, *local_generators],
+        choices = [None, *local_generators]
+        versus = left.selectbox("Head-to-head: another version writes some of each item's answers", choices,
+                                index=choices.index(rival) if rival else 0,
                                 format_func=lambda v: "none" if v is None else version_label(v),
                                 help="answers of two versions shuffled in each item: people's rankings compare them "
                                      "directly, and the Model leaderboard rates them (a new version against where it "
                                      "started)")
-        versus_k = right.number_input("Answers it writes", 1, 8, max(1, defaults.k // 2))
+        versus_k = right.number_input("Answers it writes", 1, 8, defaults.versus_k or max(1, defaults.k // 2))
         left, middle, right = st.columns(3)
         seed = left.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         limit = middle.number_input("Only the first N prompts (0: all)", 0, 100_000, 0)

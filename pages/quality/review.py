@@ -33,9 +33,10 @@ def decide(db, user, ranking_id: int, item_id: int, action: str, reason_key: str
         if action == "send back" and not (others := review.others_who_can_rank(db, item_id)):
             st.session_state[DECISION] = ("warning", f"Ranking {ranking_id}: sent back, but {NOBODY_ELSE}")
         elif action == "send back":
-            st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back. The item goes to the next of the "
-                                          f"{others} {'person' if others == 1 else 'people'} its set is served to who "
-                                          f"{'has' if others == 1 else 'have'} not ranked it, neither {annotator} nor you.")
+            whom = ("the one other person" if others == 1 else f"one of the {others} other people") + \
+                f" its set is served to who {'has' if others == 1 else 'have'} not ranked it"
+            st.session_state[DECISION] = ("success", f"Ranking {ranking_id}: sent back. The queue serves the item to {whom} "
+                                                     f"(not {annotator}, who ranked it, nor you, the reviewer).")
     except (ValueError, LookupError) as error:
         st.session_state[DECISION] = ("error", str(error))
 

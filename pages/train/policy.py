@@ -142,7 +142,7 @@ def train_form(db) -> None:
             if (refused(held_out_problem(prompts_in[prompt_set], int(eval_prompts))) or refused(sharding_problem(strategy, lora))
                     or not judged and refused(token_cap_problem(int(max_new_tokens), min(ranked_cap, 1024)))):
                 return
-            if activate and refused(evaluation_pairs_problem(int(eval_prompts), int(k), activate=True)):
+            if activate and refused(evaluation_pairs_problem(int(eval_prompts), int(k), True, prompts_in[prompt_set])):
                 return
             if int(prompts_per_step) % processes:
                 st.error(f"{int(prompts_per_step)} prompts per step cannot be shared equally by {processes} processes: "
@@ -155,7 +155,7 @@ def train_form(db) -> None:
                 kl_coef=float(kl_coef), max_new_tokens=int(max_new_tokens), lora=lora, eval_prompts=int(eval_prompts),
                 name=name.strip(), activate=activate, gradient_checkpointing=low_memory, processes=processes,
                 strategy=strategy, spot_check=int(spot_check), spot_check_every=int(spot_check_every)), "Policy update",
-                note=evaluation_pairs_problem(int(eval_prompts), int(k)))
+                note=evaluation_pairs_problem(int(eval_prompts), int(k), prompts=prompts_in[prompt_set]))
 
 
 def agreement_by_kl(checkpoints: list[dict]) -> None:
@@ -239,7 +239,7 @@ def compare_and_use(db) -> None:
     parent = version["parent_id"] and versions.get_version(db, version["parent_id"])
     versus = parent and left.checkbox(
         f"Head-to-head with {parent['name']}", True, key=f"next-round-versus-{version['id']}",
-        help=f"{parent['name']}, where it started, writes half of each item's answers beside it, shuffled: people's "
+        help=f"{parent['name']}, where it started, writes about half of each item's answers (K // 2) beside it, shuffled: people's "
              "rankings then compare the two directly, and the Model leaderboard rates them (without it, each round's "
              "answers come from one version, and the leaderboard never sees two meet)")
     config, previous = next_round_of(db, prompt_set, version["id"], parent["id"] if versus else None)
