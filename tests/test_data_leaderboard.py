@@ -103,6 +103,18 @@ def test_the_leaderboard_screen_shows_ratings_and_the_win_rate_matrix(app_db):
     assert any("Tie strength" in c.value for c in at.main.caption)
 
 
+def test_the_leaderboard_screen_says_too_few_to_tell_on_a_handful_of_pairs(app_db):
+    """It showed 1537 against 463 and a 79% tie rate from 4 pairs in 2 items (walk, 2026-12-07)."""
+    from tests.test_pages import start
+
+    for p in range(2):
+        ranked_item(app_db, f"arena {p}", ["new", "start", "new"], [[0], [1, 2]])
+    at = start("pages/quality/models.py")
+    assert not at.exception and at.warning[0].value.startswith("Too few to tell yet for ")
+    assert "4 pairs against other models" in at.warning[0].value
+    assert not any("Tie strength" in c.value for c in at.main.caption)
+
+
 def test_the_leaderboard_screen_says_what_to_do_before_two_models_meet(app_db):
     from tests.test_pages import start
 

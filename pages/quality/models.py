@@ -6,6 +6,7 @@ import streamlit as st
 
 from data import leaderboard
 from data.store import db_file
+from training.gate import MIN_PAIRS
 from ui.session import screen
 
 
@@ -47,8 +48,13 @@ with screen("Model leaderboard") as (db, user):
     board = cached_leaderboard(str(db_file(db)), leaderboard.watermark(db), bootstrap)
     if board is None:
         st.info("No two models have met in a ranking yet. Generate items whose completions come from more than one "
-                "model, or import completions with a model per completion, then rank them.")
+                "model (a head-to-head: Data → Generate, or the next round after a policy update; or a remote "
+                "generator in the mix), or import completions with a model per completion, then rank them.")
         st.stop()
+    if few := [r for r in board.ratings if r.pairs < MIN_PAIRS]:  # as every other screen says "too few to tell"
+        st.warning(f"Too few to tell yet for {', '.join(r.model for r in few)}: "
+                   + ", ".join(f"{r.pairs} pair{'s' * (r.pairs != 1)}" for r in few) + f" against other models, where "
+                   f"a rating and its interval mean something from about {MIN_PAIRS}. Rank more items where they meet.")
     table = pd.DataFrame([vars(r) for r in board.ratings])
     st.dataframe(table, hide_index=True, column_config={
         "rating": st.column_config.NumberColumn(format="%.0f"), "low": st.column_config.NumberColumn("2.5%", format="%.0f"),
@@ -60,5 +66,6 @@ with screen("Model leaderboard") as (db, user):
     left.altair_chart(ratings_chart(table), width="stretch")
     right.caption("Win rate of the row's model against the column's (ties count half)")
     right.altair_chart(win_rate_chart(board), width="stretch")
-    st.caption(f"Tie strength ν = {board.tie_strength:.2f}: annotators tie two equally good completions "
-               f"{board.tie_strength / (2 + board.tie_strength):.0%} of the time.")
+    if not few:  # a tie rate read from a handful of games is noise
+        st.caption(f"Tie strength ν = {board.tie_strength:.2f}: annotators tie two equally good completions "
+                   f"{board.tie_strength / (2 + board.tie_strength):.0%} of the time.")
