@@ -78,7 +78,8 @@ def next_round(previous: dict | None, prompt_set: str, generator_version: int | 
     """A generation round with a new generator version, sampled as the set's last round was (K, temperature, top-p,
     token cap, remote mix), so annotators rank items like the ones before, with a seed of its own (`fresh_seed`);
     the defaults for a set never generated. `previous`: the last round's arguments; `items_made`: the items it wrote;
-    `versus_version`: a version (where the new one started) writing half the K, less any remote share, beside it."""
+    `versus_version`: a version (where the new one started) writing about half the K (K // 2, leaving the new version
+    one at least beside any remote share)."""
     kept = {key: previous[key] for key in ROUND_SETTINGS if previous and key in previous}
     config = GenerationConfig(prompt_set=prompt_set, generator_version=generator_version,
                               seed=fresh_seed(previous, items_made), **kept)
