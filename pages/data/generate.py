@@ -133,7 +133,7 @@ def rounds_table(db, prompt_set: str) -> None:
         return
     st.markdown(f"**Rounds of {inline(prompt_set)}** · which generator wrote which items, and how far their ranking is")
     st.dataframe(pd.DataFrame([{
-        "round": f"job {r['job_id']}" if r["job_id"] else "imported", "written by": ", ".join(r["writers"]),
+        "round": f"job {r['job_id']}" if r["job_id"] else "built in or imported", "written by": ", ".join(r["writers"]),
         "started": to_the_minute(r["started"]), "items": r["items"], "rankings": f"{r['done']:,} of {r['wanted']:,}",
         "complete items": r["complete"]} for r in rounds]), hide_index=True, placeholder="—")
 
