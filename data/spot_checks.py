@@ -197,8 +197,9 @@ def nothing_to_queue(evaluation: dict, by: str) -> str | None:
     """
     if not evaluation.get("examples"):
         return None
-    tied = (evaluation.get("val/win_rate") or 0) > 0  # no win, so a win rate above 0 is ties: the two scored alike
-    why = "it scores the new answers and the start's alike" if tied else "it prefers the start's answers"
+    ties = evaluation.get("val/win_rate") or 0  # no win, so the win rate is half the share of ties: 0.5, every pair
+    why = ("it scores the new answers and the start's alike" if ties >= 0.5 else
+           "it prefers the start's answers or scores them alike" if ties > 0 else "it prefers the start's answers")
     return (f"spot check: no pair queued: {by} preferred the new answer on none of the {evaluation.get('val/win_pairs', '?')} "
             f"held-out pairs ({why}), so there is nothing of its favourites for people to check")
 
