@@ -89,12 +89,16 @@ def next_round(previous: dict | None, prompt_set: str, generator_version: int | 
     return config
 
 
-def next_round_of(db, prompt_set: str, generator_version: int | None,
-                  versus_version: int | None = None) -> tuple[GenerationConfig, dict | None]:
-    """`next_round` after the set's newest finished generation job, and that job (None: the set was never generated)."""
+def next_round_of(db, prompt_set: str, generator_version: int | None, versus_version: int | None = None,
+                  same_head_to_head: bool = False) -> tuple[GenerationConfig, dict | None]:
+    """`next_round` after the set's newest finished generation job, and that job (None: the set was never generated).
+    `same_head_to_head`: a last round that was a head-to-head gives its other version and share as well."""
     last = jobs.latest_done(db, "generate", prompt_set)
     made = int(((last or {}).get("result") or {}).get("items") or 0)
-    return next_round(last and last["args"], prompt_set, generator_version, made, versus_version), last
+    config = next_round(last and last["args"], prompt_set, generator_version, made, versus_version)
+    if same_head_to_head and last and last["args"].get("versus_k"):
+        config.versus_version, config.versus_k = last["args"].get("versus_version"), int(last["args"]["versus_k"])
+    return config, last
 
 
 def fresh_seed(previous: dict | None, items_made: int) -> int:

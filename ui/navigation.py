@@ -48,12 +48,11 @@ def navigation(user) -> dict:
         return {"": annotate}
     # an admin lands on Overview, not Annotate: opening Annotate reserves an item for 10 minutes, and an admin who came
     # to run the project held one from both annotators that way (walk, 2026-12-07); /overview stays its address too
-    home = ADMIN_HOME
-    title, icon = next((title, icon) for file, title, icon in ADMIN_SCREENS["Data"] if file == home)
-    landing = [st.Page(f"pages/{home}.py", title=title, icon=f":material/{icon}:", url_path="home", default=True),
-               st.Page(f"pages/{home}.py", title=title, url_path=home.split("/")[-1], visibility="hidden")]
+    title, icon = next((title, icon) for file, title, icon in ADMIN_SCREENS["Data"] if file == ADMIN_HOME)
+    landing = [st.Page(f"pages/{ADMIN_HOME}.py", title=title, icon=f":material/{icon}:", url_path="home", default=True),
+               st.Page(f"pages/{ADMIN_HOME}.py", title=title, url_path=ADMIN_HOME.split("/")[-1], visibility="hidden")]
     return {"Annotate": [st.Page(f"pages/{ANNOTATE}.py", title="Annotate", icon=":material/reorder:")], **{
         section: [*(landing if section == "Data" else []),
                   *(st.Page(f"pages/{file}.py", title=title, icon=f":material/{icon}:")
-                    for file, title, icon in screens if file != home)]
+                    for file, title, icon in screens if file != ADMIN_HOME)]
         for section, screens in ADMIN_SCREENS.items()}}

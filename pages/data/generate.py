@@ -79,11 +79,8 @@ def cut_answers_section(db, sets: list[str]) -> None:
 def generation_form(db, local_generators: list[dict], remotes: list, sets: list[str]) -> str:
     # above the form, so that its settings start from the set's last round (a field inside a form changes nothing until sent)
     prompt_set = st.selectbox("Prompt set", sets, key="generate-set")
-    defaults, previous = next_round_of(db, prompt_set, None)
-    last = previous["args"] if previous else {}
-    rival = next((v for v in local_generators if v["id"] == last.get("versus_version")), None) if last.get("versus_k") else None
-    if rival:  # the last round was a head-to-head: so is this one, unless changed below
-        defaults.versus_version, defaults.versus_k = rival["id"], int(last["versus_k"])
+    defaults, previous = next_round_of(db, prompt_set, None, same_head_to_head=True)
+    rival = next((v for v in local_generators if v["id"] == defaults.versus_version), None) if defaults.versus_k else None
     st.caption(round_settings(defaults, previous, rival and rival["name"]))
     mixed = parse_mix(defaults.remote)
     with st.form("generate"):
